@@ -1,0 +1,125 @@
+# qtk build. `make` builds build/libqtk.a and build/qtk; see README.md.
+#   make test            all Check suites          make bench    benchmarks
+#   make demo            the main job on the built-in default
+#   make test SANITIZE=1 the suites under ASan+UBSan (objects in build/asan)
+#   make CUDA=0          CPU only, even where nvcc exists
+#   make install PREFIX=/opt/qtk
+
+PREFIX ?= /usr/local
+SANITIZE ?= 0
+BUILD := build
+ifeq ($(SANITIZE),1)
+BUILD := build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifeq ($(origin CUDA),undefined)
+CUDA := $(if $(NVCC),1,0)
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+# sm_90 SASS for Hopper plus compute_90 PTX so newer GPUs JIT it
+NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+
+PKGS := libcjson zlib openblas
+# Calling scripts/deps.sh from a recipe keeps `make` usable offline once installed.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+CC ?= cc
+# -ffp-contract=off: no fused multiply-add, so float results match PyTorch's
+# operation-by-operation rounding. C11 with POSIX for mmap/mkstemp/fsync.
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -fopenmp -ffp-contract=off -fPIC \
+          -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes $(SANFLAGS) $(PKG_CFLAGS)
+LDLIBS := $(PKG_LIBS) -lm
+LDFLAGS += -fopenmp $(SANFLAGS)
+
+CORE_SRC := $(wildcard core/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+ifeq ($(CUDA),1)
+CUDA_SRC := $(wildcard core/cuda/*.cu)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
+NVCCFLAGS := -O2 -std=c++17 $(NVCC_ARCH) --fmad=false -Xcompiler -fPIC,-fopenmp
+LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread -lstdc++
+else
+CUDA_OBJ := $(BUILD)/obj/core/cuda/stub.o
+endif
+LIB_OBJ := $(CORE_OBJ) $(CUDA_OBJ)
+
+CLI_SRC := $(wildcard experiments/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all lib cli test bench demo install uninstall clean deps
+all: lib cli
+lib: $(BUILD)/libqtk.a
+cli: $(BUILD)/qtk
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/libqtk.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/qtk: $(CLI_OBJ) $(BUILD)/libqtk.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqtk.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libqtk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libqtk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O3 -Icore -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(LDLIBS)
+
+# The test, demo and bench targets install missing Debian packages first, then
+# build (a recursive make, so pkg-config flags are read after the install).
+test: deps
+	@$(MAKE) --no-print-directory build-tests
+	@bash tests/run.sh $(TEST_BIN)
+
+build-tests: $(TEST_BIN) $(BUILD)/qtk
+
+bench: deps
+	@$(MAKE) --no-print-directory CFLAGS="-O3 -g -march=native" BUILD=build/bench-build build-bench
+	@for b in build/bench-build/bench/*; do $$b || exit 1; done
+
+build-bench: $(BENCH_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory cli
+	$(BUILD)/qtk demo --out results/demo
+
+install: lib cli
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/qtk/cuda $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(BUILD)/libqtk.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 core/*.h $(DESTDIR)$(PREFIX)/include/qtk/
+	install -m 644 core/cuda/qtk_cuda.h $(DESTDIR)$(PREFIX)/include/qtk/cuda/
+	install -m 755 $(BUILD)/qtk $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/.*QTK_VERSION "\(.*\)"/\1/p' core/qtk.h)|' \
+	    -e 's|@LIBS@|$(LDLIBS) -fopenmp|' libqtk.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libqtk.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/qtk $(DESTDIR)$(PREFIX)/lib/libqtk.a \
+	       $(DESTDIR)$(PREFIX)/lib/pkgconfig/libqtk.pc $(DESTDIR)$(PREFIX)/bin/qtk
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,43 @@
+// Check macros for CUDA runtime, cuBLAS and cuDNN calls: on failure they set
+// the qtk error message with the call, file and line and return QTK_ERR_CUDA
+// from the enclosing function.
+#ifndef QTK_CUDA_CHECK_H
+#define QTK_CUDA_CHECK_H
+
+#include <cuda_runtime.h>
+
+#include "../error.h"
+
+#define QTK_CUDA_TRY(call)                                                                 \
+    do {                                                                                   \
+        cudaError_t qtk_ce_ = (call);                                                      \
+        if (qtk_ce_ != cudaSuccess)                                                        \
+            return qtk_fail(QTK_ERR_CUDA, "CUDA error %s (%s) in %s at %s:%d",             \
+                            cudaGetErrorName(qtk_ce_), cudaGetErrorString(qtk_ce_), #call, \
+                            __FILE__, __LINE__);                                           \
+    } while (0)
+
+// After a kernel launch: launch-configuration errors surface here.
+#define QTK_CUDA_TRY_LAUNCH(what) QTK_CUDA_TRY(cudaGetLastError())
+
+#ifdef CUBLAS_API_H_
+#define QTK_CUBLAS_TRY(call)                                                               \
+    do {                                                                                   \
+        cublasStatus_t qtk_cb_ = (call);                                                   \
+        if (qtk_cb_ != CUBLAS_STATUS_SUCCESS)                                              \
+            return qtk_fail(QTK_ERR_CUDA, "cuBLAS error %s in %s at %s:%d",                \
+                            cublasGetStatusName(qtk_cb_), #call, __FILE__, __LINE__);      \
+    } while (0)
+#endif
+
+#ifdef CUDNN_VERSION
+#define QTK_CUDNN_TRY(call)                                                                \
+    do {                                                                                   \
+        cudnnStatus_t qtk_cd_ = (call);                                                    \
+        if (qtk_cd_ != CUDNN_STATUS_SUCCESS)                                               \
+            return qtk_fail(QTK_ERR_CUDA, "cuDNN error %s in %s at %s:%d",                 \
+                            cudnnGetErrorString(qtk_cd_), #call, __FILE__, __LINE__);      \
+    } while (0)
+#endif
+
+#endif

@@ -1,0 +1,34 @@
+// CPU-only builds (make CUDA=0, or no nvcc): the CUDA API exists and says so.
+#include <stdio.h>
+
+#include "qtk_cuda.h"
+
+#define NO_CUDA() qtk_fail(QTK_ERR_UNSUPPORTED, "this qtk was built without CUDA (rebuild with nvcc and CUDA=1)")
+
+int qtk_cuda_built(void) { return 0; }
+int qtk_cuda_device_count(void) { return 0; }
+qtk_status qtk_cuda_device_info(int device, char *buf, size_t cap) {
+    if (cap) buf[0] = '\0';
+    return NO_CUDA();
+}
+qtk_status qtk_cuda_malloc(void **d_ptr, size_t nbytes) {
+    *d_ptr = NULL;
+    return NO_CUDA();
+}
+qtk_status qtk_cuda_free(void *d_ptr) { return d_ptr ? NO_CUDA() : QTK_OK; }
+qtk_status qtk_cuda_memcpy_h2d(void *d_dst, const void *src, size_t nbytes) { return NO_CUDA(); }
+qtk_status qtk_cuda_memcpy_d2h(void *dst, const void *d_src, size_t nbytes) { return NO_CUDA(); }
+qtk_status qtk_cuda_synchronize(void) { return NO_CUDA(); }
+qtk_status qtk_fake_quant_per_tensor_cuda(const float *d_x, float *d_y, size_t n, float s, float z, int lo, int hi,
+                                          qtk_fq_formula f) {
+    return NO_CUDA();
+}
+qtk_status qtk_fake_quant_per_channel_cuda(const float *d_x, float *d_y, size_t outer, size_t C, size_t inner,
+                                           const float *d_s, const float *d_z, int lo, int hi, qtk_fq_formula f) {
+    return NO_CUDA();
+}
+qtk_status qtk_fake_quant_per_group_cuda(const float *d_x, float *d_y, size_t outer, size_t L, size_t inner,
+                                         size_t g, const float *d_s, const float *d_z, int lo, int hi,
+                                         qtk_fq_formula f) {
+    return NO_CUDA();
+}

@@ -1,0 +1,55 @@
+// Fake quantization: x -> (clamp(round(...)) - z) * s, float in, float out.
+//
+// Bit-exact with PyTorch for both formulas of qparams.h: the reference form
+// divides (x / s), it never multiplies by a precomputed reciprocal; the torch
+// form multiplies by fl32(1/s) exactly as ATen's kernels do. All functions
+// accept y == x (in place).
+#ifndef QTK_FAKEQUANT_H
+#define QTK_FAKEQUANT_H
+
+#include <math.h>
+#include <stddef.h>
+
+#include "qparams.h"
+
+// One element, the readable reference every kernel is tested against.
+static inline float qtk_fake_quant_scalar(float x, float s, float z, int lo, int hi,
+                                          qtk_fq_formula f) {
+    float q;
+    if (f == QTK_FQ_TORCH) {
+        // qval = z + nearbyint(x * inv_scale); (clamp(qval) - z) * scale
+        float inv = 1.0f / s;
+        q = rintf(x * inv) + z;
+    } else {
+        // torch.round(x / scale + zero_point)
+        q = rintf(x / s + z);
+    }
+    // .clamp(qmin, qmax); NaN stays NaN like torch.clamp
+    if (q < (float)lo) q = (float)lo;
+    if (q > (float)hi) q = (float)hi;
+    // (x_q - zero_point) * scale
+    return (q - z) * s;
+}
+
+// Scalar reference over a whole tensor (any granularity). Slow; for tests.
+qtk_status qtk_fake_quant_ref(const qtk_qparams *p, const float *x, float *y,
+                              int ndim, const int64_t *shape);
+
+// Optimized (vectorized + OpenMP) kernels. lo/hi from qtk_qrange.
+void qtk_fake_quant_per_tensor(const float *x, float *y, size_t n, float s, float z,
+                               int lo, int hi, qtk_fq_formula f);
+// x viewed as (outer, C, inner); channel c uses s[c], z[c].
+void qtk_fake_quant_per_channel(const float *x, float *y, size_t outer, size_t C, size_t inner,
+                                const float *s, const float *z, int lo, int hi, qtk_fq_formula f);
+// x viewed as (outer, L, inner); groups of g consecutive elements along L;
+// params laid out (outer, L/g, inner).
+void qtk_fake_quant_per_group(const float *x, float *y, size_t outer, size_t L, size_t inner,
+                              size_t g, const float *s, const float *z, int lo, int hi,
+                              qtk_fq_formula f);
+
+// Dispatcher: validates p against the shape and runs the matching kernel.
+// bits == QTK_BITS_OFF copies x to y.
+qtk_status qtk_fake_quant(const qtk_qparams *p, const float *x, float *y, int ndim,
+                          const int64_t *shape);
+
+#endif

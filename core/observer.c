@@ -1,0 +1,343 @@
+#include "observer.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fakequant.h"
+#include "tensor.h"
+
+static const char *kind_names[] = {"minmax", "ema", "percentile", "omse", "ptf"};
+
+const char *qtk_observer_kind_name(qtk_observer_kind k) {
+    return (unsigned)k <= QTK_OBS_PTF ? kind_names[k] : "?";
+}
+
+qtk_status qtk_observer_kind_from_name(const char *name, qtk_observer_kind *out) {
+    for (int i = 0; i <= QTK_OBS_PTF; i++)
+        if (strcmp(name, kind_names[i]) == 0) {
+            *out = (qtk_observer_kind)i;
+            return QTK_OK;
+        }
+    return qtk_fail(QTK_ERR_ARG, "unknown observer \"%s\" (expected minmax, ema, percentile, omse or ptf)",
+                    name);
+}
+
+qtk_status qtk_observer_init(qtk_observer *o, qtk_observer_kind kind, int bits, bool is_signed,
+                             bool channel_wise, int axis) {
+    memset(o, 0, sizeof *o);
+    int lo, hi;
+    if ((unsigned)kind > QTK_OBS_PTF) return qtk_fail(QTK_ERR_ARG, "invalid observer kind %d", (int)kind);
+    QTK_TRY(qtk_qrange(bits, is_signed, &lo, &hi));
+    if (kind == QTK_OBS_PTF) {
+        channel_wise = true;
+        axis = -1;
+    }
+    if ((kind == QTK_OBS_OMSE || kind == QTK_OBS_PERCENTILE) && channel_wise)
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "the %s observer is per tensor only (the reference has no "
+                        "channel-wise form)", kind_names[kind]);
+    o->kind = kind;
+    o->bits = bits;
+    o->is_signed = is_signed;
+    o->symmetric = is_signed;
+    o->channel_wise = channel_wise;
+    o->axis = axis;
+    o->momentum = 0.01f;
+    o->q_hi = 0.99999f;
+    o->q_lo = 0.00001f;
+    return QTK_OK;
+}
+
+void qtk_observer_free(qtk_observer *o) {
+    qtk_aligned_free(o->min_val);
+    qtk_aligned_free(o->max_val);
+    memset(o, 0, sizeof *o);
+}
+
+void qtk_channel_minmax(const float *x, size_t outer, size_t C, size_t inner, float *mn, float *mx) {
+    for (size_t c = 0; c < C; c++) {
+        mn[c] = INFINITY;
+        mx[c] = -INFINITY;
+    }
+    if (inner == 1) {
+        // channels on the last axis: each thread reduces a slab of rows into
+        // its own arrays, then merges (min/max are exact in any order)
+#pragma omp parallel if (outer * C >= 65536)
+        {
+            float *lmn = malloc(C * sizeof *lmn), *lmx = malloc(C * sizeof *lmx);
+            QTK_CHECK(lmn && lmx);
+            for (size_t c = 0; c < C; c++) {
+                lmn[c] = INFINITY;
+                lmx[c] = -INFINITY;
+            }
+#pragma omp for schedule(static)
+            for (size_t r = 0; r < outer; r++) {
+                const float *xr = x + r * C;
+                for (size_t c = 0; c < C; c++) {
+                    lmn[c] = xr[c] < lmn[c] ? xr[c] : lmn[c];
+                    lmx[c] = xr[c] > lmx[c] ? xr[c] : lmx[c];
+                }
+            }
+#pragma omp critical
+            for (size_t c = 0; c < C; c++) {
+                if (lmn[c] < mn[c]) mn[c] = lmn[c];
+                if (lmx[c] > mx[c]) mx[c] = lmx[c];
+            }
+            free(lmn);
+            free(lmx);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (outer * C * inner >= 65536)
+    for (size_t c = 0; c < C; c++) {
+        float a = INFINITY, b = -INFINITY;
+        for (size_t r = 0; r < outer; r++) {
+            const float *xr = x + (r * C + c) * inner;
+            for (size_t i = 0; i < inner; i++) {
+                a = xr[i] < a ? xr[i] : a;
+                b = xr[i] > b ? xr[i] : b;
+            }
+        }
+        mn[c] = a;
+        mx[c] = b;
+    }
+}
+
+// Hoare-style selection: afterwards v[k] holds the k-th smallest value, all
+// v[<k] <= v[k] <= all v[>k].
+static void select_kth(float *v, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        // median of three as pivot
+        size_t mid = lo + (hi - lo) / 2;
+        float a = v[lo], b = v[mid], c = v[hi];
+        float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return;
+    }
+}
+
+float qtk_quantile_inplace(float *v, size_t n, float q) {
+    if (n == 1) return v[0];
+    // ranks = q * (n - 1) in the input's dtype (float32); below = ranks.long()
+    float rank = q * (float)(n - 1);
+    size_t below = (size_t)rank;
+    if (below > n - 1) below = n - 1;
+    float w = rank - (float)below;
+    select_kth(v, n, below);
+    float a = v[below], b = a;
+    if (below + 1 < n) {
+        b = v[below + 1];
+        for (size_t i = below + 2; i < n; i++) b = v[i] < b ? v[i] : b;
+    }
+    // at::lerp: weight < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w)
+    return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+}
+
+float qtk_fq_mse(const float *x, size_t n, float s, float z, int lo, int hi) {
+    double acc = 0.0;
+#pragma omp parallel for reduction(+ : acc) schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) {
+        // (x - x_q).abs().pow(2): the difference and its square in float32
+        float d = x[i] - qtk_fake_quant_scalar(x[i], s, z, lo, hi, QTK_FQ_REF);
+        acc += (double)(d * d);
+    }
+    return (float)(acc / (double)n);
+}
+
+int qtk_omse_search(const float *x, size_t n, float mn, float mx, int lo, int hi, float *s, float *z) {
+    float best = 1e10f;
+    int best_i = 0;
+    qtk_params_asym(mn, mx, lo, hi, s, z);
+    for (int i = 0; i < 90; i++) {
+        // new_max = max_val * (1.0 - i * 0.01): the factor is a Python float
+        float f = (float)(1.0 - (double)i * 0.01);
+        float si, zi;
+        qtk_params_asym(mn * f, mx * f, lo, hi, &si, &zi);
+        float score = qtk_fq_mse(x, n, si, zi, lo, hi);
+        if (score < best) {
+            best = score;
+            best_i = i;
+            *s = si;
+            *z = zi;
+        }
+    }
+    return best_i;
+}
+
+static qtk_status ensure_state(qtk_observer *o, size_t C) {
+    if (o->min_val) {
+        if (o->C != C)
+            return qtk_fail(QTK_ERR_ARG, "observer saw %zu channels before and %zu now", o->C, C);
+        return QTK_OK;
+    }
+    size_t n = o->channel_wise ? C : 1;
+    o->min_val = qtk_aligned_alloc(n * sizeof(float));
+    o->max_val = qtk_aligned_alloc(n * sizeof(float));
+    if (!o->min_val || !o->max_val) return qtk_fail(QTK_ERR_NOMEM, "observer: cannot allocate %zu channels", n);
+    o->C = C;
+    return QTK_OK;
+}
+
+static qtk_status update_quantiles(qtk_observer *o, const float *x, size_t n, float *cur_mn, float *cur_mx) {
+    float *v = malloc(n * sizeof *v);
+    if (!v) return qtk_fail(QTK_ERR_NOMEM, "percentile observer: cannot copy %zu values", n);
+    if (o->pct_abs) {
+        for (size_t i = 0; i < n; i++) v[i] = fabsf(x[i]);
+        *cur_mx = qtk_quantile_inplace(v, n, o->q_hi);
+        *cur_mn = -*cur_mx;
+    } else {
+        memcpy(v, x, n * sizeof *v);
+        *cur_mx = qtk_quantile_inplace(v, n, o->q_hi);
+        *cur_mn = qtk_quantile_inplace(v, n, o->q_lo);
+    }
+    free(v);
+    return QTK_OK;
+}
+
+qtk_status qtk_observer_update(qtk_observer *o, const float *x, int ndim, const int64_t *shape) {
+    size_t outer, C, inner;
+    int axis = o->channel_wise ? o->axis : 0;
+    QTK_TRY(qtk_axis_view(ndim, shape, axis, &outer, &C, &inner));
+    size_t n = outer * C * inner;
+    if (n == 0) return qtk_fail(QTK_ERR_ARG, "observer update with an empty tensor");
+    QTK_TRY(ensure_state(o, o->channel_wise ? C : 1));
+    size_t nc = o->channel_wise ? C : 1;
+    float one_mn, one_mx;
+    float *cur_mn = &one_mn, *cur_mx = &one_mx;
+    if (o->channel_wise) {
+        cur_mn = malloc(C * sizeof *cur_mn);
+        cur_mx = malloc(C * sizeof *cur_mx);
+        if (!cur_mn || !cur_mx) {
+            free(cur_mn);
+            free(cur_mx);
+            return qtk_fail(QTK_ERR_NOMEM, "observer: cannot allocate %zu channels", C);
+        }
+        qtk_channel_minmax(x, outer, C, inner, cur_mn, cur_mx);
+    } else if (o->kind == QTK_OBS_PERCENTILE) {
+        QTK_TRY(update_quantiles(o, x, n, cur_mn, cur_mx));
+    } else {
+        // layer-wise: the per-channel reduction collapsed at once is the global min/max
+        float a = INFINITY, b = -INFINITY;
+#pragma omp parallel for reduction(min : a) reduction(max : b) schedule(static) if (n >= 65536)
+        for (size_t i = 0; i < n; i++) {
+            a = x[i] < a ? x[i] : a;
+            b = x[i] > b ? x[i] : b;
+        }
+        one_mn = a;
+        one_mx = b;
+    }
+    bool ema = o->kind == QTK_OBS_EMA || o->kind == QTK_OBS_PERCENTILE;
+    for (size_t c = 0; c < nc; c++) {
+        if (o->n_updates == 0) {
+            o->min_val[c] = cur_mn[c];
+            o->max_val[c] = cur_mx[c];
+        } else if (ema) {
+            // self.max_val = self.max_val + self.sigma * (cur_max - self.max_val)
+            o->max_val[c] = o->max_val[c] + o->momentum * (cur_mx[c] - o->max_val[c]);
+            o->min_val[c] = o->min_val[c] + o->momentum * (cur_mn[c] - o->min_val[c]);
+        } else {
+            o->max_val[c] = fmaxf(o->max_val[c], cur_mx[c]);
+            o->min_val[c] = fminf(o->min_val[c], cur_mn[c]);
+        }
+    }
+    if (o->channel_wise) {
+        free(cur_mn);
+        free(cur_mx);
+    }
+    o->n_updates++;
+    return QTK_OK;
+}
+
+static qtk_status ptf_params(const qtk_observer *o, const float *x, int ndim, const int64_t *shape,
+                             int lo, int hi, qtk_qparams *out) {
+    size_t outer, C, inner;
+    QTK_TRY(qtk_axis_view(ndim, shape, -1, &outer, &C, &inner));
+    if (C != o->C)
+        return qtk_fail(QTK_ERR_ARG, "PTF observer: last batch has %zu channels, statistics have %zu", C, o->C);
+    float mx_t = -INFINITY, mn_t = INFINITY;
+    for (size_t c = 0; c < C; c++) {
+        mx_t = fmaxf(mx_t, o->max_val[c]);
+        mn_t = fminf(mn_t, o->min_val[c]);
+    }
+    float s8, z;
+    qtk_params_asym(mn_t, mx_t, lo, hi, &s8, &z);
+    float s4 = s8 / 2.0f, s2 = s4 / 2.0f, s1 = s2 / 2.0f;
+    const float sk[4] = {s1, s2, s4, s8};
+    QTK_TRY(qtk_qparams_init(out, o->bits, o->is_signed, false, QTK_PER_CHANNEL, -1, 0, C));
+#pragma omp parallel for schedule(dynamic, 4) if (outer * C >= 65536)
+    for (size_t c = 0; c < C; c++) {
+        double acc[4] = {0, 0, 0, 0};
+        for (size_t r = 0; r < outer; r++) {
+            float v = x[r * C + c];
+            for (int k = 0; k < 4; k++) {
+                float d = v - qtk_fake_quant_scalar(v, sk[k], z, lo, hi, QTK_FQ_REF);
+                acc[k] += (double)(d * d);
+            }
+        }
+        // score.index(min(score)): the first minimum, i.e. ties to the smaller factor
+        int best = 0;
+        float bs = (float)(acc[0] / (double)outer);
+        for (int k = 1; k < 4; k++) {
+            float sc = (float)(acc[k] / (double)outer);
+            if (sc < bs) {
+                bs = sc;
+                best = k;
+            }
+        }
+        out->scale[c] = s1 * (float)(1 << best);
+        out->zero[c] = z;
+    }
+    return QTK_OK;
+}
+
+qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int ndim,
+                               const int64_t *shape, qtk_qparams *out) {
+    memset(out, 0, sizeof *out);
+    if (o->n_updates == 0)
+        return qtk_fail(QTK_ERR_ARG, "%s observer has seen no data: call qtk_observer_update first",
+                        kind_names[o->kind]);
+    int lo, hi;
+    QTK_TRY(qtk_qrange(o->bits, o->is_signed, &lo, &hi));
+    if (o->kind == QTK_OBS_PTF || o->kind == QTK_OBS_OMSE) {
+        if (!x_last)
+            return qtk_fail(QTK_ERR_ARG, "%s observer needs the last batch's tensor to score candidates",
+                            kind_names[o->kind]);
+        if (o->kind == QTK_OBS_PTF) return ptf_params(o, x_last, ndim, shape, lo, hi, out);
+        int64_t n = qtk_numel(ndim, shape);
+        if (n <= 0) return qtk_fail(QTK_ERR_ARG, "OMSE observer: empty last-batch tensor");
+        QTK_TRY(qtk_qparams_init(out, o->bits, o->is_signed, false, QTK_PER_TENSOR, 0, 0, 1));
+        qtk_omse_search(x_last, (size_t)n, o->min_val[0], o->max_val[0], lo, hi, &out->scale[0], &out->zero[0]);
+        return QTK_OK;
+    }
+    size_t nc = o->channel_wise ? o->C : 1;
+    QTK_TRY(qtk_qparams_init(out, o->bits, o->is_signed, o->symmetric || o->pct_abs,
+                             o->channel_wise ? QTK_PER_CHANNEL : QTK_PER_TENSOR, o->channel_wise ? o->axis : 0,
+                             0, nc));
+    for (size_t c = 0; c < nc; c++) {
+        if (o->pct_abs) {
+            out->scale[c] = qtk_scale_absmax(o->max_val[c], o->bits);
+            out->zero[c] = 0.0f;
+        } else if (o->symmetric) {
+            qtk_params_sym(o->min_val[c], o->max_val[c], lo, hi, &out->scale[c], &out->zero[c]);
+        } else {
+            qtk_params_asym(o->min_val[c], o->max_val[c], lo, hi, &out->scale[c], &out->zero[c]);
+        }
+    }
+    return QTK_OK;
+}

@@ -1,0 +1,18 @@
+// qtk: post-training quantization toolkit. One include for the core library.
+#ifndef QTK_H
+#define QTK_H
+
+#define QTK_VERSION "0.1.0"
+
+#include "error.h"
+#include "fakequant.h"
+#include "hadamard.h"
+#include "observer.h"
+#include "pack.h"
+#include "qparams.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "tensor.h"
+#include "cuda/qtk_cuda.h"
+
+#endif

@@ -1,0 +1,32 @@
+// PCG32 (O'Neill, pcg-random.org, "pcg32_random_r"): the one seeded generator
+// every sampler and search in qtk uses, so runs reproduce from their seed.
+#ifndef QTK_RNG_H
+#define QTK_RNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t state;
+    uint64_t inc; // stream selector, always odd
+} qtk_rng;
+
+// Seeds as pcg32_srandom_r(rng, seed, stream).
+void qtk_rng_seed(qtk_rng *r, uint64_t seed, uint64_t stream);
+uint32_t qtk_rng_u32(qtk_rng *r);
+// Uniform integer in [0, bound), unbiased (rejection of the short tail). bound >= 1.
+uint32_t qtk_rng_below(qtk_rng *r, uint32_t bound);
+// Uniform float in [0, 1) with 24 random bits; double with 53.
+float qtk_rng_uniform(qtk_rng *r);
+double qtk_rng_uniform_f64(qtk_rng *r);
+// Uniform in [a, b).
+float qtk_rng_range(qtk_rng *r, float a, float b);
+// Standard normal (Box-Muller in double, one value per call).
+float qtk_rng_normal(qtk_rng *r);
+// Fisher-Yates shuffle of n indices.
+void qtk_rng_shuffle(qtk_rng *r, uint32_t *v, size_t n);
+// k distinct indices from [0, n), in the order drawn (partial Fisher-Yates).
+// scratch holds n uint32; k <= n.
+void qtk_rng_sample(qtk_rng *r, uint32_t n, uint32_t k, uint32_t *out, uint32_t *scratch);
+
+#endif

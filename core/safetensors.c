@@ -1,0 +1,393 @@
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int readable_dtype(qtk_dtype dt) { return dt != QTK_I4 && dt != QTK_U4; }
+
+static char *dupstr(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+void qtk_st_close(qtk_safetensors *st) {
+    if (st->map) munmap(st->map, st->map_size);
+    for (size_t i = 0; i < st->n_tensors; i++) free(st->tensors[i].name);
+    for (size_t i = 0; i < st->n_meta; i++) {
+        free(st->meta_keys[i]);
+        free(st->meta_vals[i]);
+    }
+    free(st->tensors);
+    free(st->meta_keys);
+    free(st->meta_vals);
+    free(st->path);
+    memset(st, 0, sizeof *st);
+}
+
+// A JSON number that is a non-negative integer below 2^53.
+static int json_uint(const cJSON *j, uint64_t *out) {
+    if (!cJSON_IsNumber(j)) return 0;
+    double v = j->valuedouble;
+    if (!(v >= 0) || v > 9007199254740992.0 || v != floor(v)) return 0;
+    *out = (uint64_t)v;
+    return 1;
+}
+
+static qtk_status parse_tensor(const char *path, const cJSON *item, size_t buf_size, qtk_st_tensor *t) {
+    const char *name = item->string;
+    if (!cJSON_IsObject(item))
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": header entry is not a JSON object", path, name);
+    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(item, "shape");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+    if (!cJSON_IsString(jd))
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": missing string \"dtype\"", path, name);
+    if (qtk_dtype_from_name(jd->valuestring, &t->dtype) != QTK_OK || !readable_dtype(t->dtype))
+        return qtk_fail(QTK_ERR_FORMAT,
+                        "%s: tensor \"%s\": unsupported dtype \"%s\" (expected F32, F16, BF16, I8, U8, I32 or I64)",
+                        path, name, jd->valuestring);
+    if (!cJSON_IsArray(js))
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": missing array \"shape\"", path, name);
+    int nd = cJSON_GetArraySize(js);
+    if (nd > QTK_MAX_DIMS)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": %d dimensions (at most %d supported)", path, name, nd,
+                        QTK_MAX_DIMS);
+    t->ndim = nd;
+    uint64_t numel = 1;
+    int overflow = 0;
+    for (int i = 0; i < nd; i++) {
+        uint64_t d;
+        if (!json_uint(cJSON_GetArrayItem(js, i), &d) || d > (uint64_t)INT64_MAX)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": shape[%d] is not a non-negative integer", path,
+                            name, i);
+        t->shape[i] = (int64_t)d;
+        if (d != 0 && numel > UINT64_MAX / d) overflow = 1;
+        else numel *= d;
+    }
+    uint64_t b, e;
+    if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2 || !json_uint(cJSON_GetArrayItem(jo, 0), &b) ||
+        !json_uint(cJSON_GetArrayItem(jo, 1), &e))
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": \"data_offsets\" must be [begin, end] integers", path,
+                        name);
+    if (e < b)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": data_offsets end %llu < begin %llu", path, name,
+                        (unsigned long long)e, (unsigned long long)b);
+    if (e > buf_size)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": data_offsets [%llu, %llu] extend past the %zu-byte data "
+                        "buffer (truncated file?)", path, name, (unsigned long long)b, (unsigned long long)e,
+                        buf_size);
+    size_t esz = qtk_dtype_nbytes(t->dtype, 1);
+    char sh[200];
+    if (overflow || numel > UINT64_MAX / esz || numel * esz != e - b)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": shape %s of %s needs %s bytes but data_offsets span %llu",
+                        path, name, qtk_shape_str(t->ndim, t->shape, sh, sizeof sh), jd->valuestring,
+                        overflow ? "more than 2^64" : "a different number of", (unsigned long long)(e - b));
+    t->offset = (size_t)b;
+    t->nbytes = (size_t)(e - b);
+    return QTK_OK;
+}
+
+static int cmp_offset(const void *a, const void *b) {
+    const qtk_st_tensor *x = *(const qtk_st_tensor *const *)a, *y = *(const qtk_st_tensor *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static qtk_status parse_header(qtk_safetensors *st, const char *hdr, size_t hlen, size_t buf_size) {
+    const char *path = st->path;
+    if (hlen == 0 || hdr[0] != '{')
+        return qtk_fail(QTK_ERR_FORMAT, "%s: header does not start with '{' (not a safetensors file?)", path);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, hlen, &end, 0);
+    if (!root || !cJSON_IsObject(root)) {
+        size_t at = end ? (size_t)(end - hdr) : 0;
+        cJSON_Delete(root);
+        return qtk_fail(QTK_ERR_FORMAT, "%s: header is not a valid JSON object (parse stopped at byte %zu of %zu)",
+                        path, at, hlen);
+    }
+    for (const char *p = end; p && p < hdr + hlen; p++)
+        if (*p != ' ' && *p != '\0' && *p != '\n' && *p != '\t' && *p != '\r') {
+            cJSON_Delete(root);
+            return qtk_fail(QTK_ERR_FORMAT, "%s: trailing bytes after the JSON header", path);
+        }
+    qtk_status st_ = QTK_OK;
+    size_t n = 0;
+    for (cJSON *it = root->child; it; it = it->next)
+        if (strcmp(it->string, "__metadata__") != 0) n++;
+    st->tensors = calloc(n ? n : 1, sizeof *st->tensors);
+    const qtk_st_tensor **order = calloc(n ? n : 1, sizeof *order);
+    if (!st->tensors || !order) {
+        free(order);
+        cJSON_Delete(root);
+        return qtk_fail(QTK_ERR_NOMEM, "%s: cannot allocate %zu tensor records", path, n);
+    }
+    for (cJSON *it = root->child; it && st_ == QTK_OK; it = it->next) {
+        if (strcmp(it->string, "__metadata__") == 0) {
+            if (!cJSON_IsObject(it)) {
+                st_ = qtk_fail(QTK_ERR_FORMAT, "%s: __metadata__ is not a JSON object", path);
+                break;
+            }
+            size_t nm = (size_t)cJSON_GetArraySize(it);
+            st->meta_keys = calloc(nm ? nm : 1, sizeof(char *));
+            st->meta_vals = calloc(nm ? nm : 1, sizeof(char *));
+            if (!st->meta_keys || !st->meta_vals) {
+                st_ = qtk_fail(QTK_ERR_NOMEM, "%s: cannot allocate metadata", path);
+                break;
+            }
+            for (cJSON *m = it->child; m; m = m->next) {
+                if (!cJSON_IsString(m)) {
+                    st_ = qtk_fail(QTK_ERR_FORMAT, "%s: __metadata__ value of \"%s\" is not a string", path, m->string);
+                    break;
+                }
+                st->meta_keys[st->n_meta] = dupstr(m->string);
+                st->meta_vals[st->n_meta] = dupstr(m->valuestring);
+                st->n_meta++;
+            }
+            continue;
+        }
+        for (size_t i = 0; i < st->n_tensors; i++)
+            if (strcmp(st->tensors[i].name, it->string) == 0) {
+                st_ = qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" appears twice in the header", path, it->string);
+                break;
+            }
+        if (st_ != QTK_OK) break;
+        qtk_st_tensor *t = &st->tensors[st->n_tensors];
+        st_ = parse_tensor(path, it, buf_size, t);
+        if (st_ != QTK_OK) break;
+        t->name = dupstr(it->string);
+        order[st->n_tensors] = t;
+        st->n_tensors++;
+    }
+    cJSON_Delete(root);
+    if (st_ == QTK_OK) {
+        // spans must tile the buffer: sorted by begin, each starts where the last ended
+        qsort(order, st->n_tensors, sizeof *order, cmp_offset);
+        size_t pos = 0;
+        for (size_t i = 0; i < st->n_tensors && st_ == QTK_OK; i++) {
+            if (order[i]->offset < pos)
+                st_ = qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" (bytes %zu..%zu) overlaps \"%s\"", path,
+                               order[i]->name, order[i]->offset, order[i]->offset + order[i]->nbytes,
+                               order[i - 1]->name);
+            else if (order[i]->offset > pos)
+                st_ = qtk_fail(QTK_ERR_FORMAT, "%s: %zu unused bytes before tensor \"%s\" (a hole in the data buffer)",
+                               path, order[i]->offset - pos, order[i]->name);
+            pos = order[i]->offset + order[i]->nbytes;
+        }
+        if (st_ == QTK_OK && pos != buf_size)
+            st_ = qtk_fail(QTK_ERR_FORMAT, "%s: data buffer has %zu bytes but the tensors cover %zu", path, buf_size,
+                           pos);
+    }
+    free(order);
+    return st_;
+}
+
+qtk_status qtk_st_open(qtk_safetensors *st, const char *path) {
+    memset(st, 0, sizeof *st);
+    st->path = dupstr(path);
+    if (!st->path) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        qtk_status r = qtk_fail(QTK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        qtk_st_close(st);
+        return r;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        qtk_st_close(st);
+        return qtk_fail(QTK_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    if (size < 8) {
+        close(fd);
+        qtk_st_close(st);
+        return qtk_fail(QTK_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file (8-byte header length)",
+                        path, size);
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        qtk_st_close(st);
+        return qtk_fail(QTK_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+    }
+    st->map = map;
+    st->map_size = size;
+    const unsigned char *b = map;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | b[i];
+    if (hlen > QTK_ST_MAX_HEADER || hlen > size - 8) {
+        qtk_status r = qtk_fail(QTK_ERR_FORMAT, "%s: header length %llu is impossible for a %zu-byte file%s", path,
+                                (unsigned long long)hlen, size, hlen > QTK_ST_MAX_HEADER ? " (limit 100 MB)" : "");
+        qtk_st_close(st);
+        return r;
+    }
+    size_t buf_off = 8 + (size_t)hlen;
+    qtk_status r = parse_header(st, (const char *)b + 8, (size_t)hlen, size - buf_off);
+    if (r != QTK_OK) {
+        qtk_st_close(st);
+        return r;
+    }
+    for (size_t i = 0; i < st->n_tensors; i++) st->tensors[i].data = b + buf_off + st->tensors[i].offset;
+    return QTK_OK;
+}
+
+const qtk_st_tensor *qtk_st_find(const qtk_safetensors *st, const char *name) {
+    for (size_t i = 0; i < st->n_tensors; i++)
+        if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+const char *qtk_st_meta(const qtk_safetensors *st, const char *key) {
+    for (size_t i = 0; i < st->n_meta; i++)
+        if (strcmp(st->meta_keys[i], key) == 0) return st->meta_vals[i];
+    return NULL;
+}
+
+static qtk_status read_converted(const qtk_safetensors *st, const qtk_st_tensor *t, float *dst) {
+    int64_t n = qtk_numel(t->ndim, t->shape);
+    size_t esz = qtk_dtype_nbytes(t->dtype, 1);
+    if ((uintptr_t)t->data % esz == 0) return qtk_convert_to_f32(t->dtype, t->data, dst, (size_t)n);
+    // unaligned span (legal in the format): copy to aligned memory first
+    void *tmp = qtk_aligned_alloc(t->nbytes);
+    if (!tmp) return qtk_fail(QTK_ERR_NOMEM, "%s: cannot copy tensor \"%s\"", st->path, t->name);
+    memcpy(tmp, t->data, t->nbytes);
+    qtk_status r = qtk_convert_to_f32(t->dtype, tmp, dst, (size_t)n);
+    qtk_aligned_free(tmp);
+    return r;
+}
+
+qtk_status qtk_st_read_f32(const qtk_safetensors *st, const char *name, int ndim,
+                           const int64_t *shape, float *dst) {
+    const qtk_st_tensor *t = qtk_st_find(st, name);
+    if (!t) return qtk_fail(QTK_ERR_NOT_FOUND, "%s: no tensor named \"%s\"", st->path, name);
+    if (ndim >= 0) {
+        int same = t->ndim == ndim;
+        for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+        if (!same) {
+            char a[200], b[200];
+            return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" has shape %s, expected %s", st->path, name,
+                            qtk_shape_str(t->ndim, t->shape, a, sizeof a), qtk_shape_str(ndim, shape, b, sizeof b));
+        }
+    }
+    return read_converted(st, t, dst);
+}
+
+qtk_status qtk_st_load_f32(const qtk_safetensors *st, const char *name, float **dst, size_t *numel) {
+    *dst = NULL;
+    const qtk_st_tensor *t = qtk_st_find(st, name);
+    if (!t) return qtk_fail(QTK_ERR_NOT_FOUND, "%s: no tensor named \"%s\"", st->path, name);
+    int64_t n = qtk_numel(t->ndim, t->shape);
+    float *buf = qtk_aligned_alloc((size_t)n * sizeof *buf);
+    if (!buf) return qtk_fail(QTK_ERR_NOMEM, "%s: cannot allocate %lld floats for \"%s\"", st->path, (long long)n, name);
+    qtk_status r = read_converted(st, t, buf);
+    if (r != QTK_OK) {
+        qtk_aligned_free(buf);
+        return r;
+    }
+    *dst = buf;
+    if (numel) *numel = (size_t)n;
+    return QTK_OK;
+}
+
+static qtk_status write_all(int fd, const void *p, size_t n, const char *path) {
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return qtk_fail(QTK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return QTK_OK;
+}
+
+qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
+                        const char *const (*meta)[2], size_t n_meta) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    qtk_status r = QTK_OK;
+    if (n_meta) {
+        cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
+        for (size_t i = 0; m && i < n_meta; i++) cJSON_AddStringToObject(m, meta[i][0], meta[i][1]);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n && r == QTK_OK; i++) {
+        const qtk_st_entry *e = &entries[i];
+        int64_t numel = qtk_numel(e->ndim, e->shape);
+        if (!readable_dtype(e->dtype) || (unsigned)e->dtype >= QTK_DTYPE_COUNT)
+            r = qtk_fail(QTK_ERR_ARG, "%s: tensor \"%s\": dtype %s cannot be stored in safetensors (pack 4-bit codes "
+                         "as U8)", path, e->name, qtk_dtype_name(e->dtype));
+        else if (numel < 0 || e->ndim > QTK_MAX_DIMS)
+            r = qtk_fail(QTK_ERR_ARG, "%s: tensor \"%s\": invalid shape", path, e->name);
+        else if (cJSON_GetObjectItemCaseSensitive(root, e->name) || strcmp(e->name, "__metadata__") == 0)
+            r = qtk_fail(QTK_ERR_ARG, "%s: tensor name \"%s\" is used twice or reserved", path, e->name);
+        if (r != QTK_OK) break;
+        size_t nb = qtk_dtype_nbytes(e->dtype, numel);
+        cJSON *t = cJSON_AddObjectToObject(root, e->name);
+        cJSON_AddStringToObject(t, "dtype", qtk_dtype_name(e->dtype));
+        cJSON *sh = cJSON_AddArrayToObject(t, "shape");
+        for (int d = 0; d < e->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)e->shape[d]));
+        cJSON *of = cJSON_AddArrayToObject(t, "data_offsets");
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + nb)));
+        off += nb;
+    }
+    char *json = r == QTK_OK ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (r != QTK_OK) return r;
+    if (!json) return qtk_fail(QTK_ERR_NOMEM, "%s: cannot format the header", path);
+    size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8; // keep the buffer 8-byte aligned
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) {
+        free(json);
+        return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        r = qtk_fail(QTK_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        free(tmp);
+        free(json);
+        return r;
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    r = write_all(fd, len8, 8, path);
+    if (r == QTK_OK) r = write_all(fd, json, hlen, path);
+    if (r == QTK_OK && padded > hlen) r = write_all(fd, "        ", padded - hlen, path);
+    for (size_t i = 0; i < n && r == QTK_OK; i++)
+        r = write_all(fd, entries[i].data, qtk_dtype_nbytes(entries[i].dtype, qtk_numel(entries[i].ndim, entries[i].shape)),
+                      path);
+    if (r == QTK_OK && fsync(fd) != 0) r = qtk_fail(QTK_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
+    if (close(fd) != 0 && r == QTK_OK) r = qtk_fail(QTK_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    if (r == QTK_OK && rename(tmp, path) != 0)
+        r = qtk_fail(QTK_ERR_IO, "%s: cannot rename the temporary file into place: %s", path, strerror(errno));
+    if (r != QTK_OK) unlink(tmp);
+    else {
+        // make the rename itself durable
+        char *dcopy = dupstr(path);
+        int dfd = dcopy ? open(dirname(dcopy), O_RDONLY) : -1;
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dcopy);
+    }
+    free(tmp);
+    free(json);
+    return r;
+}

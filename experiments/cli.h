@@ -1,0 +1,14 @@
+// The qtk command-line tool: one function per subcommand.
+#ifndef QTK_CLI_H
+#define QTK_CLI_H
+
+// Each returns the process exit status: 0 ok, 1 error, 2 usage error.
+int qtk_cmd_info(int argc, char **argv);
+int qtk_cmd_demo(int argc, char **argv);
+
+// Prints "qtk: error: <msg>" to stderr and returns 1.
+int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Prints "qtk: usage error: <msg>" and the hint to run --help; returns 2.
+int qtk_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,60 @@
+// qtk: command-line entry point.
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/qtk.h"
+#include "cli.h"
+
+static const char *usage =
+    "usage: qtk <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  info FILE.safetensors     list tensors (name, dtype, shape, bytes) and metadata\n"
+    "  demo [--out DIR] [--seed N]\n"
+    "                            core demo: quantize a synthetic linear layer with\n"
+    "                            outlier channels at 2..8 bits, per tensor / channel /\n"
+    "                            group, with and without a Hadamard rotation\n"
+    "\n"
+    "options:\n"
+    "  -h, --help                this help\n"
+    "  -V, --version             version and build (CUDA or CPU only)\n";
+
+int qtk_cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("qtk: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int qtk_cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("qtk: usage error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n(run `qtk --help` for usage)\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+        printf("qtk %s (%s)\n", QTK_VERSION, qtk_cuda_built() ? "CUDA" : "CPU only");
+        return 0;
+    }
+    if (!strcmp(cmd, "info")) return qtk_cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo")) return qtk_cmd_demo(argc - 1, argv + 1);
+    return qtk_cli_usage_error("unknown command \"%s\"", cmd);
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the Debian packages qtk builds against, but only those pkg-config
+# (or a header probe) cannot find. Safe to run repeatedly: it does nothing when
+# everything is present. Called by `make test`, `make demo` and .ci/run.
+set -euo pipefail
+
+# pkg-config module -> Debian package. OpenBLAS ships a pkg-config file named
+# "openblas" on Debian 12+ (libopenblas-dev).
+declare -A pc_pkg=(
+  [check]=check
+  [libturbojpeg]=libturbojpeg0-dev
+  [libcjson]=libcjson-dev
+  [libcyaml]=libcyaml-dev
+  [openblas]=libopenblas-dev
+  [zlib]=zlib1g-dev
+)
+
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v make >/dev/null 2>&1 || missing+=(make)
+for mod in "${!pc_pkg[@]}"; do
+  if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists "$mod" 2>/dev/null; then
+    missing+=("${pc_pkg[$mod]}")
+  fi
+done
+# check.pc names subunit on Debian; without libsubunit-dev linking fails.
+if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists check 2>/dev/null \
+   && ! pkg-config --libs check >/dev/null 2>&1; then
+  missing+=(libsubunit-dev)
+fi
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "qtk deps: installing missing Debian packages: ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  SUDO=(sudo -n)
+else
+  echo "qtk deps: error: need root or passwordless sudo to install: ${missing[*]}" >&2
+  echo "qtk deps: run as root:  apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "qtk deps: error: apt-get not found; install these packages by hand: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq >&2
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+echo "qtk deps: done" >&2
