@@ -16,25 +16,60 @@ bool qtk_hadamard_supported(size_t n, size_t *m) {
     return found != 0;
 }
 
-// Quadratic character of a modulo the prime q: 0, +1 (square) or -1.
-static int legendre(long a, long q) {
-    a %= q;
-    if (a < 0) a += q;
-    if (a == 0) return 0;
-    for (long x = 1; x < q; x++)
-        if ((x * x) % q == a) return 1;
-    return -1;
+// Paley construction II over GF(q), q = p or p^2 with q = 1 (mod 4): a
+// symmetric Hadamard matrix of order 2(q+1). GF(p^2) is F_p[a]/(a^2 - r) with
+// r a non-residue mod p; element e = x + p*y stands for x + y*a. Only
+// differences and squares are needed.
+static void paley2(int p, int deg, signed char *H) {
+    int q = deg == 2 ? p * p : p;
+    int r = 0; // a quadratic non-residue mod p
+    for (int c = 2; c < p && !r; c++) {
+        int sq = 0;
+        for (int x = 1; x < p; x++) sq |= (x * x) % p == c;
+        if (!sq) r = c;
+    }
+    signed char is_sq[64] = {0}; // is_sq[e]: e is a nonzero square in GF(q)
+    for (int e = 1; e < q; e++) {
+        int x = e % p, y = e / p;
+        int sx = (x * x + y * y * r) % p, sy = (2 * x * y) % p; // (x + y a)^2
+        is_sq[sx + p * sy] = 1;
+    }
+    int k = q + 1, m = 2 * k;
+    signed char S[32 * 32];
+    // S = [[0, 1^T], [1, Q]] with Q[i][j] = chi(e_j - e_i), symmetric since chi(-1) = 1
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) {
+            int v;
+            if (i == 0 || j == 0) v = (i == j) ? 0 : 1;
+            else {
+                int ei = i - 1, ej = j - 1;
+                int dx = ((ej % p) - (ei % p) + p) % p, dy = ((ej / p) - (ei / p) + p) % p;
+                int d = dx + p * dy;
+                v = d == 0 ? 0 : (is_sq[d] ? 1 : -1);
+            }
+            S[i * k + j] = (signed char)v;
+        }
+    // replace 0 by [[1,-1],[-1,-1]] and +-1 by +-[[1,1],[1,-1]]
+    static const signed char A[4] = {1, -1, -1, -1}, B[4] = {1, 1, 1, -1};
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++)
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) {
+                    int s = S[i * k + j];
+                    H[(2 * i + a) * m + 2 * j + b] = (signed char)(s == 0 ? A[a * 2 + b] : s * B[a * 2 + b]);
+                }
 }
 
-// Base matrices of order m in {1, 12, 20, 28, 40}, entries +-1, row-major.
+// Base matrices of order m in {1, 12, 20, 28, 40}, entries +-1, row-major, all symmetric.
 static void base_matrix(size_t m, signed char *H) {
-    if (m == 1) {
-        H[0] = 1;
-        return;
-    }
-    if (m == 40) {
+    switch (m) {
+    case 12: paley2(5, 1, H); return;
+    case 20: paley2(3, 2, H); return; // GF(9)
+    case 28: paley2(13, 1, H); return;
+    case 40: {
+        // H2 (x) H20 = [[H20, H20], [H20, -H20]]
         signed char h20[400];
-        base_matrix(20, h20);
+        paley2(3, 2, h20);
         for (size_t i = 0; i < 40; i++)
             for (size_t j = 0; j < 40; j++) {
                 signed char v = h20[(i % 20) * 20 + j % 20];
@@ -42,34 +77,8 @@ static void base_matrix(size_t m, signed char *H) {
             }
         return;
     }
-    // S = [[0, 1^T], [+-1, Q]] with the Jacobsthal matrix Q[i][j] = chi(j - i)
-    long q = m == 20 ? 19 : (m == 12 ? 5 : 13);
-    size_t k = (size_t)q + 1;
-    signed char S[20 * 20];
-    for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < k; j++) {
-            int v;
-            if (i == 0 && j == 0) v = 0;
-            else if (i == 0) v = 1;
-            else if (j == 0) v = m == 20 ? -1 : 1; // Paley I: skew; Paley II: symmetric
-            else v = legendre((long)j - (long)i, q);
-            S[i * k + j] = (signed char)v;
-        }
-    if (m == 20) {
-        // Paley I: H = I + S
-        for (size_t i = 0; i < k; i++)
-            for (size_t j = 0; j < k; j++) H[i * k + j] = (signed char)(S[i * k + j] + (i == j));
-        return;
+    default: H[0] = 1; return;
     }
-    // Paley II: replace 0 by [[1,-1],[-1,-1]] and +-1 by +-[[1,1],[1,-1]]
-    static const signed char A[4] = {1, -1, -1, -1}, B[4] = {1, 1, 1, -1};
-    for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < k; j++)
-            for (size_t a = 0; a < 2; a++)
-                for (size_t b = 0; b < 2; b++) {
-                    int s = S[i * k + j];
-                    H[(2 * i + a) * m + 2 * j + b] = (signed char)(s == 0 ? A[a * 2 + b] : s * B[a * 2 + b]);
-                }
 }
 
 qtk_status qtk_hadamard_matrix(size_t n, float *H) {

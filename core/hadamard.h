@@ -5,10 +5,11 @@
 // H_n = H_m (x) H_{2^k} (Kronecker; index i = a*2^k + r). Selection follows
 // Quamba's rule: 12 first, then 40, then 20 and 28, else a power of two.
 //   H12: Paley construction II, q = 5 (equal to Quamba's had_12_paley)
-//   H20: Paley construction I,  q = 19
+//   H20: Paley construction II, q = 9 (over GF(9))
 //   H28: Paley construction II, q = 13
-//   H40: [[H20, H20], [H20, -H20]] (a qtk choice; Quamba's had_40_tpal is a
-//        different valid matrix, which matters only for weights rotated elsewhere)
+//   H40: H2 (x) H20 (a qtk choice; Quamba's had_40_tpal is a different valid
+//        matrix, which matters only for weights rotated elsewhere)
+// Every H_n is symmetric, so had(had(x)) = x.
 #ifndef QTK_HADAMARD_H
 #define QTK_HADAMARD_H
 

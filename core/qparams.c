@@ -108,5 +108,7 @@ void qtk_params_sym(float mn, float mx, int lo, int hi, float *s, float *z) {
 }
 
 float qtk_scale_absmax(float absmax, int bits) {
-    return absmax / (float)((1 << (bits - 1)) - 1);
+    // value / 127 on a CUDA tensor: a multiply by the float32 reciprocal
+    float r = 1.0f / (float)((1 << (bits - 1)) - 1);
+    return absmax * r;
 }

@@ -83,8 +83,9 @@ void qtk_params_asym(float mn, float mx, int lo, int hi, float *s, float *z);
 // Symmetric (reference form): s = max(max(-mn, mx) * fl32(1/((hi-lo)/2)), eps); z = 0.
 // Note (hi-lo)/2 is 127.5 for int8.
 void qtk_params_sym(float mn, float mx, int lo, int hi, float *s, float *z);
-// Symmetric absmax form of the SSM papers (Quamba): s = absmax / (2^(b-1) - 1),
-// a true float32 division (127 for 8 bits, 7 for 4 bits).
+// Symmetric absmax form of the SSM papers (Quamba): s = absmax / (2^(b-1) - 1)
+// with 127 for 8 bits, 7 for 4 bits. Quamba divides a CUDA tensor by the
+// constant, which PyTorch computes as absmax * fl32(1/127); so does qtk.
 float qtk_scale_absmax(float absmax, int bits);
 
 #endif
