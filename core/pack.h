@@ -2,7 +2,8 @@
 // and back.
 //
 // A code is the clamped integer q of the fake-quant formula (not q - z), so
-// qtk_dequantize(qtk_quantize(x)) equals qtk_fake_quant(x) bit for bit.
+// qtk_dequantize(qtk_quantize(x)) equals qtk_fake_quant(x) (as values: codes
+// carry no sign of zero, so a -0.0 of fake-quant comes back as +0.0).
 //
 // Packed 4-bit layout (QTK_I4 / QTK_U4): element 2i sits in the LOW nibble
 // (bits 0-3) of byte i and element 2i+1 in the HIGH nibble (bits 4-7); an odd

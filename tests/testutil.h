@@ -1,0 +1,96 @@
+// Helpers shared by the Check suites: fixture loading, bitwise float
+// comparison, case metadata. Header-only (each suite is one binary).
+#ifndef QTK_TESTUTIL_H
+#define QTK_TESTUTIL_H
+
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtk.h"
+
+#ifndef QTK_FIXTURES
+#define QTK_FIXTURES "tests/fixtures/core"
+#endif
+
+// Fails the test with the qtk error message when st != QTK_OK.
+#define ck_qtk(expr)                                                                              \
+    do {                                                                                          \
+        qtk_status ck_st_ = (expr);                                                               \
+        ck_assert_msg(ck_st_ == QTK_OK, "%s failed: %s (%s)", #expr, qtk_status_str(ck_st_),      \
+                      qtk_last_error());                                                          \
+    } while (0)
+
+static inline uint32_t tu_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+// Equal as bit patterns (so -0.0 != 0.0), or both NaN.
+static inline int tu_same(float a, float b) { return tu_bits(a) == tu_bits(b) || (isnan(a) && isnan(b)); }
+
+// Index of the first element whose bits differ, or -1.
+static inline long tu_first_diff(const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!tu_same(a[i], b[i])) return (long)i;
+    return -1;
+}
+
+static inline void tu_open(qtk_safetensors *st, const char *file) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", QTK_FIXTURES, file);
+    qtk_status r = qtk_st_open(st, path);
+    ck_assert_msg(r == QTK_OK, "cannot open fixture %s: %s (make fixtures: tools/make_core_fixtures.py)", path,
+                  qtk_last_error());
+}
+
+// "<prefix>.<field>" as float32; aborts the test if missing.
+static inline float *tu_load(const qtk_safetensors *st, const char *prefix, const char *field, size_t *n) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", prefix, field);
+    float *p = NULL;
+    qtk_status r = qtk_st_load_f32(st, name, &p, n);
+    ck_assert_msg(r == QTK_OK, "fixture tensor %s: %s", name, qtk_last_error());
+    return p;
+}
+
+// Parses a JSON metadata entry (owned by the caller: cJSON_Delete).
+static inline cJSON *tu_meta_json(const qtk_safetensors *st, const char *key) {
+    const char *s = qtk_st_meta(st, key);
+    ck_assert_msg(s != NULL, "fixture lacks metadata key %s", key);
+    cJSON *j = cJSON_Parse(s);
+    ck_assert_msg(j != NULL, "fixture metadata %s is not JSON", key);
+    return j;
+}
+
+static inline int tu_json_int(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    ck_assert_msg(v != NULL, "case lacks key %s", k);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : v->valueint;
+}
+
+static inline void tu_json_shape(const cJSON *o, int *ndim, int64_t *shape) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "shape");
+    *ndim = cJSON_GetArraySize(s);
+    for (int i = 0; i < *ndim; i++) shape[i] = (int64_t)cJSON_GetArrayItem(s, i)->valuedouble;
+}
+
+static inline void tu_fill_normal(qtk_rng *r, float *x, size_t n, float sd) {
+    for (size_t i = 0; i < n; i++) x[i] = sd * qtk_rng_normal(r);
+}
+
+// Runs one suite and returns the process exit status.
+static inline int tu_run(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
+
+#endif
