@@ -322,7 +322,27 @@ qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
         cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
         for (size_t i = 0; m && i < n_meta; i++) cJSON_AddStringToObject(m, meta[i][0], meta[i][1]);
     }
-    size_t off = 0;
+    // Data goes in order of decreasing element size, so every span is aligned
+    // to its element (the buffer itself starts 8-aligned); the header keeps
+    // the caller's order.
+    size_t *order = malloc((n ? n : 1) * sizeof *order), *offs = malloc((n ? n : 1) * sizeof *offs);
+    if (!order || !offs) {
+        free(order);
+        free(offs);
+        cJSON_Delete(root);
+        return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t esz = 8; esz >= 1; esz /= 2)
+        for (size_t i = 0; i < n; i++)
+            if (qtk_dtype_nbytes(entries[i].dtype, 1) == esz || (esz == 1 && qtk_dtype_nbytes(entries[i].dtype, 1) == 0))
+                order[k++] = i;
+    for (size_t i = k; i < n; i++) order[i] = i; // only reached for invalid dtypes, rejected below
+    size_t pos = 0;
+    for (size_t j = 0; j < n; j++) {
+        offs[order[j]] = pos;
+        pos += qtk_dtype_nbytes(entries[order[j]].dtype, qtk_numel(entries[order[j]].ndim, entries[order[j]].shape));
+    }
     for (size_t i = 0; i < n && r == QTK_OK; i++) {
         const qtk_st_entry *e = &entries[i];
         int64_t numel = qtk_numel(e->ndim, e->shape);
@@ -340,19 +360,23 @@ qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
         cJSON *sh = cJSON_AddArrayToObject(t, "shape");
         for (int d = 0; d < e->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)e->shape[d]));
         cJSON *of = cJSON_AddArrayToObject(t, "data_offsets");
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + nb)));
-        off += nb;
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)offs[i]));
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(offs[i] + nb)));
     }
+    free(offs);
     char *json = r == QTK_OK ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
-    if (r != QTK_OK) return r;
-    if (!json) return qtk_fail(QTK_ERR_NOMEM, "%s: cannot format the header", path);
+    if (r != QTK_OK || !json) {
+        free(order);
+        free(json);
+        return r != QTK_OK ? r : qtk_fail(QTK_ERR_NOMEM, "%s: cannot format the header", path);
+    }
     size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8; // keep the buffer 8-byte aligned
 
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     if (!tmp) {
+        free(order);
         free(json);
         return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     }
@@ -360,6 +384,7 @@ qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
     int fd = mkstemp(tmp);
     if (fd < 0) {
         r = qtk_fail(QTK_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        free(order);
         free(tmp);
         free(json);
         return r;
@@ -369,9 +394,11 @@ qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
     r = write_all(fd, len8, 8, path);
     if (r == QTK_OK) r = write_all(fd, json, hlen, path);
     if (r == QTK_OK && padded > hlen) r = write_all(fd, "        ", padded - hlen, path);
-    for (size_t i = 0; i < n && r == QTK_OK; i++)
-        r = write_all(fd, entries[i].data, qtk_dtype_nbytes(entries[i].dtype, qtk_numel(entries[i].ndim, entries[i].shape)),
-                      path);
+    for (size_t j = 0; j < n && r == QTK_OK; j++) {
+        const qtk_st_entry *e = &entries[order[j]];
+        r = write_all(fd, e->data, qtk_dtype_nbytes(e->dtype, qtk_numel(e->ndim, e->shape)), path);
+    }
+    free(order);
     if (r == QTK_OK && fsync(fd) != 0) r = qtk_fail(QTK_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
     if (close(fd) != 0 && r == QTK_OK) r = qtk_fail(QTK_ERR_IO, "%s: close failed: %s", path, strerror(errno));
     if (r == QTK_OK && rename(tmp, path) != 0)
