@@ -82,7 +82,7 @@ $(BUILD)/qtk: $(CLI_OBJ) $(BUILD)/libqtk.a
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libqtk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -DQTK_CLI='"$(BUILD)/qtk"' -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libqtk.a
 	@mkdir -p $(dir $@)

@@ -151,7 +151,8 @@ float qtk_f16_to_f32(uint16_t h) {
         float v = (float)mant * 0x1p-24f; // subnormal or zero, exact
         return sign ? -v : v;
     }
-    if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13));
+    // inf, or NaN made quiet (as F16C's vcvtph2ps and CUDA do)
+    if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13) | (mant ? 0x00400000u : 0u));
     return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 

@@ -1,0 +1,106 @@
+// The qtk command line: exit codes and messages, info on real and broken files, demo.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#ifndef QTK_CLI
+#define QTK_CLI "build/qtk"
+#endif
+
+// Runs `qtk ARGS` and returns its exit code; stdout+stderr into out.
+static int run(const char *args, char *out, size_t cap) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", QTK_CLI, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char out[65536];
+
+START_TEST(test_help_version_usage) {
+    ck_assert_int_eq(run("--help", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "info FILE.safetensors"));
+    ck_assert_int_eq(run("--version", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, QTK_VERSION));
+    ck_assert_int_eq(run("frobnicate", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "qtk: usage error: unknown command \"frobnicate\""));
+    ck_assert_int_eq(run("", out, sizeof out), 2);
+    ck_assert_int_eq(run("info", out, sizeof out), 2);
+}
+END_TEST
+
+START_TEST(test_info) {
+    ck_assert_int_eq(run(QTK_FIXTURES "/torch_written.safetensors", out, sizeof out), 2);
+    ck_assert_int_eq(run("info " QTK_FIXTURES "/torch_written.safetensors", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "12 tensors"));
+    ck_assert_ptr_nonnull(strstr(out, "blocks.0.attn.qkv.weight  F32    [12, 4]"));
+    ck_assert_ptr_nonnull(strstr(out, "format: pt"));
+    ck_assert_int_eq(run("info /nonexistent.safetensors", out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "qtk: error: /nonexistent.safetensors: cannot open"));
+    char path[] = "/tmp/qtk_cli_bad_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((int)write(fd, "\x05\0\0\0\0\0\0\0{\"a\":", 13), 13);
+    close(fd);
+    char args[128];
+    snprintf(args, sizeof args, "info %s", path);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "qtk: error:"));
+    ck_assert_ptr_nonnull(strstr(out, path));
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_demo) {
+    char dir[] = "/tmp/qtk_cli_demo_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char args[256];
+    snprintf(args, sizeof args, "demo --out %s/run --seed 3", dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "per-channel + Hadamard"));
+    snprintf(args, sizeof args, "info %s/run/quant.safetensors", dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "linear.weight.scale"));
+    ck_assert_ptr_nonnull(strstr(out, "seed: 3"));
+    snprintf(args, sizeof args, "%s/run/summary.json", dir);
+    FILE *f = fopen(args, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(j);
+    cJSON *rows = cJSON_GetObjectItem(j, "results"), *row;
+    ck_assert_int_eq(cJSON_GetArraySize(rows), 16);
+    // the rotation must help 8-bit activations with outlier channels a lot
+    double plain = 0, had = 0;
+    cJSON_ArrayForEach(row, rows) {
+        if (cJSON_GetObjectItem(row, "w_bits")->valueint != 8) continue;
+        const char *m = cJSON_GetObjectItem(row, "method")->valuestring;
+        double v = cJSON_GetObjectItem(row, "sqnr_db_w_and_a8")->valuedouble;
+        if (!strcmp(m, "per-channel")) plain = v;
+        if (!strcmp(m, "per-channel + Hadamard")) had = v;
+    }
+    ck_assert_msg(had > plain + 10, "Hadamard W8A8 SQNR %g dB vs plain %g dB", had, plain);
+    cJSON_Delete(j);
+    ck_assert_int_eq(run("demo --seed x", out, sizeof out), 2);
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    ck_assert_int_eq(system(args), 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_help_version_usage);
+    tcase_add_test(tc, test_info);
+    tcase_add_test(tc, test_demo);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
