@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     QTK_OK = 0,
     QTK_ERR_ARG,         // bad argument: wrong shape, bits out of range, NULL
@@ -46,5 +50,9 @@ void qtk_clear_error(void);
             abort();                                                           \
         }                                                                      \
     } while (0)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

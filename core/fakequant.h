@@ -12,6 +12,10 @@
 
 #include "qparams.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // One element, the readable reference every kernel is tested against.
 static inline float qtk_fake_quant_scalar(float x, float s, float z, int lo, int hi,
                                           qtk_fq_formula f) {
@@ -51,5 +55,9 @@ void qtk_fake_quant_per_group(const float *x, float *y, size_t outer, size_t L, 
 // bits == QTK_BITS_OFF copies x to y.
 qtk_status qtk_fake_quant(const qtk_qparams *p, const float *x, float *y, int ndim,
                           const int64_t *shape);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -18,6 +18,10 @@
 
 #include "error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // true when n has a supported factorization; *m gets the base order (1 for 2^k).
 bool qtk_hadamard_supported(size_t n, size_t *m);
 
@@ -32,5 +36,9 @@ qtk_status qtk_hadamard_rows(float *x, size_t rows, size_t n);
 //   output side: W <- H_out W / sqrt(n_out),   so W_new x = had(W x)   (had on each column)
 qtk_status qtk_hadamard_fuse_input(float *W, size_t n_out, size_t n_in);
 qtk_status qtk_hadamard_fuse_output(float *W, size_t n_out, size_t n_in);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -14,6 +14,10 @@
 
 #include "qparams.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     QTK_OBS_MINMAX = 0, // running min / max
     QTK_OBS_EMA,        // EMA of per-batch min / max (momentum 0.01)
@@ -65,5 +69,9 @@ float qtk_quantile_inplace(float *v, size_t n, float q);
 float qtk_fq_mse(const float *x, size_t n, float s, float z, int lo, int hi);
 // OMSE search: index (0..89) of the shrink factor it keeps, and its (s, z).
 int qtk_omse_search(const float *x, size_t n, float mn, float mx, int lo, int hi, float *s, float *z);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,6 +19,10 @@
 #include "qparams.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // codes: I8 (signed p), U8 (unsigned p), I4 / U4 (bits <= 4, packed).
 qtk_status qtk_quantize(const qtk_qparams *p, const float *x, int ndim, const int64_t *shape,
                         qtk_dtype code_dtype, void *codes);
@@ -29,5 +33,9 @@ qtk_status qtk_dequantize(const qtk_qparams *p, const void *codes, qtk_dtype cod
 void qtk_pack_int4(const int8_t *vals, size_t n, uint8_t *packed);
 void qtk_unpack_i4(const uint8_t *packed, size_t n, int8_t *vals);  // sign-extends
 void qtk_unpack_u4(const uint8_t *packed, size_t n, uint8_t *vals);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

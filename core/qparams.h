@@ -9,6 +9,10 @@
 
 #include "error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define QTK_BITS_OFF 16 // bits == 16 means "not quantized": fake-quant is the identity
 
 typedef enum {
@@ -87,5 +91,9 @@ void qtk_params_sym(float mn, float mx, int lo, int hi, float *s, float *z);
 // with 127 for 8 bits, 7 for 4 bits. Quamba divides a CUDA tensor by the
 // constant, which PyTorch computes as absmax * fl32(1/127); so does qtk.
 float qtk_scale_absmax(float absmax, int bits);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

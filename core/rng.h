@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     uint64_t state;
     uint64_t inc; // stream selector, always odd
@@ -28,5 +32,9 @@ void qtk_rng_shuffle(qtk_rng *r, uint32_t *v, size_t n);
 // k distinct indices from [0, n), in the order drawn (partial Fisher-Yates).
 // scratch holds n uint32; k <= n.
 void qtk_rng_sample(qtk_rng *r, uint32_t n, uint32_t k, uint32_t *out, uint32_t *scratch);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -16,6 +16,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define QTK_ST_MAX_HEADER 100000000ull // the safetensors reference limit
 
 typedef struct {
@@ -63,5 +67,9 @@ typedef struct {
 // meta: n_meta (key, value) pairs, may be NULL.
 qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
                         const char *const (*meta)[2], size_t n_meta);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 
 #include "error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define QTK_MAX_DIMS 8
 #define QTK_ALIGN 64
 
@@ -66,5 +70,9 @@ float qtk_bf16_to_f32(uint16_t h);
 qtk_status qtk_convert_to_f32(qtk_dtype src_dt, const void *src, float *dst, size_t n);
 // Converts float32 to F32, F16 or BF16.
 qtk_status qtk_convert_from_f32(const float *src, qtk_dtype dst_dt, void *dst, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

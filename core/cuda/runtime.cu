@@ -24,6 +24,7 @@ extern "C" qtk_status qtk_cuda_device_info(int device, char *buf, size_t cap) {
 }
 
 extern "C" qtk_status qtk_cuda_malloc(void **d_ptr, size_t nbytes) {
+    *d_ptr = NULL; // cudaMalloc leaves it untouched on failure
     QTK_CUDA_TRY(cudaMalloc(d_ptr, nbytes));
     return QTK_OK;
 }
