@@ -65,6 +65,20 @@ void qtk_fake_quant_per_tensor(const float *x, float *y, size_t n, float s, floa
     }
 }
 
+// One row of channels-last data: channel c uses s[c], z[c]. restrict lets
+// the compiler keep s and z in registers across the stores to y; in-place
+// calls (y == x) are safe because each element is read before its own write.
+static void fq_row_channels(const float *restrict x, float *restrict y, size_t C, const float *restrict s,
+                            const float *restrict z, float lo, float hi, int torch) {
+    if (torch) {
+#pragma omp simd
+        for (size_t c = 0; c < C; c++) y[c] = fq_fast(x[c], s[c], 1.0f / s[c], z[c], lo, hi, 1);
+    } else {
+#pragma omp simd
+        for (size_t c = 0; c < C; c++) y[c] = fq_fast(x[c], s[c], 0.0f, z[c], lo, hi, 0);
+    }
+}
+
 void qtk_fake_quant_per_channel(const float *x, float *y, size_t outer, size_t C, size_t inner,
                                 const float *s, const float *z, int lo, int hi, qtk_fq_formula f) {
     size_t n = outer * C * inner;
@@ -73,17 +87,7 @@ void qtk_fake_quant_per_channel(const float *x, float *y, size_t outer, size_t C
         // channels on the last axis (activations [tokens, C]): vectorize across channels
         int torch = f == QTK_FQ_TORCH;
 #pragma omp parallel for schedule(static) if (n >= QTK_FQ_PAR_MIN)
-        for (size_t o = 0; o < outer; o++) {
-            const float *xr = x + o * C;
-            float *yr = y + o * C;
-            if (torch) {
-#pragma omp simd
-                for (size_t c = 0; c < C; c++) yr[c] = fq_fast(xr[c], s[c], 1.0f / s[c], z[c], flo, fhi, 1);
-            } else {
-#pragma omp simd
-                for (size_t c = 0; c < C; c++) yr[c] = fq_fast(xr[c], s[c], 0.0f, z[c], flo, fhi, 0);
-            }
-        }
+        for (size_t o = 0; o < outer; o++) fq_row_channels(x + o * C, y + o * C, C, s, z, flo, fhi, torch);
         return;
     }
     // rows of `inner` contiguous values share one (s, z): weights [O, K], NCHW maps

@@ -99,13 +99,34 @@ qtk_status qtk_hadamard_matrix(size_t n, float *H) {
 
 // The transform over n "elements", each a contiguous vector of `width` floats
 // (width 1: a plain vector; width = row length: the columns of a matrix).
-// tmp holds m * width floats.
+// tmp holds n * width floats when m > 1.
 static void had_core(float *x, size_t n, size_t width, size_t m, const signed char *base, float *tmp) {
     size_t P = n / m;
     // Sylvester butterflies within each of the m segments of length P
     for (size_t seg = 0; seg < m; seg++) {
         float *xs = x + seg * P * width;
-        for (size_t h = 1; h < P; h *= 2)
+        size_t h0 = 1;
+        if (width == 1 && P >= 8) {
+            // the first three stages (h = 1, 2, 4) as one 8-point transform per
+            // block: their inner loops are too short to vectorize on their own
+            for (size_t i = 0; i < P; i += 8) {
+                float *v = xs + i;
+                float a0 = v[0] + v[1], a1 = v[0] - v[1], a2 = v[2] + v[3], a3 = v[2] - v[3];
+                float a4 = v[4] + v[5], a5 = v[4] - v[5], a6 = v[6] + v[7], a7 = v[6] - v[7];
+                float b0 = a0 + a2, b1 = a1 + a3, b2 = a0 - a2, b3 = a1 - a3;
+                float b4 = a4 + a6, b5 = a5 + a7, b6 = a4 - a6, b7 = a5 - a7;
+                v[0] = b0 + b4;
+                v[1] = b1 + b5;
+                v[2] = b2 + b6;
+                v[3] = b3 + b7;
+                v[4] = b0 - b4;
+                v[5] = b1 - b5;
+                v[6] = b2 - b6;
+                v[7] = b3 - b7;
+            }
+            h0 = 8;
+        }
+        for (size_t h = h0; h < P; h *= 2)
             for (size_t i = 0; i < P; i += 2 * h)
                 for (size_t j = i; j < i + h; j++) {
                     float *a = xs + j * width, *b = xs + (j + h) * width;
@@ -116,22 +137,25 @@ static void had_core(float *x, size_t n, size_t width, size_t m, const signed ch
                     }
                 }
     }
-    // mix across segments with the base matrix: y[a*P + r] = sum_b H_m[a,b] t[b*P + r]
+    // mix across segments with the base matrix: y[a*P + r] = sum_b H_m[a,b] t[b*P + r],
+    // each output segment accumulated over whole input segments (P*width
+    // contiguous floats: vectorizes for rows and for columns alike)
     if (m > 1) {
-        for (size_t r = 0; r < P; r++) {
-            for (size_t a = 0; a < m; a++) {
-                float *out = tmp + a * width;
-                memset(out, 0, width * sizeof *out);
-                for (size_t b = 0; b < m; b++) {
-                    const float *in = x + (b * P + r) * width;
-                    if (base[a * m + b] > 0)
-                        for (size_t w = 0; w < width; w++) out[w] += in[w];
-                    else
-                        for (size_t w = 0; w < width; w++) out[w] -= in[w];
-                }
+        size_t seg = P * width;
+        for (size_t a = 0; a < m; a++) {
+            float *out = tmp + a * seg;
+            if (base[a * m] > 0) memcpy(out, x, seg * sizeof *out);
+            else
+                for (size_t w = 0; w < seg; w++) out[w] = -x[w];
+            for (size_t b = 1; b < m; b++) {
+                const float *in = x + b * seg;
+                if (base[a * m + b] > 0)
+                    for (size_t w = 0; w < seg; w++) out[w] += in[w];
+                else
+                    for (size_t w = 0; w < seg; w++) out[w] -= in[w];
             }
-            for (size_t a = 0; a < m; a++) memcpy(x + (a * P + r) * width, tmp + a * width, width * sizeof *x);
         }
+        memcpy(x, tmp, n * width * sizeof *x);
     }
     float norm = (float)(1.0 / sqrt((double)n));
     for (size_t i = 0; i < n * width; i++) x[i] *= norm;
@@ -146,7 +170,7 @@ qtk_status qtk_hadamard_rows(float *x, size_t rows, size_t n) {
     int failed = 0;
 #pragma omp parallel if (rows * n >= 65536)
     {
-        float *tmp = malloc(m * sizeof *tmp);
+        float *tmp = malloc(n * sizeof *tmp);
         if (!tmp) {
 #pragma omp atomic write
             failed = 1;
@@ -170,8 +194,8 @@ qtk_status qtk_hadamard_fuse_output(float *W, size_t n_out, size_t n_in) {
         return qtk_fail(QTK_ERR_ARG, "no Hadamard transform of size %zu (need 2^k or 12/20/28/40 * 2^k)", n_out);
     signed char base[40 * 40];
     base_matrix(m, base);
-    float *tmp = malloc(m * n_in * sizeof *tmp);
-    if (!tmp) return qtk_fail(QTK_ERR_NOMEM, "hadamard: cannot allocate %zu floats", m * n_in);
+    float *tmp = malloc(n_out * n_in * sizeof *tmp);
+    if (!tmp) return qtk_fail(QTK_ERR_NOMEM, "hadamard: cannot allocate %zu floats", n_out * n_in);
     had_core(W, n_out, n_in, m, base, tmp);
     free(tmp);
     return QTK_OK;
