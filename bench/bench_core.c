@@ -93,6 +93,11 @@ int main(void) {
         TIME_IT(t, qtk_fake_quant(&p, x, y, 2, cases[c].shape));
         double bw = gb / t;
         printf("%-52s %8.2f GB/s  %5.1f%% of memcpy\n", cases[c].name, bw, 100.0 * bw / bw_mem);
+        // in place (y = x): no separate destination lines to fetch before writing
+        memcpy(y, x, n * 4);
+        TIME_IT(t, qtk_fake_quant(&p, y, y, 2, cases[c].shape));
+        bw = gb / t;
+        printf("%-52s %8.2f GB/s  %5.1f%% of memcpy\n", "  same, in place", bw, 100.0 * bw / bw_mem);
         qtk_qparams_free(&p);
     }
     {

@@ -98,5 +98,5 @@ int main(void) {
     tcase_add_test(tc, test_no_device_behaviour);
     tcase_add_test(tc, test_fake_quant_gpu_equals_cpu);
     suite_add_tcase(s, tc);
-    return tu_run(s);
+    return tu_run_mode(s, 0);
 }

@@ -84,13 +84,17 @@ static inline void tu_fill_normal(qtk_rng *r, float *x, size_t n, float sd) {
     for (size_t i = 0; i < n; i++) x[i] = sd * qtk_rng_normal(r);
 }
 
-// Runs one suite and returns the process exit status.
-static inline int tu_run(Suite *s) {
+// Runs one suite and returns the process exit status. fork = 0 runs tests in
+// this process (needed for CUDA: a context does not survive fork()).
+static inline int tu_run_mode(Suite *s, int fork) {
     SRunner *sr = srunner_create(s);
+    if (!fork) srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
 }
+
+static inline int tu_run(Suite *s) { return tu_run_mode(s, 1); }
 
 #endif
