@@ -2,6 +2,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,39 +56,45 @@ void qtk_observer_free(qtk_observer *o) {
     memset(o, 0, sizeof *o);
 }
 
-void qtk_channel_minmax(const float *x, size_t outer, size_t C, size_t inner, float *mn, float *mx) {
+qtk_status qtk_channel_minmax(const float *x, size_t outer, size_t C, size_t inner, float *mn, float *mx) {
     for (size_t c = 0; c < C; c++) {
         mn[c] = INFINITY;
         mx[c] = -INFINITY;
     }
     if (inner == 1) {
         // channels on the last axis: each thread reduces a slab of rows into
-        // its own arrays, then merges (min/max are exact in any order)
-#pragma omp parallel if (outer * C >= 65536)
+        // its own arrays, then they are merged (min/max are exact in any order)
+        int nt = omp_get_max_threads();
+        float *lmn = malloc((size_t)nt * C * sizeof *lmn), *lmx = malloc((size_t)nt * C * sizeof *lmx);
+        if (!lmn || !lmx) {
+            free(lmn);
+            free(lmx);
+            return qtk_fail(QTK_ERR_NOMEM, "observer: cannot allocate %d x %zu channel buffers", nt, C);
+        }
+        for (size_t i = 0; i < (size_t)nt * C; i++) {
+            lmn[i] = INFINITY;
+            lmx[i] = -INFINITY;
+        }
+#pragma omp parallel num_threads(nt) if (outer * C >= 65536)
         {
-            float *lmn = malloc(C * sizeof *lmn), *lmx = malloc(C * sizeof *lmx);
-            QTK_CHECK(lmn && lmx);
-            for (size_t c = 0; c < C; c++) {
-                lmn[c] = INFINITY;
-                lmx[c] = -INFINITY;
-            }
+            float *tmn = lmn + (size_t)omp_get_thread_num() * C, *tmx = lmx + (size_t)omp_get_thread_num() * C;
 #pragma omp for schedule(static)
             for (size_t r = 0; r < outer; r++) {
                 const float *xr = x + r * C;
                 for (size_t c = 0; c < C; c++) {
-                    lmn[c] = xr[c] < lmn[c] ? xr[c] : lmn[c];
-                    lmx[c] = xr[c] > lmx[c] ? xr[c] : lmx[c];
+                    tmn[c] = xr[c] < tmn[c] ? xr[c] : tmn[c];
+                    tmx[c] = xr[c] > tmx[c] ? xr[c] : tmx[c];
                 }
             }
-#pragma omp critical
-            for (size_t c = 0; c < C; c++) {
-                if (lmn[c] < mn[c]) mn[c] = lmn[c];
-                if (lmx[c] > mx[c]) mx[c] = lmx[c];
-            }
-            free(lmn);
-            free(lmx);
         }
-        return;
+        for (int t = 0; t < nt; t++)
+            for (size_t c = 0; c < C; c++) {
+                if (lmn[(size_t)t * C + c] < mn[c]) mn[c] = lmn[(size_t)t * C + c];
+                if (lmx[(size_t)t * C + c] > mx[c]) mx[c] = lmx[(size_t)t * C + c];
+            }
+        free(lmn);
+        free(lmx);
+        return QTK_OK;
     }
 #pragma omp parallel for schedule(static) if (outer * C * inner >= 65536)
     for (size_t c = 0; c < C; c++) {
@@ -102,6 +109,7 @@ void qtk_channel_minmax(const float *x, size_t outer, size_t C, size_t inner, fl
         mn[c] = a;
         mx[c] = b;
     }
+    return QTK_OK;
 }
 
 // Hoare-style selection: afterwards v[k] holds the k-th smallest value, all
@@ -228,7 +236,12 @@ qtk_status qtk_observer_update(qtk_observer *o, const float *x, int ndim, const 
             free(cur_mx);
             return qtk_fail(QTK_ERR_NOMEM, "observer: cannot allocate %zu channels", C);
         }
-        qtk_channel_minmax(x, outer, C, inner, cur_mn, cur_mx);
+        qtk_status r = qtk_channel_minmax(x, outer, C, inner, cur_mn, cur_mx);
+        if (r != QTK_OK) {
+            free(cur_mn);
+            free(cur_mx);
+            return r;
+        }
     } else if (o->kind == QTK_OBS_PERCENTILE) {
         QTK_TRY(update_quantiles(o, x, n, cur_mn, cur_mx));
     } else {

@@ -60,7 +60,7 @@ qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int n
 // Building blocks, exposed for tests and other callers.
 
 // Per-channel min and max of x viewed as (outer, C, inner) around an axis.
-void qtk_channel_minmax(const float *x, size_t outer, size_t C, size_t inner, float *mn, float *mx);
+qtk_status qtk_channel_minmax(const float *x, size_t outer, size_t C, size_t inner, float *mn, float *mx);
 // torch.quantile(v, q) with linear interpolation, computed as PyTorch does
 // (rank = fl32(q) * (n-1) in float32, then lerp). v is reordered in place.
 float qtk_quantile_inplace(float *v, size_t n, float q);
