@@ -1,0 +1,465 @@
+// ViT / DeiT: checkpoint loading and the FP32 forward pass.
+#include "vit.h"
+
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/safetensors.h"
+#include "../core/tensor.h"
+
+static const struct {
+    const char *name;
+    int dim, heads;
+    float crop_pct;
+    int imagenet_norm; // else mean = std = 0.5
+    int input_quant;
+} presets[] = {
+    {"deit_tiny_patch16_224", 192, 3, 0.875f, 1, 1},
+    {"deit_small_patch16_224", 384, 6, 0.875f, 1, 1},
+    {"deit_base_patch16_224", 768, 12, 0.875f, 1, 1},
+    {"vit_small_patch16_224", 384, 6, 0.9f, 0, 0},
+    {"vit_base_patch16_224", 768, 12, 0.9f, 0, 0},
+};
+#define N_PRESETS (int)(sizeof presets / sizeof *presets)
+
+static void set_norm(qtk_vit_config *c, int imagenet) {
+    const float im_mean[3] = {0.485f, 0.456f, 0.406f}, im_std[3] = {0.229f, 0.224f, 0.225f};
+    for (int i = 0; i < 3; i++) {
+        c->mean[i] = imagenet ? im_mean[i] : 0.5f;
+        c->std[i] = imagenet ? im_std[i] : 0.5f;
+    }
+}
+
+qtk_status qtk_vit_preset(const char *name, qtk_vit_config *cfg) {
+    for (int i = 0; i < N_PRESETS; i++) {
+        if (strcmp(name, presets[i].name) != 0) continue;
+        memset(cfg, 0, sizeof *cfg);
+        snprintf(cfg->name, sizeof cfg->name, "%s", name);
+        cfg->img_size = 224;
+        cfg->patch = 16;
+        cfg->in_chans = 3;
+        cfg->dim = presets[i].dim;
+        cfg->depth = 12;
+        cfg->heads = presets[i].heads;
+        cfg->mlp_hidden = 4 * presets[i].dim;
+        cfg->n_classes = 1000;
+        cfg->n_prefix = 1;
+        cfg->ln_eps = 1e-6f;
+        cfg->crop_pct = presets[i].crop_pct;
+        snprintf(cfg->interpolation, sizeof cfg->interpolation, "bicubic");
+        set_norm(cfg, presets[i].imagenet_norm);
+        cfg->input_quant = presets[i].input_quant;
+        return QTK_OK;
+    }
+    return qtk_fail(QTK_ERR_NOT_FOUND,
+                    "unknown ViT preset \"%s\" (known: deit_tiny_patch16_224, deit_small_patch16_224, "
+                    "deit_base_patch16_224, vit_small_patch16_224, vit_base_patch16_224; or give a JSON description)",
+                    name);
+}
+
+// Applies a JSON description {"preset":..., "heads":..., ...} on top of cfg.
+static qtk_status apply_json(qtk_vit_config *cfg, const char *json, const char *where) {
+    cJSON *j = cJSON_Parse(json);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return qtk_fail(QTK_ERR_ARG, "%s: model description is neither a preset name nor a JSON object: %.80s", where,
+                        json);
+    }
+    qtk_status st = QTK_OK;
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "preset");
+    if (pre) {
+        if (!cJSON_IsString(pre)) st = qtk_fail(QTK_ERR_ARG, "%s: \"preset\" must be a string", where);
+        else st = qtk_vit_preset(pre->valuestring, cfg);
+    }
+    for (const cJSON *it = j->child; it && st == QTK_OK; it = it->next) {
+        const char *k = it->string;
+        if (!strcmp(k, "preset")) continue;
+        if (!strcmp(k, "heads") || !strcmp(k, "input_quant")) {
+            if (!cJSON_IsNumber(it) && !cJSON_IsBool(it)) st = qtk_fail(QTK_ERR_ARG, "%s: \"%s\" must be a number", where, k);
+            else if (!strcmp(k, "heads")) cfg->heads = it->valueint;
+            else cfg->input_quant = cJSON_IsBool(it) ? cJSON_IsTrue(it) : it->valueint != 0;
+        } else if (!strcmp(k, "crop_pct") || !strcmp(k, "ln_eps")) {
+            if (!cJSON_IsNumber(it)) st = qtk_fail(QTK_ERR_ARG, "%s: \"%s\" must be a number", where, k);
+            else if (!strcmp(k, "crop_pct")) cfg->crop_pct = (float)it->valuedouble;
+            else cfg->ln_eps = (float)it->valuedouble;
+        } else if (!strcmp(k, "name") || !strcmp(k, "interpolation")) {
+            if (!cJSON_IsString(it)) st = qtk_fail(QTK_ERR_ARG, "%s: \"%s\" must be a string", where, k);
+            else if (!strcmp(k, "name")) snprintf(cfg->name, sizeof cfg->name, "%s", it->valuestring);
+            else snprintf(cfg->interpolation, sizeof cfg->interpolation, "%s", it->valuestring);
+        } else if (!strcmp(k, "mean") || !strcmp(k, "std")) {
+            float *dst = !strcmp(k, "mean") ? cfg->mean : cfg->std;
+            if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 3)
+                st = qtk_fail(QTK_ERR_ARG, "%s: \"%s\" must be an array of 3 numbers", where, k);
+            else
+                for (int i = 0; i < 3; i++) dst[i] = (float)cJSON_GetArrayItem(it, i)->valuedouble;
+        } else {
+            st = qtk_fail(QTK_ERR_ARG, "%s: unknown key \"%s\" in the model description (expected preset, name, "
+                          "heads, crop_pct, interpolation, mean, std, input_quant, ln_eps)", where, k);
+        }
+    }
+    cJSON_Delete(j);
+    return st;
+}
+
+// Shape of a tensor that must exist, or an error naming the key.
+static qtk_status need(const qtk_safetensors *st, const char *key, int ndim, const qtk_st_tensor **out) {
+    const qtk_st_tensor *t = qtk_st_find(st, key);
+    if (!t) return qtk_fail(QTK_ERR_NOT_FOUND, "%s: missing tensor \"%s\" (not a timm VisionTransformer checkpoint?)",
+                            st->path, key);
+    if (t->ndim != ndim) {
+        char sh[128];
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" has shape %s, expected %d dimensions", st->path, key,
+                        qtk_shape_str(t->ndim, t->shape, sh, sizeof sh), ndim);
+    }
+    *out = t;
+    return QTK_OK;
+}
+
+static qtk_status infer_shapes(const qtk_safetensors *st, qtk_vit_config *c) {
+    const qtk_st_tensor *t;
+    QTK_TRY(need(st, "patch_embed.proj.weight", 4, &t));
+    if (t->shape[2] != t->shape[3])
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "%s: patch_embed.proj.weight has non-square patches %lldx%lld", st->path,
+                        (long long)t->shape[2], (long long)t->shape[3]);
+    c->dim = (int)t->shape[0];
+    c->in_chans = (int)t->shape[1];
+    c->patch = (int)t->shape[2];
+    c->n_prefix = qtk_st_find(st, "dist_token") ? 2 : 1;
+    QTK_TRY(need(st, "pos_embed", 3, &t));
+    long long grid2 = t->shape[1] - c->n_prefix;
+    long long g = (long long)llround(sqrt((double)(grid2 > 0 ? grid2 : 0)));
+    if (grid2 <= 0 || g * g != grid2)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: pos_embed has %lld tokens; with %d prefix token(s) that is not a square "
+                        "grid of patches", st->path, (long long)t->shape[1], c->n_prefix);
+    c->img_size = (int)g * c->patch;
+    c->depth = 0;
+    char key[96];
+    for (;;) {
+        snprintf(key, sizeof key, "blocks.%d.norm1.weight", c->depth);
+        if (!qtk_st_find(st, key)) break;
+        c->depth++;
+    }
+    if (c->depth == 0) return qtk_fail(QTK_ERR_NOT_FOUND, "%s: no transformer blocks (missing \"blocks.0.norm1.weight\")", st->path);
+    QTK_TRY(need(st, "blocks.0.mlp.fc1.weight", 2, &t));
+    c->mlp_hidden = (int)t->shape[0];
+    QTK_TRY(need(st, "head.weight", 2, &t));
+    c->n_classes = (int)t->shape[0];
+    return QTK_OK;
+}
+
+// Every key must belong to the model qtk implements: anything else (fc_norm,
+// LayerScale, q/k norms, a Swin or ResNet checkpoint) would silently change the math.
+static qtk_status check_known_keys(const qtk_safetensors *st, const qtk_vit_config *c) {
+    static const char *top[] = {"cls_token", "dist_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+                                "norm.weight", "norm.bias", "head.weight", "head.bias", "head_dist.weight", "head_dist.bias"};
+    static const char *blk[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
+                                "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                                "mlp.fc2.weight", "mlp.fc2.bias"};
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const char *k = st->tensors[i].name;
+        int ok = 0;
+        for (size_t j = 0; j < sizeof top / sizeof *top && !ok; j++) ok = !strcmp(k, top[j]);
+        int b, n = 0;
+        if (!ok && sscanf(k, "blocks.%d.%n", &b, &n) == 1 && n > 0 && b >= 0 && b < c->depth)
+            for (size_t j = 0; j < sizeof blk / sizeof *blk && !ok; j++) ok = !strcmp(k + n, blk[j]);
+        if (!ok)
+            return qtk_fail(QTK_ERR_UNSUPPORTED, "%s: tensor \"%s\" is not part of a plain timm VisionTransformer / DeiT "
+                            "(qtk supports cls/dist token, pre-norm blocks, token pooling)", st->path, k);
+    }
+    return QTK_OK;
+}
+
+// Reads `key` with exactly this shape into dst (converted to F32).
+static qtk_status read_param(const qtk_safetensors *st, const char *key, int ndim, const int64_t *shape, float *dst) {
+    const qtk_st_tensor *t = qtk_st_find(st, key);
+    char sh[128];
+    if (!t)
+        return qtk_fail(QTK_ERR_NOT_FOUND, "%s: missing tensor \"%s\" (expected shape %s)", st->path, key,
+                        qtk_shape_str(ndim, shape, sh, sizeof sh));
+    if (!qtk_dtype_is_float(t->dtype))
+        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" has dtype %s, expected F32, F16 or BF16", st->path, key,
+                        qtk_dtype_name(t->dtype));
+    return qtk_st_read_f32(st, key, ndim, shape, dst);
+}
+
+qtk_status qtk_vit_load(qtk_vit *m, const char *path, const char *desc) {
+    memset(m, 0, sizeof *m);
+    qtk_safetensors st;
+    QTK_TRY(qtk_st_open(&st, path));
+    qtk_vit_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "custom");
+    c.ln_eps = 1e-6f;
+    c.crop_pct = 0.9f;
+    snprintf(c.interpolation, sizeof c.interpolation, "bicubic");
+    set_norm(&c, 0);
+    qtk_status r = QTK_OK;
+    const char *meta = qtk_st_meta(&st, "qtk.vit");
+    if (meta) r = apply_json(&c, meta, path);
+    if (r == QTK_OK && desc && *desc) r = desc[0] == '{' ? apply_json(&c, desc, "model description") : qtk_vit_preset(desc, &c);
+    qtk_vit_config want = c; // what the description claims
+    if (r == QTK_OK) r = infer_shapes(&st, &c);
+    if (r == QTK_OK && want.dim && (want.dim != c.dim || want.depth != c.depth || want.img_size != c.img_size ||
+                                    want.patch != c.patch || want.n_classes != c.n_classes ||
+                                    want.mlp_hidden != c.mlp_hidden || want.in_chans != c.in_chans))
+        r = qtk_fail(QTK_ERR_FORMAT, "%s: checkpoint does not match preset %s: it has dim %d, depth %d, img %d, patch %d, "
+                     "mlp %d, %d classes, %d channels; the preset expects %d, %d, %d, %d, %d, %d, %d",
+                     path, want.name, c.dim, c.depth, c.img_size, c.patch, c.mlp_hidden, c.n_classes, c.in_chans,
+                     want.dim, want.depth, want.img_size, want.patch, want.mlp_hidden, want.n_classes, want.in_chans);
+    if (r == QTK_OK && c.heads == 0) c.heads = c.dim % 64 == 0 ? c.dim / 64 : 1;
+    if (r == QTK_OK && (c.heads <= 0 || c.dim % c.heads != 0))
+        r = qtk_fail(QTK_ERR_ARG, "%s: %d heads do not divide dim %d", path, c.heads, c.dim);
+    if (r == QTK_OK) r = check_known_keys(&st, &c);
+    if (r != QTK_OK) {
+        qtk_st_close(&st);
+        return r;
+    }
+    m->cfg = c;
+    m->grid = c.img_size / c.patch;
+    m->n_tokens = c.n_prefix + m->grid * m->grid;
+    size_t C = (size_t)c.dim, M = (size_t)c.mlp_hidden, K = (size_t)(c.in_chans * c.patch * c.patch);
+    size_t T = (size_t)m->n_tokens, NC = (size_t)c.n_classes;
+    size_t per_block = 4 * C + 3 * C * C + 3 * C + C * C + C + M * C + M + C * M + C;
+    size_t total = C * K + C + C + (c.n_prefix == 2 ? C : 0) + T * C + (size_t)c.depth * per_block + 2 * C + NC * C + NC +
+                   (c.n_prefix == 2 ? NC * C + NC : 0);
+    m->mem = qtk_aligned_alloc(total * sizeof(float));
+    m->blocks = calloc((size_t)c.depth, sizeof *m->blocks);
+    if (!m->mem || !m->blocks) {
+        qtk_st_close(&st);
+        qtk_vit_free(m);
+        return qtk_fail(QTK_ERR_NOMEM, "cannot allocate %zu parameters for %s", total, path);
+    }
+    m->n_params = total;
+    float *p = m->mem;
+#define CARVE(ptr, n) ((ptr) = p, p += (n))
+#define READ(key, ptr, n, nd, ...)                                                                                     \
+    do {                                                                                                               \
+        CARVE(ptr, n);                                                                                                 \
+        int64_t shp_[] = {__VA_ARGS__};                                                                                \
+        if (r == QTK_OK) r = read_param(&st, key, nd, shp_, ptr);                                                      \
+    } while (0)
+    READ("patch_embed.proj.weight", m->patch_w, C * K, 4, (int64_t)C, c.in_chans, c.patch, c.patch);
+    READ("patch_embed.proj.bias", m->patch_b, C, 1, (int64_t)C);
+    READ("cls_token", m->cls_token, C, 3, 1, 1, (int64_t)C);
+    if (c.n_prefix == 2) READ("dist_token", m->dist_token, C, 3, 1, 1, (int64_t)C);
+    READ("pos_embed", m->pos_embed, T * C, 3, 1, (int64_t)T, (int64_t)C);
+    for (int i = 0; i < c.depth; i++) { // carve every block; reads stop at the first error
+        qtk_vit_block *b = &m->blocks[i];
+        char k[96];
+#define BREAD(name, ptr, n, nd, ...)                                                                                   \
+    do {                                                                                                               \
+        snprintf(k, sizeof k, "blocks.%d." name, i);                                                                   \
+        READ(k, ptr, n, nd, __VA_ARGS__);                                                                              \
+    } while (0)
+        BREAD("norm1.weight", b->ln1_w, C, 1, (int64_t)C);
+        BREAD("norm1.bias", b->ln1_b, C, 1, (int64_t)C);
+        BREAD("attn.qkv.weight", b->qkv_w, 3 * C * C, 2, (int64_t)(3 * C), (int64_t)C);
+        BREAD("attn.qkv.bias", b->qkv_b, 3 * C, 1, (int64_t)(3 * C));
+        BREAD("attn.proj.weight", b->proj_w, C * C, 2, (int64_t)C, (int64_t)C);
+        BREAD("attn.proj.bias", b->proj_b, C, 1, (int64_t)C);
+        BREAD("norm2.weight", b->ln2_w, C, 1, (int64_t)C);
+        BREAD("norm2.bias", b->ln2_b, C, 1, (int64_t)C);
+        BREAD("mlp.fc1.weight", b->fc1_w, M * C, 2, (int64_t)M, (int64_t)C);
+        BREAD("mlp.fc1.bias", b->fc1_b, M, 1, (int64_t)M);
+        BREAD("mlp.fc2.weight", b->fc2_w, C * M, 2, (int64_t)C, (int64_t)M);
+        BREAD("mlp.fc2.bias", b->fc2_b, C, 1, (int64_t)C);
+#undef BREAD
+    }
+    READ("norm.weight", m->norm_w, C, 1, (int64_t)C);
+    READ("norm.bias", m->norm_b, C, 1, (int64_t)C);
+    READ("head.weight", m->head_w, NC * C, 2, (int64_t)NC, (int64_t)C);
+    READ("head.bias", m->head_b, NC, 1, (int64_t)NC);
+    if (c.n_prefix == 2) {
+        READ("head_dist.weight", m->head_dist_w, NC * C, 2, (int64_t)NC, (int64_t)C);
+        READ("head_dist.bias", m->head_dist_b, NC, 1, (int64_t)NC);
+    }
+#undef READ
+#undef CARVE
+    QTK_CHECK((size_t)(p - m->mem) == total);
+    qtk_st_close(&st);
+    if (r != QTK_OK) qtk_vit_free(m);
+    return r;
+}
+
+void qtk_vit_free(qtk_vit *m) {
+    qtk_aligned_free(m->mem);
+    free(m->blocks);
+    memset(m, 0, sizeof *m);
+}
+
+qtk_status qtk_vit_plan_init(qtk_vit_plan *p, const qtk_vit *m, int B) {
+    memset(p, 0, sizeof *p);
+    if (B < 1) return qtk_fail(QTK_ERR_ARG, "batch size %d < 1", B);
+    const qtk_vit_config *c = &m->cfg;
+    size_t T = (size_t)m->n_tokens, C = (size_t)c->dim, G2 = (size_t)(m->grid * m->grid);
+    size_t K = (size_t)(c->in_chans * c->patch * c->patch), b = (size_t)B;
+    size_t sizes[] = {b * T * C, b * T * C, b * T * 3 * C, b * (size_t)c->heads * T * T, b * T * C,
+                      b * T * (size_t)c->mlp_hidden, b * G2 * K, b * (size_t)c->n_prefix * C};
+    size_t total = 0;
+    for (int i = 0; i < 8; i++) total += (sizes[i] + 15) / 16 * 16; // keep each buffer 64-byte aligned
+    p->mem = qtk_aligned_alloc(total * sizeof(float));
+    if (!p->mem) return qtk_fail(QTK_ERR_NOMEM, "cannot allocate %.1f MiB of activations for batch %d",
+                                 (double)total * 4 / 1048576.0, B);
+    float **dst[] = {&p->x, &p->h, &p->qkv, &p->att, &p->ctx, &p->mlp, &p->cols, &p->feat};
+    float *q = p->mem;
+    for (int i = 0; i < 8; i++) {
+        *dst[i] = q;
+        q += (sizes[i] + 15) / 16 * 16;
+    }
+    p->B = B;
+    return QTK_OK;
+}
+
+void qtk_vit_plan_free(qtk_vit_plan *p) {
+    qtk_aligned_free(p->mem);
+    memset(p, 0, sizeof *p);
+}
+
+// y = LayerNorm(x) over the last axis of `rows` rows of C values.
+static void layer_norm(const float *x, float *y, size_t rows, size_t C, const float *w, const float *b, float eps) {
+#pragma omp parallel for schedule(static) if (rows * C >= 16384)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        double mean = 0, var = 0;
+        for (size_t i = 0; i < C; i++) mean += xr[i];
+        mean /= (double)C;
+        for (size_t i = 0; i < C; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+        var /= (double)C;
+        float mu = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
+        for (size_t i = 0; i < C; i++) yr[i] = (xr[i] - mu) * rstd * w[i] + b[i];
+    }
+}
+
+// y = x W^T + b, x (rows, K), W (N, K): one sgemm, then the bias.
+static void linear(const float *x, const float *W, const float *bias, float *y, size_t rows, size_t N, size_t K) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f, y,
+                (int)N);
+    if (!bias) return;
+#pragma omp parallel for schedule(static) if (rows * N >= 16384)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < N; j++) y[r * N + j] += bias[j];
+}
+
+static void attention(const qtk_vit *m, qtk_vit_plan *p, int B) {
+    const int T = m->n_tokens, C = m->cfg.dim, H = m->cfg.heads, d = C / H;
+    const float scale = 1.0f / sqrtf((float)d);
+    // many small products: one OpenBLAS thread each, OpenMP across (image, head)
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        const float *q = p->qkv + (size_t)b * T * 3 * C + (size_t)h * d;
+        const float *k = q + C, *v = q + 2 * C;
+        float *S = p->att + (size_t)bh * T * T;
+        // S = (q @ k^T) * d^-0.5  (the reference scales after the product)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, T);
+        for (int i = 0; i < T; i++) {
+            float *row = S + (size_t)i * T, mx = -INFINITY;
+            for (int j = 0; j < T; j++) {
+                row[j] *= scale;
+                mx = row[j] > mx ? row[j] : mx;
+            }
+            float sum = 0.0f;
+            for (int j = 0; j < T; j++) {
+                row[j] = expf(row[j] - mx);
+                sum += row[j];
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j < T; j++) row[j] *= inv;
+        }
+        // ctx[:, h*d:(h+1)*d] = P @ v
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, S, T, v, 3 * C, 0.0f,
+                    p->ctx + (size_t)b * T * C + (size_t)h * d, C);
+    }
+    openblas_set_num_threads(blas_threads);
+}
+
+qtk_status qtk_vit_forward(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits) {
+    if (B < 1 || B > p->B) return qtk_fail(QTK_ERR_ARG, "batch of %d images, plan is for at most %d", B, p->B);
+    const qtk_vit_config *c = &m->cfg;
+    const size_t C = (size_t)c->dim, T = (size_t)m->n_tokens, M = (size_t)c->mlp_hidden, NP = (size_t)c->n_prefix;
+    const size_t P = (size_t)c->patch, G = (size_t)m->grid, CH = (size_t)c->in_chans, S = (size_t)c->img_size;
+    const size_t K = CH * P * P, rows = (size_t)B * T;
+    // patch embedding as im2col + GEMM: cols[b, gy*G+gx, ch*P*P + ky*P + kx]
+#pragma omp parallel for collapse(2) schedule(static)
+    for (size_t b = 0; b < (size_t)B; b++)
+        for (size_t g = 0; g < G * G; g++) {
+            size_t gy = g / G, gx = g % G;
+            float *col = p->cols + (b * G * G + g) * K;
+            for (size_t ch = 0; ch < CH; ch++)
+                for (size_t ky = 0; ky < P; ky++)
+                    memcpy(col + (ch * P + ky) * P, images + ((b * CH + ch) * S + gy * P + ky) * S + gx * P, P * sizeof(float));
+        }
+    for (int b = 0; b < B; b++)
+        // x[b, NP:, :] = conv(img) = cols @ W^T  (bias next)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(G * G), (int)C, (int)K, 1.0f,
+                    p->cols + (size_t)b * G * G * K, (int)K, m->patch_w, (int)K, 0.0f, p->x + ((size_t)b * T + NP) * C,
+                    (int)C);
+    // x = cat(cls, [dist,] patches + bias) + pos_embed
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        size_t t = r % T;
+        float *xr = p->x + r * C;
+        const float *pos = m->pos_embed + t * C;
+        if (t == 0)
+            for (size_t i = 0; i < C; i++) xr[i] = m->cls_token[i] + pos[i];
+        else if (t == 1 && NP == 2)
+            for (size_t i = 0; i < C; i++) xr[i] = m->dist_token[i] + pos[i];
+        else
+            for (size_t i = 0; i < C; i++) xr[i] = (xr[i] + m->patch_b[i]) + pos[i];
+    }
+    for (int l = 0; l < c->depth; l++) {
+        const qtk_vit_block *bl = &m->blocks[l];
+        // x = x + proj(attn(norm1(x)))
+        layer_norm(p->x, p->h, rows, C, bl->ln1_w, bl->ln1_b, c->ln_eps);
+        linear(p->h, bl->qkv_w, bl->qkv_b, p->qkv, rows, 3 * C, C);
+        attention(m, p, B);
+        linear(p->ctx, bl->proj_w, bl->proj_b, p->h, rows, C, C);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < rows * C; i++) p->x[i] += p->h[i];
+        // x = x + fc2(gelu(fc1(norm2(x))))
+        layer_norm(p->x, p->h, rows, C, bl->ln2_w, bl->ln2_b, c->ln_eps);
+        linear(p->h, bl->fc1_w, bl->fc1_b, p->mlp, rows, M, C);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < rows * M; i++) {
+            // nn.GELU(): x * 0.5 * (1 + erf(x / sqrt(2)))
+            float u = p->mlp[i];
+            p->mlp[i] = u * 0.5f * (1.0f + erff(u * 0.70710678118654752f));
+        }
+        linear(p->mlp, bl->fc2_w, bl->fc2_b, p->h, rows, C, M);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < rows * C; i++) p->x[i] += p->h[i];
+    }
+    // final norm on the prefix tokens (all that pooling reads), then the head(s)
+    for (int b = 0; b < B; b++)
+        layer_norm(p->x + (size_t)b * T * C, p->feat + (size_t)b * NP * C, NP, C, m->norm_w, m->norm_b, c->ln_eps);
+    const size_t NC = (size_t)c->n_classes;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)NC, (int)C, 1.0f, p->feat, (int)(NP * C), m->head_w,
+                (int)C, 0.0f, logits, (int)NC);
+    for (int b = 0; b < B; b++)
+        for (size_t j = 0; j < NC; j++) logits[b * NC + j] += m->head_b[j];
+    if (NP == 2) {
+        // distilled DeiT at eval: (head(x[:, 0]) + head_dist(x[:, 1])) / 2
+        float *ld = p->h; // free now; B*NC <= B*T*C
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)NC, (int)C, 1.0f, p->feat + C, (int)(NP * C),
+                    m->head_dist_w, (int)C, 0.0f, ld, (int)NC);
+        for (int b = 0; b < B; b++)
+            for (size_t j = 0; j < NC; j++)
+                logits[b * NC + j] = (logits[b * NC + j] + (ld[b * NC + j] + m->head_dist_b[j])) / 2.0f;
+    }
+    return QTK_OK;
+}
+
+double qtk_vit_gemm_flops(const qtk_vit *m) {
+    const qtk_vit_config *c = &m->cfg;
+    double C = c->dim, T = m->n_tokens, M = c->mlp_hidden, G2 = (double)m->grid * m->grid;
+    double K = (double)c->in_chans * c->patch * c->patch, d = C / c->heads;
+    double blk = 2 * T * C * 3 * C + 2 * 2 * c->heads * T * T * d + 2 * T * C * C + 2 * 2 * T * C * M;
+    return 2 * G2 * C * K + c->depth * blk + 2.0 * c->n_prefix * C * c->n_classes;
+}

@@ -1,0 +1,104 @@
+// Vision Transformers (timm VisionTransformer / DeiT, incl. distilled) loaded
+// from timm safetensors checkpoints, with an FP32 forward pass that matches
+// timm (spec vit-baseline.md section 2).
+//
+// Use: qtk_vit_load(&m, path, desc), then qtk_vit_plan(&plan, &m, B) once per
+// batch size, then qtk_vit_forward(&m, &plan, images, B, logits) as often as
+// needed: the forward allocates nothing.
+#ifndef QTK_VIT_H
+#define QTK_VIT_H
+
+#include <stddef.h>
+
+#include "../core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    char name[64];       // preset or "custom"
+    int img_size;        // square input side
+    int patch;           // square patch side
+    int in_chans;
+    int dim;             // C
+    int depth;
+    int heads;           // H (not inferable from shapes: preset or description)
+    int mlp_hidden;      // fc1 outputs
+    int n_classes;
+    int n_prefix;        // 1 (cls) or 2 (cls + dist for distilled DeiT)
+    float ln_eps;        // 1e-6 for timm ViT/DeiT
+    // evaluation preprocessing and quantization defaults carried with the model
+    float crop_pct;      // 0.875 DeiT (reference), 0.9 ViT
+    char interpolation[16];
+    float mean[3], std[3];
+    int input_quant;     // quantize the normalized image (DeiT yes, ViT no)
+} qtk_vit_config;
+
+// Built-in presets: deit_tiny/small/base_patch16_224, vit_small/base_patch16_224.
+// Returns QTK_ERR_NOT_FOUND (with the list of presets) for an unknown name.
+qtk_status qtk_vit_preset(const char *name, qtk_vit_config *cfg);
+
+typedef struct {
+    float *ln1_w, *ln1_b;   // (C)
+    float *qkv_w, *qkv_b;   // (3C, C), (3C)
+    float *proj_w, *proj_b; // (C, C), (C)
+    float *ln2_w, *ln2_b;   // (C)
+    float *fc1_w, *fc1_b;   // (M, C), (M)
+    float *fc2_w, *fc2_b;   // (C, M), (C)
+} qtk_vit_block;
+
+typedef struct {
+    qtk_vit_config cfg;
+    int grid;                // patches per side
+    int n_tokens;            // T = n_prefix + grid^2
+    float *patch_w;          // (C, in_chans*P*P), conv weight flattened
+    float *patch_b;          // (C)
+    float *cls_token;        // (C)
+    float *dist_token;       // (C) or NULL
+    float *pos_embed;        // (T, C)
+    qtk_vit_block *blocks;   // (depth)
+    float *norm_w, *norm_b;  // (C)
+    float *head_w, *head_b;  // (classes, C), (classes)
+    float *head_dist_w, *head_dist_b; // distilled only
+    float *mem;              // one allocation holding every tensor above
+    size_t n_params;
+} qtk_vit;
+
+// desc: NULL (heads from the checkpoint's __metadata__ "qtk.vit.heads" or
+// dim/64), a preset name, or a JSON object such as
+// {"preset": "deit_tiny_patch16_224", "heads": 3, "crop_pct": 0.875}. The
+// architecture is inferred from tensor shapes; the description supplies what
+// shapes cannot (heads, preprocessing) and is checked against them.
+qtk_status qtk_vit_load(qtk_vit *m, const char *path, const char *desc);
+void qtk_vit_free(qtk_vit *m);
+
+// Buffers for one batch size, planned once.
+typedef struct {
+    int B;
+    float *x;       // (B, T, C) residual stream
+    float *h;       // (B, T, C) LayerNorm output
+    float *qkv;     // (B, T, 3C)
+    float *att;     // (B, H, T, T) scores / probabilities
+    float *ctx;     // (B, T, C) attention output before proj
+    float *mlp;     // (B, T, M)
+    float *cols;    // (B, G*G, in_chans*P*P) im2col of the image
+    float *feat;    // (B, n_prefix, C) final-norm prefix tokens
+    float *mem;
+} qtk_vit_plan;
+
+qtk_status qtk_vit_plan_init(qtk_vit_plan *p, const qtk_vit *m, int B);
+void qtk_vit_plan_free(qtk_vit_plan *p);
+
+// images: (B, in_chans, img, img) normalized; logits: (B, classes).
+// B <= plan->B.
+qtk_status qtk_vit_forward(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits);
+
+// FLOPs of the GEMMs (incl. attention products) for one image, for benchmarks.
+double qtk_vit_gemm_flops(const qtk_vit *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
