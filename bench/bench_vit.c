@@ -1,0 +1,126 @@
+// ViT benchmark (make bench): DeiT-S FP32 forward images/s at batch 32 beside
+// the GEMM-only floor = the model's GEMM FLOPs / sgemm GFLOP/s, where sgemm is
+// measured in the same run on the model's own fc1 shape (B*T x 4C x C).
+// Weights are random (PCG32): speed does not depend on their values.
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qtk.h"
+#include "../vision/vit.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+// Writes a random checkpoint with the shapes of a preset.
+static int write_random(const char *path, const qtk_vit_config *c) {
+    size_t C = (size_t)c->dim, M = (size_t)c->mlp_hidden, T = (size_t)(c->img_size / c->patch);
+    T = T * T + 1;
+    enum { MAXT = 8 + 12 * 12 };
+    static char names[MAXT][64];
+    static int64_t shapes[MAXT][4];
+    qtk_st_entry e[MAXT];
+    int n = 0;
+    qtk_rng r;
+    qtk_rng_seed(&r, 1, 0);
+#define ADD(nm, nd, ...)                                                                                               \
+    do {                                                                                                               \
+        int64_t s_[] = {__VA_ARGS__};                                                                                  \
+        snprintf(names[n], 64, "%s", nm);                                                                              \
+        int64_t k_ = 1;                                                                                                \
+        for (int d_ = 0; d_ < nd; d_++) k_ *= shapes[n][d_] = s_[d_];                                                  \
+        float *v_ = malloc((size_t)k_ * sizeof *v_);                                                                   \
+        for (int64_t i_ = 0; i_ < k_; i_++) v_[i_] = qtk_rng_range(&r, -0.05f, 0.05f);                                 \
+        e[n] = (qtk_st_entry){names[n], QTK_F32, nd, shapes[n], v_};                                                   \
+        n++;                                                                                                           \
+    } while (0)
+    ADD("cls_token", 3, 1, 1, (int64_t)C);
+    ADD("pos_embed", 3, 1, (int64_t)T, (int64_t)C);
+    ADD("patch_embed.proj.weight", 4, (int64_t)C, 3, c->patch, c->patch);
+    ADD("patch_embed.proj.bias", 1, (int64_t)C);
+    for (int b = 0; b < c->depth; b++) {
+        char k[64];
+        const char *fields[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
+                                "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                                "mlp.fc2.weight", "mlp.fc2.bias"};
+        int64_t rows[] = {(int64_t)C, (int64_t)C, 3 * (int64_t)C, 3 * (int64_t)C, (int64_t)C, (int64_t)C,
+                          (int64_t)C, (int64_t)C, (int64_t)M, (int64_t)M, (int64_t)C, (int64_t)C};
+        int64_t cols[] = {0, 0, (int64_t)C, 0, (int64_t)C, 0, 0, 0, (int64_t)C, 0, (int64_t)M, 0};
+        for (int f = 0; f < 12; f++) {
+            snprintf(k, sizeof k, "blocks.%d.%s", b, fields[f]);
+            if (cols[f]) ADD(k, 2, rows[f], cols[f]);
+            else ADD(k, 1, rows[f]);
+        }
+    }
+    ADD("norm.weight", 1, (int64_t)C);
+    ADD("norm.bias", 1, (int64_t)C);
+    ADD("head.weight", 2, (int64_t)c->n_classes, (int64_t)C);
+    ADD("head.bias", 1, (int64_t)c->n_classes);
+#undef ADD
+    qtk_status st = qtk_st_write(path, e, (size_t)n, NULL, 0);
+    for (int i = 0; i < n; i++) free((void *)e[i].data);
+    return st == QTK_OK ? 0 : -1;
+}
+
+int main(void) {
+    const int B = 32;
+    qtk_vit_config cfg;
+    qtk_vit_preset("deit_small_patch16_224", &cfg);
+    char path[] = "/tmp/qtk_bench_deit_small_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return 1;
+    close(fd);
+    qtk_vit m;
+    qtk_vit_plan plan;
+    if (write_random(path, &cfg) || qtk_vit_load(&m, path, "deit_small_patch16_224") != QTK_OK ||
+        qtk_vit_plan_init(&plan, &m, B) != QTK_OK) {
+        fprintf(stderr, "bench_vit: %s\n", qtk_last_error());
+        unlink(path);
+        return 1;
+    }
+    unlink(path);
+    size_t nimg = (size_t)B * 3 * 224 * 224;
+    float *x = malloc(nimg * sizeof *x), *logits = malloc((size_t)B * 1000 * sizeof *logits);
+    qtk_rng r;
+    qtk_rng_seed(&r, 2, 0);
+    for (size_t i = 0; i < nimg; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
+
+    // sgemm GFLOP/s on the model's fc1 shape
+    int Mr = B * m.n_tokens, N = cfg.mlp_hidden, K = cfg.dim;
+    float *a = malloc((size_t)Mr * K * 4), *w = malloc((size_t)N * K * 4), *c = malloc((size_t)Mr * N * 4);
+    for (size_t i = 0; i < (size_t)Mr * K; i++) a[i] = 0.01f;
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = 0.01f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, N, K, 1.0f, a, K, w, K, 0.0f, c, N);
+    double t0 = now();
+    int reps = 5;
+    for (int i = 0; i < reps; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, N, K, 1.0f, a, K, w, K, 0.0f, c, N);
+    double gflops = 2.0 * Mr * N * K * reps / (now() - t0) / 1e9;
+
+    qtk_vit_forward(&m, &plan, x, B, logits); // warm-up
+    double best = 1e30;
+    for (int i = 0; i < 3; i++) {
+        t0 = now();
+        qtk_vit_forward(&m, &plan, x, B, logits);
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    double floor_s = qtk_vit_gemm_flops(&m) * B / (gflops * 1e9);
+    printf("deit_small FP32 forward, batch %d: %.1f images/s (%.3f s/batch)\n", B, B / best, best);
+    printf("  sgemm on the fc1 shape %dx%dx%d: %.1f GFLOP/s; model GEMMs %.2f GFLOP/image\n", Mr, N, K, gflops,
+           qtk_vit_gemm_flops(&m) / 1e9);
+    printf("  GEMM-only floor: %.1f images/s; forward reaches %.1f%% of it\n", B / floor_s, 100.0 * floor_s / best);
+    free(a);
+    free(w);
+    free(c);
+    free(x);
+    free(logits);
+    qtk_vit_plan_free(&plan);
+    qtk_vit_free(&m);
+    return 0;
+}
