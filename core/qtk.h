@@ -6,7 +6,9 @@
 
 #include "error.h"
 #include "fakequant.h"
+#include "biascorr.h"
 #include "hadamard.h"
+#include "intlayernorm.h"
 #include "observer.h"
 #include "pack.h"
 #include "qparams.h"

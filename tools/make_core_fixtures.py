@@ -19,6 +19,8 @@ their "divide by a constant" steps are PyTorch's reciprocal multiplies
                           (Sylvester, and Quamba's H12 literal from the spec)
   convert.safetensors     every float16 bit pattern as float32; float32 -> f16/bf16
   torch_written.safetensors  tensors of every dtype written by safetensors.torch
+  quantops.safetensors    integer LayerNorm (PTF, scalar and unquantized inputs)
+                          and weight bias correction, as spec sections 7 and 5
 
 Each file's __metadata__ "cases" (JSON) describes its cases for the C tests.
 """
@@ -330,6 +332,89 @@ def make_hadamard(g):
     return tensors, cases
 
 
+# ---------------------------------------------------------------- integer LayerNorm, bias correction
+def int_ln_ref(x, s_in, s_out, gamma, beta, per_channel):
+    """Spec section 7, float32 on the device; S1 and S2 exact (int64), C*S2 - S1^2 in float64 rounded once."""
+    C = x.shape[-1]
+    if per_channel:
+        s1 = s_in.min()
+        m = torch.round(s_in / s1)
+    else:
+        s1 = s_in.reshape(())
+        m = torch.ones_like(s_in)
+    xq = torch.round(x / s_in) * m
+    xi = xq.to(torch.int64)
+    S1 = xi.sum(-1)
+    S2 = (xi * xi).sum(-1)
+    mean = (S1.float() * (1.0 / C)) * s1
+    var_term = (C * S2.double() - S1.double() * S1.double()).float()
+    std = (s1 * (1.0 / C)) * torch.sqrt(var_term)
+    A = ((s1 / std)[:, None] * gamma) / s_out
+    sgn = torch.sign(A)
+    a = A.abs()
+    N = (7 - torch.floor(torch.log2(a))).clamp(0, 31)
+    M = torch.floor(a * torch.exp2(N)).clamp(0, 255)
+    p2 = torch.exp2(N)
+    B = torch.round(((beta - (mean / std)[:, None] * gamma) / s_out) * p2)
+    yq = torch.round(((sgn * M) * xq + B) / p2)
+    return yq * s_out, M, N, B
+
+
+def bias_correct_ref(W, Wq):
+    """Spec section 5 (quantizer/base.py bias_correction), rows of the [O, K] view."""
+    O = W.shape[0]
+    w, q = W.reshape(O, -1), Wq.reshape(O, -1)
+    mean_q, mean_o = q.mean(1, keepdim=True), w.mean(1, keepdim=True)
+    std_q, std_o = q.std(1, keepdim=True), w.std(1, keepdim=True)
+    vc = std_o / (std_q + 1e-8)
+    t = q - mean_q
+    t = t * vc
+    t = t + mean_q
+    t = t - mean_q
+    return (t + mean_o).reshape(W.shape)
+
+
+def make_quantops(g):
+    tensors, cases = {}, []
+    R, C = 64, 192
+    lo, hi = qrange(8, False)
+    for name, kind in [("ptf", "per_channel"), ("scalar", "scalar"), ("fp_input", "per_channel")]:
+        xr = torch.randn(R, C, generator=g) * torch.exp(torch.empty(C).uniform_(-2, 1, generator=g))
+        xr[:, 5] += 3.0  # an outlier channel
+        if kind == "scalar":
+            s_in = torch.tensor([float((xr.max() - xr.min()) / 255)])
+        else:
+            s8 = float((xr.max() - xr.min()) / 255)
+            k = torch.randint(0, 4, (C,), generator=g).float()
+            s_in = s8 / 8 * torch.exp2(k)
+        z = float(torch.round(-xr.min() / s_in.max()).clamp(lo, hi))
+        if name == "fp_input":
+            x = xr  # FP mode: the integer LN rounds an unquantized input (spec 7, last paragraph)
+        else:
+            x = ((xr / s_in + z).round().clamp(lo, hi) - z) * s_in
+        gamma = torch.empty(C).uniform_(-0.5, 2.0, generator=g)
+        gamma[7] = 0.0
+        beta = torch.empty(C).uniform_(-0.3, 0.3, generator=g)
+        s_out = torch.tensor([0.0371])
+        y, M, N, B = int_ln_ref(x.to(DEV), s_in.to(DEV), s_out.to(DEV), gamma.to(DEV), beta.to(DEV),
+                                kind != "scalar")
+        for k_, v in dict(x=x, s_in=s_in, s_out=s_out, gamma=gamma, beta=beta, y=y, M=M, N=N, B=B).items():
+            tensors[f"intln_{name}.{k_}"] = v.float().contiguous().cpu()
+        cases.append(dict(name=f"intln_{name}", per_channel=kind != "scalar", rows=R, C=C))
+    for name, shape, bits in [("conv", (48, 3, 4, 4), 4), ("linear", (64, 192), 3), ("linear8", (32, 96), 8)]:
+        W = torch.randn(*shape, generator=g) * 0.05
+        lo, hi = qrange(bits, False)
+        rows = W.reshape(shape[0], -1)
+        s, zp = asym_params(rows.amin(1), rows.amax(1), lo, hi)
+        Wq = ref_fq(rows, s[:, None], zp[:, None], lo, hi).reshape(shape)
+        Wc = bias_correct_ref(W.to(DEV), Wq.to(DEV)).cpu()
+        tensors[f"bcorr_{name}.w"] = W
+        tensors[f"bcorr_{name}.wq"] = Wq
+        tensors[f"bcorr_{name}.out"] = Wc
+        cases.append(dict(name=f"bcorr_{name}", shape=list(shape)))
+    return tensors, cases
+
+
 # ---------------------------------------------------------------- conversions
 def make_convert(g):
     bits = torch.arange(0, 65536, dtype=torch.int32).to(torch.int16)
@@ -386,6 +471,9 @@ def main():
     t, c = make_convert(g)
     save("convert.safetensors", t, {"cases": c, **info})
     save("torch_written.safetensors", make_torch_written(g), {"producer": "make_core_fixtures.py", "format": "pt"})
+    # a separate generator, so adding these cases leaves the files above unchanged
+    t, c = make_quantops(torch.Generator().manual_seed(7))
+    save("quantops.safetensors", t, {"cases": c, **info})
 
 
 if __name__ == "__main__":
