@@ -297,16 +297,19 @@ qtk_status qtk_vit_plan_init(qtk_vit_plan *p, const qtk_vit *m, int B) {
     const qtk_vit_config *c = &m->cfg;
     size_t T = (size_t)m->n_tokens, C = (size_t)c->dim, G2 = (size_t)(m->grid * m->grid);
     size_t K = (size_t)(c->in_chans * c->patch * c->patch), b = (size_t)B;
+    size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
     size_t sizes[] = {b * T * C, b * T * C, b * T * 3 * C, b * (size_t)c->heads * T * T, b * T * C,
-                      b * T * (size_t)c->mlp_hidden, b * G2 * K, b * (size_t)c->n_prefix * C};
+                      b * T * (size_t)c->mlp_hidden, b * G2 * K, b * (size_t)c->n_prefix * C, b * G2 * C, T * C,
+                      b * img};
+    enum { NBUF = sizeof sizes / sizeof *sizes };
     size_t total = 0;
-    for (int i = 0; i < 8; i++) total += (sizes[i] + 15) / 16 * 16; // keep each buffer 64-byte aligned
+    for (int i = 0; i < NBUF; i++) total += (sizes[i] + 15) / 16 * 16; // keep each buffer 64-byte aligned
     p->mem = qtk_aligned_alloc(total * sizeof(float));
     if (!p->mem) return qtk_fail(QTK_ERR_NOMEM, "cannot allocate %.1f MiB of activations for batch %d",
                                  (double)total * 4 / 1048576.0, B);
-    float **dst[] = {&p->x, &p->h, &p->qkv, &p->att, &p->ctx, &p->mlp, &p->cols, &p->feat};
+    float **dst[NBUF] = {&p->x, &p->h, &p->qkv, &p->att, &p->ctx, &p->mlp, &p->cols, &p->feat, &p->patch, &p->pos, &p->img};
     float *q = p->mem;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NBUF; i++) {
         *dst[i] = q;
         q += (sizes[i] + 15) / 16 * 16;
     }
@@ -345,103 +348,165 @@ static void linear(const float *x, const float *W, const float *bias, float *y, 
         for (size_t j = 0; j < N; j++) y[r * N + j] += bias[j];
 }
 
-static void attention(const qtk_vit *m, qtk_vit_plan *p, int B) {
+// Attention in three phases so that the scores and the probabilities can be
+// observed and quantized as whole tensors between them. Many small products:
+// one OpenBLAS thread each, OpenMP across (image, head).
+static void attn_scores(const qtk_vit *m, qtk_vit_plan *p, int B) {
     const int T = m->n_tokens, C = m->cfg.dim, H = m->cfg.heads, d = C / H;
+    // attn = (q @ k.transpose(-2, -1)) * self.scale  (the reference scales after the product)
     const float scale = 1.0f / sqrtf((float)d);
-    // many small products: one OpenBLAS thread each, OpenMP across (image, head)
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        const float *q = p->qkv + (size_t)b * T * 3 * C + (size_t)h * d;
-        const float *k = q + C, *v = q + 2 * C;
+        const float *q = p->qkv + (size_t)b * T * 3 * C + (size_t)h * d, *k = q + C;
         float *S = p->att + (size_t)bh * T * T;
-        // S = (q @ k^T) * d^-0.5  (the reference scales after the product)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, T);
-        for (int i = 0; i < T; i++) {
-            float *row = S + (size_t)i * T, mx = -INFINITY;
-            for (int j = 0; j < T; j++) {
-                row[j] *= scale;
-                mx = row[j] > mx ? row[j] : mx;
-            }
-            float sum = 0.0f;
-            for (int j = 0; j < T; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < T; j++) row[j] *= inv;
-        }
-        // ctx[:, h*d:(h+1)*d] = P @ v
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, S, T, v, 3 * C, 0.0f,
-                    p->ctx + (size_t)b * T * C + (size_t)h * d, C);
+        for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
     }
     openblas_set_num_threads(blas_threads);
 }
 
-qtk_status qtk_vit_forward(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits) {
+// softmax over the last axis: max-subtracted exp, then divide by the sum
+static void softmax_rows(float *x, size_t rows, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * n, mx = -INFINITY, sum = 0.0f;
+        for (size_t j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+        for (size_t j = 0; j < n; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        for (size_t j = 0; j < n; j++) row[j] *= inv;
+    }
+}
+
+static void attn_context(const qtk_vit *m, qtk_vit_plan *p, int B) {
+    const int T = m->n_tokens, C = m->cfg.dim, H = m->cfg.heads, d = C / H;
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        const float *v = p->qkv + (size_t)b * T * 3 * C + 2 * (size_t)C + (size_t)h * d;
+        // ctx[:, h*d:(h+1)*d] = P @ v
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, p->att + (size_t)bh * T * T, T, v,
+                    3 * C, 0.0f, p->ctx + (size_t)b * T * C + (size_t)h * d, C);
+    }
+    openblas_set_num_threads(blas_threads);
+}
+
+static void add_inplace(float *x, const float *y, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+// Hook helpers: without hooks each is a no-op (or the float path).
+#define ACT(point, buf, nd, ...)                                                                                       \
+    do {                                                                                                               \
+        if (hk && hk->act) {                                                                                           \
+            int64_t shp_[] = {__VA_ARGS__};                                                                            \
+            QTK_TRY(hk->act(hk->ctx, (point), (buf), (nd), shp_));                                                     \
+        }                                                                                                              \
+    } while (0)
+
+static const float *weight_of(const qtk_vit_hooks *hk, int point, const float *w) {
+    const float *q = hk && hk->weight ? hk->weight(hk->ctx, point) : NULL;
+    return q ? q : w;
+}
+
+static void norm(const qtk_vit_hooks *hk, int ln, const float *x, float *y, size_t rows, size_t C, const float *w,
+                 const float *b, float eps) {
+    if (!(hk && hk->layernorm && hk->layernorm(hk->ctx, ln, x, y, rows, C, w, b))) layer_norm(x, y, rows, C, w, b, eps);
+}
+
+qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits,
+                                  const qtk_vit_hooks *hk) {
     if (B < 1 || B > p->B) return qtk_fail(QTK_ERR_ARG, "batch of %d images, plan is for at most %d", B, p->B);
     const qtk_vit_config *c = &m->cfg;
     const size_t C = (size_t)c->dim, T = (size_t)m->n_tokens, M = (size_t)c->mlp_hidden, NP = (size_t)c->n_prefix;
     const size_t P = (size_t)c->patch, G = (size_t)m->grid, CH = (size_t)c->in_chans, S = (size_t)c->img_size;
-    const size_t K = CH * P * P, rows = (size_t)B * T;
-    // patch embedding as im2col + GEMM: cols[b, gy*G+gx, ch*P*P + ky*P + kx]
+    const size_t K = CH * P * P, rows = (size_t)B * T, G2 = G * G, H = (size_t)c->heads;
+    const float *src = images;
+    if (hk) {
+        // x = self.qact_input(x)  (the hook quantizes for DeiT, observes or does nothing otherwise)
+        memcpy(p->img, images, (size_t)B * CH * S * S * sizeof(float));
+        ACT(QTK_VIT_P_INPUT, p->img, 4, B, (int64_t)CH, (int64_t)S, (int64_t)S);
+        src = p->img;
+    }
+    // patch embedding as im2col + one GEMM: cols[b, gy*G+gx, ch*P*P + ky*P + kx]
 #pragma omp parallel for collapse(2) schedule(static)
     for (size_t b = 0; b < (size_t)B; b++)
-        for (size_t g = 0; g < G * G; g++) {
+        for (size_t g = 0; g < G2; g++) {
             size_t gy = g / G, gx = g % G;
-            float *col = p->cols + (b * G * G + g) * K;
+            float *col = p->cols + (b * G2 + g) * K;
             for (size_t ch = 0; ch < CH; ch++)
                 for (size_t ky = 0; ky < P; ky++)
-                    memcpy(col + (ch * P + ky) * P, images + ((b * CH + ch) * S + gy * P + ky) * S + gx * P, P * sizeof(float));
+                    memcpy(col + (ch * P + ky) * P, src + ((b * CH + ch) * S + gy * P + ky) * S + gx * P, P * sizeof(float));
         }
-    for (int b = 0; b < B; b++)
-        // x[b, NP:, :] = conv(img) = cols @ W^T  (bias next)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(G * G), (int)C, (int)K, 1.0f,
-                    p->cols + (size_t)b * G * G * K, (int)K, m->patch_w, (int)K, 0.0f, p->x + ((size_t)b * T + NP) * C,
-                    (int)C);
-    // x = cat(cls, [dist,] patches + bias) + pos_embed
+    linear(p->cols, weight_of(hk, QTK_VIT_P_PATCH_W, m->patch_w), m->patch_b, p->patch, (size_t)B * G2, C, K);
+    ACT(QTK_VIT_P_PATCH_OUT, p->patch, 3, B, (int64_t)G2, (int64_t)C);
+    // x = cat(cls_token, [dist_token,] patches)
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) {
-        size_t t = r % T;
-        float *xr = p->x + r * C;
-        const float *pos = m->pos_embed + t * C;
-        if (t == 0)
-            for (size_t i = 0; i < C; i++) xr[i] = m->cls_token[i] + pos[i];
-        else if (t == 1 && NP == 2)
-            for (size_t i = 0; i < C; i++) xr[i] = m->dist_token[i] + pos[i];
-        else
-            for (size_t i = 0; i < C; i++) xr[i] = (xr[i] + m->patch_b[i]) + pos[i];
+        size_t b = r / T, t = r % T;
+        const float *srcr = t == 0 ? m->cls_token : (t == 1 && NP == 2) ? m->dist_token : p->patch + (b * G2 + t - NP) * C;
+        memcpy(p->x + r * C, srcr, C * sizeof(float));
     }
+    ACT(QTK_VIT_P_CLS_CONCAT, p->x, 3, B, (int64_t)T, (int64_t)C);
+    // x = x + pos_embed (the parameter itself has a quantizer)
+    memcpy(p->pos, m->pos_embed, T * C * sizeof(float));
+    ACT(QTK_VIT_P_POS, p->pos, 3, 1, (int64_t)T, (int64_t)C);
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < C; i++) p->x[r * C + i] += p->pos[(r % T) * C + i];
+    ACT(QTK_VIT_P_EMBED_OUT, p->x, 3, B, (int64_t)T, (int64_t)C);
+
     for (int l = 0; l < c->depth; l++) {
         const qtk_vit_block *bl = &m->blocks[l];
+        const int pb = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB;
         // x = x + proj(attn(norm1(x)))
-        layer_norm(p->x, p->h, rows, C, bl->ln1_w, bl->ln1_b, c->ln_eps);
-        linear(p->h, bl->qkv_w, bl->qkv_b, p->qkv, rows, 3 * C, C);
-        attention(m, p, B);
-        linear(p->ctx, bl->proj_w, bl->proj_b, p->h, rows, C, C);
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < rows * C; i++) p->x[i] += p->h[i];
+        norm(hk, 2 * l, p->x, p->h, rows, C, bl->ln1_w, bl->ln1_b, c->ln_eps);
+        ACT(pb + QTK_VIT_B_NORM1_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);
+        linear(p->h, weight_of(hk, pb + QTK_VIT_B_QKV_W, bl->qkv_w), bl->qkv_b, p->qkv, rows, 3 * C, C);
+        ACT(pb + QTK_VIT_B_QKV_OUT, p->qkv, 3, B, (int64_t)T, (int64_t)(3 * C));
+        attn_scores(m, p, B);
+        ACT(pb + QTK_VIT_B_SCORES, p->att, 4, B, (int64_t)H, (int64_t)T, (int64_t)T);
+        softmax_rows(p->att, (size_t)B * H * T, T);
+        ACT(pb + QTK_VIT_B_SOFTMAX, p->att, 4, B, (int64_t)H, (int64_t)T, (int64_t)T);
+        attn_context(m, p, B);
+        ACT(pb + QTK_VIT_B_CONTEXT, p->ctx, 3, B, (int64_t)T, (int64_t)C);
+        linear(p->ctx, weight_of(hk, pb + QTK_VIT_B_PROJ_W, bl->proj_w), bl->proj_b, p->h, rows, C, C);
+        ACT(pb + QTK_VIT_B_PROJ_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);
+        add_inplace(p->x, p->h, rows * C);
+        ACT(pb + QTK_VIT_B_RESID1, p->x, 3, B, (int64_t)T, (int64_t)C);
         // x = x + fc2(gelu(fc1(norm2(x))))
-        layer_norm(p->x, p->h, rows, C, bl->ln2_w, bl->ln2_b, c->ln_eps);
-        linear(p->h, bl->fc1_w, bl->fc1_b, p->mlp, rows, M, C);
+        norm(hk, 2 * l + 1, p->x, p->h, rows, C, bl->ln2_w, bl->ln2_b, c->ln_eps);
+        ACT(pb + QTK_VIT_B_NORM2_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);
+        linear(p->h, weight_of(hk, pb + QTK_VIT_B_FC1_W, bl->fc1_w), bl->fc1_b, p->mlp, rows, M, C);
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < rows * M; i++) {
             // nn.GELU(): x * 0.5 * (1 + erf(x / sqrt(2)))
             float u = p->mlp[i];
             p->mlp[i] = u * 0.5f * (1.0f + erff(u * 0.70710678118654752f));
         }
-        linear(p->mlp, bl->fc2_w, bl->fc2_b, p->h, rows, C, M);
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < rows * C; i++) p->x[i] += p->h[i];
+        ACT(pb + QTK_VIT_B_ACT_OUT, p->mlp, 3, B, (int64_t)T, (int64_t)M);
+        linear(p->mlp, weight_of(hk, pb + QTK_VIT_B_FC2_W, bl->fc2_w), bl->fc2_b, p->h, rows, C, M);
+        ACT(pb + QTK_VIT_B_FC2_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);
+        add_inplace(p->x, p->h, rows * C);
+        ACT(pb + QTK_VIT_B_RESID2, p->x, 3, B, (int64_t)T, (int64_t)C);
     }
-    // final norm on the prefix tokens (all that pooling reads), then the head(s)
+    // final norm on the prefix tokens (all that token pooling reads; LayerNorm is per token)
+    const int hb = qtk_vit_head_base(m);
     for (int b = 0; b < B; b++)
-        layer_norm(p->x + (size_t)b * T * C, p->feat + (size_t)b * NP * C, NP, C, m->norm_w, m->norm_b, c->ln_eps);
+        norm(hk, 2 * c->depth, p->x + (size_t)b * T * C, p->feat + (size_t)b * NP * C, NP, C, m->norm_w, m->norm_b,
+             c->ln_eps);
+    ACT(hb + QTK_VIT_H_NORM_OUT, p->feat, 3, B, (int64_t)NP, (int64_t)C);
     const size_t NC = (size_t)c->n_classes;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)NC, (int)C, 1.0f, p->feat, (int)(NP * C), m->head_w,
-                (int)C, 0.0f, logits, (int)NC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)NC, (int)C, 1.0f, p->feat, (int)(NP * C),
+                weight_of(hk, hb + QTK_VIT_H_HEAD_W, m->head_w), (int)C, 0.0f, logits, (int)NC);
     for (int b = 0; b < B; b++)
         for (size_t j = 0; j < NC; j++) logits[b * NC + j] += m->head_b[j];
     if (NP == 2) {
@@ -453,7 +518,13 @@ qtk_status qtk_vit_forward(const qtk_vit *m, qtk_vit_plan *p, const float *image
             for (size_t j = 0; j < NC; j++)
                 logits[b * NC + j] = (logits[b * NC + j] + (ld[b * NC + j] + m->head_dist_b[j])) / 2.0f;
     }
+    ACT(hb + QTK_VIT_H_HEAD_OUT, logits, 2, B, (int64_t)NC);
     return QTK_OK;
+}
+#undef ACT
+
+qtk_status qtk_vit_forward(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits) {
+    return qtk_vit_forward_hooked(m, p, images, B, logits, NULL);
 }
 
 double qtk_vit_gemm_flops(const qtk_vit *m) {

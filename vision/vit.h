@@ -9,6 +9,7 @@
 #define QTK_VIT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../core/error.h"
 
@@ -84,6 +85,9 @@ typedef struct {
     float *mlp;     // (B, T, M)
     float *cols;    // (B, G*G, in_chans*P*P) im2col of the image
     float *feat;    // (B, n_prefix, C) final-norm prefix tokens
+    float *patch;   // (B, G*G, C) patch-embedding output
+    float *pos;     // (T, C) the (quantized) position embedding
+    float *img;     // (B, in_chans, img, img) the (quantized) input
     float *mem;
 } qtk_vit_plan;
 
@@ -93,6 +97,61 @@ void qtk_vit_plan_free(qtk_vit_plan *p);
 // images: (B, in_chans, img, img) normalized; logits: (B, classes).
 // B <= plan->B.
 qtk_status qtk_vit_forward(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits);
+
+// Quantization points of spec vit-baseline.md section 6, in forward order.
+// Model-level points, then QTK_VIT_PB points per block (block i's point k is
+// QTK_VIT_P_BLOCK0 + i * QTK_VIT_PB + k), then the head points.
+enum {
+    QTK_VIT_P_INPUT = 0,   // #0 normalized image (DeiT only)
+    QTK_VIT_P_PATCH_W,     // #1 patch_embed.proj.weight
+    QTK_VIT_P_PATCH_OUT,   // #2 conv output as tokens
+    QTK_VIT_P_CLS_CONCAT,  // #3 cat(cls, tokens)
+    QTK_VIT_P_POS,         // #4 the pos_embed parameter
+    QTK_VIT_P_EMBED_OUT,   // #5 #3 + #4 (PTF)
+    QTK_VIT_P_BLOCK0
+};
+enum {
+    QTK_VIT_B_NORM1_OUT = 0, // #7
+    QTK_VIT_B_QKV_W,         // #8
+    QTK_VIT_B_QKV_OUT,       // #9
+    QTK_VIT_B_SCORES,        // #10 (q k^T) d^-1/2
+    QTK_VIT_B_SOFTMAX,       // #11
+    QTK_VIT_B_CONTEXT,       // #12 P v
+    QTK_VIT_B_PROJ_W,        // #13
+    QTK_VIT_B_PROJ_OUT,      // #14
+    QTK_VIT_B_RESID1,        // #15 (PTF)
+    QTK_VIT_B_NORM2_OUT,     // #17
+    QTK_VIT_B_FC1_W,         // #18
+    QTK_VIT_B_ACT_OUT,       // #19 GELU(fc1)
+    QTK_VIT_B_FC2_W,         // #20
+    QTK_VIT_B_FC2_OUT,       // #20b
+    QTK_VIT_B_RESID2,        // #21 (PTF)
+    QTK_VIT_PB
+};
+// after the blocks (relative to QTK_VIT_P_BLOCK0 + depth * QTK_VIT_PB)
+enum { QTK_VIT_H_NORM_OUT = 0, QTK_VIT_H_HEAD_W, QTK_VIT_H_HEAD_OUT, QTK_VIT_PH };
+
+// LayerNorms: norm1 of block i is 2i, norm2 is 2i+1, the final norm is 2*depth.
+
+// Hooks that turn the FP forward into the calibrating or quantized forward.
+typedef struct {
+    void *ctx;
+    // Observe and/or fake-quantize an activation in place.
+    qtk_status (*act)(void *ctx, int point, float *x, int ndim, const int64_t *shape);
+    // The weight to multiply with (fake-quantized, bias-corrected), or NULL for the float one.
+    const float *(*weight)(void *ctx, int point);
+    // Runs LayerNorm `ln` on rows of x; returns 0 to let the forward use float LayerNorm.
+    int (*layernorm)(void *ctx, int ln, const float *x, float *y, size_t rows, size_t C, const float *w,
+                     const float *b);
+} qtk_vit_hooks;
+
+// The forward with hooks (NULL: the plain FP forward). The quantized and
+// calibrating forwards of vit_quant.h are this with their hooks.
+qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits,
+                                  const qtk_vit_hooks *hooks);
+
+// Index of the first point after the blocks.
+static inline int qtk_vit_head_base(const qtk_vit *m) { return QTK_VIT_P_BLOCK0 + m->cfg.depth * QTK_VIT_PB; }
 
 // FLOPs of the GEMMs (incl. attention products) for one image, for benchmarks.
 double qtk_vit_gemm_flops(const qtk_vit *m);
