@@ -59,25 +59,29 @@ class PCG32:
         return lo + (hi - lo) * u  # float32 arithmetic, as in C
 
 
-def param_range(name, shape):
+def param_range(name, shape, timm_scale=False):
     if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm.weight":
         return 0.8, 1.2
     if name.endswith(".bias"):
         return -0.05, 0.05
     if name in ("cls_token", "dist_token", "pos_embed"):
         return -0.2, 0.2
+    if timm_scale:
+        # timm initializes Linear weights with trunc_normal(std=0.02): U(-a, a) with the same std
+        a = float(np.float32(0.02 * math.sqrt(3.0)))
+        return -a, a
     fan_in = math.prod(shape[1:])
     a = float(np.float32(math.sqrt(3.0 / fan_in)))
     return -a, a
 
 
-def fill(model):
+def fill(model, timm_scale=False):
     rng = PCG32(SEED, 0)
     sd = model.state_dict()
     params = []
     for name in sorted(sd):
         shape = list(sd[name].shape)
-        lo, hi = param_range(name, shape)
+        lo, hi = param_range(name, shape, timm_scale)
         v = rng.uniform(math.prod(shape), lo, hi).reshape(shape)
         sd[name] = torch.from_numpy(v)
         params.append([name, shape, lo, hi])

@@ -1,0 +1,301 @@
+// The quantized ViT baseline: quantizer registry, calibration, quantized forward.
+#include "vit_quant.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/biascorr.h"
+#include "../core/fakequant.h"
+#include "../core/intlayernorm.h"
+#include "../core/tensor.h"
+
+void qtk_vit_qconfig_default(qtk_vit_qconfig *qc) {
+    qc->w_bits = 4;
+    qc->a_bits = 8;
+    qc->bias_corr = 1;
+    qc->int_layernorm = 1;
+    qc->quant_input = -1;
+}
+
+static const char *block_names[QTK_VIT_PB] = {
+    "norm1.out",        "attn.qkv.weight", "attn.qkv.out", "attn.scores",    "attn.softmax",
+    "attn.context",     "attn.proj.weight", "attn.proj.out", "resid1",         "norm2.out",
+    "mlp.fc1.weight",   "mlp.act.out",      "mlp.fc2.weight", "mlp.fc2.out",    "resid2",
+};
+
+static int is_ptf_point(int k) { return k == QTK_VIT_B_RESID1 || k == QTK_VIT_B_RESID2; }
+
+// Registers one quantizer at `point`.
+static qtk_status add(qtk_vit_quant *qv, int point, const char *name, int weight, int ptf, const float *w, size_t O,
+                      size_t K, float **wq_next) {
+    qtk_vit_quantizer *q = &qv->q[point];
+    snprintf(q->name, sizeof q->name, "%s", name);
+    q->is_weight = weight;
+    q->enabled = 1;
+    if (weight) {
+        q->w = w;
+        q->O = O;
+        q->K = K;
+        q->wq = *wq_next;
+        *wq_next += O * K;
+        return qtk_observer_init(&q->ob, QTK_OBS_MINMAX, qv->qc.w_bits, false, true, 0);
+    }
+    if (ptf) return qtk_observer_init(&q->ob, QTK_OBS_PTF, qv->qc.a_bits, false, true, -1);
+    return qtk_observer_init(&q->ob, QTK_OBS_OMSE, qv->qc.a_bits, false, false, 0);
+}
+
+// --- hooks -------------------------------------------------------------------
+
+static qtk_status hook_act(void *ctx, int point, float *x, int ndim, const int64_t *shape) {
+    qtk_vit_quant *qv = ctx;
+    qtk_vit_quantizer *q = &qv->q[point];
+    if (!q->name[0] || q->is_weight) return QTK_OK;
+    if (qv->mode == QTK_VQ_CALIB) {
+        qtk_status st = qtk_observer_update(&q->ob, x, ndim, shape);
+        if (st == QTK_OK && qv->last_batch) {
+            qtk_qparams_free(&q->qp);
+            st = qtk_observer_params(&q->ob, x, ndim, shape, &q->qp);
+            q->calibrated = st == QTK_OK;
+        }
+        if (st != QTK_OK) return qtk_fail(st, "quantizer %s: %s", q->name, qtk_last_error());
+        return QTK_OK;
+    }
+    if (qv->mode != QTK_VQ_QUANT || !q->enabled || !q->calibrated) return QTK_OK;
+    if (qv->report) {
+        qtk_qlayout L;
+        QTK_TRY(qtk_qlayout_make(&q->qp, ndim, shape, &L));
+        int lo, hi;
+        qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi);
+        double e = 0;
+#pragma omp parallel for reduction(+ : e) schedule(static)
+        for (size_t i = 0; i < L.numel; i++) {
+            size_t k = qtk_qlayout_index(&L, i);
+            double d = (double)x[i] - qtk_fake_quant_scalar(x[i], q->qp.scale[k], q->qp.zero[k], lo, hi, q->qp.formula);
+            e += d * d;
+        }
+        q->err_sum += e;
+        q->n_seen += (double)L.numel;
+    }
+    return qtk_fake_quant(&q->qp, x, x, ndim, shape);
+}
+
+static const float *hook_weight(void *ctx, int point) {
+    qtk_vit_quant *qv = ctx;
+    const qtk_vit_quantizer *q = &qv->q[point];
+    return qv->mode == QTK_VQ_QUANT && q->name[0] && q->enabled && q->calibrated ? q->wq : NULL;
+}
+
+static int hook_layernorm(void *ctx, int ln, const float *x, float *y, size_t rows, size_t C, const float *w,
+                          const float *b) {
+    qtk_vit_quant *qv = ctx;
+    if (qv->mode != QTK_VQ_QUANT || !qv->qc.int_layernorm) return 0;
+    int depth = qv->m->cfg.depth, l = ln / 2, in, out;
+    if (ln == 2 * depth) {
+        in = QTK_VIT_P_BLOCK0 + (depth - 1) * QTK_VIT_PB + QTK_VIT_B_RESID2;
+        out = qtk_vit_head_base(qv->m) + QTK_VIT_H_NORM_OUT;
+    } else if (ln % 2 == 0) {
+        in = l == 0 ? QTK_VIT_P_EMBED_OUT : QTK_VIT_P_BLOCK0 + (l - 1) * QTK_VIT_PB + QTK_VIT_B_RESID2;
+        out = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_NORM1_OUT;
+    } else {
+        in = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_RESID1;
+        out = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_NORM2_OUT;
+    }
+    const qtk_vit_quantizer *qi = &qv->q[in], *qo = &qv->q[out];
+    if (!qi->calibrated || !qo->calibrated) return 0;
+    // QIntLayerNorm: input scale of the PTF quantizer before it, output scale of the quantizer after it
+    qtk_int_layernorm(x, y, rows, C, qi->qp.scale, qi->qp.n > 1, qo->qp.scale[0], w, b);
+    return 1;
+}
+
+// --- lifecycle -----------------------------------------------------------------
+
+qtk_status qtk_vit_quant_init(qtk_vit_quant *qv, const qtk_vit *m, const qtk_vit_qconfig *qc) {
+    memset(qv, 0, sizeof *qv);
+    int lo, hi;
+    QTK_TRY(qtk_qrange(qc->w_bits, false, &lo, &hi));
+    QTK_TRY(qtk_qrange(qc->a_bits, false, &lo, &hi));
+    if (m->cfg.n_prefix != 1)
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "the quantized baseline is defined for ViT/DeiT without a distillation "
+                        "token (the reference quantizes none); %s has one", m->cfg.name);
+    qv->m = m;
+    qv->qc = *qc;
+    const qtk_vit_config *c = &m->cfg;
+    size_t C = (size_t)c->dim, M = (size_t)c->mlp_hidden, K = (size_t)(c->in_chans * c->patch * c->patch);
+    size_t NC = (size_t)c->n_classes;
+    size_t wtotal = C * K + (size_t)c->depth * (3 * C * C + C * C + M * C + C * M) + NC * C;
+    qv->n = qtk_vit_head_base(m) + QTK_VIT_PH;
+    qv->q = calloc((size_t)qv->n, sizeof *qv->q);
+    qv->wq_mem = qtk_aligned_alloc(wtotal * sizeof(float));
+    if (!qv->q || !qv->wq_mem) {
+        qtk_vit_quant_free(qv);
+        return qtk_fail(QTK_ERR_NOMEM, "cannot allocate the quantized copy of %zu weights", wtotal);
+    }
+    float *wn = qv->wq_mem;
+    int quant_input = qc->quant_input < 0 ? c->input_quant : qc->quant_input;
+    qtk_status st = QTK_OK;
+    if (quant_input) st = add(qv, QTK_VIT_P_INPUT, "input", 0, 0, NULL, 0, 0, &wn);
+    if (st == QTK_OK) st = add(qv, QTK_VIT_P_PATCH_W, "patch_embed.proj.weight", 1, 0, m->patch_w, C, K, &wn);
+    if (st == QTK_OK) st = add(qv, QTK_VIT_P_PATCH_OUT, "patch_embed.out", 0, 0, NULL, 0, 0, &wn);
+    if (st == QTK_OK) st = add(qv, QTK_VIT_P_CLS_CONCAT, "embed.cls_concat", 0, 0, NULL, 0, 0, &wn);
+    if (st == QTK_OK) st = add(qv, QTK_VIT_P_POS, "pos_embed", 0, 0, NULL, 0, 0, &wn);
+    if (st == QTK_OK) st = add(qv, QTK_VIT_P_EMBED_OUT, "embed.out", 0, 1, NULL, 0, 0, &wn);
+    for (int l = 0; l < c->depth && st == QTK_OK; l++) {
+        const qtk_vit_block *b = &m->blocks[l];
+        const float *wts[QTK_VIT_PB] = {0};
+        size_t rows[QTK_VIT_PB] = {0}, cols[QTK_VIT_PB] = {0};
+        wts[QTK_VIT_B_QKV_W] = b->qkv_w, rows[QTK_VIT_B_QKV_W] = 3 * C, cols[QTK_VIT_B_QKV_W] = C;
+        wts[QTK_VIT_B_PROJ_W] = b->proj_w, rows[QTK_VIT_B_PROJ_W] = C, cols[QTK_VIT_B_PROJ_W] = C;
+        wts[QTK_VIT_B_FC1_W] = b->fc1_w, rows[QTK_VIT_B_FC1_W] = M, cols[QTK_VIT_B_FC1_W] = C;
+        wts[QTK_VIT_B_FC2_W] = b->fc2_w, rows[QTK_VIT_B_FC2_W] = C, cols[QTK_VIT_B_FC2_W] = M;
+        for (int k = 0; k < QTK_VIT_PB && st == QTK_OK; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "blocks.%d.%s", l, block_names[k]);
+            st = add(qv, QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + k, name, wts[k] != NULL, is_ptf_point(k), wts[k], rows[k],
+                     cols[k], &wn);
+        }
+    }
+    int hb = qtk_vit_head_base(m);
+    if (st == QTK_OK) st = add(qv, hb + QTK_VIT_H_NORM_OUT, "norm.out", 0, 0, NULL, 0, 0, &wn);
+    if (st == QTK_OK) st = add(qv, hb + QTK_VIT_H_HEAD_W, "head.weight", 1, 0, m->head_w, NC, C, &wn);
+    if (st == QTK_OK) st = add(qv, hb + QTK_VIT_H_HEAD_OUT, "head.out", 0, 0, NULL, 0, 0, &wn);
+    if (st != QTK_OK) {
+        qtk_vit_quant_free(qv);
+        return st;
+    }
+    QTK_CHECK((size_t)(wn - qv->wq_mem) == wtotal);
+    qv->hooks = (qtk_vit_hooks){qv, hook_act, hook_weight, hook_layernorm};
+    return QTK_OK;
+}
+
+void qtk_vit_quant_free(qtk_vit_quant *qv) {
+    for (int i = 0; qv->q && i < qv->n; i++) {
+        qtk_observer_free(&qv->q[i].ob);
+        qtk_qparams_free(&qv->q[i].qp);
+    }
+    free(qv->q);
+    qtk_aligned_free(qv->wq_mem);
+    memset(qv, 0, sizeof *qv);
+}
+
+qtk_status qtk_vit_quant_requantize(qtk_vit_quant *qv, int point) {
+    if (point < 0 || point >= qv->n || !qv->q[point].is_weight)
+        return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
+    qtk_vit_quantizer *q = &qv->q[point];
+    int64_t shape[2] = {(int64_t)q->O, (int64_t)q->K};
+    QTK_TRY(qtk_fake_quant(&q->qp, q->w, q->wq, 2, shape));
+    if (qv->qc.bias_corr) qtk_bias_correct(q->w, q->wq, q->O, q->K);
+    return QTK_OK;
+}
+
+qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch) {
+    if (batch < 1 || batch > plan->B)
+        return qtk_fail(QTK_ERR_ARG, "calibration batch %d does not fit the plan (batch <= %d)", batch, plan->B);
+    int nb = n / batch; // drop_last=True
+    if (nb < 1) return qtk_fail(QTK_ERR_ARG, "%d calibration images are fewer than one batch of %d", n, batch);
+    // weights: min-max per output channel (their observers see the same tensor on every batch)
+    for (int i = 0; i < qv->n; i++) {
+        qtk_vit_quantizer *q = &qv->q[i];
+        if (!q->is_weight) continue;
+        int64_t shape[2] = {(int64_t)q->O, (int64_t)q->K};
+        qtk_qparams_free(&q->qp);
+        QTK_TRY(qtk_observer_update(&q->ob, q->w, 2, shape));
+        QTK_TRY(qtk_observer_params(&q->ob, NULL, 2, shape, &q->qp));
+        QTK_TRY(qtk_vit_quant_requantize(qv, i));
+        q->calibrated = 1;
+    }
+    const qtk_vit_config *c = &qv->m->cfg;
+    size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
+    float *logits = malloc((size_t)batch * c->n_classes * sizeof *logits);
+    if (!logits) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
+    qtk_status st = QTK_OK;
+    qv->mode = QTK_VQ_CALIB;
+    for (int b = 0; b < nb && st == QTK_OK; b++) {
+        qv->last_batch = b == nb - 1;
+        st = qtk_vit_forward_hooked(qv->m, plan, images + (size_t)b * batch * img, batch, logits, &qv->hooks);
+    }
+    qv->last_batch = 0;
+    qv->mode = st == QTK_OK ? QTK_VQ_QUANT : QTK_VQ_FP;
+    free(logits);
+    return st;
+}
+
+qtk_status qtk_vit_quant_forward(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int B, float *logits) {
+    if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "quantized forward before calibration");
+    return qtk_vit_forward_hooked(qv->m, plan, images, B, logits, &qv->hooks);
+}
+
+qtk_vit_quantizer *qtk_vit_quant_find(qtk_vit_quant *qv, const char *name) {
+    for (int i = 0; i < qv->n; i++)
+        if (qv->q[i].name[0] && strcmp(qv->q[i].name, name) == 0) return &qv->q[i];
+    return NULL;
+}
+
+int qtk_vit_quant_set_enabled(qtk_vit_quant *qv, const char *pattern, int on) {
+    int k = 0;
+    for (int i = 0; i < qv->n; i++)
+        if (qv->q[i].name[0] && fnmatch(pattern, qv->q[i].name, 0) == 0) {
+            qv->q[i].enabled = on;
+            k++;
+        }
+    return k;
+}
+
+qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch,
+                                FILE *out) {
+    if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "quant-report before calibration");
+    if (batch < 1 || batch > plan->B) return qtk_fail(QTK_ERR_ARG, "report batch %d does not fit the plan", batch);
+    for (int i = 0; i < qv->n; i++) qv->q[i].err_sum = qv->q[i].n_seen = 0;
+    const qtk_vit_config *c = &qv->m->cfg;
+    size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
+    float *logits = malloc((size_t)batch * c->n_classes * sizeof *logits);
+    if (!logits) return qtk_fail(QTK_ERR_NOMEM, "quant-report: out of memory");
+    qv->report = 1;
+    qtk_status st = QTK_OK;
+    for (int b = 0; b + batch <= n && st == QTK_OK; b += batch)
+        st = qtk_vit_quant_forward(qv, plan, images + (size_t)b * img, batch, logits);
+    qv->report = 0;
+    free(logits);
+    QTK_TRY(st);
+    fprintf(out, "%-28s %4s %-11s %-25s %-11s %s\n", "quantizer", "bits", "granularity", "scale range",
+            "zero range", "MSE");
+    for (int i = 0; i < qv->n; i++) {
+        qtk_vit_quantizer *q = &qv->q[i];
+        if (!q->name[0]) continue;
+        if (!q->calibrated) {
+            fprintf(out, "%-28s (not calibrated)\n", q->name);
+            continue;
+        }
+        float smin = INFINITY, smax = -INFINITY, zmin = INFINITY, zmax = -INFINITY;
+        for (size_t k = 0; k < q->qp.n; k++) {
+            smin = fminf(smin, q->qp.scale[k]);
+            smax = fmaxf(smax, q->qp.scale[k]);
+            zmin = fminf(zmin, q->qp.zero[k]);
+            zmax = fmaxf(zmax, q->qp.zero[k]);
+        }
+        double mse;
+        if (q->is_weight) {
+            // weights: the fake-quantization error before bias correction
+            int lo, hi;
+            qtk_qrange(q->qp.bits, false, &lo, &hi);
+            double e = 0;
+            for (size_t r = 0; r < q->O; r++)
+                for (size_t k = 0; k < q->K; k++) {
+                    float w = q->w[r * q->K + k];
+                    double d = (double)w - qtk_fake_quant_scalar(w, q->qp.scale[r], q->qp.zero[r], lo, hi, QTK_FQ_REF);
+                    e += d * d;
+                }
+            mse = e / (double)(q->O * q->K);
+        } else {
+            mse = q->n_seen > 0 ? q->err_sum / q->n_seen : NAN;
+        }
+        const char *gran = q->is_weight ? "channel" : q->qp.n > 1 ? "channel-ptf" : "tensor";
+        char srange[48], zrange[48];
+        snprintf(srange, sizeof srange, "%.3e..%.3e", smin, smax);
+        snprintf(zrange, sizeof zrange, "%g..%g", zmin, zmax);
+        fprintf(out, "%-28s %4d %-11s %-25s %-11s %.4e%s\n", q->name, q->qp.bits, gran, srange, zrange, mse,
+                q->enabled ? "" : "  (off)");
+    }
+    return QTK_OK;
+}

@@ -1,0 +1,91 @@
+// The quantized ViT baseline that Evol-Q starts from (spec vit-baseline.md):
+// FQ-ViT style, every quantization point of section 6 with its quantizer,
+// calibrated in the reference's stage order (section 11).
+//
+// Use: qtk_vit_quant_init (after qtk_vit_load), qtk_vit_calibrate on N
+// images, then qtk_vit_quant_forward. Every quantizer is addressable by name
+// ("blocks.3.attn.qkv.weight", "blocks.3.attn.softmax", ...).
+#ifndef QTK_VIT_QUANT_H
+#define QTK_VIT_QUANT_H
+
+#include <stdio.h>
+
+#include "../core/observer.h"
+#include "../core/qparams.h"
+#include "vit.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int w_bits;        // weight bits (3, 4, 8; any 2..8): unsigned asymmetric, per output channel, min-max
+    int a_bits;        // activation bits (8): unsigned asymmetric, per tensor OMSE; PTF before LayerNorms
+    int bias_corr;     // bias correction of the fake-quantized weights (on)
+    int int_layernorm; // integer LayerNorm in quantized mode (on); off: float LayerNorm, its output still quantized
+    int quant_input;   // -1: from the model description (DeiT yes, ViT no); 0 / 1 to override
+} qtk_vit_qconfig;
+
+void qtk_vit_qconfig_default(qtk_vit_qconfig *qc);
+
+typedef struct {
+    char name[64];      // "" where the model has no quantizer (e.g. the input of a ViT)
+    int is_weight;
+    int enabled;        // off: the tensor passes through unquantized
+    int calibrated;
+    qtk_observer ob;
+    qtk_qparams qp;     // per channel (weights, PTF) or per tensor
+    // weights
+    const float *w;     // (O, K) float weights
+    float *wq;          // (O, K) fake-quantized (+ bias-corrected) weights used by the forward
+    size_t O, K;
+    // quant-report accumulators: sum (x - fq(x))^2 and element count
+    double err_sum;
+    double n_seen;
+} qtk_vit_quantizer;
+
+enum { QTK_VQ_FP = 0, QTK_VQ_CALIB, QTK_VQ_QUANT };
+
+typedef struct {
+    const qtk_vit *m;
+    qtk_vit_qconfig qc;
+    int n;                 // number of point ids
+    qtk_vit_quantizer *q;  // indexed by point id (vit.h)
+    int mode;
+    int last_batch;        // calibration: this batch computes OMSE / PTF parameters
+    int report;            // quantized forward accumulates per-quantizer MSE
+    float *wq_mem;
+    qtk_vit_hooks hooks;
+} qtk_vit_quant;
+
+// Distilled models are refused: the reference quantizes no distillation head.
+qtk_status qtk_vit_quant_init(qtk_vit_quant *qv, const qtk_vit *m, const qtk_vit_qconfig *qc);
+void qtk_vit_quant_free(qtk_vit_quant *qv);
+
+// images: (n, in_chans, img, img) normalized. Runs floor(n / batch) batches
+// (the reference's drop_last) with quantization off; weights are observed
+// first; OMSE and PTF parameters come from the last batch. plan->B >= batch.
+qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch);
+
+// Quantized forward (after calibration).
+qtk_status qtk_vit_quant_forward(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int B, float *logits);
+
+// Quantizer by name, or NULL.
+qtk_vit_quantizer *qtk_vit_quant_find(qtk_vit_quant *qv, const char *name);
+// Switches every quantizer whose name matches the glob pattern (fnmatch, e.g.
+// "blocks.*.attn.softmax"); returns how many matched.
+int qtk_vit_quant_set_enabled(qtk_vit_quant *qv, const char *pattern, int on);
+// Re-derives a weight quantizer's effective weights after its scales or
+// zero points changed (fake quantization, then bias correction).
+qtk_status qtk_vit_quant_requantize(qtk_vit_quant *qv, int point);
+
+// Runs the quantized forward over images, accumulating each quantizer's
+// MSE (x - fq(x))^2 on the tensors it sees, then prints one line per
+// quantizer: name, bits, granularity, scale range, zero point range, MSE.
+qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
