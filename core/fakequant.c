@@ -121,6 +121,18 @@ void qtk_fake_quant_per_group(const float *x, float *y, size_t outer, size_t L, 
         }
 }
 
+double qtk_fake_quant_sse(const float *x, size_t n, float s, float z, int lo, int hi) {
+    double acc = 0.0;
+    // each square is a float32 product, as |x - x_q|^2 in the reference; the sum is in double
+    // (vectorized: float lanes converted to double lanes), so its order does not matter
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (n >= QTK_FQ_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float d = x[i] - fq_fast(x[i], s, 0.0f, z, (float)lo, (float)hi, 0);
+        acc += (double)(d * d);
+    }
+    return acc;
+}
+
 qtk_status qtk_fake_quant(const qtk_qparams *p, const float *x, float *y, int ndim,
                           const int64_t *shape) {
     qtk_qlayout L;

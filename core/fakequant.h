@@ -51,6 +51,11 @@ void qtk_fake_quant_per_group(const float *x, float *y, size_t outer, size_t L, 
                               size_t g, const float *s, const float *z, int lo, int hi,
                               qtk_fq_formula f);
 
+// Sum over n values of (x - fq(x))^2 for the reference formula, per tensor:
+// the squares in float32 (as |x - x_q|^2), accumulated in double. Vectorized;
+// equal to the scalar reference element by element.
+double qtk_fake_quant_sse(const float *x, size_t n, float s, float z, int lo, int hi);
+
 // Dispatcher: validates p against the shape and runs the matching kernel.
 // bits == QTK_BITS_OFF copies x to y.
 qtk_status qtk_fake_quant(const qtk_qparams *p, const float *x, float *y, int ndim,

@@ -158,14 +158,7 @@ float qtk_quantile_inplace(float *v, size_t n, float q) {
 }
 
 float qtk_fq_mse(const float *x, size_t n, float s, float z, int lo, int hi) {
-    double acc = 0.0;
-#pragma omp parallel for reduction(+ : acc) schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) {
-        // (x - x_q).abs().pow(2): the difference and its square in float32
-        float d = x[i] - qtk_fake_quant_scalar(x[i], s, z, lo, hi, QTK_FQ_REF);
-        acc += (double)(d * d);
-    }
-    return (float)(acc / (double)n);
+    return (float)(qtk_fake_quant_sse(x, n, s, z, lo, hi) / (double)n);
 }
 
 int qtk_omse_search(const float *x, size_t n, float mn, float mx, int lo, int hi, float *s, float *z) {

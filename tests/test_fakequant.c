@@ -254,6 +254,27 @@ START_TEST(test_off_and_errors) {
 }
 END_TEST
 
+// The vectorized sum of squared errors == the scalar reference's sum.
+START_TEST(test_sse_equals_reference) {
+    enum { N = 100003 };
+    static float x[N];
+    qtk_rng r;
+    qtk_rng_seed(&r, 21, 0);
+    tu_fill_normal(&r, x, N, 3.0f);
+    for (int bits = 2; bits <= 8; bits += 3) {
+        int hi = (1 << bits) - 1;
+        float s = 6.0f / (float)hi, z = (float)(hi / 2);
+        double ref = 0;
+        for (int i = 0; i < N; i++) {
+            float d = x[i] - qtk_fake_quant_scalar(x[i], s, z, 0, hi, QTK_FQ_REF);
+            ref += (double)(d * d);
+        }
+        double got = qtk_fake_quant_sse(x, N, s, z, 0, hi);
+        ck_assert_msg(fabs(got - ref) <= 1e-12 * ref, "bits %d: %.17g vs %.17g", bits, got, ref);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("fakequant");
     TCase *tc = tcase_create("core");
@@ -265,6 +286,7 @@ int main(void) {
     tcase_add_test(tc, test_error_bound_and_idempotence);
     tcase_add_test(tc, test_per_channel_equals_rows);
     tcase_add_test(tc, test_off_and_errors);
+    tcase_add_test(tc, test_sse_equals_reference);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
