@@ -9,6 +9,7 @@
 #include "biascorr.h"
 #include "hadamard.h"
 #include "intlayernorm.h"
+#include "model.h"
 #include "observer.h"
 #include "pack.h"
 #include "qparams.h"

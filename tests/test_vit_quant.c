@@ -267,6 +267,57 @@ START_TEST(test_switches_and_report) {
 }
 END_TEST
 
+// The qtk_model seam: cached block inputs + forward_from == the full quantized
+// forward, bit for bit, for every block; searchable vectors; requantize.
+START_TEST(test_model_interface) {
+    vq_case t;
+    vq_open(&t, "custom28_w4");
+    ck_qtk(qtk_vit_calibrate(&t.qv, &t.plan, t.calib, t.nb * t.bs, t.bs));
+    qtk_model mm;
+    ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, 0, &mm));
+    ck_assert_int_eq(mm.n_blocks, 3);
+    ck_assert_int_eq(mm.n_outputs, 10);
+    int B = t.ne, NC = mm.n_outputs;
+    float *full = malloc((size_t)B * NC * 4), *part = malloc((size_t)B * NC * 4);
+    float *cache = malloc((size_t)B * mm.block_input_floats * 4);
+    ck_qtk(mm.forward(&mm, t.eval, B, full));
+    for (int b = 0; b <= mm.n_blocks; b++) {
+        ck_qtk(mm.block_input(&mm, t.eval, B, b, cache));
+        ck_qtk(mm.forward_from(&mm, cache, B, b, part));
+        ck_assert_msg(tu_first_diff(part, full, (size_t)B * NC) < 0, "forward from block %d differs", b);
+    }
+    // default vectors: qkv (3C scales) and proj (C scales) of each block
+    qtk_model_vec v[16];
+    ck_assert_int_eq(mm.block_vectors(&mm, 1, v, 16), 2);
+    ck_assert_uint_eq(v[0].n, 3 * 64);
+    ck_assert_uint_eq(v[1].n, 64);
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[0].quantizer), "blocks.1.attn.qkv.weight");
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[1].quantizer), "blocks.1.attn.proj.weight");
+    ck_assert_int_eq(mm.block_vectors(&mm, 3, v, 16), 0);
+    // perturbing a scale and requantizing changes the output from that block on, and only then
+    ck_qtk(mm.block_input(&mm, t.eval, B, 1, cache));
+    for (size_t k = 0; k < v[0].n; k++) v[0].scale[k] *= 1.25f;
+    ck_qtk(mm.forward_from(&mm, cache, B, 1, part));
+    ck_assert_int_lt(tu_first_diff(part, full, (size_t)B * NC), 0); // not requantized yet: unchanged
+    ck_qtk(mm.requantize(&mm, v[0].quantizer));
+    ck_qtk(mm.forward_from(&mm, cache, B, 1, part));
+    ck_assert_int_ge(tu_first_diff(part, full, (size_t)B * NC), 0);
+    // all vectors: + fc1, fc2 and 9 activation scales
+    ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_FC1 | QTK_VIT_VEC_FC2 |
+                                                    QTK_VIT_VEC_ACT, &mm));
+    ck_assert_int_eq(mm.block_vectors(&mm, 0, v, 16), 13);
+    ck_assert_uint_eq(v[4].n, 1);
+    // FP forward of the model == the plain FP forward
+    ck_qtk(mm.forward_fp(&mm, t.eval, B, part));
+    ck_qtk(qtk_vit_forward(&t.m, &t.plan, t.eval, B, full));
+    ck_assert_int_lt(tu_first_diff(part, full, (size_t)B * NC), 0);
+    free(full);
+    free(part);
+    free(cache);
+    vq_close(&t);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("vit_quant");
     TCase *tc = tcase_create("vision");
@@ -277,6 +328,7 @@ int main(void) {
     tcase_add_test(tc, test_deit_tiny_w4);
     tcase_add_test(tc, test_deit_tiny_w8_wide);
     tcase_add_test(tc, test_switches_and_report);
+    tcase_add_test(tc, test_model_interface);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

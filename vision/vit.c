@@ -422,13 +422,13 @@ static void norm(const qtk_vit_hooks *hk, int ln, const float *x, float *y, size
     if (!(hk && hk->layernorm && hk->layernorm(hk->ctx, ln, x, y, rows, C, w, b))) layer_norm(x, y, rows, C, w, b, eps);
 }
 
-qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits,
-                                  const qtk_vit_hooks *hk) {
-    if (B < 1 || B > p->B) return qtk_fail(QTK_ERR_ARG, "batch of %d images, plan is for at most %d", B, p->B);
+// The forward in three parts so that the search can start from a cached
+// block input: embed (images -> x before block 0), blocks [from, to), head.
+static qtk_status fwd_embed(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, const qtk_vit_hooks *hk) {
     const qtk_vit_config *c = &m->cfg;
-    const size_t C = (size_t)c->dim, T = (size_t)m->n_tokens, M = (size_t)c->mlp_hidden, NP = (size_t)c->n_prefix;
+    const size_t C = (size_t)c->dim, T = (size_t)m->n_tokens, NP = (size_t)c->n_prefix;
     const size_t P = (size_t)c->patch, G = (size_t)m->grid, CH = (size_t)c->in_chans, S = (size_t)c->img_size;
-    const size_t K = CH * P * P, rows = (size_t)B * T, G2 = G * G, H = (size_t)c->heads;
+    const size_t K = CH * P * P, rows = (size_t)B * T, G2 = G * G;
     const float *src = images;
     if (hk) {
         // x = self.qact_input(x)  (the hook quantizes for DeiT, observes or does nothing otherwise)
@@ -464,7 +464,14 @@ qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float
         for (size_t i = 0; i < C; i++) p->x[r * C + i] += p->pos[(r % T) * C + i];
     ACT(QTK_VIT_P_EMBED_OUT, p->x, 3, B, (int64_t)T, (int64_t)C);
 
-    for (int l = 0; l < c->depth; l++) {
+    return QTK_OK;
+}
+
+static qtk_status fwd_blocks(const qtk_vit *m, qtk_vit_plan *p, int B, int from, int to, const qtk_vit_hooks *hk) {
+    const qtk_vit_config *c = &m->cfg;
+    const size_t C = (size_t)c->dim, T = (size_t)m->n_tokens, M = (size_t)c->mlp_hidden, H = (size_t)c->heads;
+    const size_t rows = (size_t)B * T;
+    for (int l = from; l < to; l++) {
         const qtk_vit_block *bl = &m->blocks[l];
         const int pb = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB;
         // x = x + proj(attn(norm1(x)))
@@ -498,6 +505,12 @@ qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float
         add_inplace(p->x, p->h, rows * C);
         ACT(pb + QTK_VIT_B_RESID2, p->x, 3, B, (int64_t)T, (int64_t)C);
     }
+    return QTK_OK;
+}
+
+static qtk_status fwd_head(const qtk_vit *m, qtk_vit_plan *p, int B, float *logits, const qtk_vit_hooks *hk) {
+    const qtk_vit_config *c = &m->cfg;
+    const size_t C = (size_t)c->dim, T = (size_t)m->n_tokens, NP = (size_t)c->n_prefix;
     // final norm on the prefix tokens (all that token pooling reads; LayerNorm is per token)
     const int hb = qtk_vit_head_base(m);
     for (int b = 0; b < B; b++)
@@ -520,6 +533,38 @@ qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float
     }
     ACT(hb + QTK_VIT_H_HEAD_OUT, logits, 2, B, (int64_t)NC);
     return QTK_OK;
+}
+
+static qtk_status check_range(const qtk_vit *m, const qtk_vit_plan *p, int B, int block) {
+    if (B < 1 || B > p->B) return qtk_fail(QTK_ERR_ARG, "batch of %d images, plan is for at most %d", B, p->B);
+    if (block < 0 || block > m->cfg.depth)
+        return qtk_fail(QTK_ERR_ARG, "block %d out of range 0..%d", block, m->cfg.depth);
+    return QTK_OK;
+}
+
+qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits,
+                                  const qtk_vit_hooks *hk) {
+    QTK_TRY(check_range(m, p, B, 0));
+    QTK_TRY(fwd_embed(m, p, images, B, hk));
+    QTK_TRY(fwd_blocks(m, p, B, 0, m->cfg.depth, hk));
+    return fwd_head(m, p, B, logits, hk);
+}
+
+qtk_status qtk_vit_block_input_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, int block,
+                                      float *x_out, const qtk_vit_hooks *hk) {
+    QTK_TRY(check_range(m, p, B, block));
+    QTK_TRY(fwd_embed(m, p, images, B, hk));
+    QTK_TRY(fwd_blocks(m, p, B, 0, block, hk));
+    memcpy(x_out, p->x, (size_t)B * m->n_tokens * m->cfg.dim * sizeof(float));
+    return QTK_OK;
+}
+
+qtk_status qtk_vit_forward_from_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *x_in, int B, int block,
+                                       float *logits, const qtk_vit_hooks *hk) {
+    QTK_TRY(check_range(m, p, B, block));
+    memcpy(p->x, x_in, (size_t)B * m->n_tokens * m->cfg.dim * sizeof(float));
+    QTK_TRY(fwd_blocks(m, p, B, block, m->cfg.depth, hk));
+    return fwd_head(m, p, B, logits, hk);
 }
 #undef ACT
 

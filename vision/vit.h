@@ -150,6 +150,13 @@ typedef struct {
 qtk_status qtk_vit_forward_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, float *logits,
                                   const qtk_vit_hooks *hooks);
 
+// The residual stream entering block `block` (0..depth): x_out (B, T, C).
+qtk_status qtk_vit_block_input_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *images, int B, int block,
+                                      float *x_out, const qtk_vit_hooks *hooks);
+// The forward from a cached block input (as qtk_vit_block_input_hooked made it) to the logits.
+qtk_status qtk_vit_forward_from_hooked(const qtk_vit *m, qtk_vit_plan *p, const float *x_in, int B, int block,
+                                       float *logits, const qtk_vit_hooks *hooks);
+
 // Index of the first point after the blocks.
 static inline int qtk_vit_head_base(const qtk_vit *m) { return QTK_VIT_P_BLOCK0 + m->cfg.depth * QTK_VIT_PB; }
 

@@ -299,3 +299,91 @@ qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const flo
     }
     return QTK_OK;
 }
+
+// --- qtk_model -------------------------------------------------------------------
+
+static const char *m_qname(const qtk_model *mm, int i) {
+    const qtk_vit_quant *qv = mm->self;
+    return i >= 0 && i < qv->n && qv->q[i].name[0] ? qv->q[i].name : NULL;
+}
+
+static qtk_qparams *m_qparams(qtk_model *mm, int i) {
+    qtk_vit_quant *qv = mm->self;
+    return i >= 0 && i < qv->n && qv->q[i].calibrated ? &qv->q[i].qp : NULL;
+}
+
+static qtk_status m_requantize(qtk_model *mm, int i) {
+    qtk_vit_quant *qv = mm->self;
+    if (i < 0 || i >= qv->n || !qv->q[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
+    // activation scales are read by the forward directly; only weights have derived state
+    return qv->q[i].is_weight ? qtk_vit_quant_requantize(qv, i) : QTK_OK;
+}
+
+static int m_block_vectors(qtk_model *mm, int block, qtk_model_vec *out, int max) {
+    qtk_vit_quant *qv = mm->self;
+    if (block < 0 || block >= qv->m->cfg.depth) return 0;
+    static const struct { unsigned flag; int k; } order[] = {
+        {QTK_VIT_VEC_QKV, QTK_VIT_B_QKV_W},          {QTK_VIT_VEC_PROJ, QTK_VIT_B_PROJ_W},
+        {QTK_VIT_VEC_FC1, QTK_VIT_B_FC1_W},          {QTK_VIT_VEC_FC2, QTK_VIT_B_FC2_W},
+        {QTK_VIT_VEC_ACT, QTK_VIT_B_NORM1_OUT},      {QTK_VIT_VEC_ACT, QTK_VIT_B_QKV_OUT},
+        {QTK_VIT_VEC_ACT, QTK_VIT_B_SCORES},         {QTK_VIT_VEC_ACT, QTK_VIT_B_SOFTMAX},
+        {QTK_VIT_VEC_ACT, QTK_VIT_B_CONTEXT},        {QTK_VIT_VEC_ACT, QTK_VIT_B_PROJ_OUT},
+        {QTK_VIT_VEC_ACT, QTK_VIT_B_NORM2_OUT},      {QTK_VIT_VEC_ACT, QTK_VIT_B_ACT_OUT},
+        {QTK_VIT_VEC_ACT, QTK_VIT_B_FC2_OUT},
+    };
+    int n = 0;
+    for (size_t j = 0; j < sizeof order / sizeof *order; j++) {
+        if (!(qv->model_vectors & order[j].flag)) continue;
+        int i = QTK_VIT_P_BLOCK0 + block * QTK_VIT_PB + order[j].k;
+        if (!qv->q[i].calibrated) continue;
+        if (n < max) out[n] = (qtk_model_vec){qv->q[i].qp.scale, qv->q[i].qp.n, i};
+        n++;
+    }
+    return n;
+}
+
+static qtk_status m_block_input(qtk_model *mm, const float *inputs, int B, int block, float *cache) {
+    qtk_vit_quant *qv = mm->self;
+    if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "block inputs of an uncalibrated model");
+    return qtk_vit_block_input_hooked(qv->m, qv->model_plan, inputs, B, block, cache, &qv->hooks);
+}
+
+static qtk_status m_forward_from(qtk_model *mm, const float *cache, int B, int block, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "forward of an uncalibrated model");
+    return qtk_vit_forward_from_hooked(qv->m, qv->model_plan, cache, B, block, out, &qv->hooks);
+}
+
+static qtk_status m_forward(qtk_model *mm, const float *inputs, int B, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_quant_forward(qv, qv->model_plan, inputs, B, out);
+}
+
+static qtk_status m_forward_fp(qtk_model *mm, const float *inputs, int B, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_forward(qv->m, qv->model_plan, inputs, B, out);
+}
+
+qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned vectors, qtk_model *out) {
+    const qtk_vit_config *c = &qv->m->cfg;
+    qv->model_plan = plan;
+    qv->model_vectors = vectors ? vectors : QTK_VIT_VEC_DEFAULT;
+    *out = (qtk_model){
+        .self = qv,
+        .name = c->name,
+        .n_blocks = c->depth,
+        .n_outputs = c->n_classes,
+        .input_floats = (size_t)c->in_chans * c->img_size * c->img_size,
+        .block_input_floats = (size_t)qv->m->n_tokens * c->dim,
+        .n_quantizers = qv->n,
+        .quantizer_name = m_qname,
+        .quantizer_params = m_qparams,
+        .requantize = m_requantize,
+        .block_vectors = m_block_vectors,
+        .block_input = m_block_input,
+        .forward_from = m_forward_from,
+        .forward = m_forward,
+        .forward_fp = m_forward_fp,
+    };
+    return QTK_OK;
+}

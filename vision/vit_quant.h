@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 
+#include "../core/model.h"
 #include "../core/observer.h"
 #include "../core/qparams.h"
 #include "vit.h"
@@ -56,7 +57,19 @@ typedef struct {
     int report;            // quantized forward accumulates per-quantizer MSE
     float *wq_mem;
     qtk_vit_hooks hooks;
+    qtk_vit_plan *model_plan; // set by qtk_vit_quant_model
+    unsigned model_vectors;
 } qtk_vit_quant;
+
+// Which scales qtk_model's block_vectors exposes per block (default: qkv and proj weights, per output channel).
+enum {
+    QTK_VIT_VEC_QKV = 1u << 0,
+    QTK_VIT_VEC_PROJ = 1u << 1,
+    QTK_VIT_VEC_FC1 = 1u << 2,
+    QTK_VIT_VEC_FC2 = 1u << 3,
+    QTK_VIT_VEC_ACT = 1u << 4, // the block's per-tensor activation scales (not the PTF ones)
+    QTK_VIT_VEC_DEFAULT = QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ,
+};
 
 // Distilled models are refused: the reference quantizes no distillation head.
 qtk_status qtk_vit_quant_init(qtk_vit_quant *qv, const qtk_vit *m, const qtk_vit_qconfig *qc);
@@ -83,6 +96,10 @@ qtk_status qtk_vit_quant_requantize(qtk_vit_quant *qv, int point);
 // MSE (x - fq(x))^2 on the tensors it sees, then prints one line per
 // quantizer: name, bits, granularity, scale range, zero point range, MSE.
 qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch, FILE *out);
+
+// The calibrated model behind the qtk_model interface (for the search).
+// plan: buffers for batches up to plan->B; vectors: QTK_VIT_VEC_* flags.
+qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned vectors, qtk_model *out);
 
 #ifdef __cplusplus
 }
