@@ -18,56 +18,6 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-// Writes a random checkpoint with the shapes of a preset.
-static int write_random(const char *path, const qtk_vit_config *c) {
-    size_t C = (size_t)c->dim, M = (size_t)c->mlp_hidden, T = (size_t)(c->img_size / c->patch);
-    T = T * T + 1;
-    enum { MAXT = 8 + 12 * 12 };
-    static char names[MAXT][64];
-    static int64_t shapes[MAXT][4];
-    qtk_st_entry e[MAXT];
-    int n = 0;
-    qtk_rng r;
-    qtk_rng_seed(&r, 1, 0);
-#define ADD(nm, nd, ...)                                                                                               \
-    do {                                                                                                               \
-        int64_t s_[] = {__VA_ARGS__};                                                                                  \
-        snprintf(names[n], 64, "%s", nm);                                                                              \
-        int64_t k_ = 1;                                                                                                \
-        for (int d_ = 0; d_ < nd; d_++) k_ *= shapes[n][d_] = s_[d_];                                                  \
-        float *v_ = malloc((size_t)k_ * sizeof *v_);                                                                   \
-        for (int64_t i_ = 0; i_ < k_; i_++) v_[i_] = qtk_rng_range(&r, -0.05f, 0.05f);                                 \
-        e[n] = (qtk_st_entry){names[n], QTK_F32, nd, shapes[n], v_};                                                   \
-        n++;                                                                                                           \
-    } while (0)
-    ADD("cls_token", 3, 1, 1, (int64_t)C);
-    ADD("pos_embed", 3, 1, (int64_t)T, (int64_t)C);
-    ADD("patch_embed.proj.weight", 4, (int64_t)C, c->in_chans, c->patch, c->patch);
-    ADD("patch_embed.proj.bias", 1, (int64_t)C);
-    for (int b = 0; b < c->depth; b++) {
-        char k[64];
-        const char *fields[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
-                                "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
-                                "mlp.fc2.weight", "mlp.fc2.bias"};
-        int64_t rows[] = {(int64_t)C, (int64_t)C, 3 * (int64_t)C, 3 * (int64_t)C, (int64_t)C, (int64_t)C,
-                          (int64_t)C, (int64_t)C, (int64_t)M, (int64_t)M, (int64_t)C, (int64_t)C};
-        int64_t cols[] = {0, 0, (int64_t)C, 0, (int64_t)C, 0, 0, 0, (int64_t)C, 0, (int64_t)M, 0};
-        for (int f = 0; f < 12; f++) {
-            snprintf(k, sizeof k, "blocks.%d.%s", b, fields[f]);
-            if (cols[f]) ADD(k, 2, rows[f], cols[f]);
-            else ADD(k, 1, rows[f]);
-        }
-    }
-    ADD("norm.weight", 1, (int64_t)C);
-    ADD("norm.bias", 1, (int64_t)C);
-    ADD("head.weight", 2, (int64_t)c->n_classes, (int64_t)C);
-    ADD("head.bias", 1, (int64_t)c->n_classes);
-#undef ADD
-    qtk_status st = qtk_st_write(path, e, (size_t)n, NULL, 0);
-    for (int i = 0; i < n; i++) free((void *)e[i].data);
-    return st == QTK_OK ? 0 : -1;
-}
-
 // Calibration time for 1,000 images (10 batches of 100, the reference's
 // protocol) of the small 28x28 model the built-in demo uses (dim 64, depth 3).
 static int bench_calibration(void) {
@@ -84,7 +34,7 @@ static int bench_calibration(void) {
     qtk_vit_quant qv;
     qtk_vit_qconfig qc;
     qtk_vit_qconfig_default(&qc);
-    if (write_random(path, &cfg) || qtk_vit_load(&m, path, "{\"heads\": 4}") != QTK_OK ||
+    if (qtk_vit_write_random(path, &cfg, 1) != QTK_OK || qtk_vit_load(&m, path, "{\"heads\": 4}") != QTK_OK ||
         qtk_vit_plan_init(&plan, &m, 100) != QTK_OK || qtk_vit_quant_init(&qv, &m, &qc) != QTK_OK) {
         fprintf(stderr, "bench_vit: %s\n", qtk_last_error());
         unlink(path);
@@ -124,7 +74,7 @@ int main(void) {
     close(fd);
     qtk_vit m;
     qtk_vit_plan plan;
-    if (write_random(path, &cfg) || qtk_vit_load(&m, path, "deit_small_patch16_224") != QTK_OK ||
+    if (qtk_vit_write_random(path, &cfg, 1) != QTK_OK || qtk_vit_load(&m, path, "deit_small_patch16_224") != QTK_OK ||
         qtk_vit_plan_init(&plan, &m, B) != QTK_OK) {
         fprintf(stderr, "bench_vit: %s\n", qtk_last_error());
         unlink(path);

@@ -5,6 +5,7 @@
 // Each returns the process exit status: 0 ok, 1 error, 2 usage error.
 int qtk_cmd_info(int argc, char **argv);
 int qtk_cmd_demo(int argc, char **argv);
+int qtk_cmd_quant_report(int argc, char **argv);
 
 // Prints "qtk: error: <msg>" to stderr and returns 1.
 int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

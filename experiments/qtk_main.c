@@ -11,6 +11,9 @@ static const char *usage =
     "\n"
     "commands:\n"
     "  info FILE.safetensors     list tensors (name, dtype, shape, bytes) and metadata\n"
+    "  quant-report --model CKPT --images FILE [options]\n"
+    "                            calibrate the FQ-ViT / Evol-Q quantized ViT baseline and list\n"
+    "                            every quantizer (qtk quant-report --help)\n"
     "  demo [--out DIR] [--seed N]\n"
     "                            core demo: quantize a synthetic linear layer with\n"
     "                            outlier channels at 2..8 bits, per tensor / channel /\n"
@@ -56,5 +59,6 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "info")) return qtk_cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return qtk_cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quant-report")) return qtk_cmd_quant_report(argc - 1, argv + 1);
     return qtk_cli_usage_error("unknown command \"%s\"", cmd);
 }

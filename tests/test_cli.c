@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "../vision/vit.h"
 
 #ifndef QTK_CLI
 #define QTK_CLI "build/qtk"
@@ -94,6 +95,67 @@ START_TEST(test_demo) {
 }
 END_TEST
 
+START_TEST(test_quant_report) {
+    char dir[] = "/tmp/qtk_cli_vit_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char model[128], imgs[128], exp_path[128], args[1024];
+    snprintf(model, sizeof model, "%s/vit.safetensors", dir);
+    snprintf(imgs, sizeof imgs, "%s/images.safetensors", dir);
+    snprintf(exp_path, sizeof exp_path, "%s/quant.safetensors", dir);
+    qtk_vit_config cfg = {.img_size = 16, .patch = 4, .in_chans = 1, .dim = 32, .depth = 2, .heads = 2,
+                          .mlp_hidden = 64, .n_classes = 5};
+    ck_qtk(qtk_vit_write_random(model, &cfg, 9));
+    enum { N = 24 };
+    static float x[N * 16 * 16];
+    qtk_rng r;
+    qtk_rng_seed(&r, 4, 0);
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++) x[i] = qtk_rng_range(&r, -1.0f, 1.0f);
+    int64_t shape[4] = {N, 1, 16, 16}, bad_shape[4] = {N / 2, 2, 16, 16};
+    qtk_st_entry e[2] = {{"images", QTK_F32, 4, shape, x}, {"rgb", QTK_F32, 4, bad_shape, x}};
+    ck_qtk(qtk_st_write(imgs, e, 2, NULL, 0));
+
+    snprintf(args, sizeof args, "quant-report --model %s --images %s --batch 8 --w-bits 3 --export %s", model, imgs, exp_path);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "W3A8, bias correction on, integer LayerNorm"));
+    ck_assert_ptr_nonnull(strstr(out, "calibration: 24 images in 3 batches of 8"));
+    ck_assert_ptr_nonnull(strstr(out, "blocks.1.attn.softmax"));
+    ck_assert_ptr_nonnull(strstr(out, "channel-ptf"));
+    // 2 blocks: 5 model-level + 2 * 15 + 3 quantizers, no input quantizer for a custom ViT
+    int lines = 0;
+    for (char *p = strstr(out, "quantizer "); p && *p; p++) lines += *p == '\n';
+    ck_assert_int_ge(lines, 38);
+    snprintf(args, sizeof args, "info %s", exp_path);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "blocks.0.attn.qkv.weight.scale"));
+    ck_assert_ptr_nonnull(strstr(out, "\"w_bits\":3"));
+    // switching quantizers off, float LayerNorm
+    snprintf(args, sizeof args, "quant-report --model %s --images %s --batch 8 --off 'blocks.*.attn.softmax' --float-layernorm",
+             model, imgs);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "(off)"));
+    ck_assert_ptr_nonnull(strstr(out, "float LayerNorm"));
+    // bad inputs: clear errors, exit 1 or 2
+    snprintf(args, sizeof args, "quant-report --model %s --images %s:rgb", model, imgs);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "tensor \"rgb\" has shape [12, 2, 16, 16]; the model needs (N, 1, 16, 16)"));
+    snprintf(args, sizeof args, "quant-report --model %s --images %s:nope", model, imgs);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "\"nope\" is missing"));
+    snprintf(args, sizeof args, "quant-report --model %s --images %s --w-bits 9", model, imgs);
+    ck_assert_int_eq(run(args, out, sizeof out), 2);
+    snprintf(args, sizeof args, "quant-report --model %s --images %s --off 'nothing.*'", model, imgs);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "matches no quantizer"));
+    snprintf(args, sizeof args, "quant-report --model %s --images %s --calib 100", model, imgs);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    snprintf(args, sizeof args, "quant-report --model %s --images %s", imgs, imgs);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "missing tensor \"patch_embed.proj.weight\""));
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    ck_assert_int_eq(system(args), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -101,6 +163,7 @@ int main(void) {
     tcase_add_test(tc, test_help_version_usage);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_demo);
+    tcase_add_test(tc, test_quant_report);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/rng.h"
 #include "../core/safetensors.h"
 #include "../core/tensor.h"
 
@@ -579,3 +580,73 @@ double qtk_vit_gemm_flops(const qtk_vit *m) {
     double blk = 2 * T * C * 3 * C + 2 * 2 * c->heads * T * T * d + 2 * T * C * C + 2 * 2 * T * C * M;
     return 2 * G2 * C * K + c->depth * blk + 2.0 * c->n_prefix * C * c->n_classes;
 }
+
+// Random weights (uniform, PCG32 from seed) with the shapes of cfg: for benchmarks, tests and demos.
+qtk_status qtk_vit_write_random(const char *path, const qtk_vit_config *c, uint64_t seed) {
+    size_t C = (size_t)c->dim, M = (size_t)c->mlp_hidden, T = (size_t)(c->img_size / c->patch);
+    T = T * T + 1;
+    if (c->dim <= 0 || c->depth <= 0 || c->patch <= 0 || c->img_size % c->patch != 0 || c->in_chans <= 0 ||
+        c->mlp_hidden <= 0 || c->n_classes <= 0)
+        return qtk_fail(QTK_ERR_ARG, "cannot write a random ViT: invalid configuration");
+    size_t maxt = 8 + 12 * (size_t)c->depth;
+    char (*names)[64] = calloc(maxt, sizeof *names);
+    int64_t (*shapes)[4] = calloc(maxt, sizeof *shapes);
+    qtk_st_entry *e = calloc(maxt, sizeof *e);
+    int n = 0;
+    qtk_rng r;
+    qtk_rng_seed(&r, seed, 0);
+    if (!names || !shapes || !e) {
+        free(names);
+        free(shapes);
+        free(e);
+        return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+#define ADD(nm, nd, ...)                                                                                               \
+    do {                                                                                                               \
+        float lim_ = strstr(nm, "weight") && nd >= 2 ? 0.035f : strstr(nm, "norm") && strstr(nm, "weight") ? 1.0f : 0.05f; \
+        int64_t s_[] = {__VA_ARGS__};                                                                                  \
+        snprintf(names[n], 64, "%s", nm);                                                                              \
+        int64_t k_ = 1;                                                                                                \
+        for (int d_ = 0; d_ < nd; d_++) k_ *= shapes[n][d_] = s_[d_];                                                  \
+        float *v_ = malloc((size_t)(k_ ? k_ : 1) * sizeof *v_);                                                        \
+        for (int64_t i_ = 0; v_ && i_ < k_; i_++) v_[i_] = qtk_rng_range(&r, -lim_, lim_);                             \
+        e[n] = (qtk_st_entry){names[n], QTK_F32, nd, shapes[n], v_};                                                   \
+        n++;                                                                                                           \
+    } while (0)
+    ADD("cls_token", 3, 1, 1, (int64_t)C);
+    ADD("pos_embed", 3, 1, (int64_t)T, (int64_t)C);
+    ADD("patch_embed.proj.weight", 4, (int64_t)C, c->in_chans, c->patch, c->patch);
+    ADD("patch_embed.proj.bias", 1, (int64_t)C);
+    for (int b = 0; b < c->depth; b++) {
+        char k[64];
+        const char *fields[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
+                                "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                                "mlp.fc2.weight", "mlp.fc2.bias"};
+        int64_t rows[] = {(int64_t)C, (int64_t)C, 3 * (int64_t)C, 3 * (int64_t)C, (int64_t)C, (int64_t)C,
+                          (int64_t)C, (int64_t)C, (int64_t)M, (int64_t)M, (int64_t)C, (int64_t)C};
+        int64_t cols[] = {0, 0, (int64_t)C, 0, (int64_t)C, 0, 0, 0, (int64_t)C, 0, (int64_t)M, 0};
+        for (int f = 0; f < 12; f++) {
+            snprintf(k, sizeof k, "blocks.%d.%s", b, fields[f]);
+            if (cols[f]) ADD(k, 2, rows[f], cols[f]);
+            else ADD(k, 1, rows[f]);
+        }
+    }
+    ADD("norm.weight", 1, (int64_t)C);
+    ADD("norm.bias", 1, (int64_t)C);
+    ADD("head.weight", 2, (int64_t)c->n_classes, (int64_t)C);
+    ADD("head.bias", 1, (int64_t)c->n_classes);
+#undef ADD
+    qtk_status st = QTK_OK;
+    for (int i = 0; i < n; i++)
+        if (!e[i].data) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    char meta[160];
+    snprintf(meta, sizeof meta, "{\"heads\": %d}", c->heads);
+    const char *kv[1][2] = {{"qtk.vit", meta}};
+    if (st == QTK_OK) st = qtk_st_write(path, e, (size_t)n, kv, 1);
+    for (int i = 0; i < n; i++) free((void *)e[i].data);
+    free(names);
+    free(shapes);
+    free(e);
+    return st;
+}
+

@@ -160,6 +160,11 @@ qtk_status qtk_vit_forward_from_hooked(const qtk_vit *m, qtk_vit_plan *p, const 
 // Index of the first point after the blocks.
 static inline int qtk_vit_head_base(const qtk_vit *m) { return QTK_VIT_P_BLOCK0 + m->cfg.depth * QTK_VIT_PB; }
 
+// Writes a checkpoint with cfg's shapes and random weights (PCG32 from seed;
+// matrices uniform within +-0.035, timm's init std) for benchmarks, tests and
+// demos; heads go into __metadata__ "qtk.vit".
+qtk_status qtk_vit_write_random(const char *path, const qtk_vit_config *cfg, uint64_t seed);
+
 // FLOPs of the GEMMs (incl. attention products) for one image, for benchmarks.
 double qtk_vit_gemm_flops(const qtk_vit *m);
 

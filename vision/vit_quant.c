@@ -1,6 +1,7 @@
 // The quantized ViT baseline: quantizer registry, calibration, quantized forward.
 #include "vit_quant.h"
 
+#include <cjson/cJSON.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 #include "../core/biascorr.h"
 #include "../core/fakequant.h"
 #include "../core/intlayernorm.h"
+#include "../core/qtk.h"
+#include "../core/safetensors.h"
 #include "../core/tensor.h"
 
 void qtk_vit_qconfig_default(qtk_vit_qconfig *qc) {
@@ -386,4 +389,66 @@ qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned v
         .forward_fp = m_forward_fp,
     };
     return QTK_OK;
+}
+
+qtk_status qtk_vit_quant_export(const qtk_vit_quant *qv, const char *path, const char *const (*extra)[2], size_t n_extra) {
+    int nq = 0;
+    for (int i = 0; i < qv->n; i++) nq += qv->q[i].calibrated;
+    if (nq == 0) return qtk_fail(QTK_ERR_ARG, "%s: nothing to export: the model is not calibrated", path);
+    qtk_st_entry *e = calloc((size_t)nq * 2, sizeof *e);
+    char (*names)[80] = calloc((size_t)nq * 2, sizeof *names);
+    int64_t *lens = calloc((size_t)nq, sizeof *lens);
+    cJSON *list = cJSON_CreateArray(), *cfg = cJSON_CreateObject();
+    if (!e || !names || !lens || !list || !cfg) {
+        free(e);
+        free(names);
+        free(lens);
+        cJSON_Delete(list);
+        cJSON_Delete(cfg);
+        return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    int k = 0;
+    for (int i = 0; i < qv->n; i++) {
+        const qtk_vit_quantizer *q = &qv->q[i];
+        if (!q->calibrated) continue;
+        lens[k / 2] = (int64_t)q->qp.n;
+        snprintf(names[k], sizeof names[k], "%s.scale", q->name);
+        e[k] = (qtk_st_entry){names[k], QTK_F32, 1, &lens[k / 2], q->qp.scale};
+        k++;
+        snprintf(names[k], sizeof names[k], "%s.zero_point", q->name);
+        e[k] = (qtk_st_entry){names[k], QTK_F32, 1, &lens[k / 2], q->qp.zero};
+        k++;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", q->name);
+        cJSON_AddNumberToObject(o, "bits", q->qp.bits);
+        cJSON_AddStringToObject(o, "granularity", q->is_weight ? "channel" : q->qp.n > 1 ? "channel-ptf" : "tensor");
+        cJSON_AddBoolToObject(o, "enabled", q->enabled);
+        cJSON_AddItemToArray(list, o);
+    }
+    cJSON_AddStringToObject(cfg, "model", qv->m->cfg.name);
+    cJSON_AddNumberToObject(cfg, "w_bits", qv->qc.w_bits);
+    cJSON_AddNumberToObject(cfg, "a_bits", qv->qc.a_bits);
+    cJSON_AddBoolToObject(cfg, "bias_corr", qv->qc.bias_corr);
+    cJSON_AddBoolToObject(cfg, "int_layernorm", qv->qc.int_layernorm);
+    cJSON_AddBoolToObject(cfg, "quant_input", qv->q[QTK_VIT_P_INPUT].name[0] != 0);
+    char *lj = cJSON_PrintUnformatted(list), *cj = cJSON_PrintUnformatted(cfg);
+    const char *(*meta)[2] = calloc(3 + n_extra, sizeof *meta);
+    qtk_status st = QTK_OK;
+    if (!lj || !cj || !meta) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    else {
+        meta[0][0] = "qtk_version", meta[0][1] = QTK_VERSION;
+        meta[1][0] = "config", meta[1][1] = cj;
+        meta[2][0] = "quantizers", meta[2][1] = lj;
+        for (size_t i = 0; i < n_extra; i++) meta[3 + i][0] = extra[i][0], meta[3 + i][1] = extra[i][1];
+        st = qtk_st_write(path, e, (size_t)k, (const char *const(*)[2])meta, 3 + n_extra);
+    }
+    free(meta);
+    free(lj);
+    free(cj);
+    cJSON_Delete(list);
+    cJSON_Delete(cfg);
+    free(e);
+    free(names);
+    free(lens);
+    return st;
 }

@@ -97,6 +97,11 @@ qtk_status qtk_vit_quant_requantize(qtk_vit_quant *qv, int point);
 // quantizer: name, bits, granularity, scale range, zero point range, MSE.
 qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch, FILE *out);
 
+// Writes every calibrated quantizer as "<name>.scale" and "<name>.zero_point"
+// (F32) with __metadata__: qtk_version, config (JSON), quantizers (JSON list of
+// {name, bits, granularity, enabled}) plus the caller's extra (key, value) pairs.
+qtk_status qtk_vit_quant_export(const qtk_vit_quant *qv, const char *path, const char *const (*extra)[2], size_t n_extra);
+
 // The calibrated model behind the qtk_model interface (for the search).
 // plan: buffers for batches up to plan->B; vectors: QTK_VIT_VEC_* flags.
 qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned vectors, qtk_model *out);

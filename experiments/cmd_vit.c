@@ -1,0 +1,153 @@
+// qtk quant-report: load a timm ViT/DeiT checkpoint, calibrate the quantized
+// baseline (spec vit-baseline.md) on images, print every quantizer and
+// optionally export them.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/qtk.h"
+#include "../vision/vit_quant.h"
+#include "cli.h"
+
+static const char *usage =
+    "usage: qtk quant-report --model CKPT.safetensors --images FILE.safetensors [options]\n"
+    "\n"
+    "Calibrates the FQ-ViT / Evol-Q quantized baseline on the images (the reference's stage\n"
+    "order: FP statistics on every batch, OMSE and PTF scored on the last) and prints each\n"
+    "quantizer: bits, granularity, scale range, zero point range, and the MSE it gives on the\n"
+    "calibration images in the quantized forward.\n"
+    "\n"
+    "  --model FILE          timm VisionTransformer / DeiT checkpoint (safetensors)\n"
+    "  --desc D              preset (deit_tiny_patch16_224, ...) or JSON {\"heads\": 3, ...}\n"
+    "  --images FILE[:NAME]  preprocessed images, a tensor (N, C, H, W), default name \"images\"\n"
+    "  --calib N             calibration images (default: min(1000, N))\n"
+    "  --batch B             calibration batch (default 100; batches beyond N / B are dropped)\n"
+    "  --w-bits B            weight bits, 2..8 (default 4)\n"
+    "  --a-bits B            activation bits, 2..8 (default 8)\n"
+    "  --no-bias-corr        no bias correction of the quantized weights\n"
+    "  --float-layernorm     float LayerNorm in the quantized model (its output stays quantized)\n"
+    "  --quant-input on|off  quantize the input image (default: DeiT on, ViT off)\n"
+    "  --off PATTERN         switch off quantizers matching a glob, e.g. 'blocks.*.attn.softmax' (repeatable)\n"
+    "  --export FILE         write every quantizer's scale and zero point (quant.safetensors)\n";
+
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == '\0' || *end || x < lo || x > hi) return qtk_cli_usage_error("%s needs an integer in %d..%d, got \"%s\"", opt, lo, hi, v);
+    *out = (int)x;
+    return 0;
+}
+
+int qtk_cmd_quant_report(int argc, char **argv) {
+    const char *model = NULL, *desc = NULL, *images = NULL, *export_path = NULL;
+    const char *off[64];
+    int n_off = 0, calib = -1, batch = 100, rc = 0;
+    qtk_vit_qconfig qc;
+    qtk_vit_qconfig_default(&qc);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--no-bias-corr")) {
+            qc.bias_corr = 0;
+            continue;
+        }
+        if (!strcmp(a, "--float-layernorm")) {
+            qc.int_layernorm = 0;
+            continue;
+        }
+        if (!v) return qtk_cli_usage_error("quant-report: %s needs a value", a);
+        i++;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--desc")) desc = v;
+        else if (!strcmp(a, "--images")) images = v;
+        else if (!strcmp(a, "--export")) export_path = v;
+        else if (!strcmp(a, "--calib")) rc = parse_int(a, v, 1, 1 << 30, &calib);
+        else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 1 << 20, &batch);
+        else if (!strcmp(a, "--w-bits")) rc = parse_int(a, v, 2, 8, &qc.w_bits);
+        else if (!strcmp(a, "--a-bits")) rc = parse_int(a, v, 2, 8, &qc.a_bits);
+        else if (!strcmp(a, "--quant-input")) {
+            if (strcmp(v, "on") && strcmp(v, "off")) return qtk_cli_usage_error("--quant-input takes on or off, got \"%s\"", v);
+            qc.quant_input = !strcmp(v, "on");
+        } else if (!strcmp(a, "--off")) {
+            if (n_off == 64) return qtk_cli_usage_error("at most 64 --off patterns");
+            off[n_off++] = v;
+        } else return qtk_cli_usage_error("quant-report: unknown option \"%s\"", a);
+        if (rc) return rc;
+    }
+    if (!model || !images) return qtk_cli_usage_error("quant-report needs --model and --images");
+
+    // images: FILE or FILE:TENSOR
+    char ipath[4096], tname[256] = "images";
+    snprintf(ipath, sizeof ipath, "%s", images);
+    char *colon = strrchr(ipath, ':');
+    if (colon && !strstr(colon, "/")) {
+        *colon = '\0';
+        snprintf(tname, sizeof tname, "%s", colon + 1);
+    }
+    qtk_vit m = {0};
+    qtk_vit_plan plan = {0};
+    qtk_vit_quant qv = {0};
+    qtk_safetensors st = {0};
+    float *x = NULL;
+    int status = 1;
+    if (qtk_vit_load(&m, model, desc) != QTK_OK || qtk_st_open(&st, ipath) != QTK_OK) {
+        qtk_cli_error("%s", qtk_last_error());
+        goto done;
+    }
+    const qtk_st_tensor *t = qtk_st_find(&st, tname);
+    const qtk_vit_config *c = &m.cfg;
+    if (!t || t->ndim != 4 || t->shape[1] != c->in_chans || t->shape[2] != c->img_size || t->shape[3] != c->img_size) {
+        char sh[128];
+        qtk_cli_error("%s: tensor \"%s\" %s%s; the model needs (N, %d, %d, %d)", ipath, tname, t ? "has shape " : "is missing",
+                      t ? qtk_shape_str(t->ndim, t->shape, sh, sizeof sh) : "", c->in_chans, c->img_size, c->img_size);
+        goto done;
+    }
+    int n = (int)t->shape[0];
+    if (calib < 0) calib = n < 1000 ? n : 1000;
+    if (calib > n) {
+        qtk_cli_error("--calib %d but %s holds %d images", calib, ipath, n);
+        goto done;
+    }
+    if (batch > calib) batch = calib;
+    size_t numel = 0;
+    if (qtk_st_load_f32(&st, tname, &x, &numel) != QTK_OK || qtk_vit_plan_init(&plan, &m, batch) != QTK_OK ||
+        qtk_vit_quant_init(&qv, &m, &qc) != QTK_OK) {
+        qtk_cli_error("%s", qtk_last_error());
+        goto done;
+    }
+    for (int i = 0; i < n_off; i++)
+        if (qtk_vit_quant_set_enabled(&qv, off[i], 0) == 0) {
+            qtk_cli_error("--off \"%s\" matches no quantizer (names look like blocks.3.attn.softmax)", off[i]);
+            goto done;
+        }
+    printf("%s (%s): dim %d, depth %d, heads %d, %d tokens; W%dA%d, bias correction %s, %s LayerNorm\n", model,
+           c->name, c->dim, c->depth, c->heads, m.n_tokens, qc.w_bits, qc.a_bits, qc.bias_corr ? "on" : "off",
+           qc.int_layernorm ? "integer" : "float");
+    printf("calibration: %d images in %d batches of %d\n\n", calib / batch * batch, calib / batch, batch);
+    if (qtk_vit_calibrate(&qv, &plan, x, calib, batch) != QTK_OK ||
+        qtk_vit_quant_report(&qv, &plan, x, calib, batch, stdout) != QTK_OK) {
+        qtk_cli_error("%s", qtk_last_error());
+        goto done;
+    }
+    if (export_path) {
+        char nimg[32];
+        snprintf(nimg, sizeof nimg, "%d", calib / batch * batch);
+        const char *extra[][2] = {{"checkpoint", model}, {"calibration_images", ipath}, {"calibration_count", nimg}};
+        if (qtk_vit_quant_export(&qv, export_path, extra, 3) != QTK_OK) {
+            qtk_cli_error("%s", qtk_last_error());
+            goto done;
+        }
+        printf("\nwrote %s\n", export_path);
+    }
+    status = 0;
+done:
+    qtk_aligned_free(x);
+    qtk_vit_quant_free(&qv);
+    qtk_vit_plan_free(&plan);
+    qtk_vit_free(&m);
+    if (st.map) qtk_st_close(&st);
+    return status;
+}
