@@ -2,7 +2,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 void qtk_int_ln_mn(float a, float *M, float *N) {
     // N = (bit - 1 - torch.floor(torch.log2(a))).clamp(0, 31); M = torch.floor(a * 2**N).clamp(0, 2**(bit+1) - 1)
@@ -21,15 +20,14 @@ void qtk_int_layernorm(const float *x, float *y, size_t rows, size_t C, const fl
     if (s_in_per_channel)
         for (size_t c = 1; c < C; c++) s1 = s_in[c] < s1 ? s_in[c] : s1;
     float inv_c = 1.0f / (float)C;
-#pragma omp parallel if (rows * C >= 16384)
-    {
-        float *xq = malloc(C * sizeof *xq);
-#pragma omp for schedule(static)
-        for (size_t r = 0; r < rows; r++) {
+#pragma omp parallel for schedule(static) if (rows * C >= 16384)
+    for (size_t r = 0; r < rows; r++) {
             const float *xr = x + r * C;
             float *yr = y + r * C;
             int64_t S1 = 0, S2 = 0;
-            float *q = xq ? xq : yr; // without scratch, y's row holds the integers (x is read first)
+            // y's row holds the integers: element c is read (x[c], then q[c]) before
+            // y[c] is written, so this is safe in place too, and needs no scratch
+            float *q = yr;
             for (size_t c = 0; c < C; c++) {
                 float sc = s_in_per_channel ? s_in[c] : s_in[0];
                 // x_q = (x / in_scale).round() * round(in_scale / in_scale1)
@@ -61,6 +59,4 @@ void qtk_int_layernorm(const float *x, float *y, size_t rows, size_t C, const fl
                 yr[c] = yq * s_out;
             }
         }
-        free(xq);
-    }
 }

@@ -35,6 +35,8 @@ struct qtk_model {
     int n_quantizers;
     // NULL where index i holds no quantizer
     const char *(*quantizer_name)(const qtk_model *m, int i);
+    // 1 for a weight quantizer, 0 for an activation quantizer
+    int (*quantizer_is_weight)(const qtk_model *m, int i);
     // live parameters (NULL before calibration)
     qtk_qparams *(*quantizer_params)(qtk_model *m, int i);
     // re-derives what depends on quantizer i's parameters (for weights: fake

@@ -293,6 +293,7 @@ START_TEST(test_model_interface) {
     ck_assert_uint_eq(v[1].n, 64);
     ck_assert_str_eq(mm.quantizer_name(&mm, v[0].quantizer), "blocks.1.attn.qkv.weight");
     ck_assert_str_eq(mm.quantizer_name(&mm, v[1].quantizer), "blocks.1.attn.proj.weight");
+    ck_assert(mm.quantizer_is_weight(&mm, v[0].quantizer) && !mm.quantizer_is_weight(&mm, v[0].quantizer + 1));
     ck_assert_int_eq(mm.block_vectors(&mm, 3, v, 16), 0);
     // perturbing a scale and requantizing changes the output from that block on, and only then
     ck_qtk(mm.block_input(&mm, t.eval, B, 1, cache));

@@ -310,6 +310,11 @@ static const char *m_qname(const qtk_model *mm, int i) {
     return i >= 0 && i < qv->n && qv->q[i].name[0] ? qv->q[i].name : NULL;
 }
 
+static int m_is_weight(const qtk_model *mm, int i) {
+    const qtk_vit_quant *qv = mm->self;
+    return i >= 0 && i < qv->n && qv->q[i].is_weight;
+}
+
 static qtk_qparams *m_qparams(qtk_model *mm, int i) {
     qtk_vit_quant *qv = mm->self;
     return i >= 0 && i < qv->n && qv->q[i].calibrated ? &qv->q[i].qp : NULL;
@@ -380,6 +385,7 @@ qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned v
         .block_input_floats = (size_t)qv->m->n_tokens * c->dim,
         .n_quantizers = qv->n,
         .quantizer_name = m_qname,
+        .quantizer_is_weight = m_is_weight,
         .quantizer_params = m_qparams,
         .requantize = m_requantize,
         .block_vectors = m_block_vectors,
