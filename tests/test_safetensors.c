@@ -5,19 +5,6 @@
 
 #include "testutil.h"
 
-static char tmpdir[256];
-
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/qtk_st_test_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 START_TEST(test_torch_written) {
     qtk_safetensors st;
     tu_open(&st, "torch_written.safetensors");
@@ -66,7 +53,7 @@ END_TEST
 
 START_TEST(test_write_round_trip) {
     char path[300];
-    snprintf(path, sizeof path, "%s/out.safetensors", tmpdir);
+    snprintf(path, sizeof path, "%s/out.safetensors", tu_tmp);
     float f[6] = {1.5f, -2, 3.25f, 0, -0.0f, 1e-3f};
     uint16_t h[6], b[6];
     for (int i = 0; i < 6; i++) {
@@ -87,7 +74,7 @@ START_TEST(test_write_round_trip) {
     ck_qtk(qtk_st_write(path, e, 8, meta, 2));
     // no temporary file left beside it
     char cmd[400];
-    snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 1", tmpdir);
+    snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 1", tu_tmp);
     ck_assert_int_eq(system(cmd), 0);
     qtk_safetensors st;
     ck_qtk(qtk_st_open(&st, path));
@@ -188,7 +175,7 @@ START_TEST(test_malformed) {
         {"NUL inside the header", "{}\0\0", -1, 0, QTK_OK, NULL}, // strlen stops: a valid empty file
     };
     char path[300];
-    snprintf(path, sizeof path, "%s/bad.safetensors", tmpdir);
+    snprintf(path, sizeof path, "%s/bad.safetensors", tu_tmp);
     int n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (cases[i].hlen == -2) {
@@ -236,14 +223,14 @@ START_TEST(test_malformed) {
     qtk_safetensors st;
     ck_assert_int_eq(qtk_st_open(&st, "/nonexistent/model.safetensors"), QTK_ERR_IO);
     ck_assert_ptr_nonnull(strstr(qtk_last_error(), "/nonexistent/model.safetensors"));
-    ck_assert_int_eq(qtk_st_open(&st, tmpdir), QTK_ERR_IO);
+    ck_assert_int_eq(qtk_st_open(&st, tu_tmp), QTK_ERR_IO);
 }
 END_TEST
 
 // Spans need not be aligned in the format: reads go through a copy.
 START_TEST(test_unaligned_span) {
     char path[300];
-    snprintf(path, sizeof path, "%s/unaligned.safetensors", tmpdir);
+    snprintf(path, sizeof path, "%s/unaligned.safetensors", tu_tmp);
     const char *json = "{\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
                        "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[1,9]}}";
     unsigned char data[9] = {7};
@@ -262,7 +249,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
     tcase_add_test(tc, test_torch_written);
     tcase_add_test(tc, test_write_round_trip);
     tcase_add_test(tc, test_malformed);

@@ -6,19 +6,6 @@
 
 #define VIT_FIXTURE "tests/fixtures/vision/vit_fp32.safetensors"
 
-static char tmp[64];
-
-static void setup(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/qtk_vit_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp));
-}
-
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 static void check_model(const char *name) {
     qtk_safetensors fx;
     ck_qtk(qtk_st_open(&fx, VIT_FIXTURE));
@@ -26,7 +13,7 @@ static void check_model(const char *name) {
     const cJSON *meta = cJSON_GetObjectItem(models, name);
     ck_assert_ptr_nonnull(meta);
     char path[128];
-    snprintf(path, sizeof path, "%s/%s.safetensors", tmp, name);
+    snprintf(path, sizeof path, "%s/%s.safetensors", tu_tmp, name);
     write_ckpt(meta, path);
     qtk_vit m;
     ck_qtk(qtk_vit_load(&m, path, cJSON_GetObjectItem(meta, "desc")->valuestring));
@@ -100,7 +87,7 @@ static void broken(int mode, const char *key, const char *desc, qtk_status expec
     }
     if (mode == 3) e[n++] = (qtk_st_entry){key, QTK_F32, 1, extra_shape, extra};
     char path[128];
-    snprintf(path, sizeof path, "%s/broken.safetensors", tmp);
+    snprintf(path, sizeof path, "%s/broken.safetensors", tu_tmp);
     ck_qtk(qtk_st_write(path, e, n, NULL, 0));
     if (mode == 2)
         for (size_t i = 0; i < c.n; i++)
@@ -146,7 +133,7 @@ int main(void) {
     Suite *s = suite_create("vit");
     TCase *tc = tcase_create("vision");
     tcase_set_timeout(tc, 300);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
     tcase_add_test(tc, test_deit_tiny_vs_timm);
     tcase_add_test(tc, test_custom28_vs_timm);
     tcase_add_test(tc, test_distilled_vs_timm);

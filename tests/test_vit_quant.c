@@ -6,19 +6,6 @@
 
 #define VQ_FIXTURE "tests/fixtures/vision/vit_quant.safetensors"
 
-static char tmp[64];
-
-static void setup(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/qtk_vitq_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp));
-}
-
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 typedef struct {
     qtk_safetensors fx;
     cJSON *models;
@@ -37,7 +24,7 @@ static void vq_open(vq_case *t, const char *name) {
     t->meta = cJSON_GetObjectItem(t->models, name);
     ck_assert_ptr_nonnull(t->meta);
     char path[128];
-    snprintf(path, sizeof path, "%s/%s.safetensors", tmp, name);
+    snprintf(path, sizeof path, "%s/%s.safetensors", tu_tmp, name);
     write_ckpt(t->meta, path);
     ck_qtk(qtk_vit_load(&t->m, path, cJSON_GetObjectItem(t->meta, "desc")->valuestring));
     const cJSON *cal = cJSON_GetObjectItem(t->meta, "calib"), *im = cJSON_GetObjectItem(t->meta, "image");
@@ -323,7 +310,7 @@ int main(void) {
     Suite *s = suite_create("vit_quant");
     TCase *tc = tcase_create("vision");
     tcase_set_timeout(tc, 600);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
     tcase_add_test(tc, test_custom28_w4);
     tcase_add_test(tc, test_deit_tiny_w8);
     tcase_add_test(tc, test_deit_tiny_w4);

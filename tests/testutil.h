@@ -84,6 +84,20 @@ static inline void tu_fill_normal(qtk_rng *r, float *x, size_t n, float sd) {
     for (size_t i = 0; i < n; i++) x[i] = sd * qtk_rng_normal(r);
 }
 
+// A fresh temporary folder per test: tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown).
+static char tu_tmp[64];
+
+static inline void tu_tmp_setup(void) {
+    snprintf(tu_tmp, sizeof tu_tmp, "/tmp/qtk_test_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tu_tmp));
+}
+
+static inline void tu_tmp_teardown(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tu_tmp);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 // Runs one suite and returns the process exit status. fork = 0 runs tests in
 // this process (needed for CUDA: a context does not survive fork()).
 static inline int tu_run_mode(Suite *s, int fork) {
