@@ -21,7 +21,7 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 # sm_90 SASS for Hopper plus compute_90 PTX so newer GPUs JIT it
 NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 
-PKGS := libcjson zlib openblas
+PKGS := libcjson zlib openblas libturbojpeg
 # Calling scripts/deps.sh from a recipe keeps `make` usable offline once installed.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -39,7 +39,7 @@ override CFLAGS := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fopenmp -ffp-contr
 LDLIBS := $(PKG_LIBS) -lm
 LDFLAGS += -fopenmp $(SANFLAGS)
 
-CORE_SRC := $(wildcard core/*.c) $(wildcard vision/*.c)
+CORE_SRC := $(wildcard core/*.c) $(wildcard vision/*.c) $(wildcard datasets/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 ifeq ($(CUDA),1)
 CUDA_SRC := $(wildcard core/cuda/*.cu)
