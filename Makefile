@@ -58,7 +58,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli test bench demo install uninstall clean deps
+.PHONY: all lib cli test bench demo install uninstall clean deps photos
 all: lib cli
 lib: $(BUILD)/libqtk.a
 cli: $(BUILD)/qtk
@@ -92,9 +92,14 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libqtk.a
 
 # The test, demo and bench targets install missing Debian packages first, then
 # build (a recursive make, so pkg-config flags are read after the install).
-test: deps
+test:
+	@bash scripts/deps.sh --test
+	@bash scripts/fetch_photos.sh || echo "make test: real-photo test will be skipped"
 	@$(MAKE) --no-print-directory build-tests
 	@bash tests/run.sh $(TEST_BIN)
+
+photos:
+	@bash scripts/fetch_photos.sh
 
 build-tests: $(TEST_BIN) $(BUILD)/qtk
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages qtk builds against, but only those pkg-config
 # (or a header probe) cannot find. Safe to run repeatedly: it does nothing when
-# everything is present. Called by `make test`, `make demo` and .ci/run.
+# everything is present. Called by `make test` (with --test: also python3-pil
+# and python3-numpy, the PIL reference of the image tests), `make demo` and .ci/run.
 set -euo pipefail
 
 # pkg-config module -> Debian package. OpenBLAS ships a pkg-config file named
@@ -28,6 +29,11 @@ done
 if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists check 2>/dev/null \
    && ! pkg-config --libs check >/dev/null 2>&1; then
   missing+=(libsubunit-dev)
+fi
+
+# --test: also what the test suites use (Debian's Pillow and numpy as the PIL reference)
+if [ "${1:-}" = "--test" ] && ! /usr/bin/python3 -c 'import PIL, numpy' >/dev/null 2>&1; then
+  missing+=(python3-pil python3-numpy)
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
