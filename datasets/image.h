@@ -35,6 +35,8 @@ void qtk_resize_dims(int w, int h, int size, int *out_w, int *out_h);
 // separable bicubic (a = -0.5), 22-bit fixed-point coefficients, horizontal
 // pass then vertical pass through an 8-bit intermediate.
 qtk_status qtk_resize_bicubic_pil(const qtk_image *in, int out_w, int out_h, qtk_image *out);
+// The same, written as Pillow's loops read (scalar): the reference the fast version is tested against.
+qtk_status qtk_resize_bicubic_pil_ref(const qtk_image *in, int out_w, int out_h, qtk_image *out);
 
 // torchvision CenterCrop(crop) of an RGB image into (crop, crop, 3) uint8:
 // top = int(round((h - crop) / 2)), Python round (half to even).

@@ -139,6 +139,26 @@ START_TEST(test_bad_files) {
 }
 END_TEST
 
+// The vectorized resampler == the scalar reference (Pillow's loops), bit for bit,
+// over random images and sizes, up and down, one axis or both.
+START_TEST(test_fast_equals_reference) {
+    qtk_rng r;
+    qtk_rng_seed(&r, 12, 0);
+    for (int t = 0; t < 60; t++) {
+        int w = 1 + (int)qtk_rng_below(&r, 400), h = 1 + (int)qtk_rng_below(&r, 300);
+        int ow = t % 5 == 0 ? w : 1 + (int)qtk_rng_below(&r, 300), oh = t % 7 == 0 ? h : 1 + (int)qtk_rng_below(&r, 300);
+        qtk_image in = {w, h, malloc((size_t)w * h * 3)}, a, b;
+        for (size_t i = 0; i < (size_t)w * h * 3; i++) in.rgb[i] = (uint8_t)qtk_rng_below(&r, 256);
+        ck_qtk(qtk_resize_bicubic_pil(&in, ow, oh, &a));
+        ck_qtk(qtk_resize_bicubic_pil_ref(&in, ow, oh, &b));
+        ck_assert_msg(memcmp(a.rgb, b.rgb, (size_t)ow * oh * 3) == 0, "%dx%d -> %dx%d differs", w, h, ow, oh);
+        qtk_image_free(&a);
+        qtk_image_free(&b);
+        free(in.rgb);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("image");
     TCase *tc = tcase_create("datasets");
@@ -146,6 +166,7 @@ int main(void) {
     tcase_add_test(tc, test_against_pil);
     tcase_add_test(tc, test_geometry);
     tcase_add_test(tc, test_bad_files);
+    tcase_add_test(tc, test_fast_equals_reference);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
