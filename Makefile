@@ -37,7 +37,7 @@ OPT ?= -O2 -g
 override CFLAGS := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fopenmp -ffp-contract=off -fPIC \
           -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS := $(PKG_LIBS) -lm
-LDFLAGS += -fopenmp $(SANFLAGS)
+LDFLAGS += -fopenmp -pthread $(SANFLAGS)
 
 CORE_SRC := $(wildcard core/*.c) $(wildcard vision/*.c) $(wildcard datasets/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)

@@ -1,0 +1,377 @@
+#include "folder.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "image.h"
+
+static char *dupstr(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void sort_names(char **v, size_t n) {
+    if (n > 1) qsort(v, n, sizeof *v, cmp_str); // qsort's base may not be NULL, even for n = 0
+}
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} strvec;
+
+static int sv_push(strvec *s, char *x) {
+    if (!x) return -1;
+    if (s->n == s->cap) {
+        size_t c = s->cap ? 2 * s->cap : 64;
+        char **nv = realloc(s->v, c * sizeof *nv);
+        if (!nv) {
+            free(x);
+            return -1;
+        }
+        s->v = nv;
+        s->cap = c;
+    }
+    s->v[s->n++] = x;
+    return 0;
+}
+
+static void sv_free(strvec *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode); // follows links, as os.walk(followlinks=True)
+}
+
+static int has_ext(const char *name, const char *const *exts) {
+    size_t l = strlen(name);
+    for (int i = 0; exts[i]; i++) {
+        size_t e = strlen(exts[i]);
+        if (l > e && !strcasecmp(name + l - e, exts[i])) return 1;
+    }
+    return 0;
+}
+
+static const char *const jpeg_exts[] = {".jpg", ".jpeg", NULL};
+static const char *const other_exts[] = {".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", NULL};
+
+// All directories under dir (itself included), then sorted: the order of sorted(os.walk(dir)).
+static qtk_status walk_dirs(const char *dir, strvec *out, int depth) {
+    if (depth > 64) return qtk_fail(QTK_ERR_FORMAT, "%s: folders nested more than 64 deep (a link loop?)", dir);
+    if (sv_push(out, dupstr(dir))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    DIR *d = opendir(dir);
+    if (!d) return qtk_fail(QTK_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+    struct dirent *e;
+    qtk_status st = QTK_OK;
+    while (st == QTK_OK && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        size_t l = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = malloc(l);
+        if (!p) {
+            st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(p, l, "%s/%s", dir, e->d_name);
+        if (is_dir(p)) st = walk_dirs(p, out, depth + 1);
+        free(p);
+    }
+    closedir(d);
+    return st;
+}
+
+void qtk_folder_free(qtk_image_folder *f) {
+    for (int i = 0; i < f->n_classes; i++) free(f->classes[i]);
+    for (size_t i = 0; i < f->n; i++) free(f->paths[i]);
+    free(f->classes);
+    free(f->paths);
+    free(f->labels);
+    free(f->root);
+    memset(f, 0, sizeof *f);
+}
+
+static qtk_status read_class_index(const char *path, strvec *classes) {
+    FILE *fp = fopen(path, "r");
+    if (!fp) return qtk_fail(QTK_ERR_IO, "%s: cannot open the class-index file: %s", path, strerror(errno));
+    char line[4096];
+    int lineno = 0;
+    qtk_status st = QTK_OK;
+    while (st == QTK_OK && fgets(line, sizeof line, fp)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        char *name = line;
+        while (*name == ' ' || *name == '\t') name++;
+        if (!*name) continue;
+        for (size_t i = 0; i < classes->n; i++)
+            if (!strcmp(classes->v[i], name)) st = qtk_fail(QTK_ERR_FORMAT, "%s:%d: class \"%s\" listed twice", path, lineno, name);
+        if (st == QTK_OK && sv_push(classes, dupstr(name))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    fclose(fp);
+    if (st == QTK_OK && classes->n == 0) st = qtk_fail(QTK_ERR_FORMAT, "%s: no class names", path);
+    return st;
+}
+
+qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *class_index) {
+    memset(f, 0, sizeof *f);
+    if (!is_dir(root)) return qtk_fail(QTK_ERR_IO, "%s: not a folder", root);
+    strvec classes = {0}, paths = {0};
+    qtk_status st = QTK_OK;
+    // class folders: sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    strvec found = {0};
+    DIR *d = opendir(root);
+    if (!d) return qtk_fail(QTK_ERR_IO, "%s: cannot list: %s", root, strerror(errno));
+    struct dirent *e;
+    while (st == QTK_OK && (e = readdir(d))) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", root, e->d_name);
+        if (is_dir(p) && sv_push(&found, dupstr(e->d_name))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    closedir(d);
+    sort_names(found.v, found.n);
+    if (st == QTK_OK && class_index) {
+        st = read_class_index(class_index, &classes);
+        for (size_t i = 0; st == QTK_OK && i < found.n; i++) {
+            int listed = 0;
+            for (size_t j = 0; j < classes.n && !listed; j++) listed = !strcmp(found.v[i], classes.v[j]);
+            if (!listed) st = qtk_fail(QTK_ERR_FORMAT, "%s: folder \"%s\" is not in the class-index file %s", root, found.v[i], class_index);
+        }
+        for (size_t j = 0; st == QTK_OK && j < classes.n; j++) {
+            int present = 0;
+            for (size_t i = 0; i < found.n && !present; i++) present = !strcmp(found.v[i], classes.v[j]);
+            if (!present) st = qtk_fail(QTK_ERR_NOT_FOUND, "%s: class \"%s\" of %s has no folder", root, classes.v[j], class_index);
+        }
+        sv_free(&found);
+    } else {
+        classes = found;
+    }
+    if (st == QTK_OK && classes.n == 0) st = qtk_fail(QTK_ERR_NOT_FOUND, "%s: no class folders (expected root/<class>/<image>)", root);
+    size_t cap_labels = 0;
+    int *labels = NULL;
+    for (size_t c = 0; st == QTK_OK && c < classes.n; c++) {
+        char cdir[4096];
+        snprintf(cdir, sizeof cdir, "%s/%s", root, classes.v[c]);
+        strvec dirs = {0};
+        st = walk_dirs(cdir, &dirs, 0);
+        sort_names(dirs.v, dirs.n);
+        size_t before = paths.n;
+        for (size_t k = 0; st == QTK_OK && k < dirs.n; k++) {
+            strvec files = {0};
+            DIR *dd = opendir(dirs.v[k]);
+            if (!dd) {
+                st = qtk_fail(QTK_ERR_IO, "%s: cannot list: %s", dirs.v[k], strerror(errno));
+                break;
+            }
+            while (st == QTK_OK && (e = readdir(dd))) {
+                char p[4096];
+                snprintf(p, sizeof p, "%s/%s", dirs.v[k], e->d_name);
+                if (is_dir(p)) continue;
+                if (has_ext(e->d_name, jpeg_exts)) {
+                    if (sv_push(&files, dupstr(p))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+                } else if (has_ext(e->d_name, other_exts)) {
+                    f->n_other++;
+                }
+            }
+            closedir(dd);
+            sort_names(files.v, files.n);
+            for (size_t i = 0; st == QTK_OK && i < files.n; i++) {
+                if (paths.n + 1 > cap_labels) {
+                    cap_labels = cap_labels ? 2 * cap_labels : 1024;
+                    int *nl = realloc(labels, cap_labels * sizeof *labels);
+                    if (!nl) {
+                        st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+                        break;
+                    }
+                    labels = nl;
+                }
+                labels[paths.n] = (int)c;
+                if (sv_push(&paths, files.v[i])) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+                files.v[i] = NULL;
+            }
+            sv_free(&files);
+        }
+        sv_free(&dirs);
+        if (paths.n == before) f->n_empty++;
+    }
+    if (st != QTK_OK) {
+        sv_free(&classes);
+        sv_free(&paths);
+        free(labels);
+        return st;
+    }
+    f->root = dupstr(root);
+    f->n_classes = (int)classes.n;
+    f->classes = classes.v;
+    f->n = paths.n;
+    f->paths = paths.v;
+    f->labels = labels;
+    return QTK_OK;
+}
+
+// --- loader ------------------------------------------------------------------------------
+
+struct qtk_loader {
+    const qtk_image_folder *f;
+    uint32_t *idx;
+    size_t n, next; // next sample position to prepare
+    int batch;
+    qtk_transform t;
+    qtk_bad_policy policy;
+    qtk_bad_list bad;
+    float *buf[2];  // (batch, 3, size, size)
+    int *lab[2];
+    int count[2];
+    qtk_status status[2];
+    char err[2][512];
+    int cur;        // buffer the caller holds
+    pthread_t th;
+    int th_running;
+};
+
+static void add_bad(qtk_loader *ld, const char *path, const char *why) {
+    char **p = realloc(ld->bad.paths, (ld->bad.n + 1) * sizeof *p), **r = realloc(ld->bad.reasons, (ld->bad.n + 1) * sizeof *r);
+    if (p) ld->bad.paths = p;
+    if (r) ld->bad.reasons = r;
+    if (!p || !r) return;
+    ld->bad.paths[ld->bad.n] = dupstr(path);
+    ld->bad.reasons[ld->bad.n] = dupstr(why);
+    ld->bad.n++;
+}
+
+// Decodes the next batch into buffer b (runs in the prefetch thread).
+static void fill(qtk_loader *ld, int b) {
+    int B = ld->batch, S = ld->t.size, count = 0;
+    size_t per = (size_t)3 * S * S;
+    ld->status[b] = QTK_OK;
+    while (count < B && ld->next < ld->n && ld->status[b] == QTK_OK) {
+        // decode up to the missing number of images in parallel, then compact the good ones
+        int want = B - count;
+        size_t avail = ld->n - ld->next;
+        int m = (size_t)want < avail ? want : (int)avail;
+        qtk_status *st = calloc((size_t)m, sizeof *st);
+        char (*msg)[512] = calloc((size_t)m, sizeof *msg);
+        if (!st || !msg) {
+            free(st);
+            free(msg);
+            ld->status[b] = qtk_fail(QTK_ERR_NOMEM, "loader: out of memory");
+            break;
+        }
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int i = 0; i < m; i++) {
+            const char *path = ld->f->paths[ld->idx[ld->next + (size_t)i]];
+            qtk_image im;
+            st[i] = qtk_image_load(path, &im);
+            if (st[i] == QTK_OK) {
+                st[i] = qtk_preprocess_eval(&im, S, ld->t.crop_pct, ld->t.mean, ld->t.std, ld->buf[b] + (size_t)(count + i) * per);
+                qtk_image_free(&im);
+            }
+            if (st[i] != QTK_OK) snprintf(msg[i], sizeof msg[i], "%s", qtk_last_error());
+        }
+        int w = count;
+        for (int i = 0; i < m && ld->status[b] == QTK_OK; i++) {
+            uint32_t sample = ld->idx[ld->next + (size_t)i];
+            if (st[i] != QTK_OK) {
+                if (ld->policy == QTK_BAD_FAIL) {
+                    ld->status[b] = st[i];
+                    snprintf(ld->err[b], sizeof ld->err[b], "%s (on_bad_image: fail)", msg[i]);
+                } else {
+                    add_bad(ld, ld->f->paths[sample], msg[i]);
+                }
+                continue;
+            }
+            if (w != count + i) memmove(ld->buf[b] + (size_t)w * per, ld->buf[b] + (size_t)(count + i) * per, per * sizeof(float));
+            ld->lab[b][w++] = ld->f->labels[sample];
+        }
+        ld->next += (size_t)m;
+        count = w;
+        free(st);
+        free(msg);
+    }
+    ld->count[b] = count;
+}
+
+static void *prefetch_main(void *arg) {
+    qtk_loader *ld = arg;
+    fill(ld, 1 - ld->cur);
+    return NULL;
+}
+
+qtk_status qtk_loader_open(qtk_loader **out, const qtk_image_folder *f, const uint32_t *indices, size_t n, int batch,
+                           const qtk_transform *t, qtk_bad_policy policy) {
+    *out = NULL;
+    if (batch < 1) return qtk_fail(QTK_ERR_ARG, "loader batch %d", batch);
+    for (size_t i = 0; i < n; i++)
+        if (indices[i] >= f->n) return qtk_fail(QTK_ERR_ARG, "sample index %u out of range (%zu images)", indices[i], f->n);
+    qtk_loader *ld = calloc(1, sizeof *ld);
+    size_t per = (size_t)3 * t->size * t->size;
+    if (ld) {
+        ld->idx = malloc((n ? n : 1) * sizeof *ld->idx);
+        for (int b = 0; b < 2; b++) {
+            ld->buf[b] = malloc((size_t)batch * per * sizeof(float));
+            ld->lab[b] = malloc((size_t)batch * sizeof(int));
+        }
+    }
+    if (!ld || !ld->idx || !ld->buf[0] || !ld->buf[1] || !ld->lab[0] || !ld->lab[1]) {
+        qtk_loader_close(ld);
+        return qtk_fail(QTK_ERR_NOMEM, "loader: cannot allocate two batches of %d images", batch);
+    }
+    memcpy(ld->idx, indices, n * sizeof *indices);
+    ld->f = f;
+    ld->n = n;
+    ld->batch = batch;
+    ld->t = *t;
+    ld->policy = policy;
+    ld->cur = 1; // the first prefetch fills buffer 0
+    ld->th_running = pthread_create(&ld->th, NULL, prefetch_main, ld) == 0;
+    if (!ld->th_running) prefetch_main(ld);
+    *out = ld;
+    return QTK_OK;
+}
+
+qtk_status qtk_loader_next(qtk_loader *ld, const float **images, const int **labels, int *count) {
+    if (ld->th_running) {
+        pthread_join(ld->th, NULL);
+        ld->th_running = 0;
+    }
+    int b = 1 - ld->cur; // the buffer just prepared
+    if (ld->status[b] != QTK_OK) return qtk_fail(ld->status[b], "%s", ld->err[b]);
+    ld->cur = b;
+    *images = ld->buf[b];
+    *labels = ld->lab[b];
+    *count = ld->count[b];
+    // start on the next batch while the caller works on this one
+    if (ld->next < ld->n) ld->th_running = pthread_create(&ld->th, NULL, prefetch_main, ld) == 0;
+    else ld->count[1 - b] = 0, ld->status[1 - b] = QTK_OK;
+    if (!ld->th_running && ld->next < ld->n) prefetch_main(ld);
+    return QTK_OK;
+}
+
+const qtk_bad_list *qtk_loader_bad(const qtk_loader *ld) { return &ld->bad; }
+
+void qtk_loader_close(qtk_loader *ld) {
+    if (!ld) return;
+    if (ld->th_running) pthread_join(ld->th, NULL);
+    for (size_t i = 0; i < ld->bad.n; i++) {
+        free(ld->bad.paths[i]);
+        free(ld->bad.reasons[i]);
+    }
+    free(ld->bad.paths);
+    free(ld->bad.reasons);
+    for (int b = 0; b < 2; b++) {
+        free(ld->buf[b]);
+        free(ld->lab[b]);
+    }
+    free(ld->idx);
+    free(ld);
+}

@@ -1,0 +1,70 @@
+// torchvision ImageFolder trees (root/<class>/**/<image>): the same class order
+// and sample order as torchvision, an optional class-index file, the bad-image
+// policy, and a prefetching batch loader with the eval transform.
+#ifndef QTK_FOLDER_H
+#define QTK_FOLDER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { QTK_BAD_SKIP = 0, QTK_BAD_FAIL } qtk_bad_policy;
+
+typedef struct {
+    char *root;
+    int n_classes;
+    char **classes;   // class folder names; label = index
+    size_t n;
+    char **paths;     // samples in torchvision's order
+    int *labels;
+    size_t n_other;   // files with other image extensions (PNG, ...): not supported, not listed
+    int n_empty;      // class folders without a JPEG
+} qtk_image_folder;
+
+// Scans root. Classes: the sub-folders sorted by name (as torchvision), or
+// with class_index (a file with one folder name per line, e.g. the ImageNet
+// synsets) in that file's order; a listed class without a folder, or a folder
+// not listed, is an error naming it. Samples: .jpg/.jpeg (any case), folders
+// walked in sorted order, names sorted within each folder.
+qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *class_index);
+void qtk_folder_free(qtk_image_folder *f);
+
+// The eval transform of a model, applied by the loader.
+typedef struct {
+    int size;        // crop (224)
+    float crop_pct;  // 0.875 DeiT, 0.9 ViT
+    float mean[3], std[3];
+} qtk_transform;
+
+// Bad images met so far (skipped ones, with the reason).
+typedef struct {
+    size_t n;
+    char **paths;
+    char **reasons;
+} qtk_bad_list;
+
+// Loads batches of (3, size, size) floats for the given sample indices, in
+// order, decoding with OpenMP and preparing the next batch in a background
+// thread while the caller uses the current one.
+typedef struct qtk_loader qtk_loader;
+
+qtk_status qtk_loader_open(qtk_loader **ld, const qtk_image_folder *f, const uint32_t *indices, size_t n, int batch,
+                           const qtk_transform *t, qtk_bad_policy policy);
+// Next batch: *images (count, 3, size, size), *labels, *index (positions in
+// `indices`); count < batch at the end, 0 when done. Skipped images are left
+// out (and recorded); with QTK_BAD_FAIL the first bad image is an error.
+qtk_status qtk_loader_next(qtk_loader *ld, const float **images, const int **labels, int *count);
+const qtk_bad_list *qtk_loader_bad(const qtk_loader *ld);
+void qtk_loader_close(qtk_loader *ld);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

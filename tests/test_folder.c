@@ -1,0 +1,175 @@
+// ImageFolder trees: class and sample order as torchvision (cross-checked with
+// Python's sorted(os.walk())), class-index files, the bad-image policy, and
+// the prefetching loader against the single-image transform.
+#include <sys/stat.h>
+
+#include "../datasets/folder.h"
+#include "../datasets/image.h"
+#include "testutil.h"
+
+static void cp(const char *src, const char *dst) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, dst);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void mk(const char *path) { ck_assert_int_eq(mkdir(path, 0755), 0); }
+
+// root/{zebra, apple, empty_cls}/... with nested folders, a corrupt JPEG and a PNG
+static void build_tree(char *root, size_t cap) {
+    snprintf(root, cap, "%s/tree", tu_tmp);
+    char p[512];
+    mk(root);
+    const char *dirs[] = {"zebra", "apple", "apple/sub_b", "apple/sub_a", "empty_cls", "zebra/Z"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        mk(p);
+    }
+    const char *F = "tests/fixtures/datasets/";
+    const struct { const char *src, *dst; } files[] = {
+        {"rgb_61x47.jpg", "apple/b.jpg"},          {"gray_300x200.jpg", "apple/A.JPG"},
+        {"cmyk_120x90.jpg", "apple/sub_b/x.jpeg"}, {"rgb_61x47.jpg", "apple/sub_a/y.jpg"},
+        {"rgb444_257x256.jpg", "zebra/z1.jpg"},    {"progressive_333x500.jpg", "zebra/Z/deep.jpg"},
+    };
+    for (int i = 0; i < 6; i++) {
+        char s[256];
+        snprintf(s, sizeof s, "%s%s", F, files[i].src);
+        snprintf(p, sizeof p, "%s/%s", root, files[i].dst);
+        cp(s, p);
+    }
+    snprintf(p, sizeof p, "%s/zebra/broken.jpg", root);
+    FILE *f = fopen(p, "wb");
+    fputs("\xff\xd8 not really", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/zebra/pic.png", root);
+    f = fopen(p, "wb");
+    fputs("png", f);
+    fclose(f);
+}
+
+START_TEST(test_order_matches_torchvision) {
+    char root[256];
+    build_tree(root, sizeof root);
+    qtk_image_folder f;
+    ck_qtk(qtk_folder_open(&f, root, NULL));
+    ck_assert_int_eq(f.n_classes, 3);
+    ck_assert_str_eq(f.classes[0], "apple");
+    ck_assert_str_eq(f.classes[1], "empty_cls");
+    ck_assert_str_eq(f.classes[2], "zebra");
+    ck_assert_uint_eq(f.n, 7);
+    ck_assert_uint_eq(f.n_other, 1);
+    ck_assert_int_eq(f.n_empty, 1);
+    // torchvision.datasets.folder.make_dataset's order, computed by Python
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import os,sys\nr=sys.argv[1]\nfor c in sorted(e.name for e in os.scandir(r) if e.is_dir()):\n"
+             " for root,_,fs in sorted(os.walk(os.path.join(r,c),followlinks=True)):\n"
+             "  for n in sorted(fs):\n"
+             "   if n.lower().endswith(('.jpg','.jpeg')): print(os.path.join(root,n))\" '%s'",
+             root);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    char *line = strtok(out, "\n");
+    for (size_t i = 0; i < f.n; i++) {
+        ck_assert_ptr_nonnull(line);
+        ck_assert_msg(!strcmp(line, f.paths[i]), "sample %zu: qtk %s, torchvision order %s", i, f.paths[i], line);
+        line = strtok(NULL, "\n");
+    }
+    ck_assert_ptr_null(line);
+    ck_assert_int_eq(f.labels[0], 0);
+    ck_assert_int_eq(f.labels[f.n - 1], 2);
+    qtk_folder_free(&f);
+}
+END_TEST
+
+START_TEST(test_class_index) {
+    char root[256], idx[256];
+    build_tree(root, sizeof root);
+    snprintf(idx, sizeof idx, "%s/classes.txt", tu_tmp);
+    FILE *fp = fopen(idx, "w");
+    fputs("zebra\nempty_cls\n\napple\n", fp);
+    fclose(fp);
+    qtk_image_folder f;
+    ck_qtk(qtk_folder_open(&f, root, idx));
+    ck_assert_str_eq(f.classes[0], "zebra");
+    ck_assert_str_eq(f.classes[2], "apple");
+    ck_assert_int_eq(f.labels[0], 0); // samples follow the index order
+    qtk_folder_free(&f);
+    fp = fopen(idx, "w");
+    fputs("zebra\napple\n", fp); // empty_cls not listed
+    fclose(fp);
+    ck_assert_int_eq(qtk_folder_open(&f, root, idx), QTK_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "\"empty_cls\" is not in the class-index file"));
+    fp = fopen(idx, "w");
+    fputs("zebra\napple\nempty_cls\nn01440764\n", fp);
+    fclose(fp);
+    ck_assert_int_eq(qtk_folder_open(&f, root, idx), QTK_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "\"n01440764\""));
+    ck_assert_int_eq(qtk_folder_open(&f, "/nonexistent", NULL), QTK_ERR_IO);
+    ck_assert_int_eq(qtk_folder_open(&f, tu_tmp, "/nonexistent/classes.txt"), QTK_ERR_IO);
+}
+END_TEST
+
+START_TEST(test_loader_and_bad_images) {
+    char root[256];
+    build_tree(root, sizeof root);
+    qtk_image_folder f;
+    ck_qtk(qtk_folder_open(&f, root, NULL));
+    uint32_t all[7];
+    for (uint32_t i = 0; i < 7; i++) all[i] = i;
+    qtk_transform t = {32, 0.875f, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}};
+    qtk_loader *ld;
+    ck_qtk(qtk_loader_open(&ld, &f, all, 7, 2, &t, QTK_BAD_SKIP));
+    const float *im;
+    const int *lab;
+    int cnt, total = 0, k = 0;
+    float *ref = malloc(3 * 32 * 32 * sizeof *ref);
+    for (;;) {
+        ck_qtk(qtk_loader_next(ld, &im, &lab, &cnt));
+        if (cnt == 0) break;
+        for (int i = 0; i < cnt; i++, k++) {
+            // the k-th good image, in order (the broken one is left out)
+            while (strstr(f.paths[all[k]], "broken")) k++;
+            qtk_image one;
+            ck_qtk(qtk_image_load(f.paths[all[k]], &one));
+            ck_qtk(qtk_preprocess_eval(&one, 32, 0.875f, t.mean, t.std, ref));
+            qtk_image_free(&one);
+            ck_assert_msg(!memcmp(ref, im + (size_t)i * 3 * 32 * 32, 3 * 32 * 32 * sizeof *ref), "image %s differs",
+                          f.paths[all[k]]);
+            ck_assert_int_eq(lab[i], f.labels[all[k]]);
+        }
+        total += cnt;
+    }
+    ck_assert_int_eq(total, 6);
+    const qtk_bad_list *bad = qtk_loader_bad(ld);
+    ck_assert_uint_eq(bad->n, 1);
+    ck_assert_ptr_nonnull(strstr(bad->paths[0], "zebra/broken.jpg"));
+    ck_assert(strlen(bad->reasons[0]) > 0);
+    qtk_loader_close(ld);
+    // on_bad_image: fail stops at the broken file, naming it
+    ck_qtk(qtk_loader_open(&ld, &f, all, 7, 7, &t, QTK_BAD_FAIL));
+    ck_assert_int_ne(qtk_loader_next(ld, &im, &lab, &cnt), QTK_OK);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "broken.jpg"));
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "on_bad_image: fail"));
+    qtk_loader_close(ld);
+    uint32_t oob = 99;
+    ck_assert_int_eq(qtk_loader_open(&ld, &f, &oob, 1, 1, &t, QTK_BAD_SKIP), QTK_ERR_ARG);
+    free(ref);
+    qtk_folder_free(&f);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("folder");
+    TCase *tc = tcase_create("datasets");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
+    tcase_add_test(tc, test_order_matches_torchvision);
+    tcase_add_test(tc, test_class_index);
+    tcase_add_test(tc, test_loader_and_bad_images);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
