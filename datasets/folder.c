@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 
 #include "image.h"
+#include "../core/safetensors.h"
+#include "../core/tensor.h"
+#include <zlib.h>
 
 static char *dupstr(const char *s) {
     size_t n = strlen(s) + 1;
@@ -239,14 +242,15 @@ struct qtk_loader {
     int th_running;
 };
 
-static void add_bad(qtk_loader *ld, const char *path, const char *why) {
-    char **p = realloc(ld->bad.paths, (ld->bad.n + 1) * sizeof *p), **r = realloc(ld->bad.reasons, (ld->bad.n + 1) * sizeof *r);
-    if (p) ld->bad.paths = p;
-    if (r) ld->bad.reasons = r;
-    if (!p || !r) return;
-    ld->bad.paths[ld->bad.n] = dupstr(path);
-    ld->bad.reasons[ld->bad.n] = dupstr(why);
-    ld->bad.n++;
+static void bad_add(qtk_bad_list *b, const char *path, const char *why) {
+    char **p = realloc(b->paths, (b->n + 1) * sizeof *p);
+    if (p) b->paths = p;
+    char **r = realloc(b->reasons, (b->n + 1) * sizeof *r);
+    if (r) b->reasons = r;
+    if (!p || !r) return; // out of memory: the list is incomplete, the run goes on
+    b->paths[b->n] = dupstr(path);
+    b->reasons[b->n] = dupstr(why);
+    b->n++;
 }
 
 // Decodes the next batch into buffer b (runs in the prefetch thread).
@@ -286,7 +290,7 @@ static void fill(qtk_loader *ld, int b) {
                     ld->status[b] = st[i];
                     snprintf(ld->err[b], sizeof ld->err[b], "%s (on_bad_image: fail)", msg[i]);
                 } else {
-                    add_bad(ld, ld->f->paths[sample], msg[i]);
+                    bad_add(&ld->bad, ld->f->paths[sample], msg[i]);
                 }
                 continue;
             }
@@ -362,16 +366,184 @@ const qtk_bad_list *qtk_loader_bad(const qtk_loader *ld) { return &ld->bad; }
 void qtk_loader_close(qtk_loader *ld) {
     if (!ld) return;
     if (ld->th_running) pthread_join(ld->th, NULL);
-    for (size_t i = 0; i < ld->bad.n; i++) {
-        free(ld->bad.paths[i]);
-        free(ld->bad.reasons[i]);
-    }
-    free(ld->bad.paths);
-    free(ld->bad.reasons);
+    qtk_bad_list_free(&ld->bad);
     for (int b = 0; b < 2; b++) {
         free(ld->buf[b]);
         free(ld->lab[b]);
     }
     free(ld->idx);
     free(ld);
+}
+
+// --- preprocessed-tensor cache ------------------------------------------------------------
+
+void qtk_bad_list_free(qtk_bad_list *b) {
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->paths[i]);
+        free(b->reasons[i]);
+    }
+    free(b->paths);
+    free(b->reasons);
+    memset(b, 0, sizeof *b);
+}
+
+// crc32 over the transform and each sample's path, size and mtime
+static void cache_key(const qtk_image_folder *f, const uint32_t *idx, size_t n, const qtk_transform *t, char key[64]) {
+    char buf[256];
+    int k = snprintf(buf, sizeof buf, "qtk-cache-v1 size=%d crop_pct=%.9g n=%zu", t->size, (double)t->crop_pct, n);
+    uLong c = crc32(0L, (const Bytef *)buf, (uInt)k);
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        const char *p = f->paths[idx[i]];
+        long long sz = -1, mt = -1;
+        if (stat(p, &st) == 0) sz = (long long)st.st_size, mt = (long long)st.st_mtime;
+        k = snprintf(buf, sizeof buf, "|%d|%lld|%lld|", f->labels[idx[i]], sz, mt);
+        c = crc32(c, (const Bytef *)p, (uInt)strlen(p));
+        c = crc32(c, (const Bytef *)buf, (uInt)k);
+    }
+    snprintf(key, 64, "crc32:%08lx", c);
+}
+
+static qtk_status cache_read(const char *path, const char *key, const qtk_transform *t, float **images, int **labels,
+                             size_t *n_out, qtk_bad_list *bad) {
+    qtk_safetensors st;
+    if (qtk_st_open(&st, path) != QTK_OK) return QTK_ERR_NOT_FOUND;
+    const char *k = qtk_st_meta(&st, "qtk.cache.key");
+    const qtk_st_tensor *im = qtk_st_find(&st, "crops"), *lb = qtk_st_find(&st, "labels");
+    qtk_status r = QTK_ERR_NOT_FOUND;
+    if (k && !strcmp(k, key) && im && lb && im->dtype == QTK_U8 && lb->dtype == QTK_I32 && im->ndim == 4 &&
+        im->shape[1] == t->size && im->shape[2] == t->size && im->shape[3] == 3 && lb->shape[0] == im->shape[0]) {
+        size_t n = (size_t)im->shape[0], per = (size_t)3 * t->size * t->size;
+        *images = malloc((n ? n : 1) * per * sizeof(float));
+        *labels = malloc((n ? n : 1) * sizeof(int));
+        if (*images && *labels) {
+            for (size_t i = 0; i < n; i++) {
+                qtk_normalize_chw((const uint8_t *)im->data + i * per, t->size, t->mean, t->std, *images + i * per);
+                int32_t v;
+                memcpy(&v, (const uint8_t *)lb->data + i * 4, 4);
+                (*labels)[i] = v;
+            }
+            *n_out = n;
+            r = QTK_OK;
+            // the skipped files of the run that built the cache
+            const char *sk = qtk_st_meta(&st, "qtk.cache.skipped");
+            for (const char *p = sk; p && *p;) {
+                const char *e = strchr(p, '\n');
+                size_t l = e ? (size_t)(e - p) : strlen(p);
+                char *s1 = malloc(l + 1);
+                if (s1) {
+                    memcpy(s1, p, l);
+                    s1[l] = '\0';
+                    bad_add(bad, s1, "skipped when the cache was built");
+                    free(s1);
+                }
+                p = e ? e + 1 : p + l;
+            }
+        } else {
+            free(*images);
+            free(*labels);
+            *images = NULL;
+            *labels = NULL;
+            r = qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
+        }
+    }
+    qtk_st_close(&st);
+    return r;
+}
+
+qtk_status qtk_folder_cached(const qtk_image_folder *f, const uint32_t *indices, size_t n, const qtk_transform *t,
+                             qtk_bad_policy policy, const char *cache_path, float **images, int **labels,
+                             size_t *n_out, int *hit, qtk_bad_list *bad) {
+    *images = NULL;
+    *labels = NULL;
+    *n_out = 0;
+    *hit = 0;
+    memset(bad, 0, sizeof *bad);
+    for (size_t i = 0; i < n; i++)
+        if (indices[i] >= f->n) return qtk_fail(QTK_ERR_ARG, "sample index %u out of range (%zu images)", indices[i], f->n);
+    char key[64];
+    cache_key(f, indices, n, t, key);
+    if (cache_path) {
+        qtk_status r = cache_read(cache_path, key, t, images, labels, n_out, bad);
+        if (r == QTK_OK) {
+            *hit = 1;
+            return QTK_OK;
+        }
+        if (r != QTK_ERR_NOT_FOUND) return r;
+    }
+    // decode everything in parallel into uint8 crops
+    size_t per = (size_t)3 * t->size * t->size;
+    uint8_t *crops = malloc((n ? n : 1) * per);
+    qtk_status *st = calloc(n ? n : 1, sizeof *st);
+    char (*msg)[512] = calloc(n ? n : 1, sizeof *msg);
+    if (!crops || !st || !msg) {
+        free(crops);
+        free(st);
+        free(msg);
+        return qtk_fail(QTK_ERR_NOMEM, "cache: cannot hold %zu crops", n);
+    }
+#pragma omp parallel for schedule(dynamic, 4)
+    for (size_t i = 0; i < n; i++) {
+        qtk_image im;
+        st[i] = qtk_image_load(f->paths[indices[i]], &im);
+        if (st[i] == QTK_OK) {
+            st[i] = qtk_preprocess_u8(&im, t->size, t->crop_pct, crops + i * per);
+            qtk_image_free(&im);
+        }
+        if (st[i] != QTK_OK) snprintf(msg[i], sizeof msg[i], "%s", qtk_last_error());
+    }
+    qtk_status r = QTK_OK;
+    size_t w = 0, skipped_len = 1;
+    int32_t *lab32 = malloc((n ? n : 1) * sizeof *lab32);
+    if (!lab32) r = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n && r == QTK_OK; i++) {
+        if (st[i] != QTK_OK) {
+            if (policy == QTK_BAD_FAIL) {
+                r = qtk_fail(st[i], "%s (on_bad_image: fail)", msg[i]);
+                break;
+            }
+            bad_add(bad, f->paths[indices[i]], msg[i]);
+            skipped_len += strlen(f->paths[indices[i]]) + 1;
+            continue;
+        }
+        if (w != i) memmove(crops + w * per, crops + i * per, per);
+        lab32[w++] = f->labels[indices[i]];
+    }
+    free(st);
+    free(msg);
+    if (r == QTK_OK && cache_path) {
+        char *skipped = calloc(skipped_len, 1);
+        for (size_t i = 0; skipped && i < bad->n; i++) {
+            strcat(skipped, bad->paths[i]);
+            if (i + 1 < bad->n) strcat(skipped, "\n");
+        }
+        char tr[160];
+        snprintf(tr, sizeof tr, "{\"size\": %d, \"crop_pct\": %.9g, \"interpolation\": \"bicubic\"}", t->size, (double)t->crop_pct);
+        int64_t cs[4] = {(int64_t)w, t->size, t->size, 3}, ls[1] = {(int64_t)w};
+        qtk_st_entry e[2] = {{"crops", QTK_U8, 4, cs, crops}, {"labels", QTK_I32, 1, ls, lab32}};
+        const char *meta[][2] = {{"qtk.cache.key", key}, {"qtk.cache.transform", tr}, {"qtk.cache.root", f->root},
+                                 {"qtk.cache.skipped", skipped ? skipped : ""}};
+        r = qtk_st_write(cache_path, e, 2, meta, 4);
+        free(skipped);
+    }
+    if (r == QTK_OK) {
+        *images = malloc((w ? w : 1) * per * sizeof(float));
+        *labels = malloc((w ? w : 1) * sizeof(int));
+        if (!*images || !*labels) r = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; r == QTK_OK && i < w; i++) {
+            qtk_normalize_chw(crops + i * per, t->size, t->mean, t->std, *images + i * per);
+            (*labels)[i] = lab32[i];
+        }
+        *n_out = w;
+    }
+    free(crops);
+    free(lab32);
+    if (r != QTK_OK) {
+        free(*images);
+        free(*labels);
+        *images = NULL;
+        *labels = NULL;
+        qtk_bad_list_free(bad);
+    }
+    return r;
 }

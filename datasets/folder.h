@@ -63,6 +63,18 @@ qtk_status qtk_loader_next(qtk_loader *ld, const float **images, const int **lab
 const qtk_bad_list *qtk_loader_bad(const qtk_loader *ld);
 void qtk_loader_close(qtk_loader *ld);
 
+// Preprocessed-tensor cache: the (size, size, 3) uint8 crops of the given
+// samples in a safetensors file, with the transform and every file's path,
+// size and mtime fingerprinted in __metadata__. If cache_path holds a cache
+// with the same fingerprint it is read (no decoding; *hit = 1); otherwise the
+// images are decoded in parallel and the cache is (re)written atomically.
+// Bad images follow the policy; skipped ones are reported in *bad. Output:
+// *images (*n_out, 3, size, size) normalized floats, *labels, malloc'd.
+qtk_status qtk_folder_cached(const qtk_image_folder *f, const uint32_t *indices, size_t n, const qtk_transform *t,
+                             qtk_bad_policy policy, const char *cache_path, float **images, int **labels,
+                             size_t *n_out, int *hit, qtk_bad_list *bad);
+void qtk_bad_list_free(qtk_bad_list *b);
+
 #ifdef __cplusplus
 }
 #endif

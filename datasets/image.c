@@ -388,18 +388,24 @@ void qtk_normalize_chw(const uint8_t *hwc, int crop, const float mean[3], const 
     }
 }
 
-qtk_status qtk_preprocess_eval(const qtk_image *in, int img_size, float crop_pct, const float mean[3],
-                               const float std[3], float *out) {
+qtk_status qtk_preprocess_u8(const qtk_image *in, int img_size, float crop_pct, uint8_t *out) {
     // timm: scale_size = floor(img_size / crop_pct)
     int size = (int)floor((double)img_size / (double)crop_pct);
     int rw, rh;
     qtk_resize_dims(in->w, in->h, size, &rw, &rh);
     qtk_image r;
     QTK_TRY(qtk_resize_bicubic_pil(in, rw, rh, &r));
+    qtk_status st = qtk_center_crop(&r, img_size, out);
+    qtk_image_free(&r);
+    return st;
+}
+
+qtk_status qtk_preprocess_eval(const qtk_image *in, int img_size, float crop_pct, const float mean[3],
+                               const float std[3], float *out) {
     uint8_t *crop = malloc((size_t)img_size * img_size * 3);
-    qtk_status st = crop ? qtk_center_crop(&r, img_size, crop) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    if (!crop) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    qtk_status st = qtk_preprocess_u8(in, img_size, crop_pct, crop);
     if (st == QTK_OK) qtk_normalize_chw(crop, img_size, mean, std, out);
     free(crop);
-    qtk_image_free(&r);
     return st;
 }

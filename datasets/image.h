@@ -45,6 +45,10 @@ qtk_status qtk_center_crop(const qtk_image *in, int crop, uint8_t *out);
 // (crop, crop, 3) uint8 -> (3, crop, crop) float: (x / 255 - mean) / std.
 void qtk_normalize_chw(const uint8_t *hwc, int crop, const float mean[3], const float std[3], float *chw);
 
+// Resize the shorter side to floor(img_size / crop_pct) and center crop:
+// out (img_size, img_size, 3) uint8, before scaling and normalization.
+qtk_status qtk_preprocess_u8(const qtk_image *in, int img_size, float crop_pct, uint8_t *out);
+
 // The whole eval transform: resize the shorter side to floor(img_size / crop_pct),
 // center crop img_size, normalize; out is (3, img_size, img_size).
 qtk_status qtk_preprocess_eval(const qtk_image *in, int img_size, float crop_pct, const float mean[3],

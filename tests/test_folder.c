@@ -2,6 +2,7 @@
 // Python's sorted(os.walk())), class-index files, the bad-image policy, and
 // the prefetching loader against the single-image transform.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../datasets/folder.h"
 #include "../datasets/image.h"
@@ -162,6 +163,72 @@ START_TEST(test_loader_and_bad_images) {
 }
 END_TEST
 
+START_TEST(test_cache) {
+    char root[256], cache[256];
+    build_tree(root, sizeof root);
+    snprintf(cache, sizeof cache, "%s/cache.safetensors", tu_tmp);
+    qtk_image_folder f;
+    ck_qtk(qtk_folder_open(&f, root, NULL));
+    uint32_t all[7];
+    for (uint32_t i = 0; i < 7; i++) all[i] = i;
+    qtk_transform t = {32, 0.875f, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    float *a, *b;
+    int *la, *lb, hit;
+    size_t na, nb;
+    qtk_bad_list bad;
+    ck_qtk(qtk_folder_cached(&f, all, 7, &t, QTK_BAD_SKIP, cache, &a, &la, &na, &hit, &bad));
+    ck_assert(!hit && na == 6 && bad.n == 1 && strstr(bad.paths[0], "broken.jpg"));
+    qtk_bad_list_free(&bad);
+    // the same as decoding each image
+    float one[3 * 32 * 32];
+    qtk_image im;
+    ck_qtk(qtk_image_load(f.paths[1], &im));
+    ck_qtk(qtk_preprocess_eval(&im, 32, 0.875f, t.mean, t.std, one));
+    qtk_image_free(&im);
+    ck_assert(!memcmp(one, a + 3 * 32 * 32, sizeof one));
+    // second run: from the cache, identical, skipped files still reported
+    ck_qtk(qtk_folder_cached(&f, all, 7, &t, QTK_BAD_SKIP, cache, &b, &lb, &nb, &hit, &bad));
+    ck_assert(hit && nb == na && bad.n == 1);
+    ck_assert(!memcmp(a, b, na * sizeof one) && !memcmp(la, lb, na * sizeof *la));
+    qtk_bad_list_free(&bad);
+    free(b);
+    free(lb);
+    // a changed file makes the cache stale
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp tests/fixtures/datasets/rgb_500x375.jpg '%s/zebra/z1.jpg' && touch -d '2001-01-01' '%s/zebra/z1.jpg'", root, root);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_qtk(qtk_folder_cached(&f, all, 7, &t, QTK_BAD_SKIP, cache, &b, &lb, &nb, &hit, &bad));
+    ck_assert_msg(!hit, "a changed image did not invalidate the cache");
+    qtk_bad_list_free(&bad);
+    free(b);
+    free(lb);
+    // other settings make it stale too
+    t.crop_pct = 0.9f;
+    ck_qtk(qtk_folder_cached(&f, all, 7, &t, QTK_BAD_SKIP, cache, &b, &lb, &nb, &hit, &bad));
+    ck_assert(!hit);
+    qtk_bad_list_free(&bad);
+    free(b);
+    free(lb);
+    // a damaged cache file is rebuilt, not trusted
+    FILE *fp = fopen(cache, "r+b");
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fclose(fp);
+    ck_assert_int_eq(truncate(cache, len / 2), 0);
+    ck_qtk(qtk_folder_cached(&f, all, 7, &t, QTK_BAD_SKIP, cache, &b, &lb, &nb, &hit, &bad));
+    ck_assert(!hit && nb == 6);
+    qtk_bad_list_free(&bad);
+    free(b);
+    free(lb);
+    // fail policy
+    ck_assert_int_ne(qtk_folder_cached(&f, all, 7, &t, QTK_BAD_FAIL, NULL, &b, &lb, &nb, &hit, &bad), QTK_OK);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "broken.jpg"));
+    free(a);
+    free(la);
+    qtk_folder_free(&f);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("folder");
     TCase *tc = tcase_create("datasets");
@@ -170,6 +237,7 @@ int main(void) {
     tcase_add_test(tc, test_order_matches_torchvision);
     tcase_add_test(tc, test_class_index);
     tcase_add_test(tc, test_loader_and_bad_images);
+    tcase_add_test(tc, test_cache);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
