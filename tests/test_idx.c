@@ -2,6 +2,9 @@
 // and the built-in Fashion-MNIST when it has been fetched (make fashion-mnist).
 #include "../datasets/idx.h"
 #include "../datasets/sampler.h"
+#include "../datasets/tokens.h"
+#include <unistd.h>
+
 #include "testutil.h"
 
 static void write_bytes(const char *path, const void *b, size_t n) {
@@ -147,6 +150,54 @@ START_TEST(test_sampler) {
 }
 END_TEST
 
+START_TEST(test_tokens) {
+    char path[128], side[160];
+    snprintf(path, sizeof path, "%s/kjv.tokens", tu_tmp);
+    snprintf(side, sizeof side, "%s.json", path);
+    uint32_t ids[1000];
+    for (int i = 0; i < 1000; i++) ids[i] = (uint32_t)(i * 7) % 256; // byte-level vocabulary
+    ck_qtk(qtk_tokens_write(path, ids, 1000, 256));
+    qtk_tokens t;
+    ck_qtk(qtk_tokens_open(&t, path));
+    ck_assert(t.width == 2 && t.count == 1000 && t.vocab_size == 256);
+    ck_assert_uint_eq(qtk_tokens_n_samples(&t, 128, 64), (1000 - 128) / 64 + 1);
+    int32_t s[128];
+    ck_qtk(qtk_tokens_sample(&t, 3, 128, 64, s));
+    for (int k = 0; k < 128; k++) ck_assert_int_eq(s[k], (int32_t)ids[3 * 64 + k]);
+    ck_assert_int_eq(qtk_tokens_sample(&t, 14, 128, 64, s), QTK_ERR_ARG);
+    qtk_tokens_close(&t);
+    // a 50,280-token vocabulary (GPT-NeoX) still fits uint16; a larger one is uint32
+    uint32_t big[3] = {70000, 1, 2};
+    ck_qtk(qtk_tokens_write(path, big, 3, 100000));
+    ck_qtk(qtk_tokens_open(&t, path));
+    ck_assert(t.width == 4 && qtk_tokens_get(&t, 0) == 70000);
+    qtk_tokens_close(&t);
+    ck_assert_int_eq(qtk_tokens_write(path, big, 3, 1000), QTK_ERR_ARG);
+    // bad files: size mismatch, out-of-vocabulary ids, bad sidecars, missing sidecar
+    ck_qtk(qtk_tokens_write(path, ids, 1000, 256));
+    ck_assert_int_eq(truncate(path, 1999), 0);
+    ck_assert_int_eq(qtk_tokens_open(&t, path), QTK_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "1999 bytes"));
+    ck_qtk(qtk_tokens_write(path, ids, 1000, 256));
+    FILE *f = fopen(side, "w");
+    fputs("{\"dtype\": \"uint16\", \"count\": 1000, \"vocab_size\": 100}", f);
+    fclose(f);
+    ck_assert_int_eq(qtk_tokens_open(&t, path), QTK_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "outside the vocabulary of 100"));
+    f = fopen(side, "w");
+    fputs("{\"dtype\": \"int8\", \"count\": 1000, \"vocab_size\": 256}", f);
+    fclose(f);
+    ck_assert_int_eq(qtk_tokens_open(&t, path), QTK_ERR_FORMAT);
+    f = fopen(side, "w");
+    fputs("not json", f);
+    fclose(f);
+    ck_assert_int_eq(qtk_tokens_open(&t, path), QTK_ERR_FORMAT);
+    unlink(side);
+    ck_assert_int_eq(qtk_tokens_open(&t, path), QTK_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "sidecar"));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("idx");
     TCase *tc = tcase_create("datasets");
@@ -156,6 +207,7 @@ int main(void) {
     tcase_add_test(tc, test_cifar);
     tcase_add_test(tc, test_fashion_mnist);
     tcase_add_test(tc, test_sampler);
+    tcase_add_test(tc, test_tokens);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
