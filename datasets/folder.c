@@ -222,6 +222,101 @@ qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *cl
     return QTK_OK;
 }
 
+typedef struct {
+    char *path;
+    int label;
+} labelled;
+
+static int cmp_labelled(const void *a, const void *b) {
+    return strcmp(((const labelled *)a)->path, ((const labelled *)b)->path);
+}
+
+qtk_status qtk_folder_open_list(qtk_image_folder *f, const char *root, const char *list, const char *class_index) {
+    memset(f, 0, sizeof *f);
+    if (!is_dir(root)) return qtk_fail(QTK_ERR_IO, "%s: not a folder", root);
+    strvec classes = {0};
+    QTK_TRY(read_class_index(class_index, &classes));
+    FILE *fp = fopen(list, "r");
+    if (!fp) {
+        sv_free(&classes);
+        return qtk_fail(QTK_ERR_IO, "%s: cannot open the label list: %s", list, strerror(errno));
+    }
+    labelled *items = NULL;
+    size_t n = 0, cap = 0;
+    char line[8192];
+    int lineno = 0;
+    qtk_status st = QTK_OK;
+    while (st == QTK_OK && fgets(line, sizeof line, fp)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0]) continue;
+        char *sep = strchr(line, ',');
+        if (!sep) sep = strpbrk(line, " \t");
+        if (!sep) {
+            st = qtk_fail(QTK_ERR_FORMAT, "%s:%d: expected \"<file>,<class>\" or \"<file> <class>\"", list, lineno);
+            break;
+        }
+        *sep = '\0';
+        char *cls = sep + 1;
+        while (*cls == ' ' || *cls == '\t') cls++;
+        cls[strcspn(cls, " \t")] = '\0';
+        if (lineno == 1 && (!strcmp(line, "ImageId") || !strcmp(line, "file"))) continue; // header
+        int label = -1;
+        for (size_t c = 0; c < classes.n && label < 0; c++)
+            if (!strcmp(classes.v[c], cls)) label = (int)c;
+        if (label < 0) {
+            st = qtk_fail(QTK_ERR_FORMAT, "%s:%d: class \"%s\" is not in %s", list, lineno, cls, class_index);
+            break;
+        }
+        char path[8192 + 4096 + 8];
+        snprintf(path, sizeof path, "%s/%s%s", root, line, strchr(line, '.') ? "" : ".JPEG");
+        struct stat sb;
+        if (stat(path, &sb) != 0) {
+            st = qtk_fail(QTK_ERR_NOT_FOUND, "%s:%d: %s does not exist", list, lineno, path);
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            labelled *ni = realloc(items, cap * sizeof *ni);
+            if (!ni) {
+                st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            items = ni;
+        }
+        items[n].path = dupstr(path);
+        items[n].label = label;
+        n++;
+    }
+    fclose(fp);
+    if (st == QTK_OK && n == 0) st = qtk_fail(QTK_ERR_FORMAT, "%s: no images listed", list);
+    if (st == QTK_OK) {
+        if (n > 1) qsort(items, n, sizeof *items, cmp_labelled);
+        f->paths = malloc(n * sizeof *f->paths);
+        f->labels = malloc(n * sizeof *f->labels);
+        if (!f->paths || !f->labels) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    if (st != QTK_OK) {
+        for (size_t i = 0; i < n; i++) free(items[i].path);
+        free(items);
+        free(f->paths);
+        free(f->labels);
+        memset(f, 0, sizeof *f);
+        sv_free(&classes);
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) {
+        f->paths[i] = items[i].path;
+        f->labels[i] = items[i].label;
+    }
+    free(items);
+    f->n = n;
+    f->root = dupstr(root);
+    f->n_classes = (int)classes.n;
+    f->classes = classes.v;
+    return QTK_OK;
+}
+
 // --- loader ------------------------------------------------------------------------------
 
 struct qtk_loader {

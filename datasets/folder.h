@@ -35,6 +35,15 @@ typedef struct {
 qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *class_index);
 void qtk_folder_free(qtk_image_folder *f);
 
+// A flat folder of images with a label list (ImageNet's val/ as distributed):
+// each line "<image id or file name>,<class name>[ anything]" (Kaggle's
+// LOC_val_solution.csv; a header line is skipped) or "<file> <class>"; the
+// class names resolve through class_index (e.g. the synsets, one per line).
+// ".JPEG" is appended to ids without an extension. Samples are sorted by file
+// name. A listed file that is missing, or an unknown class, is an error
+// naming the line.
+qtk_status qtk_folder_open_list(qtk_image_folder *f, const char *root, const char *list, const char *class_index);
+
 // The eval transform of a model, applied by the loader.
 typedef struct {
     int size;        // crop (224)

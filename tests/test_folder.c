@@ -229,6 +229,47 @@ START_TEST(test_cache) {
 }
 END_TEST
 
+START_TEST(test_flat_val_layout) {
+    char root[256], list[256], idx[256], p[512];
+    snprintf(root, sizeof root, "%s/val", tu_tmp);
+    mk(root);
+    const char *ids[] = {"ILSVRC2012_val_00000002", "ILSVRC2012_val_00000001", "ILSVRC2012_val_00000003"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s.JPEG", root, ids[i]);
+        cp("tests/fixtures/datasets/rgb_61x47.jpg", p);
+    }
+    snprintf(idx, sizeof idx, "%s/synsets.txt", tu_tmp);
+    FILE *fp = fopen(idx, "w");
+    fputs("n01440764\nn01443537\nn01484850\n", fp);
+    fclose(fp);
+    snprintf(list, sizeof list, "%s/LOC_val_solution.csv", tu_tmp);
+    fp = fopen(list, "w");
+    fputs("ImageId,PredictionString\n"
+          "ILSVRC2012_val_00000002,n01484850 1 2 30 40 n01484850 5 6 7 8\n"
+          "ILSVRC2012_val_00000001,n01440764 10 20 30 40\n"
+          "ILSVRC2012_val_00000003,n01443537 1 1 2 2\n", fp);
+    fclose(fp);
+    qtk_image_folder f;
+    ck_qtk(qtk_folder_open_list(&f, root, list, idx));
+    ck_assert_uint_eq(f.n, 3);
+    ck_assert_ptr_nonnull(strstr(f.paths[0], "val_00000001.JPEG")); // sorted by name
+    ck_assert_int_eq(f.labels[0], 0);
+    ck_assert_int_eq(f.labels[1], 2);
+    ck_assert_int_eq(f.labels[2], 1);
+    qtk_folder_free(&f);
+    fp = fopen(list, "a");
+    fputs("ILSVRC2012_val_00000004,n01440764\n", fp); // listed, missing
+    fclose(fp);
+    ck_assert_int_eq(qtk_folder_open_list(&f, root, list, idx), QTK_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), ":5:"));
+    fp = fopen(list, "w");
+    fputs("ILSVRC2012_val_00000001,n99999999\n", fp);
+    fclose(fp);
+    ck_assert_int_eq(qtk_folder_open_list(&f, root, list, idx), QTK_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "n99999999"));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("folder");
     TCase *tc = tcase_create("datasets");
@@ -238,6 +279,7 @@ int main(void) {
     tcase_add_test(tc, test_class_index);
     tcase_add_test(tc, test_loader_and_bad_images);
     tcase_add_test(tc, test_cache);
+    tcase_add_test(tc, test_flat_val_layout);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
