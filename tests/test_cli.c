@@ -156,6 +156,46 @@ START_TEST(test_quant_report) {
 }
 END_TEST
 
+START_TEST(test_quant_report_folder) {
+    char dir[] = "/tmp/qtk_cli_fold_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char model[128], args[1024], cmd[1024];
+    snprintf(model, sizeof model, "%s/vit.safetensors", dir);
+    qtk_vit_config cfg = {.img_size = 32, .patch = 8, .in_chans = 3, .dim = 24, .depth = 1, .heads = 2,
+                          .mlp_hidden = 48, .n_classes = 2};
+    ck_qtk(qtk_vit_write_random(model, &cfg, 5));
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/data/cat %s/data/dog && cp tests/fixtures/datasets/rgb_61x47.jpg %s/data/cat/a.jpg && "
+             "cp tests/fixtures/datasets/cmyk_120x90.jpg %s/data/cat/b.jpg && "
+             "cp tests/fixtures/datasets/gray_300x200.jpg %s/data/dog/c.jpg && "
+             "cp tests/fixtures/datasets/rgb444_257x256.jpg %s/data/dog/d.jpg && "
+             "cp tests/fixtures/datasets/rgb_61x47.jpg %s/data/dog/e.jpg && printf garbage > %s/data/dog/f.jpg",
+             dir, dir, dir, dir, dir, dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(args, sizeof args,
+             "quant-report --model %s --desc '{\"heads\": 2, \"crop_pct\": 0.875}' --images %s/data --calib 6 "
+             "--batch 2 --cache %s/cache.safetensors --export %s/q.safetensors",
+             model, dir, dir, dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "2 classes, 6 images; calibration sample of 6 (seed 0, crc32:"));
+    ck_assert_ptr_nonnull(strstr(out, "1 unreadable images skipped"));
+    ck_assert_ptr_nonnull(strstr(out, "dog/f.jpg"));
+    ck_assert_ptr_nonnull(strstr(out, "calibration: 4 images in 2 batches of 2"));
+    ck_assert_ptr_null(strstr(out, "from the cache"));
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "from the cache"));
+    snprintf(args, sizeof args, "info %s/q.safetensors", dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "calibration_sample: crc32:"));
+    snprintf(args, sizeof args, "quant-report --model %s --desc '{\"heads\": 2}' --images %s/data --on-bad-image fail",
+             model, dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "f.jpg"));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -164,6 +204,7 @@ int main(void) {
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_demo);
     tcase_add_test(tc, test_quant_report);
+    tcase_add_test(tc, test_quant_report_folder);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
