@@ -82,7 +82,7 @@ $(BUILD)/libqtk.a: $(LIB_OBJ)
 $(BUILD)/qtk: $(CLI_OBJ) $(BUILD)/libqtk.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqtk.a $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/vit_testutil.h $(BUILD)/libqtk.a
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/vit_testutil.h $(BUILD)/libqtk.a $(BUILD)/qtk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -DQTK_CLI='"$(BUILD)/qtk"' -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
 

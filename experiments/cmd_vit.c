@@ -125,7 +125,7 @@ int qtk_cmd_quant_report(int argc, char **argv) {
         goto done;
     }
     const qtk_vit_config *c = &m.cfg;
-    char sample_fp[16] = "";
+    char sample_fp[16] = "", list_path[4200] = "";
     int n = 0;
     size_t numel = 0;
     if (is_folder) {
@@ -157,6 +157,18 @@ int qtk_cmd_quant_report(int argc, char **argv) {
         if (fs == QTK_OK) {
             qtk_indices_fingerprint(idx, want, sample_fp);
             fs = qtk_folder_cached(&f, idx, want, &tr, policy, cache, &x, &labels, &got, &hit, &bad);
+        }
+        if (fs == QTK_OK && export_path) {
+            // the calibration list, in order, beside the export (skipped files marked)
+            snprintf(list_path, sizeof list_path, "%s.calibration.txt", export_path);
+            FILE *lf = fopen(list_path, "w");
+            if (!lf) fs = qtk_fail(QTK_ERR_IO, "cannot write %s", list_path);
+            for (uint32_t i = 0; lf && i < want; i++) {
+                int skipped = 0;
+                for (size_t b = 0; b < bad.n && !skipped; b++) skipped = !strcmp(bad.paths[b], f.paths[idx[i]]);
+                fprintf(lf, "%s%s\n", f.paths[idx[i]], skipped ? "\t(skipped: unreadable)" : "");
+            }
+            if (lf && fclose(lf) != 0) fs = qtk_fail(QTK_ERR_IO, "cannot write %s", list_path);
         }
         if (fs == QTK_OK) {
             printf("%s: %d classes, %zu images; calibration sample of %u (seed %llu, %s)%s\n", ipath, f.n_classes, f.n,
@@ -230,7 +242,7 @@ int qtk_cmd_quant_report(int argc, char **argv) {
             qtk_cli_error("%s", qtk_last_error());
             goto done;
         }
-        printf("\nwrote %s\n", export_path);
+        printf("\nwrote %s%s%s\n", export_path, list_path[0] ? " and " : "", list_path);
     }
     status = 0;
 done:

@@ -187,6 +187,8 @@ START_TEST(test_quant_report_folder) {
     snprintf(args, sizeof args, "info %s/q.safetensors", dir);
     ck_assert_int_eq(run(args, out, sizeof out), 0);
     ck_assert_ptr_nonnull(strstr(out, "calibration_sample: crc32:"));
+    snprintf(cmd, sizeof cmd, "test $(wc -l < %s/q.safetensors.calibration.txt) -eq 6 && grep -q 'f.jpg.*skipped' %s/q.safetensors.calibration.txt", dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
     snprintf(args, sizeof args, "quant-report --model %s --desc '{\"heads\": 2}' --images %s/data --on-bad-image fail",
              model, dir);
     ck_assert_int_eq(run(args, out, sizeof out), 1);
