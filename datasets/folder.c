@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <math.h>
 #include <sys/stat.h>
 
 #include "image.h"
@@ -317,6 +318,8 @@ qtk_status qtk_folder_open_list(qtk_image_folder *f, const char *root, const cha
     return QTK_OK;
 }
 
+int qtk_transform_resize_short(const qtk_transform *t) { return (int)floor((double)t->size / (double)t->crop_pct); }
+
 // --- loader ------------------------------------------------------------------------------
 
 struct qtk_loader {
@@ -370,7 +373,7 @@ static void fill(qtk_loader *ld, int b) {
         for (int i = 0; i < m; i++) {
             const char *path = ld->f->paths[ld->idx[ld->next + (size_t)i]];
             qtk_image im;
-            st[i] = qtk_image_load(path, &im);
+            st[i] = qtk_image_load_scaled(path, ld->t.fast_decode ? qtk_transform_resize_short(&ld->t) : 0, &im);
             if (st[i] == QTK_OK) {
                 st[i] = qtk_preprocess_eval(&im, S, ld->t.crop_pct, ld->t.mean, ld->t.std, ld->buf[b] + (size_t)(count + i) * per);
                 qtk_image_free(&im);
@@ -485,7 +488,8 @@ void qtk_bad_list_free(qtk_bad_list *b) {
 // crc32 over the transform and each sample's path, size and mtime
 static void cache_key(const qtk_image_folder *f, const uint32_t *idx, size_t n, const qtk_transform *t, char key[64]) {
     char buf[256];
-    int k = snprintf(buf, sizeof buf, "qtk-cache-v1 size=%d crop_pct=%.9g n=%zu", t->size, (double)t->crop_pct, n);
+    int k = snprintf(buf, sizeof buf, "qtk-cache-v1 size=%d crop_pct=%.9g fast=%d n=%zu", t->size, (double)t->crop_pct,
+                     t->fast_decode, n);
     uLong c = crc32(0L, (const Bytef *)buf, (uInt)k);
     for (size_t i = 0; i < n; i++) {
         struct stat st;
@@ -580,7 +584,7 @@ qtk_status qtk_folder_cached(const qtk_image_folder *f, const uint32_t *indices,
 #pragma omp parallel for schedule(dynamic, 4)
     for (size_t i = 0; i < n; i++) {
         qtk_image im;
-        st[i] = qtk_image_load(f->paths[indices[i]], &im);
+        st[i] = qtk_image_load_scaled(f->paths[indices[i]], t->fast_decode ? qtk_transform_resize_short(t) : 0, &im);
         if (st[i] == QTK_OK) {
             st[i] = qtk_preprocess_u8(&im, t->size, t->crop_pct, crops + i * per);
             qtk_image_free(&im);
@@ -613,13 +617,23 @@ qtk_status qtk_folder_cached(const qtk_image_folder *f, const uint32_t *indices,
             if (i + 1 < bad->n) strcat(skipped, "\n");
         }
         char tr[160];
-        snprintf(tr, sizeof tr, "{\"size\": %d, \"crop_pct\": %.9g, \"interpolation\": \"bicubic\"}", t->size, (double)t->crop_pct);
+        snprintf(tr, sizeof tr, "{\"size\": %d, \"crop_pct\": %.9g, \"interpolation\": \"bicubic\", \"fast_decode\": %s}",
+                 t->size, (double)t->crop_pct, t->fast_decode ? "true" : "false");
         int64_t cs[4] = {(int64_t)w, t->size, t->size, 3}, ls[1] = {(int64_t)w};
         qtk_st_entry e[2] = {{"crops", QTK_U8, 4, cs, crops}, {"labels", QTK_I32, 1, ls, lab32}};
+        // the file list (one path per line, in sample order) for whoever reads the cache later
+        size_t fl = 1;
+        for (size_t i = 0; i < n; i++) fl += strlen(f->paths[indices[i]]) + 1;
+        char *files = malloc(fl);
+        if (files) {
+            size_t o = 0;
+            for (size_t i = 0; i < n; i++) o += (size_t)snprintf(files + o, fl - o, "%s%s", i ? "\n" : "", f->paths[indices[i]]);
+        }
         const char *meta[][2] = {{"qtk.cache.key", key}, {"qtk.cache.transform", tr}, {"qtk.cache.root", f->root},
-                                 {"qtk.cache.skipped", skipped ? skipped : ""}};
-        r = qtk_st_write(cache_path, e, 2, meta, 4);
+                                 {"qtk.cache.skipped", skipped ? skipped : ""}, {"qtk.cache.files", files ? files : ""}};
+        r = qtk_st_write(cache_path, e, 2, meta, 5);
         free(skipped);
+        free(files);
     }
     if (r == QTK_OK) {
         *images = malloc((w ? w : 1) * per * sizeof(float));

@@ -49,7 +49,11 @@ typedef struct {
     int size;        // crop (224)
     float crop_pct;  // 0.875 DeiT, 0.9 ViT
     float mean[3], std[3];
+    int fast_decode; // DCT-domain downscaling while decoding: faster, NOT PIL-exact (off by default)
 } qtk_transform;
+
+// The shorter side the resize goes to: floor(size / crop_pct).
+int qtk_transform_resize_short(const qtk_transform *t);
 
 // Bad images met so far (skipped ones, with the reason).
 typedef struct {

@@ -21,6 +21,10 @@ static inline uint8_t muldiv255(int a, int b) {
 }
 
 qtk_status qtk_jpeg_decode(const uint8_t *buf, size_t len, const char *name, qtk_image *out) {
+    return qtk_jpeg_decode_scaled(buf, len, name, 0, out);
+}
+
+qtk_status qtk_jpeg_decode_scaled(const uint8_t *buf, size_t len, const char *name, int min_short, qtk_image *out) {
     memset(out, 0, sizeof *out);
     tjhandle tj = tjInitDecompress();
     if (!tj) return qtk_fail(QTK_ERR_NOMEM, "%s: cannot start the JPEG decoder", name);
@@ -34,6 +38,17 @@ qtk_status qtk_jpeg_decode(const uint8_t *buf, size_t len, const char *name, qtk
         st = qtk_fail(QTK_ERR_FORMAT, "%s: implausible JPEG size %dx%d", name, w, h);
     }
     uint8_t *px = NULL;
+    if (st == QTK_OK && min_short > 0) {
+        // the smallest scale whose shorter side still reaches min_short
+        int nsf = 0, best_w = w, best_h = h;
+        tjscalingfactor *sf = tjGetScalingFactors(&nsf);
+        for (int i = 0; sf && i < nsf; i++) {
+            int sw = TJSCALED(w, sf[i]), sh = TJSCALED(h, sf[i]);
+            if ((sw < sh ? sw : sh) >= min_short && sw * sh < best_w * best_h) best_w = sw, best_h = sh;
+        }
+        w = best_w;
+        h = best_h;
+    }
     if (st == QTK_OK) {
         int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
         int pf = cmyk ? TJPF_CMYK : TJPF_RGB, ps = cmyk ? 4 : 3;
@@ -73,7 +88,9 @@ qtk_status qtk_jpeg_decode(const uint8_t *buf, size_t len, const char *name, qtk
     return QTK_OK;
 }
 
-qtk_status qtk_image_load(const char *path, qtk_image *out) {
+qtk_status qtk_image_load(const char *path, qtk_image *out) { return qtk_image_load_scaled(path, 0, out); }
+
+qtk_status qtk_image_load_scaled(const char *path, int min_short, qtk_image *out) {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) return qtk_fail(QTK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -100,7 +117,7 @@ qtk_status qtk_image_load(const char *path, qtk_image *out) {
         free(buf);
         return qtk_fail(QTK_ERR_IO, "%s: read error", path);
     }
-    qtk_status st = qtk_jpeg_decode(buf, len, path, out);
+    qtk_status st = qtk_jpeg_decode_scaled(buf, len, path, min_short, out);
     free(buf);
     return st;
 }

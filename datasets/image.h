@@ -25,6 +25,11 @@ typedef struct {
 qtk_status qtk_jpeg_decode(const uint8_t *buf, size_t len, const char *name, qtk_image *out);
 // Reads and decodes a JPEG file.
 qtk_status qtk_image_load(const char *path, qtk_image *out);
+// Fast mode (off by default, NOT PIL-exact): decode at the smallest DCT-domain
+// scale (TurboJPEG's 1/8 .. 1 factors) whose shorter side is still >= min_short,
+// the size the resize goes to next. min_short <= 0 decodes at full size.
+qtk_status qtk_jpeg_decode_scaled(const uint8_t *buf, size_t len, const char *name, int min_short, qtk_image *out);
+qtk_status qtk_image_load_scaled(const char *path, int min_short, qtk_image *out);
 void qtk_image_free(qtk_image *im);
 
 // torchvision Resize(size) on the shorter side: short -> size, long ->

@@ -30,6 +30,7 @@ static const char *usage =
     "  --seed N              folder input: which images (seeded sample of --calib images; default 0)\n"
     "  --cache FILE          folder input: preprocessed-tensor cache, rebuilt when files or settings change\n"
     "  --on-bad-image P      folder input: skip (default: count and list them) or fail\n"
+    "  --fast-decode         folder input: JPEG DCT-domain downscaling (faster, NOT PIL-exact; labelled)\n"
     "  --calib N             calibration images (default: min(1000, N))\n"
     "  --batch B             calibration batch (default 100; batches beyond N / B are dropped)\n"
     "  --w-bits B            weight bits, 2..8 (default 4)\n"
@@ -53,6 +54,7 @@ int qtk_cmd_quant_report(int argc, char **argv) {
     const char *class_index = NULL, *val_list = NULL, *cache = NULL;
     unsigned long long seed = 0;
     qtk_bad_policy policy = QTK_BAD_SKIP;
+    int fast_decode = 0;
     const char *off[64];
     int n_off = 0, calib = -1, batch = 100, rc = 0;
     qtk_vit_qconfig qc;
@@ -69,6 +71,10 @@ int qtk_cmd_quant_report(int argc, char **argv) {
         }
         if (!strcmp(a, "--float-layernorm")) {
             qc.int_layernorm = 0;
+            continue;
+        }
+        if (!strcmp(a, "--fast-decode")) {
+            fast_decode = 1;
             continue;
         }
         if (!v) return qtk_cli_usage_error("quant-report: %s needs a value", a);
@@ -152,7 +158,8 @@ int qtk_cmd_quant_report(int argc, char **argv) {
         int *labels = NULL, hit = 0;
         size_t got = 0;
         qtk_bad_list bad = {0};
-        qtk_transform tr = {c->img_size, c->crop_pct, {c->mean[0], c->mean[1], c->mean[2]}, {c->std[0], c->std[1], c->std[2]}};
+        qtk_transform tr = {c->img_size, c->crop_pct, {c->mean[0], c->mean[1], c->mean[2]}, {c->std[0], c->std[1], c->std[2]},
+                            fast_decode};
         fs = idx ? qtk_sample_indices((uint32_t)f.n, want, seed, idx) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
         if (fs == QTK_OK) {
             qtk_indices_fingerprint(idx, want, sample_fp);
@@ -171,9 +178,11 @@ int qtk_cmd_quant_report(int argc, char **argv) {
             if (lf && fclose(lf) != 0) fs = qtk_fail(QTK_ERR_IO, "cannot write %s", list_path);
         }
         if (fs == QTK_OK) {
-            printf("%s: %d classes, %zu images; calibration sample of %u (seed %llu, %s)%s\n", ipath, f.n_classes, f.n,
-                   want, seed, sample_fp, hit ? ", from the cache" : "");
+            printf("%s: %d classes, %zu images; calibration sample of %u (seed %llu, %s)%s%s\n", ipath, f.n_classes, f.n,
+                   want, seed, sample_fp, hit ? ", from the cache" : "",
+                   fast_decode ? "; FAST DECODE (DCT downscaling, not PIL-exact)" : "");
             if (f.n_other) printf("  %zu files with other image extensions were not used (JPEG only)\n", f.n_other);
+            if (f.n_empty) printf("  %d class folders hold no JPEG\n", f.n_empty);
             if (bad.n) {
                 printf("  %zu unreadable images skipped (on_bad_image: skip):\n", bad.n);
                 for (size_t i = 0; i < bad.n; i++) printf("    %s: %s\n", bad.paths[i], bad.reasons[i]);

@@ -121,7 +121,7 @@ START_TEST(test_loader_and_bad_images) {
     ck_qtk(qtk_folder_open(&f, root, NULL));
     uint32_t all[7];
     for (uint32_t i = 0; i < 7; i++) all[i] = i;
-    qtk_transform t = {32, 0.875f, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}};
+    qtk_transform t = {32, 0.875f, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, 0};
     qtk_loader *ld;
     ck_qtk(qtk_loader_open(&ld, &f, all, 7, 2, &t, QTK_BAD_SKIP));
     const float *im;
@@ -171,13 +171,18 @@ START_TEST(test_cache) {
     ck_qtk(qtk_folder_open(&f, root, NULL));
     uint32_t all[7];
     for (uint32_t i = 0; i < 7; i++) all[i] = i;
-    qtk_transform t = {32, 0.875f, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    qtk_transform t = {32, 0.875f, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, 0};
     float *a, *b;
     int *la, *lb, hit;
     size_t na, nb;
     qtk_bad_list bad;
     ck_qtk(qtk_folder_cached(&f, all, 7, &t, QTK_BAD_SKIP, cache, &a, &la, &na, &hit, &bad));
     ck_assert(!hit && na == 6 && bad.n == 1 && strstr(bad.paths[0], "broken.jpg"));
+    qtk_safetensors cst;
+    ck_qtk(qtk_st_open(&cst, cache));
+    ck_assert_ptr_nonnull(strstr(qtk_st_meta(&cst, "qtk.cache.files"), "apple/sub_b/x.jpeg"));
+    ck_assert_ptr_nonnull(strstr(qtk_st_meta(&cst, "qtk.cache.transform"), "\"crop_pct\": 0.875"));
+    qtk_st_close(&cst);
     qtk_bad_list_free(&bad);
     // the same as decoding each image
     float one[3 * 32 * 32];

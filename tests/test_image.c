@@ -159,6 +159,34 @@ START_TEST(test_fast_equals_reference) {
 }
 END_TEST
 
+// Fast mode: decode at a DCT-domain scale that still covers the resize target;
+// close to the exact pipeline, but not claimed equal.
+START_TEST(test_fast_decode) {
+    qtk_image full, small;
+    ck_qtk(qtk_image_load(DS_FIXTURES "/rgb_500x375.jpg", &full));
+    ck_qtk(qtk_image_load_scaled(DS_FIXTURES "/rgb_500x375.jpg", 100, &small));
+    ck_assert_int_ge(small.w < small.h ? small.w : small.h, 100);
+    ck_assert_int_lt(small.w, full.w);
+    ck_assert(small.w == 188 && small.h == 141); // 3/8 is the smallest factor with a short side >= 100
+    qtk_image_free(&small);
+    ck_qtk(qtk_image_load_scaled(DS_FIXTURES "/rgb_500x375.jpg", 1000, &small)); // never upscales
+    ck_assert(small.w == 500 && small.h == 375);
+    qtk_image_free(&small);
+    // fast vs exact eval crops at 224 / 0.875 (resize 256: no DCT scale reaches it, so equal) and at 64
+    uint8_t a[64 * 64 * 3], b[64 * 64 * 3];
+    ck_qtk(qtk_image_load_scaled(DS_FIXTURES "/rgb_500x375.jpg", 73, &small)); // floor(64 / 0.875) = 73
+    ck_qtk(qtk_preprocess_u8(&full, 64, 0.875f, a));
+    ck_qtk(qtk_preprocess_u8(&small, 64, 0.875f, b));
+    double mad = 0;
+    for (size_t i = 0; i < sizeof a; i++) mad += abs((int)a[i] - (int)b[i]);
+    mad /= (double)sizeof a;
+    printf("fast decode at 64x64: mean |fast - exact| = %.2f / 255\n", mad);
+    ck_assert_msg(mad < 6.0, "fast decode drifts %.2f / 255 on average", mad);
+    qtk_image_free(&small);
+    qtk_image_free(&full);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("image");
     TCase *tc = tcase_create("datasets");
@@ -167,6 +195,7 @@ int main(void) {
     tcase_add_test(tc, test_geometry);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_fast_equals_reference);
+    tcase_add_test(tc, test_fast_decode);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
