@@ -14,13 +14,6 @@
 
 static int readable_dtype(qtk_dtype dt) { return dt != QTK_I4 && dt != QTK_U4; }
 
-static char *dupstr(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 void qtk_st_close(qtk_safetensors *st) {
     if (st->map) munmap(st->map, st->map_size);
     for (size_t i = 0; i < st->n_tensors; i++) free(st->tensors[i].name);
@@ -149,8 +142,8 @@ static qtk_status parse_header(qtk_safetensors *st, const char *hdr, size_t hlen
                     st_ = qtk_fail(QTK_ERR_FORMAT, "%s: __metadata__ value of \"%s\" is not a string", path, m->string);
                     break;
                 }
-                st->meta_keys[st->n_meta] = dupstr(m->string);
-                st->meta_vals[st->n_meta] = dupstr(m->valuestring);
+                st->meta_keys[st->n_meta] = strdup(m->string);
+                st->meta_vals[st->n_meta] = strdup(m->valuestring);
                 st->n_meta++;
             }
             continue;
@@ -164,7 +157,7 @@ static qtk_status parse_header(qtk_safetensors *st, const char *hdr, size_t hlen
         qtk_st_tensor *t = &st->tensors[st->n_tensors];
         st_ = parse_tensor(path, it, buf_size, t);
         if (st_ != QTK_OK) break;
-        t->name = dupstr(it->string);
+        t->name = strdup(it->string);
         order[st->n_tensors] = t;
         st->n_tensors++;
     }
@@ -193,7 +186,7 @@ static qtk_status parse_header(qtk_safetensors *st, const char *hdr, size_t hlen
 
 qtk_status qtk_st_open(qtk_safetensors *st, const char *path) {
     memset(st, 0, sizeof *st);
-    st->path = dupstr(path);
+    st->path = strdup(path);
     if (!st->path) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
@@ -406,7 +399,7 @@ qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
     if (r != QTK_OK) unlink(tmp);
     else {
         // make the rename itself durable
-        char *dcopy = dupstr(path);
+        char *dcopy = strdup(path);
         int dfd = dcopy ? open(dirname(dcopy), O_RDONLY) : -1;
         if (dfd >= 0) {
             fsync(dfd);

@@ -14,13 +14,6 @@
 #include "../core/tensor.h"
 #include <zlib.h>
 
-static char *dupstr(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static void sort_names(char **v, size_t n) {
@@ -74,7 +67,7 @@ static const char *const other_exts[] = {".png", ".ppm", ".bmp", ".pgm", ".tif",
 // All directories under dir (itself included), then sorted: the order of sorted(os.walk(dir)).
 static qtk_status walk_dirs(const char *dir, strvec *out, int depth) {
     if (depth > 64) return qtk_fail(QTK_ERR_FORMAT, "%s: folders nested more than 64 deep (a link loop?)", dir);
-    if (sv_push(out, dupstr(dir))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    if (sv_push(out, strdup(dir))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     DIR *d = opendir(dir);
     if (!d) return qtk_fail(QTK_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
     struct dirent *e;
@@ -119,7 +112,7 @@ static qtk_status read_class_index(const char *path, strvec *classes) {
         if (!*name) continue;
         for (size_t i = 0; i < classes->n; i++)
             if (!strcmp(classes->v[i], name)) st = qtk_fail(QTK_ERR_FORMAT, "%s:%d: class \"%s\" listed twice", path, lineno, name);
-        if (st == QTK_OK && sv_push(classes, dupstr(name))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        if (st == QTK_OK && sv_push(classes, strdup(name))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
     }
     fclose(fp);
     if (st == QTK_OK && classes->n == 0) st = qtk_fail(QTK_ERR_FORMAT, "%s: no class names", path);
@@ -140,7 +133,7 @@ qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *cl
         if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
         char p[4096];
         snprintf(p, sizeof p, "%s/%s", root, e->d_name);
-        if (is_dir(p) && sv_push(&found, dupstr(e->d_name))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        if (is_dir(p) && sv_push(&found, strdup(e->d_name))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
     }
     closedir(d);
     sort_names(found.v, found.n);
@@ -182,7 +175,7 @@ qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *cl
                 snprintf(p, sizeof p, "%s/%s", dirs.v[k], e->d_name);
                 if (is_dir(p)) continue;
                 if (has_ext(e->d_name, jpeg_exts)) {
-                    if (sv_push(&files, dupstr(p))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+                    if (sv_push(&files, strdup(p))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
                 } else if (has_ext(e->d_name, other_exts)) {
                     f->n_other++;
                 }
@@ -214,7 +207,7 @@ qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *cl
         free(labels);
         return st;
     }
-    f->root = dupstr(root);
+    f->root = strdup(root);
     f->n_classes = (int)classes.n;
     f->classes = classes.v;
     f->n = paths.n;
@@ -285,7 +278,7 @@ qtk_status qtk_folder_open_list(qtk_image_folder *f, const char *root, const cha
             }
             items = ni;
         }
-        items[n].path = dupstr(path);
+        items[n].path = strdup(path);
         items[n].label = label;
         n++;
     }
@@ -312,7 +305,7 @@ qtk_status qtk_folder_open_list(qtk_image_folder *f, const char *root, const cha
     }
     free(items);
     f->n = n;
-    f->root = dupstr(root);
+    f->root = strdup(root);
     f->n_classes = (int)classes.n;
     f->classes = classes.v;
     return QTK_OK;
@@ -346,8 +339,8 @@ static void bad_add(qtk_bad_list *b, const char *path, const char *why) {
     char **r = realloc(b->reasons, (b->n + 1) * sizeof *r);
     if (r) b->reasons = r;
     if (!p || !r) return; // out of memory: the list is incomplete, the run goes on
-    b->paths[b->n] = dupstr(path);
-    b->reasons[b->n] = dupstr(why);
+    b->paths[b->n] = strdup(path);
+    b->reasons[b->n] = strdup(why);
     b->n++;
 }
 

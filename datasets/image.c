@@ -14,6 +14,18 @@ void qtk_image_free(qtk_image *im) {
     memset(im, 0, sizeof *im);
 }
 
+// Hands px (h, w, 3) to out on success; frees it otherwise.
+static qtk_status image_finish(qtk_image *out, int w, int h, uint8_t *px, qtk_status st) {
+    if (st != QTK_OK) {
+        free(px);
+        return st;
+    }
+    out->w = w;
+    out->h = h;
+    out->rgb = px;
+    return QTK_OK;
+}
+
 // Pillow's CMYK -> RGB: nk = 255 - k; r = nk - nk * c / 255 (rounded as MULDIV255).
 static inline uint8_t muldiv255(int a, int b) {
     int t = a * b + 128;
@@ -78,14 +90,7 @@ qtk_status qtk_jpeg_decode_scaled(const uint8_t *buf, size_t len, const char *na
         }
     }
     tjDestroy(tj);
-    if (st != QTK_OK) {
-        free(px);
-        return st;
-    }
-    out->w = w;
-    out->h = h;
-    out->rgb = px;
-    return QTK_OK;
+    return image_finish(out, w, h, px, st);
 }
 
 qtk_status qtk_image_load(const char *path, qtk_image *out) { return qtk_image_load_scaled(path, 0, out); }
@@ -259,14 +264,7 @@ qtk_status qtk_resize_bicubic_pil_ref(const qtk_image *in, int out_w, int out_h,
     free(kh);
     free(kv);
     free(tmp);
-    if (st != QTK_OK) {
-        free(dst);
-        return st;
-    }
-    out->w = out_w;
-    out->h = out_h;
-    out->rgb = dst;
-    return QTK_OK;
+    return image_finish(out, out_w, out_h, dst, st);
 }
 
 // Accumulates taps of whole rows: acc[i] += src_t[i] * k[t] over contiguous
@@ -366,14 +364,7 @@ qtk_status qtk_resize_bicubic_pil(const qtk_image *in, int out_w, int out_h, qtk
     free(tin);
     free(tout);
     if (mid != dst) free(mid);
-    if (st != QTK_OK) {
-        free(dst);
-        return st;
-    }
-    out->w = out_w;
-    out->h = out_h;
-    out->rgb = dst;
-    return QTK_OK;
+    return image_finish(out, out_w, out_h, dst, st);
 }
 
 // Python's round(): half to even.
