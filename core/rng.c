@@ -61,3 +61,57 @@ void qtk_rng_sample(qtk_rng *r, uint32_t n, uint32_t k, uint32_t *out, uint32_t 
         out[i] = scratch[i];
     }
 }
+
+// --- MT19937 -------------------------------------------------------------------------
+
+void qtk_mt_seed_numpy(qtk_mt19937 *m, uint32_t seed) {
+    m->mt[0] = seed;
+    for (int i = 1; i < 624; i++) m->mt[i] = 1812433253u * (m->mt[i - 1] ^ (m->mt[i - 1] >> 30)) + (uint32_t)i;
+    m->mti = 624;
+}
+
+void qtk_mt_seed_python(qtk_mt19937 *m, uint32_t seed) {
+    // init_by_array with the one-word key [seed]
+    qtk_mt_seed_numpy(m, 19650218u);
+    int i = 1, j = 0;
+    for (int k = 624; k; k--) {
+        m->mt[i] = (m->mt[i] ^ ((m->mt[i - 1] ^ (m->mt[i - 1] >> 30)) * 1664525u)) + seed + (uint32_t)j;
+        i++;
+        j = 0; // key length 1
+        if (i >= 624) {
+            m->mt[0] = m->mt[623];
+            i = 1;
+        }
+    }
+    for (int k = 623; k; k--) {
+        m->mt[i] = (m->mt[i] ^ ((m->mt[i - 1] ^ (m->mt[i - 1] >> 30)) * 1566083941u)) - (uint32_t)i;
+        i++;
+        if (i >= 624) {
+            m->mt[0] = m->mt[623];
+            i = 1;
+        }
+    }
+    m->mt[0] = 0x80000000u;
+    m->mti = 624;
+}
+
+uint32_t qtk_mt_u32(qtk_mt19937 *m) {
+    if (m->mti >= 624) {
+        for (int k = 0; k < 624; k++) {
+            uint32_t y = (m->mt[k] & 0x80000000u) | (m->mt[(k + 1) % 624] & 0x7fffffffu);
+            m->mt[k] = m->mt[(k + 397) % 624] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+        }
+        m->mti = 0;
+    }
+    uint32_t y = m->mt[m->mti++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+double qtk_mt_double(qtk_mt19937 *m) {
+    uint32_t a = qtk_mt_u32(m) >> 5, b = qtk_mt_u32(m) >> 6;
+    return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0);
+}

@@ -33,6 +33,23 @@ void qtk_rng_shuffle(qtk_rng *r, uint32_t *v, size_t n);
 // scratch holds n uint32; k <= n.
 void qtk_rng_sample(qtk_rng *r, uint32_t n, uint32_t k, uint32_t *out, uint32_t *scratch);
 
+// MT19937 (Matsumoto & Nishimura), to reproduce the Evol-Q reference's draws
+// (spec evolq-search.md section 6): Python's random and NumPy's legacy
+// global generator are both MT19937, seeded differently.
+typedef struct {
+    uint32_t mt[624];
+    int mti;
+} qtk_mt19937;
+
+// init_genrand(seed): what np.random.seed(seed) does.
+void qtk_mt_seed_numpy(qtk_mt19937 *m, uint32_t seed);
+// init_by_array([seed]): what Python's random.seed(seed) does for 0 <= seed < 2^32.
+void qtk_mt_seed_python(qtk_mt19937 *m, uint32_t seed);
+uint32_t qtk_mt_u32(qtk_mt19937 *m);
+// (a * 2^26 + b) / 2^53 with a = next >> 5, b = next >> 6: random.random() and
+// np.random.random_sample().
+double qtk_mt_double(qtk_mt19937 *m);
+
 #ifdef __cplusplus
 }
 #endif

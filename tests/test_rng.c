@@ -79,6 +79,34 @@ START_TEST(test_sample_and_shuffle) {
 }
 END_TEST
 
+// The spec's test vectors (evolq-search.md section 6), measured with CPython and NumPy.
+START_TEST(test_mt19937_reference_vectors) {
+    qtk_mt19937 py, np_;
+    qtk_mt_seed_python(&py, 0);
+    const double want_py[10] = {0.8444218515250481, 0.7579544029403025, 0.420571580830845, 0.25891675029296335,
+                                0.5112747213686085, 0.4049341374504143, 0.7837985890347726, 0.30331272607892745,
+                                0.4765969541523558, 0.5833820394550312};
+    const int idx[10] = {12, 11, 6, 3, 7, 6, 11, 4, 7, 8};
+    for (int i = 0; i < 10; i++) {
+        double r = qtk_mt_double(&py);
+        ck_assert_msg(r == want_py[i], "random() #%d = %.17g, CPython %.17g", i, r, want_py[i]);
+        ck_assert_int_eq((int)floor(r * 15.0), idx[i]); // random.choices over 15 entries
+    }
+    qtk_mt_seed_numpy(&np_, 0);
+    const double want_u[4] = {9.762700785464953e-05, 4.303787327448389e-04, 2.0552675214328769e-04, 8.976636599379367e-05};
+    for (int i = 0; i < 4; i++) {
+        // np.random.uniform(-1e-3, 1e-3) = -eps + (2 eps) * U
+        double u = -1e-3 + (2e-3) * qtk_mt_double(&np_);
+        ck_assert_msg(u == want_u[i], "uniform #%d = %.17g, NumPy %.17g", i, u, want_u[i]);
+    }
+    qtk_mt_seed_numpy(&np_, 0);
+    ck_assert(qtk_mt_double(&np_) == 0.5488135039273248); // np.random.random_sample()
+    qtk_mt_seed_numpy(&np_, 0);
+    ck_assert(-1e-4 + (2e-4) * qtk_mt_double(&np_) == 9.762700785464955e-06);
+    ck_assert(-1e-4 + (2e-4) * qtk_mt_double(&np_) == 4.303787327448391e-05);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("rng");
     TCase *tc = tcase_create("core");
@@ -86,6 +114,7 @@ int main(void) {
     tcase_add_test(tc, test_determinism_and_streams);
     tcase_add_test(tc, test_ranges_and_distribution);
     tcase_add_test(tc, test_sample_and_shuffle);
+    tcase_add_test(tc, test_mt19937_reference_vectors);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
