@@ -48,7 +48,7 @@ static qtk_status parse_tensor(const char *path, const cJSON *item, size_t buf_s
         return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": missing string \"dtype\"", path, name);
     if (qtk_dtype_from_name(jd->valuestring, &t->dtype) != QTK_OK || !readable_dtype(t->dtype))
         return qtk_fail(QTK_ERR_FORMAT,
-                        "%s: tensor \"%s\": unsupported dtype \"%s\" (expected F32, F16, BF16, I8, U8, I32 or I64)",
+                        "%s: tensor \"%s\": unsupported dtype \"%s\" (expected F32, F16, BF16, F64, I8, U8, I32 or I64)",
                         path, name, jd->valuestring);
     if (!cJSON_IsArray(js))
         return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\": missing array \"shape\"", path, name);

@@ -57,7 +57,7 @@ qtk_status qtk_st_load_f32(const qtk_safetensors *st, const char *name, float **
 
 typedef struct {
     const char *name;
-    qtk_dtype dtype; // F32, F16, BF16, I8, U8, I32, I64
+    qtk_dtype dtype; // F32, F16, BF16, F64, I8, U8, I32, I64
     int ndim;
     const int64_t *shape;
     const void *data;

@@ -11,7 +11,7 @@ static const struct {
 } dtype_info[QTK_DTYPE_COUNT] = {
     [QTK_F32] = {"F32", 32}, [QTK_F16] = {"F16", 16}, [QTK_BF16] = {"BF16", 16},
     [QTK_I8] = {"I8", 8},    [QTK_U8] = {"U8", 8},    [QTK_I32] = {"I32", 32},
-    [QTK_I64] = {"I64", 64}, [QTK_I4] = {"I4", 4},    [QTK_U4] = {"U4", 4},
+    [QTK_I64] = {"I64", 64}, [QTK_I4] = {"I4", 4},    [QTK_U4] = {"U4", 4},    [QTK_F64] = {"F64", 64},
 };
 
 const char *qtk_dtype_name(qtk_dtype dt) {
@@ -25,7 +25,7 @@ qtk_status qtk_dtype_from_name(const char *name, qtk_dtype *out) {
             return QTK_OK;
         }
     return qtk_fail(QTK_ERR_FORMAT,
-                    "unknown dtype \"%s\" (expected F32, F16, BF16, I8, U8, I32, I64, I4 or U4)",
+                    "unknown dtype \"%s\" (expected F32, F16, BF16, F64, I8, U8, I32, I64, I4 or U4)",
                     name);
 }
 
@@ -35,7 +35,7 @@ size_t qtk_dtype_nbytes(qtk_dtype dt, int64_t n) {
     return bits == 4 ? (size_t)(n + 1) / 2 : (size_t)n * (size_t)(bits / 8);
 }
 
-int qtk_dtype_is_float(qtk_dtype dt) { return dt == QTK_F32 || dt == QTK_F16 || dt == QTK_BF16; }
+int qtk_dtype_is_float(qtk_dtype dt) { return dt == QTK_F32 || dt == QTK_F16 || dt == QTK_BF16 || dt == QTK_F64; }
 
 int64_t qtk_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
@@ -184,6 +184,9 @@ qtk_status qtk_convert_to_f32(qtk_dtype dt, const void *src, float *dst, size_t 
         break;
     case QTK_I64:
         for (size_t i = 0; i < n; i++) dst[i] = (float)((const int64_t *)src)[i];
+        break;
+    case QTK_F64:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i];
         break;
     default:
         return qtk_fail(QTK_ERR_UNSUPPORTED, "cannot convert %s to F32 element-wise (use qtk_unpack_int4)",

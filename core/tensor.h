@@ -24,6 +24,7 @@ typedef enum {
     QTK_I64,
     QTK_I4, // packed signed 4-bit, two per byte (see pack.h for nibble order)
     QTK_U4, // packed unsigned 4-bit, two per byte
+    QTK_F64,
     QTK_DTYPE_COUNT
 } qtk_dtype;
 
