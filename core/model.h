@@ -48,8 +48,11 @@ struct qtk_model {
     qtk_status (*block_input)(qtk_model *m, const float *inputs, int B, int block, float *cache);
     qtk_status (*forward_from)(qtk_model *m, const float *cache, int B, int block, float *out);
     qtk_status (*forward)(qtk_model *m, const float *inputs, int B, float *out);
-    // the floating-point model's outputs (search targets)
+    // the floating-point model's outputs
     qtk_status (*forward_fp)(qtk_model *m, const float *inputs, int B, float *out);
+    // the search targets: forward_fp, or the model's reference variant of it
+    // (for the Evol-Q ViT: quantizers off but integer LayerNorm on, spec section 3)
+    qtk_status (*forward_targets)(qtk_model *m, const float *inputs, int B, float *out);
 };
 
 #ifdef __cplusplus

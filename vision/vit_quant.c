@@ -93,7 +93,7 @@ static const float *hook_weight(void *ctx, int point) {
 static int hook_layernorm(void *ctx, int ln, const float *x, float *y, size_t rows, size_t C, const float *w,
                           const float *b) {
     qtk_vit_quant *qv = ctx;
-    if (qv->mode != QTK_VQ_QUANT || !qv->qc.int_layernorm) return 0;
+    if (!((qv->mode == QTK_VQ_QUANT && qv->qc.int_layernorm) || qv->mode == QTK_VQ_FP_INTLN)) return 0;
     int depth = qv->m->cfg.depth, l = ln / 2, in, out;
     if (ln == 2 * depth) {
         in = QTK_VIT_P_BLOCK0 + (depth - 1) * QTK_VIT_PB + QTK_VIT_B_RESID2;
@@ -372,6 +372,16 @@ static qtk_status m_forward_fp(qtk_model *mm, const float *inputs, int B, float 
     return qtk_vit_forward(qv->m, qv->model_plan, inputs, B, out);
 }
 
+static qtk_status m_forward_targets(qtk_model *mm, const float *inputs, int B, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    if (qv->targets_float || qv->mode != QTK_VQ_QUANT) return m_forward_fp(mm, inputs, B, out);
+    // model_dequant() in the reference leaves the LayerNorms in integer mode
+    qv->mode = QTK_VQ_FP_INTLN;
+    qtk_status st = qtk_vit_forward_hooked(qv->m, qv->model_plan, inputs, B, out, &qv->hooks);
+    qv->mode = QTK_VQ_QUANT;
+    return st;
+}
+
 qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned vectors, qtk_model *out) {
     const qtk_vit_config *c = &qv->m->cfg;
     qv->model_plan = plan;
@@ -393,6 +403,7 @@ qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned v
         .forward_from = m_forward_from,
         .forward = m_forward,
         .forward_fp = m_forward_fp,
+        .forward_targets = m_forward_targets,
     };
     return QTK_OK;
 }

@@ -45,7 +45,9 @@ typedef struct {
     double n_seen;
 } qtk_vit_quantizer;
 
-enum { QTK_VQ_FP = 0, QTK_VQ_CALIB, QTK_VQ_QUANT };
+// FP_INTLN: every quantizer off, LayerNorms in integer mode with the calibrated
+// scales: the reference's "FP" search targets (spec evolq-search.md section 3).
+enum { QTK_VQ_FP = 0, QTK_VQ_CALIB, QTK_VQ_QUANT, QTK_VQ_FP_INTLN };
 
 typedef struct {
     const qtk_vit *m;
@@ -59,6 +61,7 @@ typedef struct {
     qtk_vit_hooks hooks;
     qtk_vit_plan *model_plan; // set by qtk_vit_quant_model
     unsigned model_vectors;
+    int targets_float;        // search targets: 0 = reference (integer LN), 1 = the true FP model
 } qtk_vit_quant;
 
 // Which scales qtk_model's block_vectors exposes per block (default: qkv and proj weights, per output channel).

@@ -1,0 +1,62 @@
+// Evol-Q / CPT-V: the block-wise evolutionary search over quantization scales
+// (spec evolq-search.md), model-agnostic: it drives any qtk_model.
+//
+// Blocks are visited last to first, P passes; each block step runs
+// qtk_evolve on the concatenation of the block's searchable scale vectors,
+// with the infoNCE loss of the final outputs against fixed targets over the
+// calibration images in their groups. A candidate runs only blocks b..end,
+// from the block's cached input. After every block step the state (all
+// searchable scales, both RNG streams, the position) can be checkpointed, and
+// a resumed search continues bit-identically.
+#ifndef QTK_EVOLQ_H
+#define QTK_EVOLQ_H
+
+#include "../core/model.h"
+#include "evol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int passes;           // P = 10
+    qtk_evol_params ea;   // population 15, tournament 10, cycles 3, eps by weight bits
+    float temperature;    // T = 3
+    int group;            // images per infoNCE group (100)
+    int batch;            // images per forward (<= the model's plan; a multiple of group or a divisor of it)
+    uint32_t seed;
+    const char *checkpoint; // written after every block step (NULL: none)
+    int max_steps;          // stop after this many block steps in this call (0: run to the end)
+} qtk_evolq_config;
+
+void qtk_evolq_config_default(qtk_evolq_config *c, int weight_bits);
+
+typedef struct {
+    int pass, block, step;    // step counts block steps from 0
+    double loss_start, loss_best;
+    int improved;
+    double seconds;           // this step
+    long long evals, image_forwards; // so far
+} qtk_evolq_step;
+
+typedef void (*qtk_evolq_log_fn)(void *ctx, const qtk_evolq_step *s);
+
+typedef struct {
+    double loss_initial, loss_final;
+    int steps;
+    long long evals, image_forwards;
+    double seconds;
+    int resumed_from_step;    // -1 for a fresh search
+} qtk_evolq_result;
+
+// inputs: (n, input_floats); n a multiple of cfg->group. The targets are
+// computed first with m->forward_targets. A checkpoint from an earlier run
+// of the same search (same seed, images, model) is resumed from.
+qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_evolq_config *cfg,
+                            qtk_evolq_log_fn log, void *log_ctx, qtk_evolq_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,162 @@
+// The Evol-Q search end to end on the small fixture ViT (qtk_model seam):
+// elitism, determinism, and checkpoint/resume giving bit-identical scales.
+#include "../search/evolq.h"
+#include "../vision/vit_quant.h"
+#include "vit_testutil.h"
+
+typedef struct {
+    qtk_safetensors fx;
+    cJSON *models;
+    qtk_vit m;
+    qtk_vit_plan plan;
+    qtk_vit_quant qv;
+    qtk_model mm;
+    float *calib;
+    int n;
+} setup_t;
+
+// A fresh, calibrated W4A8 model (the same every time).
+static void build(setup_t *t, int n) {
+    memset(t, 0, sizeof *t);
+    ck_qtk(qtk_st_open(&t->fx, "tests/fixtures/vision/vit_quant.safetensors"));
+    t->models = tu_meta_json(&t->fx, "models");
+    const cJSON *meta = cJSON_GetObjectItem(t->models, "custom28_w4");
+    char path[128];
+    snprintf(path, sizeof path, "%s/m.safetensors", tu_tmp);
+    write_ckpt(meta, path);
+    ck_qtk(qtk_vit_load(&t->m, path, "{\"heads\": 4, \"input_quant\": 1}"));
+    t->n = n;
+    t->calib = make_images_n(meta, 2, (size_t)n * 28 * 28);
+    ck_qtk(qtk_vit_plan_init(&t->plan, &t->m, 16));
+    qtk_vit_qconfig qc;
+    qtk_vit_qconfig_default(&qc);
+    ck_qtk(qtk_vit_quant_init(&t->qv, &t->m, &qc));
+    ck_qtk(qtk_vit_calibrate(&t->qv, &t->plan, t->calib, n, 16));
+    ck_qtk(qtk_vit_quant_model(&t->qv, &t->plan, 0, &t->mm));
+}
+
+static void teardown_t(setup_t *t) {
+    qtk_vit_quant_free(&t->qv);
+    qtk_vit_plan_free(&t->plan);
+    qtk_vit_free(&t->m);
+    free(t->calib);
+    cJSON_Delete(t->models);
+    qtk_st_close(&t->fx);
+}
+
+// All searchable scales, concatenated.
+static size_t snapshot(qtk_model *m, float *out) {
+    size_t k = 0;
+    qtk_model_vec v[16];
+    for (int b = 0; b < m->n_blocks; b++) {
+        int nv = m->block_vectors(m, b, v, 16);
+        for (int i = 0; i < nv; i++) {
+            memcpy(out + k, v[i].scale, v[i].n * sizeof(float));
+            k += v[i].n;
+        }
+    }
+    return k;
+}
+
+typedef struct {
+    double last;
+    int steps, violations, improved;
+} log_t;
+
+static void on_step(void *ctx, const qtk_evolq_step *s) {
+    log_t *l = ctx;
+    if (s->loss_best > s->loss_start) l->violations++;
+    if (l->steps && s->loss_start != l->last) l->violations++; // L0 of a step = L* of the previous
+    l->improved += s->improved;
+    l->last = s->loss_best;
+    l->steps++;
+}
+
+START_TEST(test_search_end_to_end) {
+    static float a[4096], b[4096], c[4096];
+    qtk_evolq_config cfg;
+    qtk_evolq_config_default(&cfg, 4);
+    cfg.passes = 2;
+    cfg.group = 16;
+    cfg.batch = 16;
+    cfg.ea.cycles = 3;
+    // 1. uninterrupted
+    setup_t t;
+    build(&t, 32);
+    qtk_evolq_result r1;
+    log_t l1 = {0};
+    ck_qtk(qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, on_step, &l1, &r1));
+    ck_assert_int_eq(r1.steps, 6);
+    ck_assert_int_eq(l1.violations, 0);
+    ck_assert(r1.loss_final <= r1.loss_initial);
+    ck_assert_int_gt(l1.improved, 0);
+    ck_assert_int_eq(r1.evals, 1 + 6 * 3); // L0 once, then 3 children per step
+    size_t na = snapshot(&t.mm, a);
+    ck_assert_uint_eq(na, 3 * (3 * 64 + 64));
+    printf("search: loss %.6f -> %.6f in %d steps, %d improved\n", r1.loss_initial, r1.loss_final, r1.steps, l1.improved);
+    teardown_t(&t);
+    // 2. the same again: bit-identical
+    build(&t, 32);
+    qtk_evolq_result r2;
+    ck_qtk(qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, NULL, NULL, &r2));
+    snapshot(&t.mm, b);
+    ck_assert(!memcmp(a, b, na * sizeof *a) && r1.loss_final == r2.loss_final);
+    teardown_t(&t);
+    // 3. interrupted after 3 steps, then resumed in a fresh model from the checkpoint
+    char ck[128];
+    snprintf(ck, sizeof ck, "%s/search.ckpt", tu_tmp);
+    cfg.checkpoint = ck;
+    cfg.max_steps = 3;
+    build(&t, 32);
+    qtk_evolq_result r3;
+    ck_qtk(qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, NULL, NULL, &r3));
+    ck_assert_int_eq(r3.steps, 3);
+    teardown_t(&t);
+    cfg.max_steps = 0;
+    build(&t, 32);
+    ck_qtk(qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, NULL, NULL, &r3));
+    ck_assert_int_eq(r3.resumed_from_step, 3);
+    ck_assert_int_eq(r3.steps, 3);
+    snapshot(&t.mm, c);
+    ck_assert_msg(!memcmp(a, c, na * sizeof *a), "resumed search ends with different scales");
+    ck_assert(r3.loss_final == r1.loss_final);
+    teardown_t(&t);
+}
+END_TEST
+
+START_TEST(test_targets) {
+    setup_t t;
+    build(&t, 16);
+    float fp[16 * 10], ref[16 * 10];
+    ck_qtk(t.mm.forward_fp(&t.mm, t.calib, 16, fp));
+    ck_qtk(t.mm.forward_targets(&t.mm, t.calib, 16, ref)); // integer LN on, quantizers off
+    int differ = 0;
+    double maxd = 0;
+    for (int i = 0; i < 160; i++) {
+        differ += fp[i] != ref[i];
+        maxd = fmax(maxd, fabs((double)fp[i] - ref[i]));
+    }
+    ck_assert_int_gt(differ, 0);
+    ck_assert_msg(maxd < 0.5, "reference targets far from FP: %g", maxd);
+    t.qv.targets_float = 1;
+    ck_qtk(t.mm.forward_targets(&t.mm, t.calib, 16, ref));
+    ck_assert(!memcmp(fp, ref, sizeof fp));
+    qtk_evolq_config cfg;
+    qtk_evolq_config_default(&cfg, 4);
+    qtk_evolq_result r;
+    cfg.group = 10;
+    ck_assert_int_eq(qtk_evolq_search(&t.mm, t.calib, 16, &cfg, NULL, NULL, &r), QTK_ERR_ARG); // 16 not in groups of 10
+    teardown_t(&t);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("evolq");
+    TCase *tc = tcase_create("search");
+    tcase_set_timeout(tc, 300);
+    tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
+    tcase_add_test(tc, test_search_end_to_end);
+    tcase_add_test(tc, test_targets);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
