@@ -5,6 +5,7 @@
 // Each returns the process exit status: 0 ok, 1 error, 2 usage error.
 int qtk_cmd_info(int argc, char **argv);
 int qtk_cmd_demo(int argc, char **argv);
+int qtk_cmd_demo_core(int argc, char **argv);
 int qtk_cmd_quant_report(int argc, char **argv);
 int qtk_cmd_preprocess(int argc, char **argv);
 int qtk_cmd_dataset(int argc, char **argv);

@@ -150,7 +150,7 @@ static int demo_fashion(unsigned long long seed, cJSON *summary, FILE *table) {
     return 1;
 }
 
-int qtk_cmd_demo(int argc, char **argv) {
+int qtk_cmd_demo_core(int argc, char **argv) {
     const char *out_dir = "results/demo";
     unsigned long long seed = 0;
     for (int i = 1; i < argc; i++) {

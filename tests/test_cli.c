@@ -61,7 +61,7 @@ START_TEST(test_demo) {
     char dir[] = "/tmp/qtk_cli_demo_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char args[256];
-    snprintf(args, sizeof args, "demo --out %s/run --seed 3", dir);
+    snprintf(args, sizeof args, "demo --core --out %s/run --seed 3", dir);
     ck_assert_int_eq(run(args, out, sizeof out), 0);
     ck_assert_ptr_nonnull(strstr(out, "per-channel + Hadamard"));
     snprintf(args, sizeof args, "info %s/run/quant.safetensors", dir);
@@ -89,7 +89,8 @@ START_TEST(test_demo) {
     }
     ck_assert_msg(had > plain + 10, "Hadamard W8A8 SQNR %g dB vs plain %g dB", had, plain);
     cJSON_Delete(j);
-    ck_assert_int_eq(run("demo --seed x", out, sizeof out), 2);
+    ck_assert_int_eq(run("demo --core --seed x", out, sizeof out), 2);
+    ck_assert_int_eq(run("demo --frobnicate", out, sizeof out), 2);
     snprintf(args, sizeof args, "rm -rf %s", dir);
     ck_assert_int_eq(system(args), 0);
 }
