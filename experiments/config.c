@@ -1,0 +1,341 @@
+#include "config.h"
+
+#include <cyaml/cyaml.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define OPT CYAML_FLAG_OPTIONAL
+#define OPTP (CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER)
+#define STR(key, type, member) CYAML_FIELD_STRING_PTR(key, OPTP, type, member, 0, CYAML_UNLIMITED)
+
+static const cyaml_schema_field_t model_fields[] = {
+    CYAML_FIELD_STRING_PTR("checkpoint", CYAML_FLAG_POINTER, qtk_cfg_model, checkpoint, 1, CYAML_UNLIMITED),
+    STR("desc", qtk_cfg_model, desc),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t data_fields[] = {
+    CYAML_FIELD_STRING_PTR("format", CYAML_FLAG_POINTER, qtk_cfg_data, format, 1, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("root", CYAML_FLAG_POINTER, qtk_cfg_data, root, 1, CYAML_UNLIMITED),
+    STR("test", qtk_cfg_data, test),
+    STR("class_index", qtk_cfg_data, class_index),
+    STR("cache", qtk_cfg_data, cache),
+    STR("on_bad_image", qtk_cfg_data, on_bad_image),
+    CYAML_FIELD_INT("test_images", OPT, qtk_cfg_data, test_images),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t calib_fields[] = {
+    CYAML_FIELD_INT("images", OPT, qtk_cfg_calibration, images),
+    CYAML_FIELD_INT("batch", OPT, qtk_cfg_calibration, batch),
+    CYAML_FIELD_END};
+static const cyaml_schema_value_t off_entry = {CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, CYAML_UNLIMITED)};
+static const cyaml_schema_field_t quant_fields[] = {
+    CYAML_FIELD_INT("w_bits", OPT, qtk_cfg_quantization, w_bits),
+    CYAML_FIELD_INT("a_bits", OPT, qtk_cfg_quantization, a_bits),
+    CYAML_FIELD_BOOL("bias_corr", OPT, qtk_cfg_quantization, bias_corr),
+    CYAML_FIELD_BOOL("int_layernorm", OPT, qtk_cfg_quantization, int_layernorm),
+    CYAML_FIELD_SEQUENCE("off", OPTP, qtk_cfg_quantization, off, &off_entry, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t search_fields[] = {
+    STR("method", qtk_cfg_search, method),
+    CYAML_FIELD_INT("passes", OPT, qtk_cfg_search, passes),
+    CYAML_FIELD_INT("cycles", OPT, qtk_cfg_search, cycles),
+    CYAML_FIELD_INT("population", OPT, qtk_cfg_search, population),
+    CYAML_FIELD_INT("tournament", OPT, qtk_cfg_search, tournament),
+    CYAML_FIELD_INT("group", OPT, qtk_cfg_search, group),
+    CYAML_FIELD_FLOAT("eps", OPT, qtk_cfg_search, eps),
+    CYAML_FIELD_FLOAT("temperature", OPT, qtk_cfg_search, temperature),
+    STR("fp_targets", qtk_cfg_search, fp_targets),
+    STR("select_on", qtk_cfg_search, select_on),
+    CYAML_FIELD_INT("max_steps", OPT, qtk_cfg_search, max_steps),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t output_fields[] = {STR("dir", qtk_cfg_output, dir), CYAML_FIELD_END};
+static const cyaml_schema_field_t top_fields[] = {
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER, qtk_run_config, name, 1, 128),
+    CYAML_FIELD_INT("seed", OPT, qtk_run_config, seed),
+    STR("device", qtk_run_config, device),
+    CYAML_FIELD_MAPPING("model", CYAML_FLAG_DEFAULT, qtk_run_config, model, model_fields),
+    CYAML_FIELD_MAPPING("data", CYAML_FLAG_DEFAULT, qtk_run_config, data, data_fields),
+    CYAML_FIELD_MAPPING("calibration", OPT, qtk_run_config, calibration, calib_fields),
+    CYAML_FIELD_MAPPING("quantization", OPT, qtk_run_config, quantization, quant_fields),
+    CYAML_FIELD_MAPPING("search", OPT, qtk_run_config, search, search_fields),
+    CYAML_FIELD_MAPPING("output", OPT, qtk_run_config, output, output_fields),
+    CYAML_FIELD_END};
+static const cyaml_schema_value_t top_schema = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, qtk_run_config, top_fields)};
+
+// libcyaml reports "Load: <message>" then a backtrace of "in mapping field 'k' (line: L, column: C)",
+// innermost first: collect them into one line.
+typedef struct {
+    char msg[600];
+    char path[600];
+    int line;
+} cy_log;
+
+static void cy_log_fn(cyaml_log_t level, void *ctx, const char *fmt, va_list ap) {
+    cy_log *l = ctx;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    buf[strcspn(buf, "\n")] = '\0';
+    if (!strncmp(buf, "Load: ", 6) && strncmp(buf, "Load: Backtrace", 15) && !l->msg[0]) {
+        snprintf(l->msg, sizeof l->msg, "%s", buf + 6);
+        return;
+    }
+    const char *f = strstr(buf, "in mapping field '");
+    if (f) {
+        char key[128];
+        int line = 0;
+        if (sscanf(f, "in mapping field '%127[^']' (line: %d", key, &line) >= 1) {
+            char np[600];
+            snprintf(np, sizeof np, "%.127s%s%.400s", key, l->path[0] ? "." : "", l->path);
+            memcpy(l->path, np, sizeof np);
+            if (!l->line) l->line = line;
+        }
+    } else if (!l->line) {
+        const char *ln = strstr(buf, "(line: ");
+        if (ln) l->line = atoi(ln + 7);
+    }
+}
+
+// The line of "key:" in the file, for keys libcyaml does not place.
+static int find_key_line(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[1024];
+    int n = 0, found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        n++;
+        char *p = line;
+        while (*p == ' ' || *p == '\t' || *p == '-') p++;
+        size_t k = strlen(key);
+        if (!strncmp(p, key, k) && p[k] == ':') found = n;
+    }
+    fclose(f);
+    return found;
+}
+
+static const cyaml_config_t *cy_config(cy_log *l) {
+    static _Thread_local cyaml_config_t c;
+    memset(&c, 0, sizeof c);
+    c.log_fn = cy_log_fn;
+    c.log_ctx = l;
+    c.mem_fn = cyaml_mem;
+    c.log_level = CYAML_LOG_WARNING;
+    return &c;
+}
+
+void qtk_config_free(qtk_run_config *c) {
+    if (!c) return;
+    cy_log l = {0};
+    cyaml_free(cy_config(&l), &top_schema, c, 0);
+}
+
+static char *sdup(const char *s) { return s ? strdup(s) : NULL; }
+
+// --set overrides: scalar keys by dotted path
+typedef enum { K_STR, K_INT, K_BOOL, K_FLOAT } ktype;
+static const struct {
+    const char *path;
+    ktype t;
+    size_t off;
+} keys[] = {
+    {"name", K_STR, offsetof(qtk_run_config, name)},
+    {"seed", K_INT, offsetof(qtk_run_config, seed)},
+    {"device", K_STR, offsetof(qtk_run_config, device)},
+    {"model.checkpoint", K_STR, offsetof(qtk_run_config, model.checkpoint)},
+    {"model.desc", K_STR, offsetof(qtk_run_config, model.desc)},
+    {"data.format", K_STR, offsetof(qtk_run_config, data.format)},
+    {"data.root", K_STR, offsetof(qtk_run_config, data.root)},
+    {"data.test", K_STR, offsetof(qtk_run_config, data.test)},
+    {"data.class_index", K_STR, offsetof(qtk_run_config, data.class_index)},
+    {"data.cache", K_STR, offsetof(qtk_run_config, data.cache)},
+    {"data.on_bad_image", K_STR, offsetof(qtk_run_config, data.on_bad_image)},
+    {"data.test_images", K_INT, offsetof(qtk_run_config, data.test_images)},
+    {"calibration.images", K_INT, offsetof(qtk_run_config, calibration.images)},
+    {"calibration.batch", K_INT, offsetof(qtk_run_config, calibration.batch)},
+    {"quantization.w_bits", K_INT, offsetof(qtk_run_config, quantization.w_bits)},
+    {"quantization.a_bits", K_INT, offsetof(qtk_run_config, quantization.a_bits)},
+    {"quantization.bias_corr", K_BOOL, offsetof(qtk_run_config, quantization.bias_corr)},
+    {"quantization.int_layernorm", K_BOOL, offsetof(qtk_run_config, quantization.int_layernorm)},
+    {"search.method", K_STR, offsetof(qtk_run_config, search.method)},
+    {"search.passes", K_INT, offsetof(qtk_run_config, search.passes)},
+    {"search.cycles", K_INT, offsetof(qtk_run_config, search.cycles)},
+    {"search.population", K_INT, offsetof(qtk_run_config, search.population)},
+    {"search.tournament", K_INT, offsetof(qtk_run_config, search.tournament)},
+    {"search.group", K_INT, offsetof(qtk_run_config, search.group)},
+    {"search.eps", K_FLOAT, offsetof(qtk_run_config, search.eps)},
+    {"search.temperature", K_FLOAT, offsetof(qtk_run_config, search.temperature)},
+    {"search.fp_targets", K_STR, offsetof(qtk_run_config, search.fp_targets)},
+    {"search.select_on", K_STR, offsetof(qtk_run_config, search.select_on)},
+    {"search.max_steps", K_INT, offsetof(qtk_run_config, search.max_steps)},
+    {"output.dir", K_STR, offsetof(qtk_run_config, output.dir)},
+};
+
+static qtk_status apply_set(qtk_run_config *c, const char *kv) {
+    const char *eq = strchr(kv, '=');
+    if (!eq) return qtk_fail(QTK_ERR_ARG, "--set %s: expected key=value", kv);
+    size_t kl = (size_t)(eq - kv);
+    const char *v = eq + 1;
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        if (strlen(keys[i].path) != kl || strncmp(keys[i].path, kv, kl)) continue;
+        char *base = (char *)c + keys[i].off, *end;
+        switch (keys[i].t) {
+        case K_STR: {
+            char **s = (char **)base;
+            // libcyaml frees strings with its allocator (cyaml_mem = realloc/free)
+            free(*s);
+            *s = sdup(v);
+            return QTK_OK;
+        }
+        case K_INT: {
+            long x = strtol(v, &end, 10);
+            if (!*v || *end) return qtk_fail(QTK_ERR_ARG, "--set %.*s: expected an integer, got \"%s\"", (int)kl, kv, v);
+            *(int *)base = (int)x;
+            return QTK_OK;
+        }
+        case K_FLOAT: {
+            double x = strtod(v, &end);
+            if (!*v || *end) return qtk_fail(QTK_ERR_ARG, "--set %.*s: expected a number, got \"%s\"", (int)kl, kv, v);
+            *(double *)base = x;
+            return QTK_OK;
+        }
+        case K_BOOL:
+            if (!strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1")) *(bool *)base = true;
+            else if (!strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0")) *(bool *)base = false;
+            else return qtk_fail(QTK_ERR_ARG, "--set %.*s: expected true or false, got \"%s\"", (int)kl, kv, v);
+            return QTK_OK;
+        }
+    }
+    return qtk_fail(QTK_ERR_ARG, "--set %.*s: unknown key (keys look like quantization.w_bits, search.passes)", (int)kl, kv);
+}
+
+static int present(const char *path) {
+    struct stat st;
+    return path && stat(path, &st) == 0;
+}
+
+static qtk_status fail_at(const char *file, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static qtk_status fail_at(const char *file, int line, const char *key, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (line > 0) return qtk_fail(QTK_ERR_ARG, "%s:%d: %s: %s", file, line, key, msg);
+    return qtk_fail(QTK_ERR_ARG, "%s: %s: %s", file, key, msg);
+}
+
+static qtk_status one_of(const char *file, const char *key, const char *v, const char *const *ok) {
+    for (int i = 0; ok[i]; i++)
+        if (!strcmp(v, ok[i])) return QTK_OK;
+    char list[256] = "";
+    for (int i = 0; ok[i]; i++) {
+        strcat(list, i ? ", " : "");
+        strcat(list, ok[i]);
+    }
+    const char *leaf = strrchr(key, '.');
+    return fail_at(file, find_key_line(file, leaf ? leaf + 1 : key), key, "\"%s\" is not one of %s", v, list);
+}
+
+static qtk_status validate(const char *file, qtk_run_config *c) {
+    // defaults for what the YAML left out
+    if (!c->device) c->device = sdup("cpu");
+    if (!c->calibration.images) c->calibration.images = 1000;
+    if (!c->calibration.batch) c->calibration.batch = 100;
+    if (!c->quantization.w_bits) c->quantization.w_bits = 4;
+    if (!c->quantization.a_bits) c->quantization.a_bits = 8;
+    if (!c->search.method) c->search.method = sdup("evolq");
+    if (!c->search.passes) c->search.passes = 10;
+    if (!c->search.cycles) c->search.cycles = 3;
+    if (!c->search.population) c->search.population = 15;
+    if (!c->search.tournament) c->search.tournament = 10;
+    if (!c->search.group) c->search.group = 100;
+    if (c->search.temperature == 0) c->search.temperature = 3.0;
+    if (!c->search.fp_targets) c->search.fp_targets = sdup("reference");
+    if (!c->search.select_on) c->search.select_on = sdup("none");
+    if (!c->data.on_bad_image) c->data.on_bad_image = sdup("skip");
+    if (!c->output.dir) {
+        char d[512];
+        snprintf(d, sizeof d, "results/runs/%s", c->name);
+        c->output.dir = sdup(d);
+    }
+    static const char *const devices[] = {"cpu", NULL}, *const formats[] = {"fashion-mnist", "folder", "tensor", NULL};
+    static const char *const methods[] = {"evolq", "none", NULL}, *const targets[] = {"reference", "float", NULL};
+    static const char *const select[] = {"none", NULL}, *const bad[] = {"skip", "fail", NULL};
+    QTK_TRY(one_of(file, "device", c->device, devices));
+    QTK_TRY(one_of(file, "data.format", c->data.format, formats));
+    QTK_TRY(one_of(file, "search.method", c->search.method, methods));
+    QTK_TRY(one_of(file, "search.fp_targets", c->search.fp_targets, targets));
+    QTK_TRY(one_of(file, "search.select_on", c->search.select_on, select));
+    QTK_TRY(one_of(file, "data.on_bad_image", c->data.on_bad_image, bad));
+    const struct { const char *key; int v, lo, hi; } ranges[] = {
+        {"w_bits", c->quantization.w_bits, 2, 8},     {"a_bits", c->quantization.a_bits, 2, 8},
+        {"images", c->calibration.images, 1, 1 << 24}, {"batch", c->calibration.batch, 1, 1 << 16},
+        {"passes", c->search.passes, 1, 1000},          {"cycles", c->search.cycles, 1, 8},
+        {"population", c->search.population, 1, 64},    {"tournament", c->search.tournament, 1, 16},
+        {"group", c->search.group, 1, 1 << 16},         {"seed", c->seed, 0, 2147483647},
+        {"test_images", c->data.test_images, 0, 1 << 30}, {"max_steps", c->search.max_steps, 0, 1 << 30},
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
+        if (ranges[i].v < ranges[i].lo || ranges[i].v > ranges[i].hi)
+            return fail_at(file, find_key_line(file, ranges[i].key), ranges[i].key, "%d is outside %d..%d", ranges[i].v,
+                           ranges[i].lo, ranges[i].hi);
+    if (c->calibration.images % c->search.group != 0)
+        return fail_at(file, find_key_line(file, "images"), "calibration.images",
+                       "%d images do not split into infoNCE groups of %d (search.group)", c->calibration.images,
+                       c->search.group);
+    if (!(c->search.temperature > 0) || c->search.eps < 0)
+        return fail_at(file, find_key_line(file, "temperature"), "search", "temperature must be > 0 and eps >= 0");
+    const struct { const char *key, *path; } files[] = {
+        {"model.checkpoint", c->model.checkpoint}, {"data.root", c->data.root}, {"data.test", c->data.test},
+        {"data.class_index", c->data.class_index}};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (files[i].path && !present(files[i].path)) {
+            const char *leaf = strrchr(files[i].key, '.') + 1;
+            return fail_at(file, find_key_line(file, leaf), files[i].key, "%s does not exist", files[i].path);
+        }
+    return QTK_OK;
+}
+
+qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_run_config **out) {
+    *out = NULL;
+    if (!present(path)) return qtk_fail(QTK_ERR_IO, "%s: no such config file", path);
+    cy_log l = {0};
+    qtk_run_config *c = NULL;
+    cyaml_err_t e = cyaml_load_file(path, cy_config(&l), &top_schema, (cyaml_data_t **)&c, NULL);
+    if (e != CYAML_OK) {
+        char key[1400];
+        snprintf(key, sizeof key, "%s", l.path);
+        // an unknown key: name it, with its own line
+        const char *uk = strstr(l.msg, "Unexpected key: ");
+        if (uk) {
+            const char *k = uk + 16;
+            if (key[0]) {
+                char np[1400];
+                snprintf(np, sizeof np, "%.600s.%.600s", key, k);
+                memcpy(key, np, sizeof np);
+            } else snprintf(key, sizeof key, "%.600s", k);
+            int line = find_key_line(path, k);
+            return qtk_fail(QTK_ERR_ARG, "%s:%d: %s: unknown key", path, line ? line : l.line, key);
+        }
+        if (l.line) return qtk_fail(QTK_ERR_ARG, "%s:%d: %s%s%s", path, l.line, key, key[0] ? ": " : "", l.msg[0] ? l.msg : cyaml_strerror(e));
+        return qtk_fail(QTK_ERR_ARG, "%s: %s", path, l.msg[0] ? l.msg : cyaml_strerror(e));
+    }
+    qtk_status st = QTK_OK;
+    for (int i = 0; i < n_sets && st == QTK_OK; i++) st = apply_set(c, sets[i]);
+    if (st == QTK_OK) st = validate(path, c);
+    if (st != QTK_OK) {
+        qtk_config_free(c);
+        return st;
+    }
+    *out = c;
+    return QTK_OK;
+}
+
+qtk_status qtk_config_save(const char *path, const qtk_run_config *c) {
+    cy_log l = {0};
+    cyaml_err_t e = cyaml_save_file(path, cy_config(&l), &top_schema, (cyaml_data_t *)c, 0);
+    if (e != CYAML_OK) return qtk_fail(QTK_ERR_IO, "%s: cannot write the resolved config: %s", path, cyaml_strerror(e));
+    return QTK_OK;
+}

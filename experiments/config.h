@@ -1,0 +1,71 @@
+// Experiment configs: YAML through libcyaml with a schema. Unknown keys,
+// wrong types, missing required keys, bad values and missing files give one
+// error naming the file, the line and the key path. --set key=value
+// overrides any scalar key.
+#ifndef QTK_CONFIG_H
+#define QTK_CONFIG_H
+
+#include <stdbool.h>
+
+#include "../core/error.h"
+
+typedef struct {
+    char *checkpoint;     // timm ViT/DeiT safetensors
+    char *desc;           // preset or JSON; empty: from the checkpoint's metadata
+} qtk_cfg_model;
+
+typedef struct {
+    char *format;         // fashion-mnist | folder | tensor
+    char *root;           // fashion-mnist: IDX folder; folder: train folder; tensor: file with images, labels
+    char *test;           // folder / tensor: the evaluation set (optional: no eval without it)
+    char *class_index;
+    char *cache;          // preprocessed-tensor cache for folders
+    char *on_bad_image;   // skip | fail
+    int test_images;      // evaluate on the first N (0: all)
+} qtk_cfg_data;
+
+typedef struct {
+    int images;           // 1000
+    int batch;            // 100
+} qtk_cfg_calibration;
+
+typedef struct {
+    int w_bits, a_bits;
+    bool bias_corr, int_layernorm;
+    char **off;           // glob patterns of quantizers to switch off
+    unsigned off_count;
+} qtk_cfg_quantization;
+
+typedef struct {
+    char *method;         // evolq | none
+    int passes, cycles, population, tournament, group;
+    double eps;           // 0: by weight bits
+    double temperature;
+    char *fp_targets;     // reference | float
+    char *select_on;      // none (val: not supported)
+    int max_steps;        // stop after this many block steps per invocation (0: all); resumable
+} qtk_cfg_search;
+
+typedef struct {
+    char *dir;
+} qtk_cfg_output;
+
+typedef struct {
+    char *name;
+    int seed;
+    char *device;         // cpu
+    qtk_cfg_model model;
+    qtk_cfg_data data;
+    qtk_cfg_calibration calibration;
+    qtk_cfg_quantization quantization;
+    qtk_cfg_search search;
+    qtk_cfg_output output;
+} qtk_run_config;
+
+// Loads, applies the overrides ("a.b=c"), fills defaults and validates.
+qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_run_config **out);
+// Writes the resolved config as YAML.
+qtk_status qtk_config_save(const char *path, const qtk_run_config *c);
+void qtk_config_free(qtk_run_config *c);
+
+#endif
