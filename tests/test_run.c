@@ -125,6 +125,15 @@ START_TEST(test_run_and_skip) {
     snprintf(args, sizeof args, "run %s/tiny.yaml", tu_tmp);
     ck_assert_int_eq(run(args), 0);
     ck_assert_ptr_nonnull(strstr(out, "already done"));
+    // qtk table over the run (and a CSV)
+    snprintf(args, sizeof args, "table %s", dir);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_ptr_nonnull(strstr(out, "| tiny | W4A8 | 1 |"));
+    ck_assert_ptr_nonnull(strstr(out, "| W4A8 | 1 |"));
+    snprintf(args, sizeof args, "table %s --format csv", tu_tmp);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_ptr_nonnull(strstr(out, "tiny,4,8,1,"));
+    ck_assert_int_eq(run("table /nonexistent"), 1);
     // another config into the same folder, while a checkpoint is there, is refused
     snprintf(args, sizeof args, "run %s/tiny.yaml --set quantization.w_bits=3 --set search.max_steps=1 --force", tu_tmp);
     ck_assert_int_eq(run(args), 0);
@@ -132,6 +141,9 @@ START_TEST(test_run_and_skip) {
     snprintf(args, sizeof args, "run %s/tiny.yaml", tu_tmp);
     ck_assert_int_eq(run(args), 1);
     ck_assert_ptr_nonnull(strstr(out, "different config"));
+    snprintf(args, sizeof args, "table %s", dir); // the paused run is marked, not dropped
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_ptr_nonnull(strstr(out, "**not finished**"));
 }
 END_TEST
 

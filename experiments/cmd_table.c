@@ -1,0 +1,144 @@
+// qtk table DIR... [--format md|csv]: one table from many runs' summary.json
+// (searched recursively), failed or unfinished runs marked, and mean +- std
+// per weight/activation setting over seeds.
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+typedef struct {
+    char name[128], status[16];
+    int w, a, seed;
+    double fp, base, searched, l0, l1, secs;
+} row;
+
+static int add_summary(const char *path, row **rows, int *n, int *cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char buf[1 << 16];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    cJSON *j = cJSON_Parse(buf);
+    if (!j) return qtk_cli_error("%s: not valid JSON", path);
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        *rows = realloc(*rows, (size_t)*cap * sizeof **rows);
+    }
+    row *r = &(*rows)[(*n)++];
+    memset(r, 0, sizeof *r);
+#define NUM(k) (cJSON_IsNumber(cJSON_GetObjectItem(j, k)) ? cJSON_GetObjectItem(j, k)->valuedouble : NAN)
+#define STRV(k, dst)                                                                                                   \
+    snprintf(dst, sizeof dst, "%s", cJSON_IsString(cJSON_GetObjectItem(j, k)) ? cJSON_GetObjectItem(j, k)->valuestring : "?")
+    STRV("name", r->name);
+    STRV("status", r->status);
+    r->w = (int)NUM("w_bits");
+    r->a = (int)NUM("a_bits");
+    r->seed = (int)NUM("seed");
+    r->fp = NUM("fp32_top1");
+    r->base = NUM("baseline_top1");
+    r->searched = NUM("searched_top1");
+    r->l0 = NUM("loss_initial");
+    r->l1 = NUM("loss_final");
+    r->secs = NUM("total_seconds");
+#undef NUM
+#undef STRV
+    cJSON_Delete(j);
+    return 0;
+}
+
+static int walk(const char *dir, row **rows, int *n, int *cap, int depth) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    struct stat st;
+    if (stat(p, &st) == 0) return add_summary(p, rows, n, cap);
+    if (depth > 4) return 0;
+    DIR *d = opendir(dir);
+    if (!d) return qtk_cli_error("%s: not a run folder or a folder of runs", dir);
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rc = walk(p, rows, n, cap, depth + 1);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int cmp_row(const void *a, const void *b) {
+    const row *x = a, *y = b;
+    if (x->w != y->w) return y->w - x->w;
+    if (x->seed != y->seed) return x->seed - y->seed;
+    return strcmp(x->name, y->name);
+}
+
+int qtk_cmd_table(int argc, char **argv) {
+    int csv = 0, n = 0, cap = 0;
+    row *rows = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            puts("usage: qtk table DIR... [--format md|csv]\n\nOne table of the runs under the folders (their summary.json),\n"
+                 "with mean +- std of top-1 and gain per setting over seeds. Unfinished runs are marked, not dropped.");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--format")) {
+            if (i + 1 >= argc || (strcmp(argv[i + 1], "md") && strcmp(argv[i + 1], "csv")))
+                return qtk_cli_usage_error("--format takes md or csv");
+            csv = !strcmp(argv[++i], "csv");
+            continue;
+        }
+        if (walk(argv[i], &rows, &n, &cap, 0)) {
+            free(rows);
+            return 1;
+        }
+    }
+    if (n == 0) {
+        free(rows);
+        return qtk_cli_usage_error("table: no runs found (give run folders holding summary.json)");
+    }
+    qsort(rows, (size_t)n, sizeof *rows, cmp_row);
+    if (csv) printf("name,w_bits,a_bits,seed,fp32_top1,baseline_top1,searched_top1,gain,loss_initial,loss_final,seconds,status\n");
+    else printf("| run | bits | seed | FP32 | baseline | Evol-Q | gain | infoNCE | time | status |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        double gain = r->searched - r->base;
+        if (csv)
+            printf("%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.6f,%.6f,%.0f,%s\n", r->name, r->w, r->a, r->seed, r->fp, r->base,
+                   r->searched, gain, r->l0, r->l1, r->secs, r->status);
+        else
+            printf("| %s | W%dA%d | %d | %.2f | %.2f | %.2f | %+.2f | %.5f -> %.5f | %.0f s | %s |\n", r->name, r->w, r->a,
+                   r->seed, r->fp, r->base, r->searched, gain, r->l0, r->l1, r->secs,
+                   strcmp(r->status, "done") ? "**not finished**" : "done");
+    }
+    if (!csv) {
+        // mean +- std over seeds, per setting, finished runs only
+        printf("\n| setting | runs | baseline | Evol-Q | gain |\n|---|---|---|---|---|\n");
+        for (int i = 0; i < n;) {
+            int j = i;
+            double sb = 0, ss = 0, sg = 0, qb = 0, qs = 0, qg = 0;
+            int k = 0;
+            for (; j < n && rows[j].w == rows[i].w && rows[j].a == rows[i].a; j++) {
+                if (strcmp(rows[j].status, "done") || isnan(rows[j].searched)) continue;
+                double g = rows[j].searched - rows[j].base;
+                sb += rows[j].base, ss += rows[j].searched, sg += g;
+                qb += rows[j].base * rows[j].base, qs += rows[j].searched * rows[j].searched, qg += g * g;
+                k++;
+            }
+            if (k) {
+#define SD(s, q) (k > 1 ? sqrt(fmax(0.0, ((q) - (s) * (s) / k) / (k - 1))) : 0.0)
+                printf("| W%dA%d | %d | %.2f ± %.2f | %.2f ± %.2f | %+.2f ± %.2f |\n", rows[i].w, rows[i].a, k, sb / k,
+                       SD(sb, qb), ss / k, SD(ss, qs), sg / k, SD(sg, qg));
+#undef SD
+            }
+            i = j;
+        }
+    }
+    free(rows);
+    return 0;
+}
