@@ -69,7 +69,8 @@ static qtk_status candidate_loss(void *ctx, const float *v, size_t len, double *
 
 // --- checkpoint: searchable scales of every block, RNG streams, position --------------
 
-static qtk_status save_state(const char *path, qtk_model *m, const qtk_evol_rng *rng, int next_step, double loss) {
+static qtk_status save_state(const char *path, qtk_model *m, const qtk_evol_rng *rng, int next_step, double loss,
+                             double loss_initial, double seconds) {
     qtk_model_vec v[16];
     int total = 0;
     for (int b = 0; b < m->n_blocks; b++) total += m->block_vectors(m, b, v, 16);
@@ -97,18 +98,22 @@ static qtk_status save_state(const char *path, qtk_model *m, const qtk_evol_rng 
         e[k] = (qtk_st_entry){i ? "qtk.rng.mutation" : "qtk.rng.tournament", QTK_I32, 1, &lens[k], rs[i]};
         k++;
     }
-    char step_s[32], loss_s[64];
+    char step_s[32], loss_s[64], l0_s[64], sec_s[64];
     snprintf(step_s, sizeof step_s, "%d", next_step);
     snprintf(loss_s, sizeof loss_s, "%.17g", loss);
-    const char *meta[][2] = {{"qtk.search.next_step", step_s}, {"qtk.search.loss", loss_s}, {"qtk.search.model", m->name}};
-    qtk_status st = qtk_st_write(path, e, (size_t)k, meta, 3);
+    snprintf(l0_s, sizeof l0_s, "%.17g", loss_initial);
+    snprintf(sec_s, sizeof sec_s, "%.3f", seconds);
+    const char *meta[][2] = {{"qtk.search.next_step", step_s}, {"qtk.search.loss", loss_s}, {"qtk.search.model", m->name},
+                             {"qtk.search.loss_initial", l0_s}, {"qtk.search.seconds", sec_s}};
+    qtk_status st = qtk_st_write(path, e, (size_t)k, meta, 5);
     free(e);
     free(lens);
     return st;
 }
 
 // Returns QTK_ERR_NOT_FOUND when there is no checkpoint to resume.
-static qtk_status load_state(const char *path, qtk_model *m, qtk_evol_rng *rng, int *next_step, double *loss) {
+static qtk_status load_state(const char *path, qtk_model *m, qtk_evol_rng *rng, int *next_step, double *loss,
+                             double *loss_initial, double *seconds) {
     qtk_safetensors st;
     if (qtk_st_open(&st, path) != QTK_OK) return QTK_ERR_NOT_FOUND;
     qtk_status r = QTK_OK;
@@ -138,6 +143,10 @@ static qtk_status load_state(const char *path, qtk_model *m, qtk_evol_rng *rng, 
     if (r == QTK_OK) {
         *next_step = atoi(ns);
         *loss = strtod(ls, NULL);
+        // the first invocation's initial loss and the search time so far (older checkpoints lack them)
+        const char *l0 = qtk_st_meta(&st, "qtk.search.loss_initial"), *sec = qtk_st_meta(&st, "qtk.search.seconds");
+        *loss_initial = l0 ? strtod(l0, NULL) : NAN;
+        *seconds = sec ? strtod(sec, NULL) : 0;
     }
     qtk_st_close(&st);
     return r;
@@ -176,9 +185,9 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     qtk_evol_rng rng;
     qtk_evol_rng_seed(&rng, cfg->seed);
     int first = 0;
-    double loss = NAN;
+    double loss = NAN, earlier_seconds = 0;
     if (st == QTK_OK && cfg->checkpoint) {
-        qtk_status r = load_state(cfg->checkpoint, m, &rng, &first, &loss);
+        qtk_status r = load_state(cfg->checkpoint, m, &rng, &first, &loss, &res->loss_initial, &earlier_seconds);
         if (r == QTK_OK) res->resumed_from_step = first;
         else if (r != QTK_ERR_NOT_FOUND) st = r;
     }
@@ -220,7 +229,8 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         st = apply(&s, v0);
         if (st != QTK_OK) break;
         loss = lb;
-        if (cfg->checkpoint) st = save_state(cfg->checkpoint, m, &rng, step + 1, loss);
+        if (cfg->checkpoint)
+            st = save_state(cfg->checkpoint, m, &rng, step + 1, loss, res->loss_initial, earlier_seconds + now() - t_start);
         qtk_evolq_step rec = {pass, block, step, l0, lb, lb < l0, now() - t0, s.evals, s.forwards};
         if (log) log(log_ctx, &rec);
         res->steps++;
@@ -228,7 +238,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     res->loss_final = loss;
     res->evals = s.evals;
     res->image_forwards = s.forwards;
-    res->seconds = now() - t_start;
+    res->seconds = earlier_seconds + now() - t_start; // all invocations of this search
     free(targets);
     free(s.outputs);
     free(s.cache);

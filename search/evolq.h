@@ -45,7 +45,7 @@ typedef struct {
     double loss_initial, loss_final;
     int steps;
     long long evals, image_forwards;
-    double seconds;
+    double seconds;           // all invocations, when resumed from a checkpoint
     int resumed_from_step;    // -1 for a fresh search
 } qtk_evolq_result;
 

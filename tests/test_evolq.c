@@ -120,6 +120,8 @@ START_TEST(test_search_end_to_end) {
     snapshot(&t.mm, c);
     ck_assert_msg(!memcmp(a, c, na * sizeof *a), "resumed search ends with different scales");
     ck_assert(r3.loss_final == r1.loss_final);
+    ck_assert_msg(r3.loss_initial == r1.loss_initial, "resumed search reports initial loss %g, not %g", r3.loss_initial,
+                  r1.loss_initial);
     teardown_t(&t);
 }
 END_TEST
