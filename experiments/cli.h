@@ -16,5 +16,7 @@ int qtk_cmd_table(int argc, char **argv);
 int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Prints "qtk: usage error: <msg>" and the hint to run --help; returns 2.
 int qtk_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Creates dir and its missing parents (like mkdir -p); 0 ok, -1 with errno set.
+int qtk_cli_mkdir_p(const char *dir);
 
 #endif

@@ -102,7 +102,7 @@ static int convert_fashion_mnist(const char *src, const char *out) {
         }
         cJSON_Delete(j);
     }
-    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) rc = qtk_cli_error("cannot create %s: %s", out, strerror(errno));
+    if (!rc && qtk_cli_mkdir_p(out) != 0) rc = qtk_cli_error("cannot create %s: %s", out, strerror(errno));
     struct {
         const char *name;
         split_buf *s;

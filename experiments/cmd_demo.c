@@ -75,18 +75,6 @@ static double sqnr_db(const float *ref, const float *y, size_t n) {
     return e > 0 ? 10.0 * log10(s / e) : INFINITY;
 }
 
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 // Part 2, on the built-in data set: 1,000 Fashion-MNIST training images
 // (seeded sample) as an activation tensor in [0, 1], quantized per tensor by
 // each observer at 8..2 bits; SQNR of the images. Returns 1 if it ran.
@@ -161,7 +149,7 @@ int qtk_cmd_demo_core(int argc, char **argv) {
             if (*end) return qtk_cli_usage_error("--seed needs a non-negative integer, got \"%s\"", argv[i]);
         } else return qtk_cli_usage_error("demo: unknown option \"%s\" (expected --out DIR, --seed N)", argv[i]);
     }
-    if (mkdir_p(out_dir) != 0) return qtk_cli_error("cannot create output folder %s: %s", out_dir, strerror(errno));
+    if (qtk_cli_mkdir_p(out_dir) != 0) return qtk_cli_error("cannot create output folder %s: %s", out_dir, strerror(errno));
 
     float *X = qtk_aligned_alloc(sizeof(float) * N_TOK * N_IN), *W = qtk_aligned_alloc(sizeof(float) * N_OUT * N_IN);
     float *Xq = qtk_aligned_alloc(sizeof(float) * N_TOK * N_IN), *Wq = qtk_aligned_alloc(sizeof(float) * N_OUT * N_IN);

@@ -88,7 +88,7 @@ int qtk_cmd_demo(int argc, char **argv) {
     qtk_idx tr, te, tl;
     if (qtk_idx_read(p1, &tr) != QTK_OK || qtk_idx_read(p2, &te) != QTK_OK || qtk_idx_read(p3, &tl) != QTK_OK)
         return qtk_cli_error("%s (run make fashion-mnist first)", qtk_last_error());
-    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) return qtk_cli_error("cannot create %s: %s", out_dir, strerror(errno));
+    if (qtk_cli_mkdir_p(out_dir) != 0) return qtk_cli_error("cannot create %s: %s", out_dir, strerror(errno));
     qtk_vit m;
     qtk_vit_plan plan;
     if (qtk_vit_load(&m, model_path, NULL) != QTK_OK || qtk_vit_plan_init(&plan, &m, 100) != QTK_OK)

@@ -27,18 +27,6 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 typedef struct {
     float *x;     // (n, input_floats)
     int *y;       // (n) labels, or NULL
@@ -201,7 +189,7 @@ int qtk_cmd_run(int argc, char **argv) {
     qtk_vit_quant qv = {0};
     dataset cal = {0}, test = {0};
     FILE *logf = NULL;
-    if (mkdir_p(out) != 0) {
+    if (qtk_cli_mkdir_p(out) != 0) {
         qtk_cli_error("cannot create output folder %s: %s", out, strerror(errno));
         goto done;
     }

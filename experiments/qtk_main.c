@@ -1,7 +1,9 @@
 // qtk: command-line entry point.
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../core/qtk.h"
 #include "cli.h"
@@ -47,6 +49,18 @@ int qtk_cli_usage_error(const char *fmt, ...) {
     fputs("\n(run `qtk --help` for usage)\n", stderr);
     va_end(ap);
     return 2;
+}
+
+int qtk_cli_mkdir_p(const char *dir) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 int main(int argc, char **argv) {
