@@ -2,6 +2,10 @@
 #ifndef QTK_CLI_H
 #define QTK_CLI_H
 
+#include <stddef.h>
+
+#include "../core/error.h"
+
 // Each returns the process exit status: 0 ok, 1 error, 2 usage error.
 int qtk_cmd_info(int argc, char **argv);
 int qtk_cmd_demo(int argc, char **argv);
@@ -11,11 +15,17 @@ int qtk_cmd_preprocess(int argc, char **argv);
 int qtk_cmd_dataset(int argc, char **argv);
 int qtk_cmd_run(int argc, char **argv);
 int qtk_cmd_table(int argc, char **argv);
+int qtk_cmd_eval(int argc, char **argv);
+int qtk_cmd_calibrate(int argc, char **argv);
 
 // Prints "qtk: error: <msg>" to stderr and returns 1.
 int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Prints "qtk: usage error: <msg>" and the hint to run --help; returns 2.
 int qtk_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Reads a whole file as a NUL-terminated string (NULL if it cannot); len may be NULL.
+char *qtk_read_text(const char *path, size_t *len);
+// Writes text to path atomically (path.new, fsync, rename); the error names the path.
+qtk_status qtk_write_text_atomic(const char *path, const char *text);
 // Creates dir and its missing parents (like mkdir -p); 0 ok, -1 with errno set.
 int qtk_cli_mkdir_p(const char *dir);
 

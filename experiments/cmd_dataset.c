@@ -14,23 +14,6 @@
 #include "../datasets/idx.h"
 #include "cli.h"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = '\0';
-    *len = (size_t)n;
-    return b;
-}
-
 typedef struct {
     uint8_t *img, *lab;
     size_t n, cap;
@@ -56,7 +39,7 @@ static int convert_fashion_mnist(const char *src, const char *out) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%d.json", src, c);
         size_t len;
-        char *text = slurp(path, &len);
+        char *text = qtk_read_text(path, &len);
         if (!text) {
             rc = qtk_cli_error("%s: cannot read: %s", path, strerror(errno));
             break;

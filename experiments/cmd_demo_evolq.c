@@ -49,13 +49,14 @@ static qtk_status top1(qtk_vit *m, qtk_vit_plan *p, qtk_vit_quant *qv, const flo
 }
 
 // One updating line on a terminal, plain lines (every block step) otherwise.
-static void progress(void *ctx, const qtk_evolq_step *s) {
+static qtk_status progress(void *ctx, const qtk_evolq_step *s) {
     int *total = ctx;
     int tty = isatty(fileno(stdout));
     double eta = s->seconds * (*total - s->step - 1);
     printf("%s  search: step %d/%d (pass %d, block %d) loss %.5f -> %.5f, ETA %.0f s%s", tty ? "\r" : "", s->step + 1,
            *total, s->pass, s->block, s->loss_start, s->loss_best, eta, tty ? "   " : "\n");
     fflush(stdout);
+    return QTK_OK;
 }
 
 int qtk_cmd_demo(int argc, char **argv) {

@@ -1,6 +1,7 @@
-// qtk table DIR... [--format md|csv]: one table from many runs' summary.json
-// (searched recursively), failed or unfinished runs marked, and mean +- std
-// per weight/activation setting over seeds.
+// qtk table DIR... [--format md|csv] [--plot PNG]: one table from many runs'
+// summary.json (searched recursively), failed or unfinished runs marked, mean
+// +- std per weight/activation setting over seeds, runs that selected on the
+// test set (select_on: val) labelled, and top-1 against bits as a PNG.
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -9,22 +10,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/error.h"
 #include "cli.h"
+#include "plot.h"
 
 typedef struct {
     char name[128], status[16];
     int w, a, seed;
-    double fp, base, searched, l0, l1, secs;
+    double fp, base, searched, selected, l0, l1, secs;
 } row;
 
 static int add_summary(const char *path, row **rows, int *n, int *cap) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char buf[1 << 16];
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
+    char *buf = qtk_read_text(path, NULL);
+    if (!buf) return 0;
     cJSON *j = cJSON_Parse(buf);
+    free(buf);
     if (!j) return qtk_cli_error("%s: not valid JSON", path);
     if (*n == *cap) {
         *cap = *cap ? 2 * *cap : 16;
@@ -43,6 +43,7 @@ static int add_summary(const char *path, row **rows, int *n, int *cap) {
     r->fp = NUM("fp32_top1");
     r->base = NUM("baseline_top1");
     r->searched = NUM("searched_top1");
+    r->selected = NUM("selected_top1");
     r->l0 = NUM("loss_initial");
     r->l1 = NUM("loss_final");
     r->secs = NUM("total_seconds");
@@ -80,17 +81,25 @@ static int cmp_row(const void *a, const void *b) {
 
 int qtk_cmd_table(int argc, char **argv) {
     int csv = 0, n = 0, cap = 0;
+    const char *plot = NULL;
     row *rows = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: qtk table DIR... [--format md|csv]\n\nOne table of the runs under the folders (their summary.json),\n"
-                 "with mean +- std of top-1 and gain per setting over seeds. Unfinished runs are marked, not dropped.");
+            puts("usage: qtk table DIR... [--format md|csv] [--plot FILE.png]\n\nOne table of the runs under the folders (their "
+                 "summary.json),\nwith mean +- std of top-1 and gain per setting over seeds. Unfinished runs are marked, not\n"
+                 "dropped; runs that selected on the test set (search.select_on: val) are labelled. --plot draws\n"
+                 "top-1 against weight bits through gnuplot (its script beside the PNG).");
             return 0;
         }
         if (!strcmp(argv[i], "--format")) {
             if (i + 1 >= argc || (strcmp(argv[i + 1], "md") && strcmp(argv[i + 1], "csv")))
                 return qtk_cli_usage_error("--format takes md or csv");
             csv = !strcmp(argv[++i], "csv");
+            continue;
+        }
+        if (!strcmp(argv[i], "--plot")) {
+            if (i + 1 >= argc) return qtk_cli_usage_error("--plot needs a file name");
+            plot = argv[++i];
             continue;
         }
         if (walk(argv[i], &rows, &n, &cap, 0)) {
@@ -103,19 +112,35 @@ int qtk_cmd_table(int argc, char **argv) {
         return qtk_cli_usage_error("table: no runs found (give run folders holding summary.json)");
     }
     qsort(rows, (size_t)n, sizeof *rows, cmp_row);
-    if (csv) printf("name,w_bits,a_bits,seed,fp32_top1,baseline_top1,searched_top1,gain,loss_initial,loss_final,seconds,status\n");
-    else printf("| run | bits | seed | FP32 | baseline | Evol-Q | gain | infoNCE | time | status |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    int any_sel = 0;
+    for (int i = 0; i < n; i++) any_sel |= !isnan(rows[i].selected);
+    if (csv)
+        printf("name,w_bits,a_bits,seed,fp32_top1,baseline_top1,searched_top1,gain,loss_initial,loss_final,seconds,status,"
+               "selected_on_test_top1\n");
+    else
+        printf("| run | bits | seed | FP32 | baseline | Evol-Q | gain | infoNCE | time | status |%s\n"
+               "|---|---|---|---|---|---|---|---|---|---|%s\n", any_sel ? " selected on test set † |" : "", any_sel ? "---|" : "");
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
         double gain = r->searched - r->base;
         if (csv)
-            printf("%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.6f,%.6f,%.0f,%s\n", r->name, r->w, r->a, r->seed, r->fp, r->base,
-                   r->searched, gain, r->l0, r->l1, r->secs, r->status);
-        else
-            printf("| %s | W%dA%d | %d | %.2f | %.2f | %.2f | %+.2f | %.5f -> %.5f | %.0f s | %s |\n", r->name, r->w, r->a,
+            printf("%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.6f,%.6f,%.0f,%s,%.2f\n", r->name, r->w, r->a, r->seed, r->fp, r->base,
+                   r->searched, gain, r->l0, r->l1, r->secs, r->status, r->selected);
+        else {
+            printf("| %s | W%dA%d | %d | %.2f | %.2f | %.2f | %+.2f | %.5f -> %.5f | %.0f s | %s |", r->name, r->w, r->a,
                    r->seed, r->fp, r->base, r->searched, gain, r->l0, r->l1, r->secs,
                    strcmp(r->status, "done") ? "**not finished**" : "done");
+            if (any_sel && !isnan(r->selected)) printf(" %.2f |", r->selected);
+            else if (any_sel) printf(" — |");
+            printf("\n");
+        }
     }
+    if (!csv && any_sel)
+        printf("\n† test-set selection: the reference's protocol (search.select_on: val) keeps the state with the best\n"
+               "test top-1 over the block steps, so that column is selected on the test set and biased upward;\n"
+               "\"Evol-Q\" is the last iterate, which never looks at the test set.\n");
+    qtk_plot_bits_row *pr = calloc((size_t)n, sizeof *pr);
+    int np = 0;
     if (!csv) {
         // mean +- std over seeds, per setting, finished runs only
         printf("\n| setting | runs | baseline | Evol-Q | gain |\n|---|---|---|---|---|\n");
@@ -130,6 +155,7 @@ int qtk_cmd_table(int argc, char **argv) {
                 qb += rows[j].base * rows[j].base, qs += rows[j].searched * rows[j].searched, qg += g * g;
                 k++;
             }
+            if (k && pr) pr[np++] = (qtk_plot_bits_row){rows[i].w, rows[i].a, rows[i].fp, sb / k, ss / k};
             if (k) {
 #define SD(s, q) (k > 1 ? sqrt(fmax(0.0, ((q) - (s) * (s) / k) / (k - 1))) : 0.0)
                 printf("| W%dA%d | %d | %.2f ± %.2f | %.2f ± %.2f | %+.2f ± %.2f |\n", rows[i].w, rows[i].a, k, sb / k,
@@ -139,6 +165,14 @@ int qtk_cmd_table(int argc, char **argv) {
             i = j;
         }
     }
+    int rc = 0;
+    if (plot && csv) rc = qtk_cli_usage_error("--plot goes with the markdown table (--format md)");
+    else if (plot && !qtk_plot_available())
+        rc = qtk_cli_error("--plot needs gnuplot (Debian: apt-get install gnuplot-nox)");
+    else if (plot && np == 0) rc = qtk_cli_error("--plot: no finished runs to plot");
+    else if (plot && qtk_plot_bits(plot, pr, np) != 0) rc = qtk_cli_error("%s", qtk_last_error());
+    else if (plot) fprintf(stderr, "plotted %s\n", plot);
+    free(pr);
     free(rows);
-    return 0;
+    return rc;
 }

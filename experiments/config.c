@@ -48,7 +48,10 @@ static const cyaml_schema_field_t search_fields[] = {
     CYAML_FIELD_FLOAT("temperature", OPT, qtk_cfg_search, temperature),
     STR("fp_targets", qtk_cfg_search, fp_targets),
     STR("select_on", qtk_cfg_search, select_on),
+    CYAML_FIELD_INT("validate_every", OPT, qtk_cfg_search, validate_every),
     CYAML_FIELD_INT("max_steps", OPT, qtk_cfg_search, max_steps),
+    STR("init", qtk_cfg_search, init),
+    CYAML_FIELD_SEQUENCE("targets", OPTP, qtk_cfg_search, targets, &off_entry, 0, CYAML_UNLIMITED),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t output_fields[] = {STR("dir", qtk_cfg_output, dir), CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
@@ -168,6 +171,8 @@ static const struct {
     {"search.fp_targets", K_STR, offsetof(qtk_run_config, search.fp_targets)},
     {"search.select_on", K_STR, offsetof(qtk_run_config, search.select_on)},
     {"search.max_steps", K_INT, offsetof(qtk_run_config, search.max_steps)},
+    {"search.validate_every", K_INT, offsetof(qtk_run_config, search.validate_every)},
+    {"search.init", K_STR, offsetof(qtk_run_config, search.init)},
     {"output.dir", K_STR, offsetof(qtk_run_config, output.dir)},
 };
 
@@ -226,6 +231,60 @@ static qtk_status fail_at(const char *file, int line, const char *key, const cha
     return qtk_fail(QTK_ERR_ARG, "%s: %s: %s", file, key, msg);
 }
 
+// ${VAR} and ${VAR:-default} in a string value, from the environment.
+static qtk_status expand_env(const char *file, const char *key, char **val) {
+    const char *v = *val;
+    if (!v || !strstr(v, "${")) return QTK_OK;
+    size_t cap = 4096, n = 0;
+    char *o = malloc(cap);
+    if (!o) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    const char *leaf = strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
+    qtk_status st = QTK_OK;
+    while (*v && st == QTK_OK) {
+        const char *add = v;
+        size_t len = 1;
+        char name[128], *def = NULL;
+        if (v[0] == '$' && v[1] == '{') {
+            const char *end = strchr(v, '}');
+            size_t nl = end ? (size_t)(end - v - 2) : 0;
+            if (!end || nl == 0 || nl >= sizeof name) {
+                st = fail_at(file, find_key_line(file, leaf), key, "\"%s\": unterminated or empty ${...}", *val);
+                break;
+            }
+            memcpy(name, v + 2, nl);
+            name[nl] = '\0';
+            char *dash = strstr(name, ":-");
+            if (dash) {
+                *dash = '\0';
+                def = dash + 2;
+            }
+            const char *e = getenv(name);
+            if (e && *e) add = e;
+            else if (def) add = def;
+            else {
+                st = fail_at(file, find_key_line(file, leaf), key, "${%s} is not set (export %s=... or --set %s=...)", name, name, key);
+                break;
+            }
+            len = strlen(add);
+            v = end + 1;
+        } else v++;
+        if (n + len + 1 > cap) {
+            st = qtk_fail(QTK_ERR_ARG, "%s: %s: value too long after expansion", file, key);
+            break;
+        }
+        memcpy(o + n, add, len);
+        n += len;
+    }
+    if (st != QTK_OK) {
+        free(o);
+        return st;
+    }
+    o[n] = '\0';
+    free(*val);
+    *val = o;
+    return QTK_OK;
+}
+
 static qtk_status one_of(const char *file, const char *key, const char *v, const char *const *ok) {
     for (int i = 0; ok[i]; i++)
         if (!strcmp(v, ok[i])) return QTK_OK;
@@ -262,7 +321,7 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     }
     static const char *const devices[] = {"cpu", NULL}, *const formats[] = {"fashion-mnist", "folder", "tensor", NULL};
     static const char *const methods[] = {"evolq", "none", NULL}, *const targets[] = {"reference", "float", NULL};
-    static const char *const select[] = {"none", NULL}, *const bad[] = {"skip", "fail", NULL};
+    static const char *const select[] = {"none", "val", NULL}, *const bad[] = {"skip", "fail", NULL};
     QTK_TRY(one_of(file, "device", c->device, devices));
     QTK_TRY(one_of(file, "data.format", c->data.format, formats));
     QTK_TRY(one_of(file, "search.method", c->search.method, methods));
@@ -276,6 +335,7 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
         {"population", c->search.population, 1, 64},    {"tournament", c->search.tournament, 1, 16},
         {"group", c->search.group, 1, 1 << 16},         {"seed", c->seed, 0, 2147483647},
         {"test_images", c->data.test_images, 0, 1 << 30}, {"max_steps", c->search.max_steps, 0, 1 << 30},
+        {"validate_every", c->search.validate_every, 0, 1 << 30},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
         if (ranges[i].v < ranges[i].lo || ranges[i].v > ranges[i].hi)
@@ -287,9 +347,13 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
                        c->search.group);
     if (!(c->search.temperature > 0) || c->search.eps < 0)
         return fail_at(file, find_key_line(file, "temperature"), "search", "temperature must be > 0 and eps >= 0");
+    static const char *const target_names[] = {"qkv", "proj", "fc1", "fc2", "act", NULL};
+    for (unsigned i = 0; i < c->search.targets_count; i++) QTK_TRY(one_of(file, "search.targets", c->search.targets[i], target_names));
+    if (!strcmp(c->search.select_on, "val") && !strcmp(c->search.method, "none"))
+        return fail_at(file, find_key_line(file, "select_on"), "search.select_on", "val needs a search (search.method: evolq)");
     const struct { const char *key, *path; } files[] = {
         {"model.checkpoint", c->model.checkpoint}, {"data.root", c->data.root}, {"data.test", c->data.test},
-        {"data.class_index", c->data.class_index}};
+        {"data.class_index", c->data.class_index}, {"search.init", c->search.init}};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         if (files[i].path && !present(files[i].path)) {
             const char *leaf = strrchr(files[i].key, '.') + 1;
@@ -324,6 +388,8 @@ qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_
     }
     qtk_status st = QTK_OK;
     for (int i = 0; i < n_sets && st == QTK_OK; i++) st = apply_set(c, sets[i]);
+    for (size_t i = 0; st == QTK_OK && i < sizeof keys / sizeof *keys; i++)
+        if (keys[i].t == K_STR) st = expand_env(path, keys[i].path, (char **)((char *)c + keys[i].off));
     if (st == QTK_OK) st = validate(path, c);
     if (st != QTK_OK) {
         qtk_config_free(c);

@@ -42,8 +42,12 @@ typedef struct {
     double eps;           // 0: by weight bits
     double temperature;
     char *fp_targets;     // reference | float
-    char *select_on;      // none (val: not supported)
+    char *select_on;      // none | val (the reference's test-set selection, labelled)
+    int validate_every;   // report test top-1 every k block steps (0: never); never changes the result
     int max_steps;        // stop after this many block steps per invocation (0: all); resumable
+    char *init;           // CPT-V: start from this export's scales (qtk quant.safetensors) instead of calibrating
+    char **targets;       // searchable scales: qkv, proj, fc1, fc2, act (default qkv, proj)
+    unsigned targets_count;
 } qtk_cfg_search;
 
 typedef struct {
@@ -62,7 +66,8 @@ typedef struct {
     qtk_cfg_output output;
 } qtk_run_config;
 
-// Loads, applies the overrides ("a.b=c"), fills defaults and validates.
+// Loads, applies the overrides ("a.b=c"), expands ${VAR} and ${VAR:-default}
+// in string values from the environment, fills defaults and validates.
 qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_run_config **out);
 // Writes the resolved config as YAML.
 qtk_status qtk_config_save(const char *path, const qtk_run_config *c);

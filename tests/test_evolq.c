@@ -63,13 +63,19 @@ typedef struct {
     int steps, violations, improved;
 } log_t;
 
-static void on_step(void *ctx, const qtk_evolq_step *s) {
+static qtk_status on_step(void *ctx, const qtk_evolq_step *s) {
     log_t *l = ctx;
     if (s->loss_best > s->loss_start) l->violations++;
     if (l->steps && s->loss_start != l->last) l->violations++; // L0 of a step = L* of the previous
     l->improved += s->improved;
     l->last = s->loss_best;
     l->steps++;
+    return QTK_OK;
+}
+
+// fails at block step `at` (a callback error, e.g. a failed validation)
+static qtk_status fail_at_step(void *ctx, const qtk_evolq_step *s) {
+    return s->step == *(int *)ctx ? qtk_fail(QTK_ERR_IO, "callback failed at step %d", s->step) : QTK_OK;
 }
 
 START_TEST(test_search_end_to_end) {
@@ -113,10 +119,17 @@ START_TEST(test_search_end_to_end) {
     ck_assert_int_eq(r3.steps, 3);
     teardown_t(&t);
     cfg.max_steps = 0;
+    // 4. a callback error at step 4 stops the search before that step's checkpoint: resumed from 4, not 5
+    int at = 4;
+    build(&t, 32);
+    ck_assert_int_eq(qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, fail_at_step, &at, &r3), QTK_ERR_IO);
+    ck_assert_int_eq(r3.resumed_from_step, 3);
+    ck_assert_int_eq(r3.steps, 1);
+    teardown_t(&t);
     build(&t, 32);
     ck_qtk(qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, NULL, NULL, &r3));
-    ck_assert_int_eq(r3.resumed_from_step, 3);
-    ck_assert_int_eq(r3.steps, 3);
+    ck_assert_int_eq(r3.resumed_from_step, 4);
+    ck_assert_int_eq(r3.steps, 2);
     snapshot(&t.mm, c);
     ck_assert_msg(!memcmp(a, c, na * sizeof *a), "resumed search ends with different scales");
     ck_assert(r3.loss_final == r1.loss_final);

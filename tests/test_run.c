@@ -52,16 +52,38 @@ static void make_assets(int depth, int n_images) {
     free(y);
 }
 
-static void write_config(const char *name, const char *dir, int images, int passes, const char *extra) {
-    char text[2048], p[256];
+// search_extra: more keys of the search mapping ("  key: value\n" lines); extra: top-level lines
+static void write_config_s(const char *name, const char *dir, int images, int passes, const char *search_extra,
+                           const char *extra) {
+    char text[4096], p[256];
     snprintf(text, sizeof text,
              "name: %s\nseed: 1\nmodel:\n  checkpoint: %s/vit.safetensors\n  desc: '{\"heads\": 4}'\n"
              "data:\n  format: tensor\n  root: %s/data.safetensors\n  test: %s/data.safetensors\n"
              "calibration:\n  images: %d\n  batch: 16\nquantization:\n  w_bits: 4\n"
-             "search:\n  passes: %d\n  group: 16\noutput:\n  dir: %s\n%s",
-             name, tu_tmp, tu_tmp, tu_tmp, images, passes, dir, extra);
+             "search:\n  passes: %d\n  group: 16\n%soutput:\n  dir: %s\n%s",
+             name, tu_tmp, tu_tmp, tu_tmp, images, passes, search_extra, dir, extra);
     snprintf(p, sizeof p, "%s/%s.yaml", tu_tmp, name);
     write_text(p, text);
+}
+
+static void write_config(const char *name, const char *dir, int images, int passes, const char *extra) {
+    write_config_s(name, dir, images, passes, "", extra);
+}
+
+// A number from a JSON file (NAN when absent).
+static double json_num(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s missing", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    cJSON *j = cJSON_Parse(buf);
+    ck_assert_msg(j != NULL, "%s: not JSON", path);
+    const cJSON *v = cJSON_GetObjectItem(j, key);
+    double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(j);
+    return x;
 }
 
 START_TEST(test_config_errors) {
@@ -170,8 +192,9 @@ START_TEST(test_kill9_resume) {
     char a[256], b[256], args[512], logp[300];
     snprintf(a, sizeof a, "%s/uninterrupted", tu_tmp);
     snprintf(b, sizeof b, "%s/killed", tu_tmp);
-    write_config("a", a, 160, 4, "");
-    write_config("b", b, 160, 4, "");
+    // with the reference's test-set selection, whose state must survive the kill too
+    write_config_s("a", a, 160, 4, "  select_on: val\n", "");
+    write_config_s("b", b, 160, 4, "  select_on: val\n", "");
     snprintf(args, sizeof args, "run %s/a.yaml", tu_tmp);
     ck_assert_msg(run(args) == 0, "%s", out);
     // the same search, killed with SIGKILL once it has finished two block steps
@@ -212,6 +235,212 @@ START_TEST(test_kill9_resume) {
     size_t na = scales_of(pa, sa, 200000), nb = scales_of(pb, sb, 200000);
     ck_assert_uint_eq(na, nb);
     ck_assert_msg(!memcmp(sa, sb, na * sizeof *sa), "scales after kill -9 and resume differ from the uninterrupted run");
+    snprintf(pa, sizeof pa, "%s/quant_selected.safetensors", a);
+    snprintf(pb, sizeof pb, "%s/quant_selected.safetensors", b);
+    na = scales_of(pa, sa, 200000);
+    nb = scales_of(pb, sb, 200000);
+    ck_assert_msg(na == nb && !memcmp(sa, sb, na * sizeof *sa), "the test-set selection differs after kill -9 and resume");
+    snprintf(args, sizeof args, "cmp -s %s/selected.json %s/selected.json", a, b);
+    ck_assert_int_eq(system(args), 0);
+}
+END_TEST
+
+// qtk calibrate / qtk eval: an export evaluates to the calibration's own
+// numbers; wrong bit widths, missing and corrupt files are one error line.
+// CPT-V: search.init starts from the export (no calibration) and
+// search.targets limits what the search changes.
+START_TEST(test_calibrate_eval_cptv) {
+    make_assets(2, 32);
+    char dir[256], args[1024], cal[300], j1[300], j2[300], j3[300];
+    snprintf(dir, sizeof dir, "%s/out", tu_tmp);
+    write_config("ev", dir, 32, 1, "");
+    snprintf(cal, sizeof cal, "%s/cal.safetensors", tu_tmp);
+    snprintf(j1, sizeof j1, "%s/cal.json", tu_tmp);
+    snprintf(j2, sizeof j2, "%s/eval.json", tu_tmp);
+    snprintf(j3, sizeof j3, "%s/eval_fresh.json", tu_tmp);
+    snprintf(args, sizeof args, "calibrate %s/ev.yaml --out %s --eval --json %s", tu_tmp, cal, j1);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "calibration: 32 done in"));
+    ck_assert_ptr_nonnull(strstr(out, "baseline top-1"));
+    snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s --json %s", tu_tmp, cal, j2);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "| FP32 | 32 |"));
+    double b1 = json_num(j1, "baseline_top1"), q1 = json_num(j2, "quantized_top1");
+    ck_assert_msg(b1 == q1, "imported scales give top-1 %g, the calibration %g", q1, b1);
+    ck_assert(json_num(j1, "fp32_top1") == json_num(j2, "fp32_top1") && !isnan(json_num(j2, "quantized_top5")));
+    // no export anywhere: eval calibrates on the spot, to the same numbers
+    snprintf(args, sizeof args, "eval %s/ev.yaml --json %s", tu_tmp, j3);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "calibrating the W4A8 baseline"));
+    ck_assert(json_num(j3, "quantized_top1") == b1);
+    // bad input
+    snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s --set quantization.w_bits=3", tu_tmp, cal);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "holds W4A8 scales; the model is set up as W3A8") != NULL, "%s", out);
+    snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s/none.safetensors", tu_tmp, tu_tmp);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_ptr_nonnull(strstr(out, "no such file"));
+    snprintf(args, sizeof args, "head -c 300 %s > %s/cut.safetensors", cal, tu_tmp);
+    ck_assert_int_eq(system(args), 0);
+    snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s/cut.safetensors", tu_tmp, tu_tmp);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "qtk: error: ") && strstr(out, "cut.safetensors"), "%s", out);
+    ck_assert_int_eq(run("eval"), 2);
+    ck_assert_int_eq(run("calibrate --bogus x.yaml"), 2);
+    // CPT-V from the export, searching fc1 weight and activation scales only
+    char cdir[256], pq[300];
+    snprintf(cdir, sizeof cdir, "%s/cptv", tu_tmp);
+    char sx[512];
+    snprintf(sx, sizeof sx, "  init: %s\n  targets: [fc1, act]\n", cal);
+    write_config_s("cptv", cdir, 32, 1, sx, "");
+    snprintf(args, sizeof args, "run %s/cptv.yaml", tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "CPT-V: starting from the scales of"));
+    ck_assert_ptr_null(strstr(out, "calibration:"));
+    snprintf(pq, sizeof pq, "%s/summary.json", cdir);
+    ck_assert(json_num(pq, "baseline_top1") == b1); // the start is the export
+    qtk_safetensors A, B;
+    snprintf(pq, sizeof pq, "%s/quant.safetensors", cdir);
+    ck_qtk(qtk_st_open(&A, cal));
+    ck_qtk(qtk_st_open(&B, pq));
+    int changed_fc1 = 0, changed_act = 0, changed_other = 0;
+    for (size_t i = 0; i < A.n_tensors; i++) {
+        const qtk_st_tensor *ta = &A.tensors[i], *tb = qtk_st_find(&B, ta->name);
+        ck_assert_ptr_nonnull(tb);
+        ck_assert_uint_eq(ta->nbytes, tb->nbytes);
+        if (!memcmp(ta->data, tb->data, ta->nbytes)) continue;
+        if (strstr(ta->name, "mlp.fc1.weight.scale")) changed_fc1++;
+        else if (strstr(ta->name, ".out.scale") || strstr(ta->name, "attn.scores.scale") || strstr(ta->name, "softmax.scale") ||
+                 strstr(ta->name, "context.scale"))
+            changed_act++;
+        else changed_other++, printf("changed outside the targets: %s\n", ta->name);
+    }
+    qtk_st_close(&A);
+    qtk_st_close(&B);
+    ck_assert_int_gt(changed_fc1 + changed_act, 0);
+    ck_assert_int_eq(changed_other, 0);
+    // a bad target name
+    snprintf(sx, sizeof sx, "  targets: [qkv, mlp]\n");
+    write_config_s("badt", cdir, 32, 1, sx, "");
+    snprintf(args, sizeof args, "run %s/badt.yaml", tu_tmp);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "search.targets: \"mlp\" is not one of qkv, proj, fc1, fc2, act"), "%s", out);
+}
+END_TEST
+
+// select_on: val reproduces the reference's test-set selection (every step of
+// pass 0, later only a strict rise), re-validated and labelled; validate_every
+// only reports.
+START_TEST(test_select_and_validate) {
+    make_assets(2, 32);
+    char dir[256], args[1024], p[300];
+    snprintf(dir, sizeof dir, "%s/sel", tu_tmp);
+    write_config_s("sel", dir, 32, 3, "  select_on: val\n", "");
+    snprintf(args, sizeof args, "run %s/sel.yaml", tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "selected on the TEST set"));
+    snprintf(p, sizeof p, "%s/log.jsonl", dir);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int sel = -1, n = 0;
+    double best = NAN, acc[16];
+    while (fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        ck_assert_ptr_nonnull(j);
+        int step = cJSON_GetObjectItem(j, "step")->valueint, pass = cJSON_GetObjectItem(j, "pass")->valueint;
+        const cJSON *a = cJSON_GetObjectItem(j, "test_top1");
+        ck_assert_msg(cJSON_IsNumber(a), "step %d not validated", step);
+        ck_assert_int_eq(step, n);
+        acc[n++] = a->valuedouble;
+        if (pass == 0 || a->valuedouble > best) best = a->valuedouble, sel = step;
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    ck_assert_int_eq(n, 6);
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    ck_assert_int_eq((int)json_num(p, "selected_step"), sel);
+    ck_assert_msg(json_num(p, "selected_top1") == acc[sel], "re-validation %g != %g", json_num(p, "selected_top1"), acc[sel]);
+    ck_assert(json_num(p, "searched_top1") == acc[5]); // the last iterate
+    ck_assert_int_eq((int)json_num(p, "validations"), 6);
+    snprintf(args, sizeof args, "grep -q '\"selection\":.*\"test-set selection\"' %s/summary.json && grep -q 'test-set selection' "
+                                "%s/table.md && test -f %s/quant_selected.safetensors", dir, dir, dir);
+    ck_assert_int_eq(system(args), 0);
+    snprintf(args, sizeof args, "table %s", dir);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_ptr_nonnull(strstr(out, "selected on test set †"));
+    ck_assert_ptr_nonnull(strstr(out, "† test-set selection"));
+    // validate_every: 4 reports at step 4 only (of 6) and selects nothing
+    snprintf(dir, sizeof dir, "%s/val", tu_tmp);
+    write_config_s("val", dir, 32, 3, "  validate_every: 4\n", "");
+    snprintf(args, sizeof args, "run %s/val.yaml", tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    snprintf(args, sizeof args, "test $(grep -c test_top1 %s/log.jsonl) -eq 1 && grep -q '\"step\": 3.*test_top1' %s/log.jsonl "
+                                "&& ! test -f %s/quant_selected.safetensors", dir, dir, dir);
+    ck_assert_int_eq(system(args), 0);
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    ck_assert(isnan(json_num(p, "selected_top1")));
+    // plots, where gnuplot is installed
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        printf("plots: skipped: gnuplot not installed\n");
+        return;
+    }
+    snprintf(args, sizeof args, "head -c 8 %s/loss.png | od -An -tx1 | grep -q '89 50 4e 47' && test -f %s/loss.gp", dir, dir);
+    ck_assert_msg(system(args) == 0, "no loss.png in %s", dir);
+    snprintf(args, sizeof args, "table %s --plot %s/bits.png", tu_tmp, tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    snprintf(args, sizeof args, "head -c 8 %s/bits.png | od -An -tx1 | grep -q '89 50 4e 47' && grep -q '^4 8 ' %s/bits.gp",
+             tu_tmp, tu_tmp);
+    ck_assert_int_eq(system(args), 0);
+    snprintf(args, sizeof args, "table %s --plot %s/bits.png --format csv", tu_tmp, tu_tmp);
+    ck_assert_int_eq(run(args), 2);
+}
+END_TEST
+
+// ${VAR} / ${VAR:-default} in paths; --dry-run; the shipped ImageNet configs
+// resolve once their variables are set.
+START_TEST(test_env_and_shipped_configs) {
+    make_assets(2, 32);
+    char cfg[300], args[2048];
+    snprintf(cfg, sizeof cfg, "%s/env.yaml", tu_tmp);
+    write_text(cfg, "name: env\nmodel:\n  checkpoint: ${QTK_T_MODELS}/vit.safetensors\n  desc: '{\"heads\": 4}'\n"
+                    "data:\n  format: tensor\n  root: ${QTK_T_DATA:-/nonexistent}/data.safetensors\n"
+                    "calibration:\n  images: 32\n  batch: 16\nsearch:\n  group: 16\n");
+    unsetenv("QTK_T_MODELS");
+    unsetenv("QTK_T_DATA");
+    snprintf(args, sizeof args, "run %s --dry-run", cfg);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "env.yaml:3: model.checkpoint: ${QTK_T_MODELS} is not set"), "%s", out);
+    setenv("QTK_T_MODELS", tu_tmp, 1);
+    ck_assert_int_eq(run(args), 1); // the default is used, and does not exist
+    ck_assert_msg(strstr(out, "data.root: /nonexistent/data.safetensors does not exist"), "%s", out);
+    setenv("QTK_T_DATA", tu_tmp, 1);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    char want[300];
+    snprintf(want, sizeof want, "root: %s/data.safetensors", tu_tmp);
+    ck_assert_msg(strstr(out, want) && strstr(out, "passes: 10"), "%s", out);
+    // every shipped ImageNet config, with its variables pointing at a stand-in tree
+    char sh[2048];
+    snprintf(sh, sizeof sh,
+             "set -e; cd %s; d=%s; mkdir -p $d/imagenet/train $d/imagenet/val $d/models; "
+             "for f in experiments/configs/imagenet/*.yaml; do "
+             "c=$(sed -n 's/^ *checkpoint: *//p' $f); touch \"$d/models/${c#\\${QTK_MODELS\\}/}\"; done; ls $d/models | wc -l",
+             getenv("QTK_SRC_DIR") ? getenv("QTK_SRC_DIR") : ".", tu_tmp);
+    ck_assert_int_eq(system(sh), 0);
+    snprintf(sh, sizeof sh, "%s/imagenet", tu_tmp);
+    setenv("IMAGENET", sh, 1);
+    snprintf(sh, sizeof sh, "%s/models", tu_tmp);
+    setenv("QTK_MODELS", sh, 1);
+    const char *models[] = {"deit_tiny", "deit_small", "deit_base", "vit_base"};
+    const int bits[] = {3, 4, 8};
+    for (int m = 0; m < 4; m++)
+        for (int b = 0; b < 3; b++) {
+            snprintf(args, sizeof args, "run experiments/configs/imagenet/%s_w%da8.yaml --dry-run", models[m], bits[b]);
+            ck_assert_msg(run(args) == 0, "%s: %s", args, out);
+            char w[64];
+            snprintf(w, sizeof w, "w_bits: %d", bits[b]);
+            ck_assert_msg(strstr(out, w) && strstr(out, "format: folder") && strstr(out, "images: 1000"), "%s: %s", args, out);
+        }
 }
 END_TEST
 
@@ -223,6 +452,9 @@ int main(void) {
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_run_and_skip);
     tcase_add_test(tc, test_kill9_resume);
+    tcase_add_test(tc, test_calibrate_eval_cptv);
+    tcase_add_test(tc, test_select_and_validate);
+    tcase_add_test(tc, test_env_and_shipped_configs);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -306,6 +306,62 @@ START_TEST(test_model_interface) {
 }
 END_TEST
 
+// export -> import into an uncalibrated model: the same quantized logits, bit
+// for bit (also after a changed weight scale); mismatched files are refused.
+static void import_roundtrip(const char *name) {
+    vq_case t, u;
+    vq_open(&t, name);
+    ck_qtk(qtk_vit_calibrate(&t.qv, &t.plan, t.calib, t.nb * t.bs, t.bs));
+    qtk_vit_quantizer *qq = qtk_vit_quant_find(&t.qv, "blocks.0.attn.proj.weight");
+    qq->qp.scale[3] *= 1.375f; // a searched scale
+    ck_qtk(qtk_vit_quant_requantize(&t.qv, (int)(qq - t.qv.q)));
+    char path[256];
+    snprintf(path, sizeof path, "%s/export.safetensors", tu_tmp);
+    ck_qtk(qtk_vit_quant_export(&t.qv, path, NULL, 0));
+    int NC = t.m.cfg.n_classes;
+    float *a = malloc((size_t)t.ne * NC * 4), *b = malloc((size_t)t.ne * NC * 4);
+    ck_qtk(qtk_vit_quant_forward(&t.qv, &t.plan, t.eval, t.ne, a));
+    vq_open(&u, name);
+    ck_qtk(qtk_vit_quant_import(&u.qv, path));
+    ck_qtk(qtk_vit_quant_forward(&u.qv, &u.plan, t.eval, t.ne, b));
+    ck_assert_msg(tu_first_diff(a, b, (size_t)t.ne * NC) < 0, "%s: imported scales give other logits", name);
+    for (int i = 0; i < t.qv.n; i++) {
+        const qtk_qparams *p = &t.qv.q[i].qp, *q = &u.qv.q[i].qp;
+        if (!t.qv.q[i].name[0]) continue;
+        ck_assert_msg(p->n == q->n && p->bits == q->bits && p->is_signed == q->is_signed && p->symmetric == q->symmetric &&
+                          p->gran == q->gran && p->formula == q->formula && (p->n == 1 || p->axis == q->axis),
+                      "%s: layout of %s differs after import", name, t.qv.q[i].name);
+    }
+    // other bit widths: refused, naming both
+    u.qv.qc.w_bits = 3;
+    ck_assert_int_eq(qtk_vit_quant_import(&u.qv, path), QTK_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "holds W"));
+    u.qv.qc.w_bits = t.qv.qc.w_bits;
+    // a file without a quantizer's scales, and a non-positive scale
+    qtk_st_entry e[2];
+    int64_t one = 1;
+    float sc = 0.0f, z = 0.0f;
+    e[0] = (qtk_st_entry){"input.scale", QTK_F32, 1, &one, &sc};
+    e[1] = (qtk_st_entry){"input.zero_point", QTK_F32, 1, &one, &z};
+    char cfg[160];
+    snprintf(cfg, sizeof cfg, "{\"w_bits\": %d, \"a_bits\": %d}", t.qv.qc.w_bits, t.qv.qc.a_bits);
+    const char *meta[1][2] = {{"config", cfg}};
+    ck_qtk(qtk_st_write(path, e, 2, meta, 1));
+    ck_assert_int_ne(qtk_vit_quant_import(&u.qv, path), QTK_OK);
+    ck_assert_msg(strstr(qtk_last_error(), "not an export of this model") || strstr(qtk_last_error(), "must be finite and > 0"),
+                  "%s", qtk_last_error());
+    free(a);
+    free(b);
+    vq_close(&u);
+    vq_close(&t);
+}
+
+START_TEST(test_import) {
+    import_roundtrip("custom28_w4");
+    import_roundtrip("deit_tiny_w4");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("vit_quant");
     TCase *tc = tcase_create("vision");
@@ -317,6 +373,7 @@ int main(void) {
     tcase_add_test(tc, test_deit_tiny_w8_wide);
     tcase_add_test(tc, test_switches_and_report);
     tcase_add_test(tc, test_model_interface);
+    tcase_add_test(tc, test_import);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -217,6 +217,7 @@ qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float 
     for (int b = 0; b < nb && st == QTK_OK; b++) {
         qv->last_batch = b == nb - 1;
         st = qtk_vit_forward_hooked(qv->m, plan, images + (size_t)b * batch * img, batch, logits, &qv->hooks);
+        if (st == QTK_OK && qv->progress) qv->progress(qv->progress_ctx, (b + 1) * batch, nb * batch);
     }
     qv->last_batch = 0;
     qv->mode = st == QTK_OK ? QTK_VQ_QUANT : QTK_VQ_FP;
@@ -406,6 +407,64 @@ qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned v
         .forward_targets = m_forward_targets,
     };
     return QTK_OK;
+}
+
+// The layout qtk_observer_params gives each kind of quantizer here (add()).
+static qtk_status import_one(qtk_vit_quant *qv, qtk_vit_quantizer *q, const qtk_safetensors *st, const char *path) {
+    char sn[80], zn[80];
+    snprintf(sn, sizeof sn, "%s.scale", q->name);
+    snprintf(zn, sizeof zn, "%s.zero_point", q->name);
+    const qtk_st_tensor *ts = qtk_st_find(st, sn), *tz = qtk_st_find(st, zn);
+    if (!ts || !tz)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: no %s / %s: not an export of this model (%s)", path, sn, zn, qv->m->cfg.name);
+    size_t n = ts->ndim == 1 ? (size_t)ts->shape[0] : 0;
+    size_t want = q->is_weight ? q->O : q->ob.kind == QTK_OBS_PTF ? (size_t)qv->m->cfg.dim : 1;
+    if (n != want || tz->ndim != 1 || (size_t)tz->shape[0] != n)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: %s has %zu values, quantizer %s needs %zu", path, sn, n, q->name, want);
+    qtk_qparams p;
+    bool sym = q->ob.kind == QTK_OBS_MINMAX && (q->ob.symmetric || q->ob.pct_abs);
+    QTK_TRY(qtk_qparams_init(&p, q->ob.bits, q->ob.is_signed, sym, n > 1 ? QTK_PER_CHANNEL : QTK_PER_TENSOR,
+                             n > 1 && !q->is_weight ? -1 : 0, 0, n));
+    int64_t shp[1] = {(int64_t)n};
+    qtk_status r = qtk_st_read_f32(st, sn, 1, shp, p.scale);
+    if (r == QTK_OK) r = qtk_st_read_f32(st, zn, 1, shp, p.zero);
+    for (size_t i = 0; r == QTK_OK && i < n; i++)
+        if (!(p.scale[i] > 0) || !isfinite(p.scale[i]) || !isfinite(p.zero[i]))
+            r = qtk_fail(QTK_ERR_FORMAT, "%s: %s[%zu] = %g (zero point %g): scales must be finite and > 0", path, sn, i,
+                         (double)p.scale[i], (double)p.zero[i]);
+    if (r != QTK_OK) {
+        qtk_qparams_free(&p);
+        return r;
+    }
+    qtk_qparams_free(&q->qp);
+    q->qp = p;
+    q->calibrated = 1;
+    return QTK_OK;
+}
+
+qtk_status qtk_vit_quant_import(qtk_vit_quant *qv, const char *path) {
+    qtk_safetensors st;
+    QTK_TRY(qtk_st_open(&st, path));
+    qtk_status r = QTK_OK;
+    // the bit widths must be the model's: scales of another width mean nothing here
+    const char *cj = qtk_st_meta(&st, "config");
+    cJSON *c = cj ? cJSON_Parse(cj) : NULL;
+    const cJSON *wb = cJSON_GetObjectItemCaseSensitive(c, "w_bits"), *ab = cJSON_GetObjectItemCaseSensitive(c, "a_bits");
+    if (!cJSON_IsNumber(wb) || !cJSON_IsNumber(ab))
+        r = qtk_fail(QTK_ERR_FORMAT, "%s: no qtk quantization config in the metadata (not a qtk export)", path);
+    else if (wb->valueint != qv->qc.w_bits || ab->valueint != qv->qc.a_bits)
+        r = qtk_fail(QTK_ERR_ARG, "%s holds W%dA%d scales; the model is set up as W%dA%d", path, wb->valueint, ab->valueint,
+                     qv->qc.w_bits, qv->qc.a_bits);
+    cJSON_Delete(c);
+    for (int i = 0; r == QTK_OK && i < qv->n; i++) {
+        qtk_vit_quantizer *q = &qv->q[i];
+        if (!q->name[0]) continue;
+        r = import_one(qv, q, &st, path);
+        if (r == QTK_OK && q->is_weight) r = qtk_vit_quant_requantize(qv, i);
+    }
+    qtk_st_close(&st);
+    if (r == QTK_OK) qv->mode = QTK_VQ_QUANT;
+    return r;
 }
 
 qtk_status qtk_vit_quant_export(const qtk_vit_quant *qv, const char *path, const char *const (*extra)[2], size_t n_extra) {

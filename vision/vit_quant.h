@@ -62,6 +62,9 @@ typedef struct {
     qtk_vit_plan *model_plan; // set by qtk_vit_quant_model
     unsigned model_vectors;
     int targets_float;        // search targets: 0 = reference (integer LN), 1 = the true FP model
+    // called after every calibration batch (NULL: none)
+    void (*progress)(void *ctx, int done_images, int total_images);
+    void *progress_ctx;
 } qtk_vit_quant;
 
 // Which scales qtk_model's block_vectors exposes per block (default: qkv and proj weights, per output channel).
@@ -104,6 +107,12 @@ qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const flo
 // (F32) with __metadata__: qtk_version, config (JSON), quantizers (JSON list of
 // {name, bits, granularity, enabled}) plus the caller's extra (key, value) pairs.
 qtk_status qtk_vit_quant_export(const qtk_vit_quant *qv, const char *path, const char *const (*extra)[2], size_t n_extra);
+
+// Loads every quantizer's scales and zero points from an export of the same
+// model and bit widths (qtk_vit_quant_export: a calibration, a search result),
+// re-quantizes the weights and leaves the model ready for the quantized
+// forward: no calibration needed. Errors name the file and the quantizer.
+qtk_status qtk_vit_quant_import(qtk_vit_quant *qv, const char *path);
 
 // The calibrated model behind the qtk_model interface (for the search).
 // plan: buffers for batches up to plan->B; vectors: QTK_VIT_VEC_* flags.

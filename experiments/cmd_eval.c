@@ -1,0 +1,204 @@
+// qtk calibrate CONFIG: the FQ-ViT / Evol-Q baseline's calibration alone,
+// exported as a quant.safetensors (a starting point for search.init, or for
+// qtk eval). qtk eval CONFIG: top-1 / top-5 of the FP32 model and of a
+// quantized one (an export, or the baseline calibrated on the spot) on the
+// config's test set.
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/qtk.h"
+#include "cli.h"
+#include "runctx.h"
+
+typedef struct {
+    const char *cfg_path, *file, *json;
+    char *sets[64];
+    int n_sets, eval;
+} opts;
+
+// Common options: CONFIG [--set k=v]... plus --out/--quant FILE, --json FILE, --eval; 0 ok, else the exit status.
+static int parse(int argc, char **argv, const char *file_opt, const char *help, opts *o) {
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            puts(help);
+            return -1;
+        }
+        if (!strcmp(argv[i], "--set") || !strcmp(argv[i], file_opt) || !strcmp(argv[i], "--json")) {
+            if (i + 1 >= argc) return qtk_cli_usage_error("%s needs a value", argv[i]);
+            if (!strcmp(argv[i], "--set")) {
+                if (o->n_sets == 64) return qtk_cli_usage_error("at most 64 --set");
+                o->sets[o->n_sets++] = argv[++i];
+            } else if (!strcmp(argv[i], "--json")) o->json = argv[++i];
+            else o->file = argv[++i];
+        } else if (!strcmp(argv[i], "--eval") && !strcmp(file_opt, "--out")) o->eval = 1;
+        else if (argv[i][0] == '-') return qtk_cli_usage_error("%s: unknown option \"%s\"", argv[0], argv[i]);
+        else if (o->cfg_path) return qtk_cli_usage_error("%s takes one config file", argv[0]);
+        else o->cfg_path = argv[i];
+    }
+    if (!o->cfg_path) return qtk_cli_usage_error("%s needs a config file", argv[0]);
+    return 0;
+}
+
+// parse, then load the config: 0 ok; -1 after --help; else the exit status
+static int start(int argc, char **argv, const char *file_opt, const char *help, opts *o, qtk_run_config **c) {
+    int prc = parse(argc, argv, file_opt, help, o);
+    if (prc) return prc;
+    if (qtk_config_load(o->cfg_path, o->sets, o->n_sets, c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    return 0;
+}
+
+static int write_json(const char *path, cJSON *j) {
+    char *js = cJSON_Print(j);
+    int rc = js && qtk_write_text_atomic(path, js) == QTK_OK ? 0 : qtk_cli_error("%s", js ? qtk_last_error() : "out of memory");
+    free(js);
+    if (!rc) printf("wrote %s\n", path);
+    return rc;
+}
+
+static void add_acc(cJSON *j, const char *prefix, const qtk_run_acc *a) {
+    char k[64];
+    if (isnan(a->top1)) return;
+    snprintf(k, sizeof k, "%s_top1", prefix);
+    cJSON_AddNumberToObject(j, k, a->top1);
+    snprintf(k, sizeof k, "%s_top5", prefix);
+    cJSON_AddNumberToObject(j, k, a->top5);
+}
+
+int qtk_cmd_calibrate(int argc, char **argv) {
+    opts o;
+    qtk_run_config *c;
+    int prc = start(argc, argv, "--out",
+                    "usage: qtk calibrate CONFIG.yaml [--set key=value ...] [--out FILE] [--eval] [--json FILE]\n\n"
+                    "Calibrates the quantized baseline (quantization.*, calibration.*: the seeded sample of data.root)\n"
+                    "and exports every quantizer's scales and zero points to FILE (default\n"
+                    "<output.dir>/calibration.safetensors), usable as search.init or by qtk eval --quant.\n"
+                    "--eval also evaluates FP32 and the baseline on the test set; --json writes the numbers.",
+                    &o, &c);
+    if (prc) return prc < 0 ? 0 : prc;
+    char path[4200];
+    if (o.file) snprintf(path, sizeof path, "%s", o.file);
+    else {
+        if (qtk_cli_mkdir_p(c->output.dir) != 0) {
+            int rc = qtk_cli_error("cannot create %s: %s", c->output.dir, strerror(errno));
+            qtk_config_free(c);
+            return rc;
+        }
+        snprintf(path, sizeof path, "%s/calibration.safetensors", c->output.dir);
+    }
+    qtk_run_ctx r;
+    int rc = 1;
+    double secs = 0;
+    qtk_run_acc fp = {.top1 = NAN}, base = {.top1 = NAN};
+    if (qtk_run_ctx_open(&r, c, o.cfg_path, 1) != QTK_OK) {
+        rc = qtk_cli_error("%s", qtk_last_error());
+        qtk_config_free(c);
+        return rc;
+    }
+    printf("%s: calibrating W%dA%d on %d images (seed %d, %s)\n", c->name, r.qc.w_bits, r.qc.a_bits, r.cal.n, c->seed,
+           r.sample);
+    char seed_s[32];
+    snprintf(seed_s, sizeof seed_s, "%d", c->seed);
+    const char *extra[][2] = {{"seed", seed_s}, {"calibration_sample", r.sample}, {"data", c->data.root}, {"search", "none"}};
+    qtk_status st = qtk_run_ctx_calibrate(&r, &secs);
+    if (st == QTK_OK) st = qtk_vit_quant_export(&r.qv, path, extra, 4);
+    if (st == QTK_OK && o.eval) st = qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp);
+    if (st == QTK_OK && o.eval) st = qtk_run_ctx_eval(&r, 1, "baseline eval", &base);
+    if (st != QTK_OK) qtk_cli_error("%s", qtk_last_error());
+    else {
+        printf("wrote %s (calibration %.1f s)\n", path, secs);
+        if (o.eval && r.test.n)
+            printf("  FP32 top-1 %.2f%% (top-5 %.2f%%), baseline top-1 %.2f%% (top-5 %.2f%%), %d test images\n", fp.top1,
+                   fp.top5, base.top1, base.top5, r.test.n);
+        rc = 0;
+        if (o.json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "name", c->name);
+            cJSON_AddStringToObject(j, "export", path);
+            cJSON_AddNumberToObject(j, "w_bits", r.qc.w_bits);
+            cJSON_AddNumberToObject(j, "a_bits", r.qc.a_bits);
+            cJSON_AddNumberToObject(j, "seed", c->seed);
+            cJSON_AddStringToObject(j, "calibration_sample", r.sample);
+            cJSON_AddNumberToObject(j, "calibration_seconds", secs);
+            add_acc(j, "fp32", &fp);
+            add_acc(j, "baseline", &base);
+            rc = write_json(o.json, j);
+            cJSON_Delete(j);
+        }
+    }
+    qtk_run_ctx_close(&r);
+    qtk_config_free(c);
+    return rc;
+}
+
+int qtk_cmd_eval(int argc, char **argv) {
+    opts o;
+    qtk_run_config *c;
+    int prc = start(argc, argv, "--quant",
+                    "usage: qtk eval CONFIG.yaml [--set key=value ...] [--quant FILE] [--json FILE]\n\n"
+                    "Top-1 / top-5 on the config's test set of the FP32 model and of the quantized one, whose scales\n"
+                    "come from FILE (any qtk export: quant.safetensors of a run, calibration.safetensors), else from\n"
+                    "<output.dir>/quant.safetensors when the run has one, else from search.init, else from a fresh\n"
+                    "calibration of the baseline. --json writes the numbers.",
+                    &o, &c);
+    if (prc) return prc < 0 ? 0 : prc;
+    char run_export[4200];
+    snprintf(run_export, sizeof run_export, "%s/quant.safetensors", c->output.dir);
+    const char *quant = o.file ? o.file : access(run_export, F_OK) == 0 ? run_export : c->search.init;
+    if (o.file && access(o.file, F_OK) != 0) {
+        int rc = qtk_cli_error("--quant %s: no such file", o.file);
+        qtk_config_free(c);
+        return rc;
+    }
+    qtk_run_ctx r;
+    int rc = 1;
+    if (qtk_run_ctx_open(&r, c, o.cfg_path, quant == NULL) != QTK_OK) {
+        rc = qtk_cli_error("%s", qtk_last_error());
+        qtk_config_free(c);
+        return rc;
+    }
+    qtk_run_acc fp, q;
+    qtk_status st = QTK_OK;
+    if (!r.test.n)
+        st = qtk_fail(QTK_ERR_ARG, "%s: no test set to evaluate on (data.test; fashion-mnist uses its t10k files)", o.cfg_path);
+    if (st == QTK_OK) st = qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp);
+    if (st == QTK_OK) {
+        if (quant) {
+            st = qtk_vit_quant_import(&r.qv, quant);
+            if (st == QTK_OK) printf("%s: W%dA%d scales from %s\n", c->name, r.qc.w_bits, r.qc.a_bits, quant);
+        } else {
+            printf("%s: no export given or found: calibrating the W%dA%d baseline (seed %d, %s)\n", c->name, r.qc.w_bits,
+                   r.qc.a_bits, c->seed, r.sample);
+            st = qtk_run_ctx_calibrate(&r, NULL);
+        }
+    }
+    if (st == QTK_OK) st = qtk_run_ctx_eval(&r, 1, "quantized eval", &q);
+    if (st != QTK_OK) qtk_cli_error("%s", qtk_last_error());
+    else {
+        printf("| model | test images | top-1 | top-5 |\n|---|---|---|---|\n");
+        printf("| FP32 | %d | %.2f | %.2f |\n", r.test.n, fp.top1, fp.top5);
+        printf("| W%dA%d (%s) | %d | %.2f | %.2f |\n", r.qc.w_bits, r.qc.a_bits, quant ? quant : "baseline", r.test.n, q.top1,
+               q.top5);
+        rc = 0;
+        if (o.json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "name", c->name);
+            cJSON_AddStringToObject(j, "scales", quant ? quant : "calibrated baseline");
+            cJSON_AddNumberToObject(j, "w_bits", r.qc.w_bits);
+            cJSON_AddNumberToObject(j, "a_bits", r.qc.a_bits);
+            cJSON_AddNumberToObject(j, "test_images", r.test.n);
+            add_acc(j, "fp32", &fp);
+            add_acc(j, "quantized", &q);
+            rc = write_json(o.json, j);
+            cJSON_Delete(j);
+        }
+    }
+    qtk_run_ctx_close(&r);
+    qtk_config_free(c);
+    return rc;
+}
