@@ -1,0 +1,111 @@
+// GPU ViT benchmark: FP32 and W4A8 (FQ-ViT / Evol-Q baseline) forward
+// images/s at batch 256 for DeiT-S and ViT-B shapes (random weights: speed
+// does not depend on their values), inputs resident on the GPU, plus the
+// TF32 forward (labelled). One JSON line per model; tools/bench_gpu_vit.py
+// runs timm's eager forward on the same GPU and prints the ratios.
+//   build/bench/bench_vit_cuda [--batch 256] [--iters 20] [MODEL...]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qtk.h"
+#include "../vision/vit_cuda.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double time_forward(qtk_vit_cuda *g, const float *dx, float *dl, int B, int quant, int iters) {
+    for (int i = 0; i < 3; i++)
+        if (qtk_vit_cuda_forward_device(g, dx, B, dl, quant) != QTK_OK) return -1;
+    if (qtk_vit_cuda_synchronize(g) != QTK_OK) return -1;
+    double t0 = now();
+    for (int i = 0; i < iters; i++)
+        if (qtk_vit_cuda_forward_device(g, dx, B, dl, quant) != QTK_OK) return -1;
+    if (qtk_vit_cuda_synchronize(g) != QTK_OK) return -1;
+    return (double)B * iters / (now() - t0);
+}
+
+static int bench(const char *preset, int B, int iters) {
+    qtk_vit_config cfg;
+    if (qtk_vit_preset(preset, &cfg) != QTK_OK) return fprintf(stderr, "%s\n", qtk_last_error()), 1;
+    char path[] = "/tmp/qtk_bench_gpu_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return 1;
+    close(fd);
+    qtk_vit m;
+    qtk_status st = qtk_vit_write_random(path, &cfg, 1);
+    if (st == QTK_OK) st = qtk_vit_load(&m, path, preset);
+    unlink(path);
+    if (st != QTK_OK) return fprintf(stderr, "%s\n", qtk_last_error()), 1;
+    size_t img = (size_t)cfg.in_chans * cfg.img_size * cfg.img_size;
+    float *x = malloc((size_t)B * img * sizeof *x);
+    qtk_rng r;
+    qtk_rng_seed(&r, 3, 0);
+    for (size_t i = 0; i < (size_t)B * img; i++) x[i] = qtk_rng_range(&r, -2, 2);
+    // W4A8 baseline calibrated on the CPU on 32 of the images
+    const int NCAL = 32;
+    qtk_vit_plan plan;
+    qtk_vit_quant qv;
+    qtk_vit_qconfig qc;
+    qtk_vit_qconfig_default(&qc);
+    double tc = now();
+    st = qtk_vit_plan_init(&plan, &m, NCAL);
+    if (st == QTK_OK) st = qtk_vit_quant_init(&qv, &m, &qc);
+    if (st == QTK_OK) st = qtk_vit_calibrate(&qv, &plan, x, NCAL, NCAL);
+    tc = now() - tc;
+    float *dx = NULL, *dl = NULL;
+    if (st == QTK_OK) st = qtk_cuda_malloc((void **)&dx, (size_t)B * img * sizeof *dx);
+    if (st == QTK_OK) st = qtk_cuda_malloc((void **)&dl, (size_t)B * cfg.n_classes * sizeof *dl);
+    if (st == QTK_OK) st = qtk_cuda_memcpy_h2d(dx, x, (size_t)B * img * sizeof *dx);
+    double fp = -1, q = -1, tf = -1, qtf = -1;
+    for (int tf32 = 0; st == QTK_OK && tf32 < 2; tf32++) {
+        qtk_vit_cuda *g;
+        st = qtk_vit_cuda_create(&g, &m, B, tf32);
+        if (st == QTK_OK) st = qtk_vit_cuda_set_quant(g, &qv);
+        if (st == QTK_OK) {
+            double a = time_forward(g, dx, dl, B, 0, iters), b = time_forward(g, dx, dl, B, 1, iters);
+            if (a < 0 || b < 0) st = QTK_ERR_CUDA;
+            if (tf32) tf = a, qtf = b;
+            else fp = a, q = b;
+        }
+        qtk_vit_cuda_destroy(g);
+    }
+    if (st != QTK_OK) {
+        fprintf(stderr, "%s: %s\n", preset, qtk_last_error());
+        return 1;
+    }
+    printf("{\"model\": \"%s\", \"batch\": %d, \"fp32_img_s\": %.1f, \"w4a8_img_s\": %.1f, \"tf32_img_s\": %.1f, "
+           "\"w4a8_tf32_img_s\": %.1f, \"quant_overhead\": %.3f, \"cpu_calibration_s\": %.2f, \"gemm_gflop_per_img\": %.3f}\n",
+           preset, B, fp, q, tf, qtf, fp / q, tc, qtk_vit_gemm_flops(&m) / 1e9);
+    fflush(stdout);
+    qtk_cuda_free(dx);
+    qtk_cuda_free(dl);
+    qtk_vit_quant_free(&qv);
+    qtk_vit_plan_free(&plan);
+    qtk_vit_free(&m);
+    free(x);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int B = 256, iters = 20, rc = 0, any = 0;
+    if (qtk_cuda_device_count() == 0) {
+        printf("bench_vit_cuda: skipped: no CUDA device (%s build)\n", qtk_cuda_built() ? "CUDA" : "CPU-only");
+        return 0;
+    }
+    char info[256];
+    qtk_cuda_device_info(0, info, sizeof info);
+    fprintf(stderr, "bench_vit_cuda on %s\n", info);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
+        else rc |= bench(argv[i], B, iters), any = 1;
+    }
+    if (!any) rc |= bench("deit_small_patch16_224", B, iters) | bench("vit_base_patch16_224", B, iters);
+    return rc;
+}

@@ -1,0 +1,219 @@
+// The ViT forward on the GPU against the CPU forward: FP32 (logits within
+// 1e-4 relative) and the FQ-ViT / Evol-Q quantized model (the same
+// calibration uploaded; differences only where GEMM summation order moves an
+// element across a rounding boundary of a quantizer), a weight update after a
+// changed scale, and bad calls. Without a device the suite says "skipped: no
+// CUDA device" and checks that the API refuses cleanly.
+#include "../vision/vit_cuda.h"
+#include "testutil.h"
+
+static int have_gpu;
+
+typedef struct {
+    double max_rel;   // max |gpu - cpu| / max |cpu|
+    int argmax_agree; // images whose top-1 class agrees
+    size_t equal;     // logits equal bit for bit
+} cmp_t;
+
+static cmp_t compare(const float *a, const float *b, int B, int NC) {
+    cmp_t r = {0, 0, 0};
+    double mx = 0, md = 0;
+    for (int i = 0; i < B * NC; i++) {
+        mx = fmax(mx, fabs((double)b[i]));
+        md = fmax(md, fabs((double)a[i] - b[i]));
+        r.equal += a[i] == b[i];
+    }
+    r.max_rel = md / (mx > 0 ? mx : 1);
+    for (int i = 0; i < B; i++) {
+        int ia = 0, ib = 0;
+        for (int j = 1; j < NC; j++) {
+            if (a[i * NC + j] > a[i * NC + ia]) ia = j;
+            if (b[i * NC + j] > b[i * NC + ib]) ib = j;
+        }
+        r.argmax_agree += ia == ib;
+    }
+    return r;
+}
+
+// rms(a - b) / rms(b - ref)
+static double rms_ratio(const float *a, const float *b, const float *ref, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += ((double)b[i] - ref[i]) * ((double)b[i] - ref[i]);
+    }
+    return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
+}
+
+START_TEST(test_no_device) {
+    if (have_gpu) return;
+    qtk_vit m;
+    memset(&m, 0, sizeof m);
+    qtk_vit_cuda *g = (qtk_vit_cuda *)1;
+    ck_assert_int_ne(qtk_vit_cuda_create(&g, &m, 4, 0), QTK_OK);
+    ck_assert_ptr_null(g);
+    ck_assert(strlen(qtk_last_error()) > 0);
+}
+END_TEST
+
+// A random ViT (DeiT-like: quantized input) on random images.
+static void check_model(const qtk_vit_config *cfg, int B, uint64_t seed) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/vit.safetensors", tu_tmp);
+    ck_qtk(qtk_vit_write_random(path, cfg, seed));
+    qtk_vit m;
+    char desc[128];
+    snprintf(desc, sizeof desc, "{\"heads\": %d, \"input_quant\": 1}", cfg->heads);
+    ck_qtk(qtk_vit_load(&m, path, desc));
+    size_t img = (size_t)cfg->in_chans * cfg->img_size * cfg->img_size;
+    int NC = cfg->n_classes;
+    float *x = malloc((size_t)B * img * 4), *lc = malloc((size_t)B * NC * 4), *lg = malloc((size_t)B * NC * 4);
+    qtk_rng r;
+    qtk_rng_seed(&r, seed, 1);
+    for (size_t i = 0; i < (size_t)B * img; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
+    qtk_vit_plan plan;
+    ck_qtk(qtk_vit_plan_init(&plan, &m, B));
+    qtk_vit_cuda *g;
+    ck_qtk(qtk_vit_cuda_create(&g, &m, B, 0));
+    // FP32
+    ck_qtk(qtk_vit_forward(&m, &plan, x, B, lc));
+    ck_qtk(qtk_vit_cuda_forward(g, x, B, lg, 0));
+    cmp_t c = compare(lg, lc, B, NC);
+    printf("%s FP32: GPU vs CPU max relative error %.2e, %zu of %d logits equal, top-1 agrees on %d of %d\n", m.cfg.name,
+           c.max_rel, c.equal, B * NC, c.argmax_agree, B);
+    ck_assert_msg(c.max_rel <= 1e-4, "FP32 logits differ by %g relative", c.max_rel);
+    float *lfp = malloc((size_t)B * NC * 4);
+    memcpy(lfp, lc, (size_t)B * NC * 4);
+    // quantized: W4A8 baseline calibrated on the CPU, uploaded
+    qtk_vit_quant qv;
+    qtk_vit_qconfig qc;
+    qtk_vit_qconfig_default(&qc);
+    ck_qtk(qtk_vit_quant_init(&qv, &m, &qc));
+    ck_qtk(qtk_vit_calibrate(&qv, &plan, x, B, B));
+    ck_assert_int_eq(qtk_vit_cuda_forward(g, x, B, lg, 1), QTK_ERR_ARG); // before set_quant
+    ck_qtk(qtk_vit_cuda_set_quant(g, &qv));
+    ck_qtk(qtk_vit_quant_forward(&qv, &plan, x, B, lc));
+    ck_qtk(qtk_vit_cuda_forward(g, x, B, lg, 1));
+    c = compare(lg, lc, B, NC);
+    printf("%s W4A8: GPU vs CPU max relative error %.2e, %zu of %d logits equal, top-1 agrees on %d of %d\n", m.cfg.name,
+           c.max_rel, c.equal, B * NC, c.argmax_agree, B);
+    // A GEMM's summation order can move an element to the neighbouring grid point of a quantizer, and 12
+    // blocks of random weights (near-tied logits) amplify that. The GPU-CPU difference must stay well
+    // below the quantization error itself; a shallow model stays bit-exact almost everywhere.
+    double ratio = rms_ratio(lg, lc, lfp, B * NC);
+    printf("  W4A8 rms(GPU - CPU) / rms(quantized - FP32) = %.3f\n", ratio);
+    ck_assert_msg(ratio <= 0.5, "GPU-CPU difference %.3f of the quantization error", ratio);
+    if (cfg->depth <= 3) ck_assert_msg(c.equal >= (size_t)B * NC * 9 / 10, "only %zu of %d logits equal", c.equal, B * NC);
+    // a changed weight scale, re-quantized on the CPU and uploaded
+    qtk_vit_quantizer *qq = qtk_vit_quant_find(&qv, "blocks.0.attn.qkv.weight");
+    for (size_t k = 0; k < qq->qp.n; k++) qq->qp.scale[k] *= 1.5f;
+    ck_qtk(qtk_vit_quant_requantize(&qv, (int)(qq - qv.q)));
+    float *lg2 = malloc((size_t)B * NC * 4);
+    ck_qtk(qtk_vit_cuda_update_weight(g, &qv, (int)(qq - qv.q)));
+    ck_qtk(qtk_vit_quant_forward(&qv, &plan, x, B, lc));
+    ck_qtk(qtk_vit_cuda_forward(g, x, B, lg2, 1));
+    ck_assert_msg(memcmp(lg, lg2, (size_t)B * NC * 4) != 0, "the weight update changed nothing on the GPU");
+    c = compare(lg2, lc, B, NC);
+    ratio = rms_ratio(lg2, lc, lfp, B * NC);
+    ck_assert_msg(ratio <= 0.5, "after the update: GPU-CPU difference %.3f of the quantization error", ratio);
+    if (cfg->depth <= 3) ck_assert_msg(c.equal >= (size_t)B * NC * 9 / 10, "after the update: %zu equal", c.equal);
+    // every quantizer off and float LayerNorm: the FP32 result again
+    qtk_vit_quant_set_enabled(&qv, "*", 0);
+    qv.qc.int_layernorm = 0;
+    ck_qtk(qtk_vit_cuda_set_quant(g, &qv));
+    float *lf = malloc((size_t)B * NC * 4);
+    ck_qtk(qtk_vit_cuda_forward(g, x, B, lg2, 1));
+    ck_qtk(qtk_vit_cuda_forward(g, x, B, lf, 0));
+    ck_assert_msg(!memcmp(lg2, lf, (size_t)B * NC * 4), "all quantizers off differs from the FP32 GPU forward");
+    // bad calls
+    ck_assert_int_eq(qtk_vit_cuda_forward(g, x, B + 1, lg, 0), QTK_ERR_ARG);
+    ck_assert_int_eq(qtk_vit_cuda_update_weight(g, &qv, 0), QTK_ERR_ARG);
+    free(lf);
+    free(lg2);
+    free(lfp);
+    qtk_vit_cuda_destroy(g);
+    qtk_vit_quant_free(&qv);
+    qtk_vit_plan_free(&plan);
+    qtk_vit_free(&m);
+    free(x);
+    free(lc);
+    free(lg);
+}
+
+START_TEST(test_gpu_vs_cpu) {
+    if (!have_gpu) return;
+    qtk_vit_config small = {.img_size = 32, .patch = 4, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
+                            .mlp_hidden = 384, .n_classes = 10};
+    check_model(&small, 32, 5);
+    // DeiT-Tiny's shapes (224x224, 197 tokens, 12 blocks)
+    qtk_vit_config tiny = {.img_size = 224, .patch = 16, .in_chans = 3, .dim = 192, .depth = 12, .heads = 3,
+                           .mlp_hidden = 768, .n_classes = 1000};
+    check_model(&tiny, 8, 6);
+}
+END_TEST
+
+// The trained Fashion-MNIST ViT on its test images, where they are present.
+START_TEST(test_fashion_gpu) {
+    if (!have_gpu) return;
+    const char *dir = getenv("QTK_FASHION_DIR") ? getenv("QTK_FASHION_DIR") : "build/cache/fashion-mnist";
+    char p[512];
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
+    FILE *f = fopen(p, "rb");
+    if (!f) {
+        printf("fashion GPU check: skipped: no %s\n", p);
+        return;
+    }
+    const int N = 1000;
+    unsigned char hdr[16], *px = malloc((size_t)N * 784);
+    ck_assert(fread(hdr, 1, 16, f) == 16 && fread(px, 1, (size_t)N * 784, f) == (size_t)N * 784);
+    fclose(f);
+    qtk_vit m;
+    ck_qtk(qtk_vit_load(&m, "models/fashion_vit.safetensors", NULL));
+    float *x = malloc((size_t)N * 784 * 4), *lc = malloc((size_t)N * 10 * 4), *lg = malloc((size_t)N * 10 * 4);
+    for (int i = 0; i < N * 784; i++) x[i] = ((float)px[i] / 255.0f - 0.5f) / 0.5f;
+    qtk_vit_plan plan;
+    ck_qtk(qtk_vit_plan_init(&plan, &m, 100));
+    qtk_vit_cuda *g;
+    ck_qtk(qtk_vit_cuda_create(&g, &m, 100, 0));
+    qtk_vit_quant qv;
+    qtk_vit_qconfig qc;
+    qtk_vit_qconfig_default(&qc);
+    ck_qtk(qtk_vit_quant_init(&qv, &m, &qc));
+    ck_qtk(qtk_vit_calibrate(&qv, &plan, x, N, 100));
+    ck_qtk(qtk_vit_cuda_set_quant(g, &qv));
+    for (int quant = 0; quant < 2; quant++) {
+        for (int i = 0; i < N; i += 100) {
+            if (quant) ck_qtk(qtk_vit_quant_forward(&qv, &plan, x + (size_t)i * 784, 100, lc + i * 10));
+            else ck_qtk(qtk_vit_forward(&m, &plan, x + (size_t)i * 784, 100, lc + i * 10));
+            ck_qtk(qtk_vit_cuda_forward(g, x + (size_t)i * 784, 100, lg + i * 10, quant));
+        }
+        cmp_t c = compare(lg, lc, N, 10);
+        printf("fashion_vit %s on %d test images: GPU vs CPU max relative error %.2e, %zu of %d logits equal, top-1 agrees "
+               "on %d\n", quant ? "W4A8" : "FP32", N, c.max_rel, c.equal, N * 10, c.argmax_agree);
+        ck_assert(quant ? c.argmax_agree >= N * 99 / 100 : c.max_rel <= 1e-4);
+    }
+    qtk_vit_cuda_destroy(g);
+    qtk_vit_quant_free(&qv);
+    qtk_vit_plan_free(&plan);
+    qtk_vit_free(&m);
+    free(x);
+    free(lc);
+    free(lg);
+    free(px);
+}
+END_TEST
+
+int main(void) {
+    have_gpu = qtk_cuda_device_count() > 0;
+    if (!have_gpu)
+        printf("skipped: no CUDA device (%s build): GPU ViT checks not run\n", qtk_cuda_built() ? "CUDA" : "CPU-only");
+    Suite *s = suite_create("vit_cuda");
+    TCase *tc = tcase_create("vision");
+    tcase_set_timeout(tc, 300);
+    tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
+    tcase_add_test(tc, test_no_device);
+    tcase_add_test(tc, test_gpu_vs_cpu);
+    tcase_add_test(tc, test_fashion_gpu);
+    suite_add_tcase(s, tc);
+    return tu_run_mode(s, 0); // a CUDA context does not survive fork()
+}

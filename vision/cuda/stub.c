@@ -1,0 +1,20 @@
+// CPU-only builds: the GPU ViT API exists and says it is not there.
+#include "../vit_cuda.h"
+
+#define NO_CUDA() qtk_fail(QTK_ERR_UNSUPPORTED, "this qtk was built without CUDA (rebuild with nvcc and CUDA=1)")
+
+qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, int tf32) {
+    *out = NULL;
+    return NO_CUDA();
+}
+void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {}
+qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, const qtk_vit_quant *qv) { return NO_CUDA(); }
+qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) { return NO_CUDA(); }
+qtk_status qtk_vit_cuda_forward(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized) {
+    return NO_CUDA();
+}
+qtk_status qtk_vit_cuda_forward_device(qtk_vit_cuda *g, const float *d_images, int B, float *d_logits, int quantized) {
+    return NO_CUDA();
+}
+qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g) { return NO_CUDA(); }
+size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch) { return 0; }

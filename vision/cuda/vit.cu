@@ -1,0 +1,712 @@
+// The ViT / DeiT forward on the GPU (vit_cuda.h): the CPU forward of vit.c
+// step for step, GEMMs through cuBLAS, everything between them in kernels
+// that fuse the bias, GELU, residual add and the quantizer that follows.
+// Built with --fmad=false and IEEE division/sqrt, so every elementwise step
+// rounds as the CPU's C code does.
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/cuda/cuda_check.h"
+#include "../../core/qparams.h"
+#include "../vit_cuda.h"
+
+// One quantizer as the forward applies it: off, per tensor, or per channel of the last axis (PTF).
+typedef struct {
+    int on;
+    int per_channel;
+    float s, z;             // per tensor
+    const float *d_s, *d_z; // per channel (into qtk_vit_cuda.d_qp)
+    float lo, hi;
+    int torch;
+} dquant;
+
+struct qtk_vit_cuda {
+    const qtk_vit *m;
+    int maxB, tf32;
+    cublasHandle_t h;
+    cudaStream_t st;
+    float *d_params;      // a copy of m->mem: device pointer = d_params + (host pointer - m->mem)
+    float *d_wq;          // fake-quantized weights, one region per weight point
+    size_t *wq_off;       // per point: offset into d_wq, or SIZE_MAX
+    int *w_on;            // per point: use the quantized weight
+    float *d_qp;          // per-channel scales and zero points
+    size_t qp_cap, qp_used;
+    dquant *q;            // per point
+    int npoints;
+    int quant_ready, int_ln;
+    // integer LayerNorm ln (norm1 of block i is 2i, norm2 2i+1, the final one 2*depth): the scales of
+    // the quantizer before it (d_ln_s: C or 1 values) and after it, as the CPU hook reads them
+    int ln_on[256], ln_pc[256];
+    const float *ln_s[256];
+    float ln_s1[256], ln_sout[256];
+    // activations
+    float *x, *hbuf, *qkv, *att, *ctx, *mlp, *cols, *feat, *patch, *pos, *img, *logits, *ld;
+    const float **ptr;    // batched-GEMM pointer arrays: 6 * maxB * heads
+    void *mem;
+    // cuBLASLt: GEMMs with the bias in the epilogue (and the residual as C), plans cached per shape
+    cublasLtHandle_t lt;
+    void *ws;
+    size_t ws_bytes;
+    cublasComputeType_t compute;
+    struct lt_plan {
+        int m, n, k, bias, acc, ok;
+        cublasLtMatmulDesc_t op;
+        cublasLtMatrixLayout_t a, b, c;
+        cublasLtMatmulAlgo_t algo;
+    } plans[32];
+    int n_plans;
+};
+
+#define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))
+
+static unsigned blocks_for(size_t n, int t) {
+    size_t b = (n + (size_t)t - 1) / (size_t)t;
+    return (unsigned)(b > 65535u * 16u ? 65535u * 16u : (b ? b : 1));
+}
+
+// --- elementwise -------------------------------------------------------------
+
+__device__ __forceinline__ float fq(float x, float s, float z, float lo, float hi, int torch) {
+    float q;
+    if (torch) q = rintf(x * (1.0f / s)) + z;
+    else q = rintf(x / s + z);
+    q = q < lo ? lo : q;
+    q = q > hi ? hi : q;
+    return (q - z) * s;
+}
+
+__device__ __forceinline__ float apply_q(const dquant &q, float x, size_t c) {
+    if (!q.on) return x;
+    return q.per_channel ? fq(x, q.d_s[c], q.d_z[c], q.lo, q.hi, q.torch) : fq(x, q.s, q.z, q.lo, q.hi, q.torch);
+}
+
+// Elementwise kernels index with 32 bits (create() checks every buffer fits): 64-bit division is slow.
+// x[i] = q(x[i]) over n elements of rows of C
+__global__ void k_quant(float *x, unsigned n, unsigned C, dquant q) {
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] = apply_q(q, x[i], i % C);
+}
+
+// y = q(GELU(y)) (erf form, as nn.GELU()); the bias is already in y (GEMM epilogue)
+__global__ void k_gelu_quant(float *y, unsigned n, unsigned N, dquant q) {
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float u = y[i];
+        y[i] = apply_q(q, u * 0.5f * (1.0f + erff(u * 0.70710678118654752f)), i % N);
+    }
+}
+
+// y = q(y + bias) (where the GEMM could not add the bias)
+__global__ void k_bias_quant(float *y, const float *__restrict__ bias, unsigned n, unsigned N, dquant q) {
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned j = i % N;
+        y[i] = apply_q(q, y[i] + bias[j], j);
+    }
+}
+
+// x = qr(x + qh(h)): the branch output's quantizer, the residual add, then the PTF quantizer
+__global__ void k_residual_quant(float *x, const float *__restrict__ h, unsigned n, unsigned C, dquant qh, dquant qr) {
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned c = i % C;
+        x[i] = apply_q(qr, x[i] + apply_q(qh, h[i], c), c);
+    }
+}
+
+// cols[b, gy*G+gx, ch*P*P + ky*P + kx] = img[b, ch, gy*P+ky, gx*P+kx]
+__global__ void k_im2col(const float *__restrict__ img, float *cols, unsigned B, unsigned CH, unsigned S, unsigned P,
+                         unsigned G) {
+    unsigned K = CH * P * P, n = B * G * G * K;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned k = i % K, g = (i / K) % (G * G), b = i / (K * G * G);
+        unsigned ch = k / (P * P), ky = (k / P) % P, kx = k % P, gy = g / G, gx = g % G;
+        cols[i] = img[((b * CH + ch) * S + gy * P + ky) * S + gx * P + kx];
+    }
+}
+
+// x[b, t] = cls | dist | patch[b, t - NP], then the concat quantizer
+__global__ void k_concat(float *x, const float *__restrict__ patch, const float *__restrict__ cls,
+                         const float *__restrict__ dist, unsigned B, unsigned T, unsigned NP, unsigned C, dquant q) {
+    unsigned n = B * T * C;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned c = i % C, t = (i / C) % T, b = i / (C * T);
+        float v = t == 0 ? cls[c] : (t == 1 && NP == 2) ? dist[c] : patch[(b * (T - NP) + t - NP) * C + c];
+        x[i] = apply_q(q, v, c);
+    }
+}
+
+// x[b, t, c] = q(x[b, t, c] + pos[t, c])
+__global__ void k_add_pos(float *x, const float *__restrict__ pos, unsigned n, unsigned TC, unsigned C, dquant q) {
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        x[i] = apply_q(q, x[i] + pos[i % TC], i % C);
+}
+
+// the prefix tokens of every image: feat[b, t] = x[b, t] for t < NP
+__global__ void k_prefix(const float *__restrict__ x, float *feat, int B, int T, int NP, int C) {
+    size_t n = (size_t)B * NP * C;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t c = i % C, t = (i / C) % NP, b = i / ((size_t)C * NP);
+        feat[i] = x[(b * T + t) * C + c];
+    }
+}
+
+// logits = q((l + bias) [+ (ld + bias_d)] / 2)
+__global__ void k_head(float *l, const float *__restrict__ ld, const float *__restrict__ b, const float *__restrict__ bd,
+                       int B, int NC, dquant q) {
+    size_t n = (size_t)B * NC;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t j = i % NC;
+        float v = l[i] + b[j];
+        if (ld) v = (v + (ld[i] + bd[j])) / 2.0f;
+        l[i] = apply_q(q, v, j);
+    }
+}
+
+// --- row kernels: one block of 256 threads per row -------------------------------
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// float LayerNorm (double-precision statistics, as the CPU), then the quantizer after it; one warp per row
+__global__ void k_layernorm(const float *__restrict__ x, float *y, unsigned rows, int C, const float *__restrict__ w,
+                            const float *__restrict__ b, float eps, dquant q) {
+    unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const float *xr = x + (size_t)r * C;
+    float *yr = y + (size_t)r * C;
+    double s = 0;
+    for (int i = lane; i < C; i += 32) s += xr[i];
+    double mean = warp_sum(s) / (double)C;
+    double v = 0;
+    for (int i = lane; i < C; i += 32) v += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+    double var = warp_sum(v) / (double)C;
+    float mu = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
+    for (int i = lane; i < C; i += 32) yr[i] = apply_q(q, (xr[i] - mu) * rstd * w[i] + b[i], i);
+}
+
+// FQ-ViT's QIntLayerNorm (core/intlayernorm.c), then the quantizer after it; one warp per row
+__global__ void k_int_layernorm(const float *__restrict__ x, float *y, unsigned rows, int C, const float *__restrict__ s_in,
+                                int per_channel, float s1, float s_out, float inv_c, const float *__restrict__ gamma,
+                                const float *__restrict__ beta, dquant q) {
+    unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const float *xr = x + (size_t)r * C;
+    float *yr = y + (size_t)r * C;
+    long long S1 = 0, S2 = 0;
+    for (int c = lane; c < C; c += 32) {
+        float sc = per_channel ? s_in[c] : s_in[0];
+        float v = rintf(xr[c] / sc) * (per_channel ? rintf(sc / s1) : 1.0f);
+        long long iv = (long long)v;
+        S1 += iv;
+        S2 += iv * iv;
+    }
+    S1 = warp_sum(S1); // exact: integer sums do not depend on the order
+    S2 = warp_sum(S2);
+    float mean = ((float)S1 * inv_c) * s1;
+    float var_term = (float)((double)C * (double)S2 - (double)S1 * (double)S1);
+    float sd = (s1 * inv_c) * sqrtf(var_term);
+    for (int c = lane; c < C; c += 32) {
+        float sc = per_channel ? s_in[c] : s_in[0];
+        float v = rintf(xr[c] / sc) * (per_channel ? rintf(sc / s1) : 1.0f);
+        float A = ((s1 / sd) * gamma[c]) / s_out;
+        float sgn = A > 0.0f ? 1.0f : (A < 0.0f ? -1.0f : 0.0f);
+        float a = fabsf(A);
+        float N = 7.0f - floorf(log2f(a));
+        N = N < 0.0f ? 0.0f : (N > 31.0f ? 31.0f : N);
+        float p2 = exp2f(N);
+        float M = floorf(a * p2);
+        M = M < 0.0f ? 0.0f : (M > 255.0f ? 255.0f : M);
+        float Bc = rintf(((beta[c] - ((mean / sd) * gamma[c])) / s_out) * p2);
+        float yq = rintf(((sgn * M) * v + Bc) / p2);
+        yr[c] = apply_q(q, yq * s_out, c);
+    }
+}
+
+// softmax over rows of n (max-subtracted exp, divide by the sum), then the quantizer; one warp per row
+__global__ void k_softmax(float *x, size_t rows, int n, dquant q) {
+    size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float *row = x + r * n, mx = -INFINITY, sum = 0.0f;
+    for (int j = lane; j < n; j += 32) mx = fmaxf(mx, row[j]);
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    for (int j = lane; j < n; j += 32) {
+        float e = expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    float inv = 1.0f / sum;
+    for (int j = lane; j < n; j += 32) row[j] = apply_q(q, row[j] * inv, 0);
+}
+
+// --- setup ---------------------------------------------------------------------
+
+static void plan_sizes(const qtk_vit *m, int B, size_t *sz) {
+    const qtk_vit_config *c = &m->cfg;
+    size_t T = (size_t)m->n_tokens, C = (size_t)c->dim, G2 = (size_t)m->grid * m->grid, b = (size_t)B;
+    size_t K = (size_t)c->in_chans * c->patch * c->patch, img = (size_t)c->in_chans * c->img_size * c->img_size;
+    size_t NC = (size_t)c->n_classes;
+    size_t v[] = {b * T * C, b * T * C, b * T * 3 * C, b * c->heads * T * T, b * T * C, b * T * c->mlp_hidden, b * G2 * K,
+                  b * c->n_prefix * C, b * G2 * C, T * C, b * img, b * NC, b * NC};
+    memcpy(sz, v, sizeof v);
+}
+enum { NBUF = 13 };
+
+size_t qtk_vit_cuda_bytes(const qtk_vit *m, int B) {
+    size_t sz[NBUF], t = 0;
+    plan_sizes(m, B, sz);
+    for (int i = 0; i < NBUF; i++) t += (sz[i] + 63) / 64 * 64;
+    t *= sizeof(float);
+    t += m->n_params * sizeof(float) * 2;                           // the parameters and the quantized weights
+    t += 6 * (size_t)B * m->cfg.heads * sizeof(float *);           // batched-GEMM pointers
+    return t + ((size_t)96 << 20);                                  // cuBLAS(Lt) workspaces and per-channel scales
+}
+
+static qtk_status check_fits(const qtk_vit *m, int B) {
+    size_t fr = 0, tot = 0;
+    QTK_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
+    size_t need = qtk_vit_cuda_bytes(m, B);
+    if (need > fr)
+        return qtk_fail(QTK_ERR_NOMEM, "%s at batch %d needs %.2f GiB of GPU memory, %.2f GiB of %.2f GiB free: use a "
+                        "smaller batch", m->cfg.name, B, need / 1073741824.0, fr / 1073741824.0, tot / 1073741824.0);
+    return QTK_OK;
+}
+
+extern "C" void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_plans; i++) {
+        cublasLtMatmulDescDestroy(g->plans[i].op);
+        cublasLtMatrixLayoutDestroy(g->plans[i].a);
+        cublasLtMatrixLayoutDestroy(g->plans[i].b);
+        cublasLtMatrixLayoutDestroy(g->plans[i].c);
+    }
+    if (g->lt) cublasLtDestroy(g->lt);
+    cudaFree(g->ws);
+    if (g->h) cublasDestroy(g->h);
+    if (g->st) cudaStreamDestroy(g->st);
+    cudaFree(g->d_params);
+    cudaFree(g->d_wq);
+    cudaFree(g->d_qp);
+    cudaFree(g->mem);
+    cudaFree(g->ptr);
+    free(g->wq_off);
+    free(g->w_on);
+    free(g->q);
+    free(g);
+}
+
+static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, int tf32) {
+    const qtk_vit_config *c = &m->cfg;
+    if (B < 1) return qtk_fail(QTK_ERR_ARG, "GPU plan for batch %d", B);
+    if (2 * c->depth + 1 > 256) return qtk_fail(QTK_ERR_UNSUPPORTED, "more than 127 blocks");
+    QTK_TRY(check_fits(m, B));
+    g->m = m;
+    g->maxB = B;
+    g->tf32 = tf32;
+    QTK_CUDA_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
+    QTK_CUBLAS_TRY(cublasCreate(&g->h));
+    QTK_CUBLAS_TRY(cublasSetStream(g->h, g->st));
+    // exact FP32 by default; NVIDIA_TF32_OVERRIDE=1 would turn the default math mode into TF32, the pedantic one never
+    const char *ov = getenv("NVIDIA_TF32_OVERRIDE");
+    cublasMath_t mm = tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : ov && strcmp(ov, "0") ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH;
+    QTK_CUBLAS_TRY(cublasSetMathMode(g->h, mm));
+    QTK_CUBLAS_TRY(cublasLtCreate(&g->lt));
+    g->compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : mm == CUBLAS_PEDANTIC_MATH ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+    g->ws_bytes = (size_t)32 << 20;
+    QTK_CUDA_TRY(cudaMalloc(&g->ws, g->ws_bytes));
+    QTK_CUDA_TRY(cudaMalloc((void **)&g->d_params, m->n_params * sizeof(float)));
+    QTK_CUDA_TRY(cudaMemcpy(g->d_params, m->mem, m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+    size_t sz[NBUF], t = 0;
+    plan_sizes(m, B, sz);
+    for (int i = 0; i < NBUF; i++) {
+        if (sz[i] >= 0xffffffffu)
+            return qtk_fail(QTK_ERR_ARG, "GPU forward: batch %d makes a buffer of %zu elements (at most 2^32 - 1)", B, sz[i]);
+        t += (sz[i] + 63) / 64 * 64;
+    }
+    QTK_CUDA_TRY(cudaMalloc(&g->mem, t * sizeof(float)));
+    float **dst[NBUF] = {&g->x, &g->hbuf, &g->qkv, &g->att, &g->ctx, &g->mlp, &g->cols, &g->feat, &g->patch, &g->pos,
+                         &g->img, &g->logits, &g->ld};
+    float *p = (float *)g->mem;
+    for (int i = 0; i < NBUF; i++) {
+        *dst[i] = p;
+        p += (sz[i] + 63) / 64 * 64;
+    }
+    // batched attention GEMMs: per (image, head) pointers into qkv, att and ctx
+    const size_t T = (size_t)m->n_tokens, C = (size_t)c->dim, H = (size_t)c->heads, d = C / H, BH = (size_t)B * H;
+    const float **hp = (const float **)malloc(6 * BH * sizeof *hp);
+    if (!hp) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    for (size_t bh = 0; bh < BH; bh++) {
+        size_t b = bh / H, h = bh % H;
+        const float *q = g->qkv + b * T * 3 * C + h * d;
+        hp[0 * BH + bh] = q + C;              // k
+        hp[1 * BH + bh] = q;                  // q
+        hp[2 * BH + bh] = g->att + bh * T * T; // scores / probabilities
+        hp[3 * BH + bh] = q + 2 * C;          // v
+        hp[4 * BH + bh] = g->att + bh * T * T;
+        hp[5 * BH + bh] = g->ctx + b * T * C + h * d;
+    }
+    cudaError_t e = cudaMalloc((void **)&g->ptr, 6 * BH * sizeof *hp);
+    if (e == cudaSuccess) e = cudaMemcpy(g->ptr, hp, 6 * BH * sizeof *hp, cudaMemcpyHostToDevice);
+    free(hp);
+    QTK_CUDA_TRY(e);
+    g->npoints = qtk_vit_head_base(m) + QTK_VIT_PH;
+    g->q = (dquant *)calloc((size_t)g->npoints, sizeof *g->q);
+    g->wq_off = (size_t *)malloc((size_t)g->npoints * sizeof *g->wq_off);
+    g->w_on = (int *)calloc((size_t)g->npoints, sizeof *g->w_on);
+    if (!g->q || !g->wq_off || !g->w_on) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, int tf32) {
+    *out = NULL;
+    qtk_vit_cuda *g = (qtk_vit_cuda *)calloc(1, sizeof *g);
+    if (!g) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    qtk_status st = create(g, m, max_batch, tf32);
+    if (st != QTK_OK) {
+        qtk_vit_cuda_destroy(g);
+        return st;
+    }
+    *out = g;
+    return QTK_OK;
+}
+
+// --- quantization state ------------------------------------------------------------
+
+static qtk_status upload_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
+    const qtk_vit_quantizer *q = &qv->q[i];
+    g->w_on[i] = q->name[0] && q->enabled && q->calibrated;
+    if (g->w_on[i])
+        QTK_CUDA_TRY(cudaMemcpyAsync(g->d_wq + g->wq_off[i], q->wq, q->O * q->K * sizeof(float), cudaMemcpyHostToDevice,
+                                     g->st));
+    return QTK_OK;
+}
+
+static qtk_status upload_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
+    const qtk_vit_quantizer *q = &qv->q[i];
+    dquant *d = &g->q[i];
+    memset(d, 0, sizeof *d);
+    if (!q->name[0] || q->is_weight || !q->enabled || !q->calibrated) return QTK_OK;
+    int lo, hi;
+    QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
+    d->on = 1;
+    d->lo = (float)lo;
+    d->hi = (float)hi;
+    d->torch = q->qp.formula == QTK_FQ_TORCH;
+    if (q->qp.n == 1) {
+        d->s = q->qp.scale[0];
+        d->z = q->qp.zero[0];
+        return QTK_OK;
+    }
+    if (q->qp.gran != QTK_PER_CHANNEL || (q->qp.axis != -1 && q->qp.axis != 2))
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU forward: quantizer %s is per channel on axis %d (only the last axis)",
+                        q->name, q->qp.axis);
+    size_t n = q->qp.n;
+    if (g->qp_used + 2 * n > g->qp_cap) return qtk_fail(QTK_ERR_ARG, "GPU forward: per-channel scales overflow");
+    float *ds = g->d_qp + g->qp_used, *dz = ds + n;
+    g->qp_used += 2 * n;
+    QTK_CUDA_TRY(cudaMemcpyAsync(ds, q->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    QTK_CUDA_TRY(cudaMemcpyAsync(dz, q->qp.zero, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    d->per_channel = 1;
+    d->d_s = ds;
+    d->d_z = dz;
+    return QTK_OK;
+}
+
+// The points vit_quant.c's LayerNorm hook reads (hook_layernorm).
+static void ln_points(const qtk_vit *m, int ln, int *in, int *out) {
+    int depth = m->cfg.depth, l = ln / 2;
+    if (ln == 2 * depth) {
+        *in = QTK_VIT_P_BLOCK0 + (depth - 1) * QTK_VIT_PB + QTK_VIT_B_RESID2;
+        *out = qtk_vit_head_base(m) + QTK_VIT_H_NORM_OUT;
+    } else if (ln % 2 == 0) {
+        *in = l == 0 ? QTK_VIT_P_EMBED_OUT : QTK_VIT_P_BLOCK0 + (l - 1) * QTK_VIT_PB + QTK_VIT_B_RESID2;
+        *out = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_NORM1_OUT;
+    } else {
+        *in = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_RESID1;
+        *out = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_NORM2_OUT;
+    }
+}
+
+extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
+    if (qv->m != g->m) return qtk_fail(QTK_ERR_ARG, "GPU forward: the quantized model is of another ViT");
+    if (qv->n != g->npoints) return qtk_fail(QTK_ERR_ARG, "GPU forward: %d quantization points, expected %d", qv->n, g->npoints);
+    g->quant_ready = 0;
+    // quantized weights: one region per weight point (allocated on first use)
+    size_t total = 0, chans = 0;
+    for (int i = 0; i < qv->n; i++) {
+        g->wq_off[i] = SIZE_MAX;
+        if (qv->q[i].is_weight) {
+            g->wq_off[i] = total;
+            total += (qv->q[i].O * qv->q[i].K + 63) / 64 * 64;
+        } else if (qv->q[i].calibrated) chans += 3 * qv->q[i].qp.n; // scales, zero points, LayerNorm input scales
+    }
+    if (!g->d_wq && total) QTK_CUDA_TRY(cudaMalloc((void **)&g->d_wq, total * sizeof(float)));
+    if (chans > g->qp_cap) {
+        cudaFree(g->d_qp);
+        g->d_qp = NULL;
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->d_qp, chans * sizeof(float)));
+        g->qp_cap = chans;
+    }
+    g->qp_used = 0;
+    for (int i = 0; i < qv->n; i++) {
+        if (qv->q[i].is_weight) QTK_TRY(upload_weight(g, qv, i));
+        else QTK_TRY(upload_act(g, qv, i));
+    }
+    // integer LayerNorms where the CPU hook would use them (whether or not those quantizers are enabled)
+    g->int_ln = qv->qc.int_layernorm;
+    for (int ln = 0; ln <= 2 * g->m->cfg.depth; ln++) {
+        int in, out;
+        ln_points(g->m, ln, &in, &out);
+        const qtk_vit_quantizer *qi = &qv->q[in], *qo = &qv->q[out];
+        g->ln_on[ln] = qi->calibrated && qo->calibrated;
+        if (!g->ln_on[ln]) continue;
+        size_t n = qi->qp.n;
+        float s1 = qi->qp.scale[0];
+        for (size_t c = 1; c < n; c++) s1 = qi->qp.scale[c] < s1 ? qi->qp.scale[c] : s1;
+        g->ln_s1[ln] = s1;
+        g->ln_pc[ln] = n > 1;
+        g->ln_sout[ln] = qo->qp.scale[0];
+        if (g->qp_used + n > g->qp_cap) return qtk_fail(QTK_ERR_ARG, "GPU forward: per-channel scales overflow");
+        float *ds = g->d_qp + g->qp_used;
+        g->qp_used += n;
+        QTK_CUDA_TRY(cudaMemcpyAsync(ds, qi->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+        g->ln_s[ln] = ds;
+    }
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    g->quant_ready = 1;
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
+    if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
+    if (point < 0 || point >= qv->n || !qv->q[point].is_weight)
+        return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
+    QTK_TRY(upload_weight(g, qv, point));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+// --- forward -------------------------------------------------------------------------
+
+static const dquant NOQ = {0, 0, 0, 0, NULL, NULL, 0, 0, 0};
+
+// The cuBLASLt plan for D (N x rows, column-major) = W^T-view x: m = N, n = rows; with the bias
+// epilogue and/or C = D accumulated (beta = 1). ok = 0: no algorithm (plain cuBLAS then).
+static qtk_status lt_plan_for(qtk_vit_cuda *g, int m, int n, int k, int bias, int acc, struct qtk_vit_cuda::lt_plan **out) {
+    for (int i = 0; i < g->n_plans; i++) {
+        struct qtk_vit_cuda::lt_plan *p = &g->plans[i];
+        if (p->m == m && p->n == n && p->k == k && p->bias == bias && p->acc == acc) {
+            *out = p;
+            return QTK_OK;
+        }
+    }
+    *out = NULL;
+    if (g->n_plans == (int)(sizeof g->plans / sizeof *g->plans)) return QTK_OK;
+    struct qtk_vit_cuda::lt_plan *p = &g->plans[g->n_plans];
+    memset(p, 0, sizeof *p);
+    p->m = m, p->n = n, p->k = k, p->bias = bias, p->acc = acc;
+    QTK_CUBLAS_TRY(cublasLtMatmulDescCreate(&p->op, g->compute, CUDA_R_32F));
+    g->n_plans++; // owns the descriptors from here on (destroy frees them)
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, k, m, k));
+    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, k, n, k));
+    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, m, n, m));
+    cublasLtMatmulPreference_t pref;
+    QTK_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    cublasStatus_t e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
+                                                            sizeof g->ws_bytes);
+    cublasLtMatmulHeuristicResult_t r;
+    int found = 0;
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &r, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    p->ok = e == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p->ok) p->algo = r.algo;
+    *out = p;
+    return QTK_OK;
+}
+
+// y (rows, N) [+]= x (rows, K) W^T [+ bias], W (N, K) row-major. acc: y += (the residual, FP32 mode only).
+// The bias is added in cuBLASLt's epilogue (one float32 rounding of acc + bias, as the CPU's separate add),
+// else by a kernel. Returns *bias_done = 0 when the caller still has to add it.
+static qtk_status gemm_xwt(qtk_vit_cuda *g, const float *x, const float *W, const float *bias, float *y, int rows, int N,
+                           int K, int acc, int *bias_done) {
+    const float one = 1.0f, zero = 0.0f;
+    struct qtk_vit_cuda::lt_plan *p;
+    QTK_TRY(lt_plan_for(g, N, rows, K, bias != NULL, acc, &p));
+    if (p && p->ok) {
+        if (bias) QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        QTK_CUBLAS_TRY(cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, acc ? &one : &zero, y, p->c, y, p->c, &p->algo,
+                                      g->ws, g->ws_bytes, g->st));
+        *bias_done = 1;
+        return QTK_OK;
+    }
+    if (acc) return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU forward: no cuBLASLt algorithm for %dx%dx%d", N, rows, K);
+    QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, rows, K, &one, W, K, x, K, &zero, y, N));
+    *bias_done = 0;
+    return QTK_OK;
+}
+
+typedef struct {
+    qtk_vit_cuda *g;
+    int qz;            // quantized forward
+} fwd;
+
+static const dquant *QP(const fwd *f, int point) { return f->qz ? &f->g->q[point] : &NOQ; }
+
+static const float *W(const fwd *f, int point, const float *host_w) {
+    qtk_vit_cuda *g = f->g;
+    if (f->qz && g->w_on[point]) return g->d_wq + g->wq_off[point];
+    return DEV(g, host_w);
+}
+
+#define LAUNCH(kernel, n, ...)                                                                                        \
+    do {                                                                                                              \
+        kernel<<<blocks_for((n), 256), 256, 0, g->st>>>(__VA_ARGS__);                                                \
+        QTK_CUDA_TRY_LAUNCH(#kernel);                                                                                 \
+    } while (0)
+
+enum { POST_Q, POST_GELU, POST_RESID };
+
+// y = x W^T + b, then by `post`: POST_Q y = q(y); POST_GELU y = q(GELU(y)); POST_RESID
+// resid = qr(resid + q(y)). In the FP32 forward the residual add is folded into the GEMM (C = resid).
+static qtk_status linear(const fwd *f, const float *x, int wpoint, const float *hw, const float *hb, float *y, int rows,
+                         int N, int K, int post, int qpoint, int rpoint, float *resid) {
+    qtk_vit_cuda *g = f->g;
+    int done = 0;
+    // residual folded into the GEMM when neither quantizer around the add is on (always in the FP32 forward)
+    if (post == POST_RESID && !QP(f, qpoint)->on && !QP(f, rpoint)->on && gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), resid, rows, N, K, 1, &done) == QTK_OK)
+        return QTK_OK;
+    QTK_TRY(gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), y, rows, N, K, 0, &done));
+    const unsigned n = (unsigned)rows * (unsigned)N;
+    const dquant *q = QP(f, qpoint);
+    if (!done) LAUNCH(k_bias_quant, n, y, DEV(g, hb), n, (unsigned)N, post == POST_Q ? *q : NOQ);
+    if (post == POST_GELU) LAUNCH(k_gelu_quant, n, y, n, (unsigned)N, *q);
+    else if (post == POST_RESID) LAUNCH(k_residual_quant, n, resid, y, n, (unsigned)N, *q, *QP(f, rpoint));
+    else if (done && q->on) LAUNCH(k_quant, n, y, n, (unsigned)N, *q);
+    return QTK_OK;
+}
+
+static qtk_status norm(const fwd *f, int ln, const float *x, float *y, int rows, const float *w, const float *b,
+                       int out_point) {
+    qtk_vit_cuda *g = f->g;
+    const int C = g->m->cfg.dim;
+    if (f->qz && g->int_ln && g->ln_on[ln])
+        k_int_layernorm<<<(rows + 7) / 8, 256, 0, g->st>>>(x, y, (unsigned)rows, C, g->ln_s[ln], g->ln_pc[ln], g->ln_s1[ln], g->ln_sout[ln],
+                                                 1.0f / (float)C, DEV(g, w), DEV(g, b), *QP(f, out_point));
+    else
+        k_layernorm<<<(rows + 7) / 8, 256, 0, g->st>>>(x, y, (unsigned)rows, C, DEV(g, w), DEV(g, b), g->m->cfg.ln_eps,
+                                                       *QP(f, out_point));
+    QTK_CUDA_TRY_LAUNCH("layernorm");
+    return QTK_OK;
+}
+
+// images, logits: host pointers, or device pointers when dev (then nothing is copied and nothing waited for)
+static qtk_status forward(fwd *f, const float *images, int B, float *logits_out, int dev) {
+    qtk_vit_cuda *g = f->g;
+    const qtk_vit *m = g->m;
+    const qtk_vit_config *c = &m->cfg;
+    const int C = c->dim, T = m->n_tokens, NP = c->n_prefix, G = m->grid, G2 = G * G, H = c->heads, d = C / H;
+    const int K = c->in_chans * c->patch * c->patch, M = c->mlp_hidden, NC = c->n_classes, rows = B * T;
+    const size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
+    const float *src = images;
+    if (!dev || (f->qz && g->q[QTK_VIT_P_INPUT].on)) {
+        QTK_CUDA_TRY(cudaMemcpyAsync(g->img, images, (size_t)B * img * sizeof(float),
+                                     dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, g->st));
+        src = g->img;
+    }
+    // embedding
+    if (f->qz && g->q[QTK_VIT_P_INPUT].on) LAUNCH(k_quant, B * img, g->img, (unsigned)(B * img), 1u, *QP(f, QTK_VIT_P_INPUT));
+    LAUNCH(k_im2col, (size_t)B * G2 * K, src, g->cols, B, c->in_chans, c->img_size, c->patch, G);
+    QTK_TRY(linear(f, g->cols, QTK_VIT_P_PATCH_W, m->patch_w, m->patch_b, g->patch, B * G2, C, K, POST_Q,
+                   QTK_VIT_P_PATCH_OUT, 0, NULL));
+    LAUNCH(k_concat, (size_t)rows * C, g->x, g->patch, DEV(g, m->cls_token), m->dist_token ? DEV(g, m->dist_token) : NULL,
+           B, T, NP, C, *QP(f, QTK_VIT_P_CLS_CONCAT));
+    const float *pos = DEV(g, m->pos_embed);
+    if (f->qz && g->q[QTK_VIT_P_POS].on) {
+        QTK_CUDA_TRY(cudaMemcpyAsync(g->pos, pos, (size_t)T * C * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
+        LAUNCH(k_quant, (size_t)T * C, g->pos, (unsigned)(T * C), (unsigned)C, *QP(f, QTK_VIT_P_POS));
+        pos = g->pos;
+    }
+    LAUNCH(k_add_pos, (size_t)rows * C, g->x, pos, (unsigned)(rows * C), (unsigned)(T * C), (unsigned)C,
+           *QP(f, QTK_VIT_P_EMBED_OUT));
+    // blocks
+    const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
+    const size_t BH = (size_t)g->maxB * H;
+    for (int l = 0; l < c->depth; l++) {
+        const qtk_vit_block *bl = &m->blocks[l];
+        const int pb = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB;
+        QTK_TRY(norm(f, 2 * l, g->x, g->hbuf, rows, bl->ln1_w, bl->ln1_b, pb + QTK_VIT_B_NORM1_OUT));
+        QTK_TRY(linear(f, g->hbuf, pb + QTK_VIT_B_QKV_W, bl->qkv_w, bl->qkv_b, g->qkv, rows, 3 * C, C, POST_Q,
+                       pb + QTK_VIT_B_QKV_OUT, 0, NULL));
+        // scores = (q k^T) * d^-1/2, per (image, head): column-major S^T = k q^T
+        QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &scale, g->ptr, 3 * C, g->ptr + BH,
+                                          3 * C, &zero, (float *const *)(g->ptr + 2 * BH), T, B * H));
+        const unsigned natt = (unsigned)B * H * T * T;
+        if (f->qz && g->q[pb + QTK_VIT_B_SCORES].on) LAUNCH(k_quant, natt, g->att, natt, 1u, *QP(f, pb + QTK_VIT_B_SCORES));
+        k_softmax<<<(unsigned)(((size_t)B * H * T + 7) / 8), 256, 0, g->st>>>(g->att, (size_t)B * H * T, T,
+                                                                              *QP(f, pb + QTK_VIT_B_SOFTMAX));
+        QTK_CUDA_TRY_LAUNCH("softmax");
+        // ctx = P v: column-major ctx^T = v^T P^T
+        QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &one, g->ptr + 3 * BH, 3 * C,
+                                          g->ptr + 4 * BH, T, &zero, (float *const *)(g->ptr + 5 * BH), C, B * H));
+        if (f->qz && g->q[pb + QTK_VIT_B_CONTEXT].on)
+            LAUNCH(k_quant, (size_t)rows * C, g->ctx, (unsigned)(rows * C), (unsigned)C, *QP(f, pb + QTK_VIT_B_CONTEXT));
+        QTK_TRY(linear(f, g->ctx, pb + QTK_VIT_B_PROJ_W, bl->proj_w, bl->proj_b, g->hbuf, rows, C, C, POST_RESID,
+                       pb + QTK_VIT_B_PROJ_OUT, pb + QTK_VIT_B_RESID1, g->x));
+        QTK_TRY(norm(f, 2 * l + 1, g->x, g->hbuf, rows, bl->ln2_w, bl->ln2_b, pb + QTK_VIT_B_NORM2_OUT));
+        QTK_TRY(linear(f, g->hbuf, pb + QTK_VIT_B_FC1_W, bl->fc1_w, bl->fc1_b, g->mlp, rows, M, C, POST_GELU,
+                       pb + QTK_VIT_B_ACT_OUT, 0, NULL));
+        QTK_TRY(linear(f, g->mlp, pb + QTK_VIT_B_FC2_W, bl->fc2_w, bl->fc2_b, g->hbuf, rows, C, M, POST_RESID,
+                       pb + QTK_VIT_B_FC2_OUT, pb + QTK_VIT_B_RESID2, g->x));
+    }
+    // head: final norm on the prefix tokens, then the classifier(s)
+    const int hb = qtk_vit_head_base(m);
+    LAUNCH(k_prefix, (size_t)B * NP * C, g->x, g->hbuf, B, T, NP, C);
+    QTK_TRY(norm(f, 2 * c->depth, g->hbuf, g->feat, B * NP, m->norm_w, m->norm_b, hb + QTK_VIT_H_NORM_OUT));
+    QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, NC, B, C, &one, W(f, hb + QTK_VIT_H_HEAD_W, m->head_w), C,
+                               g->feat, NP * C, &zero, g->logits, NC));
+    if (NP == 2)
+        QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, NC, B, C, &one, DEV(g, m->head_dist_w), C, g->feat + C,
+                                   NP * C, &zero, g->ld, NC));
+    LAUNCH(k_head, (size_t)B * NC, g->logits, NP == 2 ? g->ld : NULL, DEV(g, m->head_b),
+           NP == 2 ? DEV(g, m->head_dist_b) : NULL, B, NC, *QP(f, hb + QTK_VIT_H_HEAD_OUT));
+    if (dev) {
+        QTK_CUDA_TRY(cudaMemcpyAsync(logits_out, g->logits, (size_t)B * NC * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
+        return QTK_OK;
+    }
+    QTK_CUDA_TRY(cudaMemcpyAsync(logits_out, g->logits, (size_t)B * NC * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+static qtk_status forward_checked(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized, int dev) {
+    if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU forward: batch of %d, planned for at most %d", B, g->maxB);
+    if (quantized && !g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: quantized forward before set_quant");
+    fwd f = {g, quantized};
+    return forward(&f, images, B, logits, dev);
+}
+
+extern "C" qtk_status qtk_vit_cuda_forward(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized) {
+    return forward_checked(g, images, B, logits, quantized, 0);
+}
+
+extern "C" qtk_status qtk_vit_cuda_forward_device(qtk_vit_cuda *g, const float *d_images, int B, float *d_logits,
+                                                  int quantized) {
+    return forward_checked(g, d_images, B, d_logits, quantized, 1);
+}
+
+extern "C" qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g) {
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}

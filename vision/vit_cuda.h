@@ -1,0 +1,57 @@
+// The ViT / DeiT forward on one NVIDIA GPU: the FP32 model and the FQ-ViT /
+// Evol-Q quantized model of vit_quant.h, with the CPU forward's arithmetic
+// (spec vit-baseline.md) on cuBLAS GEMMs and fused CUDA kernels.
+//
+// GEMMs run in exact FP32 by default (cuBLAS default math; the pedantic mode
+// where NVIDIA_TF32_OVERRIDE is set, so TF32 is never used behind the
+// caller's back); tf32 = 1 allows TF32 tensor cores (labelled in every
+// benchmark line). Fake quantization, integer LayerNorm, softmax and
+// GELU are elementwise the CPU's float arithmetic (built with --fmad=false),
+// so differences from the CPU come from GEMM summation order only; a
+// quantizer can then put an element on the neighbouring grid point.
+//
+// Use: qtk_vit_cuda_create once (weights and buffers for batches up to
+// max_batch go to the GPU), qtk_vit_cuda_set_quant after calibration or an
+// import (uploads the fake-quantized weights and every quantizer's
+// parameters), qtk_vit_cuda_update_weight after re-quantizing one weight,
+// then qtk_vit_cuda_forward as often as needed. A build without CUDA returns
+// QTK_ERR_UNSUPPORTED from every call.
+#ifndef QTK_VIT_CUDA_H
+#define QTK_VIT_CUDA_H
+
+#include "vit.h"
+#include "vit_quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qtk_vit_cuda qtk_vit_cuda;
+
+qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, int tf32);
+void qtk_vit_cuda_destroy(qtk_vit_cuda *g);
+
+// The quantized model's state as it is now in qv (mode, enabled switches,
+// parameters, fake-quantized weights, integer LayerNorm). qv must outlive
+// the uploads only for the duration of the call.
+qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, const qtk_vit_quant *qv);
+// After qtk_vit_quant_requantize(qv, point): uploads that weight and its parameters.
+qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point);
+
+// images (host): (B, in_chans, img, img); logits (host): (B, classes).
+// quantized: 0 the FP32 model, 1 the quantized one (after set_quant).
+qtk_status qtk_vit_cuda_forward(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized);
+
+// The same with d_images and d_logits in GPU memory (qtk_cuda_malloc): asynchronous on the
+// model's stream; qtk_vit_cuda_synchronize waits for it.
+qtk_status qtk_vit_cuda_forward_device(qtk_vit_cuda *g, const float *d_images, int B, float *d_logits, int quantized);
+qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g);
+
+// Bytes of GPU memory the model and buffers for max_batch need (for messages and planning).
+size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
