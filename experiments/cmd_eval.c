@@ -170,6 +170,7 @@ int qtk_cmd_eval(int argc, char **argv) {
     if (st == QTK_OK) {
         if (quant) {
             st = qtk_vit_quant_import(&r.qv, quant);
+            if (st == QTK_OK) st = qtk_run_ctx_sync(&r);
             if (st == QTK_OK) printf("%s: W%dA%d scales from %s\n", c->name, r.qc.w_bits, r.qc.a_bits, quant);
         } else {
             printf("%s: no export given or found: calibrating the W%dA%d baseline (seed %d, %s)\n", c->name, r.qc.w_bits,

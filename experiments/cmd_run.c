@@ -222,7 +222,7 @@ int qtk_cmd_run(int argc, char **argv) {
     double t_cal = 0;
     if (qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp) != QTK_OK) goto fail;
     if (c->search.init) {
-        if (qtk_vit_quant_import(&r.qv, c->search.init) != QTK_OK) goto fail;
+        if (qtk_vit_quant_import(&r.qv, c->search.init) != QTK_OK || qtk_run_ctx_sync(&r) != QTK_OK) goto fail;
         printf("  CPT-V: starting from the scales of %s (no calibration)\n", c->search.init);
     } else if (qtk_run_ctx_calibrate(&r, &t_cal) != QTK_OK) goto fail;
     if (qtk_run_ctx_eval(&r, 1, "baseline eval", &base) != QTK_OK) goto fail;
@@ -239,7 +239,7 @@ int qtk_cmd_run(int argc, char **argv) {
         printf("  note: no test set in the config: nothing to validate or select on\n");
     if (!strcmp(c->search.method, "evolq")) {
         qtk_model mm;
-        qtk_vit_quant_model(&r.qv, &r.plan, qtk_run_ctx_vectors(c), &mm);
+        if (qtk_run_ctx_model(&r, &mm) != QTK_OK) goto fail;
         r.qv.targets_float = !strcmp(c->search.fp_targets, "float");
         qtk_evolq_config ec;
         qtk_evolq_config_default(&ec, r.qc.w_bits);
@@ -281,7 +281,9 @@ int qtk_cmd_run(int argc, char **argv) {
     // the reference's selected state, re-validated as the reference does
     if (complete && s.select && s.sel_step >= 0) {
         snprintf(path, sizeof path, "%s/quant_selected.safetensors", out);
-        if (qtk_vit_quant_import(&r.qv, path) != QTK_OK || qtk_run_ctx_eval(&r, 1, "selected eval", &sel) != QTK_OK) goto fail;
+        if (qtk_vit_quant_import(&r.qv, path) != QTK_OK || qtk_run_ctx_sync(&r) != QTK_OK ||
+            qtk_run_ctx_eval(&r, 1, "selected eval", &sel) != QTK_OK)
+            goto fail;
         printf("  Evol-Q selected on the TEST set (reference protocol): after block step %d, top-1 %.2f%%\n", s.sel_step + 1,
                sel.top1);
     }
@@ -296,6 +298,7 @@ int qtk_cmd_run(int argc, char **argv) {
     cJSON_AddNumberToObject(sm, "w_bits", r.qc.w_bits);
     cJSON_AddNumberToObject(sm, "a_bits", r.qc.a_bits);
     cJSON_AddStringToObject(sm, "method", c->search.method);
+    cJSON_AddStringToObject(sm, "device", c->device);
     if (c->search.init) cJSON_AddStringToObject(sm, "init", c->search.init);
     cJSON_AddStringToObject(sm, "selection", s.select ? "test-set selection" : "last iterate");
     if (r.test.n) {

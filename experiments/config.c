@@ -319,7 +319,7 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
         snprintf(d, sizeof d, "results/runs/%s", c->name);
         c->output.dir = sdup(d);
     }
-    static const char *const devices[] = {"cpu", NULL}, *const formats[] = {"fashion-mnist", "folder", "tensor", NULL};
+    static const char *const devices[] = {"cpu", "cuda", NULL}, *const formats[] = {"fashion-mnist", "folder", "tensor", NULL};
     static const char *const methods[] = {"evolq", "none", NULL}, *const targets[] = {"reference", "float", NULL};
     static const char *const select[] = {"none", "val", NULL}, *const bad[] = {"skip", "fail", NULL};
     QTK_TRY(one_of(file, "device", c->device, devices));

@@ -10,6 +10,8 @@
 #include "../datasets/folder.h"
 #include "../datasets/idx.h"
 #include "../datasets/sampler.h"
+#include "../core/cuda/qtk_cuda.h"
+#include "../vision/vit_cuda.h"
 #include "progress.h"
 
 static void data_free(qtk_run_data *d) {
@@ -215,11 +217,19 @@ qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_p
     for (unsigned i = 0; st == QTK_OK && i < c->quantization.off_count; i++)
         if (qtk_vit_quant_set_enabled(&r->qv, c->quantization.off[i], 0) == 0)
             st = qtk_fail(QTK_ERR_ARG, "%s: quantization.off: \"%s\" matches no quantizer", cfg_path, c->quantization.off[i]);
+    if (st == QTK_OK && !strcmp(c->device, "cuda")) {
+        if (qtk_cuda_device_count() == 0)
+            st = qtk_fail(QTK_ERR_UNSUPPORTED, "%s: device: cuda, but %s", cfg_path,
+                          qtk_cuda_built() ? "this machine has no CUDA device" : "this qtk was built without CUDA");
+        else st = qtk_vit_cuda_create(&r->gpu, &r->m, c->calibration.batch, 0);
+    }
     if (st != QTK_OK) qtk_run_ctx_close(r);
     return st;
 }
 
 void qtk_run_ctx_close(qtk_run_ctx *r) {
+    qtk_vit_cuda_destroy(r->gpu);
+    r->gpu = NULL;
     data_free(&r->cal);
     data_free(&r->test);
     qtk_vit_quant_free(&r->qv);
@@ -243,7 +253,15 @@ qtk_status qtk_run_ctx_calibrate(qtk_run_ctx *r, double *seconds) {
     r->qv.progress = NULL;
     double s = qtk_progress_end(&p);
     if (seconds) *seconds = s;
+    if (st == QTK_OK) st = qtk_run_ctx_sync(r);
     return st;
+}
+
+qtk_status qtk_run_ctx_sync(qtk_run_ctx *r) { return r->gpu ? qtk_vit_cuda_set_quant(r->gpu, &r->qv) : QTK_OK; }
+
+qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm) {
+    unsigned v = qtk_run_ctx_vectors(r->cfg);
+    return r->gpu ? qtk_vit_quant_model_cuda(&r->qv, r->gpu, v, mm) : qtk_vit_quant_model(&r->qv, &r->plan, v, mm);
 }
 
 qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc) {
@@ -260,8 +278,10 @@ qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qt
     qtk_status st = QTK_OK;
     for (int i = 0; i < d->n && st == QTK_OK; i += batch) {
         int b = d->n - i < batch ? d->n - i : batch;
-        st = quantized ? qtk_vit_quant_forward(&r->qv, &r->plan, d->x + (size_t)i * in, b, logits)
-                       : qtk_vit_forward(&r->m, &r->plan, d->x + (size_t)i * in, b, logits);
+        if (r->gpu) st = qtk_vit_cuda_forward(r->gpu, d->x + (size_t)i * in, b, logits, quantized);
+        else
+            st = quantized ? qtk_vit_quant_forward(&r->qv, &r->plan, d->x + (size_t)i * in, b, logits)
+                           : qtk_vit_forward(&r->m, &r->plan, d->x + (size_t)i * in, b, logits);
         for (int k = 0; st == QTK_OK && k < b; k++) {
             // rank of the true class; equal logits rank the lower class first (as argmax does)
             const float *l = logits + (size_t)k * NC;

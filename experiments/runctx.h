@@ -22,6 +22,7 @@ typedef struct {
     qtk_vit_quant qv;
     qtk_run_data cal, test;
     char sample[16];   // fingerprint of the calibration indices
+    struct qtk_vit_cuda *gpu; // device: cuda (forwards on the GPU; calibration stays on the CPU)
 } qtk_run_ctx;
 
 typedef struct {
@@ -38,6 +39,10 @@ void qtk_run_ctx_close(qtk_run_ctx *r);
 
 // Calibrates on the sample, with a progress line; returns the seconds.
 qtk_status qtk_run_ctx_calibrate(qtk_run_ctx *r, double *seconds);
+// After the quantizers changed wholesale (an import): uploads them to the GPU (no-op on the CPU).
+qtk_status qtk_run_ctx_sync(qtk_run_ctx *r);
+// The quantized model behind qtk_model for the search, on the config's device.
+qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm);
 // Top-1 / top-5 on the test set: the FP model (quantized 0) or the quantized one.
 qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc);
 

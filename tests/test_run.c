@@ -189,7 +189,7 @@ static size_t scales_of(const char *path, float *buf, size_t cap) {
 
 START_TEST(test_kill9_resume) {
     make_assets(4, 160);
-    char a[256], b[256], args[512], logp[300];
+    char a[256], b[256], args[1024], logp[300];
     snprintf(a, sizeof a, "%s/uninterrupted", tu_tmp);
     snprintf(b, sizeof b, "%s/killed", tu_tmp);
     // with the reference's test-set selection, whose state must survive the kill too

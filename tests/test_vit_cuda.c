@@ -4,6 +4,7 @@
 // element across a rounding boundary of a quantizer), a weight update after a
 // changed scale, and bad calls. Without a device the suite says "skipped: no
 // CUDA device" and checks that the API refuses cleanly.
+#include "../search/evolq.h"
 #include "../vision/vit_cuda.h"
 #include "testutil.h"
 
@@ -203,6 +204,90 @@ START_TEST(test_fashion_gpu) {
 }
 END_TEST
 
+typedef struct {
+    double loss[64];
+    int n;
+} steps_t;
+
+static qtk_status rec_step(void *ctx, const qtk_evolq_step *s) {
+    steps_t *t = ctx;
+    if (t->n < 64) t->loss[t->n++] = s->loss_best;
+    return QTK_OK;
+}
+
+// The same Evol-Q search on the CPU and on the GPU (same seed, same calibration): the same selected
+// scales, losses within 1e-5 relative.
+START_TEST(test_search_gpu_vs_cpu) {
+    if (!have_gpu) return;
+    qtk_vit_config cfg = {.img_size = 32, .patch = 4, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
+                          .mlp_hidden = 384, .n_classes = 10};
+    char path[256];
+    snprintf(path, sizeof path, "%s/vit.safetensors", tu_tmp);
+    ck_qtk(qtk_vit_write_random(path, &cfg, 9));
+    qtk_vit m;
+    ck_qtk(qtk_vit_load(&m, path, "{\"heads\": 3, \"input_quant\": 1}"));
+    const int N = 64, B = 32;
+    size_t img = 3 * 32 * 32;
+    float *x = malloc(N * img * 4);
+    qtk_rng r;
+    qtk_rng_seed(&r, 9, 1);
+    for (size_t i = 0; i < N * img; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
+    qtk_vit_plan plan;
+    ck_qtk(qtk_vit_plan_init(&plan, &m, B));
+    qtk_vit_qconfig qc;
+    qtk_vit_qconfig_default(&qc);
+    qtk_vit_quant qa, qb;
+    ck_qtk(qtk_vit_quant_init(&qa, &m, &qc));
+    ck_qtk(qtk_vit_quant_init(&qb, &m, &qc));
+    ck_qtk(qtk_vit_calibrate(&qa, &plan, x, N, B));
+    ck_qtk(qtk_vit_calibrate(&qb, &plan, x, N, B));
+    qtk_vit_cuda *g;
+    ck_qtk(qtk_vit_cuda_create(&g, &m, B, 0));
+    ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
+    qtk_model ma, mb;
+    ck_qtk(qtk_vit_quant_model(&qa, &plan, QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_ACT, &ma));
+    ck_qtk(qtk_vit_quant_model_cuda(&qb, g, QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_ACT, &mb));
+    qtk_evolq_config ec;
+    qtk_evolq_config_default(&ec, 4);
+    ec.passes = 2;
+    ec.group = 32;
+    ec.batch = B;
+    ec.seed = 4;
+    steps_t sa = {{0}, 0}, sb = {{0}, 0};
+    qtk_evolq_result ra, rb;
+    ck_qtk(qtk_evolq_search(&ma, x, N, &ec, rec_step, &sa, &ra));
+    ck_qtk(qtk_evolq_search(&mb, x, N, &ec, rec_step, &sb, &rb));
+    ck_assert_int_eq(sa.n, 6);
+    ck_assert_int_eq(sb.n, 6);
+    double worst = fabs(ra.loss_initial - rb.loss_initial) / fabs(ra.loss_initial);
+    for (int i = 0; i < 6; i++) worst = fmax(worst, fabs(sa.loss[i] - sb.loss[i]) / fabs(sa.loss[i]));
+    size_t differ = 0, total = 0;
+    for (int i = 0; i < qa.n; i++)
+        if (qa.q[i].calibrated)
+            for (size_t k = 0; k < qa.q[i].qp.n; k++, total++) differ += qa.q[i].qp.scale[k] != qb.q[i].qp.scale[k];
+    printf("search GPU vs CPU: infoNCE %.7f -> %.7f (CPU) and %.7f -> %.7f (GPU), largest relative loss difference "
+           "%.2e over %d steps; %zu of %zu scales differ\n", ra.loss_initial, ra.loss_final, rb.loss_initial, rb.loss_final,
+           worst, sa.n, differ, total);
+    ck_assert_msg(ra.loss_final < ra.loss_initial, "the search did not improve the loss");
+    ck_assert_msg(worst <= 1e-5, "losses differ by %g relative", worst);
+    ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
+    // the GPU model's scales are now the searched ones: its forward equals a fresh upload of them
+    float *la = malloc(B * 10 * 4), *lb = malloc(B * 10 * 4);
+    ck_qtk(qtk_vit_cuda_forward(g, x, B, la, 1));
+    ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
+    ck_qtk(qtk_vit_cuda_forward(g, x, B, lb, 1));
+    ck_assert_msg(!memcmp(la, lb, B * 10 * 4), "incremental uploads during the search left stale state on the GPU");
+    free(la);
+    free(lb);
+    qtk_vit_cuda_destroy(g);
+    qtk_vit_quant_free(&qa);
+    qtk_vit_quant_free(&qb);
+    qtk_vit_plan_free(&plan);
+    qtk_vit_free(&m);
+    free(x);
+}
+END_TEST
+
 int main(void) {
     have_gpu = qtk_cuda_device_count() > 0;
     if (!have_gpu)
@@ -214,6 +299,7 @@ int main(void) {
     tcase_add_test(tc, test_no_device);
     tcase_add_test(tc, test_gpu_vs_cpu);
     tcase_add_test(tc, test_fashion_gpu);
+    tcase_add_test(tc, test_search_gpu_vs_cpu);
     suite_add_tcase(s, tc);
     return tu_run_mode(s, 0); // a CUDA context does not survive fork()
 }

@@ -38,14 +38,29 @@ qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, const qtk_vit_quant *qv);
 // After qtk_vit_quant_requantize(qv, point): uploads that weight and its parameters.
 qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point);
 
+// After an activation quantizer's parameters changed (the search): refreshes them on the GPU.
+qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point);
+
 // images (host): (B, in_chans, img, img); logits (host): (B, classes).
-// quantized: 0 the FP32 model, 1 the quantized one (after set_quant).
+// quantized: 0 the FP32 model, 1 the quantized one (after set_quant), 2 the
+// search's reference targets (quantizers off, integer LayerNorm on: spec
+// evolq-search.md section 3).
 qtk_status qtk_vit_cuda_forward(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized);
 
 // The same with d_images and d_logits in GPU memory (qtk_cuda_malloc): asynchronous on the
 // model's stream; qtk_vit_cuda_synchronize waits for it.
 qtk_status qtk_vit_cuda_forward_device(qtk_vit_cuda *g, const float *d_images, int B, float *d_logits, int quantized);
 qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g);
+
+// The residual stream entering `block` (host x_out: B, T, C), and the forward
+// from such a cached input to the logits (host); mode as `quantized` above.
+qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B, int block, float *x_out, int mode);
+qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits, int mode);
+
+// The calibrated model behind qtk_model (for the search) with every forward on
+// the GPU: as qtk_vit_quant_model, and requantize also uploads what changed.
+// g must be planned for the search's batch and already hold qv (set_quant).
+qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned vectors, qtk_model *out);
 
 // Bytes of GPU memory the model and buffers for max_batch need (for messages and planning).
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch);

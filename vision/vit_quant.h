@@ -65,6 +65,7 @@ typedef struct {
     // called after every calibration batch (NULL: none)
     void (*progress)(void *ctx, int done_images, int total_images);
     void *progress_ctx;
+    struct qtk_vit_cuda *gpu; // set by qtk_vit_quant_model_cuda: the model's forwards run there
 } qtk_vit_quant;
 
 // Which scales qtk_model's block_vectors exposes per block (default: qkv and proj weights, per output channel).

@@ -17,4 +17,11 @@ qtk_status qtk_vit_cuda_forward_device(qtk_vit_cuda *g, const float *d_images, i
     return NO_CUDA();
 }
 qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g) { return NO_CUDA(); }
+qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) { return NO_CUDA(); }
+qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B, int block, float *x_out, int mode) {
+    return NO_CUDA();
+}
+qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits, int mode) {
+    return NO_CUDA();
+}
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch) { return 0; }

@@ -559,7 +559,8 @@ static qtk_status gemm_xwt(qtk_vit_cuda *g, const float *x, const float *W, cons
 
 typedef struct {
     qtk_vit_cuda *g;
-    int qz;            // quantized forward
+    int qz;            // quantizers and quantized weights on
+    int iln;           // integer LayerNorm where calibrated (the quantized forward, or the search targets)
 } fwd;
 
 static const dquant *QP(const fwd *f, int point) { return f->qz ? &f->g->q[point] : &NOQ; }
@@ -601,7 +602,7 @@ static qtk_status norm(const fwd *f, int ln, const float *x, float *y, int rows,
                        int out_point) {
     qtk_vit_cuda *g = f->g;
     const int C = g->m->cfg.dim;
-    if (f->qz && g->int_ln && g->ln_on[ln])
+    if (f->iln && g->ln_on[ln])
         k_int_layernorm<<<(rows + 7) / 8, 256, 0, g->st>>>(x, y, (unsigned)rows, C, g->ln_s[ln], g->ln_pc[ln], g->ln_s1[ln], g->ln_sout[ln],
                                                  1.0f / (float)C, DEV(g, w), DEV(g, b), *QP(f, out_point));
     else
@@ -611,13 +612,14 @@ static qtk_status norm(const fwd *f, int ln, const float *x, float *y, int rows,
     return QTK_OK;
 }
 
-// images, logits: host pointers, or device pointers when dev (then nothing is copied and nothing waited for)
-static qtk_status forward(fwd *f, const float *images, int B, float *logits_out, int dev) {
+// The forward in three parts, as vit.c: embed (images -> x), blocks [from, to), head (x -> g->logits).
+// images: a host pointer, or a device pointer when dev.
+static qtk_status fwd_embed(const fwd *f, const float *images, int B, int dev) {
     qtk_vit_cuda *g = f->g;
     const qtk_vit *m = g->m;
     const qtk_vit_config *c = &m->cfg;
-    const int C = c->dim, T = m->n_tokens, NP = c->n_prefix, G = m->grid, G2 = G * G, H = c->heads, d = C / H;
-    const int K = c->in_chans * c->patch * c->patch, M = c->mlp_hidden, NC = c->n_classes, rows = B * T;
+    const int C = c->dim, T = m->n_tokens, NP = c->n_prefix, G = m->grid, G2 = G * G;
+    const int K = c->in_chans * c->patch * c->patch, rows = B * T;
     const size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
     const float *src = images;
     if (!dev || (f->qz && g->q[QTK_VIT_P_INPUT].on)) {
@@ -625,7 +627,6 @@ static qtk_status forward(fwd *f, const float *images, int B, float *logits_out,
                                      dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, g->st));
         src = g->img;
     }
-    // embedding
     if (f->qz && g->q[QTK_VIT_P_INPUT].on) LAUNCH(k_quant, B * img, g->img, (unsigned)(B * img), 1u, *QP(f, QTK_VIT_P_INPUT));
     LAUNCH(k_im2col, (size_t)B * G2 * K, src, g->cols, B, c->in_chans, c->img_size, c->patch, G);
     QTK_TRY(linear(f, g->cols, QTK_VIT_P_PATCH_W, m->patch_w, m->patch_b, g->patch, B * G2, C, K, POST_Q,
@@ -640,10 +641,18 @@ static qtk_status forward(fwd *f, const float *images, int B, float *logits_out,
     }
     LAUNCH(k_add_pos, (size_t)rows * C, g->x, pos, (unsigned)(rows * C), (unsigned)(T * C), (unsigned)C,
            *QP(f, QTK_VIT_P_EMBED_OUT));
+    return QTK_OK;
+}
+
+static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
+    qtk_vit_cuda *g = f->g;
+    const qtk_vit *m = g->m;
+    const qtk_vit_config *c = &m->cfg;
+    const int C = c->dim, T = m->n_tokens, H = c->heads, d = C / H, M = c->mlp_hidden, rows = B * T;
     // blocks
     const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
     const size_t BH = (size_t)g->maxB * H;
-    for (int l = 0; l < c->depth; l++) {
+    for (int l = from; l < to; l++) {
         const qtk_vit_block *bl = &m->blocks[l];
         const int pb = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB;
         QTK_TRY(norm(f, 2 * l, g->x, g->hbuf, rows, bl->ln1_w, bl->ln1_b, pb + QTK_VIT_B_NORM1_OUT));
@@ -670,6 +679,15 @@ static qtk_status forward(fwd *f, const float *images, int B, float *logits_out,
         QTK_TRY(linear(f, g->mlp, pb + QTK_VIT_B_FC2_W, bl->fc2_w, bl->fc2_b, g->hbuf, rows, C, M, POST_RESID,
                        pb + QTK_VIT_B_FC2_OUT, pb + QTK_VIT_B_RESID2, g->x));
     }
+    return QTK_OK;
+}
+
+static qtk_status fwd_head(const fwd *f, int B) {
+    qtk_vit_cuda *g = f->g;
+    const qtk_vit *m = g->m;
+    const qtk_vit_config *c = &m->cfg;
+    const int C = c->dim, T = m->n_tokens, NP = c->n_prefix, NC = c->n_classes;
+    const float one = 1.0f, zero = 0.0f;
     // head: final norm on the prefix tokens, then the classifier(s)
     const int hb = qtk_vit_head_base(m);
     LAUNCH(k_prefix, (size_t)B * NP * C, g->x, g->hbuf, B, T, NP, C);
@@ -681,19 +699,27 @@ static qtk_status forward(fwd *f, const float *images, int B, float *logits_out,
                                    NP * C, &zero, g->ld, NC));
     LAUNCH(k_head, (size_t)B * NC, g->logits, NP == 2 ? g->ld : NULL, DEV(g, m->head_b),
            NP == 2 ? DEV(g, m->head_dist_b) : NULL, B, NC, *QP(f, hb + QTK_VIT_H_HEAD_OUT));
-    if (dev) {
-        QTK_CUDA_TRY(cudaMemcpyAsync(logits_out, g->logits, (size_t)B * NC * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
-        return QTK_OK;
-    }
-    QTK_CUDA_TRY(cudaMemcpyAsync(logits_out, g->logits, (size_t)B * NC * sizeof(float), cudaMemcpyDeviceToHost, g->st));
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+// images, logits: host pointers, or device pointers when dev (then nothing is copied back and nothing waited for)
+static qtk_status forward(const fwd *f, const float *images, int B, float *logits_out, int dev) {
+    qtk_vit_cuda *g = f->g;
+    const size_t NC = (size_t)g->m->cfg.n_classes;
+    QTK_TRY(fwd_embed(f, images, B, dev));
+    QTK_TRY(fwd_blocks(f, B, 0, g->m->cfg.depth));
+    QTK_TRY(fwd_head(f, B));
+    QTK_CUDA_TRY(cudaMemcpyAsync(logits_out, g->logits, (size_t)B * NC * sizeof(float),
+                                 dev ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost, g->st));
+    if (!dev) QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     return QTK_OK;
 }
 
 static qtk_status forward_checked(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized, int dev) {
     if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU forward: batch of %d, planned for at most %d", B, g->maxB);
     if (quantized && !g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: quantized forward before set_quant");
-    fwd f = {g, quantized};
+    if (quantized < 0 || quantized > 2) return qtk_fail(QTK_ERR_ARG, "GPU forward: mode %d", quantized);
+    fwd f = {g, quantized == 1, quantized == 1 ? g->int_ln : quantized == 2};
     return forward(&f, images, B, logits, dev);
 }
 
@@ -707,6 +733,63 @@ extern "C" qtk_status qtk_vit_cuda_forward_device(qtk_vit_cuda *g, const float *
 }
 
 extern "C" qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g) {
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+static qtk_status range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
+    if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU forward: batch of %d, planned for at most %d", B, g->maxB);
+    if (block < 0 || block > g->m->cfg.depth) return qtk_fail(QTK_ERR_ARG, "block %d out of range 0..%d", block, g->m->cfg.depth);
+    if (mode < 0 || mode > 2 || (mode && !g->quant_ready)) return qtk_fail(QTK_ERR_ARG, "GPU forward: mode %d before set_quant", mode);
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B, int block, float *x_out,
+                                               int mode) {
+    QTK_TRY(range_checked(g, B, block, mode));
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2};
+    QTK_TRY(fwd_embed(&f, images, B, 0));
+    QTK_TRY(fwd_blocks(&f, B, 0, block));
+    size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
+    QTK_CUDA_TRY(cudaMemcpyAsync(x_out, g->x, n * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits,
+                                                int mode) {
+    QTK_TRY(range_checked(g, B, block, mode));
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2};
+    size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
+    QTK_CUDA_TRY(cudaMemcpyAsync(g->x, x_in, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    QTK_TRY(fwd_blocks(&f, B, block, g->m->cfg.depth));
+    QTK_TRY(fwd_head(&f, B));
+    QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, (size_t)B * g->m->cfg.n_classes * sizeof(float), cudaMemcpyDeviceToHost,
+                                 g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
+    if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
+    if (point < 0 || point >= qv->n || qv->q[point].is_weight)
+        return qtk_fail(QTK_ERR_ARG, "point %d is not an activation quantizer", point);
+    const qtk_vit_quantizer *q = &qv->q[point];
+    dquant *d = &g->q[point];
+    for (int ln = 0; ln <= 2 * g->m->cfg.depth; ln++) { // an integer LayerNorm's output scale
+        int in, out;
+        ln_points(g->m, ln, &in, &out);
+        if (out == point && g->ln_on[ln]) g->ln_sout[ln] = q->qp.scale[0];
+    }
+    if (!d->on) return QTK_OK;
+    if (!d->per_channel) {
+        d->s = q->qp.scale[0];
+        d->z = q->qp.zero[0];
+        return QTK_OK;
+    }
+    // per channel: the same slots again
+    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->d_s, q->qp.scale, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->d_z, q->qp.zero, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     return QTK_OK;
 }

@@ -1,0 +1,51 @@
+// qtk_model over the GPU forward (vit_cuda.h): the CPU adapter of
+// vit_quant.c for everything but the forwards, which run on the GPU; a
+// changed scale is re-quantized on the CPU and uploaded.
+#include "vit_cuda.h"
+
+static qtk_status g_requantize(qtk_model *mm, int i) {
+    qtk_vit_quant *qv = mm->self;
+    if (i < 0 || i >= qv->n || !qv->q[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
+    if (!qv->q[i].is_weight) return qtk_vit_cuda_update_act(qv->gpu, qv, i);
+    QTK_TRY(qtk_vit_quant_requantize(qv, i));
+    return qtk_vit_cuda_update_weight(qv->gpu, qv, i);
+}
+
+static qtk_status g_block_input(qtk_model *mm, const float *inputs, int B, int block, float *cache) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_cuda_block_input(qv->gpu, inputs, B, block, cache, 1);
+}
+
+static qtk_status g_forward_from(qtk_model *mm, const float *cache, int B, int block, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_cuda_forward_from(qv->gpu, cache, B, block, out, 1);
+}
+
+static qtk_status g_forward(qtk_model *mm, const float *inputs, int B, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, 1);
+}
+
+static qtk_status g_forward_fp(qtk_model *mm, const float *inputs, int B, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, 0);
+}
+
+static qtk_status g_forward_targets(qtk_model *mm, const float *inputs, int B, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    // as the CPU adapter: the reference keeps integer LayerNorm in its "FP" targets unless asked not to
+    return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, qv->targets_float || qv->mode != QTK_VQ_QUANT ? 0 : 2);
+}
+
+qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned vectors, qtk_model *out) {
+    if (!g) return qtk_fail(QTK_ERR_ARG, "no GPU model");
+    QTK_TRY(qtk_vit_quant_model(qv, NULL, vectors, out));
+    qv->gpu = g;
+    out->requantize = g_requantize;
+    out->block_input = g_block_input;
+    out->forward_from = g_forward_from;
+    out->forward = g_forward;
+    out->forward_fp = g_forward_fp;
+    out->forward_targets = g_forward_targets;
+    return QTK_OK;
+}
