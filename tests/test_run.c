@@ -116,6 +116,7 @@ START_TEST(test_config_errors) {
         {"--set search.colour=1", "--set search.colour: unknown key"},
         {"--set seed=x", "--set seed: expected an integer"},
         {"--set data.format=lmdb", "data.format: \"lmdb\" is not one of fashion-mnist, folder, tensor"},
+        {"--set device=tpu", "device: \"tpu\" is not one of cpu, cuda"},
     };
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
         snprintf(args, sizeof args, "run %s %s", cfg, sets[i].set);
@@ -286,6 +287,11 @@ START_TEST(test_calibrate_eval_cptv) {
     ck_assert_int_eq(run(args), 1);
     ck_assert_msg(strstr(out, "qtk: error: ") && strstr(out, "cut.safetensors"), "%s", out);
     ck_assert_int_eq(run("eval"), 2);
+    if (qtk_cuda_device_count() == 0) { // here (and in CI) there is no GPU: device: cuda is one clear error
+        snprintf(args, sizeof args, "eval %s/ev.yaml --set device=cuda", tu_tmp);
+        ck_assert_int_eq(run(args), 1);
+        ck_assert_msg(strstr(out, "device: cuda, but") != NULL, "%s", out);
+    }
     ck_assert_int_eq(run("calibrate --bogus x.yaml"), 2);
     // CPT-V from the export, searching fc1 weight and activation scales only
     char cdir[256], pq[300];
