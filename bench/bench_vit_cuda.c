@@ -8,7 +8,7 @@
 // evaluation over all 12 blocks (as the reference computes every one) and one full pass of 12 block
 // steps, against the reference's numbers (issue 6: 1.46 s per evaluation, 9.3 s per block step, about
 // 1,140 s for the default 10 passes).
-//   build/bench/bench_vit_cuda [--batch 256] [--iters 20] [MODEL...] | --search
+//   build/bench/bench_vit_cuda [--batch 256] [--iters 20] [MODEL...] | --search [--tf32]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +105,7 @@ static qtk_status step_time(void *ctx, const qtk_evolq_step *s) {
     return QTK_OK;
 }
 
-static int bench_search(void) {
+static int bench_search(int tf32) {
     const char *preset = "deit_small_patch16_224";
     qtk_vit_config cfg;
     qtk_vit_preset(preset, &cfg);
@@ -135,20 +135,23 @@ static int bench_search(void) {
     if (st == QTK_OK) st = qtk_vit_calibrate(&qv, &plan, x, 100, 100);
     qtk_vit_cuda *g = NULL;
     qtk_model mm;
-    if (st == QTK_OK) st = qtk_vit_cuda_create(&g, &m, B, 0);
+    if (st == QTK_OK) st = qtk_vit_cuda_create(&g, &m, B, tf32);
     if (st == QTK_OK) st = qtk_vit_cuda_set_quant(g, &qv);
     if (st == QTK_OK) st = qtk_vit_quant_model_cuda(&qv, g, 0, &mm);
-    // one loss evaluation over all blocks: 1,000 images from the (cached) block-0 input, then infoNCE
-    double t_eval = 0, loss = 0;
+    // loss evaluations: 1,000 images from block b's resident inputs through blocks b.. and the head, then
+    // infoNCE; b = 0 is the whole model (what the reference computes for every candidate)
+    double t_eval = 0, t_avg = 0, loss = 0;
     for (int i = 0; st == QTK_OK && i < N; i += B) st = mm.forward_targets(&mm, x + (size_t)i * img, B, tg + (size_t)i * NC);
-    for (int i = 0; st == QTK_OK && i < N; i += B)
-        st = mm.block_input(&mm, x + (size_t)i * img, B, 0, cache + (size_t)i * m.n_tokens * cfg.dim);
-    for (int rep = 0; st == QTK_OK && rep < 4; rep++) {
-        double t0 = now();
-        for (int i = 0; st == QTK_OK && i < N; i += B)
-            st = mm.forward_from(&mm, cache + (size_t)i * m.n_tokens * cfg.dim, B, 0, out + (size_t)i * NC);
-        if (st == QTK_OK) st = qtk_infonce(out, tg, N, NC, 100, 3.0f, &loss, NULL);
-        if (rep) t_eval += (now() - t0) / 3; // the first is a warm-up
+    for (int b = cfg.depth - 1; st == QTK_OK && b >= 0; b--) {
+        st = mm.block_input_all(&mm, x, N, b, cache);
+        for (int rep = 0; st == QTK_OK && rep < 3; rep++) {
+            double t0 = now();
+            st = mm.forward_from_all(&mm, cache, N, b, out);
+            if (st == QTK_OK) st = qtk_infonce(out, tg, N, NC, 100, 3.0f, &loss, NULL);
+            double t = now() - t0;
+            if (rep) t_avg += t / 2 / cfg.depth; // the first is a warm-up
+            if (rep && b == 0) t_eval += t / 2;
+        }
     }
     // one pass of the real search (12 block steps, last block first)
     qtk_evolq_config ec;
@@ -165,11 +168,11 @@ static int bench_search(void) {
         fprintf(stderr, "search: %s\n", qtk_last_error());
         return 1;
     }
-    printf("{\"model\": \"%s\", \"images\": %d, \"loss_eval_all_blocks_s\": %.4f, \"reference_loss_eval_s\": 1.46, "
-           "\"eval_speedup\": %.1f, \"pass_s\": %.2f, \"block_step_mean_s\": %.3f, \"reference_block_step_s\": 9.3, "
+    printf("{\"gemm\": \"%s\", \"model\": \"%s\", \"images\": %d, \"loss_eval_all_blocks_s\": %.4f, \"reference_loss_eval_s\": 1.46, "
+           "\"eval_speedup\": %.1f, \"candidate_eval_mean_over_blocks_s\": %.4f, \"candidate_speedup\": %.1f, \"pass_s\": %.2f, \"block_step_mean_s\": %.3f, \"reference_block_step_s\": 9.3, "
            "\"step_speedup\": %.1f, \"evals\": %lld, \"full_search_projected_s\": %.1f, \"reference_full_search_s\": 1140, "
            "\"search_speedup\": %.1f, \"loss\": %.6f}\n",
-           preset, N, t_eval, 1.46 / t_eval, t_pass, t_steps / 12, 9.3 / (t_steps / 12), res.evals, 10 * t_steps,
+           tf32 ? "TF32" : "FP32", preset, N, t_eval, 1.46 / t_eval, t_avg, 1.46 / t_avg, t_pass, t_steps / 12, 9.3 / (t_steps / 12), res.evals, 10 * t_steps,
            1140 / (10 * t_steps), loss);
     qtk_vit_cuda_destroy(g);
     qtk_vit_quant_free(&qv);
@@ -192,7 +195,7 @@ int main(int argc, char **argv) {
     qtk_cuda_device_info(0, info, sizeof info);
     fprintf(stderr, "bench_vit_cuda on %s\n", info);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--search")) return bench_search();
+        if (!strcmp(argv[i], "--search")) return bench_search(i + 1 < argc && !strcmp(argv[i + 1], "--tf32"));
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else rc |= bench(argv[i], B, iters), any = 1;

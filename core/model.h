@@ -48,6 +48,12 @@ struct qtk_model {
     qtk_status (*block_input)(qtk_model *m, const float *inputs, int B, int block, float *cache);
     qtk_status (*forward_from)(qtk_model *m, const float *cache, int B, int block, float *out);
     qtk_status (*forward)(qtk_model *m, const float *inputs, int B, float *out);
+    // Optional (NULL: the search calls the batch functions above): the same over the whole calibration set
+    // (n inputs) at once, so that a model can keep the cached block inputs where it computes (GPU memory)
+    // and reuse them across block steps. forward_from_all gets the cache that block_input_all last filled
+    // for that block, unchanged.
+    qtk_status (*block_input_all)(qtk_model *m, const float *inputs, int n, int block, float *cache);
+    qtk_status (*forward_from_all)(qtk_model *m, const float *cache, int n, int block, float *out);
     // the floating-point model's outputs
     qtk_status (*forward_fp)(qtk_model *m, const float *inputs, int B, float *out);
     // the search targets: forward_fp, or the model's reference variant of it

@@ -221,7 +221,13 @@ qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_p
         if (qtk_cuda_device_count() == 0)
             st = qtk_fail(QTK_ERR_UNSUPPORTED, "%s: device: cuda, but %s", cfg_path,
                           qtk_cuda_built() ? "this machine has no CUDA device" : "this qtk was built without CUDA");
-        else st = qtk_vit_cuda_create(&r->gpu, &r->m, c->calibration.batch, 0);
+        else {
+            // a few hundred images per GPU forward where memory allows (evaluation, the search's set)
+            int B = c->calibration.batch * (512 / c->calibration.batch > 1 ? 512 / c->calibration.batch : 1);
+            st = qtk_vit_cuda_create(&r->gpu, &r->m, B, 0);
+            if (st == QTK_ERR_NOMEM && B > c->calibration.batch)
+                st = qtk_vit_cuda_create(&r->gpu, &r->m, c->calibration.batch, 0);
+        }
     }
     if (st != QTK_OK) qtk_run_ctx_close(r);
     return st;

@@ -51,7 +51,8 @@ static qtk_status apply(search_ctx *s, const float *v) {
 
 static qtk_status loss_of_current(search_ctx *s, double *loss) {
     int B = s->cfg->batch;
-    for (int i = 0; i < s->n; i += B) {
+    if (s->m->forward_from_all) QTK_TRY(s->m->forward_from_all(s->m, s->cache, s->n, s->block, s->outputs));
+    for (int i = 0; !s->m->forward_from_all && i < s->n; i += B) {
         int b = s->n - i < B ? s->n - i : B;
         QTK_TRY(s->m->forward_from(s->m, s->cache + (size_t)i * s->m->block_input_floats, b, s->block,
                                    s->outputs + (size_t)i * s->m->n_outputs));
@@ -209,7 +210,8 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         }
         if (len == 0) continue;
         // the block's input for every image (blocks before it do not change during its step)
-        for (int i = 0; st == QTK_OK && i < n; i += cfg->batch) {
+        if (m->block_input_all) st = m->block_input_all(m, inputs, n, block, s.cache);
+        for (int i = 0; !m->block_input_all && st == QTK_OK && i < n; i += cfg->batch) {
             int b = n - i < cfg->batch ? n - i : cfg->batch;
             st = m->block_input(m, inputs + (size_t)i * m->input_floats, b, block, s.cache + (size_t)i * m->block_input_floats);
         }

@@ -238,50 +238,60 @@ START_TEST(test_search_gpu_vs_cpu) {
     qtk_vit_qconfig_default(&qc);
     qtk_vit_quant qa, qb;
     ck_qtk(qtk_vit_quant_init(&qa, &m, &qc));
-    ck_qtk(qtk_vit_quant_init(&qb, &m, &qc));
     ck_qtk(qtk_vit_calibrate(&qa, &plan, x, N, B));
-    ck_qtk(qtk_vit_calibrate(&qb, &plan, x, N, B));
-    qtk_vit_cuda *g;
-    ck_qtk(qtk_vit_cuda_create(&g, &m, B, 0));
-    ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
     qtk_model ma, mb;
-    ck_qtk(qtk_vit_quant_model(&qa, &plan, QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_ACT, &ma));
-    ck_qtk(qtk_vit_quant_model_cuda(&qb, g, QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_ACT, &mb));
+    const unsigned vec = QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_ACT;
+    ck_qtk(qtk_vit_quant_model(&qa, &plan, vec, &ma));
     qtk_evolq_config ec;
     qtk_evolq_config_default(&ec, 4);
     ec.passes = 2;
     ec.group = 32;
     ec.batch = B;
     ec.seed = 4;
-    steps_t sa = {{0}, 0}, sb = {{0}, 0};
+    steps_t sa = {{0}, 0};
     qtk_evolq_result ra, rb;
     ck_qtk(qtk_evolq_search(&ma, x, N, &ec, rec_step, &sa, &ra));
-    ck_qtk(qtk_evolq_search(&mb, x, N, &ec, rec_step, &sb, &rb));
     ck_assert_int_eq(sa.n, 6);
-    ck_assert_int_eq(sb.n, 6);
-    double worst = fabs(ra.loss_initial - rb.loss_initial) / fabs(ra.loss_initial);
-    for (int i = 0; i < 6; i++) worst = fmax(worst, fabs(sa.loss[i] - sb.loss[i]) / fabs(sa.loss[i]));
-    size_t differ = 0, total = 0;
-    for (int i = 0; i < qa.n; i++)
-        if (qa.q[i].calibrated)
-            for (size_t k = 0; k < qa.q[i].qp.n; k++, total++) differ += qa.q[i].qp.scale[k] != qb.q[i].qp.scale[k];
-    printf("search GPU vs CPU: infoNCE %.7f -> %.7f (CPU) and %.7f -> %.7f (GPU), largest relative loss difference "
-           "%.2e over %d steps; %zu of %zu scales differ\n", ra.loss_initial, ra.loss_final, rb.loss_initial, rb.loss_final,
-           worst, sa.n, differ, total);
     ck_assert_msg(ra.loss_final < ra.loss_initial, "the search did not improve the loss");
-    ck_assert_msg(worst <= 1e-5, "losses differ by %g relative", worst);
-    ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
-    // the GPU model's scales are now the searched ones: its forward equals a fresh upload of them
-    float *la = malloc(B * 10 * 4), *lb = malloc(B * 10 * 4);
-    ck_qtk(qtk_vit_cuda_forward(g, x, B, la, 1));
-    ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
-    ck_qtk(qtk_vit_cuda_forward(g, x, B, lb, 1));
-    ck_assert_msg(!memcmp(la, lb, B * 10 * 4), "incremental uploads during the search left stale state on the GPU");
-    free(la);
-    free(lb);
-    qtk_vit_cuda_destroy(g);
+    // on the GPU: block inputs resident and reused across steps, then the low-memory path (one slot)
+    for (int one_slot = 0; one_slot < 2; one_slot++) {
+        if (one_slot) setenv("QTK_CUDA_ONE_SLOT", "1", 1);
+        ck_qtk(qtk_vit_quant_init(&qb, &m, &qc));
+        ck_qtk(qtk_vit_calibrate(&qb, &plan, x, N, B));
+        qtk_vit_cuda *g;
+        ck_qtk(qtk_vit_cuda_create(&g, &m, B, 0));
+        ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
+        ck_qtk(qtk_vit_quant_model_cuda(&qb, g, vec, &mb));
+        ck_assert_ptr_nonnull(mb.block_input_all);
+        steps_t sb = {{0}, 0};
+        ck_qtk(qtk_evolq_search(&mb, x, N, &ec, rec_step, &sb, &rb));
+        ck_assert_int_eq(sb.n, 6);
+        double worst = fabs(ra.loss_initial - rb.loss_initial) / fabs(ra.loss_initial);
+        for (int i = 0; i < 6; i++) worst = fmax(worst, fabs(sa.loss[i] - sb.loss[i]) / fabs(sa.loss[i]));
+        size_t differ = 0, total = 0;
+        for (int i = 0; i < qa.n; i++)
+            if (qa.q[i].calibrated)
+                for (size_t k = 0; k < qa.q[i].qp.n; k++, total++) differ += qa.q[i].qp.scale[k] != qb.q[i].qp.scale[k];
+        printf("search GPU (%s) vs CPU: infoNCE %.7f -> %.7f (CPU) and %.7f -> %.7f (GPU), largest relative loss "
+               "difference %.2e over %d steps; %zu of %zu scales differ\n", one_slot ? "one cache slot" : "cached block inputs",
+               ra.loss_initial, ra.loss_final, rb.loss_initial, rb.loss_final, worst, sa.n, differ, total);
+        ck_assert_msg(worst <= 1e-5, "losses differ by %g relative", worst);
+        ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
+        // the GPU model's scales are now the searched ones: its forward equals a fresh upload of them
+        float *la = malloc(B * 10 * 4), *lb = malloc(B * 10 * 4);
+        ck_qtk(qtk_vit_cuda_forward(g, x, B, la, 1));
+        ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
+        ck_qtk(qtk_vit_cuda_forward(g, x, B, lb, 1));
+        ck_assert_msg(!memcmp(la, lb, B * 10 * 4), "incremental uploads during the search left stale state on the GPU");
+        // forward_from_all refuses inputs that are not current
+        ck_assert_int_eq(qtk_vit_cuda_forward_from_all(g, N, 1, la, 1), QTK_ERR_ARG);
+        free(la);
+        free(lb);
+        qtk_vit_cuda_destroy(g);
+        qtk_vit_quant_free(&qb);
+    }
+    unsetenv("QTK_CUDA_ONE_SLOT");
     qtk_vit_quant_free(&qa);
-    qtk_vit_quant_free(&qb);
     qtk_vit_plan_free(&plan);
     qtk_vit_free(&m);
     free(x);

@@ -57,6 +57,16 @@ qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g);
 qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B, int block, float *x_out, int mode);
 qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits, int mode);
 
+// The search's calibration set on the GPU: the n images stay resident, and
+// so does every block's input computed from them (one slot per block, when
+// memory allows), until a quantizer before that block changes (requantize
+// through the qtk_model below, or qtk_vit_cuda_invalidate). block_input_all
+// copies block `block`'s inputs to x_out (host; NULL: no copy);
+// forward_from_all runs blocks `block`.. from them to the logits (host).
+qtk_status qtk_vit_cuda_block_input_all(qtk_vit_cuda *g, const float *images, int n, int block, float *x_out, int mode);
+qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int block, float *logits, int mode);
+void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point);
+
 // The calibrated model behind qtk_model (for the search) with every forward on
 // the GPU: as qtk_vit_quant_model, and requantize also uploads what changed.
 // g must be planned for the search's batch and already hold qv (set_quant).

@@ -6,9 +6,20 @@
 static qtk_status g_requantize(qtk_model *mm, int i) {
     qtk_vit_quant *qv = mm->self;
     if (i < 0 || i >= qv->n || !qv->q[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
+    qtk_vit_cuda_invalidate(qv->gpu, i); // the cached inputs of later blocks
     if (!qv->q[i].is_weight) return qtk_vit_cuda_update_act(qv->gpu, qv, i);
     QTK_TRY(qtk_vit_quant_requantize(qv, i));
     return qtk_vit_cuda_update_weight(qv->gpu, qv, i);
+}
+
+static qtk_status g_block_input_all(qtk_model *mm, const float *inputs, int n, int block, float *cache) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_cuda_block_input_all(qv->gpu, inputs, n, block, cache, 1);
+}
+
+static qtk_status g_forward_from_all(qtk_model *mm, const float *cache, int n, int block, float *out) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_cuda_forward_from_all(qv->gpu, n, block, out, 1);
 }
 
 static qtk_status g_block_input(qtk_model *mm, const float *inputs, int B, int block, float *cache) {
@@ -47,5 +58,7 @@ qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned
     out->forward = g_forward;
     out->forward_fp = g_forward_fp;
     out->forward_targets = g_forward_targets;
+    out->block_input_all = g_block_input_all;
+    out->forward_from_all = g_forward_from_all;
     return QTK_OK;
 }

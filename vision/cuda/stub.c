@@ -24,4 +24,9 @@ qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B,
 qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits, int mode) {
     return NO_CUDA();
 }
+qtk_status qtk_vit_cuda_block_input_all(qtk_vit_cuda *g, const float *images, int n, int block, float *x_out, int mode) {
+    return NO_CUDA();
+}
+qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int block, float *logits, int mode) { return NO_CUDA(); }
+void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point) {}
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch) { return 0; }
