@@ -1,5 +1,7 @@
 #include "observer.h"
 
+#include "cuda/qtk_cuda.h"
+
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -161,24 +163,37 @@ float qtk_fq_mse(const float *x, size_t n, float s, float z, int lo, int hi) {
     return (float)(qtk_fake_quant_sse(x, n, s, z, lo, hi) / (double)n);
 }
 
-int qtk_omse_search(const float *x, size_t n, float mn, float mx, int lo, int hi, float *s, float *z) {
+// OMSE's candidates: max and min shrunk by (1 - i/100), i < 90
+static void omse_candidate(float mn, float mx, int lo, int hi, int i, float *s, float *z) {
+    // new_max = max_val * (1.0 - i * 0.01): the factor is a Python float
+    float f = (float)(1.0 - (double)i * 0.01);
+    qtk_params_asym(mn * f, mx * f, lo, hi, s, z);
+}
+
+// The first candidate with the smallest float32 score sse / n.
+static int omse_pick(const double *sse, size_t n, float mn, float mx, int lo, int hi, float *s, float *z) {
     float best = 1e10f;
     int best_i = 0;
     qtk_params_asym(mn, mx, lo, hi, s, z);
-    for (int i = 0; i < 90; i++) {
-        // new_max = max_val * (1.0 - i * 0.01): the factor is a Python float
-        float f = (float)(1.0 - (double)i * 0.01);
-        float si, zi;
-        qtk_params_asym(mn * f, mx * f, lo, hi, &si, &zi);
-        float score = qtk_fq_mse(x, n, si, zi, lo, hi);
+    for (int i = 0; i < QTK_OMSE_CANDIDATES; i++) {
+        float score = (float)(sse[i] / (double)n);
         if (score < best) {
             best = score;
             best_i = i;
-            *s = si;
-            *z = zi;
+            omse_candidate(mn, mx, lo, hi, i, s, z);
         }
     }
     return best_i;
+}
+
+int qtk_omse_search(const float *x, size_t n, float mn, float mx, int lo, int hi, float *s, float *z) {
+    double sse[QTK_OMSE_CANDIDATES];
+    for (int i = 0; i < QTK_OMSE_CANDIDATES; i++) {
+        float si, zi;
+        omse_candidate(mn, mx, lo, hi, i, &si, &zi);
+        sse[i] = qtk_fake_quant_sse(x, n, si, zi, lo, hi);
+    }
+    return omse_pick(sse, n, mn, mx, lo, hi, s, z);
 }
 
 static qtk_status ensure_state(qtk_observer *o, size_t C) {
@@ -248,6 +263,18 @@ qtk_status qtk_observer_update(qtk_observer *o, const float *x, int ndim, const 
         one_mn = a;
         one_mx = b;
     }
+    qtk_status r = qtk_observer_update_minmax(o, cur_mn, cur_mx, nc);
+    if (o->channel_wise) {
+        free(cur_mn);
+        free(cur_mx);
+    }
+    return r;
+}
+
+qtk_status qtk_observer_update_minmax(qtk_observer *o, const float *cur_mn, const float *cur_mx, size_t nc) {
+    QTK_TRY(ensure_state(o, nc));
+    if (nc != (o->channel_wise ? o->C : 1))
+        return qtk_fail(QTK_ERR_ARG, "observer update with %zu channels, statistics have %zu", nc, o->C);
     bool ema = o->kind == QTK_OBS_EMA || o->kind == QTK_OBS_PERCENTILE;
     for (size_t c = 0; c < nc; c++) {
         if (o->n_updates == 0) {
@@ -262,54 +289,74 @@ qtk_status qtk_observer_update(qtk_observer *o, const float *x, int ndim, const 
             o->min_val[c] = fminf(o->min_val[c], cur_mn[c]);
         }
     }
-    if (o->channel_wise) {
-        free(cur_mn);
-        free(cur_mx);
-    }
     o->n_updates++;
     return QTK_OK;
 }
 
-static qtk_status ptf_params(const qtk_observer *o, const float *x, int ndim, const int64_t *shape,
-                             int lo, int hi, qtk_qparams *out) {
-    size_t outer, C, inner;
-    QTK_TRY(qtk_axis_view(ndim, shape, -1, &outer, &C, &inner));
-    if (C != o->C)
-        return qtk_fail(QTK_ERR_ARG, "PTF observer: last batch has %zu channels, statistics have %zu", C, o->C);
+// PTF's candidates: one zero point and the scales s1 * 2^k (k = 0..3) from the channels' joint range
+static void ptf_candidates(const qtk_observer *o, int lo, int hi, float sk[4], float *z) {
     float mx_t = -INFINITY, mn_t = INFINITY;
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = 0; c < o->C; c++) {
         mx_t = fmaxf(mx_t, o->max_val[c]);
         mn_t = fminf(mn_t, o->min_val[c]);
     }
-    float s8, z;
-    qtk_params_asym(mn_t, mx_t, lo, hi, &s8, &z);
-    float s4 = s8 / 2.0f, s2 = s4 / 2.0f, s1 = s2 / 2.0f;
-    const float sk[4] = {s1, s2, s4, s8};
-    QTK_TRY(qtk_qparams_init(out, o->bits, o->is_signed, false, QTK_PER_CHANNEL, -1, 0, C));
-#pragma omp parallel for schedule(dynamic, 4) if (outer * C >= 65536)
-    for (size_t c = 0; c < C; c++) {
-        double acc[4] = {0, 0, 0, 0};
-        for (size_t r = 0; r < outer; r++) {
-            float v = x[r * C + c];
-            for (int k = 0; k < 4; k++) {
-                float d = v - qtk_fake_quant_scalar(v, sk[k], z, lo, hi, QTK_FQ_REF);
-                acc[k] += (double)(d * d);
-            }
-        }
+    float s8;
+    qtk_params_asym(mn_t, mx_t, lo, hi, &s8, z);
+    sk[3] = s8;
+    sk[2] = s8 / 2.0f;
+    sk[1] = sk[2] / 2.0f;
+    sk[0] = sk[1] / 2.0f;
+}
+
+// Per channel: the factor with the smallest float32 score acc / outer (acc: C x 4 sums of squares)
+static qtk_status ptf_pick(const qtk_observer *o, const double *acc, size_t outer, const float sk[4], float z,
+                           qtk_qparams *out) {
+    QTK_TRY(qtk_qparams_init(out, o->bits, o->is_signed, false, QTK_PER_CHANNEL, -1, 0, o->C));
+    for (size_t c = 0; c < o->C; c++) {
         // score.index(min(score)): the first minimum, i.e. ties to the smaller factor
         int best = 0;
-        float bs = (float)(acc[0] / (double)outer);
+        float bs = (float)(acc[c * 4] / (double)outer);
         for (int k = 1; k < 4; k++) {
-            float sc = (float)(acc[k] / (double)outer);
+            float sc = (float)(acc[c * 4 + k] / (double)outer);
             if (sc < bs) {
                 bs = sc;
                 best = k;
             }
         }
-        out->scale[c] = s1 * (float)(1 << best);
+        out->scale[c] = sk[0] * (float)(1 << best);
         out->zero[c] = z;
     }
     return QTK_OK;
+}
+
+static qtk_status ptf_view(const qtk_observer *o, int ndim, const int64_t *shape, size_t *outer) {
+    size_t C, inner;
+    QTK_TRY(qtk_axis_view(ndim, shape, -1, outer, &C, &inner));
+    if (C != o->C)
+        return qtk_fail(QTK_ERR_ARG, "PTF observer: last batch has %zu channels, statistics have %zu", C, o->C);
+    return QTK_OK;
+}
+
+static qtk_status ptf_params(const qtk_observer *o, const float *x, int ndim, const int64_t *shape,
+                             int lo, int hi, qtk_qparams *out) {
+    size_t outer, C = o->C;
+    QTK_TRY(ptf_view(o, ndim, shape, &outer));
+    float sk[4], z;
+    ptf_candidates(o, lo, hi, sk, &z);
+    double *acc = calloc(C * 4, sizeof *acc);
+    if (!acc) return qtk_fail(QTK_ERR_NOMEM, "PTF observer: out of memory");
+#pragma omp parallel for schedule(dynamic, 4) if (outer * C >= 65536)
+    for (size_t c = 0; c < C; c++)
+        for (size_t r = 0; r < outer; r++) {
+            float v = x[r * C + c];
+            for (int k = 0; k < 4; k++) {
+                float d = v - qtk_fake_quant_scalar(v, sk[k], z, lo, hi, QTK_FQ_REF);
+                acc[c * 4 + k] += (double)(d * d);
+            }
+        }
+    qtk_status st = ptf_pick(o, acc, outer, sk, z, out);
+    free(acc);
+    return st;
 }
 
 qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int ndim,
@@ -345,5 +392,35 @@ qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int n
             qtk_params_asym(o->min_val[c], o->max_val[c], lo, hi, &out->scale[c], &out->zero[c]);
         }
     }
+    return QTK_OK;
+}
+
+qtk_status qtk_observer_params_cuda(const qtk_observer *o, const float *d_x_last, int ndim, const int64_t *shape,
+                                    qtk_qparams *out) {
+    if (o->kind != QTK_OBS_PTF && o->kind != QTK_OBS_OMSE) return qtk_observer_params(o, NULL, ndim, shape, out);
+    memset(out, 0, sizeof *out);
+    if (o->n_updates == 0) return qtk_fail(QTK_ERR_ARG, "%s observer has seen no data", kind_names[o->kind]);
+    int lo, hi;
+    QTK_TRY(qtk_qrange(o->bits, o->is_signed, &lo, &hi));
+    if (o->kind == QTK_OBS_PTF) {
+        size_t outer;
+        QTK_TRY(ptf_view(o, ndim, shape, &outer));
+        float sk[4], z;
+        ptf_candidates(o, lo, hi, sk, &z);
+        double *acc = calloc(o->C * 4, sizeof *acc);
+        if (!acc) return qtk_fail(QTK_ERR_NOMEM, "PTF observer: out of memory");
+        qtk_status st = qtk_fake_quant_sse_channels_cuda(d_x_last, outer, o->C, sk, 4, z, lo, hi, acc);
+        if (st == QTK_OK) st = ptf_pick(o, acc, outer, sk, z, out);
+        free(acc);
+        return st;
+    }
+    int64_t n = qtk_numel(ndim, shape);
+    if (n <= 0) return qtk_fail(QTK_ERR_ARG, "OMSE observer: empty last-batch tensor");
+    float sc[QTK_OMSE_CANDIDATES], zc[QTK_OMSE_CANDIDATES];
+    double sse[QTK_OMSE_CANDIDATES];
+    for (int i = 0; i < QTK_OMSE_CANDIDATES; i++) omse_candidate(o->min_val[0], o->max_val[0], lo, hi, i, &sc[i], &zc[i]);
+    QTK_TRY(qtk_fake_quant_sse_multi_cuda(d_x_last, (size_t)n, sc, zc, QTK_OMSE_CANDIDATES, lo, hi, sse));
+    QTK_TRY(qtk_qparams_init(out, o->bits, o->is_signed, false, QTK_PER_TENSOR, 0, 0, 1));
+    omse_pick(sse, (size_t)n, o->min_val[0], o->max_val[0], lo, hi, &out->scale[0], &out->zero[0]);
     return QTK_OK;
 }

@@ -51,11 +51,24 @@ qtk_status qtk_observer_init(qtk_observer *o, qtk_observer_kind kind, int bits, 
 void qtk_observer_free(qtk_observer *o);
 
 qtk_status qtk_observer_update(qtk_observer *o, const float *x, int ndim, const int64_t *shape);
+// The same update from a batch's own per-channel (or, C = 1, per-tensor) min and max, computed
+// elsewhere (qtk_channel_minmax_cuda). Not for the percentile kind, which needs the values.
+qtk_status qtk_observer_update_minmax(qtk_observer *o, const float *cur_mn, const float *cur_mx, size_t C);
 
 // Allocates *out (free with qtk_qparams_free). x_last: the last batch, needed
 // by OMSE and PTF, ignored (may be NULL) by the others.
 qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int ndim,
                                const int64_t *shape, qtk_qparams *out);
+
+// qtk_observer_params with the last batch in GPU memory: OMSE's and PTF's
+// candidate errors are summed on the GPU (double sums, so the choice equals
+// the CPU's except where two scores tie within rounding), the choice is made
+// here with the CPU's code. A CPU-only build returns QTK_ERR_UNSUPPORTED for
+// those two kinds.
+qtk_status qtk_observer_params_cuda(const qtk_observer *o, const float *d_x_last, int ndim, const int64_t *shape,
+                                    qtk_qparams *out);
+
+#define QTK_OMSE_CANDIDATES 90
 
 // Building blocks, exposed for tests and other callers.
 

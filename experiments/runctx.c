@@ -255,11 +255,11 @@ qtk_status qtk_run_ctx_calibrate(qtk_run_ctx *r, double *seconds) {
     qtk_progress_start(&p, "calibration", (long long)(r->cal.n / batch) * batch);
     r->qv.progress = calib_progress;
     r->qv.progress_ctx = &p;
-    qtk_status st = qtk_vit_calibrate(&r->qv, &r->plan, r->cal.x, r->cal.n, batch);
+    qtk_status st = r->gpu ? qtk_vit_cuda_calibrate(r->gpu, &r->qv, r->cal.x, r->cal.n, batch)
+                           : qtk_vit_calibrate(&r->qv, &r->plan, r->cal.x, r->cal.n, batch);
     r->qv.progress = NULL;
     double s = qtk_progress_end(&p);
     if (seconds) *seconds = s;
-    if (st == QTK_OK) st = qtk_run_ctx_sync(r);
     return st;
 }
 

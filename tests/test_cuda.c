@@ -82,6 +82,67 @@ START_TEST(test_fake_quant_gpu_equals_cpu) {
 }
 END_TEST
 
+// Observer twins: per-channel and per-tensor min/max (NaN skipped) equal the CPU's; the error sums
+// OMSE and PTF score with agree with the CPU's double sums to rounding; the GPU-scored OMSE / PTF
+// parameters equal the CPU's.
+START_TEST(test_observer_twins) {
+    if (!have_gpu) return;
+    qtk_rng r;
+    qtk_rng_seed(&r, 21, 0);
+    const size_t outer = 3000, C = 96, n = outer * C;
+    float *x = malloc(n * 4), *dx;
+    for (size_t i = 0; i < n; i++) x[i] = qtk_rng_range(&r, -3.0f, 3.0f) * (1.0f + (float)(i % C) / 8.0f);
+    x[17] = NAN;
+    x[5 * C + 3] = 40.0f;
+    ck_qtk(qtk_cuda_malloc((void **)&dx, n * 4));
+    ck_qtk(qtk_cuda_memcpy_h2d(dx, x, n * 4));
+    float mn[96], mx[96], gmn[96], gmx[96];
+    ck_qtk(qtk_channel_minmax(x, outer, C, 1, mn, mx));
+    ck_qtk(qtk_channel_minmax_cuda(dx, outer, C, 1, gmn, gmx));
+    ck_assert(!memcmp(mn, gmn, sizeof mn) && !memcmp(mx, gmx, sizeof mx));
+    ck_qtk(qtk_channel_minmax(x, 1, 1, n, mn, mx));
+    ck_qtk(qtk_channel_minmax_cuda(dx, 1, 1, n, gmn, gmx));
+    ck_assert(mn[0] == gmn[0] && mx[0] == gmx[0] && mx[0] == 40.0f);
+    x[17] = 0.5f; // the error sums below see no NaN
+    ck_qtk(qtk_cuda_memcpy_h2d(dx, x, n * 4));
+    float s[3] = {0.03f, 0.05f, 0.2f}, z[3] = {128.0f, 100.0f, 17.0f};
+    double sse[3];
+    ck_qtk(qtk_fake_quant_sse_multi_cuda(dx, n, s, z, 3, 0, 255, sse));
+    for (int j = 0; j < 3; j++) {
+        double ref = qtk_fake_quant_sse(x, n, s[j], z[j], 0, 255);
+        ck_assert_msg(fabs(sse[j] - ref) <= 1e-12 * ref, "candidate %d: %.17g vs %.17g", j, sse[j], ref);
+    }
+    // OMSE and PTF observers: the parameters chosen from GPU scores equal the CPU's
+    qtk_observer om, pt;
+    ck_qtk(qtk_observer_init(&om, QTK_OBS_OMSE, 8, false, false, 0));
+    ck_qtk(qtk_observer_init(&pt, QTK_OBS_PTF, 8, false, true, -1));
+    int64_t shape[2] = {(int64_t)outer, (int64_t)C};
+    ck_qtk(qtk_observer_update(&om, x, 2, shape));
+    ck_qtk(qtk_observer_update(&pt, x, 2, shape));
+    qtk_qparams a, b;
+    ck_qtk(qtk_observer_params(&om, x, 2, shape, &a));
+    ck_qtk(qtk_observer_params_cuda(&om, dx, 2, shape, &b));
+    ck_assert(a.scale[0] == b.scale[0] && a.zero[0] == b.zero[0]);
+    qtk_qparams_free(&a);
+    qtk_qparams_free(&b);
+    ck_qtk(qtk_observer_params(&pt, x, 2, shape, &a));
+    ck_qtk(qtk_observer_params_cuda(&pt, dx, 2, shape, &b));
+    ck_assert_uint_eq(a.n, C);
+    ck_assert(!memcmp(a.scale, b.scale, C * 4) && !memcmp(a.zero, b.zero, C * 4));
+    int factors[4] = {0, 0, 0, 0};
+    for (size_t c = 0; c < C; c++) factors[(int)log2f(a.scale[c] / a.scale[0] + 0.5f) & 3]++;
+    printf("observer twins: OMSE scale %.6g, PTF factors used:", b.scale[0]);
+    for (int k = 0; k < 4; k++) printf(" %d", factors[k]);
+    printf("\n");
+    qtk_qparams_free(&a);
+    qtk_qparams_free(&b);
+    qtk_observer_free(&om);
+    qtk_observer_free(&pt);
+    qtk_cuda_free(dx);
+    free(x);
+}
+END_TEST
+
 int main(void) {
     have_gpu = qtk_cuda_device_count() > 0;
     if (!have_gpu)
@@ -97,6 +158,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_no_device_behaviour);
     tcase_add_test(tc, test_fake_quant_gpu_equals_cpu);
+    tcase_add_test(tc, test_observer_twins);
     suite_add_tcase(s, tc);
     return tu_run_mode(s, 0);
 }

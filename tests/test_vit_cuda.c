@@ -153,6 +153,58 @@ START_TEST(test_gpu_vs_cpu) {
 }
 END_TEST
 
+// Calibration on the GPU against the CPU. The activations differ in their last bits (GEMM summation
+// order), so min/max-derived scales may differ by an ulp or so and a zero point by one; an OMSE / PTF
+// choice may flip where two candidates score alike. What must hold: nearly every parameter within
+// 1e-4 relative, few flipped choices, and a quantized model as close to the CPU-calibrated one as the
+// GPU forward is to the CPU forward (rms ratio against the quantization error).
+static void check_calibration(const qtk_vit *m, const float *x, int n, int batch, const char *what) {
+    qtk_vit_plan plan;
+    ck_qtk(qtk_vit_plan_init(&plan, m, batch));
+    qtk_vit_qconfig qc;
+    qtk_vit_qconfig_default(&qc);
+    qtk_vit_quant qa, qb;
+    ck_qtk(qtk_vit_quant_init(&qa, m, &qc));
+    ck_qtk(qtk_vit_quant_init(&qb, m, &qc));
+    ck_qtk(qtk_vit_calibrate(&qa, &plan, x, n, batch));
+    qtk_vit_cuda *g;
+    ck_qtk(qtk_vit_cuda_create(&g, m, batch, 0));
+    ck_qtk(qtk_vit_cuda_calibrate(g, &qb, x, n, batch));
+    size_t equal = 0, close = 0, flipped = 0, total = 0;
+    double worst_close = 0;
+    for (int i = 0; i < qa.n; i++) {
+        if (!qa.q[i].calibrated) continue;
+        ck_assert_msg(qb.q[i].calibrated && qb.q[i].qp.n == qa.q[i].qp.n, "%s: %s not calibrated alike", what, qa.q[i].name);
+        for (size_t k = 0; k < qa.q[i].qp.n; k++, total++) {
+            float sa = qa.q[i].qp.scale[k], sb = qb.q[i].qp.scale[k], za = qa.q[i].qp.zero[k], zb = qb.q[i].qp.zero[k];
+            double rel = fabs((double)sa - sb) / sa;
+            if (sa == sb && za == zb) equal++;
+            else if (rel <= 1e-4 && fabsf(za - zb) <= 1.0f) close++, worst_close = fmax(worst_close, rel);
+            else flipped++;
+        }
+    }
+    // the quantized models on the CPU, on the first batch
+    int NC = m->cfg.n_classes;
+    float *la = malloc((size_t)batch * NC * 4), *lb = malloc((size_t)batch * NC * 4), *lf = malloc((size_t)batch * NC * 4);
+    ck_qtk(qtk_vit_forward(m, &plan, x, batch, lf));
+    ck_qtk(qtk_vit_quant_forward(&qa, &plan, x, batch, la));
+    ck_qtk(qtk_vit_quant_forward(&qb, &plan, x, batch, lb));
+    double ratio = rms_ratio(lb, la, lf, batch * NC);
+    cmp_t c = compare(lb, la, batch, NC);
+    printf("%s calibration on the GPU vs the CPU: %zu (scale, zero point) pairs: %zu equal, %zu within %.1e, %zu other "
+           "choices; quantized logits: rms(GPU-calibrated - CPU-calibrated) / rms(quantized - FP32) = %.3f, top-1 agrees "
+           "on %d of %d\n", what, total, equal, close, worst_close, flipped, ratio, c.argmax_agree, batch);
+    ck_assert_msg(flipped * 100 <= total, "%s: %zu of %zu parameters chose differently", what, flipped, total);
+    ck_assert_msg(ratio <= 0.5, "%s: GPU-calibrated model off by %.3f of the quantization error", what, ratio);
+    free(la);
+    free(lb);
+    free(lf);
+    qtk_vit_cuda_destroy(g);
+    qtk_vit_quant_free(&qa);
+    qtk_vit_quant_free(&qb);
+    qtk_vit_plan_free(&plan);
+}
+
 // The trained Fashion-MNIST ViT on its test images, where they are present.
 START_TEST(test_fashion_gpu) {
     if (!have_gpu) return;
@@ -194,6 +246,7 @@ START_TEST(test_fashion_gpu) {
         ck_assert(quant ? c.argmax_agree >= N * 99 / 100 : c.max_rel <= 1e-4);
     }
     qtk_vit_cuda_destroy(g);
+    check_calibration(&m, x, N, 100, "fashion_vit (1,000 test images)");
     qtk_vit_quant_free(&qv);
     qtk_vit_plan_free(&plan);
     qtk_vit_free(&m);
@@ -298,6 +351,26 @@ START_TEST(test_search_gpu_vs_cpu) {
 }
 END_TEST
 
+START_TEST(test_calibration_gpu) {
+    if (!have_gpu) return;
+    qtk_vit_config cfg = {.img_size = 32, .patch = 4, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
+                          .mlp_hidden = 384, .n_classes = 10};
+    char path[256];
+    snprintf(path, sizeof path, "%s/vit.safetensors", tu_tmp);
+    ck_qtk(qtk_vit_write_random(path, &cfg, 12));
+    qtk_vit m;
+    ck_qtk(qtk_vit_load(&m, path, "{\"heads\": 3, \"input_quant\": 1}"));
+    const int N = 96;
+    float *x = malloc((size_t)N * 3 * 32 * 32 * 4);
+    qtk_rng r;
+    qtk_rng_seed(&r, 12, 1);
+    for (size_t i = 0; i < (size_t)N * 3 * 32 * 32; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
+    check_calibration(&m, x, N, 32, "random 3-block ViT");
+    qtk_vit_free(&m);
+    free(x);
+}
+END_TEST
+
 int main(void) {
     have_gpu = qtk_cuda_device_count() > 0;
     if (!have_gpu)
@@ -310,6 +383,7 @@ int main(void) {
     tcase_add_test(tc, test_gpu_vs_cpu);
     tcase_add_test(tc, test_fashion_gpu);
     tcase_add_test(tc, test_search_gpu_vs_cpu);
+    tcase_add_test(tc, test_calibration_gpu);
     suite_add_tcase(s, tc);
     return tu_run_mode(s, 0); // a CUDA context does not survive fork()
 }

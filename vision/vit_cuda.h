@@ -31,6 +31,11 @@ typedef struct qtk_vit_cuda qtk_vit_cuda;
 qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, int tf32);
 void qtk_vit_cuda_destroy(qtk_vit_cuda *g);
 
+// qtk_vit_calibrate with the activations computed and observed on the GPU
+// (min/max and OMSE / PTF scoring by the core/cuda observer twins; the
+// choices made by the CPU's code), then set_quant. batch <= max_batch.
+qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv, const float *images, int n, int batch);
+
 // The quantized model's state as it is now in qv (mode, enabled switches,
 // parameters, fake-quantized weights, integer LayerNorm). qv must outlive
 // the uploads only for the duration of the call.

@@ -192,11 +192,7 @@ qtk_status qtk_vit_quant_requantize(qtk_vit_quant *qv, int point) {
     return QTK_OK;
 }
 
-qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch) {
-    if (batch < 1 || batch > plan->B)
-        return qtk_fail(QTK_ERR_ARG, "calibration batch %d does not fit the plan (batch <= %d)", batch, plan->B);
-    int nb = n / batch; // drop_last=True
-    if (nb < 1) return qtk_fail(QTK_ERR_ARG, "%d calibration images are fewer than one batch of %d", n, batch);
+qtk_status qtk_vit_calibrate_weights(qtk_vit_quant *qv) {
     // weights: min-max per output channel (their observers see the same tensor on every batch)
     for (int i = 0; i < qv->n; i++) {
         qtk_vit_quantizer *q = &qv->q[i];
@@ -208,6 +204,15 @@ qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float 
         QTK_TRY(qtk_vit_quant_requantize(qv, i));
         q->calibrated = 1;
     }
+    return QTK_OK;
+}
+
+qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch) {
+    if (batch < 1 || batch > plan->B)
+        return qtk_fail(QTK_ERR_ARG, "calibration batch %d does not fit the plan (batch <= %d)", batch, plan->B);
+    int nb = n / batch; // drop_last=True
+    if (nb < 1) return qtk_fail(QTK_ERR_ARG, "%d calibration images are fewer than one batch of %d", n, batch);
+    QTK_TRY(qtk_vit_calibrate_weights(qv));
     const qtk_vit_config *c = &qv->m->cfg;
     size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
     float *logits = malloc((size_t)batch * c->n_classes * sizeof *logits);

@@ -86,6 +86,9 @@ void qtk_vit_quant_free(qtk_vit_quant *qv);
 // (the reference's drop_last) with quantization off; weights are observed
 // first; OMSE and PTF parameters come from the last batch. plan->B >= batch.
 qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch);
+// The weight half of calibration (min-max per output channel, then fake quantization and bias
+// correction); qtk_vit_calibrate and the GPU calibration call it first.
+qtk_status qtk_vit_calibrate_weights(qtk_vit_quant *qv);
 
 // Quantized forward (after calibration).
 qtk_status qtk_vit_quant_forward(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int B, float *logits);

@@ -37,6 +37,16 @@ qtk_status qtk_fake_quant_per_group_cuda(const float *d_x, float *d_y, size_t ou
                                          size_t g, const float *d_s, const float *d_z, int lo, int hi,
                                          qtk_fq_formula f);
 
+// Observer twins (observer.h). Results land in host memory.
+// Per-channel min and max of d_x viewed as (outer, C, inner): mn, mx (C).
+qtk_status qtk_channel_minmax_cuda(const float *d_x, size_t outer, size_t C, size_t inner, float *mn, float *mx);
+// sse[j] = sum over the n values of (x - fake_quant(x; s[j], z[j]))^2, each square float32, summed in double.
+qtk_status qtk_fake_quant_sse_multi_cuda(const float *d_x, size_t n, const float *s, const float *z, int k, int lo, int hi,
+                                         double *sse);
+// For x (outer, C): acc[c*k + j] = sum over rows of (x - fake_quant(x; s[j], z))^2 (PTF's candidates).
+qtk_status qtk_fake_quant_sse_channels_cuda(const float *d_x, size_t outer, size_t C, const float *s, int k, float z,
+                                            int lo, int hi, double *acc);
+
 #ifdef __cplusplus
 }
 #endif

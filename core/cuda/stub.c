@@ -32,3 +32,14 @@ qtk_status qtk_fake_quant_per_group_cuda(const float *d_x, float *d_y, size_t ou
                                          qtk_fq_formula f) {
     return NO_CUDA();
 }
+qtk_status qtk_channel_minmax_cuda(const float *d_x, size_t outer, size_t C, size_t inner, float *mn, float *mx) {
+    return NO_CUDA();
+}
+qtk_status qtk_fake_quant_sse_multi_cuda(const float *d_x, size_t n, const float *s, const float *z, int k, int lo, int hi,
+                                         double *sse) {
+    return NO_CUDA();
+}
+qtk_status qtk_fake_quant_sse_channels_cuda(const float *d_x, size_t outer, size_t C, const float *s, int k, float z,
+                                            int lo, int hi, double *acc) {
+    return NO_CUDA();
+}

@@ -29,4 +29,7 @@ qtk_status qtk_vit_cuda_block_input_all(qtk_vit_cuda *g, const float *images, in
 }
 qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int block, float *logits, int mode) { return NO_CUDA(); }
 void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point) {}
+qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv, const float *images, int n, int batch) {
+    return NO_CUDA();
+}
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch) { return 0; }

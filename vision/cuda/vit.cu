@@ -12,6 +12,8 @@
 
 #include "../../core/cuda/cuda_check.h"
 #include "../../core/qparams.h"
+#include "../../core/cuda/qtk_cuda.h"
+#include "../../core/observer.h"
 #include "../vit_cuda.h"
 
 // One quantizer as the forward applies it: off, per tensor, or per channel of the last axis (PTF).
@@ -572,7 +574,34 @@ typedef struct {
     qtk_vit_cuda *g;
     int qz;            // quantizers and quantized weights on
     int iln;           // integer LayerNorm where calibrated (the quantized forward, or the search targets)
+    qtk_vit_quant *cal; // calibration: the FP forward feeds every activation observer of cal
+    int cal_last;       // the last calibration batch: OMSE / PTF parameters from it
 } fwd;
+
+// Calibration: the activation at `point`, (outer, C) with C the last axis, updates its observer (on
+// the CPU, from min/max computed here); on the last batch the observer's parameters are chosen (OMSE
+// and PTF scored here). As vit_quant.c's hook: every named activation quantizer, enabled or not.
+static qtk_status observe(const fwd *f, int point, const float *d, size_t outer, size_t C) {
+    if (!f->cal) return QTK_OK;
+    qtk_vit_quantizer *q = &f->cal->q[point];
+    if (!q->name[0] || q->is_weight) return QTK_OK;
+    QTK_CUDA_TRY(cudaStreamSynchronize(f->g->st)); // the twins run on the default stream
+    size_t nc = q->ob.channel_wise ? C : 1;
+    float *mn = (float *)malloc(2 * nc * sizeof(float));
+    if (!mn) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
+    qtk_status st = nc == 1 ? qtk_channel_minmax_cuda(d, 1, 1, outer * C, mn, mn + 1)
+                            : qtk_channel_minmax_cuda(d, outer, C, 1, mn, mn + nc);
+    if (st == QTK_OK) st = qtk_observer_update_minmax(&q->ob, mn, mn + nc, nc);
+    free(mn);
+    if (st == QTK_OK && f->cal_last) {
+        int64_t shape[2] = {(int64_t)outer, (int64_t)C};
+        qtk_qparams_free(&q->qp);
+        st = qtk_observer_params_cuda(&q->ob, d, 2, shape, &q->qp);
+        q->calibrated = st == QTK_OK;
+    }
+    if (st != QTK_OK) return qtk_fail(st, "quantizer %s: %s", q->name, qtk_last_error());
+    return QTK_OK;
+}
 
 static const dquant *QP(const fwd *f, int point) { return f->qz ? &f->g->q[point] : &NOQ; }
 
@@ -597,16 +626,19 @@ static qtk_status linear(const fwd *f, const float *x, int wpoint, const float *
     qtk_vit_cuda *g = f->g;
     int done = 0;
     // residual folded into the GEMM when neither quantizer around the add is on (always in the FP32 forward)
-    if (post == POST_RESID && !QP(f, qpoint)->on && !QP(f, rpoint)->on && gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), resid, rows, N, K, 1, &done) == QTK_OK)
+    if (post == POST_RESID && !f->cal && !QP(f, qpoint)->on && !QP(f, rpoint)->on && gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), resid, rows, N, K, 1, &done) == QTK_OK)
         return QTK_OK;
     QTK_TRY(gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), y, rows, N, K, 0, &done));
     const unsigned n = (unsigned)rows * (unsigned)N;
     const dquant *q = QP(f, qpoint);
     if (!done) LAUNCH(k_bias_quant, n, y, DEV(g, hb), n, (unsigned)N, post == POST_Q ? *q : NOQ);
     if (post == POST_GELU) LAUNCH(k_gelu_quant, n, y, n, (unsigned)N, *q);
-    else if (post == POST_RESID) LAUNCH(k_residual_quant, n, resid, y, n, (unsigned)N, *q, *QP(f, rpoint));
-    else if (done && q->on) LAUNCH(k_quant, n, y, n, (unsigned)N, *q);
-    return QTK_OK;
+    else if (post == POST_RESID) {
+        QTK_TRY(observe(f, qpoint, y, (size_t)rows, (size_t)N));
+        LAUNCH(k_residual_quant, n, resid, y, n, (unsigned)N, *q, *QP(f, rpoint));
+        return observe(f, rpoint, resid, (size_t)rows, (size_t)N);
+    } else if (done && q->on) LAUNCH(k_quant, n, y, n, (unsigned)N, *q);
+    return observe(f, qpoint, y, (size_t)rows, (size_t)N);
 }
 
 static qtk_status norm(const fwd *f, int ln, const float *x, float *y, int rows, const float *w, const float *b,
@@ -620,7 +652,7 @@ static qtk_status norm(const fwd *f, int ln, const float *x, float *y, int rows,
         k_layernorm<<<(rows + 7) / 8, 256, 0, g->st>>>(x, y, (unsigned)rows, C, DEV(g, w), DEV(g, b), g->m->cfg.ln_eps,
                                                        *QP(f, out_point));
     QTK_CUDA_TRY_LAUNCH("layernorm");
-    return QTK_OK;
+    return observe(f, out_point, y, (size_t)rows, (size_t)C);
 }
 
 // The forward in three parts, as vit.c: embed (images -> x), blocks [from, to), head (x -> g->logits).
@@ -639,12 +671,15 @@ static qtk_status fwd_embed(const fwd *f, const float *images, int B, int dev) {
         src = g->img;
     }
     if (f->qz && g->q[QTK_VIT_P_INPUT].on) LAUNCH(k_quant, B * img, g->img, (unsigned)(B * img), 1u, *QP(f, QTK_VIT_P_INPUT));
+    QTK_TRY(observe(f, QTK_VIT_P_INPUT, src, (size_t)B * c->in_chans * c->img_size, (size_t)c->img_size));
     LAUNCH(k_im2col, (size_t)B * G2 * K, src, g->cols, B, c->in_chans, c->img_size, c->patch, G);
     QTK_TRY(linear(f, g->cols, QTK_VIT_P_PATCH_W, m->patch_w, m->patch_b, g->patch, B * G2, C, K, POST_Q,
                    QTK_VIT_P_PATCH_OUT, 0, NULL));
     LAUNCH(k_concat, (size_t)rows * C, g->x, g->patch, DEV(g, m->cls_token), m->dist_token ? DEV(g, m->dist_token) : NULL,
            B, T, NP, C, *QP(f, QTK_VIT_P_CLS_CONCAT));
+    QTK_TRY(observe(f, QTK_VIT_P_CLS_CONCAT, g->x, (size_t)rows, (size_t)C));
     const float *pos = DEV(g, m->pos_embed);
+    QTK_TRY(observe(f, QTK_VIT_P_POS, pos, (size_t)T, (size_t)C));
     if (f->qz && g->q[QTK_VIT_P_POS].on) {
         QTK_CUDA_TRY(cudaMemcpyAsync(g->pos, pos, (size_t)T * C * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
         LAUNCH(k_quant, (size_t)T * C, g->pos, (unsigned)(T * C), (unsigned)C, *QP(f, QTK_VIT_P_POS));
@@ -652,7 +687,7 @@ static qtk_status fwd_embed(const fwd *f, const float *images, int B, int dev) {
     }
     LAUNCH(k_add_pos, (size_t)rows * C, g->x, pos, (unsigned)(rows * C), (unsigned)(T * C), (unsigned)C,
            *QP(f, QTK_VIT_P_EMBED_OUT));
-    return QTK_OK;
+    return observe(f, QTK_VIT_P_EMBED_OUT, g->x, (size_t)rows, (size_t)C);
 }
 
 static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
@@ -674,14 +709,17 @@ static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
                                           3 * C, &zero, (float *const *)(g->ptr + 2 * BH), T, B * H));
         const unsigned natt = (unsigned)B * H * T * T;
         if (f->qz && g->q[pb + QTK_VIT_B_SCORES].on) LAUNCH(k_quant, natt, g->att, natt, 1u, *QP(f, pb + QTK_VIT_B_SCORES));
+        QTK_TRY(observe(f, pb + QTK_VIT_B_SCORES, g->att, (size_t)B * H * T, (size_t)T));
         k_softmax<<<(unsigned)(((size_t)B * H * T + 7) / 8), 256, 0, g->st>>>(g->att, (size_t)B * H * T, T,
                                                                               *QP(f, pb + QTK_VIT_B_SOFTMAX));
         QTK_CUDA_TRY_LAUNCH("softmax");
+        QTK_TRY(observe(f, pb + QTK_VIT_B_SOFTMAX, g->att, (size_t)B * H * T, (size_t)T));
         // ctx = P v: column-major ctx^T = v^T P^T
         QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &one, g->ptr + 3 * BH, 3 * C,
                                           g->ptr + 4 * BH, T, &zero, (float *const *)(g->ptr + 5 * BH), C, B * H));
         if (f->qz && g->q[pb + QTK_VIT_B_CONTEXT].on)
             LAUNCH(k_quant, (size_t)rows * C, g->ctx, (unsigned)(rows * C), (unsigned)C, *QP(f, pb + QTK_VIT_B_CONTEXT));
+        QTK_TRY(observe(f, pb + QTK_VIT_B_CONTEXT, g->ctx, (size_t)rows, (size_t)C));
         QTK_TRY(linear(f, g->ctx, pb + QTK_VIT_B_PROJ_W, bl->proj_w, bl->proj_b, g->hbuf, rows, C, C, POST_RESID,
                        pb + QTK_VIT_B_PROJ_OUT, pb + QTK_VIT_B_RESID1, g->x));
         QTK_TRY(norm(f, 2 * l + 1, g->x, g->hbuf, rows, bl->ln2_w, bl->ln2_b, pb + QTK_VIT_B_NORM2_OUT));
@@ -710,7 +748,7 @@ static qtk_status fwd_head(const fwd *f, int B) {
                                    NP * C, &zero, g->ld, NC));
     LAUNCH(k_head, (size_t)B * NC, g->logits, NP == 2 ? g->ld : NULL, DEV(g, m->head_b),
            NP == 2 ? DEV(g, m->head_dist_b) : NULL, B, NC, *QP(f, hb + QTK_VIT_H_HEAD_OUT));
-    return QTK_OK;
+    return observe(f, hb + QTK_VIT_H_HEAD_OUT, g->logits, (size_t)B, (size_t)NC);
 }
 
 // images, logits: host pointers, or device pointers when dev (then nothing is copied back and nothing waited for)
@@ -730,7 +768,7 @@ static qtk_status forward_checked(qtk_vit_cuda *g, const float *images, int B, f
     if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU forward: batch of %d, planned for at most %d", B, g->maxB);
     if (quantized && !g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: quantized forward before set_quant");
     if (quantized < 0 || quantized > 2) return qtk_fail(QTK_ERR_ARG, "GPU forward: mode %d", quantized);
-    fwd f = {g, quantized == 1, quantized == 1 ? g->int_ln : quantized == 2};
+    fwd f = {g, quantized == 1, quantized == 1 ? g->int_ln : quantized == 2, NULL, 0};
     return forward(&f, images, B, logits, dev);
 }
 
@@ -758,7 +796,7 @@ static qtk_status range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
 extern "C" qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B, int block, float *x_out,
                                                int mode) {
     QTK_TRY(range_checked(g, B, block, mode));
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2};
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
     QTK_TRY(fwd_embed(&f, images, B, 0));
     QTK_TRY(fwd_blocks(&f, B, 0, block));
     size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
@@ -770,7 +808,7 @@ extern "C" qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *ima
 extern "C" qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits,
                                                 int mode) {
     QTK_TRY(range_checked(g, B, block, mode));
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2};
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
     size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
     QTK_CUDA_TRY(cudaMemcpyAsync(g->x, x_in, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
     QTK_TRY(fwd_blocks(&f, B, block, g->m->cfg.depth));
@@ -853,7 +891,7 @@ extern "C" qtk_status qtk_vit_cuda_block_input_all(qtk_vit_cuda *g, const float 
     QTK_TRY(cal_reserve(g, images, n));
     const qtk_vit_config *c = &g->m->cfg;
     const size_t img = (size_t)c->in_chans * c->img_size * c->img_size, tc = (size_t)g->m->n_tokens * c->dim;
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2};
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
     int reuse = g->n_slots > 1, dst = reuse ? block : 0;
     if (!(reuse && g->slot_valid[block])) {
         // start from the nearest valid earlier block input, else from the images
@@ -896,7 +934,7 @@ extern "C" qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int 
         return qtk_fail(QTK_ERR_ARG, "GPU forward: block %d's inputs of %d images are not the current ones (block_input_all "
                         "first)", block, n);
     const size_t tc = (size_t)g->m->n_tokens * g->m->cfg.dim, NC = (size_t)g->m->cfg.n_classes;
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2};
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
     int src = g->n_slots > 1 ? block : 0;
     for (int i = 0; i < n; i += g->maxB) {
         int B = n - i < g->maxB ? n - i : g->maxB;
@@ -909,4 +947,28 @@ extern "C" qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int 
     }
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     return QTK_OK;
+}
+
+extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv, const float *images, int n, int batch) {
+    if (qv->m != g->m) return qtk_fail(QTK_ERR_ARG, "GPU calibration: the quantized model is of another ViT");
+    if (batch < 1 || batch > g->maxB)
+        return qtk_fail(QTK_ERR_ARG, "calibration batch %d does not fit the GPU plan (batch <= %d)", batch, g->maxB);
+    int nb = n / batch; // drop_last=True, as the CPU calibration
+    if (nb < 1) return qtk_fail(QTK_ERR_ARG, "%d calibration images are fewer than one batch of %d", n, batch);
+    QTK_TRY(qtk_vit_calibrate_weights(qv));
+    const qtk_vit_config *c = &g->m->cfg;
+    size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
+    float *logits = (float *)malloc((size_t)batch * c->n_classes * sizeof(float));
+    if (!logits) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
+    qtk_status st = QTK_OK;
+    qv->mode = QTK_VQ_CALIB;
+    for (int b = 0; b < nb && st == QTK_OK; b++) {
+        fwd f = {g, 0, 0, qv, b == nb - 1};
+        st = forward(&f, images + (size_t)b * batch * img, batch, logits, 0);
+        if (st == QTK_OK && qv->progress) qv->progress(qv->progress_ctx, (b + 1) * batch, nb * batch);
+    }
+    free(logits);
+    qv->mode = st == QTK_OK ? QTK_VQ_QUANT : QTK_VQ_FP;
+    if (st == QTK_OK) st = qtk_vit_cuda_set_quant(g, qv);
+    return st;
 }
