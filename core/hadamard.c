@@ -82,7 +82,7 @@ static void base_matrix(size_t m, signed char *H) {
 }
 
 // Factorization n = m * 2^k and the base matrix H_m, or an error naming n.
-static qtk_status prepare(size_t n, size_t *m, signed char *base) {
+qtk_status qtk_hadamard_base(size_t n, size_t *m, signed char *base) {
     if (!qtk_hadamard_supported(n, m))
         return qtk_fail(QTK_ERR_ARG, "no Hadamard transform of size %zu (need 2^k or 12/20/28/40 * 2^k)", n);
     base_matrix(*m, base);
@@ -92,7 +92,7 @@ static qtk_status prepare(size_t n, size_t *m, signed char *base) {
 qtk_status qtk_hadamard_matrix(size_t n, float *H) {
     size_t m;
     signed char base[40 * 40];
-    QTK_TRY(prepare(n, &m, base));
+    QTK_TRY(qtk_hadamard_base(n, &m, base));
     size_t P = n / m;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
@@ -170,7 +170,7 @@ static void had_core(float *x, size_t n, size_t width, size_t m, const signed ch
 qtk_status qtk_hadamard_rows(float *x, size_t rows, size_t n) {
     size_t m;
     signed char base[40 * 40];
-    QTK_TRY(prepare(n, &m, base));
+    QTK_TRY(qtk_hadamard_base(n, &m, base));
     int failed = 0;
 #pragma omp parallel if (rows * n >= 65536)
     {
@@ -195,7 +195,7 @@ qtk_status qtk_hadamard_fuse_input(float *W, size_t n_out, size_t n_in) {
 qtk_status qtk_hadamard_fuse_output(float *W, size_t n_out, size_t n_in) {
     size_t m;
     signed char base[40 * 40];
-    QTK_TRY(prepare(n_out, &m, base));
+    QTK_TRY(qtk_hadamard_base(n_out, &m, base));
     float *tmp = malloc(n_out * n_in * sizeof *tmp);
     if (!tmp) return qtk_fail(QTK_ERR_NOMEM, "hadamard: cannot allocate %zu floats", n_out * n_in);
     had_core(W, n_out, n_in, m, base, tmp);

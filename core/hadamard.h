@@ -25,6 +25,9 @@ extern "C" {
 // true when n has a supported factorization; *m gets the base order (1 for 2^k).
 bool qtk_hadamard_supported(size_t n, size_t *m);
 
+// The base order m of n and the +-1 base matrix H_m (row-major, m*m <= 1600 entries; 1 for 2^k).
+qtk_status qtk_hadamard_base(size_t n, size_t *m, signed char *base);
+
 // The +-1 matrix H_n (row-major n x n), unnormalized.
 qtk_status qtk_hadamard_matrix(size_t n, float *H);
 

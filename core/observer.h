@@ -52,7 +52,8 @@ void qtk_observer_free(qtk_observer *o);
 
 qtk_status qtk_observer_update(qtk_observer *o, const float *x, int ndim, const int64_t *shape);
 // The same update from a batch's own per-channel (or, C = 1, per-tensor) min and max, computed
-// elsewhere (qtk_channel_minmax_cuda). Not for the percentile kind, which needs the values.
+// elsewhere (qtk_channel_minmax_cuda); for the percentile kind, the batch's quantiles at q_lo and
+// q_hi (qtk_quantiles_cuda; with pct_abs: -q_hi(|x|) and q_hi(|x|)).
 qtk_status qtk_observer_update_minmax(qtk_observer *o, const float *cur_mn, const float *cur_mx, size_t C);
 
 // Allocates *out (free with qtk_qparams_free). x_last: the last batch, needed

@@ -20,7 +20,7 @@ void qtk_unpack_u4(const uint8_t *packed, size_t n, uint8_t *vals) {
     for (size_t i = 0; i < n; i++) vals[i] = (uint8_t)((packed[i / 2] >> ((i & 1) * 4)) & 0x0f);
 }
 
-static qtk_status check_code_dtype(const qtk_qparams *p, qtk_dtype dt) {
+qtk_status qtk_code_dtype_check(const qtk_qparams *p, qtk_dtype dt) {
     if (p->bits == QTK_BITS_OFF)
         return qtk_fail(QTK_ERR_ARG, "cannot store codes of a quantizer that is off (bits = 16)");
     int want_bits = (dt == QTK_I4 || dt == QTK_U4) ? 4 : 8;
@@ -44,7 +44,7 @@ qtk_status qtk_quantize(const qtk_qparams *p, const float *x, int ndim, const in
                         qtk_dtype dt, void *codes) {
     qtk_qlayout L;
     QTK_TRY(qtk_qlayout_make(p, ndim, shape, &L));
-    QTK_TRY(check_code_dtype(p, dt));
+    QTK_TRY(qtk_code_dtype_check(p, dt));
     int lo, hi;
     QTK_TRY(qtk_qrange(p->bits, p->is_signed, &lo, &hi));
     if (dt == QTK_I4 || dt == QTK_U4) memset(codes, 0, (L.numel + 1) / 2);
@@ -68,7 +68,7 @@ qtk_status qtk_dequantize(const qtk_qparams *p, const void *codes, qtk_dtype dt,
                           int ndim, const int64_t *shape, float *y) {
     qtk_qlayout L;
     QTK_TRY(qtk_qlayout_make(p, ndim, shape, &L));
-    QTK_TRY(check_code_dtype(p, dt));
+    QTK_TRY(qtk_code_dtype_check(p, dt));
     const uint8_t *b = codes;
 #pragma omp parallel for schedule(static) if (L.numel >= 65536)
     for (size_t e = 0; e < L.numel; e++) {

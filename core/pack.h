@@ -29,6 +29,9 @@ qtk_status qtk_quantize(const qtk_qparams *p, const float *x, int ndim, const in
 qtk_status qtk_dequantize(const qtk_qparams *p, const void *codes, qtk_dtype code_dtype,
                           int ndim, const int64_t *shape, float *y);
 
+// QTK_OK when codes of p fit code_dtype (the check both functions above make).
+qtk_status qtk_code_dtype_check(const qtk_qparams *p, qtk_dtype code_dtype);
+
 // Nibble packing of n small integers (each in -8..7 for signed, 0..15 unsigned).
 void qtk_pack_int4(const int8_t *vals, size_t n, uint8_t *packed);
 void qtk_unpack_i4(const uint8_t *packed, size_t n, int8_t *vals);  // sign-extends

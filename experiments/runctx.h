@@ -22,7 +22,7 @@ typedef struct {
     qtk_vit_quant qv;
     qtk_run_data cal, test;
     char sample[16];   // fingerprint of the calibration indices
-    struct qtk_vit_cuda *gpu; // device: cuda (forwards on the GPU; calibration stays on the CPU)
+    struct qtk_vit_cuda *gpu; // device: cuda (calibration, evaluation and the search on the GPU)
 } qtk_run_ctx;
 
 typedef struct {

@@ -143,6 +143,118 @@ START_TEST(test_observer_twins) {
 }
 END_TEST
 
+// Hadamard, real quantization / packing and quantile twins: bit-identical to the CPU.
+START_TEST(test_hadamard_pack_quantile_twins) {
+    if (!have_gpu) return;
+    qtk_rng r;
+    qtk_rng_seed(&r, 33, 0);
+    const size_t sizes[] = {64, 96, 80, 56, 640, 4096, 12};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        size_t n = sizes[t], rows = 37, len = rows * n;
+        float *x = malloc(len * 4), *y = malloc(len * 4), *dx;
+        for (size_t i = 0; i < len; i++) x[i] = qtk_rng_range(&r, -5.0f, 5.0f);
+        ck_qtk(qtk_cuda_malloc((void **)&dx, len * 4));
+        ck_qtk(qtk_cuda_memcpy_h2d(dx, x, len * 4));
+        ck_qtk(qtk_hadamard_rows(x, rows, n));
+        ck_qtk(qtk_hadamard_rows_cuda(dx, rows, n));
+        ck_qtk(qtk_cuda_memcpy_d2h(y, dx, len * 4));
+        ck_assert_msg(!memcmp(x, y, len * 4), "Hadamard %zu: GPU differs from the CPU", n);
+        qtk_cuda_free(dx);
+        free(x);
+        free(y);
+    }
+    float *dummy;
+    ck_qtk(qtk_cuda_malloc((void **)&dummy, 4 * 14));
+    ck_assert_int_eq(qtk_hadamard_rows_cuda(dummy, 1, 14), QTK_ERR_ARG); // 14 has no Hadamard matrix
+    qtk_cuda_free(dummy);
+    // quantize / dequantize: every code dtype and granularity
+    const int64_t shape[3] = {6, 40, 9};
+    const size_t n = 6 * 40 * 9;
+    float *x = malloc(n * 4), *y1 = malloc(n * 4), *y2 = malloc(n * 4), *dx, *dy;
+    uint8_t *c1 = malloc(n), *c2 = malloc(n), *dc;
+    for (size_t i = 0; i < n; i++) x[i] = qtk_rng_range(&r, -3.0f, 3.0f);
+    x[3] = NAN;
+    ck_qtk(qtk_cuda_malloc((void **)&dx, n * 4));
+    ck_qtk(qtk_cuda_malloc((void **)&dy, n * 4));
+    ck_qtk(qtk_cuda_malloc((void **)&dc, n));
+    ck_qtk(qtk_cuda_memcpy_h2d(dx, x, n * 4));
+    const struct { qtk_dtype dt; int bits, sg; } kinds[] = {{QTK_I8, 8, 1}, {QTK_U8, 8, 0}, {QTK_I4, 4, 1}, {QTK_U4, 3, 0}};
+    const struct { qtk_granularity g; int axis, group; size_t np; } grans[] = {
+        {QTK_PER_TENSOR, 0, 0, 1}, {QTK_PER_CHANNEL, 1, 0, 40}, {QTK_PER_GROUP, 1, 8, 6 * 5 * 9}};
+    int cases = 0;
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (int f = 0; f < 2; f++) {
+                qtk_qparams p;
+                ck_qtk(qtk_qparams_init(&p, kinds[a].bits, kinds[a].sg, false, grans[b].g, grans[b].axis, grans[b].group,
+                                        grans[b].np));
+                p.formula = f ? QTK_FQ_TORCH : QTK_FQ_REF;
+                int lo, hi;
+                qtk_qrange(p.bits, p.is_signed, &lo, &hi);
+                for (size_t k = 0; k < p.n; k++) {
+                    p.scale[k] = qtk_rng_range(&r, 0.01f, 0.6f);
+                    p.zero[k] = (float)(lo + (int)qtk_rng_below(&r, (uint32_t)(hi - lo + 1)));
+                }
+                size_t bytes = kinds[a].dt == QTK_I4 || kinds[a].dt == QTK_U4 ? (n + 1) / 2 : n;
+                ck_qtk(qtk_quantize(&p, x, 3, shape, kinds[a].dt, c1));
+                ck_qtk(qtk_quantize_cuda(&p, dx, 3, shape, kinds[a].dt, dc));
+                ck_qtk(qtk_cuda_memcpy_d2h(c2, dc, bytes));
+                ck_assert_msg(!memcmp(c1, c2, bytes), "codes differ: dtype %d, granularity %d, formula %d", (int)kinds[a].dt,
+                              (int)grans[b].g, f);
+                ck_qtk(qtk_dequantize(&p, c1, kinds[a].dt, 3, shape, y1));
+                ck_qtk(qtk_dequantize_cuda(&p, dc, kinds[a].dt, 3, shape, dy));
+                ck_qtk(qtk_cuda_memcpy_d2h(y2, dy, n * 4));
+                ck_assert(!memcmp(y1, y2, n * 4));
+                qtk_qparams_free(&p);
+                cases++;
+            }
+    ck_assert_int_eq(cases, 24);
+    // int4 packing of an odd count, both signs
+    int8_t v[7] = {-8, 7, 0, -1, 5, 3, -4}, vu[7], *dv;
+    uint8_t pk1[4], pk2[4], *dp;
+    qtk_pack_int4(v, 7, pk1);
+    ck_qtk(qtk_cuda_malloc((void **)&dv, 7));
+    ck_qtk(qtk_cuda_malloc((void **)&dp, 4));
+    ck_qtk(qtk_cuda_memcpy_h2d(dv, v, 7));
+    ck_qtk(qtk_pack_int4_cuda(dv, 7, dp));
+    ck_qtk(qtk_cuda_memcpy_d2h(pk2, dp, 4));
+    ck_assert(!memcmp(pk1, pk2, 4));
+    ck_qtk(qtk_unpack_i4_cuda(dp, 7, dv));
+    ck_qtk(qtk_cuda_memcpy_d2h(vu, dv, 7));
+    ck_assert(!memcmp(v, vu, 7));
+    uint8_t uu[7], ur[7];
+    qtk_unpack_u4(pk1, 7, ur);
+    ck_qtk(qtk_unpack_u4_cuda(dp, 7, (uint8_t *)dv));
+    ck_qtk(qtk_cuda_memcpy_d2h(uu, dv, 7));
+    ck_assert(!memcmp(ur, uu, 7));
+    // quantiles (the percentile observers), of x and of |x|
+    x[3] = 0.25f;
+    ck_qtk(qtk_cuda_memcpy_h2d(dx, x, n * 4));
+    const float qs[4] = {0.99999f, 0.00001f, 0.5f, 0.9f};
+    float gq[4], ga[4];
+    ck_qtk(qtk_quantiles_cuda(dx, n, 0, qs, 4, gq));
+    ck_qtk(qtk_quantiles_cuda(dx, n, 1, qs, 4, ga));
+    for (int j = 0; j < 4; j++) {
+        memcpy(y1, x, n * 4);
+        float cq = qtk_quantile_inplace(y1, n, qs[j]);
+        for (size_t i = 0; i < n; i++) y1[i] = fabsf(x[i]);
+        float ca = qtk_quantile_inplace(y1, n, qs[j]);
+        ck_assert_msg(cq == gq[j] && ca == ga[j], "quantile %g: %g / %g (CPU) vs %g / %g (GPU)", (double)qs[j], (double)cq,
+                      (double)ca, (double)gq[j], (double)ga[j]);
+    }
+    qtk_cuda_free(dx);
+    qtk_cuda_free(dy);
+    qtk_cuda_free(dc);
+    qtk_cuda_free(dv);
+    qtk_cuda_free(dp);
+    free(x);
+    free(y1);
+    free(y2);
+    free(c1);
+    free(c2);
+}
+END_TEST
+
 int main(void) {
     have_gpu = qtk_cuda_device_count() > 0;
     if (!have_gpu)
@@ -159,6 +271,7 @@ int main(void) {
     tcase_add_test(tc, test_no_device_behaviour);
     tcase_add_test(tc, test_fake_quant_gpu_equals_cpu);
     tcase_add_test(tc, test_observer_twins);
+    tcase_add_test(tc, test_hadamard_pack_quantile_twins);
     suite_add_tcase(s, tc);
     return tu_run_mode(s, 0);
 }

@@ -11,6 +11,7 @@
 
 #include "../error.h"
 #include "../qparams.h"
+#include "../tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,6 +47,23 @@ qtk_status qtk_fake_quant_sse_multi_cuda(const float *d_x, size_t n, const float
 // For x (outer, C): acc[c*k + j] = sum over rows of (x - fake_quant(x; s[j], z))^2 (PTF's candidates).
 qtk_status qtk_fake_quant_sse_channels_cuda(const float *d_x, size_t outer, size_t C, const float *s, int k, float z,
                                             int lo, int hi, double *acc);
+
+// torch.quantile (linear) of the n values (of |x| when absolute) at each of the k levels q: the order
+// statistics come from a GPU sort, so they equal the CPU's selection; the lerp is the CPU's.
+qtk_status qtk_quantiles_cuda(const float *d_x, size_t n, int absolute, const float *q, int k, float *out);
+
+// Hadamard (hadamard.h): had() in place on each of `rows` rows of n floats (n * 8 bytes must fit a
+// block's shared memory: n <= 28672 on Hopper). Same butterflies, same order: equal to the CPU.
+qtk_status qtk_hadamard_rows_cuda(float *d_x, size_t rows, size_t n);
+
+// Real quantization and packing (pack.h); p, shape on the host, x / codes / y on the device.
+qtk_status qtk_quantize_cuda(const qtk_qparams *p, const float *d_x, int ndim, const int64_t *shape, qtk_dtype code_dtype,
+                             void *d_codes);
+qtk_status qtk_dequantize_cuda(const qtk_qparams *p, const void *d_codes, qtk_dtype code_dtype, int ndim,
+                               const int64_t *shape, float *d_y);
+qtk_status qtk_pack_int4_cuda(const int8_t *d_vals, size_t n, uint8_t *d_packed);
+qtk_status qtk_unpack_i4_cuda(const uint8_t *d_packed, size_t n, int8_t *d_vals);
+qtk_status qtk_unpack_u4_cuda(const uint8_t *d_packed, size_t n, uint8_t *d_vals);
 
 #ifdef __cplusplus
 }

@@ -43,3 +43,18 @@ qtk_status qtk_fake_quant_sse_channels_cuda(const float *d_x, size_t outer, size
                                             int lo, int hi, double *acc) {
     return NO_CUDA();
 }
+qtk_status qtk_quantiles_cuda(const float *d_x, size_t n, int absolute, const float *q, int k, float *out) {
+    return NO_CUDA();
+}
+qtk_status qtk_hadamard_rows_cuda(float *d_x, size_t rows, size_t n) { return NO_CUDA(); }
+qtk_status qtk_quantize_cuda(const qtk_qparams *p, const float *d_x, int ndim, const int64_t *shape, qtk_dtype code_dtype,
+                             void *d_codes) {
+    return NO_CUDA();
+}
+qtk_status qtk_dequantize_cuda(const qtk_qparams *p, const void *d_codes, qtk_dtype code_dtype, int ndim,
+                               const int64_t *shape, float *d_y) {
+    return NO_CUDA();
+}
+qtk_status qtk_pack_int4_cuda(const int8_t *d_vals, size_t n, uint8_t *d_packed) { return NO_CUDA(); }
+qtk_status qtk_unpack_i4_cuda(const uint8_t *d_packed, size_t n, int8_t *d_vals) { return NO_CUDA(); }
+qtk_status qtk_unpack_u4_cuda(const uint8_t *d_packed, size_t n, uint8_t *d_vals) { return NO_CUDA(); }
