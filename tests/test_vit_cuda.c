@@ -306,9 +306,11 @@ START_TEST(test_search_gpu_vs_cpu) {
     ck_qtk(qtk_evolq_search(&ma, x, N, &ec, rec_step, &sa, &ra));
     ck_assert_int_eq(sa.n, 6);
     ck_assert_msg(ra.loss_final < ra.loss_initial, "the search did not improve the loss");
-    // on the GPU: block inputs resident and reused across steps, then the low-memory path (one slot)
-    for (int one_slot = 0; one_slot < 2; one_slot++) {
-        if (one_slot) setenv("QTK_CUDA_ONE_SLOT", "1", 1);
+    // on the GPU: block inputs resident and reused across steps, then the low-memory path (one slot),
+    // then the set streamed through host memory (as where it does not fit)
+    for (int one_slot = 0; one_slot < 3; one_slot++) {
+        if (one_slot == 1) setenv("QTK_CUDA_ONE_SLOT", "1", 1);
+        if (one_slot == 2) setenv("QTK_CUDA_STREAM", "1", 1);
         ck_qtk(qtk_vit_quant_init(&qb, &m, &qc));
         ck_qtk(qtk_vit_calibrate(&qb, &plan, x, N, B));
         qtk_vit_cuda *g;
@@ -326,7 +328,7 @@ START_TEST(test_search_gpu_vs_cpu) {
             if (qa.q[i].calibrated)
                 for (size_t k = 0; k < qa.q[i].qp.n; k++, total++) differ += qa.q[i].qp.scale[k] != qb.q[i].qp.scale[k];
         printf("search GPU (%s) vs CPU: infoNCE %.7f -> %.7f (CPU) and %.7f -> %.7f (GPU), largest relative loss "
-               "difference %.2e over %d steps; %zu of %zu scales differ\n", one_slot ? "one cache slot" : "cached block inputs",
+               "difference %.2e over %d steps; %zu of %zu scales differ\n", one_slot == 2 ? "streamed" : one_slot ? "one cache slot" : "cached block inputs",
                ra.loss_initial, ra.loss_final, rb.loss_initial, rb.loss_final, worst, sa.n, differ, total);
         ck_assert_msg(worst <= 1e-5, "losses differ by %g relative", worst);
         ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
@@ -338,12 +340,14 @@ START_TEST(test_search_gpu_vs_cpu) {
         ck_assert_msg(!memcmp(la, lb, B * 10 * 4), "incremental uploads during the search left stale state on the GPU");
         // forward_from_all refuses inputs that are not current
         ck_assert_int_eq(qtk_vit_cuda_forward_from_all(g, N, 1, la, 1), QTK_ERR_ARG);
+        if (one_slot == 2) ck_assert(qb.gpu_streaming);
         free(la);
         free(lb);
         qtk_vit_cuda_destroy(g);
         qtk_vit_quant_free(&qb);
     }
     unsetenv("QTK_CUDA_ONE_SLOT");
+    unsetenv("QTK_CUDA_STREAM");
     qtk_vit_quant_free(&qa);
     qtk_vit_plan_free(&plan);
     qtk_vit_free(&m);

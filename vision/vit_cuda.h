@@ -68,6 +68,8 @@ qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, 
 // through the qtk_model below, or qtk_vit_cuda_invalidate). block_input_all
 // copies block `block`'s inputs to x_out (host; NULL: no copy);
 // forward_from_all runs blocks `block`.. from them to the logits (host).
+// Where the set does not fit, block_input_all fails with QTK_ERR_NOMEM (the search's qtk_model
+// below then streams it through host memory in batches of max_batch).
 qtk_status qtk_vit_cuda_block_input_all(qtk_vit_cuda *g, const float *images, int n, int block, float *x_out, int mode);
 qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int block, float *logits, int mode);
 void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point);
@@ -76,6 +78,8 @@ void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point);
 // the GPU: as qtk_vit_quant_model, and requantize also uploads what changed.
 // g must be planned for the search's batch and already hold qv (set_quant).
 qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned vectors, qtk_model *out);
+
+int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g);
 
 // Bytes of GPU memory the model and buffers for max_batch need (for messages and planning).
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch);

@@ -3,6 +3,8 @@
 // changed scale is re-quantized on the CPU and uploaded.
 #include "vit_cuda.h"
 
+#include <stdio.h>
+
 static qtk_status g_requantize(qtk_model *mm, int i) {
     qtk_vit_quant *qv = mm->self;
     if (i < 0 || i >= qv->n || !qv->q[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
@@ -12,14 +14,30 @@ static qtk_status g_requantize(qtk_model *mm, int i) {
     return qtk_vit_cuda_update_weight(qv->gpu, qv, i);
 }
 
+// The whole set resident on the GPU; where it does not fit, streamed through host memory in batches.
 static qtk_status g_block_input_all(qtk_model *mm, const float *inputs, int n, int block, float *cache) {
     qtk_vit_quant *qv = mm->self;
-    return qtk_vit_cuda_block_input_all(qv->gpu, inputs, n, block, cache, 1);
+    if (!qv->gpu_streaming) {
+        qtk_status st = qtk_vit_cuda_block_input_all(qv->gpu, inputs, n, block, cache, 1);
+        if (st != QTK_ERR_NOMEM) return st;
+        fprintf(stderr, "qtk: note: %s; streaming the calibration set through host memory instead\n", qtk_last_error());
+        qv->gpu_streaming = 1;
+    }
+    int B = qtk_vit_cuda_max_batch(qv->gpu);
+    for (int i = 0; i < n; i += B)
+        QTK_TRY(qtk_vit_cuda_block_input(qv->gpu, inputs + (size_t)i * mm->input_floats, n - i < B ? n - i : B, block,
+                                         cache + (size_t)i * mm->block_input_floats, 1));
+    return QTK_OK;
 }
 
 static qtk_status g_forward_from_all(qtk_model *mm, const float *cache, int n, int block, float *out) {
     qtk_vit_quant *qv = mm->self;
-    return qtk_vit_cuda_forward_from_all(qv->gpu, n, block, out, 1);
+    if (!qv->gpu_streaming) return qtk_vit_cuda_forward_from_all(qv->gpu, n, block, out, 1);
+    int B = qtk_vit_cuda_max_batch(qv->gpu);
+    for (int i = 0; i < n; i += B)
+        QTK_TRY(qtk_vit_cuda_forward_from(qv->gpu, cache + (size_t)i * mm->block_input_floats, n - i < B ? n - i : B, block,
+                                          out + (size_t)i * mm->n_outputs, 1));
+    return QTK_OK;
 }
 
 static qtk_status g_block_input(qtk_model *mm, const float *inputs, int B, int block, float *cache) {
@@ -52,6 +70,7 @@ qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned
     if (!g) return qtk_fail(QTK_ERR_ARG, "no GPU model");
     QTK_TRY(qtk_vit_quant_model(qv, NULL, vectors, out));
     qv->gpu = g;
+    qv->gpu_streaming = 0;
     out->requantize = g_requantize;
     out->block_input = g_block_input;
     out->forward_from = g_forward_from;

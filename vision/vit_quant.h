@@ -66,6 +66,7 @@ typedef struct {
     void (*progress)(void *ctx, int done_images, int total_images);
     void *progress_ctx;
     struct qtk_vit_cuda *gpu; // set by qtk_vit_quant_model_cuda: the model's forwards run there
+    int gpu_streaming;        // the search's set does not fit the GPU: batches through host memory
 } qtk_vit_quant;
 
 // Which scales qtk_model's block_vectors exposes per block (default: qkv and proj weights, per output channel).

@@ -32,4 +32,5 @@ void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point) {}
 qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv, const float *images, int n, int batch) {
     return NO_CUDA();
 }
+int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return 0; }
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch) { return 0; }

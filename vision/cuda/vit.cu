@@ -865,6 +865,8 @@ static qtk_status cal_reserve(qtk_vit_cuda *g, const float *images, int n) {
     QTK_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
     size_t need_img = (size_t)n * img * sizeof(float), slot = (size_t)n * tc * sizeof(float);
     size_t reserve = (size_t)256 << 20; // headroom for cuBLAS and the rest
+    if (getenv("QTK_CUDA_STREAM")) // tests of the fallback
+        return qtk_fail(QTK_ERR_NOMEM, "QTK_CUDA_STREAM is set: the search's calibration set stays in host memory");
     if (need_img + slot + reserve > fr)
         return qtk_fail(QTK_ERR_NOMEM, "the search's %d calibration images need %.2f GiB of GPU memory, %.2f GiB free", n,
                         (need_img + slot) / 1073741824.0, fr / 1073741824.0);
@@ -972,3 +974,5 @@ extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv,
     if (st == QTK_OK) st = qtk_vit_cuda_set_quant(g, qv);
     return st;
 }
+
+extern "C" int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return g->maxB; }
