@@ -51,7 +51,7 @@ struct qtk_model {
     // Optional (NULL: the search calls the batch functions above): the same over the whole calibration set
     // (n inputs) at once, so that a model can keep the cached block inputs where it computes (GPU memory)
     // and reuse them across block steps. forward_from_all gets the cache that block_input_all last filled
-    // for that block, unchanged.
+    // for that block, unchanged; a model that keeps the inputs itself need not write them to cache.
     qtk_status (*block_input_all)(qtk_model *m, const float *inputs, int n, int block, float *cache);
     qtk_status (*forward_from_all)(qtk_model *m, const float *cache, int n, int block, float *out);
     // the floating-point model's outputs

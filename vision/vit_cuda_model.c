@@ -18,7 +18,8 @@ static qtk_status g_requantize(qtk_model *mm, int i) {
 static qtk_status g_block_input_all(qtk_model *mm, const float *inputs, int n, int block, float *cache) {
     qtk_vit_quant *qv = mm->self;
     if (!qv->gpu_streaming) {
-        qtk_status st = qtk_vit_cuda_block_input_all(qv->gpu, inputs, n, block, cache, 1);
+        // resident: the host copy is not needed (forward_from_all reads the GPU's)
+        qtk_status st = qtk_vit_cuda_block_input_all(qv->gpu, inputs, n, block, NULL, 1);
         if (st != QTK_ERR_NOMEM) return st;
         fprintf(stderr, "qtk: note: %s; streaming the calibration set through host memory instead\n", qtk_last_error());
         qv->gpu_streaming = 1;

@@ -237,15 +237,16 @@ __global__ void k_int_layernorm(const float *__restrict__ x, float *y, unsigned 
 }
 
 // softmax over rows of n (max-subtracted exp, divide by the sum), then the quantizer; one warp per row
-__global__ void k_softmax(float *x, size_t rows, int n, dquant q) {
+// the scores' quantizer qs is applied as the row is read (fused: the scores make one trip)
+__global__ void k_softmax(float *x, size_t rows, int n, dquant qs, dquant q) {
     size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (r >= rows) return;
     float *row = x + r * n, mx = -INFINITY, sum = 0.0f;
-    for (int j = lane; j < n; j += 32) mx = fmaxf(mx, row[j]);
+    for (int j = lane; j < n; j += 32) mx = fmaxf(mx, apply_q(qs, row[j], 0));
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     for (int j = lane; j < n; j += 32) {
-        float e = expf(row[j] - mx);
+        float e = expf(apply_q(qs, row[j], 0) - mx);
         row[j] = e;
         sum += e;
     }
@@ -707,11 +708,9 @@ static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
         // scores = (q k^T) * d^-1/2, per (image, head): column-major S^T = k q^T
         QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &scale, g->ptr, 3 * C, g->ptr + BH,
                                           3 * C, &zero, (float *const *)(g->ptr + 2 * BH), T, B * H));
-        const unsigned natt = (unsigned)B * H * T * T;
-        if (f->qz && g->q[pb + QTK_VIT_B_SCORES].on) LAUNCH(k_quant, natt, g->att, natt, 1u, *QP(f, pb + QTK_VIT_B_SCORES));
         QTK_TRY(observe(f, pb + QTK_VIT_B_SCORES, g->att, (size_t)B * H * T, (size_t)T));
-        k_softmax<<<(unsigned)(((size_t)B * H * T + 7) / 8), 256, 0, g->st>>>(g->att, (size_t)B * H * T, T,
-                                                                              *QP(f, pb + QTK_VIT_B_SOFTMAX));
+        k_softmax<<<(unsigned)(((size_t)B * H * T + 7) / 8), 256, 0, g->st>>>(
+            g->att, (size_t)B * H * T, T, *QP(f, pb + QTK_VIT_B_SCORES), *QP(f, pb + QTK_VIT_B_SOFTMAX));
         QTK_CUDA_TRY_LAUNCH("softmax");
         QTK_TRY(observe(f, pb + QTK_VIT_B_SOFTMAX, g->att, (size_t)B * H * T, (size_t)T));
         // ctx = P v: column-major ctx^T = v^T P^T
