@@ -126,8 +126,13 @@ static void check_model(const qtk_vit_config *cfg, int B, uint64_t seed) {
     ck_qtk(qtk_vit_cuda_forward(g, x, B, lg2, 1));
     ck_qtk(qtk_vit_cuda_forward(g, x, B, lf, 0));
     ck_assert_msg(!memcmp(lg2, lf, (size_t)B * NC * 4), "all quantizers off differs from the FP32 GPU forward");
-    // bad calls
+    // bad calls, and a plan far beyond the GPU's memory: one error with the size needed
     ck_assert_int_eq(qtk_vit_cuda_forward(g, x, B + 1, lg, 0), QTK_ERR_ARG);
+    qtk_vit_cuda *huge = (qtk_vit_cuda *)1;
+    ck_assert_int_eq(qtk_vit_cuda_create(&huge, &m, 4000000, 0), QTK_ERR_NOMEM);
+    ck_assert_ptr_null(huge);
+    ck_assert_msg(strstr(qtk_last_error(), "GiB of GPU memory") && strstr(qtk_last_error(), "smaller batch"), "%s",
+                  qtk_last_error());
     ck_assert_int_eq(qtk_vit_cuda_update_weight(g, &qv, 0), QTK_ERR_ARG);
     free(lf);
     free(lg2);
