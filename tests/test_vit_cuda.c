@@ -262,6 +262,22 @@ START_TEST(test_fashion_gpu) {
 }
 END_TEST
 
+// The 3-block 32x32 test ViT (random weights from seed, quantized input) and n random images.
+static float *small_vit(uint64_t seed, int n, qtk_vit *m) {
+    qtk_vit_config cfg = {.img_size = 32, .patch = 4, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
+                          .mlp_hidden = 384, .n_classes = 10};
+    char path[256];
+    snprintf(path, sizeof path, "%s/vit.safetensors", tu_tmp);
+    ck_qtk(qtk_vit_write_random(path, &cfg, seed));
+    ck_qtk(qtk_vit_load(m, path, "{\"heads\": 3, \"input_quant\": 1}"));
+    size_t len = (size_t)n * 3 * 32 * 32;
+    float *x = malloc(len * 4);
+    qtk_rng r;
+    qtk_rng_seed(&r, seed, 1);
+    for (size_t i = 0; i < len; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
+    return x;
+}
+
 typedef struct {
     double loss[64];
     int n;
@@ -277,19 +293,9 @@ static qtk_status rec_step(void *ctx, const qtk_evolq_step *s) {
 // scales, losses within 1e-5 relative.
 START_TEST(test_search_gpu_vs_cpu) {
     if (!have_gpu) return;
-    qtk_vit_config cfg = {.img_size = 32, .patch = 4, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
-                          .mlp_hidden = 384, .n_classes = 10};
-    char path[256];
-    snprintf(path, sizeof path, "%s/vit.safetensors", tu_tmp);
-    ck_qtk(qtk_vit_write_random(path, &cfg, 9));
-    qtk_vit m;
-    ck_qtk(qtk_vit_load(&m, path, "{\"heads\": 3, \"input_quant\": 1}"));
     const int N = 64, B = 32;
-    size_t img = 3 * 32 * 32;
-    float *x = malloc(N * img * 4);
-    qtk_rng r;
-    qtk_rng_seed(&r, 9, 1);
-    for (size_t i = 0; i < N * img; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
+    qtk_vit m;
+    float *x = small_vit(9, N, &m);
     qtk_vit_plan plan;
     ck_qtk(qtk_vit_plan_init(&plan, &m, B));
     qtk_vit_qconfig qc;
@@ -362,18 +368,9 @@ END_TEST
 
 START_TEST(test_calibration_gpu) {
     if (!have_gpu) return;
-    qtk_vit_config cfg = {.img_size = 32, .patch = 4, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
-                          .mlp_hidden = 384, .n_classes = 10};
-    char path[256];
-    snprintf(path, sizeof path, "%s/vit.safetensors", tu_tmp);
-    ck_qtk(qtk_vit_write_random(path, &cfg, 12));
-    qtk_vit m;
-    ck_qtk(qtk_vit_load(&m, path, "{\"heads\": 3, \"input_quant\": 1}"));
     const int N = 96;
-    float *x = malloc((size_t)N * 3 * 32 * 32 * 4);
-    qtk_rng r;
-    qtk_rng_seed(&r, 12, 1);
-    for (size_t i = 0; i < (size_t)N * 3 * 32 * 32; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
+    qtk_vit m;
+    float *x = small_vit(12, N, &m);
     check_calibration(&m, x, N, 32, "random 3-block ViT");
     qtk_vit_free(&m);
     free(x);
