@@ -167,6 +167,28 @@ START_TEST(test_hadamard_pack_quantile_twins) {
     ck_qtk(qtk_cuda_malloc((void **)&dummy, 4 * 14));
     ck_assert_int_eq(qtk_hadamard_rows_cuda(dummy, 1, 14), QTK_ERR_ARG); // 14 has no Hadamard matrix
     qtk_cuda_free(dummy);
+    // bias correction of fake-quantized weights
+    {
+        const size_t O = 50, K = 384;
+        float *w = malloc(O * K * 4), *wq = malloc(O * K * 4), *gq = malloc(O * K * 4), *dw, *dq;
+        for (size_t i = 0; i < O * K; i++) {
+            w[i] = qtk_rng_range(&r, -0.1f, 0.1f);
+            wq[i] = rintf(w[i] / 0.013f) * 0.013f;
+        }
+        ck_qtk(qtk_cuda_malloc((void **)&dw, O * K * 4));
+        ck_qtk(qtk_cuda_malloc((void **)&dq, O * K * 4));
+        ck_qtk(qtk_cuda_memcpy_h2d(dw, w, O * K * 4));
+        ck_qtk(qtk_cuda_memcpy_h2d(dq, wq, O * K * 4));
+        qtk_bias_correct(w, wq, O, K);
+        ck_qtk(qtk_bias_correct_cuda(dw, dq, O, K));
+        ck_qtk(qtk_cuda_memcpy_d2h(gq, dq, O * K * 4));
+        ck_assert_msg(!memcmp(wq, gq, O * K * 4), "bias correction: GPU differs from the CPU");
+        qtk_cuda_free(dw);
+        qtk_cuda_free(dq);
+        free(w);
+        free(wq);
+        free(gq);
+    }
     // quantize / dequantize: every code dtype and granularity
     const int64_t shape[3] = {6, 40, 9};
     const size_t n = 6 * 40 * 9;

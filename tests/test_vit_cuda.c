@@ -343,8 +343,13 @@ START_TEST(test_search_gpu_vs_cpu) {
                ra.loss_initial, ra.loss_final, rb.loss_initial, rb.loss_final, worst, sa.n, differ, total);
         ck_assert_msg(worst <= 1e-5, "losses differ by %g relative", worst);
         ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
-        // the GPU model's scales are now the searched ones: its forward equals a fresh upload of them
+        // the weights were re-quantized on the GPU; the host copies catch up for a CPU forward, which then
+        // equals the CPU-searched model's bit for bit
         float *la = malloc(B * 10 * 4), *lb = malloc(B * 10 * 4);
+        ck_qtk(qtk_vit_quant_forward(&qa, &plan, x, B, la));
+        ck_qtk(qtk_vit_quant_forward(&qb, &plan, x, B, lb));
+        ck_assert_msg(!memcmp(la, lb, B * 10 * 4), "CPU forward after the GPU search differs from the CPU search's");
+        // the GPU model's scales are now the searched ones: its forward equals a fresh upload of them
         ck_qtk(qtk_vit_cuda_forward(g, x, B, la, 1));
         ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
         ck_qtk(qtk_vit_cuda_forward(g, x, B, lb, 1));

@@ -39,9 +39,12 @@ qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv, const floa
 // The quantized model's state as it is now in qv (mode, enabled switches,
 // parameters, fake-quantized weights, integer LayerNorm). qv must outlive
 // the uploads only for the duration of the call.
-qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, const qtk_vit_quant *qv);
+qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv);
 // After qtk_vit_quant_requantize(qv, point): uploads that weight and its parameters.
+// qtk_vit_cuda_requantize instead re-quantizes it on the GPU (fake quantization and bias correction)
+// from qv's changed scales, and marks the host copy stale (qtk_vit_quant_sync_weights).
 qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point);
+qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv, int point);
 
 // After an activation quantizer's parameters changed (the search): refreshes them on the GPU.
 qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point);

@@ -10,8 +10,7 @@ static qtk_status g_requantize(qtk_model *mm, int i) {
     if (i < 0 || i >= qv->n || !qv->q[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
     qtk_vit_cuda_invalidate(qv->gpu, i); // the cached inputs of later blocks
     if (!qv->q[i].is_weight) return qtk_vit_cuda_update_act(qv->gpu, qv, i);
-    QTK_TRY(qtk_vit_quant_requantize(qv, i));
-    return qtk_vit_cuda_update_weight(qv->gpu, qv, i);
+    return qtk_vit_cuda_requantize(qv->gpu, qv, i); // on the GPU; the host copy follows lazily
 }
 
 // The whole set resident on the GPU; where it does not fit, streamed through host memory in batches.

@@ -189,6 +189,13 @@ qtk_status qtk_vit_quant_requantize(qtk_vit_quant *qv, int point) {
     int64_t shape[2] = {(int64_t)q->O, (int64_t)q->K};
     QTK_TRY(qtk_fake_quant(&q->qp, q->w, q->wq, 2, shape));
     if (qv->qc.bias_corr) qtk_bias_correct(q->w, q->wq, q->O, q->K);
+    q->wq_stale = 0;
+    return QTK_OK;
+}
+
+qtk_status qtk_vit_quant_sync_weights(qtk_vit_quant *qv) {
+    for (int i = 0; i < qv->n; i++)
+        if (qv->q[i].is_weight && qv->q[i].wq_stale) QTK_TRY(qtk_vit_quant_requantize(qv, i));
     return QTK_OK;
 }
 
@@ -232,6 +239,7 @@ qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float 
 
 qtk_status qtk_vit_quant_forward(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int B, float *logits) {
     if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "quantized forward before calibration");
+    QTK_TRY(qtk_vit_quant_sync_weights(qv));
     return qtk_vit_forward_hooked(qv->m, plan, images, B, logits, &qv->hooks);
 }
 
@@ -254,6 +262,7 @@ int qtk_vit_quant_set_enabled(qtk_vit_quant *qv, const char *pattern, int on) {
 qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch,
                                 FILE *out) {
     if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "quant-report before calibration");
+    QTK_TRY(qtk_vit_quant_sync_weights(qv));
     if (batch < 1 || batch > plan->B) return qtk_fail(QTK_ERR_ARG, "report batch %d does not fit the plan", batch);
     for (int i = 0; i < qv->n; i++) qv->q[i].err_sum = qv->q[i].n_seen = 0;
     const qtk_vit_config *c = &qv->m->cfg;
@@ -359,12 +368,14 @@ static int m_block_vectors(qtk_model *mm, int block, qtk_model_vec *out, int max
 static qtk_status m_block_input(qtk_model *mm, const float *inputs, int B, int block, float *cache) {
     qtk_vit_quant *qv = mm->self;
     if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "block inputs of an uncalibrated model");
+    QTK_TRY(qtk_vit_quant_sync_weights(qv));
     return qtk_vit_block_input_hooked(qv->m, qv->model_plan, inputs, B, block, cache, &qv->hooks);
 }
 
 static qtk_status m_forward_from(qtk_model *mm, const float *cache, int B, int block, float *out) {
     qtk_vit_quant *qv = mm->self;
     if (qv->mode != QTK_VQ_QUANT) return qtk_fail(QTK_ERR_ARG, "forward of an uncalibrated model");
+    QTK_TRY(qtk_vit_quant_sync_weights(qv));
     return qtk_vit_forward_from_hooked(qv->m, qv->model_plan, cache, B, block, out, &qv->hooks);
 }
 

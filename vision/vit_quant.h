@@ -40,6 +40,7 @@ typedef struct {
     const float *w;     // (O, K) float weights
     float *wq;          // (O, K) fake-quantized (+ bias-corrected) weights used by the forward
     size_t O, K;
+    int wq_stale;       // wq is behind qp (re-quantized on the GPU): qtk_vit_quant_sync_weights
     // quant-report accumulators: sum (x - fq(x))^2 and element count
     double err_sum;
     double n_seen;
@@ -87,6 +88,10 @@ void qtk_vit_quant_free(qtk_vit_quant *qv);
 // (the reference's drop_last) with quantization off; weights are observed
 // first; OMSE and PTF parameters come from the last batch. plan->B >= batch.
 qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch);
+// Re-quantizes the weights whose wq fell behind their parameters (after a search on the GPU);
+// the CPU forwards call it themselves.
+qtk_status qtk_vit_quant_sync_weights(qtk_vit_quant *qv);
+
 // The weight half of calibration (min-max per output channel, then fake quantization and bias
 // correction); qtk_vit_calibrate and the GPU calibration call it first.
 qtk_status qtk_vit_calibrate_weights(qtk_vit_quant *qv);

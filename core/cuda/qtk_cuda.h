@@ -56,6 +56,9 @@ qtk_status qtk_quantiles_cuda(const float *d_x, size_t n, int absolute, const fl
 // block's shared memory: n <= 28672 on Hopper). Same butterflies, same order: equal to the CPU.
 qtk_status qtk_hadamard_rows_cuda(float *d_x, size_t rows, size_t n);
 
+// Bias correction (biascorr.h): Wq (O, K) corrected in place towards W's row means and stds.
+qtk_status qtk_bias_correct_cuda(const float *d_W, float *d_Wq, size_t O, size_t K);
+
 // Real quantization and packing (pack.h); p, shape on the host, x / codes / y on the device.
 qtk_status qtk_quantize_cuda(const qtk_qparams *p, const float *d_x, int ndim, const int64_t *shape, qtk_dtype code_dtype,
                              void *d_codes);

@@ -58,3 +58,4 @@ qtk_status qtk_dequantize_cuda(const qtk_qparams *p, const void *d_codes, qtk_dt
 qtk_status qtk_pack_int4_cuda(const int8_t *d_vals, size_t n, uint8_t *d_packed) { return NO_CUDA(); }
 qtk_status qtk_unpack_i4_cuda(const uint8_t *d_packed, size_t n, int8_t *d_vals) { return NO_CUDA(); }
 qtk_status qtk_unpack_u4_cuda(const uint8_t *d_packed, size_t n, uint8_t *d_vals) { return NO_CUDA(); }
+qtk_status qtk_bias_correct_cuda(const float *d_W, float *d_Wq, size_t O, size_t K) { return NO_CUDA(); }

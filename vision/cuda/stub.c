@@ -8,7 +8,8 @@ qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_bat
     return NO_CUDA();
 }
 void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {}
-qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, const qtk_vit_quant *qv) { return NO_CUDA(); }
+qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv) { return NO_CUDA(); }
+qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv, int point) { return NO_CUDA(); }
 qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) { return NO_CUDA(); }
 qtk_status qtk_vit_cuda_forward(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized) {
     return NO_CUDA();

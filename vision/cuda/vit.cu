@@ -445,8 +445,9 @@ static void ln_points(const qtk_vit *m, int ln, int *in, int *out) {
     }
 }
 
-extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
+extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv) {
     if (qv->m != g->m) return qtk_fail(QTK_ERR_ARG, "GPU forward: the quantized model is of another ViT");
+    QTK_TRY(qtk_vit_quant_sync_weights(qv)); // the host's fake-quantized weights are what gets uploaded
     if (qv->n != g->npoints) return qtk_fail(QTK_ERR_ARG, "GPU forward: %d quantization points, expected %d", qv->n, g->npoints);
     g->quant_ready = 0;
     // quantized weights: one region per weight point (allocated on first use)
@@ -975,3 +976,32 @@ extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv,
 }
 
 extern "C" int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return g->maxB; }
+
+extern "C" qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv, int point) {
+    if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
+    if (point < 0 || point >= qv->n || !qv->q[point].is_weight)
+        return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
+    qtk_vit_quantizer *q = &qv->q[point];
+    g->w_on[point] = q->name[0] && q->enabled && q->calibrated;
+    if (!g->w_on[point]) return QTK_OK;
+    int lo, hi;
+    QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
+    if (q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O)
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU re-quantization: %s is not per output channel", q->name);
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st)); // the twins run on the default stream
+    float *d_sz = NULL;
+    QTK_CUDA_TRY(cudaMalloc((void **)&d_sz, 2 * q->O * sizeof(float)));
+    float *wq = g->d_wq + g->wq_off[point];
+    cudaError_t e = cudaMemcpy(d_sz, q->qp.scale, q->O * sizeof(float), cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = cudaMemcpy(d_sz + q->O, q->qp.zero, q->O * sizeof(float), cudaMemcpyHostToDevice);
+    qtk_status st = e == cudaSuccess ? QTK_OK : qtk_fail(QTK_ERR_CUDA, "GPU re-quantization: %s", cudaGetErrorString(e));
+    // fake quantization per output channel, then bias correction: qtk_vit_quant_requantize on the GPU
+    if (st == QTK_OK)
+        st = qtk_fake_quant_per_channel_cuda(DEV(g, q->w), wq, 1, q->O, q->K, d_sz, d_sz + q->O, lo, hi, q->qp.formula);
+    if (st == QTK_OK && qv->qc.bias_corr) st = qtk_bias_correct_cuda(DEV(g, q->w), wq, q->O, q->K);
+    if (st == QTK_OK && (e = cudaDeviceSynchronize()) != cudaSuccess)
+        st = qtk_fail(QTK_ERR_CUDA, "GPU re-quantization: %s", cudaGetErrorString(e));
+    cudaFree(d_sz);
+    if (st == QTK_OK) q->wq_stale = 1; // the host copy catches up when a CPU forward needs it
+    return st;
+}
