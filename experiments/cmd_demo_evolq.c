@@ -15,6 +15,8 @@
 #include "../datasets/idx.h"
 #include "../datasets/sampler.h"
 #include "../search/evolq.h"
+#include "../core/cuda/qtk_cuda.h"
+#include "../vision/vit_cuda.h"
 #include "../vision/vit_quant.h"
 #include "cli.h"
 
@@ -31,12 +33,16 @@ static float *to_input(const uint8_t *px, const uint32_t *idx, size_t n) {
     return x;
 }
 
-// top-1 (ties to the lowest class) of the FP model (qv NULL) or the quantized one
-static qtk_status top1(qtk_vit *m, qtk_vit_plan *p, qtk_vit_quant *qv, const float *x, const uint8_t *y, int n, double *acc) {
+// top-1 (ties to the lowest class) of the FP model (qv NULL) or the quantized one; on the GPU when g
+static qtk_status top1(qtk_vit *m, qtk_vit_plan *p, qtk_vit_cuda *g, qtk_vit_quant *qv, const float *x, const uint8_t *y,
+                       int n, double *acc) {
     float logits[100 * 10];
     int correct = 0;
     for (int i = 0; i < n; i += 100) {
-        QTK_TRY(qv ? qtk_vit_quant_forward(qv, p, x + (size_t)i * 784, 100, logits) : qtk_vit_forward(m, p, x + (size_t)i * 784, 100, logits));
+        if (g) QTK_TRY(qtk_vit_cuda_forward(g, x + (size_t)i * 784, 100, logits, qv != NULL));
+        else
+            QTK_TRY(qv ? qtk_vit_quant_forward(qv, p, x + (size_t)i * 784, 100, logits)
+                       : qtk_vit_forward(m, p, x + (size_t)i * 784, 100, logits));
         for (int b = 0; b < 100; b++) {
             int a = 0;
             for (int j = 1; j < 10; j++)
@@ -62,7 +68,7 @@ static qtk_status progress(void *ctx, const qtk_evolq_step *s) {
 int qtk_cmd_demo(int argc, char **argv) {
     const char *out_dir = "results/demo", *model_path = "models/fashion_vit.safetensors";
     unsigned long long seed = 0;
-    int passes = 2;
+    int passes = 2, cuda = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--core")) return qtk_cmd_demo_core(argc - 1, argv + 1);
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out_dir = argv[++i];
@@ -73,11 +79,16 @@ int qtk_cmd_demo(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--passes") && i + 1 < argc) {
             passes = atoi(argv[++i]);
             if (passes < 0 || passes > 100) return qtk_cli_usage_error("--passes must be in 0..100");
+        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            const char *d = argv[++i];
+            if (strcmp(d, "cpu") && strcmp(d, "cuda")) return qtk_cli_usage_error("--device takes cpu or cuda, got \"%s\"", d);
+            cuda = !strcmp(d, "cuda");
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: qtk demo [--out DIR] [--seed N] [--passes P] | qtk demo --core [--out DIR] [--seed N]\n\n"
+            puts("usage: qtk demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] | qtk demo --core [--out DIR] [--seed N]\n\n"
                  "The main job on the built-in default: the Fashion-MNIST ViT at FP32, the FQ-ViT / Evol-Q baseline and\n"
                  "the Evol-Q search at W4A8 and W3A8 (P passes; the paper uses 10, the demo 2), top-1 on the 10,000\n"
-                 "test images. --core runs the synthetic core-library demo instead.");
+                 "test images. --device cuda runs calibration, evaluation and the search on the GPU.\n"
+                 "--core runs the synthetic core-library demo instead.");
             return 0;
         } else return qtk_cli_usage_error("demo: unknown option \"%s\"", argv[i]);
     }
@@ -92,8 +103,13 @@ int qtk_cmd_demo(int argc, char **argv) {
     if (qtk_cli_mkdir_p(out_dir) != 0) return qtk_cli_error("cannot create %s: %s", out_dir, strerror(errno));
     qtk_vit m;
     qtk_vit_plan plan;
+    if (cuda && qtk_cuda_device_count() == 0)
+        return qtk_cli_error("--device cuda, but %s", qtk_cuda_built() ? "this machine has no CUDA device" :
+                                                                         "this qtk was built without CUDA");
     if (qtk_vit_load(&m, model_path, NULL) != QTK_OK || qtk_vit_plan_init(&plan, &m, 100) != QTK_OK)
         return qtk_cli_error("%s", qtk_last_error());
+    qtk_vit_cuda *g = NULL;
+    if (cuda && qtk_vit_cuda_create(&g, &m, 500, 0) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     double t0 = now();
     // 1,000 calibration images from the training split, seeded; in 10 groups of 100
     uint32_t idx[1000];
@@ -103,7 +119,7 @@ int qtk_cmd_demo(int argc, char **argv) {
     float *cal = to_input(tr.data, idx, 1000), *test = to_input(te.data, NULL, 10000);
     if (!cal || !test) return qtk_cli_error("out of memory");
     double acc_fp;
-    if (top1(&m, &plan, NULL, test, tl.data, 10000, &acc_fp) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (top1(&m, &plan, g, NULL, test, tl.data, 10000, &acc_fp) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     printf("qtk demo: %s on Fashion-MNIST (qtk split), calibration: 1,000 training images (seed %llu, %s)\n", model_path,
            seed, fp);
     printf("  FP32 test top-1: %.2f%%\n", acc_fp);
@@ -114,6 +130,7 @@ int qtk_cmd_demo(int argc, char **argv) {
     cJSON_AddNumberToObject(summary, "fp32_top1", acc_fp);
     cJSON_AddNumberToObject(summary, "passes", passes);
     cJSON_AddStringToObject(summary, "qtk_version", QTK_VERSION);
+    cJSON_AddStringToObject(summary, "device", g ? "cuda" : "cpu");
     const int bits[2] = {4, 3};
     double res[2][4]; // baseline top1, searched top1, loss before, loss after
     double secs[2];
@@ -125,9 +142,9 @@ int qtk_cmd_demo(int argc, char **argv) {
         qtk_model mm;
         double ts = now();
         qtk_status st = qtk_vit_quant_init(&qv, &m, &qc);
-        if (st == QTK_OK) st = qtk_vit_calibrate(&qv, &plan, cal, 1000, 100);
-        if (st == QTK_OK) st = top1(&m, &plan, &qv, test, tl.data, 10000, &res[k][0]);
-        if (st == QTK_OK) st = qtk_vit_quant_model(&qv, &plan, 0, &mm);
+        if (st == QTK_OK) st = g ? qtk_vit_cuda_calibrate(g, &qv, cal, 1000, 100) : qtk_vit_calibrate(&qv, &plan, cal, 1000, 100);
+        if (st == QTK_OK) st = top1(&m, &plan, g, &qv, test, tl.data, 10000, &res[k][0]);
+        if (st == QTK_OK) st = g ? qtk_vit_quant_model_cuda(&qv, g, 0, &mm) : qtk_vit_quant_model(&qv, &plan, 0, &mm);
         qtk_evolq_config cfg;
         qtk_evolq_config_default(&cfg, bits[k]);
         cfg.passes = passes;
@@ -137,7 +154,7 @@ int qtk_cmd_demo(int argc, char **argv) {
         printf("  W%dA8 baseline test top-1: %.2f%%\n", bits[k], res[k][0]);
         if (st == QTK_OK) st = qtk_evolq_search(&mm, cal, 1000, &cfg, progress, &total, &r);
         if (isatty(fileno(stdout))) printf("\n");
-        if (st == QTK_OK) st = top1(&m, &plan, &qv, test, tl.data, 10000, &res[k][1]);
+        if (st == QTK_OK) st = top1(&m, &plan, g, &qv, test, tl.data, 10000, &res[k][1]);
         if (st == QTK_OK) {
             char path[4200], pass_s[16];
             snprintf(path, sizeof path, "%s/quant_w%da8.safetensors", out_dir, bits[k]);
@@ -195,6 +212,7 @@ int qtk_cmd_demo(int argc, char **argv) {
     qtk_idx_free(&tr);
     qtk_idx_free(&te);
     qtk_idx_free(&tl);
+    qtk_vit_cuda_destroy(g);
     qtk_vit_plan_free(&plan);
     qtk_vit_free(&m);
     return 0;

@@ -91,6 +91,11 @@ START_TEST(test_demo) {
     cJSON_Delete(j);
     ck_assert_int_eq(run("demo --core --seed x", out, sizeof out), 2);
     ck_assert_int_eq(run("demo --frobnicate", out, sizeof out), 2);
+    ck_assert_int_eq(run("demo --device tpu", out, sizeof out), 2);
+    if (qtk_cuda_device_count() == 0) { // no GPU here: one clear error before any work
+        ck_assert_int_eq(run("demo --device cuda", out, sizeof out), 1);
+        ck_assert_msg(strstr(out, "--device cuda, but") != NULL, "%s", out);
+    }
     snprintf(args, sizeof args, "rm -rf %s", dir);
     ck_assert_int_eq(system(args), 0);
 }
