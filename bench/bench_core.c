@@ -12,12 +12,7 @@
 #include <time.h>
 
 #include "qtk.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "timer.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -30,9 +25,9 @@ static int cmp_d(const void *a, const void *b) {
         double ts_[REPS];                                                                                              \
         stmt;                                                                                                          \
         for (int r_ = 0; r_ < REPS; r_++) {                                                                            \
-            double t0_ = now();                                                                                        \
+            double t0_ = qtk_now();                                                                                        \
             stmt;                                                                                                      \
-            ts_[r_] = now() - t0_;                                                                                     \
+            ts_[r_] = qtk_now() - t0_;                                                                                     \
         }                                                                                                              \
         qsort(ts_, REPS, sizeof(double), cmp_d);                                                                       \
         out = ts_[REPS / 2];                                                                                           \

@@ -9,12 +9,7 @@
 
 #include "qtk.h"
 #include "../datasets/image.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "timer.h"
 
 static uint8_t *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -38,7 +33,7 @@ static void bench_set(const char *label, char **files, int n, int repeat, int fa
     const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
     int threads = omp_get_max_threads(), total = n * repeat, errors = 0;
     float *out = malloc((size_t)threads * 3 * 224 * 224 * sizeof *out);
-    double t0 = now();
+    double t0 = qtk_now();
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : errors)
     for (int k = 0; k < total; k++) {
         qtk_image im;
@@ -51,7 +46,7 @@ static void bench_set(const char *label, char **files, int n, int repeat, int fa
         errors += qtk_preprocess_eval(&im, 224, 0.875f, mean, sd, out + (size_t)omp_get_thread_num() * 3 * 224 * 224) != QTK_OK;
         qtk_image_free(&im);
     }
-    double qtk_rate = total / (now() - t0);
+    double qtk_rate = total / (qtk_now() - t0);
     // PIL + numpy, one process, same files
     size_t cl = 64;
     for (int i = 0; i < n; i++) cl += strlen(files[i]) + 3;

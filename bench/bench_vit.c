@@ -11,12 +11,7 @@
 
 #include "qtk.h"
 #include "../vision/vit_quant.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "timer.h"
 
 // Calibration time for 1,000 images (10 batches of 100, the reference's
 // protocol) of the small 28x28 model the built-in demo uses (dim 64, depth 3).
@@ -46,12 +41,12 @@ static int bench_calibration(void) {
     qtk_rng r;
     qtk_rng_seed(&r, 3, 0);
     for (size_t i = 0; i < n; i++) x[i] = qtk_rng_range(&r, -2.0f, 2.0f);
-    double t0 = now();
+    double t0 = qtk_now();
     for (int b = 0; b < 10; b++) qtk_vit_forward(&m, &plan, x + (size_t)b * 100 * 784, 100, logits);
-    double t_fp = now() - t0;
-    t0 = now();
+    double t_fp = qtk_now() - t0;
+    t0 = qtk_now();
     qtk_status st = qtk_vit_calibrate(&qv, &plan, x, 1000, 100);
-    double t_cal = now() - t0;
+    double t_cal = qtk_now() - t0;
     if (st != QTK_OK) fprintf(stderr, "bench_vit: %s\n", qtk_last_error());
     else
         printf("calibration, 1,000 images (10 x 100) of the 28x28 demo-size ViT (dim 64, depth 3): %.2f s "
@@ -93,18 +88,18 @@ int main(void) {
     for (size_t i = 0; i < (size_t)Mr * K; i++) a[i] = 0.01f;
     for (size_t i = 0; i < (size_t)N * K; i++) w[i] = 0.01f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, N, K, 1.0f, a, K, w, K, 0.0f, c, N);
-    double t0 = now();
+    double t0 = qtk_now();
     int reps = 5;
     for (int i = 0; i < reps; i++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, N, K, 1.0f, a, K, w, K, 0.0f, c, N);
-    double gflops = 2.0 * Mr * N * K * reps / (now() - t0) / 1e9;
+    double gflops = 2.0 * Mr * N * K * reps / (qtk_now() - t0) / 1e9;
 
     qtk_vit_forward(&m, &plan, x, B, logits); // warm-up
     double best = 1e30;
     for (int i = 0; i < 3; i++) {
-        t0 = now();
+        t0 = qtk_now();
         qtk_vit_forward(&m, &plan, x, B, logits);
-        double t = now() - t0;
+        double t = qtk_now() - t0;
         best = t < best ? t : best;
     }
     double floor_s = qtk_vit_gemm_flops(&m) * B / (gflops * 1e9);
@@ -119,14 +114,14 @@ int main(void) {
     qtk_vit_qconfig_default(&qc);
     double t_cal = 0;
     if (qtk_vit_quant_init(&qv, &m, &qc) == QTK_OK) {
-        t0 = now();
+        t0 = qtk_now();
         qtk_status st = qtk_vit_calibrate(&qv, &plan, x, 8, 8); // one small batch: only the forward speed matters here
-        t_cal = now() - t0;
+        t_cal = qtk_now() - t0;
         double bq = 1e30;
         for (int i = 0; st == QTK_OK && i < 3; i++) {
-            t0 = now();
+            t0 = qtk_now();
             st = qtk_vit_quant_forward(&qv, &plan, x, B, logits);
-            double t = now() - t0;
+            double t = qtk_now() - t0;
             bq = t < bq ? t : bq;
         }
         if (st != QTK_OK) fprintf(stderr, "bench_vit: %s\n", qtk_last_error());

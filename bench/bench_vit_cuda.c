@@ -19,22 +19,17 @@
 #include "../search/evolq.h"
 #include "../search/infonce.h"
 #include "../vision/vit_cuda.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "timer.h"
 
 static double time_forward(qtk_vit_cuda *g, const float *dx, float *dl, int B, int quant, int iters) {
     for (int i = 0; i < 3; i++)
         if (qtk_vit_cuda_forward_device(g, dx, B, dl, quant) != QTK_OK) return -1;
     if (qtk_vit_cuda_synchronize(g) != QTK_OK) return -1;
-    double t0 = now();
+    double t0 = qtk_now();
     for (int i = 0; i < iters; i++)
         if (qtk_vit_cuda_forward_device(g, dx, B, dl, quant) != QTK_OK) return -1;
     if (qtk_vit_cuda_synchronize(g) != QTK_OK) return -1;
-    return (double)B * iters / (now() - t0);
+    return (double)B * iters / (qtk_now() - t0);
 }
 
 // A preset's shapes with random weights (PCG32): speed does not depend on their values.
@@ -66,11 +61,11 @@ static int bench(const char *preset, int B, int iters) {
     qtk_vit_quant qv;
     qtk_vit_qconfig qc;
     qtk_vit_qconfig_default(&qc);
-    double tc = now();
+    double tc = qtk_now();
     st = qtk_vit_plan_init(&plan, &m, NCAL);
     if (st == QTK_OK) st = qtk_vit_quant_init(&qv, &m, &qc);
     if (st == QTK_OK) st = qtk_vit_calibrate(&qv, &plan, x, NCAL, NCAL);
-    tc = now() - tc;
+    tc = qtk_now() - tc;
     float *dx = NULL, *dl = NULL;
     if (st == QTK_OK) st = qtk_cuda_malloc((void **)&dx, (size_t)B * img * sizeof *dx);
     if (st == QTK_OK) st = qtk_cuda_malloc((void **)&dl, (size_t)B * cfg.n_classes * sizeof *dl);
@@ -135,9 +130,9 @@ static int bench_search(int tf32) {
     qtk_model mm;
     if (st == QTK_OK) st = qtk_vit_cuda_create(&g, &m, B, tf32);
     // calibration on the GPU: 1,000 images in batches of 100, as the reference (18.7 s there)
-    double t_cal = now();
+    double t_cal = qtk_now();
     if (st == QTK_OK) st = qtk_vit_cuda_calibrate(g, &qv, x, N, 100);
-    t_cal = now() - t_cal;
+    t_cal = qtk_now() - t_cal;
     if (st == QTK_OK) st = qtk_vit_quant_model_cuda(&qv, g, 0, &mm);
     // loss evaluations: 1,000 images from block b's resident inputs through blocks b.. and the head, then
     // infoNCE; b = 0 is the whole model (what the reference computes for every candidate)
@@ -146,10 +141,10 @@ static int bench_search(int tf32) {
     for (int b = cfg.depth - 1; st == QTK_OK && b >= 0; b--) {
         st = mm.block_input_all(&mm, x, N, b, cache);
         for (int rep = 0; st == QTK_OK && rep < 3; rep++) {
-            double t0 = now();
+            double t0 = qtk_now();
             st = mm.forward_from_all(&mm, cache, N, b, out);
             if (st == QTK_OK) st = qtk_infonce(out, tg, N, NC, 100, 3.0f, &loss, NULL);
-            double t = now() - t0;
+            double t = qtk_now() - t0;
             if (rep) t_avg += t / 2 / cfg.depth; // the first is a warm-up
             if (rep && b == 0) t_eval += t / 2;
         }
@@ -161,9 +156,9 @@ static int bench_search(int tf32) {
     ec.batch = B;
     double steps[64] = {0};
     qtk_evolq_result res;
-    double t0 = now();
+    double t0 = qtk_now();
     if (st == QTK_OK) st = qtk_evolq_search(&mm, x, N, &ec, step_time, steps, &res);
-    double t_pass = now() - t0, t_steps = 0;
+    double t_pass = qtk_now() - t0, t_steps = 0;
     for (int i = 0; i < 12; i++) t_steps += steps[i];
     if (st != QTK_OK) {
         fprintf(stderr, "search: %s\n", qtk_last_error());

@@ -19,12 +19,7 @@
 #include "../vision/vit_cuda.h"
 #include "../vision/vit_quant.h"
 #include "cli.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "../core/timer.h"
 
 static float *to_input(const uint8_t *px, const uint32_t *idx, size_t n) {
     float *x = malloc(n * 784 * sizeof *x);
@@ -110,7 +105,7 @@ int qtk_cmd_demo(int argc, char **argv) {
         return qtk_cli_error("%s", qtk_last_error());
     qtk_vit_cuda *g = NULL;
     if (cuda && qtk_vit_cuda_create(&g, &m, 500, 0) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
-    double t0 = now();
+    double t0 = qtk_now();
     // 1,000 calibration images from the training split, seeded; in 10 groups of 100
     uint32_t idx[1000];
     char fp[16];
@@ -140,7 +135,7 @@ int qtk_cmd_demo(int argc, char **argv) {
         qtk_vit_qconfig_default(&qc);
         qc.w_bits = bits[k];
         qtk_model mm;
-        double ts = now();
+        double ts = qtk_now();
         qtk_status st = qtk_vit_quant_init(&qv, &m, &qc);
         if (st == QTK_OK) st = g ? qtk_vit_cuda_calibrate(g, &qv, cal, 1000, 100) : qtk_vit_calibrate(&qv, &plan, cal, 1000, 100);
         if (st == QTK_OK) st = top1(&m, &plan, g, &qv, test, tl.data, 10000, &res[k][0]);
@@ -165,7 +160,7 @@ int qtk_cmd_demo(int argc, char **argv) {
         if (st != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
         res[k][2] = r.loss_initial;
         res[k][3] = r.loss_final;
-        secs[k] = now() - ts;
+        secs[k] = qtk_now() - ts;
         printf("  W%dA8 Evol-Q (%d passes) test top-1: %.2f%% (infoNCE %.5f -> %.5f, %lld loss evaluations, "
                "%.0f image-forwards/s, %.0f s)\n", bits[k], passes, res[k][1], r.loss_initial, r.loss_final, r.evals,
                r.image_forwards / (r.seconds > 0 ? r.seconds : 1), secs[k]);
@@ -197,7 +192,7 @@ int qtk_cmd_demo(int argc, char **argv) {
                     res[k][1], res[k][1] - res[k][0], res[k][2], res[k][3], secs[k]);
     }
     fclose(f);
-    cJSON_AddNumberToObject(summary, "seconds", now() - t0);
+    cJSON_AddNumberToObject(summary, "seconds", qtk_now() - t0);
     snprintf(path, sizeof path, "%s/summary.json", out_dir);
     char *js = cJSON_Print(summary);
     f = fopen(path, "w");
@@ -206,7 +201,7 @@ int qtk_cmd_demo(int argc, char **argv) {
     free(js);
     cJSON_Delete(summary);
     printf("\nwrote %s/{table.md, summary.json, quant_w4a8.safetensors, quant_w3a8.safetensors} in %.0f s\n", out_dir,
-           now() - t0);
+           qtk_now() - t0);
     free(cal);
     free(test);
     qtk_idx_free(&tr);

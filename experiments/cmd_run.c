@@ -26,12 +26,7 @@
 #include "plot.h"
 #include "progress.h"
 #include "runctx.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "../core/timer.h"
 
 typedef struct {
     qtk_run_ctx *r;
@@ -214,7 +209,7 @@ int qtk_cmd_run(int argc, char **argv) {
         }
     }
     int resuming = access(ckpt, F_OK) == 0;
-    double t0 = now();
+    double t0 = qtk_now();
     if (qtk_run_ctx_open(&r, c, cfg_path, 1) != QTK_OK) goto fail;
     printf("%s: %s, W%dA%d, %d calibration images (seed %d, %s)%s\n", c->name, c->model.checkpoint, r.qc.w_bits, r.qc.a_bits,
            r.cal.n, c->seed, r.sample, resuming ? "; resuming the search from search.ckpt" : "");
@@ -325,7 +320,7 @@ int qtk_cmd_run(int argc, char **argv) {
     cJSON_AddNumberToObject(sm, "search_seconds", res.seconds);
     cJSON_AddNumberToObject(sm, "validations", s.validations);
     cJSON_AddNumberToObject(sm, "validation_seconds", s.val_seconds);
-    cJSON_AddNumberToObject(sm, "total_seconds", now() - t0);
+    cJSON_AddNumberToObject(sm, "total_seconds", qtk_now() - t0);
     char *js = cJSON_Print(sm);
     cJSON_Delete(sm);
     snprintf(path, sizeof path, "%s/summary.json", out);

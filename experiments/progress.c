@@ -4,12 +4,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double mono(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "../core/timer.h"
 
 void qtk_format_duration(double s, char *buf, int size) {
     if (!(s >= 0)) s = 0;
@@ -23,14 +18,14 @@ void qtk_progress_start(qtk_progress *p, const char *label, long long total) {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
     p->total = total > 0 ? total : 1;
-    p->t0 = p->last_print = mono();
+    p->t0 = p->last_print = qtk_now();
     p->tty = isatty(fileno(stdout));
     p->every_s = 30;
 }
 
 void qtk_progress_update(qtk_progress *p, long long done, const char *extra) {
     p->done = done;
-    double t = mono(), el = t - p->t0;
+    double t = qtk_now(), el = t - p->t0;
     if (done < p->total && t - p->last_print < (p->tty ? 0.2 : p->every_s)) return;
     if (!p->tty && done == p->total && p->every_s > 0) return; // the end line says it
     p->last_print = t;
@@ -50,7 +45,7 @@ void qtk_progress_update(qtk_progress *p, long long done, const char *extra) {
 }
 
 double qtk_progress_end(qtk_progress *p) {
-    double el = mono() - p->t0;
+    double el = qtk_now() - p->t0;
     char d[32];
     qtk_format_duration(el, d, sizeof d);
     printf("%s  %s: %lld done in %s\n", p->tty ? "\r\033[K" : "", p->label, p->done, d);

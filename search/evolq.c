@@ -8,6 +8,7 @@
 
 #include "../core/safetensors.h"
 #include "infonce.h"
+#include "../core/timer.h"
 
 void qtk_evolq_config_default(qtk_evolq_config *c, int weight_bits) {
     memset(c, 0, sizeof *c);
@@ -17,12 +18,6 @@ void qtk_evolq_config_default(qtk_evolq_config *c, int weight_bits) {
     c->group = 100;
     c->batch = 100;
     c->seed = 0;
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 typedef struct {
@@ -159,7 +154,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     res->resumed_from_step = -1;
     if (n < cfg->group || n % cfg->group != 0 || cfg->batch < 1)
         return qtk_fail(QTK_ERR_ARG, "search: %d images do not split into groups of %d", n, cfg->group);
-    double t_start = now();
+    double t_start = qtk_now();
     search_ctx s = {.m = m, .cfg = cfg, .n = n};
     size_t no = (size_t)n * m->n_outputs;
     float *targets = malloc(no * sizeof *targets);
@@ -195,7 +190,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     int total_steps = cfg->passes * m->n_blocks;
     int last = cfg->max_steps > 0 && first + cfg->max_steps < total_steps ? first + cfg->max_steps : total_steps;
     for (int step = first; st == QTK_OK && step < last; step++) {
-        double t0 = now();
+        double t0 = qtk_now();
         int pass = step / m->n_blocks, block = m->n_blocks - 1 - step % m->n_blocks; // last block first
         s.block = block;
         s.n_vecs = m->block_vectors(m, block, s.vecs, 16);
@@ -231,17 +226,17 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         st = apply(&s, v0);
         if (st != QTK_OK) break;
         loss = lb;
-        qtk_evolq_step rec = {pass, block, step, l0, lb, lb < l0, now() - t0, s.evals, s.forwards};
+        qtk_evolq_step rec = {pass, block, step, l0, lb, lb < l0, qtk_now() - t0, s.evals, s.forwards};
         if (log) st = log(log_ctx, &rec);
         if (st == QTK_OK && cfg->checkpoint)
-            st = save_state(cfg->checkpoint, m, &rng, step + 1, loss, res->loss_initial, earlier_seconds + now() - t_start);
+            st = save_state(cfg->checkpoint, m, &rng, step + 1, loss, res->loss_initial, earlier_seconds + qtk_now() - t_start);
         if (st != QTK_OK) break;
         res->steps++;
     }
     res->loss_final = loss;
     res->evals = s.evals;
     res->image_forwards = s.forwards;
-    res->seconds = earlier_seconds + now() - t_start; // all invocations of this search
+    res->seconds = earlier_seconds + qtk_now() - t_start; // all invocations of this search
     free(targets);
     free(s.outputs);
     free(s.cache);

@@ -764,11 +764,22 @@ static qtk_status forward(const fwd *f, const float *images, int B, float *logit
     return QTK_OK;
 }
 
-static qtk_status forward_checked(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized, int dev) {
+static qtk_status range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
     if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU forward: batch of %d, planned for at most %d", B, g->maxB);
-    if (quantized && !g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: quantized forward before set_quant");
-    if (quantized < 0 || quantized > 2) return qtk_fail(QTK_ERR_ARG, "GPU forward: mode %d", quantized);
-    fwd f = {g, quantized == 1, quantized == 1 ? g->int_ln : quantized == 2, NULL, 0};
+    if (block < 0 || block > g->m->cfg.depth) return qtk_fail(QTK_ERR_ARG, "block %d out of range 0..%d", block, g->m->cfg.depth);
+    if (mode < 0 || mode > 2 || (mode && !g->quant_ready)) return qtk_fail(QTK_ERR_ARG, "GPU forward: mode %d (0 FP32, 1 quantized, 2 search targets): unknown, or quantized before set_quant", mode);
+    return QTK_OK;
+}
+
+// mode 0: FP32; 1: quantized; 2: the search's targets (quantizers off, integer LayerNorm on)
+static fwd fwd_for(qtk_vit_cuda *g, int mode) {
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
+    return f;
+}
+
+static qtk_status forward_checked(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized, int dev) {
+    QTK_TRY(range_checked(g, B, 0, quantized));
+    fwd f = fwd_for(g, quantized);
     return forward(&f, images, B, logits, dev);
 }
 
@@ -786,17 +797,10 @@ extern "C" qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g) {
     return QTK_OK;
 }
 
-static qtk_status range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
-    if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU forward: batch of %d, planned for at most %d", B, g->maxB);
-    if (block < 0 || block > g->m->cfg.depth) return qtk_fail(QTK_ERR_ARG, "block %d out of range 0..%d", block, g->m->cfg.depth);
-    if (mode < 0 || mode > 2 || (mode && !g->quant_ready)) return qtk_fail(QTK_ERR_ARG, "GPU forward: mode %d before set_quant", mode);
-    return QTK_OK;
-}
-
 extern "C" qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B, int block, float *x_out,
                                                int mode) {
     QTK_TRY(range_checked(g, B, block, mode));
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
+    fwd f = fwd_for(g, mode);
     QTK_TRY(fwd_embed(&f, images, B, 0));
     QTK_TRY(fwd_blocks(&f, B, 0, block));
     size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
@@ -808,7 +812,7 @@ extern "C" qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *ima
 extern "C" qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits,
                                                 int mode) {
     QTK_TRY(range_checked(g, B, block, mode));
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
+    fwd f = fwd_for(g, mode);
     size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
     QTK_CUDA_TRY(cudaMemcpyAsync(g->x, x_in, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
     QTK_TRY(fwd_blocks(&f, B, block, g->m->cfg.depth));
@@ -893,7 +897,7 @@ extern "C" qtk_status qtk_vit_cuda_block_input_all(qtk_vit_cuda *g, const float 
     QTK_TRY(cal_reserve(g, images, n));
     const qtk_vit_config *c = &g->m->cfg;
     const size_t img = (size_t)c->in_chans * c->img_size * c->img_size, tc = (size_t)g->m->n_tokens * c->dim;
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
+    fwd f = fwd_for(g, mode);
     int reuse = g->n_slots > 1, dst = reuse ? block : 0;
     if (!(reuse && g->slot_valid[block])) {
         // start from the nearest valid earlier block input, else from the images
@@ -936,7 +940,7 @@ extern "C" qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int 
         return qtk_fail(QTK_ERR_ARG, "GPU forward: block %d's inputs of %d images are not the current ones (block_input_all "
                         "first)", block, n);
     const size_t tc = (size_t)g->m->n_tokens * g->m->cfg.dim, NC = (size_t)g->m->cfg.n_classes;
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
+    fwd f = fwd_for(g, mode);
     int src = g->n_slots > 1 ? block : 0;
     for (int i = 0; i < n; i += g->maxB) {
         int B = n - i < g->maxB ? n - i : g->maxB;
