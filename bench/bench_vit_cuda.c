@@ -1,14 +1,16 @@
 // GPU ViT benchmark. Default: FP32 and W4A8 (FQ-ViT / Evol-Q baseline) forward
 // images/s at batch 256 for DeiT-S and ViT-B shapes (random weights: speed
 // does not depend on their values), inputs resident on the GPU, plus the
-// TF32 forward (labelled). One JSON line per model; tools/bench_gpu_vit.py
+// TF32 forward (labelled) and the W4A8 forward on int8 tensor cores. One JSON line per model; tools/bench_gpu_vit.py
 // runs timm's eager forward on the same GPU and prints the ratios.
 // --search: the Evol-Q search on the GPU for DeiT-S W4A8 with 1,000 calibration images (random images
 // and weights): the calibration (on the GPU), one loss
 // evaluation over all 12 blocks (as the reference computes every one) and one full pass of 12 block
 // steps, against the reference's numbers (issue 6: 1.46 s per evaluation, 9.3 s per block step, about
 // 1,140 s for the default 10 passes).
-//   build/bench/bench_vit_cuda [--batch 256] [--iters 20] [MODEL...] | --search [--tf32]
+// With --gemm int8 the search's linears run on int8 tensor cores; "loss_all_blocks" and "loss_after_pass"
+// then compare with the FP32 run's (same calibration: it runs the FP32 forward).
+//   build/bench/bench_vit_cuda [--batch 256] [--iters 20] [MODEL...] | --search [--gemm fp32|tf32|int8]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,16 +72,17 @@ static int bench(const char *preset, int B, int iters) {
     if (st == QTK_OK) st = qtk_cuda_malloc((void **)&dx, (size_t)B * img * sizeof *dx);
     if (st == QTK_OK) st = qtk_cuda_malloc((void **)&dl, (size_t)B * cfg.n_classes * sizeof *dl);
     if (st == QTK_OK) st = qtk_cuda_memcpy_h2d(dx, x, (size_t)B * img * sizeof *dx);
-    double fp = -1, q = -1, tf = -1, qtf = -1;
-    for (int tf32 = 0; st == QTK_OK && tf32 < 2; tf32++) {
+    double fp = -1, q = -1, tf = -1, qtf = -1, q8 = -1;
+    for (int gm = 0; st == QTK_OK && gm < 3; gm++) {
         qtk_vit_cuda *g;
-        st = qtk_vit_cuda_create(&g, &m, B, tf32);
+        st = qtk_vit_cuda_create(&g, &m, B, (qtk_vit_gemm)gm);
         if (st == QTK_OK) st = qtk_vit_cuda_set_quant(g, &qv);
         if (st == QTK_OK) {
-            double a = time_forward(g, dx, dl, B, 0, iters), b = time_forward(g, dx, dl, B, 1, iters);
+            double a = gm == 2 ? 0 : time_forward(g, dx, dl, B, 0, iters), b = time_forward(g, dx, dl, B, 1, iters);
             if (a < 0 || b < 0) st = QTK_ERR_CUDA;
-            if (tf32) tf = a, qtf = b;
-            else fp = a, q = b;
+            if (gm == 1) tf = a, qtf = b;
+            else if (gm == 0) fp = a, q = b;
+            else q8 = b;
         }
         qtk_vit_cuda_destroy(g);
     }
@@ -88,8 +91,9 @@ static int bench(const char *preset, int B, int iters) {
         return 1;
     }
     printf("{\"model\": \"%s\", \"batch\": %d, \"fp32_img_s\": %.1f, \"w4a8_img_s\": %.1f, \"tf32_img_s\": %.1f, "
-           "\"w4a8_tf32_img_s\": %.1f, \"quant_overhead\": %.3f, \"cpu_calibration_s\": %.2f, \"gemm_gflop_per_img\": %.3f}\n",
-           preset, B, fp, q, tf, qtf, fp / q, tc, qtk_vit_gemm_flops(&m) / 1e9);
+           "\"w4a8_tf32_img_s\": %.1f, \"w4a8_int8_img_s\": %.1f, \"quant_overhead\": %.3f, \"cpu_calibration_s\": %.2f, "
+           "\"gemm_gflop_per_img\": %.3f}\n",
+           preset, B, fp, q, tf, qtf, q8, fp / q, tc, qtk_vit_gemm_flops(&m) / 1e9);
     fflush(stdout);
     qtk_cuda_free(dx);
     qtk_cuda_free(dl);
@@ -106,7 +110,7 @@ static qtk_status step_time(void *ctx, const qtk_evolq_step *s) {
     return QTK_OK;
 }
 
-static int bench_search(int tf32) {
+static int bench_search(qtk_vit_gemm gemm) {
     const char *preset = "deit_small_patch16_224";
     qtk_vit_config cfg;
     qtk_vit m;
@@ -128,7 +132,7 @@ static int bench_search(int tf32) {
     if (st == QTK_OK) st = qtk_vit_quant_init(&qv, &m, &qc);
     qtk_vit_cuda *g = NULL;
     qtk_model mm;
-    if (st == QTK_OK) st = qtk_vit_cuda_create(&g, &m, B, tf32);
+    if (st == QTK_OK) st = qtk_vit_cuda_create(&g, &m, B, gemm);
     // calibration on the GPU: 1,000 images in batches of 100, as the reference (18.7 s there)
     double t_cal = qtk_now();
     if (st == QTK_OK) st = qtk_vit_cuda_calibrate(g, &qv, x, N, 100);
@@ -136,7 +140,7 @@ static int bench_search(int tf32) {
     if (st == QTK_OK) st = qtk_vit_quant_model_cuda(&qv, g, 0, &mm);
     // loss evaluations: 1,000 images from block b's resident inputs through blocks b.. and the head, then
     // infoNCE; b = 0 is the whole model (what the reference computes for every candidate)
-    double t_eval = 0, t_avg = 0, loss = 0;
+    double t_eval = 0, t_avg = 0, loss = 0, loss_all = 0;
     for (int i = 0; st == QTK_OK && i < N; i += B) st = mm.forward_targets(&mm, x + (size_t)i * img, B, tg + (size_t)i * NC);
     for (int b = cfg.depth - 1; st == QTK_OK && b >= 0; b--) {
         st = mm.block_input_all(&mm, x, N, b, cache);
@@ -146,7 +150,7 @@ static int bench_search(int tf32) {
             if (st == QTK_OK) st = qtk_infonce(out, tg, N, NC, 100, 3.0f, &loss, NULL);
             double t = qtk_now() - t0;
             if (rep) t_avg += t / 2 / cfg.depth; // the first is a warm-up
-            if (rep && b == 0) t_eval += t / 2;
+            if (rep && b == 0) t_eval += t / 2, loss_all = loss;
         }
     }
     // one pass of the real search (12 block steps, last block first)
@@ -160,6 +164,8 @@ static int bench_search(int tf32) {
     if (st == QTK_OK) st = qtk_evolq_search(&mm, x, N, &ec, step_time, steps, &res);
     double t_pass = qtk_now() - t0, t_steps = 0;
     for (int i = 0; i < 12; i++) t_steps += steps[i];
+    int n8 = 0, nl = 0;
+    if (g) qtk_vit_cuda_int8_count(g, &n8, &nl);
     if (st != QTK_OK) {
         fprintf(stderr, "search: %s\n", qtk_last_error());
         return 1;
@@ -167,9 +173,10 @@ static int bench_search(int tf32) {
     printf("{\"gemm\": \"%s\", \"model\": \"%s\", \"images\": %d, \"loss_eval_all_blocks_s\": %.4f, \"reference_loss_eval_s\": 1.46, "
            "\"eval_speedup\": %.1f, \"candidate_eval_mean_over_blocks_s\": %.4f, \"candidate_speedup\": %.1f, \"pass_s\": %.2f, \"block_step_mean_s\": %.3f, \"reference_block_step_s\": 9.3, "
            "\"step_speedup\": %.1f, \"evals\": %lld, \"full_search_projected_s\": %.1f, \"reference_full_search_s\": 1140, "
-           "\"search_speedup\": %.1f, \"calibration_s\": %.2f, \"reference_calibration_s\": 18.7, \"loss\": %.6f}\n",
-           tf32 ? "TF32" : "FP32", preset, N, t_eval, 1.46 / t_eval, t_avg, 1.46 / t_avg, t_pass, t_steps / 12, 9.3 / (t_steps / 12), res.evals, 10 * t_steps,
-           1140 / (10 * t_steps), t_cal, loss);
+           "\"search_speedup\": %.1f, \"calibration_s\": %.2f, \"reference_calibration_s\": 18.7, \"loss_all_blocks\": %.8f, "
+           "\"loss_after_pass\": %.8f, \"int8_linears\": \"%d of %d\"}\n",
+           qtk_vit_gemm_name(gemm), preset, N, t_eval, 1.46 / t_eval, t_avg, 1.46 / t_avg, t_pass, t_steps / 12, 9.3 / (t_steps / 12), res.evals, 10 * t_steps,
+           1140 / (10 * t_steps), t_cal, loss_all, res.loss_final, n8, nl);
     qtk_vit_cuda_destroy(g);
     qtk_vit_quant_free(&qv);
     qtk_vit_plan_free(&plan);
@@ -191,7 +198,13 @@ int main(int argc, char **argv) {
     qtk_cuda_device_info(0, info, sizeof info);
     fprintf(stderr, "bench_vit_cuda on %s\n", info);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--search")) return bench_search(i + 1 < argc && !strcmp(argv[i + 1], "--tf32"));
+        if (!strcmp(argv[i], "--search")) {
+            qtk_vit_gemm gm = QTK_VIT_GEMM_FP32;
+            if (i + 1 < argc && !strcmp(argv[i + 1], "--tf32")) gm = QTK_VIT_GEMM_TF32;
+            if (i + 2 < argc && !strcmp(argv[i + 1], "--gemm") && qtk_vit_gemm_parse(argv[i + 2], &gm) != QTK_OK)
+                return fprintf(stderr, "%s\n", qtk_last_error()), 2;
+            return bench_search(gm);
+        }
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else rc |= bench(argv[i], B, iters), any = 1;

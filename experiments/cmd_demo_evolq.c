@@ -64,6 +64,7 @@ int qtk_cmd_demo(int argc, char **argv) {
     const char *out_dir = "results/demo", *model_path = "models/fashion_vit.safetensors";
     unsigned long long seed = 0;
     int passes = 2, cuda = 0;
+    qtk_vit_gemm gemm = QTK_VIT_GEMM_FP32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--core")) return qtk_cmd_demo_core(argc - 1, argv + 1);
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out_dir = argv[++i];
@@ -78,11 +79,16 @@ int qtk_cmd_demo(int argc, char **argv) {
             const char *d = argv[++i];
             if (strcmp(d, "cpu") && strcmp(d, "cuda")) return qtk_cli_usage_error("--device takes cpu or cuda, got \"%s\"", d);
             cuda = !strcmp(d, "cuda");
+        } else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) {
+            if (qtk_vit_gemm_parse(argv[++i], &gemm) != QTK_OK) return qtk_cli_usage_error("--gemm: %s", qtk_last_error());
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: qtk demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] | qtk demo --core [--out DIR] [--seed N]\n\n"
+            puts("usage: qtk demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] [--gemm fp32|tf32|int8]\n"
+                 "       qtk demo --core [--out DIR] [--seed N]\n\n"
                  "The main job on the built-in default: the Fashion-MNIST ViT at FP32, the FQ-ViT / Evol-Q baseline and\n"
                  "the Evol-Q search at W4A8 and W3A8 (P passes; the paper uses 10, the demo 2), top-1 on the 10,000\n"
-                 "test images. --device cuda runs calibration, evaluation and the search on the GPU.\n"
+                 "test images. --device cuda runs calibration, evaluation and the search on the GPU; --gemm picks\n"
+                 "its GEMM arithmetic: exact FP32 (default), TF32, or int8 tensor cores for the quantized linears\n"
+                 "(exact integer sums of the quantized operands; vision/vit_cuda.h).\n"
                  "--core runs the synthetic core-library demo instead.");
             return 0;
         } else return qtk_cli_usage_error("demo: unknown option \"%s\"", argv[i]);
@@ -104,7 +110,8 @@ int qtk_cmd_demo(int argc, char **argv) {
     if (qtk_vit_load(&m, model_path, NULL) != QTK_OK || qtk_vit_plan_init(&plan, &m, 100) != QTK_OK)
         return qtk_cli_error("%s", qtk_last_error());
     qtk_vit_cuda *g = NULL;
-    if (cuda && qtk_vit_cuda_create(&g, &m, 500, 0) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (gemm != QTK_VIT_GEMM_FP32 && !cuda) return qtk_cli_usage_error("--gemm is for --device cuda");
+    if (cuda && qtk_vit_cuda_create(&g, &m, 500, gemm) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     double t0 = qtk_now();
     // 1,000 calibration images from the training split, seeded; in 10 groups of 100
     uint32_t idx[1000];
@@ -126,6 +133,7 @@ int qtk_cmd_demo(int argc, char **argv) {
     cJSON_AddNumberToObject(summary, "passes", passes);
     cJSON_AddStringToObject(summary, "qtk_version", QTK_VERSION);
     cJSON_AddStringToObject(summary, "device", g ? "cuda" : "cpu");
+    if (g) cJSON_AddStringToObject(summary, "gpu_gemm", qtk_vit_gemm_name(gemm));
     const int bits[2] = {4, 3};
     double res[2][4]; // baseline top1, searched top1, loss before, loss after
     double secs[2];

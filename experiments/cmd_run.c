@@ -294,6 +294,7 @@ int qtk_cmd_run(int argc, char **argv) {
     cJSON_AddNumberToObject(sm, "a_bits", r.qc.a_bits);
     cJSON_AddStringToObject(sm, "method", c->search.method);
     cJSON_AddStringToObject(sm, "device", c->device);
+    if (!strcmp(c->device, "cuda")) cJSON_AddStringToObject(sm, "gpu_gemm", c->gpu_gemm);
     if (c->search.init) cJSON_AddStringToObject(sm, "init", c->search.init);
     cJSON_AddStringToObject(sm, "selection", s.select ? "test-set selection" : "last iterate");
     if (r.test.n) {

@@ -58,6 +58,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER, qtk_run_config, name, 1, 128),
     CYAML_FIELD_INT("seed", OPT, qtk_run_config, seed),
     STR("device", qtk_run_config, device),
+    STR("gpu_gemm", qtk_run_config, gpu_gemm),
     CYAML_FIELD_MAPPING("model", CYAML_FLAG_DEFAULT, qtk_run_config, model, model_fields),
     CYAML_FIELD_MAPPING("data", CYAML_FLAG_DEFAULT, qtk_run_config, data, data_fields),
     CYAML_FIELD_MAPPING("calibration", OPT, qtk_run_config, calibration, calib_fields),
@@ -145,6 +146,7 @@ static const struct {
     {"name", K_STR, offsetof(qtk_run_config, name)},
     {"seed", K_INT, offsetof(qtk_run_config, seed)},
     {"device", K_STR, offsetof(qtk_run_config, device)},
+    {"gpu_gemm", K_STR, offsetof(qtk_run_config, gpu_gemm)},
     {"model.checkpoint", K_STR, offsetof(qtk_run_config, model.checkpoint)},
     {"model.desc", K_STR, offsetof(qtk_run_config, model.desc)},
     {"data.format", K_STR, offsetof(qtk_run_config, data.format)},
@@ -300,6 +302,7 @@ static qtk_status one_of(const char *file, const char *key, const char *v, const
 static qtk_status validate(const char *file, qtk_run_config *c) {
     // defaults for what the YAML left out
     if (!c->device) c->device = sdup("cpu");
+    if (!c->gpu_gemm) c->gpu_gemm = sdup("fp32");
     if (!c->calibration.images) c->calibration.images = 1000;
     if (!c->calibration.batch) c->calibration.batch = 100;
     if (!c->quantization.w_bits) c->quantization.w_bits = 4;
@@ -322,7 +325,9 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     static const char *const devices[] = {"cpu", "cuda", NULL}, *const formats[] = {"fashion-mnist", "folder", "tensor", NULL};
     static const char *const methods[] = {"evolq", "none", NULL}, *const targets[] = {"reference", "float", NULL};
     static const char *const select[] = {"none", "val", NULL}, *const bad[] = {"skip", "fail", NULL};
+    static const char *const gemms[] = {"fp32", "tf32", "int8", NULL};
     QTK_TRY(one_of(file, "device", c->device, devices));
+    QTK_TRY(one_of(file, "gpu_gemm", c->gpu_gemm, gemms));
     QTK_TRY(one_of(file, "data.format", c->data.format, formats));
     QTK_TRY(one_of(file, "search.method", c->search.method, methods));
     QTK_TRY(one_of(file, "search.fp_targets", c->search.fp_targets, targets));

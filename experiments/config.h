@@ -58,6 +58,7 @@ typedef struct {
     char *name;
     int seed;
     char *device;         // cpu
+    char *gpu_gemm;       // fp32 (device: cuda): fp32 | tf32 | int8 (vit_cuda.h)
     qtk_cfg_model model;
     qtk_cfg_data data;
     qtk_cfg_calibration calibration;

@@ -27,7 +27,7 @@ static const char *usage =
     "  quant-report --model CKPT --images FILE [options]\n"
     "                            calibrate the FQ-ViT / Evol-Q quantized ViT baseline and list\n"
     "                            every quantizer (qtk quant-report --help)\n"
-    "  demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda]\n"
+    "  demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] [--gemm fp32|tf32|int8]\n"
     "                            the main job on the built-in default (Fashion ViT,\n"
     "                            FP32 / baseline / Evol-Q at W4A8 and W3A8)\n"
     "  demo --core [--out DIR] [--seed N]\n"

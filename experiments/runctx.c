@@ -224,9 +224,11 @@ qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_p
         else {
             // a few hundred images per GPU forward where memory allows (evaluation, the search's set)
             int B = c->calibration.batch * (512 / c->calibration.batch > 1 ? 512 / c->calibration.batch : 1);
-            st = qtk_vit_cuda_create(&r->gpu, &r->m, B, 0);
+            qtk_vit_gemm gemm = QTK_VIT_GEMM_FP32;
+            st = qtk_vit_gemm_parse(c->gpu_gemm, &gemm);
+            if (st == QTK_OK) st = qtk_vit_cuda_create(&r->gpu, &r->m, B, gemm);
             if (st == QTK_ERR_NOMEM && B > c->calibration.batch)
-                st = qtk_vit_cuda_create(&r->gpu, &r->m, c->calibration.batch, 0);
+                st = qtk_vit_cuda_create(&r->gpu, &r->m, c->calibration.batch, gemm);
         }
     }
     if (st != QTK_OK) qtk_run_ctx_close(r);

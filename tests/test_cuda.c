@@ -189,6 +189,52 @@ START_TEST(test_hadamard_pack_quantile_twins) {
         free(wq);
         free(gq);
     }
+    // the affine integer form of the bias-corrected weights: codes and row sums equal, alpha / gamma within
+    // float32 rounding of the row statistics
+    {
+        const size_t O = 40, K = 300, ldc = 304;
+        float *w = malloc(O * K * 4), sz[80], *dw, *dsz;
+        for (size_t i = 0; i < O * K; i++) w[i] = qtk_rng_range(&r, -0.1f, 0.1f) * (float)(1 + i % 7);
+        for (size_t o = 0; o < O; o++) sz[o] = 0.011f + 0.001f * (float)o, sz[O + o] = (float)(o % 16);
+        int8_t *c1 = malloc(O * ldc), *c2 = malloc(O * ldc), *dc;
+        double a1[40], a2[40], g1[40], g2[40], *dd;
+        int32_t b1[40], b2[40], *db;
+        ck_qtk(qtk_cuda_malloc((void **)&dw, O * K * 4));
+        ck_qtk(qtk_cuda_malloc((void **)&dsz, 2 * O * 4));
+        ck_qtk(qtk_cuda_malloc((void **)&dc, O * ldc));
+        ck_qtk(qtk_cuda_malloc((void **)&dd, 2 * O * 8));
+        ck_qtk(qtk_cuda_malloc((void **)&db, O * 4));
+        ck_qtk(qtk_cuda_memcpy_h2d(dw, w, O * K * 4));
+        ck_qtk(qtk_cuda_memcpy_h2d(dsz, sz, 2 * O * 4));
+        for (int hi = 15; hi <= 255; hi += 240)
+            for (int f = 0; f < 2; f++)
+                for (int bc = 0; bc < 2; bc++) {
+                    qtk_fq_formula fm = f ? QTK_FQ_TORCH : QTK_FQ_REF;
+                    ck_qtk(qtk_weight_affine(w, O, K, sz, sz + O, 0, hi, fm, bc, c1, ldc, a1, g1, b1));
+                    ck_qtk(qtk_weight_affine_cuda(dw, O, K, dsz, dsz + O, 0, hi, fm, bc, dc, ldc, dd, dd + O, db));
+                    ck_qtk(qtk_cuda_memcpy_d2h(c2, dc, O * ldc));
+                    ck_qtk(qtk_cuda_memcpy_d2h(a2, dd, O * 8));
+                    ck_qtk(qtk_cuda_memcpy_d2h(g2, dd + O, O * 8));
+                    ck_qtk(qtk_cuda_memcpy_d2h(b2, db, O * 4));
+                    for (size_t o = 0; o < O; o++) {
+                        ck_assert_msg(!memcmp(c1 + o * ldc, c2 + o * ldc, K), "weight codes of row %zu differ", o);
+                        ck_assert_int_eq(b1[o], b2[o]);
+                        ck_assert_msg(fabs(a1[o] - a2[o]) <= 1e-6 * fabs(a1[o]), "alpha[%zu] %.9g vs %.9g", o, a1[o], a2[o]);
+                        ck_assert_msg(fabs(g1[o] - g2[o]) <= 1e-6 * (fabs(g1[o]) + 128 * fabs(a1[o])), "gamma[%zu] %.9g vs %.9g",
+                                      o, g1[o], g2[o]);
+                    }
+                }
+        ck_assert_int_eq(qtk_weight_affine_cuda(dw, O, K, dsz, dsz + O, -129, 15, QTK_FQ_REF, 1, dc, ldc, dd, dd + O, db),
+                         QTK_ERR_ARG);
+        qtk_cuda_free(dw);
+        qtk_cuda_free(dsz);
+        qtk_cuda_free(dc);
+        qtk_cuda_free(dd);
+        qtk_cuda_free(db);
+        free(w);
+        free(c1);
+        free(c2);
+    }
     // quantize / dequantize: every code dtype and granularity
     const int64_t shape[3] = {6, 40, 9};
     const size_t n = 6 * 40 * 9;

@@ -103,12 +103,63 @@ START_TEST(test_bias_correction) {
 }
 END_TEST
 
+// The affine integer form of the (bias-corrected) fake-quantized weights against the float path.
+START_TEST(test_weight_affine) {
+    const size_t O = 9, K = 70, ldc = 72;
+    float *w = malloc(O * K * sizeof *w), *fq = malloc(O * K * sizeof *fq), s[9], z[9];
+    int8_t *codes = malloc(O * ldc);
+    double alpha[9], gamma[9];
+    int32_t bsum[9];
+    unsigned seed = 7;
+    for (size_t i = 0; i < O * K; i++) {
+        seed = seed * 1103515245u + 12345u;
+        w[i] = ((float)(seed >> 8) / 16777216.0f - 0.3f) * (float)(1 + i / K);
+    }
+    const int his[2] = {15, 255};
+    for (int bits = 0; bits < 2; bits++)
+        for (int f = 0; f < 2; f++)
+            for (int bc = 0; bc < 2; bc++) {
+                int hi = his[bits];
+                for (size_t r = 0; r < O; r++) { // min-max per row, asymmetric unsigned
+                    float mn = 0, mx = 0;
+                    for (size_t k = 0; k < K; k++) mn = fminf(mn, w[r * K + k]), mx = fmaxf(mx, w[r * K + k]);
+                    s[r] = (mx - mn) / (float)hi;
+                    z[r] = rintf(-mn / s[r]);
+                    for (size_t k = 0; k < K; k++)
+                        fq[r * K + k] = qtk_fake_quant_scalar(w[r * K + k], s[r], z[r], 0, hi, f ? QTK_FQ_TORCH : QTK_FQ_REF);
+                }
+                if (bc) qtk_bias_correct(w, fq, O, K);
+                ck_qtk(qtk_weight_affine(w, O, K, s, z, 0, hi, f ? QTK_FQ_TORCH : QTK_FQ_REF, bc, codes, ldc, alpha, gamma, bsum));
+                for (size_t r = 0; r < O; r++) {
+                    float mx = 0;
+                    int32_t sum = 0;
+                    for (size_t k = 0; k < K; k++) mx = fmaxf(mx, fabsf(fq[r * K + k]));
+                    for (size_t k = 0; k < K; k++) {
+                        int c = codes[r * ldc + k] + qtk_code_offset(hi);
+                        ck_assert(c >= 0 && c <= hi);
+                        sum += codes[r * ldc + k];
+                        double v = alpha[r] * codes[r * ldc + k] + gamma[r];
+                        ck_assert_msg(fabs(v - fq[r * K + k]) <= 8 * 0x1p-23 * mx, "hi %d f %d bc %d [%zu,%zu]: %.9g vs %.9g",
+                                      hi, f, bc, r, k, v, (double)fq[r * K + k]);
+                    }
+                    ck_assert_int_eq(sum, bsum[r]);
+                }
+            }
+    ck_assert_int_eq(qtk_weight_affine(w, O, K, s, z, -200, 15, QTK_FQ_REF, 1, codes, ldc, alpha, gamma, bsum), QTK_ERR_ARG);
+    ck_assert_int_eq(qtk_weight_affine(w, O, K, s, z, 0, 15, QTK_FQ_REF, 1, codes, K - 1, alpha, gamma, bsum), QTK_ERR_ARG);
+    free(w);
+    free(fq);
+    free(codes);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("quantops");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_int_layernorm);
     tcase_add_test(tc, test_mn_decomposition);
     tcase_add_test(tc, test_bias_correction);
+    tcase_add_test(tc, test_weight_affine);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

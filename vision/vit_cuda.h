@@ -4,8 +4,14 @@
 //
 // GEMMs run in exact FP32 by default (cuBLAS default math; the pedantic mode
 // where NVIDIA_TF32_OVERRIDE is set, so TF32 is never used behind the
-// caller's back); tf32 = 1 allows TF32 tensor cores (labelled in every
-// benchmark line). Fake quantization, integer LayerNorm, softmax and
+// caller's back). QTK_VIT_GEMM_TF32 allows TF32 tensor cores (labelled in
+// every benchmark line). QTK_VIT_GEMM_INT8 runs the quantized model's four
+// linear layers per block on int8 tensor cores: their inputs are integer
+// codes of a per-tensor quantizer and their (bias-corrected) weights an
+// affine map of integer codes per row (qtk_weight_affine), so the int32 sums
+// are exact and one double-precision epilogue gives the fake-quant GEMM's
+// value rounded once to float32 (where FP32 GEMMs round every addition);
+// everything else stays FP32. Fake quantization, integer LayerNorm, softmax and
 // GELU are elementwise the CPU's float arithmetic (built with --fmad=false),
 // so differences from the CPU come from GEMM summation order only; a
 // quantizer can then put an element on the neighbouring grid point.
@@ -28,7 +34,13 @@ extern "C" {
 
 typedef struct qtk_vit_cuda qtk_vit_cuda;
 
-qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, int tf32);
+// GEMM arithmetic (above).
+typedef enum { QTK_VIT_GEMM_FP32 = 0, QTK_VIT_GEMM_TF32 = 1, QTK_VIT_GEMM_INT8 = 2 } qtk_vit_gemm;
+// "fp32" | "tf32" | "int8" -> *out; QTK_ERR_ARG naming the choices otherwise.
+qtk_status qtk_vit_gemm_parse(const char *name, qtk_vit_gemm *out);
+const char *qtk_vit_gemm_name(qtk_vit_gemm g);
+
+qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, qtk_vit_gemm gemm);
 void qtk_vit_cuda_destroy(qtk_vit_cuda *g);
 
 // qtk_vit_calibrate with the activations computed and observed on the GPU
@@ -85,7 +97,13 @@ qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned
 int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g);
 
 // Bytes of GPU memory the model and buffers for max_batch need (for messages and planning).
-size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch);
+size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch, qtk_vit_gemm gemm);
+
+// How many of the quantized forward's block linear layers ran on int8 tensor cores since the last
+// set_quant (QTK_VIT_GEMM_INT8; the others fell back to FP32: a per-channel or disabled input
+// quantizer, a weight not quantized per output channel, or no cuBLASLt algorithm for the shape), out
+// of how many ran in all.
+void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers);
 
 #ifdef __cplusplus
 }

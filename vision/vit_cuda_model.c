@@ -4,6 +4,7 @@
 #include "vit_cuda.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static qtk_status g_requantize(qtk_model *mm, int i) {
     qtk_vit_quant *qv = mm->self;
@@ -81,3 +82,16 @@ qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned
     out->forward_from_all = g_forward_from_all;
     return QTK_OK;
 }
+
+static const char *const gemm_names[] = {"fp32", "tf32", "int8"};
+
+qtk_status qtk_vit_gemm_parse(const char *name, qtk_vit_gemm *out) {
+    for (int i = 0; i < 3; i++)
+        if (name && !strcmp(name, gemm_names[i])) {
+            *out = (qtk_vit_gemm)i;
+            return QTK_OK;
+        }
+    return qtk_fail(QTK_ERR_ARG, "GPU GEMMs \"%s\": expected fp32, tf32 or int8", name ? name : "");
+}
+
+const char *qtk_vit_gemm_name(qtk_vit_gemm g) { return (unsigned)g < 3 ? gemm_names[g] : "?"; }

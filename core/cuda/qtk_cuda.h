@@ -8,6 +8,7 @@
 #define QTK_CUDA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../error.h"
 #include "../qparams.h"
@@ -58,6 +59,10 @@ qtk_status qtk_hadamard_rows_cuda(float *d_x, size_t rows, size_t n);
 
 // Bias correction (biascorr.h): Wq (O, K) corrected in place towards W's row means and stds.
 qtk_status qtk_bias_correct_cuda(const float *d_W, float *d_Wq, size_t O, size_t K);
+// qtk_weight_affine (biascorr.h) with every array on the device.
+qtk_status qtk_weight_affine_cuda(const float *d_W, size_t O, size_t K, const float *d_scale, const float *d_zero,
+                                  int lo, int hi, qtk_fq_formula f, int bias_corr, int8_t *d_codes, size_t ldc,
+                                  double *d_alpha, double *d_gamma, int32_t *d_bsum);
 
 // Real quantization and packing (pack.h); p, shape on the host, x / codes / y on the device.
 qtk_status qtk_quantize_cuda(const qtk_qparams *p, const float *d_x, int ndim, const int64_t *shape, qtk_dtype code_dtype,

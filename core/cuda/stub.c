@@ -59,3 +59,8 @@ qtk_status qtk_pack_int4_cuda(const int8_t *d_vals, size_t n, uint8_t *d_packed)
 qtk_status qtk_unpack_i4_cuda(const uint8_t *d_packed, size_t n, int8_t *d_vals) { return NO_CUDA(); }
 qtk_status qtk_unpack_u4_cuda(const uint8_t *d_packed, size_t n, uint8_t *d_vals) { return NO_CUDA(); }
 qtk_status qtk_bias_correct_cuda(const float *d_W, float *d_Wq, size_t O, size_t K) { return NO_CUDA(); }
+qtk_status qtk_weight_affine_cuda(const float *d_W, size_t O, size_t K, const float *d_scale, const float *d_zero,
+                                  int lo, int hi, qtk_fq_formula f, int bias_corr, int8_t *d_codes, size_t ldc,
+                                  double *d_alpha, double *d_gamma, int32_t *d_bsum) {
+    return NO_CUDA();
+}

@@ -3,7 +3,7 @@
 
 #define NO_CUDA() qtk_fail(QTK_ERR_UNSUPPORTED, "this qtk was built without CUDA (rebuild with nvcc and CUDA=1)")
 
-qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, int tf32) {
+qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, qtk_vit_gemm gemm) {
     *out = NULL;
     return NO_CUDA();
 }
@@ -34,4 +34,7 @@ qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv, const floa
     return NO_CUDA();
 }
 int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return 0; }
-size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch) { return 0; }
+size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch, qtk_vit_gemm gemm) { return 0; }
+void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers) {
+    *int8_layers = *linear_layers = 0;
+}

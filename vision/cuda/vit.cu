@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/biascorr.h"
 #include "../../core/cuda/cuda_check.h"
 #include "../../core/qparams.h"
 #include "../../core/cuda/qtk_cuda.h"
@@ -26,9 +27,29 @@ typedef struct {
     int torch;
 } dquant;
 
+// A weight as int8 codes for the integer GEMMs (qtk_weight_affine): rows 0..O-1 the codes, row O all
+// ones (so the GEMM also yields each input row's code sum), rows O+1..O+3 zero (O + 4 rows: cuBLASLt's
+// int8 alignment); value of row o = alpha[o] * code + gamma[o]; bsum[o] the codes' row sum.
+struct wint {
+    int8_t *codes;
+    double *alpha, *gamma;
+    int32_t *bsum;
+    int ok;
+};
+
 struct qtk_vit_cuda {
     const qtk_vit *m;
     int maxB, tf32;
+    qtk_vit_gemm gemm;
+    // the int8 path: input codes (rows x max(C, M)) and int32 sums (rows x (max(3C, M) + 4)); weights
+    int8_t *codes;
+    int32_t *acc;
+    struct wint *wi;      // per point
+    void *wi_mem;
+    size_t wi_cap;
+    float *d_sz;          // scratch: one weight's scales and zero points
+    size_t sz_cap;
+    int n_int8, n_linear; // the last forward's count
     cublasHandle_t h;
     cudaStream_t st;
     float *d_params;      // a copy of m->mem: device pointer = d_params + (host pointer - m->mem)
@@ -55,11 +76,11 @@ struct qtk_vit_cuda {
     size_t ws_bytes;
     cublasComputeType_t compute;
     struct lt_plan {
-        int m, n, k, bias, acc, ok;
+        int m, n, k, bias, acc, int8, ok;
         cublasLtMatmulDesc_t op;
         cublasLtMatrixLayout_t a, b, c;
         cublasLtMatmulAlgo_t algo;
-    } plans[32];
+    } plans[64];
     int n_plans;
     // the search's calibration set on the GPU: its images and every block's input (slot b: the input
     // of block b for all n images), valid until a quantizer of an earlier block changes
@@ -93,17 +114,67 @@ __device__ __forceinline__ float apply_q(const dquant &q, float x, size_t c) {
     return q.per_channel ? fq(x, q.d_s[c], q.d_z[c], q.lo, q.hi, q.torch) : fq(x, q.s, q.z, q.lo, q.hi, q.torch);
 }
 
+// The int8 code of x under a per-tensor quantizer: its grid point (as fq) minus 128 where the grid
+// reaches past 127 (qtk_code_offset), so x's fake-quantized value is s * (code - (z - offset)).
+__device__ __forceinline__ int8_t qcode(const dquant &q, float x) {
+    float c = q.torch ? rintf(x * (1.0f / q.s)) + q.z : rintf(x / q.s + q.z);
+    c = !(c >= q.lo) ? q.lo : c; // NaN: the low end
+    c = c > q.hi ? q.hi : c;
+    return (int8_t)((int)c - (q.hi > 127.0f ? 128 : 0));
+}
+
 // Elementwise kernels index with 32 bits (create() checks every buffer fits): 64-bit division is slow.
 // x[i] = q(x[i]) over n elements of rows of C
 __global__ void k_quant(float *x, unsigned n, unsigned C, dquant q) {
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] = apply_q(q, x[i], i % C);
 }
 
-// y = q(GELU(y)) (erf form, as nn.GELU()); the bias is already in y (GEMM epilogue)
-__global__ void k_gelu_quant(float *y, unsigned n, unsigned N, dquant q) {
+__device__ __forceinline__ float gelu(float u) { return u * 0.5f * (1.0f + erff(u * 0.70710678118654752f)); }
+
+// y = q(GELU(y)) (erf form, as nn.GELU()); the bias is already in y (GEMM epilogue). codes: the
+// int8 codes instead (q per tensor)
+__global__ void k_gelu_quant(float *y, unsigned n, unsigned N, dquant q, int8_t *codes) {
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        float u = y[i];
-        y[i] = apply_q(q, u * 0.5f * (1.0f + erff(u * 0.70710678118654752f)), i % N);
+        if (codes) codes[i] = qcode(q, gelu(y[i]));
+        else y[i] = apply_q(q, gelu(y[i]), i % N);
+    }
+}
+
+// codes[i] = the int8 code of x[i] (q per tensor)
+__global__ void k_quant_codes(const float *__restrict__ x, int8_t *codes, unsigned n, dquant q) {
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) codes[i] = qcode(q, x[i]);
+}
+
+// The int8 path's epilogue. acc (rows, ld): the int32 sums of input codes a (quantizer sx, zero
+// point za in code units) times weight codes b, and in column N each row's code sum. y[r, o] =
+// sum_k sx (a_k - za) (alpha_o b_ok + gamma_o) + bias_o, evaluated in double from exact integers and
+// rounded once to float32.
+struct iepi {
+    const int32_t *acc;
+    unsigned ld, N;
+    double K, sx, za;
+    const double *alpha, *gamma;
+    const int32_t *bsum;
+    const float *bias;
+};
+
+__device__ __forceinline__ float int_y(const iepi &e, unsigned r, unsigned o) {
+    const int32_t *a = e.acc + (size_t)r * e.ld;
+    double I = (double)a[o] - e.za * (double)e.bsum[o], S = (double)a[e.N] - e.K * e.za;
+    return (float)(e.sx * (e.alpha[o] * I + e.gamma[o] * S) + (e.bias ? (double)e.bias[o] : 0.0));
+}
+
+// then as the FP32 path's kernels: POST (0 quantizer, 1 GELU + quantizer, 2 residual) (enum below)
+template <int POST>
+__global__ void k_int_post(iepi e, unsigned n, float *y, int8_t *codes, float *resid, dquant q, dquant qr) {
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned r = i / e.N, o = i - r * e.N;
+        float v = int_y(e, r, o);
+        if (POST == 0) y[i] = apply_q(q, v, o);
+        else if (POST == 1) {
+            if (codes) codes[i] = qcode(q, gelu(v));
+            else y[i] = apply_q(q, gelu(v), o);
+        } else resid[i] = apply_q(qr, resid[i] + apply_q(q, v, o), o);
     }
 }
 
@@ -181,7 +252,7 @@ template <typename T> __device__ __forceinline__ T warp_sum(T v) {
 
 // float LayerNorm (double-precision statistics, as the CPU), then the quantizer after it; one warp per row
 __global__ void k_layernorm(const float *__restrict__ x, float *y, unsigned rows, int C, const float *__restrict__ w,
-                            const float *__restrict__ b, float eps, dquant q) {
+                            const float *__restrict__ b, float eps, dquant q, int8_t *codes) {
     unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -194,13 +265,17 @@ __global__ void k_layernorm(const float *__restrict__ x, float *y, unsigned rows
     for (int i = lane; i < C; i += 32) v += ((double)xr[i] - mean) * ((double)xr[i] - mean);
     double var = warp_sum(v) / (double)C;
     float mu = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
-    for (int i = lane; i < C; i += 32) yr[i] = apply_q(q, (xr[i] - mu) * rstd * w[i] + b[i], i);
+    for (int i = lane; i < C; i += 32) {
+        float v = (xr[i] - mu) * rstd * w[i] + b[i];
+        if (codes) codes[(size_t)r * C + i] = qcode(q, v);
+        else yr[i] = apply_q(q, v, i);
+    }
 }
 
 // FQ-ViT's QIntLayerNorm (core/intlayernorm.c), then the quantizer after it; one warp per row
 __global__ void k_int_layernorm(const float *__restrict__ x, float *y, unsigned rows, int C, const float *__restrict__ s_in,
                                 int per_channel, float s1, float s_out, float inv_c, const float *__restrict__ gamma,
-                                const float *__restrict__ beta, dquant q) {
+                                const float *__restrict__ beta, dquant q, int8_t *codes) {
     unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -232,7 +307,8 @@ __global__ void k_int_layernorm(const float *__restrict__ x, float *y, unsigned 
         M = M < 0.0f ? 0.0f : (M > 255.0f ? 255.0f : M);
         float Bc = rintf(((beta[c] - ((mean / sd) * gamma[c])) / s_out) * p2);
         float yq = rintf(((sgn * M) * v + Bc) / p2);
-        yr[c] = apply_q(q, yq * s_out, c);
+        if (codes) codes[(size_t)r * C + c] = qcode(q, yq * s_out);
+        else yr[c] = apply_q(q, yq * s_out, c);
     }
 }
 
@@ -268,20 +344,33 @@ static void plan_sizes(const qtk_vit *m, int B, size_t *sz) {
 }
 enum { NBUF = 13 };
 
-size_t qtk_vit_cuda_bytes(const qtk_vit *m, int B) {
+// the int8 path's buffers: codes (rows x max(C, M)) and int32 sums (rows x (max(3C, M) + 4))
+static void int_sizes(const qtk_vit *m, int B, size_t *codes, size_t *acc) {
+    const qtk_vit_config *c = &m->cfg;
+    size_t rows = (size_t)B * m->n_tokens, C = (size_t)c->dim, M = (size_t)c->mlp_hidden;
+    *codes = rows * (C > M ? C : M);
+    *acc = rows * ((3 * C > M ? 3 * C : M) + 4);
+}
+
+size_t qtk_vit_cuda_bytes(const qtk_vit *m, int B, qtk_vit_gemm gemm) {
     size_t sz[NBUF], t = 0;
     plan_sizes(m, B, sz);
     for (int i = 0; i < NBUF; i++) t += (sz[i] + 63) / 64 * 64;
     t *= sizeof(float);
+    if (gemm == QTK_VIT_GEMM_INT8) {
+        size_t nc, na;
+        int_sizes(m, B, &nc, &na);
+        t += nc + na * sizeof(int32_t) + m->n_params * 2; // + the weights' codes
+    }
     t += m->n_params * sizeof(float) * 2;                           // the parameters and the quantized weights
     t += 6 * (size_t)B * m->cfg.heads * sizeof(float *);           // batched-GEMM pointers
     return t + ((size_t)96 << 20);                                  // cuBLAS(Lt) workspaces and per-channel scales
 }
 
-static qtk_status check_fits(const qtk_vit *m, int B) {
+static qtk_status check_fits(const qtk_vit *m, int B, qtk_vit_gemm gemm) {
     size_t fr = 0, tot = 0;
     QTK_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-    size_t need = qtk_vit_cuda_bytes(m, B);
+    size_t need = qtk_vit_cuda_bytes(m, B, gemm);
     if (need > fr)
         return qtk_fail(QTK_ERR_NOMEM, "%s at batch %d needs %.2f GiB of GPU memory, %.2f GiB of %.2f GiB free: use a "
                         "smaller batch", m->cfg.name, B, need / 1073741824.0, fr / 1073741824.0, tot / 1073741824.0);
@@ -307,20 +396,28 @@ extern "C" void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {
     cudaFree(g->d_qp);
     cudaFree(g->mem);
     cudaFree(g->ptr);
+    cudaFree(g->codes);
+    cudaFree(g->acc);
+    cudaFree(g->wi_mem);
+    cudaFree(g->d_sz);
+    free(g->wi);
     free(g->wq_off);
     free(g->w_on);
     free(g->q);
     free(g);
 }
 
-static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, int tf32) {
+static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm gemm) {
     const qtk_vit_config *c = &m->cfg;
     if (B < 1) return qtk_fail(QTK_ERR_ARG, "GPU plan for batch %d", B);
     if (2 * c->depth + 1 > 256) return qtk_fail(QTK_ERR_UNSUPPORTED, "more than 127 blocks");
-    QTK_TRY(check_fits(m, B));
+    if ((unsigned)gemm > QTK_VIT_GEMM_INT8) return qtk_fail(QTK_ERR_ARG, "GPU GEMM arithmetic %d", (int)gemm);
+    QTK_TRY(check_fits(m, B, gemm));
+    const int tf32 = gemm == QTK_VIT_GEMM_TF32;
     g->m = m;
     g->maxB = B;
     g->tf32 = tf32;
+    g->gemm = gemm;
     QTK_CUDA_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
     QTK_CUBLAS_TRY(cublasCreate(&g->h));
     QTK_CUBLAS_TRY(cublasSetStream(g->h, g->st));
@@ -342,6 +439,14 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, int tf32) {
         t += (sz[i] + 63) / 64 * 64;
     }
     QTK_CUDA_TRY(cudaMalloc(&g->mem, t * sizeof(float)));
+    if (gemm == QTK_VIT_GEMM_INT8) {
+        size_t nc, na;
+        int_sizes(m, B, &nc, &na);
+        if (na >= 0xffffffffu)
+            return qtk_fail(QTK_ERR_ARG, "GPU forward: batch %d makes an int8 buffer of %zu elements (at most 2^32 - 1)", B, na);
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->codes, nc));
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->acc, na * sizeof(int32_t)));
+    }
     float **dst[NBUF] = {&g->x, &g->hbuf, &g->qkv, &g->att, &g->ctx, &g->mlp, &g->cols, &g->feat, &g->patch, &g->pos,
                          &g->img, &g->logits, &g->ld};
     float *p = (float *)g->mem;
@@ -371,15 +476,16 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, int tf32) {
     g->q = (dquant *)calloc((size_t)g->npoints, sizeof *g->q);
     g->wq_off = (size_t *)malloc((size_t)g->npoints * sizeof *g->wq_off);
     g->w_on = (int *)calloc((size_t)g->npoints, sizeof *g->w_on);
-    if (!g->q || !g->wq_off || !g->w_on) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    g->wi = (struct wint *)calloc((size_t)g->npoints, sizeof *g->wi);
+    if (!g->q || !g->wq_off || !g->w_on || !g->wi) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     return QTK_OK;
 }
 
-extern "C" qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, int tf32) {
+extern "C" qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, qtk_vit_gemm gemm) {
     *out = NULL;
     qtk_vit_cuda *g = (qtk_vit_cuda *)calloc(1, sizeof *g);
     if (!g) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    qtk_status st = create(g, m, max_batch, tf32);
+    qtk_status st = create(g, m, max_batch, gemm);
     if (st != QTK_OK) {
         qtk_vit_cuda_destroy(g);
         return st;
@@ -427,6 +533,77 @@ static qtk_status upload_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
     d->per_channel = 1;
     d->d_s = ds;
     d->d_z = dz;
+    return QTK_OK;
+}
+
+// In the int8 path the blocks' linear weights (qkv, proj, fc1, fc2) also get int8 codes.
+static int int_point(const qtk_vit_cuda *g, int i) {
+    if (g->gemm != QTK_VIT_GEMM_INT8 || i < QTK_VIT_P_BLOCK0 || i >= qtk_vit_head_base(g->m)) return 0;
+    int k = (i - QTK_VIT_P_BLOCK0) % QTK_VIT_PB;
+    return k == QTK_VIT_B_QKV_W || k == QTK_VIT_B_PROJ_W || k == QTK_VIT_B_FC1_W || k == QTK_VIT_B_FC2_W;
+}
+
+// A weight quantizer's per-channel scales and zero points to the scratch g->d_sz.
+static qtk_status upload_sz(qtk_vit_cuda *g, const qtk_vit_quantizer *q) {
+    size_t n = q->qp.n;
+    if (2 * n > g->sz_cap) {
+        cudaFree(g->d_sz);
+        g->d_sz = NULL;
+        g->sz_cap = 0;
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->d_sz, 2 * n * sizeof(float)));
+        g->sz_cap = 2 * n;
+    }
+    QTK_CUDA_TRY(cudaMemcpyAsync(g->d_sz, q->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    QTK_CUDA_TRY(cudaMemcpyAsync(g->d_sz + n, q->qp.zero, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+// The int8 codes of weight `point` from its scales, already in g->d_sz (on the default stream: the
+// caller synchronizes). A weight that cannot have them (not per output channel) runs in FP32.
+static qtk_status int_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
+    struct wint *w = &g->wi[point];
+    const qtk_vit_quantizer *q = &qv->q[point];
+    w->ok = 0;
+    if (!w->codes || !g->w_on[point] || q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O) return QTK_OK;
+    int lo, hi;
+    QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
+    QTK_TRY(qtk_weight_affine_cuda(DEV(g, q->w), q->O, q->K, g->d_sz, g->d_sz + q->O, lo, hi, q->qp.formula,
+                                   qv->qc.bias_corr, w->codes, q->K, w->alpha, w->gamma, w->bsum));
+    w->ok = 1;
+    return QTK_OK;
+}
+
+// Room for the int8 weights (once) and their codes from the scales in qv.
+static qtk_status int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
+    size_t total = 0;
+    for (int i = 0; i < qv->n; i++)
+        if (int_point(g, i)) total += ((qv->q[i].O + 4) * qv->q[i].K + 255) / 256 * 256 + (qv->q[i].O * 20 + 255) / 256 * 256;
+    if (!total) return QTK_OK;
+    if (total > g->wi_cap) {
+        cudaFree(g->wi_mem);
+        g->wi_mem = NULL;
+        g->wi_cap = 0;
+        QTK_CUDA_TRY(cudaMalloc(&g->wi_mem, total));
+        g->wi_cap = total;
+    }
+    char *p = (char *)g->wi_mem;
+    for (int i = 0; i < qv->n; i++) {
+        if (!int_point(g, i)) continue;
+        const size_t O = qv->q[i].O, K = qv->q[i].K;
+        struct wint *w = &g->wi[i];
+        w->codes = (int8_t *)p;
+        p += ((O + 4) * K + 255) / 256 * 256;
+        w->alpha = (double *)p;
+        w->gamma = w->alpha + O;
+        w->bsum = (int32_t *)(w->gamma + O);
+        p += (O * 20 + 255) / 256 * 256;
+        QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 0, 4 * K, g->st)); // the ones row and the padding
+        QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 1, K, g->st));
+        QTK_TRY(upload_sz(g, &qv->q[i]));
+        QTK_TRY(int_weight(g, qv, i));
+    }
+    QTK_CUDA_TRY(cudaDeviceSynchronize());
     return QTK_OK;
 }
 
@@ -492,6 +669,8 @@ extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv)
         g->ln_s[ln] = ds;
     }
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    QTK_TRY(int_weights(g, qv));
+    g->n_int8 = g->n_linear = 0;
     g->quant_ready = 1;
     memset(g->slot_valid, 0, sizeof g->slot_valid); // cached block inputs are of the old parameters
     g->cur_block = -1;
@@ -504,6 +683,11 @@ extern "C" qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_
         return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
     QTK_TRY(upload_weight(g, qv, point));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    if (int_point(g, point) && g->wi[point].codes) {
+        QTK_TRY(upload_sz(g, &qv->q[point]));
+        QTK_TRY(int_weight(g, qv, point));
+        QTK_CUDA_TRY(cudaDeviceSynchronize());
+    }
     return QTK_OK;
 }
 
@@ -513,10 +697,12 @@ static const dquant NOQ = {0, 0, 0, 0, NULL, NULL, 0, 0, 0};
 
 // The cuBLASLt plan for D (N x rows, column-major) = W^T-view x: m = N, n = rows; with the bias
 // epilogue and/or C = D accumulated (beta = 1). ok = 0: no algorithm (plain cuBLAS then).
-static qtk_status lt_plan_for(qtk_vit_cuda *g, int m, int n, int k, int bias, int acc, struct qtk_vit_cuda::lt_plan **out) {
+// int8: int8 codes in, int32 sums out (compute 32I), no epilogue.
+static qtk_status lt_plan_for(qtk_vit_cuda *g, int m, int n, int k, int bias, int acc, int int8,
+                              struct qtk_vit_cuda::lt_plan **out) {
     for (int i = 0; i < g->n_plans; i++) {
         struct qtk_vit_cuda::lt_plan *p = &g->plans[i];
-        if (p->m == m && p->n == n && p->k == k && p->bias == bias && p->acc == acc) {
+        if (p->m == m && p->n == n && p->k == k && p->bias == bias && p->acc == acc && p->int8 == int8) {
             *out = p;
             return QTK_OK;
         }
@@ -525,17 +711,18 @@ static qtk_status lt_plan_for(qtk_vit_cuda *g, int m, int n, int k, int bias, in
     if (g->n_plans == (int)(sizeof g->plans / sizeof *g->plans)) return QTK_OK;
     struct qtk_vit_cuda::lt_plan *p = &g->plans[g->n_plans];
     memset(p, 0, sizeof *p);
-    p->m = m, p->n = n, p->k = k, p->bias = bias, p->acc = acc;
-    QTK_CUBLAS_TRY(cublasLtMatmulDescCreate(&p->op, g->compute, CUDA_R_32F));
+    p->m = m, p->n = n, p->k = k, p->bias = bias, p->acc = acc, p->int8 = int8;
+    cudaDataType_t ab = int8 ? CUDA_R_8I : CUDA_R_32F, cd = int8 ? CUDA_R_32I : CUDA_R_32F;
+    QTK_CUBLAS_TRY(cublasLtMatmulDescCreate(&p->op, int8 ? CUBLAS_COMPUTE_32I : g->compute, cd));
     g->n_plans++; // owns the descriptors from here on (destroy frees them)
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, k, m, k));
-    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, k, n, k));
-    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, m, n, m));
+    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, k, m, k));
+    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, k, n, k));
+    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->c, cd, m, n, m));
     cublasLtMatmulPreference_t pref;
     QTK_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&pref));
     cublasStatus_t e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
@@ -558,7 +745,7 @@ static qtk_status gemm_xwt(qtk_vit_cuda *g, const float *x, const float *W, cons
                            int K, int acc, int *bias_done) {
     const float one = 1.0f, zero = 0.0f;
     struct qtk_vit_cuda::lt_plan *p;
-    QTK_TRY(lt_plan_for(g, N, rows, K, bias != NULL, acc, &p));
+    QTK_TRY(lt_plan_for(g, N, rows, K, bias != NULL, acc, 0, &p));
     if (p && p->ok) {
         if (bias) QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
         QTK_CUBLAS_TRY(cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, acc ? &one : &zero, y, p->c, y, p->c, &p->algo,
@@ -607,6 +794,30 @@ static qtk_status observe(const fwd *f, int point, const float *d, size_t outer,
 
 static const dquant *QP(const fwd *f, int point) { return f->qz ? &f->g->q[point] : &NOQ; }
 
+// Whether the linear with weight wpoint (N, K) over `rows` inputs quantized by xpoint runs on int8
+// tensor cores: the int8 path, the quantized forward, the weight's codes ready, xpoint per tensor with
+// its codes in int8, and a cuBLASLt algorithm for the shape. Producer and consumer both ask.
+static int int_gemm(const fwd *f, int wpoint, int xpoint, int N, int K, int rows) {
+    qtk_vit_cuda *g = f->g;
+    if (g->gemm != QTK_VIT_GEMM_INT8 || !f->qz || f->cal || !g->wi[wpoint].ok || !g->w_on[wpoint]) return 0;
+    const dquant *q = &g->q[xpoint];
+    const int off = q->hi > 127.0f ? 128 : 0;
+    if (!q->on || q->per_channel || q->lo - off < -128 || q->hi - off > 127 || q->s != q->s) return 0;
+    struct qtk_vit_cuda::lt_plan *p;
+    if (lt_plan_for(g, N + 4, rows, K, 0, 0, 1, &p) != QTK_OK) return 0;
+    return p && p->ok;
+}
+
+// g->acc (rows, N + 4) = codes (rows, K) x the weight's codes^T (row N: the codes' row sums)
+static qtk_status gemm_int(qtk_vit_cuda *g, int wpoint, int rows, int N, int K) {
+    struct qtk_vit_cuda::lt_plan *p;
+    QTK_TRY(lt_plan_for(g, N + 4, rows, K, 0, 0, 1, &p));
+    const int32_t one = 1, zero = 0;
+    QTK_CUBLAS_TRY(cublasLtMatmul(g->lt, p->op, &one, g->wi[wpoint].codes, p->a, g->codes, p->b, &zero, g->acc, p->c,
+                                  g->acc, p->c, &p->algo, g->ws, g->ws_bytes, g->st));
+    return QTK_OK;
+}
+
 static const float *W(const fwd *f, int point, const float *host_w) {
     qtk_vit_cuda *g = f->g;
     if (f->qz && g->w_on[point]) return g->d_wq + g->wq_off[point];
@@ -623,10 +834,26 @@ enum { POST_Q, POST_GELU, POST_RESID };
 
 // y = x W^T + b, then by `post`: POST_Q y = q(y); POST_GELU y = q(GELU(y)); POST_RESID
 // resid = qr(resid + q(y)). In the FP32 forward the residual add is folded into the GEMM (C = resid).
-static qtk_status linear(const fwd *f, const float *x, int wpoint, const float *hw, const float *hb, float *y, int rows,
-                         int N, int K, int post, int qpoint, int rpoint, float *resid) {
+// xint: the input is g->codes of quantizer xpoint (int_gemm said so), else x. codes: POST_GELU writes
+// the int8 codes of its quantizer there (the next linear runs on int8) instead of floats to y.
+static qtk_status linear(const fwd *f, const float *x, int xint, int xpoint, int wpoint, const float *hw, const float *hb,
+                         float *y, int rows, int N, int K, int post, int qpoint, int rpoint, float *resid, int8_t *codes) {
     qtk_vit_cuda *g = f->g;
     int done = 0;
+    if (xint) {
+        const dquant *qx = &g->q[xpoint];
+        const struct wint *w = &g->wi[wpoint];
+        iepi e = {g->acc, (unsigned)(N + 4), (unsigned)N, (double)K, (double)qx->s,
+                  (double)qx->z - (qx->hi > 127.0f ? 128.0 : 0.0), w->alpha, w->gamma, w->bsum, DEV(g, hb)};
+        QTK_TRY(gemm_int(g, wpoint, rows, N, K));
+        const unsigned n = (unsigned)rows * (unsigned)N;
+        const dquant *q = QP(f, qpoint);
+        g->n_int8++;
+        if (post == POST_Q) LAUNCH(k_int_post<POST_Q>, n, e, n, y, NULL, NULL, *q, NOQ);
+        else if (post == POST_GELU) LAUNCH(k_int_post<POST_GELU>, n, e, n, y, codes, NULL, *q, NOQ);
+        else LAUNCH(k_int_post<POST_RESID>, n, e, n, NULL, NULL, resid, *q, *QP(f, rpoint));
+        return QTK_OK;
+    }
     // residual folded into the GEMM when neither quantizer around the add is on (always in the FP32 forward)
     if (post == POST_RESID && !f->cal && !QP(f, qpoint)->on && !QP(f, rpoint)->on && gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), resid, rows, N, K, 1, &done) == QTK_OK)
         return QTK_OK;
@@ -634,7 +861,7 @@ static qtk_status linear(const fwd *f, const float *x, int wpoint, const float *
     const unsigned n = (unsigned)rows * (unsigned)N;
     const dquant *q = QP(f, qpoint);
     if (!done) LAUNCH(k_bias_quant, n, y, DEV(g, hb), n, (unsigned)N, post == POST_Q ? *q : NOQ);
-    if (post == POST_GELU) LAUNCH(k_gelu_quant, n, y, n, (unsigned)N, *q);
+    if (post == POST_GELU) LAUNCH(k_gelu_quant, n, y, n, (unsigned)N, *q, codes);
     else if (post == POST_RESID) {
         QTK_TRY(observe(f, qpoint, y, (size_t)rows, (size_t)N));
         LAUNCH(k_residual_quant, n, resid, y, n, (unsigned)N, *q, *QP(f, rpoint));
@@ -643,16 +870,17 @@ static qtk_status linear(const fwd *f, const float *x, int wpoint, const float *
     return observe(f, qpoint, y, (size_t)rows, (size_t)N);
 }
 
+// codes: the int8 codes of out_point's quantizer there instead of floats to y
 static qtk_status norm(const fwd *f, int ln, const float *x, float *y, int rows, const float *w, const float *b,
-                       int out_point) {
+                       int out_point, int8_t *codes) {
     qtk_vit_cuda *g = f->g;
     const int C = g->m->cfg.dim;
     if (f->iln && g->ln_on[ln])
         k_int_layernorm<<<(rows + 7) / 8, 256, 0, g->st>>>(x, y, (unsigned)rows, C, g->ln_s[ln], g->ln_pc[ln], g->ln_s1[ln], g->ln_sout[ln],
-                                                 1.0f / (float)C, DEV(g, w), DEV(g, b), *QP(f, out_point));
+                                                 1.0f / (float)C, DEV(g, w), DEV(g, b), *QP(f, out_point), codes);
     else
         k_layernorm<<<(rows + 7) / 8, 256, 0, g->st>>>(x, y, (unsigned)rows, C, DEV(g, w), DEV(g, b), g->m->cfg.ln_eps,
-                                                       *QP(f, out_point));
+                                                       *QP(f, out_point), codes);
     QTK_CUDA_TRY_LAUNCH("layernorm");
     return observe(f, out_point, y, (size_t)rows, (size_t)C);
 }
@@ -675,8 +903,8 @@ static qtk_status fwd_embed(const fwd *f, const float *images, int B, int dev) {
     if (f->qz && g->q[QTK_VIT_P_INPUT].on) LAUNCH(k_quant, B * img, g->img, (unsigned)(B * img), 1u, *QP(f, QTK_VIT_P_INPUT));
     QTK_TRY(observe(f, QTK_VIT_P_INPUT, src, (size_t)B * c->in_chans * c->img_size, (size_t)c->img_size));
     LAUNCH(k_im2col, (size_t)B * G2 * K, src, g->cols, B, c->in_chans, c->img_size, c->patch, G);
-    QTK_TRY(linear(f, g->cols, QTK_VIT_P_PATCH_W, m->patch_w, m->patch_b, g->patch, B * G2, C, K, POST_Q,
-                   QTK_VIT_P_PATCH_OUT, 0, NULL));
+    QTK_TRY(linear(f, g->cols, 0, 0, QTK_VIT_P_PATCH_W, m->patch_w, m->patch_b, g->patch, B * G2, C, K, POST_Q,
+                   QTK_VIT_P_PATCH_OUT, 0, NULL, NULL));
     LAUNCH(k_concat, (size_t)rows * C, g->x, g->patch, DEV(g, m->cls_token), m->dist_token ? DEV(g, m->dist_token) : NULL,
            B, T, NP, C, *QP(f, QTK_VIT_P_CLS_CONCAT));
     QTK_TRY(observe(f, QTK_VIT_P_CLS_CONCAT, g->x, (size_t)rows, (size_t)C));
@@ -703,9 +931,15 @@ static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
     for (int l = from; l < to; l++) {
         const qtk_vit_block *bl = &m->blocks[l];
         const int pb = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB;
-        QTK_TRY(norm(f, 2 * l, g->x, g->hbuf, rows, bl->ln1_w, bl->ln1_b, pb + QTK_VIT_B_NORM1_OUT));
-        QTK_TRY(linear(f, g->hbuf, pb + QTK_VIT_B_QKV_W, bl->qkv_w, bl->qkv_b, g->qkv, rows, 3 * C, C, POST_Q,
-                       pb + QTK_VIT_B_QKV_OUT, 0, NULL));
+        // which linears run on int8 tensor cores (their inputs are then written as int8 codes)
+        const int i_qkv = int_gemm(f, pb + QTK_VIT_B_QKV_W, pb + QTK_VIT_B_NORM1_OUT, 3 * C, C, rows),
+                  i_proj = int_gemm(f, pb + QTK_VIT_B_PROJ_W, pb + QTK_VIT_B_CONTEXT, C, C, rows),
+                  i_fc1 = int_gemm(f, pb + QTK_VIT_B_FC1_W, pb + QTK_VIT_B_NORM2_OUT, M, C, rows),
+                  i_fc2 = int_gemm(f, pb + QTK_VIT_B_FC2_W, pb + QTK_VIT_B_ACT_OUT, C, M, rows);
+        if (f->qz) g->n_linear += 4;
+        QTK_TRY(norm(f, 2 * l, g->x, g->hbuf, rows, bl->ln1_w, bl->ln1_b, pb + QTK_VIT_B_NORM1_OUT, i_qkv ? g->codes : NULL));
+        QTK_TRY(linear(f, g->hbuf, i_qkv, pb + QTK_VIT_B_NORM1_OUT, pb + QTK_VIT_B_QKV_W, bl->qkv_w, bl->qkv_b, g->qkv, rows,
+                       3 * C, C, POST_Q, pb + QTK_VIT_B_QKV_OUT, 0, NULL, NULL));
         // scores = (q k^T) * d^-1/2, per (image, head): column-major S^T = k q^T
         QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &scale, g->ptr, 3 * C, g->ptr + BH,
                                           3 * C, &zero, (float *const *)(g->ptr + 2 * BH), T, B * H));
@@ -717,16 +951,18 @@ static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
         // ctx = P v: column-major ctx^T = v^T P^T
         QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &one, g->ptr + 3 * BH, 3 * C,
                                           g->ptr + 4 * BH, T, &zero, (float *const *)(g->ptr + 5 * BH), C, B * H));
-        if (f->qz && g->q[pb + QTK_VIT_B_CONTEXT].on)
+        if (i_proj)
+            LAUNCH(k_quant_codes, (size_t)rows * C, g->ctx, g->codes, (unsigned)(rows * C), *QP(f, pb + QTK_VIT_B_CONTEXT));
+        else if (f->qz && g->q[pb + QTK_VIT_B_CONTEXT].on)
             LAUNCH(k_quant, (size_t)rows * C, g->ctx, (unsigned)(rows * C), (unsigned)C, *QP(f, pb + QTK_VIT_B_CONTEXT));
         QTK_TRY(observe(f, pb + QTK_VIT_B_CONTEXT, g->ctx, (size_t)rows, (size_t)C));
-        QTK_TRY(linear(f, g->ctx, pb + QTK_VIT_B_PROJ_W, bl->proj_w, bl->proj_b, g->hbuf, rows, C, C, POST_RESID,
-                       pb + QTK_VIT_B_PROJ_OUT, pb + QTK_VIT_B_RESID1, g->x));
-        QTK_TRY(norm(f, 2 * l + 1, g->x, g->hbuf, rows, bl->ln2_w, bl->ln2_b, pb + QTK_VIT_B_NORM2_OUT));
-        QTK_TRY(linear(f, g->hbuf, pb + QTK_VIT_B_FC1_W, bl->fc1_w, bl->fc1_b, g->mlp, rows, M, C, POST_GELU,
-                       pb + QTK_VIT_B_ACT_OUT, 0, NULL));
-        QTK_TRY(linear(f, g->mlp, pb + QTK_VIT_B_FC2_W, bl->fc2_w, bl->fc2_b, g->hbuf, rows, C, M, POST_RESID,
-                       pb + QTK_VIT_B_FC2_OUT, pb + QTK_VIT_B_RESID2, g->x));
+        QTK_TRY(linear(f, g->ctx, i_proj, pb + QTK_VIT_B_CONTEXT, pb + QTK_VIT_B_PROJ_W, bl->proj_w, bl->proj_b, g->hbuf, rows,
+                       C, C, POST_RESID, pb + QTK_VIT_B_PROJ_OUT, pb + QTK_VIT_B_RESID1, g->x, NULL));
+        QTK_TRY(norm(f, 2 * l + 1, g->x, g->hbuf, rows, bl->ln2_w, bl->ln2_b, pb + QTK_VIT_B_NORM2_OUT, i_fc1 ? g->codes : NULL));
+        QTK_TRY(linear(f, g->hbuf, i_fc1, pb + QTK_VIT_B_NORM2_OUT, pb + QTK_VIT_B_FC1_W, bl->fc1_w, bl->fc1_b, g->mlp, rows, M,
+                       C, POST_GELU, pb + QTK_VIT_B_ACT_OUT, 0, NULL, i_fc2 ? g->codes : NULL));
+        QTK_TRY(linear(f, g->mlp, i_fc2, pb + QTK_VIT_B_ACT_OUT, pb + QTK_VIT_B_FC2_W, bl->fc2_w, bl->fc2_b, g->hbuf, rows, C,
+                       M, POST_RESID, pb + QTK_VIT_B_FC2_OUT, pb + QTK_VIT_B_RESID2, g->x, NULL));
     }
     return QTK_OK;
 }
@@ -740,7 +976,7 @@ static qtk_status fwd_head(const fwd *f, int B) {
     // head: final norm on the prefix tokens, then the classifier(s)
     const int hb = qtk_vit_head_base(m);
     LAUNCH(k_prefix, (size_t)B * NP * C, g->x, g->hbuf, B, T, NP, C);
-    QTK_TRY(norm(f, 2 * c->depth, g->hbuf, g->feat, B * NP, m->norm_w, m->norm_b, hb + QTK_VIT_H_NORM_OUT));
+    QTK_TRY(norm(f, 2 * c->depth, g->hbuf, g->feat, B * NP, m->norm_w, m->norm_b, hb + QTK_VIT_H_NORM_OUT, NULL));
     QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, NC, B, C, &one, W(f, hb + QTK_VIT_H_HEAD_W, m->head_w), C,
                                g->feat, NP * C, &zero, g->logits, NC));
     if (NP == 2)
@@ -981,6 +1217,11 @@ extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv,
 
 extern "C" int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return g->maxB; }
 
+extern "C" void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers) {
+    *int8_layers = g->n_int8;
+    *linear_layers = g->n_linear;
+}
+
 extern "C" qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv, int point) {
     if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
     if (point < 0 || point >= qv->n || !qv->q[point].is_weight)
@@ -992,20 +1233,16 @@ extern "C" qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv
     QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
     if (q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O)
         return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU re-quantization: %s is not per output channel", q->name);
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st)); // the twins run on the default stream
-    float *d_sz = NULL;
-    QTK_CUDA_TRY(cudaMalloc((void **)&d_sz, 2 * q->O * sizeof(float)));
+    QTK_TRY(upload_sz(g, q)); // (also waits for the model's stream: the twins run on the default stream)
     float *wq = g->d_wq + g->wq_off[point];
-    cudaError_t e = cudaMemcpy(d_sz, q->qp.scale, q->O * sizeof(float), cudaMemcpyHostToDevice);
-    if (e == cudaSuccess) e = cudaMemcpy(d_sz + q->O, q->qp.zero, q->O * sizeof(float), cudaMemcpyHostToDevice);
-    qtk_status st = e == cudaSuccess ? QTK_OK : qtk_fail(QTK_ERR_CUDA, "GPU re-quantization: %s", cudaGetErrorString(e));
     // fake quantization per output channel, then bias correction: qtk_vit_quant_requantize on the GPU
-    if (st == QTK_OK)
-        st = qtk_fake_quant_per_channel_cuda(DEV(g, q->w), wq, 1, q->O, q->K, d_sz, d_sz + q->O, lo, hi, q->qp.formula);
+    qtk_status st = qtk_fake_quant_per_channel_cuda(DEV(g, q->w), wq, 1, q->O, q->K, g->d_sz, g->d_sz + q->O, lo, hi,
+                                                    q->qp.formula);
     if (st == QTK_OK && qv->qc.bias_corr) st = qtk_bias_correct_cuda(DEV(g, q->w), wq, q->O, q->K);
+    if (st == QTK_OK && int_point(g, point)) st = int_weight(g, qv, point);
+    cudaError_t e;
     if (st == QTK_OK && (e = cudaDeviceSynchronize()) != cudaSuccess)
         st = qtk_fail(QTK_ERR_CUDA, "GPU re-quantization: %s", cudaGetErrorString(e));
-    cudaFree(d_sz);
     if (st == QTK_OK) q->wq_stale = 1; // the host copy catches up when a CPU forward needs it
     return st;
 }
