@@ -73,7 +73,10 @@ static int bench(const char *preset, int B, int iters) {
     if (st == QTK_OK) st = qtk_cuda_malloc((void **)&dl, (size_t)B * cfg.n_classes * sizeof *dl);
     if (st == QTK_OK) st = qtk_cuda_memcpy_h2d(dx, x, (size_t)B * img * sizeof *dx);
     double fp = -1, q = -1, tf = -1, qtf = -1, q8 = -1;
+    const char *only = getenv("QTK_BENCH_GEMM"); // profiling one mode: fp32 | tf32 | int8
     for (int gm = 0; st == QTK_OK && gm < 3; gm++) {
+        qtk_vit_gemm want;
+        if (only && qtk_vit_gemm_parse(only, &want) == QTK_OK && want != (qtk_vit_gemm)gm) continue;
         qtk_vit_cuda *g;
         st = qtk_vit_cuda_create(&g, &m, B, (qtk_vit_gemm)gm);
         if (st == QTK_OK) st = qtk_vit_cuda_set_quant(g, &qv);
@@ -164,8 +167,8 @@ static int bench_search(qtk_vit_gemm gemm) {
     if (st == QTK_OK) st = qtk_evolq_search(&mm, x, N, &ec, step_time, steps, &res);
     double t_pass = qtk_now() - t0, t_steps = 0;
     for (int i = 0; i < 12; i++) t_steps += steps[i];
-    int n8 = 0, nl = 0;
-    if (g) qtk_vit_cuda_int8_count(g, &n8, &nl);
+    int n8 = 0, nl = 0, na16 = 0, na = 0;
+    if (g) qtk_vit_cuda_int8_count(g, &n8, &nl, &na16, &na);
     if (st != QTK_OK) {
         fprintf(stderr, "search: %s\n", qtk_last_error());
         return 1;
@@ -174,9 +177,9 @@ static int bench_search(qtk_vit_gemm gemm) {
            "\"eval_speedup\": %.1f, \"candidate_eval_mean_over_blocks_s\": %.4f, \"candidate_speedup\": %.1f, \"pass_s\": %.2f, \"block_step_mean_s\": %.3f, \"reference_block_step_s\": 9.3, "
            "\"step_speedup\": %.1f, \"evals\": %lld, \"full_search_projected_s\": %.1f, \"reference_full_search_s\": 1140, "
            "\"search_speedup\": %.1f, \"calibration_s\": %.2f, \"reference_calibration_s\": 18.7, \"loss_all_blocks\": %.8f, "
-           "\"loss_after_pass\": %.8f, \"int8_linears\": \"%d of %d\"}\n",
+           "\"loss_after_pass\": %.8f, \"int8_linears\": \"%d of %d\", \"fp16_attentions\": \"%d of %d\"}\n",
            qtk_vit_gemm_name(gemm), preset, N, t_eval, 1.46 / t_eval, t_avg, 1.46 / t_avg, t_pass, t_steps / 12, 9.3 / (t_steps / 12), res.evals, 10 * t_steps,
-           1140 / (10 * t_steps), t_cal, loss_all, res.loss_final, n8, nl);
+           1140 / (10 * t_steps), t_cal, loss_all, res.loss_final, n8, nl, na16, na);
     qtk_vit_cuda_destroy(g);
     qtk_vit_quant_free(&qv);
     qtk_vit_plan_free(&plan);

@@ -191,8 +191,10 @@ int qtk_cmd_demo(int argc, char **argv) {
     for (int pass_ = 0; pass_ < 2; pass_++) {
         FILE *o = pass_ ? f : stdout;
         fprintf(o, "\n# qtk demo: Fashion-MNIST ViT (0.68M params), test top-1 (%%) on 10,000 images\n\n");
-        fprintf(o, "Calibration: 1,000 training images (seed %llu). Evol-Q: %d passes (shortened; the paper's "
-                   "schedule is 10), population 15, 3 cycles per block, infoNCE T = 3.\n\n", seed, passes);
+        fprintf(o, "Calibration: 1,000 training images (seed %llu). Evol-Q: %d passes (%s), population 15, 3 cycles "
+                   "per block, infoNCE T = 3.%s%s\n\n", seed, passes,
+                passes == 10 ? "the paper's schedule" : "shortened; the paper's schedule is 10", g ? " On the GPU, GEMMs: " : "",
+                g ? qtk_vit_gemm_name(gemm) : "");
         fprintf(o, "| setting | FP32 | FQ-ViT baseline | Evol-Q | gain | infoNCE before -> after | time |\n");
         fprintf(o, "|---|---|---|---|---|---|---|\n");
         for (int k = 0; k < 2; k++)

@@ -68,10 +68,11 @@ static void check_int8(const qtk_vit *m, qtk_vit_quant *qv, qtk_vit_plan *plan, 
     ck_qtk(qtk_vit_cuda_set_quant(g, qv));
     ck_qtk(qtk_vit_quant_forward(qv, plan, x, B, lc));
     ck_qtk(qtk_vit_cuda_forward(g, x, B, lg, 1));
-    int n8, nl;
-    qtk_vit_cuda_int8_count(g, &n8, &nl);
+    int n8, nl, na16, na;
+    qtk_vit_cuda_int8_count(g, &n8, &nl, &na16, &na);
     ck_assert_int_eq(nl, 4 * m->cfg.depth);
     ck_assert_msg(n8 == nl, "%d of %d linears ran on int8", n8, nl);
+    ck_assert_msg(na16 == na && na == m->cfg.depth, "%d of %d attention blocks on fp16", na16, na);
     cmp_t c = compare(lg, lc, B, NC);
     double ratio = rms_ratio(lg, lc, lfp, B * NC);
     printf("%s W4A8 int8 GEMMs: GPU vs CPU max relative error %.2e, %zu of %d logits equal, top-1 agrees on %d of %d, "
@@ -297,12 +298,12 @@ START_TEST(test_fashion_gpu) {
         ck_qtk(qtk_vit_quant_forward(&qv, &plan, x + (size_t)i * 784, 100, lc + i * 10));
         ck_qtk(qtk_vit_cuda_forward(g, x + (size_t)i * 784, 100, lg + i * 10, 1));
     }
-    int n8, nl;
-    qtk_vit_cuda_int8_count(g, &n8, &nl);
+    int n8, nl, na16, na;
+    qtk_vit_cuda_int8_count(g, &n8, &nl, &na16, &na);
     cmp_t c8 = compare(lg, lc, N, 10);
-    printf("fashion_vit W4A8 int8 GEMMs (%d of %d linears on int8) on %d test images: GPU vs CPU max relative error %.2e, "
-           "%zu of %d logits equal, top-1 agrees on %d\n", n8, nl, N, c8.max_rel, c8.equal, N * 10, c8.argmax_agree);
-    ck_assert(n8 == nl && nl > 0);
+    printf("fashion_vit W4A8 int8 GEMMs (%d of %d linears on int8, %d of %d attentions on fp16) on %d test images: GPU vs CPU max relative error %.2e, "
+           "%zu of %d logits equal, top-1 agrees on %d\n", n8, nl, na16, na, N, c8.max_rel, c8.equal, N * 10, c8.argmax_agree);
+    ck_assert(n8 == nl && nl > 0 && na16 == na);
     ck_assert(c8.argmax_agree >= N * 99 / 100);
     qtk_vit_cuda_destroy(g);
     check_calibration(&m, x, N, 100, "fashion_vit (1,000 test images)");
@@ -401,9 +402,9 @@ START_TEST(test_search_gpu_vs_cpu) {
         ck_assert_msg(worst <= (int8 ? 1e-4 : 1e-5), "losses differ by %g relative", worst);
         ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
         if (int8) {
-            int n8, nl;
-            qtk_vit_cuda_int8_count(g, &n8, &nl);
-            ck_assert_msg(n8 == nl && nl > 0, "%d of %d linears on int8", n8, nl);
+            int n8, nl, na16, na;
+            qtk_vit_cuda_int8_count(g, &n8, &nl, &na16, &na);
+            ck_assert_msg(n8 == nl && nl > 0 && na16 == na, "%d of %d linears on int8, %d of %d attentions", n8, nl, na16, na);
         }
         // the weights were re-quantized on the GPU; the host copies catch up for a CPU forward, which then
         // equals the CPU-searched model's bit for bit

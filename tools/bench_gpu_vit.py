@@ -81,7 +81,7 @@ def main():
         print(f"\nint8 vs FP32 GEMMs (same calibration): infoNCE over all blocks {i['loss_all_blocks']:.8f} vs "
               f"{f['loss_all_blocks']:.8f} (relative {abs(i['loss_all_blocks'] / f['loss_all_blocks'] - 1):.2e}); "
               f"after one search pass {i['loss_after_pass']:.8f} vs {f['loss_after_pass']:.8f}; "
-              f"int8 linears: {i['int8_linears']}")
+              f"int8 linears: {i['int8_linears']}, fp16 attentions: {i['fp16_attentions']}")
 
 
 if __name__ == "__main__":

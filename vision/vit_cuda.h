@@ -10,8 +10,11 @@
 // codes of a per-tensor quantizer and their (bias-corrected) weights an
 // affine map of integer codes per row (qtk_weight_affine), so the int32 sums
 // are exact and one double-precision epilogue gives the fake-quant GEMM's
-// value rounded once to float32 (where FP32 GEMMs round every addition);
-// everything else stays FP32. Fake quantization, integer LayerNorm, softmax and
+// value rounded once to float32 (where FP32 GEMMs round every addition).
+// The attention's two GEMMs then run on fp16 tensor cores: q, k, v and the
+// probabilities as grid point minus zero point (integers, exact in fp16),
+// summed in FP32, exact while every sum stays below 2^24 (checked per
+// block), times the two scales. Everything else stays FP32. Fake quantization, integer LayerNorm, softmax and
 // GELU are elementwise the CPU's float arithmetic (built with --fmad=false),
 // so differences from the CPU come from GEMM summation order only; a
 // quantizer can then put an element on the neighbouring grid point.
@@ -102,8 +105,11 @@ size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch, qtk_vit_gemm gemm);
 // How many of the quantized forward's block linear layers ran on int8 tensor cores since the last
 // set_quant (QTK_VIT_GEMM_INT8; the others fell back to FP32: a per-channel or disabled input
 // quantizer, a weight not quantized per output channel, or no cuBLASLt algorithm for the shape), out
-// of how many ran in all.
-void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers);
+// of how many ran in all; and in how many blocks the attention's two GEMMs ran on fp16 tensor cores
+// with exact integer sums (the qkv and softmax quantizers per tensor, every sum below 2^24), out of
+// how many.
+void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers, int *fp16_attention,
+                             int *attention_blocks);
 
 #ifdef __cplusplus
 }

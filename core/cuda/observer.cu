@@ -92,23 +92,73 @@ extern "C" qtk_status qtk_channel_minmax_cuda(const float *d_x, size_t outer, si
     return QTK_OK;
 }
 
-// partial sums of squared fake-quant errors: grid.y = candidate, block partials over a grid-stride loop
-__global__ void k_sse_multi(const float *__restrict__ x, size_t n, const float *__restrict__ s, const float *__restrict__ z,
-                            float lo, float hi, double *part) {
-    __shared__ double sh[256];
-    const float sj = s[blockIdx.y], zj = z[blockIdx.y];
-    double acc = 0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float d = x[i] - fq_ref(x[i], sj, zj, lo, hi);
-        acc += (double)(d * d);
+// fold partial rows (rows x C) into the running min/max (first: replace)
+__global__ void k_minmax_fold(const float *__restrict__ pmn, const float *__restrict__ pmx, size_t rows, size_t C,
+                              float *mn, float *mx, int first) {
+    size_t c = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float a = INFINITY, b = -INFINITY;
+    for (size_t r = 0; r < rows; r++) {
+        float va = pmn[r * C + c], vb = pmx[r * C + c];
+        a = va < a ? va : a;
+        b = vb > b ? vb : b;
     }
-    sh[threadIdx.x] = acc;
+    mn[c] = first ? a : fminf(mn[c], a);
+    mx[c] = first ? b : fmaxf(mx[c], b);
+}
+
+extern "C" size_t qtk_minmax_scratch(size_t C) { return C == 1 ? 1024 : (size_t)MM_ROWS * C; }
+
+extern "C" qtk_status qtk_channel_minmax_fold_cuda(const float *d_x, size_t outer, size_t C, size_t inner, float *d_mn,
+                                                   float *d_mx, int first, float *d_scratch, void *stream) {
+    if (outer == 0 || C == 0 || inner == 0) return qtk_fail(QTK_ERR_ARG, "min/max of an empty tensor");
+    cudaStream_t st = (cudaStream_t)stream;
+    size_t parts = qtk_minmax_scratch(C);
+    float *pmn = d_scratch, *pmx = d_scratch + parts;
+    if (C == 1) k_minmax_flat<<<1024, 256, 0, st>>>(d_x, outer * inner, pmn, pmx);
+    else {
+        dim3 grid((unsigned)((C + 31) / 32), MM_ROWS / 8), block(32, 8);
+        k_minmax_partial<<<grid, block, 0, st>>>(d_x, outer, C, inner, pmn, pmx);
+    }
+    k_minmax_fold<<<(unsigned)((C + 255) / 256), 256, 0, st>>>(pmn, pmx, C == 1 ? parts : MM_ROWS, C, d_mn, d_mx, first);
+    QTK_CUDA_TRY(cudaGetLastError());
+    return QTK_OK;
+}
+
+// partial sums of squared fake-quant errors: grid.y = candidate, block partials over a grid-stride loop
+// SSE_CPT candidates per thread (blockIdx.y: candidates SSE_CPT * y ..), so each element is read once
+// per SSE_CPT candidates; double sums per candidate, block partials to part[candidate * gridDim.x + bx]
+#define SSE_CPT 8
+__global__ void k_sse_multi(const float *__restrict__ x, size_t n, const float *__restrict__ s, const float *__restrict__ z,
+                            int k, float lo, float hi, double *part) {
+    __shared__ double sh[SSE_CPT][256];
+    const int j0 = blockIdx.y * SSE_CPT, nj = k - j0 < SSE_CPT ? k - j0 : SSE_CPT;
+    float sj[SSE_CPT], zj[SSE_CPT];
+    double acc[SSE_CPT];
+#pragma unroll
+    for (int j = 0; j < SSE_CPT; j++) {
+        sj[j] = j < nj ? s[j0 + j] : 1.0f;
+        zj[j] = j < nj ? z[j0 + j] : 0.0f;
+        acc[j] = 0;
+    }
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float v = x[i];
+#pragma unroll
+        for (int j = 0; j < SSE_CPT; j++) {
+            float d = v - fq_ref(v, sj[j], zj[j], lo, hi);
+            acc[j] += (double)(d * d);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < SSE_CPT; j++) sh[j][threadIdx.x] = acc[j];
     __syncthreads();
     for (int t = 128; t > 0; t >>= 1) {
-        if ((int)threadIdx.x < t) sh[threadIdx.x] += sh[threadIdx.x + t];
+        if ((int)threadIdx.x < t)
+#pragma unroll
+            for (int j = 0; j < SSE_CPT; j++) sh[j][threadIdx.x] += sh[j][threadIdx.x + t];
         __syncthreads();
     }
-    if (threadIdx.x == 0) part[(size_t)blockIdx.y * gridDim.x + blockIdx.x] = sh[0];
+    if ((int)threadIdx.x < nj) part[(size_t)(j0 + threadIdx.x) * gridDim.x + blockIdx.x] = sh[threadIdx.x][0];
 }
 
 extern "C" qtk_status qtk_fake_quant_sse_multi_cuda(const float *d_x, size_t n, const float *s, const float *z, int k,
@@ -122,7 +172,8 @@ extern "C" qtk_status qtk_fake_quant_sse_multi_cuda(const float *d_x, size_t n, 
     if (e == cudaSuccess) e = cudaMemcpy(d_sz, s, (size_t)k * sizeof(float), cudaMemcpyHostToDevice);
     if (e == cudaSuccess) e = cudaMemcpy(d_sz + k, z, (size_t)k * sizeof(float), cudaMemcpyHostToDevice);
     if (e == cudaSuccess) {
-        k_sse_multi<<<dim3(nb, (unsigned)k), 256>>>(d_x, n, d_sz, d_sz + k, (float)lo, (float)hi, d_part);
+        k_sse_multi<<<dim3(nb, (unsigned)((k + SSE_CPT - 1) / SSE_CPT)), 256>>>(d_x, n, d_sz, d_sz + k, k, (float)lo, (float)hi,
+                                                                           d_part);
         e = cudaGetLastError();
     }
     double *h = e == cudaSuccess ? (double *)malloc((size_t)k * nb * sizeof(double)) : NULL;

@@ -42,6 +42,14 @@ qtk_status qtk_fake_quant_per_group_cuda(const float *d_x, float *d_y, size_t ou
 // Observer twins (observer.h). Results land in host memory.
 // Per-channel min and max of d_x viewed as (outer, C, inner): mn, mx (C).
 qtk_status qtk_channel_minmax_cuda(const float *d_x, size_t outer, size_t C, size_t inner, float *mn, float *mx);
+// The same kept on the device and asynchronous on `stream` (a cudaStream_t; NULL: the default stream):
+// d_mn / d_mx (C values) become the channels' min / max when `first`, else fold them in with fminf /
+// fmaxf (qtk_observer_update_minmax's running update, so a calibration can keep its statistics on the
+// GPU and hand them to the observer once). d_scratch: 2 * qtk_minmax_scratch(C) floats, free until
+// the stream has run the call.
+size_t qtk_minmax_scratch(size_t C);
+qtk_status qtk_channel_minmax_fold_cuda(const float *d_x, size_t outer, size_t C, size_t inner, float *d_mn, float *d_mx,
+                                        int first, float *d_scratch, void *stream);
 // sse[j] = sum over the n values of (x - fake_quant(x; s[j], z[j]))^2, each square float32, summed in double.
 qtk_status qtk_fake_quant_sse_multi_cuda(const float *d_x, size_t n, const float *s, const float *z, int k, int lo, int hi,
                                          double *sse);

@@ -32,6 +32,11 @@ qtk_status qtk_fake_quant_per_group_cuda(const float *d_x, float *d_y, size_t ou
                                          qtk_fq_formula f) {
     return NO_CUDA();
 }
+size_t qtk_minmax_scratch(size_t C) { return 0; }
+qtk_status qtk_channel_minmax_fold_cuda(const float *d_x, size_t outer, size_t C, size_t inner, float *d_mn, float *d_mx,
+                                        int first, float *d_scratch, void *stream) {
+    return NO_CUDA();
+}
 qtk_status qtk_channel_minmax_cuda(const float *d_x, size_t outer, size_t C, size_t inner, float *mn, float *mx) {
     return NO_CUDA();
 }

@@ -35,6 +35,7 @@ qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv, const floa
 }
 int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return 0; }
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int max_batch, qtk_vit_gemm gemm) { return 0; }
-void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers) {
-    *int8_layers = *linear_layers = 0;
+void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers, int *fp16_attention,
+                             int *attention_blocks) {
+    *int8_layers = *linear_layers = *fp16_attention = *attention_blocks = 0;
 }

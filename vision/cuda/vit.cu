@@ -3,6 +3,7 @@
 // that fuse the bias, GELU, residual add and the quantizer that follows.
 // Built with --fmad=false and IEEE division/sqrt, so every elementwise step
 // rounds as the CPU's C code does.
+#include <cuda_fp16.h>
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <math.h>
@@ -47,9 +48,18 @@ struct qtk_vit_cuda {
     struct wint *wi;      // per point
     void *wi_mem;
     size_t wi_cap;
+    // attention on fp16 tensor cores: q, k, v and the probabilities as (grid point - zero point), small
+    // integers exact in fp16, so FP32-accumulated sums below 2^24 are exact (att_int)
+    __half *qkvh, *atth;
+    const void **hptr;    // as ptr: k, q, (unused), v, probabilities
     float *d_sz;          // scratch: one weight's scales and zero points
     size_t sz_cap;
-    int n_int8, n_linear; // the last forward's count
+    int n_int8, n_linear; // counts since set_quant (qtk_vit_cuda_int8_count)
+    int n_att16, n_att;
+    // calibration: per point the running min/max on the GPU (2 * channels), and a shared scratch
+    float **cal_mm, *mm_scratch;
+    size_t mm_cap;
+    int fp16_exact;       // this GPU's fp16 GEMMs sum integers below 2^24 exactly (checked at create)
     cublasHandle_t h;
     cudaStream_t st;
     float *d_params;      // a copy of m->mem: device pointer = d_params + (host pointer - m->mem)
@@ -116,12 +126,16 @@ __device__ __forceinline__ float apply_q(const dquant &q, float x, size_t c) {
 
 // The int8 code of x under a per-tensor quantizer: its grid point (as fq) minus 128 where the grid
 // reaches past 127 (qtk_code_offset), so x's fake-quantized value is s * (code - (z - offset)).
-__device__ __forceinline__ int8_t qcode(const dquant &q, float x) {
+__device__ __forceinline__ float qgrid(const dquant &q, float x) {
     float c = q.torch ? rintf(x * (1.0f / q.s)) + q.z : rintf(x / q.s + q.z);
     c = !(c >= q.lo) ? q.lo : c; // NaN: the low end
-    c = c > q.hi ? q.hi : c;
-    return (int8_t)((int)c - (q.hi > 127.0f ? 128 : 0));
+    return c > q.hi ? q.hi : c;
 }
+__device__ __forceinline__ int8_t qcode(const dquant &q, float x) {
+    return (int8_t)((int)qgrid(q, x) - (q.hi > 127.0f ? 128 : 0));
+}
+// x's fake-quantized value over the scale: grid point - zero point (an integer; exact in fp16 up to 2048)
+__device__ __forceinline__ __half qhalf(const dquant &q, float x) { return __float2half_rn(qgrid(q, x) - q.z); }
 
 // Elementwise kernels index with 32 bits (create() checks every buffer fits): 64-bit division is slow.
 // x[i] = q(x[i]) over n elements of rows of C
@@ -165,12 +179,18 @@ __device__ __forceinline__ float int_y(const iepi &e, unsigned r, unsigned o) {
 }
 
 // then as the FP32 path's kernels: POST (0 quantizer, 1 GELU + quantizer, 2 residual) (enum below)
+// (POST 0 with h: q's fp16 grid values to h instead of floats to y). One block row per output row
+// (blockIdx.x), blocks of columns along y: no index division per element.
 template <int POST>
-__global__ void k_int_post(iepi e, unsigned n, float *y, int8_t *codes, float *resid, dquant q, dquant qr) {
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        unsigned r = i / e.N, o = i - r * e.N;
+__global__ void k_int_post(iepi e, float *y, int8_t *codes, float *resid, dquant q, dquant qr, __half *h) {
+    const unsigned r = blockIdx.x, o = blockIdx.y * blockDim.x + threadIdx.x;
+    if (o < e.N) {
+        const unsigned i = r * e.N + o;
         float v = int_y(e, r, o);
-        if (POST == 0) y[i] = apply_q(q, v, o);
+        if (POST == 0) {
+            if (h) h[i] = qhalf(q, v);
+            else y[i] = apply_q(q, v, o);
+        }
         else if (POST == 1) {
             if (codes) codes[i] = qcode(q, gelu(v));
             else y[i] = apply_q(q, gelu(v), o);
@@ -314,7 +334,8 @@ __global__ void k_int_layernorm(const float *__restrict__ x, float *y, unsigned 
 
 // softmax over rows of n (max-subtracted exp, divide by the sum), then the quantizer; one warp per row
 // the scores' quantizer qs is applied as the row is read (fused: the scores make one trip)
-__global__ void k_softmax(float *x, size_t rows, int n, dquant qs, dquant q) {
+// ph: the probabilities' fp16 grid values (q per tensor) there instead of floats in x
+__global__ void k_softmax(float *x, size_t rows, int n, dquant qs, dquant q, __half *ph) {
     size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -328,7 +349,10 @@ __global__ void k_softmax(float *x, size_t rows, int n, dquant qs, dquant q) {
     }
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     float inv = 1.0f / sum;
-    for (int j = lane; j < n; j += 32) row[j] = apply_q(q, row[j] * inv, 0);
+    if (ph)
+        for (int j = lane; j < n; j += 32) ph[r * n + j] = qhalf(q, row[j] * inv);
+    else
+        for (int j = lane; j < n; j += 32) row[j] = apply_q(q, row[j] * inv, 0);
 }
 
 // --- setup ---------------------------------------------------------------------
@@ -345,11 +369,13 @@ static void plan_sizes(const qtk_vit *m, int B, size_t *sz) {
 enum { NBUF = 13 };
 
 // the int8 path's buffers: codes (rows x max(C, M)) and int32 sums (rows x (max(3C, M) + 4))
-static void int_sizes(const qtk_vit *m, int B, size_t *codes, size_t *acc) {
+// and the attention's fp16 operands: qkvh (rows x 3C) and atth (B x heads x T x T) halves
+static void int_sizes(const qtk_vit *m, int B, size_t *codes, size_t *acc, size_t *halves) {
     const qtk_vit_config *c = &m->cfg;
-    size_t rows = (size_t)B * m->n_tokens, C = (size_t)c->dim, M = (size_t)c->mlp_hidden;
+    size_t rows = (size_t)B * m->n_tokens, C = (size_t)c->dim, M = (size_t)c->mlp_hidden, T = (size_t)m->n_tokens;
     *codes = rows * (C > M ? C : M);
     *acc = rows * ((3 * C > M ? 3 * C : M) + 4);
+    *halves = rows * 3 * C + (size_t)B * c->heads * T * T;
 }
 
 size_t qtk_vit_cuda_bytes(const qtk_vit *m, int B, qtk_vit_gemm gemm) {
@@ -358,9 +384,9 @@ size_t qtk_vit_cuda_bytes(const qtk_vit *m, int B, qtk_vit_gemm gemm) {
     for (int i = 0; i < NBUF; i++) t += (sz[i] + 63) / 64 * 64;
     t *= sizeof(float);
     if (gemm == QTK_VIT_GEMM_INT8) {
-        size_t nc, na;
-        int_sizes(m, B, &nc, &na);
-        t += nc + na * sizeof(int32_t) + m->n_params * 2; // + the weights' codes
+        size_t nc, na, nh;
+        int_sizes(m, B, &nc, &na, &nh);
+        t += nc + na * sizeof(int32_t) + nh * 2 + m->n_params * 2 + 6 * (size_t)B * m->cfg.heads * sizeof(void *);
     }
     t += m->n_params * sizeof(float) * 2;                           // the parameters and the quantized weights
     t += 6 * (size_t)B * m->cfg.heads * sizeof(float *);           // batched-GEMM pointers
@@ -397,15 +423,23 @@ extern "C" void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {
     cudaFree(g->mem);
     cudaFree(g->ptr);
     cudaFree(g->codes);
+    cudaFree(g->qkvh); // atth lies inside it
+    cudaFree(g->hptr);
     cudaFree(g->acc);
     cudaFree(g->wi_mem);
     cudaFree(g->d_sz);
+    if (g->cal_mm)
+        for (int i = 0; i < g->npoints; i++) cudaFree(g->cal_mm[i]);
+    free(g->cal_mm);
+    cudaFree(g->mm_scratch);
     free(g->wi);
     free(g->wq_off);
     free(g->w_on);
     free(g->q);
     free(g);
 }
+
+static qtk_status fp16_sums_exact(qtk_vit_cuda *g, int *exact);
 
 static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm gemm) {
     const qtk_vit_config *c = &m->cfg;
@@ -440,12 +474,15 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm 
     }
     QTK_CUDA_TRY(cudaMalloc(&g->mem, t * sizeof(float)));
     if (gemm == QTK_VIT_GEMM_INT8) {
-        size_t nc, na;
-        int_sizes(m, B, &nc, &na);
-        if (na >= 0xffffffffu)
-            return qtk_fail(QTK_ERR_ARG, "GPU forward: batch %d makes an int8 buffer of %zu elements (at most 2^32 - 1)", B, na);
+        size_t nc, na, nh;
+        int_sizes(m, B, &nc, &na, &nh);
+        if (na >= 0xffffffffu || nh >= 0xffffffffu)
+            return qtk_fail(QTK_ERR_ARG, "GPU forward: batch %d makes an int8 buffer of %zu elements (at most 2^32 - 1)", B,
+                            na > nh ? na : nh);
         QTK_CUDA_TRY(cudaMalloc((void **)&g->codes, nc));
         QTK_CUDA_TRY(cudaMalloc((void **)&g->acc, na * sizeof(int32_t)));
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->qkvh, nh * sizeof(__half)));
+        g->atth = g->qkvh + (size_t)B * m->n_tokens * 3 * c->dim;
     }
     float **dst[NBUF] = {&g->x, &g->hbuf, &g->qkv, &g->att, &g->ctx, &g->mlp, &g->cols, &g->feat, &g->patch, &g->pos,
                          &g->img, &g->logits, &g->ld};
@@ -470,6 +507,14 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm 
     }
     cudaError_t e = cudaMalloc((void **)&g->ptr, 6 * BH * sizeof *hp);
     if (e == cudaSuccess) e = cudaMemcpy(g->ptr, hp, 6 * BH * sizeof *hp, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess && g->qkvh) { // the same for the fp16 operands (element offsets kept)
+        for (size_t i = 0; i < 5 * BH; i++) {
+            size_t off = i / BH == 2 || i / BH == 4 ? (size_t)(hp[i] - g->att) : (size_t)(hp[i] - g->qkv);
+            hp[i] = (const float *)((i / BH == 2 || i / BH == 4 ? g->atth : g->qkvh) + off);
+        }
+        e = cudaMalloc((void **)&g->hptr, 5 * BH * sizeof *hp);
+        if (e == cudaSuccess) e = cudaMemcpy(g->hptr, hp, 5 * BH * sizeof *hp, cudaMemcpyHostToDevice);
+    }
     free(hp);
     QTK_CUDA_TRY(e);
     g->npoints = qtk_vit_head_base(m) + QTK_VIT_PH;
@@ -478,7 +523,59 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm 
     g->w_on = (int *)calloc((size_t)g->npoints, sizeof *g->w_on);
     g->wi = (struct wint *)calloc((size_t)g->npoints, sizeof *g->wi);
     if (!g->q || !g->wq_off || !g->w_on || !g->wi) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    if (gemm == QTK_VIT_GEMM_INT8) QTK_TRY(fp16_sums_exact(g, &g->fp16_exact));
     return QTK_OK;
+}
+
+// The premise of the fp16 attention, checked on this GPU with cuBLAS's own GEMM: integer operands in
+// [-255, 255] as fp16, FP32 sums of 256 products (up to 256 * 255^2 < 2^24 in magnitude), compared with
+// the exact sums. Large and small products are mixed so that an accumulator that dropped low bits
+// while aligning them would show.
+static qtk_status fp16_sums_exact(qtk_vit_cuda *g, int *exact) {
+    const int n = 256;
+    __half *ha = (__half *)malloc((size_t)2 * n * n * sizeof(__half));
+    float *d = (float *)malloc((size_t)n * n * sizeof(float));
+    int *ia = (int *)malloc((size_t)2 * n * n * sizeof(int));
+    if (!ha || !d || !ia) {
+        free(ha), free(d), free(ia);
+        return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    uint32_t r = 12345u;
+    for (int i = 0; i < 2 * n * n; i++) {
+        r = r * 1664525u + 1013904223u;
+        int v = (int)(r >> 23) % 511 - 255;             // [-255, 255]
+        if ((i / n) % 3 == 1) v = (i % 5 == 0) ? 255 : (int)(r >> 29) - 4; // big and tiny terms in one sum
+        ia[i] = v;
+        ha[i] = __int2half_rn(v);
+    }
+    void *dm = NULL;
+    cudaError_t e = cudaMalloc(&dm, (size_t)2 * n * n * sizeof(__half) + (size_t)n * n * sizeof(float));
+    qtk_status st = QTK_OK;
+    if (e == cudaSuccess) e = cudaMemcpy(dm, ha, (size_t)2 * n * n * sizeof(__half), cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "fp16 check: %s", cudaGetErrorString(e));
+    __half *da = (__half *)dm, *db = da + (size_t)n * n;
+    float *dc = (float *)(db + (size_t)n * n);
+    const float one = 1.0f, zero = 0.0f;
+    // column-major: C (n x n) = A^T B, A and B (n x n) with columns of n terms
+    if (st == QTK_OK && cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, da, CUDA_R_16F, n, db, CUDA_R_16F, n,
+                                     &zero, dc, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+        st = qtk_fail(QTK_ERR_CUDA, "fp16 check: cublasGemmEx failed");
+    if (st == QTK_OK && (e = cudaStreamSynchronize(g->st)) == cudaSuccess)
+        e = cudaMemcpy(d, dc, (size_t)n * n * sizeof(float), cudaMemcpyDeviceToHost);
+    if (st == QTK_OK && e != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "fp16 check: %s", cudaGetErrorString(e));
+    *exact = st == QTK_OK;
+    for (int j = 0; st == QTK_OK && j < n && *exact; j++)
+        for (int i = 0; i < n; i++) {
+            long long t = 0;
+            for (int k = 0; k < n; k++) t += (long long)ia[i * n + k] * ia[(size_t)n * n + j * n + k];
+            if ((double)d[j * n + i] != (double)t) {
+                *exact = 0;
+                break;
+            }
+        }
+    cudaFree(dm);
+    free(ha), free(d), free(ia);
+    return st;
 }
 
 extern "C" qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, qtk_vit_gemm gemm) {
@@ -543,9 +640,11 @@ static int int_point(const qtk_vit_cuda *g, int i) {
     return k == QTK_VIT_B_QKV_W || k == QTK_VIT_B_PROJ_W || k == QTK_VIT_B_FC1_W || k == QTK_VIT_B_FC2_W;
 }
 
-// A weight quantizer's per-channel scales and zero points to the scratch g->d_sz.
+// A weight quantizer's per-channel scales and zero points to the scratch g->d_sz (after every kernel
+// that may still read it: the twins run on the default stream, this copy on the model's).
 static qtk_status upload_sz(qtk_vit_cuda *g, const qtk_vit_quantizer *q) {
     size_t n = q->qp.n;
+    QTK_CUDA_TRY(cudaDeviceSynchronize());
     if (2 * n > g->sz_cap) {
         cudaFree(g->d_sz);
         g->d_sz = NULL;
@@ -670,7 +769,7 @@ extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv)
     }
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     QTK_TRY(int_weights(g, qv));
-    g->n_int8 = g->n_linear = 0;
+    g->n_int8 = g->n_linear = g->n_att16 = g->n_att = 0;
     g->quant_ready = 1;
     memset(g->slot_valid, 0, sizeof g->slot_valid); // cached block inputs are of the old parameters
     g->cur_block = -1;
@@ -765,21 +864,49 @@ typedef struct {
     int iln;           // integer LayerNorm where calibrated (the quantized forward, or the search targets)
     qtk_vit_quant *cal; // calibration: the FP forward feeds every activation observer of cal
     int cal_last;       // the last calibration batch: OMSE / PTF parameters from it
+    int cal_first;      // the first calibration batch
 } fwd;
 
 // Calibration: the activation at `point`, (outer, C) with C the last axis, updates its observer (on
 // the CPU, from min/max computed here); on the last batch the observer's parameters are chosen (OMSE
 // and PTF scored here). As vit_quant.c's hook: every named activation quantizer, enabled or not.
+// Running min/max observers keep their statistics on the GPU until the last batch (no host round
+// trip per batch); EMA ones (percentile) update on the host every batch, as the CPU.
 static qtk_status observe(const fwd *f, int point, const float *d, size_t outer, size_t C) {
     if (!f->cal) return QTK_OK;
     qtk_vit_quantizer *q = &f->cal->q[point];
     if (!q->name[0] || q->is_weight) return QTK_OK;
-    QTK_CUDA_TRY(cudaStreamSynchronize(f->g->st)); // the twins run on the default stream
+    qtk_vit_cuda *g = f->g;
     size_t nc = q->ob.channel_wise ? C : 1;
-    float *mn = (float *)malloc(2 * nc * sizeof(float));
-    if (!mn) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
-    qtk_status st = nc == 1 ? qtk_channel_minmax_cuda(d, 1, 1, outer * C, mn, mn + 1)
-                            : qtk_channel_minmax_cuda(d, outer, C, 1, mn, mn + nc);
+    float *mn = NULL;
+    qtk_status st = QTK_OK;
+    if (q->ob.kind != QTK_OBS_EMA && q->ob.kind != QTK_OBS_PERCENTILE) {
+        size_t need = 2 * qtk_minmax_scratch(nc);
+        if (need > g->mm_cap) {
+            QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+            cudaFree(g->mm_scratch);
+            g->mm_scratch = NULL;
+            g->mm_cap = 0;
+            QTK_CUDA_TRY(cudaMalloc((void **)&g->mm_scratch, need * sizeof(float)));
+            g->mm_cap = need;
+        }
+        if (!g->cal_mm && !(g->cal_mm = (float **)calloc((size_t)g->npoints, sizeof *g->cal_mm)))
+            return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
+        if (!g->cal_mm[point]) QTK_CUDA_TRY(cudaMalloc((void **)&g->cal_mm[point], 2 * C * sizeof(float)));
+        float *run = g->cal_mm[point];
+        QTK_TRY(nc == 1 ? qtk_channel_minmax_fold_cuda(d, 1, 1, outer * C, run, run + 1, f->cal_first, g->mm_scratch, g->st)
+                        : qtk_channel_minmax_fold_cuda(d, outer, C, 1, run, run + nc, f->cal_first, g->mm_scratch, g->st));
+        if (!f->cal_last) return QTK_OK;
+        if (!(mn = (float *)malloc(2 * nc * sizeof(float)))) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
+        cudaError_t e = cudaMemcpyAsync(mn, run, 2 * nc * sizeof(float), cudaMemcpyDeviceToHost, g->st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(g->st); // (the twins below run on the default stream)
+        st = e == cudaSuccess ? QTK_OK : qtk_fail(QTK_ERR_CUDA, "calibration: %s", cudaGetErrorString(e));
+    } else {
+        QTK_CUDA_TRY(cudaStreamSynchronize(g->st)); // the twins run on the default stream
+        if (!(mn = (float *)malloc(2 * nc * sizeof(float)))) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
+        st = nc == 1 ? qtk_channel_minmax_cuda(d, 1, 1, outer * C, mn, mn + 1)
+                     : qtk_channel_minmax_cuda(d, outer, C, 1, mn, mn + nc);
+    }
     if (st == QTK_OK) st = qtk_observer_update_minmax(&q->ob, mn, mn + nc, nc);
     free(mn);
     if (st == QTK_OK && f->cal_last) {
@@ -806,6 +933,21 @@ static int int_gemm(const fwd *f, int wpoint, int xpoint, int N, int K, int rows
     struct qtk_vit_cuda::lt_plan *p;
     if (lt_plan_for(g, N + 4, rows, K, 0, 0, 1, &p) != QTK_OK) return 0;
     return p && p->ok;
+}
+
+// Whether block pb's attention GEMMs run on fp16 tensor cores with exact sums: the qkv and softmax
+// quantizers per tensor with integral zero points, their grid values minus zero point within
+// [-2048, 2048] (exact in fp16), and every sum below 2^24 in magnitude (exact in FP32 in any order):
+// d * r_qkv^2 for the scores, T * r_softmax * r_qkv for the context.
+static int att_int(const fwd *f, int pb, int T, int d) {
+    const qtk_vit_cuda *g = f->g;
+    const dquant *qk = &g->q[pb + QTK_VIT_B_QKV_OUT], *qp = &g->q[pb + QTK_VIT_B_SOFTMAX];
+    if (g->gemm != QTK_VIT_GEMM_INT8 || !g->fp16_exact || !f->qz || f->cal || !qk->on || qk->per_channel || !qp->on ||
+        qp->per_channel)
+        return 0;
+    if (qk->z != rintf(qk->z) || qp->z != rintf(qp->z)) return 0;
+    double rk = fmax(qk->hi - qk->z, qk->z - qk->lo), rp = fmax(qp->hi - qp->z, qp->z - qp->lo);
+    return rk <= 2048 && rp <= 2048 && d * rk * rk < 16777216.0 && T * rp * rk < 16777216.0;
 }
 
 // g->acc (rows, N + 4) = codes (rows, K) x the weight's codes^T (row N: the codes' row sums)
@@ -837,7 +979,8 @@ enum { POST_Q, POST_GELU, POST_RESID };
 // xint: the input is g->codes of quantizer xpoint (int_gemm said so), else x. codes: POST_GELU writes
 // the int8 codes of its quantizer there (the next linear runs on int8) instead of floats to y.
 static qtk_status linear(const fwd *f, const float *x, int xint, int xpoint, int wpoint, const float *hw, const float *hb,
-                         float *y, int rows, int N, int K, int post, int qpoint, int rpoint, float *resid, int8_t *codes) {
+                         float *y, int rows, int N, int K, int post, int qpoint, int rpoint, float *resid, int8_t *codes,
+                         __half *hout) {
     qtk_vit_cuda *g = f->g;
     int done = 0;
     if (xint) {
@@ -846,12 +989,13 @@ static qtk_status linear(const fwd *f, const float *x, int xint, int xpoint, int
         iepi e = {g->acc, (unsigned)(N + 4), (unsigned)N, (double)K, (double)qx->s,
                   (double)qx->z - (qx->hi > 127.0f ? 128.0 : 0.0), w->alpha, w->gamma, w->bsum, DEV(g, hb)};
         QTK_TRY(gemm_int(g, wpoint, rows, N, K));
-        const unsigned n = (unsigned)rows * (unsigned)N;
         const dquant *q = QP(f, qpoint);
+        const dim3 grid((unsigned)rows, (unsigned)(N + 127) / 128);
         g->n_int8++;
-        if (post == POST_Q) LAUNCH(k_int_post<POST_Q>, n, e, n, y, NULL, NULL, *q, NOQ);
-        else if (post == POST_GELU) LAUNCH(k_int_post<POST_GELU>, n, e, n, y, codes, NULL, *q, NOQ);
-        else LAUNCH(k_int_post<POST_RESID>, n, e, n, NULL, NULL, resid, *q, *QP(f, rpoint));
+        if (post == POST_Q) k_int_post<POST_Q><<<grid, 128, 0, g->st>>>(e, y, NULL, NULL, *q, NOQ, hout);
+        else if (post == POST_GELU) k_int_post<POST_GELU><<<grid, 128, 0, g->st>>>(e, y, codes, NULL, *q, NOQ, NULL);
+        else k_int_post<POST_RESID><<<grid, 128, 0, g->st>>>(e, NULL, NULL, resid, *q, *QP(f, rpoint), NULL);
+        QTK_CUDA_TRY_LAUNCH("int8 epilogue");
         return QTK_OK;
     }
     // residual folded into the GEMM when neither quantizer around the add is on (always in the FP32 forward)
@@ -904,7 +1048,7 @@ static qtk_status fwd_embed(const fwd *f, const float *images, int B, int dev) {
     QTK_TRY(observe(f, QTK_VIT_P_INPUT, src, (size_t)B * c->in_chans * c->img_size, (size_t)c->img_size));
     LAUNCH(k_im2col, (size_t)B * G2 * K, src, g->cols, B, c->in_chans, c->img_size, c->patch, G);
     QTK_TRY(linear(f, g->cols, 0, 0, QTK_VIT_P_PATCH_W, m->patch_w, m->patch_b, g->patch, B * G2, C, K, POST_Q,
-                   QTK_VIT_P_PATCH_OUT, 0, NULL, NULL));
+                   QTK_VIT_P_PATCH_OUT, 0, NULL, NULL, NULL));
     LAUNCH(k_concat, (size_t)rows * C, g->x, g->patch, DEV(g, m->cls_token), m->dist_token ? DEV(g, m->dist_token) : NULL,
            B, T, NP, C, *QP(f, QTK_VIT_P_CLS_CONCAT));
     QTK_TRY(observe(f, QTK_VIT_P_CLS_CONCAT, g->x, (size_t)rows, (size_t)C));
@@ -936,33 +1080,48 @@ static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
                   i_proj = int_gemm(f, pb + QTK_VIT_B_PROJ_W, pb + QTK_VIT_B_CONTEXT, C, C, rows),
                   i_fc1 = int_gemm(f, pb + QTK_VIT_B_FC1_W, pb + QTK_VIT_B_NORM2_OUT, M, C, rows),
                   i_fc2 = int_gemm(f, pb + QTK_VIT_B_FC2_W, pb + QTK_VIT_B_ACT_OUT, C, M, rows);
-        if (f->qz) g->n_linear += 4;
+        // the attention's two GEMMs on fp16 tensor cores, exact (att_int)
+        const int i_att = i_qkv && att_int(f, pb, T, d);
+        if (f->qz) g->n_linear += 4, g->n_att++, g->n_att16 += i_att;
         QTK_TRY(norm(f, 2 * l, g->x, g->hbuf, rows, bl->ln1_w, bl->ln1_b, pb + QTK_VIT_B_NORM1_OUT, i_qkv ? g->codes : NULL));
         QTK_TRY(linear(f, g->hbuf, i_qkv, pb + QTK_VIT_B_NORM1_OUT, pb + QTK_VIT_B_QKV_W, bl->qkv_w, bl->qkv_b, g->qkv, rows,
-                       3 * C, C, POST_Q, pb + QTK_VIT_B_QKV_OUT, 0, NULL, NULL));
+                       3 * C, C, POST_Q, pb + QTK_VIT_B_QKV_OUT, 0, NULL, NULL, i_att ? g->qkvh : NULL));
         // scores = (q k^T) * d^-1/2, per (image, head): column-major S^T = k q^T
-        QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &scale, g->ptr, 3 * C, g->ptr + BH,
-                                          3 * C, &zero, (float *const *)(g->ptr + 2 * BH), T, B * H));
+        if (i_att) { // exact integer sums, times scale * s_qkv^2
+            const float a = (float)((double)scale * g->q[pb + QTK_VIT_B_QKV_OUT].s * g->q[pb + QTK_VIT_B_QKV_OUT].s);
+            QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &a, g->hptr, CUDA_R_16F, 3 * C,
+                                               g->hptr + BH, CUDA_R_16F, 3 * C, &zero, (void *const *)(g->ptr + 2 * BH),
+                                               CUDA_R_32F, T, B * H, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        } else
+            QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &scale, g->ptr, 3 * C, g->ptr + BH,
+                                              3 * C, &zero, (float *const *)(g->ptr + 2 * BH), T, B * H));
         QTK_TRY(observe(f, pb + QTK_VIT_B_SCORES, g->att, (size_t)B * H * T, (size_t)T));
         k_softmax<<<(unsigned)(((size_t)B * H * T + 7) / 8), 256, 0, g->st>>>(
-            g->att, (size_t)B * H * T, T, *QP(f, pb + QTK_VIT_B_SCORES), *QP(f, pb + QTK_VIT_B_SOFTMAX));
+            g->att, (size_t)B * H * T, T, *QP(f, pb + QTK_VIT_B_SCORES), *QP(f, pb + QTK_VIT_B_SOFTMAX), i_att ? g->atth : NULL);
         QTK_CUDA_TRY_LAUNCH("softmax");
         QTK_TRY(observe(f, pb + QTK_VIT_B_SOFTMAX, g->att, (size_t)B * H * T, (size_t)T));
         // ctx = P v: column-major ctx^T = v^T P^T
-        QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &one, g->ptr + 3 * BH, 3 * C,
-                                          g->ptr + 4 * BH, T, &zero, (float *const *)(g->ptr + 5 * BH), C, B * H));
+        if (i_att) { // exact integer sums, times s_softmax * s_qkv
+            const float a = (float)((double)g->q[pb + QTK_VIT_B_SOFTMAX].s * g->q[pb + QTK_VIT_B_QKV_OUT].s);
+            QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &a, g->hptr + 3 * BH, CUDA_R_16F,
+                                               3 * C, g->hptr + 4 * BH, CUDA_R_16F, T, &zero,
+                                               (void *const *)(g->ptr + 5 * BH), CUDA_R_32F, C, B * H, CUBLAS_COMPUTE_32F,
+                                               CUBLAS_GEMM_DEFAULT));
+        } else
+            QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &one, g->ptr + 3 * BH, 3 * C,
+                                              g->ptr + 4 * BH, T, &zero, (float *const *)(g->ptr + 5 * BH), C, B * H));
         if (i_proj)
             LAUNCH(k_quant_codes, (size_t)rows * C, g->ctx, g->codes, (unsigned)(rows * C), *QP(f, pb + QTK_VIT_B_CONTEXT));
         else if (f->qz && g->q[pb + QTK_VIT_B_CONTEXT].on)
             LAUNCH(k_quant, (size_t)rows * C, g->ctx, (unsigned)(rows * C), (unsigned)C, *QP(f, pb + QTK_VIT_B_CONTEXT));
         QTK_TRY(observe(f, pb + QTK_VIT_B_CONTEXT, g->ctx, (size_t)rows, (size_t)C));
         QTK_TRY(linear(f, g->ctx, i_proj, pb + QTK_VIT_B_CONTEXT, pb + QTK_VIT_B_PROJ_W, bl->proj_w, bl->proj_b, g->hbuf, rows,
-                       C, C, POST_RESID, pb + QTK_VIT_B_PROJ_OUT, pb + QTK_VIT_B_RESID1, g->x, NULL));
+                       C, C, POST_RESID, pb + QTK_VIT_B_PROJ_OUT, pb + QTK_VIT_B_RESID1, g->x, NULL, NULL));
         QTK_TRY(norm(f, 2 * l + 1, g->x, g->hbuf, rows, bl->ln2_w, bl->ln2_b, pb + QTK_VIT_B_NORM2_OUT, i_fc1 ? g->codes : NULL));
         QTK_TRY(linear(f, g->hbuf, i_fc1, pb + QTK_VIT_B_NORM2_OUT, pb + QTK_VIT_B_FC1_W, bl->fc1_w, bl->fc1_b, g->mlp, rows, M,
-                       C, POST_GELU, pb + QTK_VIT_B_ACT_OUT, 0, NULL, i_fc2 ? g->codes : NULL));
+                       C, POST_GELU, pb + QTK_VIT_B_ACT_OUT, 0, NULL, i_fc2 ? g->codes : NULL, NULL));
         QTK_TRY(linear(f, g->mlp, i_fc2, pb + QTK_VIT_B_ACT_OUT, pb + QTK_VIT_B_FC2_W, bl->fc2_w, bl->fc2_b, g->hbuf, rows, C,
-                       M, POST_RESID, pb + QTK_VIT_B_FC2_OUT, pb + QTK_VIT_B_RESID2, g->x, NULL));
+                       M, POST_RESID, pb + QTK_VIT_B_FC2_OUT, pb + QTK_VIT_B_RESID2, g->x, NULL, NULL));
     }
     return QTK_OK;
 }
@@ -1009,7 +1168,7 @@ static qtk_status range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
 
 // mode 0: FP32; 1: quantized; 2: the search's targets (quantizers off, integer LayerNorm on)
 static fwd fwd_for(qtk_vit_cuda *g, int mode) {
-    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0};
+    fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0, 0};
     return f;
 }
 
@@ -1205,7 +1364,7 @@ extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv,
     qtk_status st = QTK_OK;
     qv->mode = QTK_VQ_CALIB;
     for (int b = 0; b < nb && st == QTK_OK; b++) {
-        fwd f = {g, 0, 0, qv, b == nb - 1};
+        fwd f = {g, 0, 0, qv, b == nb - 1, b == 0};
         st = forward(&f, images + (size_t)b * batch * img, batch, logits, 0);
         if (st == QTK_OK && qv->progress) qv->progress(qv->progress_ctx, (b + 1) * batch, nb * batch);
     }
@@ -1217,9 +1376,12 @@ extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv,
 
 extern "C" int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return g->maxB; }
 
-extern "C" void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers) {
+extern "C" void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers, int *linear_layers, int *fp16_attention,
+                             int *attention_blocks) {
     *int8_layers = g->n_int8;
     *linear_layers = g->n_linear;
+    *fp16_attention = g->n_att16;
+    *attention_blocks = g->n_att;
 }
 
 extern "C" qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv, int point) {
