@@ -117,6 +117,7 @@ START_TEST(test_config_errors) {
         {"--set seed=x", "--set seed: expected an integer"},
         {"--set data.format=lmdb", "data.format: \"lmdb\" is not one of fashion-mnist, folder, tensor"},
         {"--set device=tpu", "device: \"tpu\" is not one of cpu, cuda"},
+        {"--set gpu_gemm=fp16", "gpu_gemm: \"fp16\" is not one of fp32, tf32, int8"},
     };
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
         snprintf(args, sizeof args, "run %s %s", cfg, sets[i].set);
