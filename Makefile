@@ -39,7 +39,7 @@ override CFLAGS := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fopenmp -ffp-contr
 LDLIBS := $(PKG_LIBS) -lm
 LDFLAGS += -fopenmp -pthread $(SANFLAGS)
 
-CORE_SRC := $(wildcard core/*.c) $(wildcard vision/*.c) $(wildcard datasets/*.c) $(wildcard search/*.c)
+CORE_SRC := $(wildcard core/*.c) $(wildcard vision/*.c) $(wildcard ssm/*.c) $(wildcard datasets/*.c) $(wildcard search/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 ifeq ($(CUDA),1)
 CUDA_SRC := $(wildcard core/cuda/*.cu) $(wildcard vision/cuda/*.cu)

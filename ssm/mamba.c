@@ -1,0 +1,325 @@
+// The Mamba1 / Mamba2 forward on the CPU (spec mamba-quamba.md sections 1-3): projections through
+// OpenBLAS, the causal conv and the scans per channel / head with OpenMP. The reference PyTorch line
+// (transformers' modeling_mamba*.py, mamba_ssm's selective_scan_ref) sits above the C that implements it.
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/tensor.h"
+#include "mamba.h"
+
+static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+// F.softplus(v) with PyTorch's threshold 20
+static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+
+// y (rows, N) = x (rows, K) W^T (+ b), W (N, K) row-major
+static void linear(const float *x, const float *W, const float *b, float *y, size_t rows, int N, int K, int ldx) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, N, K, 1.0f, x, ldx, W, K, 0.0f, y, N);
+    if (b)
+#pragma omp parallel for schedule(static) if (rows * (size_t)N >= 65536)
+        for (size_t r = 0; r < rows; r++)
+            for (int j = 0; j < N; j++) y[r * N + j] += b[j];
+}
+
+// MambaRMSNorm: x * rsqrt(mean(x^2) + eps), then * weight; the mean in double (rounded once)
+static void rmsnorm(const float *x, const float *w, float *y, size_t rows, int D, float eps) {
+#pragma omp parallel for schedule(static) if (rows * (size_t)D >= 65536)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D;
+        double ss = 0;
+        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+        // hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        float rs = 1.0f / sqrtf((float)(ss / D) + eps);
+        for (int i = 0; i < D; i++) y[r * D + i] = w[i] * (xr[i] * rs);
+    }
+}
+
+// Causal depthwise conv + SiLU over the channels [c0, c0 + C) of in (B*L rows of stride ld), continuing
+// from state (B, C, K: the last K inputs, oldest first), which then holds the last K inputs again.
+// out (B*L, C) = silu(b[c] + sum_k w[c, k] x_{t-K+1+k}[c]).
+static void conv_silu(const float *in, int ld, int B, int L, int C, int K, const float *w, const float *bias,
+                      float *state, float *out) {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * C >= 16384)
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            float *st = state + ((size_t)b * C + c) * K;
+            const float *wc = w + (size_t)c * K;
+            float win[64]; // the last K inputs, oldest first (K <= 64: checked at prefill)
+            memcpy(win, st, (size_t)K * sizeof(float));
+            for (int t = 0; t < L; t++) {
+                // conv_state.roll(-1); conv_state[:, :, -1] = x_t
+                for (int k = 0; k + 1 < K; k++) win[k] = win[k + 1];
+                win[K - 1] = in[((size_t)b * L + t) * ld + c];
+                // F.conv1d(x, w, b, padding=K-1, groups=C)[..., :L]
+                float acc = bias ? bias[c] : 0.0f;
+                for (int k = 0; k < K; k++) acc += wc[k] * win[k];
+                out[((size_t)b * L + t) * C + c] = silu(acc);
+            }
+            memcpy(st, win, (size_t)K * sizeof(float));
+        }
+}
+
+// --- Mamba1 mixer ---------------------------------------------------------------------------
+
+// selective_scan_ref over the B*L rows: x (rows, E) conv output, dt (rows, E), Bm / Cm (rows of stride
+// ldbc, N values each), z (rows of stride ldz) the gate; state h (B, E, N); y (rows, E)
+static void scan1(const qtk_mamba_config *c, const qtk_mamba_layer *ly, int B, int L, const float *x, const float *dt,
+                  const float *Bm, const float *Cm, int ldbc, const float *z, int ldz, float *h, float *y) {
+    const int E = c->d_inner, N = c->d_state;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int ch = 0; ch < E; ch++) {
+            float *hs = h + ((size_t)b * E + ch) * N, A[256];
+            // A = -torch.exp(self.A_log.float())
+            for (int n = 0; n < N; n++) A[n] = -expf(ly->A_log[(size_t)ch * N + n]);
+            for (int t = 0; t < L; t++) {
+                size_t r = (size_t)b * L + t;
+                const float d = dt[r * E + ch], u = x[r * E + ch];
+                const float *Bt = Bm + r * ldbc, *Ct = Cm + r * ldbc;
+                float acc = 0.0f;
+                for (int n = 0; n < N; n++) {
+                    // x = deltaA[:, :, i] * x + deltaB_u[:, :, i]; deltaA = exp(delta A), deltaB_u = delta B u
+                    hs[n] = expf(d * A[n]) * hs[n] + (d * Bt[n]) * u;
+                    // y = einsum('bdn,bn->bd', x, C[:, :, i])
+                    acc += hs[n] * Ct[n];
+                }
+                // out = y + u * D;  out = out * F.silu(z)
+                float o = acc + u * ly->Dskip[ch];
+                y[r * E + ch] = o * silu(z[r * ldz + ch]);
+            }
+        }
+}
+
+// --- Mamba2 mixer ---------------------------------------------------------------------------
+
+typedef struct {
+    const float *x, *Bm, *Cm; // rows of stride ld: x (E = H x P), Bm / Cm (G x N)
+    int ld;
+    const float *dt;          // (rows, H), after softplus and clamp
+    float *y;                 // (rows, E)
+} ssd_io;
+
+// The recurrence for head hd of sequence b over L tokens: state s (P, N)
+static void ssd_recurrent(const qtk_mamba_config *c, const qtk_mamba_layer *ly, const ssd_io *io, int b, int L, int hd,
+                          float *s) {
+    const int P = c->head_dim, N = c->d_state, g = hd / (c->n_heads / c->n_groups);
+    const float A = -expf(ly->A_log[hd]), Dh = ly->Dskip[hd];
+    for (int t = 0; t < L; t++) {
+        size_t r = (size_t)b * L + t;
+        const float d = io->dt[r * c->n_heads + hd], dA = expf(d * A);
+        const float *xt = io->x + r * io->ld + (size_t)hd * P, *Bt = io->Bm + r * io->ld + (size_t)g * N,
+                    *Ct = io->Cm + r * io->ld + (size_t)g * N;
+        for (int p = 0; p < P; p++) {
+            float *sp = s + (size_t)p * N, acc = 0.0f;
+            for (int n = 0; n < N; n++) {
+                // h_t = exp(dt A) h_{t-1} + dt B_t x_t;  y_t = C_t . h_t
+                sp[n] = dA * sp[n] + (d * Bt[n]) * xt[p];
+                acc += Ct[n] * sp[n];
+            }
+            io->y[r * c->d_inner + (size_t)hd * P + p] = acc + Dh * xt[p];
+        }
+    }
+}
+
+// Chunked SSD (spec section 3): within a chunk of Q tokens with cumulative log-decays c_i,
+// y_i = exp(c_i) C_i . s_in + sum_{j<=i} (C_i . B_j) exp(c_i - c_j) dt_j x_j + D x_i, and
+// s_out = exp(c_Q) s_in + sum_j exp(c_Q - c_j) B_j (dt_j x_j). cum: Q floats, w: Q floats of scratch.
+static void ssd_chunked(const qtk_mamba_config *c, const qtk_mamba_layer *ly, const ssd_io *io, int b, int L, int hd,
+                        float *s, float *cum, float *w) {
+    const int P = c->head_dim, N = c->d_state, Q = c->chunk_size, g = hd / (c->n_heads / c->n_groups);
+    const float A = -expf(ly->A_log[hd]), Dh = ly->Dskip[hd];
+    for (int t0 = 0; t0 < L; t0 += Q) {
+        const int len = L - t0 < Q ? L - t0 : Q;
+        float run = 0.0f;
+        for (int i = 0; i < len; i++) {
+            run += io->dt[((size_t)b * L + t0 + i) * c->n_heads + hd] * A; // A_cumsum = cumsum(A * dt)
+            cum[i] = run;
+        }
+        for (int i = 0; i < len; i++) {
+            size_t ri = (size_t)b * L + t0 + i;
+            const float *Ci = io->Cm + ri * io->ld + (size_t)g * N, *xi = io->x + ri * io->ld + (size_t)hd * P;
+            float *yi = io->y + ri * c->d_inner + (size_t)hd * P;
+            // the diagonal block: weights (C_i . B_j) exp(c_i - c_j) dt_j for j <= i
+            for (int j = 0; j <= i; j++) {
+                size_t rj = (size_t)b * L + t0 + j;
+                const float *Bj = io->Bm + rj * io->ld + (size_t)g * N;
+                float cb = 0.0f;
+                for (int n = 0; n < N; n++) cb += Ci[n] * Bj[n];
+                w[j] = cb * expf(cum[i] - cum[j]) * io->dt[rj * c->n_heads + hd];
+            }
+            const float ei = expf(cum[i]);
+            for (int p = 0; p < P; p++) {
+                // Y_off = exp(c_i) C_i . state_in
+                const float *sp = s + (size_t)p * N;
+                float off = 0.0f;
+                for (int n = 0; n < N; n++) off += Ci[n] * sp[n];
+                float diag = 0.0f;
+                for (int j = 0; j <= i; j++) diag += w[j] * io->x[((size_t)b * L + t0 + j) * io->ld + (size_t)hd * P + p];
+                yi[p] = diag + ei * off + Dh * xi[p];
+            }
+        }
+        // the state entering the next chunk
+        const float eQ = expf(cum[len - 1]);
+        for (int j = 0; j < len; j++) w[j] = expf(cum[len - 1] - cum[j]) * io->dt[((size_t)b * L + t0 + j) * c->n_heads + hd];
+        for (int p = 0; p < P; p++)
+            for (int n = 0; n < N; n++) {
+                float acc = 0.0f;
+                for (int j = 0; j < len; j++) {
+                    size_t rj = (size_t)b * L + t0 + j;
+                    acc += w[j] * io->Bm[rj * io->ld + (size_t)g * N + n] * io->x[rj * io->ld + (size_t)hd * P + p];
+                }
+                s[(size_t)p * N + n] = eQ * s[(size_t)p * N + n] + acc;
+            }
+    }
+}
+
+// MambaRMSNormGated (norm_before_gate = False): v = y * silu(z); per group of E/G channels
+// v * rsqrt(mean(v^2) + eps); then * weight. In place on y (rows, E); z rows of stride ldz.
+static void gated_rmsnorm(float *y, const float *z, int ldz, const float *w, size_t rows, int E, int G, float eps) {
+    const int gs = E / G;
+#pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * E;
+        for (int i = 0; i < E; i++) yr[i] = yr[i] * silu(z[r * ldz + i]);
+        for (int g = 0; g < G; g++) {
+            double ss = 0;
+            for (int i = g * gs; i < (g + 1) * gs; i++) ss += (double)yr[i] * yr[i];
+            float rs = 1.0f / sqrtf((float)(ss / gs) + eps);
+            for (int i = g * gs; i < (g + 1) * gs; i++) yr[i] = w[i] * (yr[i] * rs);
+        }
+    }
+}
+
+// --- model --------------------------------------------------------------------------------
+
+qtk_status qtk_mamba_state_init(qtk_mamba_state *s, const qtk_mamba *m, int B) {
+    memset(s, 0, sizeof *s);
+    const qtk_mamba_config *c = &m->cfg;
+    if (B < 1) return qtk_fail(QTK_ERR_ARG, "Mamba state for %d sequences", B);
+    s->B = B;
+    s->n_layers = c->n_layers;
+    s->conv_per_layer = (size_t)B * qtk_mamba_conv_dim(c) * c->d_conv;
+    s->ssm_per_layer = (size_t)B * c->d_inner * c->d_state; // E x N (Mamba1) = H x P x N (Mamba2)
+    s->conv = qtk_aligned_alloc(s->conv_per_layer * c->n_layers * sizeof(float));
+    s->ssm = qtk_aligned_alloc(s->ssm_per_layer * c->n_layers * sizeof(float));
+    if (!s->conv || !s->ssm) {
+        qtk_mamba_state_free(s);
+        return qtk_fail(QTK_ERR_NOMEM, "Mamba state for %d sequences: out of memory", B);
+    }
+    return QTK_OK;
+}
+
+void qtk_mamba_state_reset(qtk_mamba_state *s) {
+    memset(s->conv, 0, s->conv_per_layer * s->n_layers * sizeof(float));
+    memset(s->ssm, 0, s->ssm_per_layer * s->n_layers * sizeof(float));
+    s->pos = 0;
+}
+
+void qtk_mamba_state_free(qtk_mamba_state *s) {
+    qtk_aligned_free(s->conv);
+    qtk_aligned_free(s->ssm);
+    memset(s, 0, sizeof *s);
+}
+
+// The mixer of layer l on u (rows = B*L, D) into out (rows, D); ws: scratch
+static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const float *u, float *out, float *ws,
+                  qtk_scan_mode mode) {
+    const qtk_mamba_config *c = &m->cfg;
+    const qtk_mamba_layer *ly = &m->layers[l];
+    const int B = s->B, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, IN = qtk_mamba_in_proj_out(c),
+              CD = qtk_mamba_conv_dim(c);
+    const size_t rows = (size_t)B * L;
+    float *conv_state = s->conv + s->conv_per_layer * l, *ssm_state = s->ssm + s->ssm_per_layer * l;
+    float *proj = ws, *xc = proj + rows * IN, *y = xc + rows * CD, *extra = y + rows * E;
+    // projected_states = self.in_proj(hidden_states)
+    linear(u, ly->in_proj_w, ly->in_proj_b, proj, rows, IN, D, D);
+    if (c->arch == QTK_MAMBA1) {
+        const int R = c->dt_rank;
+        float *xdbl = extra, *dt = xdbl + rows * (R + 2 * N);
+        // x, z = projected_states.chunk(2): x first; x = silu(causal_conv1d(x))
+        conv_silu(proj, IN, B, L, E, K, ly->conv_w, ly->conv_b, conv_state, xc);
+        // x_dbl = self.x_proj(x): dt | B | C
+        linear(xc, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E, E);
+        // dt = softplus(self.dt_proj.weight @ dt + dt_proj.bias)
+        linear(xdbl, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, R + 2 * N);
+#pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
+        for (size_t i = 0; i < rows * (size_t)E; i++) dt[i] = softplus(dt[i]);
+        scan1(c, ly, B, L, xc, dt, xdbl + R, xdbl + R + N, R + 2 * N, proj + E, IN, ssm_state, y);
+    } else {
+        const int H = c->n_heads, GN = c->n_groups * N;
+        float *dt = extra;
+        // z | xBC | dt; xBC = silu(conv1d(xBC))
+        conv_silu(proj + E, IN, B, L, CD, K, ly->conv_w, ly->conv_b, conv_state, xc);
+        // dt = softplus(dt + self.dt_bias), clamped to time_step_limit
+        for (size_t r = 0; r < rows; r++)
+            for (int h = 0; h < H; h++) {
+                float v = softplus(proj[r * IN + E + CD + h] + ly->dt_bias[h]);
+                v = v < c->dt_min ? c->dt_min : v;
+                dt[r * H + h] = v > c->dt_max ? c->dt_max : v;
+            }
+        ssd_io io = {xc, xc + E, xc + E + GN, CD, dt, y};
+        const int chunked = mode != QTK_SCAN_RECURRENT && L > 1;
+        const int Q = c->chunk_size;
+#pragma omp parallel
+        {
+            float *scr = chunked ? malloc(2 * (size_t)Q * sizeof(float)) : NULL;
+#pragma omp for collapse(2) schedule(static)
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < H; h++) {
+                    float *st = ssm_state + ((size_t)b * H + h) * c->head_dim * N;
+                    if (chunked && scr) ssd_chunked(c, ly, &io, b, L, h, st, scr, scr + Q);
+                    else ssd_recurrent(c, ly, &io, b, L, h, st);
+                }
+            free(scr);
+        }
+        gated_rmsnorm(y, proj, IN, ly->gnorm_w, rows, E, c->n_groups, c->eps);
+    }
+    // self.out_proj(y)
+    linear(y, ly->out_proj_w, ly->out_proj_b, out, rows, D, E, E);
+}
+
+static size_t ws_floats(const qtk_mamba_config *c, size_t rows) {
+    size_t IN = (size_t)qtk_mamba_in_proj_out(c), CD = (size_t)qtk_mamba_conv_dim(c), E = (size_t)c->d_inner;
+    size_t extra = c->arch == QTK_MAMBA1 ? (size_t)(c->dt_rank + 2 * c->d_state) + E : (size_t)c->n_heads;
+    return rows * (IN + CD + E + extra);
+}
+
+qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
+                             qtk_scan_mode mode) {
+    const qtk_mamba_config *c = &m->cfg;
+    if (L < 1) return qtk_fail(QTK_ERR_ARG, "Mamba prefill of %d tokens", L);
+    if (c->d_conv > 64) return qtk_fail(QTK_ERR_UNSUPPORTED, "conv_kernel %d (at most 64)", c->d_conv);
+    if (c->arch == QTK_MAMBA1 && c->d_state > 256) return qtk_fail(QTK_ERR_UNSUPPORTED, "state_size %d (at most 256)", c->d_state);
+    if (mode == QTK_SCAN_CHUNKED && c->arch != QTK_MAMBA2) return qtk_fail(QTK_ERR_ARG, "chunked SSD is Mamba2's");
+    const int B = s->B, D = c->d_model, V = c->vocab;
+    const size_t rows = (size_t)B * L;
+    for (size_t i = 0; i < rows; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return qtk_fail(QTK_ERR_ARG, "token %d at sequence %zu, position %zu is outside the vocabulary (0..%d)",
+                            tokens[i], i / L, i % L, V - 1);
+    float *h = qtk_aligned_alloc((2 * rows * D + ws_floats(c, rows)) * sizeof(float));
+    if (!h) return qtk_fail(QTK_ERR_NOMEM, "Mamba prefill of %d x %d tokens: out of memory", B, L);
+    float *u = h + rows * D, *ws = u + rows * D;
+    // hidden_states = self.embeddings(input_ids)
+    for (size_t r = 0; r < rows; r++) memcpy(h + r * D, m->emb + (size_t)tokens[r] * D, D * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) {
+        // hidden_states = self.norm(hidden_states); residual + self.mixer(hidden_states)
+        rmsnorm(h, m->layers[l].norm_w, u, rows, D, c->eps);
+        mixer(m, l, s, L, u, u, ws, mode);
+#pragma omp parallel for schedule(static) if (rows * (size_t)D >= 65536)
+        for (size_t i = 0; i < rows * (size_t)D; i++) h[i] += u[i];
+    }
+    if (logits) {
+        // logits = self.lm_head(self.norm_f(hidden_states))
+        rmsnorm(h, m->norm_f, u, rows, D, c->eps);
+        linear(u, m->lm_head, NULL, logits, rows, V, D, D);
+    }
+    qtk_aligned_free(h);
+    s->pos += L;
+    return QTK_OK;
+}
+
+qtk_status qtk_mamba_decode(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, float *logits) {
+    return qtk_mamba_prefill(m, s, tokens, 1, logits, QTK_SCAN_RECURRENT);
+}

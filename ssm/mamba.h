@@ -1,0 +1,116 @@
+// Mamba1 (selective scan) and Mamba2 (SSD) language models from HuggingFace
+// checkpoints (spec mamba-quamba.md sections 1-3): the loader, prefill and
+// token-by-token decode with conv and SSM states, on the CPU (OpenBLAS for
+// the projections, OpenMP across channels and heads for conv and scan).
+//
+// Use: qtk_mamba_load once; qtk_mamba_state_init for B sequences; then
+// qtk_mamba_prefill (continues from the state: a fresh state is the empty
+// prefix) and qtk_mamba_decode one token per sequence at a time. Every
+// computation is float32, whatever the checkpoint's dtype (fp32, fp16, bf16).
+#ifndef QTK_MAMBA_H
+#define QTK_MAMBA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { QTK_MAMBA1 = 1, QTK_MAMBA2 = 2 } qtk_mamba_arch;
+
+typedef struct {
+    qtk_mamba_arch arch;
+    int d_model;      // D (hidden_size)
+    int d_inner;      // E = expand * D (intermediate_size)
+    int d_state;      // N (state_size)
+    int d_conv;       // K (conv_kernel)
+    int n_layers;     // num_hidden_layers
+    int vocab;        // vocab_size (padded, as the embedding)
+    int dt_rank;      // Mamba1: R (time_step_rank)
+    int head_dim;     // Mamba2: P
+    int n_heads;      // Mamba2: H = E / P
+    int n_groups;     // Mamba2: G
+    int chunk_size;   // Mamba2: Q
+    float dt_min, dt_max; // Mamba2: time_step_limit (0, inf by default)
+    float eps;        // layer_norm_epsilon
+    int use_bias;     // in_proj / out_proj bias
+    int conv_bias;    // use_conv_bias
+    int residual_in_fp32;
+    int tied;         // no lm_head.weight in the checkpoint: the embedding is the head
+} qtk_mamba_config;
+
+// derived sizes
+int qtk_mamba_in_proj_out(const qtk_mamba_config *c); // Mamba1 2E; Mamba2 2E + 2GN + H
+int qtk_mamba_conv_dim(const qtk_mamba_config *c);    // Mamba1 E; Mamba2 E + 2GN
+
+typedef struct {
+    const float *norm_w;     // (D)
+    const float *in_proj_w;  // (in_proj_out, D)
+    const float *in_proj_b;  // (in_proj_out) or NULL
+    const float *conv_w;     // (conv_dim, K)
+    const float *conv_b;     // (conv_dim) or NULL
+    const float *x_proj_w;   // Mamba1: (R + 2N, E)
+    const float *dt_proj_w;  // Mamba1: (E, R)
+    const float *dt_proj_b;  // Mamba1: (E)
+    const float *dt_bias;    // Mamba2: (H)
+    const float *A_log;      // Mamba1: (E, N); Mamba2: (H)
+    const float *Dskip;      // Mamba1: (E); Mamba2: (H)  (the checkpoint's "D")
+    const float *gnorm_w;    // Mamba2: (E) gated RMSNorm weight
+    const float *out_proj_w; // (D, E)
+    const float *out_proj_b; // (D) or NULL
+} qtk_mamba_layer;
+
+typedef struct {
+    qtk_mamba_config cfg;
+    const float *emb;      // (V, D)
+    const float *norm_f;   // (D)
+    const float *lm_head;  // (V, D): emb when tied
+    qtk_mamba_layer *layers;
+    float *mem;            // every parameter, float32, one allocation
+    size_t n_params;
+    char source_dtype[8];  // "F32", "F16" or "BF16" (the embedding's)
+} qtk_mamba;
+
+// path: a folder with config.json and model.safetensors (or model.safetensors.index.json and its shards), or
+// a .safetensors file with config.json beside it. HF names (backbone.embeddings.weight, ...) and the
+// mamba_ssm names (backbone.embedding.weight) are accepted, and so are mamba_ssm's config.json keys
+// (d_model, n_layer, ssm_cfg). Errors name the file and the key or tensor.
+qtk_status qtk_mamba_load(qtk_mamba *m, const char *path);
+void qtk_mamba_free(qtk_mamba *m);
+// The config from config.json text alone (tests, tools); file names the source in errors.
+qtk_status qtk_mamba_config_parse(const char *json, const char *file, qtk_mamba_config *c);
+
+// Per-sequence recurrent state for B sequences.
+typedef struct {
+    int B, n_layers;
+    size_t conv_per_layer; // B * conv_dim * K
+    size_t ssm_per_layer;  // Mamba1 B * E * N; Mamba2 B * H * P * N
+    float *conv;           // (layers, B, conv_dim, K): the last K conv inputs, oldest first
+    float *ssm;            // (layers, B, E, N) or (layers, B, H, P, N)
+    long pos;              // tokens consumed so far
+} qtk_mamba_state;
+
+qtk_status qtk_mamba_state_init(qtk_mamba_state *s, const qtk_mamba *m, int B);
+void qtk_mamba_state_reset(qtk_mamba_state *s); // back to the empty prefix
+void qtk_mamba_state_free(qtk_mamba_state *s);
+
+typedef enum {
+    QTK_SCAN_AUTO = 0,      // Mamba1: the recurrence; Mamba2: chunked SSD
+    QTK_SCAN_RECURRENT = 1, // the plain recurrence (the test oracle)
+    QTK_SCAN_CHUNKED = 2    // Mamba2 only: chunked SSD
+} qtk_scan_mode;
+
+// tokens (B, L) int32 in [0, vocab); logits (B, L, V) or NULL (only the state advances).
+qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
+                             qtk_scan_mode mode);
+// One token per sequence: tokens (B), logits (B, V).
+qtk_status qtk_mamba_decode(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

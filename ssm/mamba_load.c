@@ -1,0 +1,451 @@
+// Mamba checkpoints: config.json (HF or mamba_ssm keys) and safetensors weights (spec mamba-quamba.md
+// sections 1-3), converted to one float32 allocation.
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/safetensors.h"
+#include "../core/tensor.h"
+#include "mamba.h"
+
+int qtk_mamba_in_proj_out(const qtk_mamba_config *c) {
+    if (c->arch == QTK_MAMBA1) return 2 * c->d_inner;
+    return 2 * c->d_inner + 2 * c->n_groups * c->d_state + c->n_heads;
+}
+
+int qtk_mamba_conv_dim(const qtk_mamba_config *c) {
+    return c->arch == QTK_MAMBA1 ? c->d_inner : c->d_inner + 2 * c->n_groups * c->d_state;
+}
+
+// --- config.json -----------------------------------------------------------------------
+
+// transformers writes non-finite floats as {"__float__": "Infinity"}; other writers use the bare
+// tokens Infinity / -Infinity / NaN, which JSON (and cJSON) rejects: those become numbers strtod
+// reads as +-inf (1e999), NaN stays an error.
+static char *json_fix_nonfinite(const char *s) {
+    size_t n = strlen(s);
+    char *o = malloc(3 * n + 1), *p = o;
+    if (!o) return NULL;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (in_str) {
+            *p++ = ch;
+            if (ch == '\\' && i + 1 < n) *p++ = s[++i];
+            else if (ch == '"') in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+            *p++ = ch;
+        } else if (!strncmp(s + i, "Infinity", 8)) {
+            memcpy(p, "1e999", 5);
+            p += 5;
+            i += 7;
+        } else *p++ = ch;
+    }
+    *p = 0;
+    return o;
+}
+
+// a number, or {"__float__": "Infinity" | "-Infinity"}, or "Infinity" as a string
+static int json_number(const cJSON *v, double *out) {
+    if (cJSON_IsNumber(v)) {
+        *out = v->valuedouble;
+        return 1;
+    }
+    const cJSON *f = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "__float__") : v;
+    if (cJSON_IsString(f)) {
+        if (!strcmp(f->valuestring, "Infinity") || !strcmp(f->valuestring, "inf")) return *out = INFINITY, 1;
+        if (!strcmp(f->valuestring, "-Infinity") || !strcmp(f->valuestring, "-inf")) return *out = -INFINITY, 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const cJSON *root;
+    const char *file;
+} jctx;
+
+// key present: must be a number (integral when want_int); absent: def (def < -1e300: required)
+static qtk_status jnum(const jctx *j, const char *key, double def, int want_int, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j->root, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (def < -1e300) return qtk_fail(QTK_ERR_FORMAT, "%s: \"%s\" is missing", j->file, key);
+        *out = def;
+        return QTK_OK;
+    }
+    if (!json_number(v, out)) return qtk_fail(QTK_ERR_FORMAT, "%s: \"%s\" must be a number", j->file, key);
+    if (want_int && (*out != floor(*out) || *out < 0 || *out > 1e9))
+        return qtk_fail(QTK_ERR_FORMAT, "%s: \"%s\" must be a non-negative integer, got %g", j->file, key, *out);
+    return QTK_OK;
+}
+
+static qtk_status jint(const jctx *j, const char *key, int def, int *out) {
+    double d;
+    QTK_TRY(jnum(j, key, def == -2 ? -1e308 : (double)def, 1, &d));
+    *out = (int)d;
+    return QTK_OK;
+}
+
+static qtk_status jbool(const jctx *j, const char *key, int def, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j->root, key);
+    if (!v || cJSON_IsNull(v)) return *out = def, QTK_OK;
+    if (!cJSON_IsBool(v)) return qtk_fail(QTK_ERR_FORMAT, "%s: \"%s\" must be true or false", j->file, key);
+    *out = cJSON_IsTrue(v);
+    return QTK_OK;
+}
+
+#define REQ (-2)
+
+static qtk_status parse_hf(const jctx *j, const char *type, qtk_mamba_config *c) {
+    c->arch = !strcmp(type, "mamba2") ? QTK_MAMBA2 : QTK_MAMBA1;
+    int expand;
+    double eps;
+    QTK_TRY(jint(j, "hidden_size", REQ, &c->d_model));
+    QTK_TRY(jint(j, "num_hidden_layers", REQ, &c->n_layers));
+    QTK_TRY(jint(j, "vocab_size", REQ, &c->vocab));
+    QTK_TRY(jint(j, "expand", 2, &expand));
+    QTK_TRY(jint(j, "conv_kernel", 4, &c->d_conv));
+    QTK_TRY(jnum(j, "layer_norm_epsilon", 1e-5, 0, &eps));
+    c->eps = (float)eps;
+    QTK_TRY(jbool(j, "use_bias", 0, &c->use_bias));
+    QTK_TRY(jbool(j, "use_conv_bias", 1, &c->conv_bias));
+    QTK_TRY(jbool(j, "residual_in_fp32", 1, &c->residual_in_fp32));
+    if (c->arch == QTK_MAMBA1) {
+        QTK_TRY(jint(j, "state_size", 16, &c->d_state));
+        QTK_TRY(jint(j, "intermediate_size", expand * c->d_model, &c->d_inner));
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(j->root, "time_step_rank");
+        if (cJSON_IsString(r) && !strcmp(r->valuestring, "auto")) c->dt_rank = (c->d_model + 15) / 16;
+        else QTK_TRY(jint(j, "time_step_rank", (c->d_model + 15) / 16, &c->dt_rank));
+        return QTK_OK;
+    }
+    QTK_TRY(jint(j, "state_size", 128, &c->d_state));
+    QTK_TRY(jint(j, "head_dim", 64, &c->head_dim));
+    QTK_TRY(jint(j, "num_heads", c->head_dim ? expand * c->d_model / c->head_dim : 0, &c->n_heads));
+    QTK_TRY(jint(j, "n_groups", 1, &c->n_groups));
+    QTK_TRY(jint(j, "chunk_size", 256, &c->chunk_size));
+    c->d_inner = expand * c->d_model;
+    c->dt_min = 0.0f;
+    c->dt_max = INFINITY;
+    const cJSON *lim = cJSON_GetObjectItemCaseSensitive(j->root, "time_step_limit");
+    if (lim && !cJSON_IsNull(lim)) {
+        double a, b;
+        if (!cJSON_IsArray(lim) || cJSON_GetArraySize(lim) != 2 || !json_number(cJSON_GetArrayItem(lim, 0), &a) ||
+            !json_number(cJSON_GetArrayItem(lim, 1), &b) || !(a <= b))
+            return qtk_fail(QTK_ERR_FORMAT, "%s: \"time_step_limit\" must be [low, high] with low <= high", j->file);
+        c->dt_min = (float)a;
+        c->dt_max = (float)b;
+    }
+    return QTK_OK;
+}
+
+// mamba_ssm's MambaConfig: d_model, n_layer, vocab_size (padded to pad_vocab_size_multiple), ssm_cfg
+static qtk_status parse_mamba_ssm(const jctx *j, qtk_mamba_config *c) {
+    int pad = 8;
+    QTK_TRY(jint(j, "d_model", REQ, &c->d_model));
+    QTK_TRY(jint(j, "n_layer", REQ, &c->n_layers));
+    QTK_TRY(jint(j, "vocab_size", REQ, &c->vocab));
+    QTK_TRY(jint(j, "pad_vocab_size_multiple", 8, &pad));
+    if (pad > 0 && c->vocab % pad) c->vocab += pad - c->vocab % pad;
+    QTK_TRY(jbool(j, "residual_in_fp32", 1, &c->residual_in_fp32));
+    const cJSON *ssm = cJSON_GetObjectItemCaseSensitive(j->root, "ssm_cfg");
+    jctx s = {ssm && cJSON_IsObject(ssm) ? ssm : NULL, j->file};
+    cJSON *empty = s.root ? NULL : cJSON_CreateObject();
+    if (!s.root) s.root = empty;
+    const cJSON *layer = cJSON_GetObjectItemCaseSensitive(s.root, "layer");
+    c->arch = cJSON_IsString(layer) && !strcmp(layer->valuestring, "Mamba2") ? QTK_MAMBA2 : QTK_MAMBA1;
+    int expand = 2;
+    qtk_status st = jint(&s, "expand", 2, &expand);
+    if (st == QTK_OK) st = jint(&s, "d_state", c->arch == QTK_MAMBA1 ? 16 : 128, &c->d_state);
+    if (st == QTK_OK) st = jint(&s, "d_conv", 4, &c->d_conv);
+    if (st == QTK_OK) st = jbool(&s, "bias", 0, &c->use_bias);
+    if (st == QTK_OK) st = jbool(&s, "conv_bias", 1, &c->conv_bias);
+    c->d_inner = expand * c->d_model;
+    c->eps = 1e-5f;
+    if (st == QTK_OK && c->arch == QTK_MAMBA1) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(s.root, "dt_rank");
+        if (r && cJSON_IsString(r)) c->dt_rank = (c->d_model + 15) / 16; // "auto"
+        else st = jint(&s, "dt_rank", (c->d_model + 15) / 16, &c->dt_rank);
+    } else if (st == QTK_OK) {
+        st = jint(&s, "headdim", 64, &c->head_dim);
+        if (st == QTK_OK) st = jint(&s, "ngroups", 1, &c->n_groups);
+        if (st == QTK_OK) st = jint(&s, "chunk_size", 256, &c->chunk_size);
+        c->n_heads = c->head_dim ? c->d_inner / c->head_dim : 0;
+        c->dt_min = 0.0f;
+        c->dt_max = INFINITY;
+    }
+    cJSON_Delete(empty);
+    return st;
+}
+
+qtk_status qtk_mamba_config_parse(const char *json, const char *file, qtk_mamba_config *c) {
+    memset(c, 0, sizeof *c);
+    char *fixed = json_fix_nonfinite(json);
+    if (!fixed) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    cJSON *root = cJSON_Parse(fixed);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        size_t off = at && at >= fixed ? (size_t)(at - fixed) : 0;
+        free(fixed);
+        return qtk_fail(QTK_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", file, off);
+    }
+    free(fixed);
+    jctx j = {root, file};
+    qtk_status st = QTK_OK;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (cJSON_IsString(type) && (!strcmp(type->valuestring, "mamba") || !strcmp(type->valuestring, "mamba2")))
+        st = parse_hf(&j, type->valuestring, c);
+    else if (cJSON_GetObjectItemCaseSensitive(root, "d_model"))
+        st = parse_mamba_ssm(&j, c);
+    else if (type)
+        st = qtk_fail(QTK_ERR_FORMAT, "%s: \"model_type\" is \"%s\", expected \"mamba\" or \"mamba2\"", file,
+                      cJSON_IsString(type) ? type->valuestring : "?");
+    else st = qtk_fail(QTK_ERR_FORMAT, "%s: no \"model_type\" (HF) and no \"d_model\" (mamba_ssm): not a Mamba config", file);
+    int tie = 1;
+    if (st == QTK_OK) st = jbool(&j, "tie_word_embeddings", c->arch == QTK_MAMBA1 || !type, &tie);
+    cJSON_Delete(root);
+    QTK_TRY(st);
+    // sizes that the forward relies on
+    const struct { const char *key; int v; } pos[] = {{"hidden_size", c->d_model}, {"num_hidden_layers", c->n_layers},
+                                                      {"vocab_size", c->vocab}, {"state_size", c->d_state},
+                                                      {"conv_kernel", c->d_conv}, {"intermediate_size", c->d_inner}};
+    for (size_t i = 0; i < sizeof pos / sizeof *pos; i++)
+        if (pos[i].v < 1) return qtk_fail(QTK_ERR_FORMAT, "%s: \"%s\" must be at least 1, got %d", file, pos[i].key, pos[i].v);
+    if (c->arch == QTK_MAMBA1 && c->dt_rank < 1)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: \"time_step_rank\" must be at least 1", file);
+    if (c->arch == QTK_MAMBA2) {
+        if (c->head_dim < 1 || c->n_heads < 1 || c->n_groups < 1 || c->chunk_size < 1)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: head_dim, num_heads, n_groups and chunk_size must be at least 1", file);
+        if (c->n_heads * c->head_dim != c->d_inner)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: num_heads (%d) x head_dim (%d) must equal expand x hidden_size (%d)", file,
+                            c->n_heads, c->head_dim, c->d_inner);
+        if (c->n_heads % c->n_groups)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: num_heads (%d) is not a multiple of n_groups (%d)", file, c->n_heads,
+                            c->n_groups);
+    }
+    c->tied = tie; // a hint: the loader uses lm_head.weight whenever the checkpoint has it
+    return QTK_OK;
+}
+
+// --- weights ---------------------------------------------------------------------------------
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && n < (64l << 20) && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+            if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+                free(buf);
+                buf = NULL;
+            } else buf[n] = 0;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+// The checkpoint's files: one, or the shards of model.safetensors.index.json.
+typedef struct {
+    qtk_safetensors *st;
+    int n;
+} shards;
+
+static void shards_close(shards *s) {
+    for (int i = 0; i < s->n; i++) qtk_st_close(&s->st[i]);
+    free(s->st);
+    s->st = NULL;
+    s->n = 0;
+}
+
+static qtk_status shards_open(shards *s, const char *dir, const char *file) {
+    s->n = 0;
+    s->st = NULL;
+    char p[4096];
+    if (file) {
+        if (!(s->st = calloc(1, sizeof *s->st))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        QTK_TRY(qtk_st_open(&s->st[0], file));
+        s->n = 1;
+        return QTK_OK;
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    struct stat sb;
+    if (stat(p, &sb) == 0) return shards_open(s, NULL, p);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    char *text = read_text(p);
+    if (!text) return qtk_fail(QTK_ERR_IO, "%s: neither model.safetensors nor model.safetensors.index.json", dir);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(root);
+        return qtk_fail(QTK_ERR_FORMAT, "%s: no \"weight_map\" object", p);
+    }
+    // the distinct shard files, in first-mention order
+    int cap = cJSON_GetArraySize(map);
+    const char **names = calloc((size_t)cap + 1, sizeof *names);
+    s->st = calloc((size_t)cap + 1, sizeof *s->st);
+    qtk_status st = names && s->st ? QTK_OK : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    const cJSON *e;
+    int nn = 0;
+    cJSON_ArrayForEach(e, map) {
+        if (st != QTK_OK) break;
+        if (!cJSON_IsString(e)) {
+            st = qtk_fail(QTK_ERR_FORMAT, "%s: weight_map[\"%s\"] is not a file name", p, e->string);
+            break;
+        }
+        int k = 0;
+        while (k < nn && strcmp(names[k], e->valuestring)) k++;
+        if (k < nn) continue;
+        if (strchr(e->valuestring, '/')) {
+            st = qtk_fail(QTK_ERR_FORMAT, "%s: shard \"%s\" is not a file in the folder", p, e->valuestring);
+            break;
+        }
+        names[nn++] = e->valuestring;
+        char sp[4096];
+        snprintf(sp, sizeof sp, "%.3800s/%.200s", dir, e->valuestring);
+        st = qtk_st_open(&s->st[s->n], sp);
+        if (st == QTK_OK) s->n++;
+    }
+    free(names);
+    cJSON_Delete(root);
+    if (st != QTK_OK) shards_close(s);
+    return st;
+}
+
+static const qtk_st_tensor *shards_find(const shards *s, const char *name, const qtk_safetensors **in) {
+    for (int i = 0; i < s->n; i++) {
+        const qtk_st_tensor *t = qtk_st_find(&s->st[i], name);
+        if (t) {
+            *in = &s->st[i];
+            return t;
+        }
+    }
+    return NULL;
+}
+
+// reads `name` (one of the alternatives separated by '|') with the given shape into dst
+static qtk_status read_param(const shards *s, const char *names, int ndim, const int64_t *shape, float *dst,
+                             const char *what) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", names);
+    for (char *tok = strtok(buf, "|"); tok; tok = strtok(NULL, "|")) {
+        const qtk_safetensors *in;
+        if (shards_find(s, tok, &in)) return qtk_st_read_f32(in, tok, ndim, shape, dst);
+    }
+    return qtk_fail(QTK_ERR_FORMAT, "%s: tensor %s is missing (%s)", s->n ? s->st[0].path : "checkpoint", names, what);
+}
+
+// the parameter list: the same walk sizes the allocation and reads the tensors
+typedef struct {
+    const qtk_mamba_config *c;
+    const shards *s;
+    float *base; // NULL: count only
+    size_t used;
+    qtk_status st;
+} walker;
+
+static const float *take(walker *w, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int present) {
+    if (!present || w->st != QTK_OK) return NULL;
+    int64_t shape[3] = {d0, d1, d2};
+    size_t n = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
+    float *p = w->base ? w->base + w->used : NULL;
+    w->used += (n + 15) / 16 * 16;
+    if (p) w->st = read_param(w->s, name, ndim, shape, p, "");
+    return p;
+}
+
+static qtk_status walk(walker *w, qtk_mamba *m, int has_head) {
+    const qtk_mamba_config *c = w->c;
+    const int64_t D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, V = c->vocab;
+    const int64_t IN = qtk_mamba_in_proj_out(c), CD = qtk_mamba_conv_dim(c), H = c->n_heads, R = c->dt_rank;
+    m->emb = take(w, "backbone.embeddings.weight|backbone.embedding.weight", 2, V, D, 0, 1);
+    m->norm_f = take(w, "backbone.norm_f.weight", 1, D, 0, 0, 1);
+    m->lm_head = has_head ? take(w, "lm_head.weight", 2, V, D, 0, 1) : m->emb;
+    char n[160];
+    for (int l = 0; l < c->n_layers && w->st == QTK_OK; l++) {
+        qtk_mamba_layer *L = &m->layers[l];
+#define P(field, suffix, ndim, a, b, cc, present)                                                                     \
+    snprintf(n, sizeof n, "backbone.layers.%d.%s", l, suffix);                                                       \
+    L->field = take(w, n, ndim, a, b, cc, present)
+        P(norm_w, "norm.weight", 1, D, 0, 0, 1);
+        P(in_proj_w, "mixer.in_proj.weight", 2, IN, D, 0, 1);
+        P(in_proj_b, "mixer.in_proj.bias", 1, IN, 0, 0, c->use_bias);
+        P(conv_w, "mixer.conv1d.weight", 3, CD, 1, K, 1);
+        P(conv_b, "mixer.conv1d.bias", 1, CD, 0, 0, c->conv_bias);
+        P(out_proj_w, "mixer.out_proj.weight", 2, D, E, 0, 1);
+        P(out_proj_b, "mixer.out_proj.bias", 1, D, 0, 0, c->use_bias);
+        if (c->arch == QTK_MAMBA1) {
+            P(x_proj_w, "mixer.x_proj.weight", 2, R + 2 * N, E, 0, 1);
+            P(dt_proj_w, "mixer.dt_proj.weight", 2, E, R, 0, 1);
+            P(dt_proj_b, "mixer.dt_proj.bias", 1, E, 0, 0, 1);
+            P(A_log, "mixer.A_log", 2, E, N, 0, 1);
+            P(Dskip, "mixer.D", 1, E, 0, 0, 1);
+        } else {
+            P(dt_bias, "mixer.dt_bias", 1, H, 0, 0, 1);
+            P(A_log, "mixer.A_log", 1, H, 0, 0, 1);
+            P(Dskip, "mixer.D", 1, H, 0, 0, 1);
+            P(gnorm_w, "mixer.norm.weight", 1, E, 0, 0, 1);
+        }
+#undef P
+    }
+    return w->st;
+}
+
+void qtk_mamba_free(qtk_mamba *m) {
+    if (!m) return;
+    qtk_aligned_free(m->mem);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+qtk_status qtk_mamba_load(qtk_mamba *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    char dir[3800], cfg_path[4096];
+    const char *file = NULL;
+    size_t pl = strlen(path);
+    if (pl >= sizeof dir - 32) return qtk_fail(QTK_ERR_ARG, "checkpoint path too long");
+    struct stat sb;
+    if (stat(path, &sb) != 0) return qtk_fail(QTK_ERR_IO, "%s: no such file or folder", path);
+    if (S_ISDIR(sb.st_mode)) snprintf(dir, sizeof dir, "%s", path);
+    else {
+        file = path;
+        const char *slash = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    }
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    char *text = read_text(cfg_path);
+    if (!text) return qtk_fail(QTK_ERR_IO, "%s: cannot read (a Mamba checkpoint needs its config.json)", cfg_path);
+    qtk_status st = qtk_mamba_config_parse(text, cfg_path, &m->cfg);
+    free(text);
+    QTK_TRY(st);
+    shards s;
+    QTK_TRY(shards_open(&s, dir, file));
+    const qtk_safetensors *in;
+    int has_head = shards_find(&s, "lm_head.weight", &in) != NULL;
+    m->cfg.tied = !has_head;
+    const qtk_st_tensor *et = shards_find(&s, "backbone.embeddings.weight", &in);
+    if (!et) et = shards_find(&s, "backbone.embedding.weight", &in);
+    if (et) snprintf(m->source_dtype, sizeof m->source_dtype, "%s", qtk_dtype_name(et->dtype));
+    m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
+    if (!m->layers) {
+        shards_close(&s);
+        return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    }
+    walker w = {&m->cfg, &s, NULL, 0, QTK_OK};
+    walk(&w, m, has_head); // sizes
+    m->n_params = w.used;
+    m->mem = qtk_aligned_alloc(w.used * sizeof(float));
+    if (!m->mem) st = qtk_fail(QTK_ERR_NOMEM, "%s: %zu parameters do not fit in memory", path, w.used);
+    else {
+        walker r = {&m->cfg, &s, m->mem, 0, QTK_OK};
+        st = walk(&r, m, has_head);
+    }
+    shards_close(&s);
+    if (st != QTK_OK) qtk_mamba_free(m);
+    return st;
+}
