@@ -10,7 +10,8 @@
 // 1,140 s for the default 10 passes).
 // With --gemm int8 the search's linears run on int8 tensor cores; "loss_all_blocks" and "loss_after_pass"
 // then compare with the FP32 run's (same calibration: it runs the FP32 forward).
-//   build/bench/bench_vit_cuda [--batch 256] [--iters 20] [MODEL...] | --search [--gemm fp32|tf32|int8]
+// --passes 10 runs the whole default search and reports its measured time ("search_measured_s").
+//   build/bench/bench_vit_cuda [--batch 256] [--iters 20] [MODEL...] | --search [--gemm fp32|tf32|int8] [--passes P]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +114,7 @@ static qtk_status step_time(void *ctx, const qtk_evolq_step *s) {
     return QTK_OK;
 }
 
-static int bench_search(qtk_vit_gemm gemm) {
+static int bench_search(qtk_vit_gemm gemm, int passes) {
     const char *preset = "deit_small_patch16_224";
     qtk_vit_config cfg;
     qtk_vit m;
@@ -159,14 +160,14 @@ static int bench_search(qtk_vit_gemm gemm) {
     // one pass of the real search (12 block steps, last block first)
     qtk_evolq_config ec;
     qtk_evolq_config_default(&ec, 4);
-    ec.passes = 1;
+    ec.passes = passes;
     ec.batch = B;
     double steps[64] = {0};
     qtk_evolq_result res;
     double t0 = qtk_now();
     if (st == QTK_OK) st = qtk_evolq_search(&mm, x, N, &ec, step_time, steps, &res);
     double t_pass = qtk_now() - t0, t_steps = 0;
-    for (int i = 0; i < 12; i++) t_steps += steps[i];
+    for (int i = 0; i < 12; i++) t_steps += steps[i]; // the first pass's block steps
     int n8 = 0, nl = 0, na16 = 0, na = 0;
     if (g) qtk_vit_cuda_int8_count(g, &n8, &nl, &na16, &na);
     if (st != QTK_OK) {
@@ -177,9 +178,10 @@ static int bench_search(qtk_vit_gemm gemm) {
            "\"eval_speedup\": %.1f, \"candidate_eval_mean_over_blocks_s\": %.4f, \"candidate_speedup\": %.1f, \"pass_s\": %.2f, \"block_step_mean_s\": %.3f, \"reference_block_step_s\": 9.3, "
            "\"step_speedup\": %.1f, \"evals\": %lld, \"full_search_projected_s\": %.1f, \"reference_full_search_s\": 1140, "
            "\"search_speedup\": %.1f, \"calibration_s\": %.2f, \"reference_calibration_s\": 18.7, \"loss_all_blocks\": %.8f, "
-           "\"loss_after_pass\": %.8f, \"int8_linears\": \"%d of %d\", \"fp16_attentions\": \"%d of %d\"}\n",
+           "\"loss_after_pass\": %.8f, \"int8_linears\": \"%d of %d\", \"fp16_attentions\": \"%d of %d\", \"passes\": %d, "
+           "\"search_measured_s\": %.2f, \"measured_search_speedup\": %.1f}\n",
            qtk_vit_gemm_name(gemm), preset, N, t_eval, 1.46 / t_eval, t_avg, 1.46 / t_avg, t_pass, t_steps / 12, 9.3 / (t_steps / 12), res.evals, 10 * t_steps,
-           1140 / (10 * t_steps), t_cal, loss_all, res.loss_final, n8, nl, na16, na);
+           1140 / (10 * t_steps), t_cal, loss_all, res.loss_final, n8, nl, na16, na, passes, t_pass, passes == 10 ? 1140 / t_pass : 0.0);
     qtk_vit_cuda_destroy(g);
     qtk_vit_quant_free(&qv);
     qtk_vit_plan_free(&plan);
@@ -203,10 +205,16 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--search")) {
             qtk_vit_gemm gm = QTK_VIT_GEMM_FP32;
-            if (i + 1 < argc && !strcmp(argv[i + 1], "--tf32")) gm = QTK_VIT_GEMM_TF32;
-            if (i + 2 < argc && !strcmp(argv[i + 1], "--gemm") && qtk_vit_gemm_parse(argv[i + 2], &gm) != QTK_OK)
-                return fprintf(stderr, "%s\n", qtk_last_error()), 2;
-            return bench_search(gm);
+            int passes = 1;
+            for (int j = i + 1; j < argc; j++) {
+                if (!strcmp(argv[j], "--tf32")) gm = QTK_VIT_GEMM_TF32;
+                else if (!strcmp(argv[j], "--gemm") && j + 1 < argc) {
+                    if (qtk_vit_gemm_parse(argv[++j], &gm) != QTK_OK) return fprintf(stderr, "%s\n", qtk_last_error()), 2;
+                } else if (!strcmp(argv[j], "--passes") && j + 1 < argc) passes = atoi(argv[++j]);
+                else return fprintf(stderr, "--search: unknown option %s\n", argv[j]), 2;
+            }
+            if (passes < 1 || passes > 100) return fprintf(stderr, "--passes: 1..100\n"), 2;
+            return bench_search(gm, passes);
         }
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
