@@ -109,6 +109,18 @@ qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32
 // One token per sequence: tokens (B), logits (B, V).
 qtk_status qtk_mamba_decode(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, float *logits);
 
+// Perplexity over tokens[0..n) with a fixed context length and stride (transformers' sliding-window
+// recipe): windows [begin, begin + ctx) for begin = 0, stride, 2 stride, ... (the last one may be
+// shorter), each scoring only the tokens no earlier window scored, every window from an empty state.
+// max_windows > 0 stops after that many windows. batch: windows run together. *ppl = exp(mean NLL),
+// *n_scored: the tokens predicted.
+qtk_status qtk_mamba_perplexity(const qtk_mamba *m, const int32_t *tokens, size_t n, int ctx, int stride, int max_windows,
+                                int batch, double *ppl, size_t *n_scored);
+
+// Next-token choice from logits (V): top_k <= 1 greedy (the first maximum), else sampling among the
+// top_k at temperature T with u uniform in [0, 1).
+int32_t qtk_sample_token(const float *logits, int V, int top_k, float temperature, double u);
+
 #ifdef __cplusplus
 }
 #endif

@@ -167,12 +167,263 @@ START_TEST(test_hf_logits) {
 }
 END_TEST
 
+
+// The trained tiny models (models/tiny_mamba*): logits of two held-out windows, and the perplexity of
+// the first 32 held-out windows of 256 bytes against PyTorch's (tools/train_tiny_mamba.py).
+START_TEST(test_tiny_models) {
+    qtk_safetensors st;
+    tu_open(&st, "tiny.safetensors");
+    FILE *f = fopen(QTK_FIXTURES "/kjv_heldout_8192.bin", "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char text[8192];
+    ck_assert_uint_eq(fread(text, 1, sizeof text, f), sizeof text);
+    fclose(f);
+    int32_t *ids = malloc(sizeof text * sizeof *ids);
+    for (size_t i = 0; i < sizeof text; i++) ids[i] = text[i];
+    const char *names[2] = {"tiny_mamba1", "tiny_mamba2"};
+    for (int k = 0; k < 2; k++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "models/%s", names[k]);
+        qtk_mamba m;
+        ck_qtk(qtk_mamba_load(&m, dir));
+        ck_assert_int_eq(m.cfg.vocab, 256);
+        ck_assert(m.cfg.tied);
+        size_t n, nt;
+        float *want = tu_load(&st, names[k], "logits", &n), *tk = tu_load(&st, names[k], "tokens", &nt);
+        ck_assert_uint_eq(nt, 128);
+        int32_t tok[128];
+        for (int i = 0; i < 128; i++) {
+            tok[i] = (int32_t)tk[i];
+            ck_assert_int_eq(tok[i], ids[i]); // the fixture's windows are the held-out text's first bytes
+        }
+        float *got = malloc(n * sizeof *got);
+        qtk_mamba_state s;
+        ck_qtk(qtk_mamba_state_init(&s, &m, 2));
+        ck_qtk(qtk_mamba_prefill(&m, &s, tok, 64, got, QTK_SCAN_AUTO));
+        double e = max_rel(got, want, n);
+        printf("%s: logits vs transformers, max error %.2e relative\n", names[k], e);
+        ck_assert_msg(e <= 1e-4, "%s: logits differ by %.3g", names[k], e);
+        char key[64];
+        snprintf(key, sizeof key, "%s.ppl_first32", names[k]);
+        double ref = strtod(qtk_st_meta(&st, key), NULL), ppl;
+        size_t scored;
+        ck_qtk(qtk_mamba_perplexity(&m, ids, sizeof text, 256, 256, 32, 8, &ppl, &scored));
+        printf("%s: held-out perplexity (32 windows of 256 bytes) %.6f, PyTorch %.6f\n", names[k], ppl, ref);
+        ck_assert_uint_eq(scored, 32 * 255);
+        ck_assert_msg(fabs(ppl / ref - 1) < 1e-5, "%s: perplexity %.6f vs %.6f", names[k], ppl, ref);
+        // a sliding window scores every token after the first exactly once
+        ck_qtk(qtk_mamba_perplexity(&m, ids, 1000, 256, 100, 0, 4, &ppl, &scored));
+        ck_assert_uint_eq(scored, 999);
+        // greedy decoding continues the text sensibly: at least it is deterministic and in range
+        qtk_mamba_state_free(&s);
+        ck_qtk(qtk_mamba_state_init(&s, &m, 1));
+        ck_qtk(qtk_mamba_prefill(&m, &s, ids, 32, got, QTK_SCAN_AUTO));
+        int32_t next = qtk_sample_token(got + 31 * 256, 256, 0, 1.0f, 0.0);
+        ck_assert(next >= 0 && next < 256);
+        qtk_mamba_state_free(&s);
+        qtk_aligned_free(want);
+        qtk_aligned_free(tk);
+        free(got);
+        qtk_mamba_free(&m);
+    }
+    free(ids);
+    qtk_st_close(&st);
+}
+END_TEST
+
+START_TEST(test_sampling) {
+    const float lg[6] = {0.5f, 2.0f, 2.0f, -1.0f, 1.0f, 3.0f};
+    ck_assert_int_eq(qtk_sample_token(lg, 6, 0, 1.0f, 0.3), 5); // greedy
+    ck_assert_int_eq(qtk_sample_token(lg, 6, 1, 1.0f, 0.9), 5);
+    // top 3 = {5, 1, 2} (a tie keeps the lower id first): probabilities e^0, e^-1, e^-1 over their sum
+    double z = 1 + 2 * exp(-1.0);
+    ck_assert_int_eq(qtk_sample_token(lg, 6, 3, 1.0f, 0.5 / z), 5);
+    ck_assert_int_eq(qtk_sample_token(lg, 6, 3, 1.0f, (1 + 0.5 * exp(-1.0)) / z), 1);
+    ck_assert_int_eq(qtk_sample_token(lg, 6, 3, 1.0f, 0.999999), 2);
+    // top_k past the vocabulary: all of it
+    ck_assert_int_eq(qtk_sample_token(lg, 6, 100, 1.0f, 0.999999), 3);
+}
+END_TEST
+
+// Mamba2 with two groups (mamba_ssm's per-group gated norm; no transformers reference): chunked SSD
+// equals the recurrence, across chunk boundaries and from a non-empty state.
+START_TEST(test_ssd_groups) {
+    const char *cfg = "{\"model_type\": \"mamba2\", \"hidden_size\": 32, \"expand\": 2, \"head_dim\": 8, "
+                      "\"num_heads\": 8, \"n_groups\": 2, \"state_size\": 12, \"conv_kernel\": 4, \"chunk_size\": 5, "
+                      "\"num_hidden_layers\": 2, \"vocab_size\": 40, \"time_step_limit\": [0.0, Infinity]}";
+    qtk_mamba_config c;
+    ck_qtk(qtk_mamba_config_parse(cfg, "cfg", &c));
+    ck_assert(isinf(c.dt_max) && c.n_groups == 2 && c.chunk_size == 5 && !c.tied); // Mamba2Config: untied by default
+    // a checkpoint of random weights with the HF names
+    char p[512];
+    snprintf(p, sizeof p, "%s/config.json", tu_tmp);
+    FILE *f = fopen(p, "w");
+    fputs(cfg, f);
+    fclose(f);
+    const int D = 32, E = 64, GN = 24, H = 8, CD = E + 2 * GN, IN = 2 * E + 2 * GN + H;
+    struct { const char *name; int nd; int64_t sh[3]; float lo, hi; } t[] = {
+        {"backbone.embeddings.weight", 2, {40, D}, -1, 1}, {"backbone.norm_f.weight", 1, {D}, 0.8f, 1.2f},
+        {"backbone.layers.0.norm.weight", 1, {D}, 0.8f, 1.2f}, {"backbone.layers.0.mixer.in_proj.weight", 2, {IN, D}, -0.2f, 0.2f},
+        {"backbone.layers.0.mixer.conv1d.weight", 3, {CD, 1, 4}, -0.5f, 0.5f}, {"backbone.layers.0.mixer.conv1d.bias", 1, {CD}, -0.2f, 0.2f},
+        {"backbone.layers.0.mixer.dt_bias", 1, {H}, -3, -1}, {"backbone.layers.0.mixer.A_log", 1, {H}, 0, 2},
+        {"backbone.layers.0.mixer.D", 1, {H}, 0.5f, 1.5f}, {"backbone.layers.0.mixer.norm.weight", 1, {E}, 0.8f, 1.2f},
+        {"backbone.layers.0.mixer.out_proj.weight", 2, {D, E}, -0.1f, 0.1f},
+        {"backbone.layers.1.norm.weight", 1, {D}, 0.8f, 1.2f}, {"backbone.layers.1.mixer.in_proj.weight", 2, {IN, D}, -0.2f, 0.2f},
+        {"backbone.layers.1.mixer.conv1d.weight", 3, {CD, 1, 4}, -0.5f, 0.5f}, {"backbone.layers.1.mixer.conv1d.bias", 1, {CD}, -0.2f, 0.2f},
+        {"backbone.layers.1.mixer.dt_bias", 1, {H}, -3, -1}, {"backbone.layers.1.mixer.A_log", 1, {H}, 0, 2},
+        {"backbone.layers.1.mixer.D", 1, {H}, 0.5f, 1.5f}, {"backbone.layers.1.mixer.norm.weight", 1, {E}, 0.8f, 1.2f},
+        {"backbone.layers.1.mixer.out_proj.weight", 2, {D, E}, -0.1f, 0.1f},
+    };
+    const int nt = sizeof t / sizeof *t;
+    qtk_st_entry ent[32];
+    float *bufs[32];
+    qtk_rng r;
+    qtk_rng_seed(&r, 5, 0);
+    for (int i = 0; i < nt; i++) {
+        size_t n = 1;
+        for (int k = 0; k < t[i].nd; k++) n *= (size_t)t[i].sh[k];
+        bufs[i] = malloc(n * sizeof(float));
+        for (size_t k = 0; k < n; k++) bufs[i][k] = qtk_rng_range(&r, t[i].lo, t[i].hi);
+        ent[i] = (qtk_st_entry){t[i].name, QTK_F32, t[i].nd, t[i].sh, bufs[i]};
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", tu_tmp);
+    ck_qtk(qtk_st_write(p, ent, (size_t)nt, NULL, 0));
+    qtk_mamba m;
+    ck_qtk(qtk_mamba_load(&m, tu_tmp));
+    ck_assert(m.cfg.tied && m.lm_head == m.emb); // no lm_head.weight: the embedding is the head
+    const int B = 2, L = 23, V = 40;
+    int32_t tok[2 * 23];
+    for (int i = 0; i < B * L; i++) tok[i] = (int32_t)qtk_rng_below(&r, V);
+    float *a = malloc((size_t)B * L * V * 4), *b = malloc((size_t)B * L * V * 4);
+    qtk_mamba_state s;
+    ck_qtk(qtk_mamba_state_init(&s, &m, B));
+    for (int round = 0; round < 2; round++) { // round 1: both continue from the state the first left
+        qtk_mamba_state keep;
+        ck_qtk(qtk_mamba_state_init(&keep, &m, B));
+        memcpy(keep.conv, s.conv, s.conv_per_layer * 2 * 4);
+        memcpy(keep.ssm, s.ssm, s.ssm_per_layer * 2 * 4);
+        ck_qtk(qtk_mamba_prefill(&m, &s, tok, L, a, QTK_SCAN_CHUNKED));
+        ck_qtk(qtk_mamba_prefill(&m, &keep, tok, L, b, QTK_SCAN_RECURRENT));
+        double e = max_rel(a, b, (size_t)B * L * V);
+        printf("Mamba2, 2 groups, chunk 5, L 23 (round %d): chunked SSD vs recurrence %.2e relative\n", round, e);
+        ck_assert_msg(e <= 1e-5, "chunked SSD differs from the recurrence by %.3g", e);
+        ck_assert_msg(max_rel(s.ssm, keep.ssm, s.ssm_per_layer * 2) <= 1e-5, "final SSM states differ");
+        qtk_mamba_state_free(&keep);
+    }
+    ck_assert_int_eq(qtk_mamba_prefill(&m, &s, tok, L, a, QTK_SCAN_CHUNKED), QTK_OK);
+    tok[3] = V; // out of the vocabulary
+    ck_assert_int_eq(qtk_mamba_prefill(&m, &s, tok, L, a, QTK_SCAN_AUTO), QTK_ERR_ARG);
+    ck_assert_msg(strstr(qtk_last_error(), "position 3") != NULL, "%s", qtk_last_error());
+    qtk_mamba_state_free(&s);
+    qtk_mamba_free(&m);
+    free(a);
+    free(b);
+    for (int i = 0; i < nt; i++) free(bufs[i]);
+}
+END_TEST
+
+// fp16 and bf16 checkpoints load as their float32 values; mamba_ssm's embedding name and config keys
+START_TEST(test_dtypes_and_names) {
+    fixture fx;
+    fixture_open(&fx);
+    const cJSON *cs = find_case(&fx, "m1_small");
+    qtk_mamba ref;
+    write_case(cs, tu_tmp, QTK_F32);
+    ck_qtk(qtk_mamba_load(&ref, tu_tmp));
+    ck_assert_str_eq(ref.source_dtype, "F32");
+    const qtk_dtype dts[2] = {QTK_F16, QTK_BF16};
+    for (int k = 0; k < 2; k++) {
+        write_case(cs, tu_tmp, dts[k]);
+        qtk_mamba m;
+        ck_qtk(qtk_mamba_load(&m, tu_tmp));
+        ck_assert_str_eq(m.source_dtype, k ? "BF16" : "F16");
+        ck_assert_uint_eq(m.n_params, ref.n_params);
+        for (size_t i = 0; i < ref.n_params; i++) {
+            float want = k ? qtk_bf16_to_f32(qtk_f32_to_bf16(ref.mem[i])) : qtk_f16_to_f32(qtk_f32_to_f16(ref.mem[i]));
+            ck_assert_msg(m.mem[i] == want, "%s parameter %zu: %a vs %a", k ? "bf16" : "fp16", i, m.mem[i], want);
+        }
+        qtk_mamba_free(&m);
+    }
+    qtk_mamba_free(&ref);
+    fixture_close(&fx);
+    // mamba_ssm's config keys
+    qtk_mamba_config c;
+    ck_qtk(qtk_mamba_config_parse("{\"d_model\": 768, \"n_layer\": 24, \"vocab_size\": 50277, \"ssm_cfg\": {}, "
+                                  "\"rms_norm\": true, \"residual_in_fp32\": true, \"pad_vocab_size_multiple\": 8}",
+                                  "ssm.json", &c));
+    ck_assert_int_eq(c.arch, QTK_MAMBA1);
+    ck_assert_int_eq(c.vocab, 50280);
+    ck_assert_int_eq(c.dt_rank, 48);
+    ck_assert_int_eq(c.d_inner, 1536);
+    ck_qtk(qtk_mamba_config_parse("{\"d_model\": 768, \"n_layer\": 24, \"vocab_size\": 50277, \"ssm_cfg\": "
+                                  "{\"layer\": \"Mamba2\"}, \"pad_vocab_size_multiple\": 16}", "ssm.json", &c));
+    ck_assert_int_eq(c.arch, QTK_MAMBA2);
+    ck_assert_int_eq(c.vocab, 50288);
+    ck_assert_int_eq(c.n_heads, 24);
+    ck_assert_int_eq(c.d_state, 128);
+}
+END_TEST
+
+// Bad configs and checkpoints: one error naming the file and the key or tensor.
+START_TEST(test_bad_checkpoints) {
+    qtk_mamba_config c;
+    const struct { const char *json, *msg; } bad[] = {
+        {"{\"model_type\": \"mamba\", \"num_hidden_layers\": 2, \"vocab_size\": 10}", "\"hidden_size\" is missing"},
+        {"{\"model_type\": \"mamba\", \"hidden_size\": \"big\", \"num_hidden_layers\": 2, \"vocab_size\": 10}",
+         "\"hidden_size\" must be a number"},
+        {"{\"model_type\": \"mamba\", \"hidden_size\": 8.5, \"num_hidden_layers\": 2, \"vocab_size\": 10}",
+         "\"hidden_size\" must be a non-negative integer"},
+        {"{\"model_type\": \"llama\"}", "expected \"mamba\" or \"mamba2\""},
+        {"{\"model_type\": \"mamba2\", \"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": 10, \"head_dim\": 48}",
+         "num_heads"},
+        {"{\"model_type\": \"mamba2\", \"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": 10, \"head_dim\": 16, "
+         "\"time_step_limit\": [1, 0]}", "time_step_limit"},
+        {"{\"model_type\": \"mamba\", \"hidden_size\": 8, \"num_hidden_layers\": 2, \"vocab_size\": 10, \"use_bias\": 1}",
+         "\"use_bias\" must be true or false"},
+        {"{\"model_type\": \"mamba\", \"hidden_size\": 8,", "not valid JSON"},
+        {"[1, 2]", "not a Mamba config"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(qtk_mamba_config_parse(bad[i].json, "x/config.json", &c), QTK_ERR_FORMAT);
+        ck_assert_msg(strstr(qtk_last_error(), bad[i].msg) && strstr(qtk_last_error(), "x/config.json"), "case %zu: %s",
+                      i, qtk_last_error());
+    }
+    qtk_mamba m;
+    ck_assert_int_eq(qtk_mamba_load(&m, "/nonexistent/mamba"), QTK_ERR_IO);
+    // a folder without config.json, then a checkpoint missing a tensor and one with a wrong shape
+    ck_assert_int_eq(qtk_mamba_load(&m, tu_tmp), QTK_ERR_IO);
+    ck_assert_msg(strstr(qtk_last_error(), "config.json") != NULL, "%s", qtk_last_error());
+    fixture fx;
+    fixture_open(&fx);
+    cJSON *cs = cJSON_Duplicate(find_case(&fx, "m1_small"), 1);
+    cJSON *params = cJSON_GetObjectItem(cs, "params");
+    cJSON_DeleteItemFromArray(params, 5); // backbone.layers.0.mixer.dt_proj.bias
+    write_case(cs, tu_tmp, QTK_F32);
+    ck_assert_int_eq(qtk_mamba_load(&m, tu_tmp), QTK_ERR_FORMAT);
+    ck_assert_msg(strstr(qtk_last_error(), "backbone.layers.0.mixer.dt_proj.bias is missing"), "%s", qtk_last_error());
+    cJSON_Delete(cs);
+    cs = cJSON_Duplicate(find_case(&fx, "m1_small"), 1);
+    cJSON *sh = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cs, "params"), 1), "shape"); // layers.0 A_log
+    cJSON_ReplaceItemInArray(sh, 1, cJSON_CreateNumber(7));
+    write_case(cs, tu_tmp, QTK_F32);
+    ck_assert_int_eq(qtk_mamba_load(&m, tu_tmp), QTK_ERR_FORMAT);
+    ck_assert_msg(strstr(qtk_last_error(), "A_log"), "%s", qtk_last_error());
+    cJSON_Delete(cs);
+    fixture_close(&fx);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("mamba");
     TCase *tc = tcase_create("ssm");
     tcase_set_timeout(tc, 300);
     tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
     tcase_add_test(tc, test_hf_logits);
+    tcase_add_test(tc, test_tiny_models);
+    tcase_add_test(tc, test_sampling);
+    tcase_add_test(tc, test_ssd_groups);
+    tcase_add_test(tc, test_dtypes_and_names);
+    tcase_add_test(tc, test_bad_checkpoints);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
