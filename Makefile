@@ -58,7 +58,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist
+.PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist kjv
 all: lib cli
 lib: $(BUILD)/libqtk.a
 cli: $(BUILD)/qtk
@@ -106,6 +106,11 @@ photos:
 fashion-mnist: deps
 	@$(MAKE) --no-print-directory cli
 	@bash datasets/fashion_mnist.sh $(BUILD)/qtk
+
+# the KJV text for the byte-level Mamba models (Debian's bible-kjv)
+kjv: deps
+	@$(MAKE) --no-print-directory cli
+	@bash datasets/kjv.sh $(BUILD)/qtk
 
 build-tests: $(TEST_BIN) $(BUILD)/qtk
 

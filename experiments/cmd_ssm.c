@@ -1,0 +1,218 @@
+// qtk perplexity / qtk generate: the Mamba language models of ssm/ from the command line.
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/rng.h"
+#include "../core/timer.h"
+#include "../datasets/tokens.h"
+#include "../ssm/mamba.h"
+#include "cli.h"
+
+// A whole number option value in [lo, hi]; 0 on success, else prints the usage error.
+static int int_arg(const char *opt, const char *v, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi)
+        return qtk_cli_usage_error("%s takes a whole number in %ld..%ld, got \"%s\"", opt, lo, hi, v);
+    *out = (int)x;
+    return 0;
+}
+
+static int float_arg(const char *opt, const char *v, double lo, double hi, float *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v || !(x >= lo && x <= hi)) return qtk_cli_usage_error("%s takes a number in %g..%g, got \"%s\"", opt, lo, hi, v);
+    *out = (float)x;
+    return 0;
+}
+
+// The token ids of a token file (datasets/tokens.h), or a text file's bytes (byte-level vocabulary).
+static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba *m, int32_t **ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    if (text) {
+        if (m->cfg.vocab < 256)
+            return qtk_fail(QTK_ERR_ARG, "--text reads bytes as tokens, but the model's vocabulary has %d ids (< 256)",
+                            m->cfg.vocab);
+        size_t len;
+        char *buf = qtk_read_text(text, &len);
+        if (!buf) return qtk_fail(QTK_ERR_IO, "%s: cannot read", text);
+        *ids = malloc((len ? len : 1) * sizeof **ids);
+        if (!*ids) {
+            free(buf);
+            return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < len; i++) (*ids)[i] = (unsigned char)buf[i];
+        *n = len;
+        free(buf);
+        return QTK_OK;
+    }
+    qtk_tokens t;
+    QTK_TRY(qtk_tokens_open(&t, tokens));
+    qtk_status st = QTK_OK;
+    if (t.vocab_size > (uint32_t)m->cfg.vocab)
+        st = qtk_fail(QTK_ERR_ARG, "%s: vocabulary of %u ids, the model has %d", tokens, t.vocab_size, m->cfg.vocab);
+    else if (!(*ids = malloc((t.count ? t.count : 1) * sizeof **ids))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    else {
+        for (size_t i = 0; i < t.count; i++) (*ids)[i] = (int32_t)qtk_tokens_get(&t, i);
+        *n = t.count;
+    }
+    qtk_tokens_close(&t);
+    return st;
+}
+
+int qtk_cmd_perplexity(int argc, char **argv) {
+    const char *model = NULL, *tokens = NULL, *text = NULL, *json = NULL;
+    int ctx = 1024, stride = 0, max_windows = 0, batch = 8;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            puts("usage: qtk perplexity --model DIR (--tokens FILE | --text FILE) [--ctx 1024] [--stride CTX]\n"
+                 "                      [--max-windows N] [--batch 8] [--json FILE]\n\n"
+                 "Perplexity of a Mamba / Mamba2 language model (a HuggingFace checkpoint folder: config.json and\n"
+                 "model.safetensors) on a token file (qtk's format, datasets/tokens.h) or on a text file read as\n"
+                 "bytes (byte-level vocabulary, as models/tiny_mamba*). Windows of CTX tokens every STRIDE tokens\n"
+                 "(default: CTX, no overlap), each scoring the tokens no earlier window scored (transformers'\n"
+                 "sliding-window recipe); --max-windows stops early.");
+            return 0;
+        }
+        if (!v) return qtk_cli_usage_error("perplexity: %s needs a value", a);
+        int bad = 0;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--tokens")) tokens = v;
+        else if (!strcmp(a, "--text")) text = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--ctx")) bad = int_arg(a, v, 2, 1 << 20, &ctx);
+        else if (!strcmp(a, "--stride")) bad = int_arg(a, v, 1, 1 << 20, &stride);
+        else if (!strcmp(a, "--max-windows")) bad = int_arg(a, v, 0, 1 << 30, &max_windows);
+        else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 4096, &batch);
+        else return qtk_cli_usage_error("perplexity: unknown option \"%s\"", a);
+        if (bad) return bad;
+        i++;
+    }
+    if (!model) return qtk_cli_usage_error("perplexity: --model DIR is required");
+    if (!tokens == !text) return qtk_cli_usage_error("perplexity: give one of --tokens FILE and --text FILE");
+    if (!stride) stride = ctx;
+    if (stride > ctx) return qtk_cli_usage_error("perplexity: --stride %d is longer than --ctx %d", stride, ctx);
+    qtk_mamba m;
+    if (qtk_mamba_load(&m, model) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    int32_t *ids;
+    size_t n, scored;
+    double ppl, t0 = qtk_now();
+    qtk_status st = load_ids(tokens, text, &m, &ids, &n);
+    if (st == QTK_OK) st = qtk_mamba_perplexity(&m, ids, n, ctx, stride, max_windows, batch, &ppl, &scored);
+    double secs = qtk_now() - t0;
+    free(ids);
+    if (st != QTK_OK) {
+        qtk_mamba_free(&m);
+        return qtk_cli_error("%s", qtk_last_error());
+    }
+    printf("%s on %s: perplexity %.4f over %zu scored tokens (context %d, stride %d), %.1f s, %.0f tokens/s on the CPU\n",
+           model, tokens ? tokens : text, ppl, scored, ctx, stride, secs, scored / (secs > 0 ? secs : 1));
+    int rc = 0;
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model);
+        cJSON_AddStringToObject(o, "data", tokens ? tokens : text);
+        cJSON_AddNumberToObject(o, "perplexity", ppl);
+        cJSON_AddNumberToObject(o, "scored_tokens", (double)scored);
+        cJSON_AddNumberToObject(o, "ctx", ctx);
+        cJSON_AddNumberToObject(o, "stride", stride);
+        cJSON_AddNumberToObject(o, "seconds", secs);
+        char *s = cJSON_Print(o);
+        if (!s || qtk_write_text_atomic(json, s) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+        free(s);
+        cJSON_Delete(o);
+    }
+    qtk_mamba_free(&m);
+    return rc;
+}
+
+int qtk_cmd_generate(int argc, char **argv) {
+    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL;
+    int max_new = 200, top_k = 0, seed = 0;
+    float temperature = 1.0f;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            puts("usage: qtk generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new 200] [--top-k 0]\n"
+                 "                    [--temperature 1.0] [--seed 0]\n\n"
+                 "Continues a prompt with a Mamba / Mamba2 language model: prefill, then one token at a time from\n"
+                 "the conv and SSM states. --top-k 0 or 1 is greedy; K > 1 samples among the K most likely at the\n"
+                 "temperature (seeded). --prompt is read as bytes (byte-level vocabulary, as models/tiny_mamba*),\n"
+                 "and the output is then text; with --prompt-ids the output is token ids.");
+            return 0;
+        }
+        if (!v) return qtk_cli_usage_error("generate: %s needs a value", a);
+        int bad = 0;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;
+        else if (!strcmp(a, "--max-new")) bad = int_arg(a, v, 1, 1 << 20, &max_new);
+        else if (!strcmp(a, "--top-k")) bad = int_arg(a, v, 0, 1 << 24, &top_k);
+        else if (!strcmp(a, "--seed")) bad = int_arg(a, v, 0, 1 << 30, &seed);
+        else if (!strcmp(a, "--temperature")) bad = float_arg(a, v, 1e-3, 100, &temperature);
+        else return qtk_cli_usage_error("generate: unknown option \"%s\"", a);
+        if (bad) return bad;
+        i++;
+    }
+    if (!model) return qtk_cli_usage_error("generate: --model DIR is required");
+    if (!prompt == !prompt_ids) return qtk_cli_usage_error("generate: give one of --prompt TEXT and --prompt-ids LIST");
+    qtk_mamba m;
+    if (qtk_mamba_load(&m, model) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    const int V = m.cfg.vocab;
+    size_t n = prompt ? strlen(prompt) : 1;
+    for (const char *p = prompt_ids; p && *p; p++) n += *p == ',';
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    float *logits = malloc((n ? n : 1) * (size_t)V * sizeof *logits);
+    int rc = 0;
+    if (!ids || !logits) rc = qtk_cli_error("out of memory");
+    else if (prompt) {
+        if (V < 256) rc = qtk_cli_error("--prompt is read as bytes, but the model's vocabulary has %d ids (< 256)", V);
+        for (size_t i = 0; i < n; i++) ids[i] = (unsigned char)prompt[i];
+    } else {
+        const char *p = prompt_ids;
+        for (size_t i = 0; i < n && !rc; i++) {
+            char *end;
+            long x = strtol(p, &end, 10);
+            if (end == p || x < 0 || x >= V || (*end && *end != ','))
+                rc = qtk_cli_usage_error("--prompt-ids: item %zu is not a token id in 0..%d", i + 1, V - 1);
+            ids[i] = (int32_t)x;
+            p = *end ? end + 1 : end;
+        }
+    }
+    if (!rc && n == 0) rc = qtk_cli_usage_error("generate: the prompt is empty");
+    qtk_mamba_state s = {0};
+    if (!rc && (qtk_mamba_state_init(&s, &m, 1) != QTK_OK || qtk_mamba_prefill(&m, &s, ids, (int)n, logits, QTK_SCAN_AUTO) != QTK_OK))
+        rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc) {
+        qtk_rng r;
+        qtk_rng_seed(&r, (uint64_t)seed, 7);
+        const int bytes = prompt != NULL;
+        if (bytes) fputs(prompt, stdout);
+        else
+            for (size_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
+        const float *last = logits + (n - 1) * V;
+        double t0 = qtk_now();
+        for (int k = 0; k < max_new && !rc; k++) {
+            int32_t next = qtk_sample_token(last, V, top_k, temperature, qtk_rng_uniform_f64(&r));
+            if (bytes) putchar(next);
+            else printf(" %d", next);
+            if (qtk_mamba_decode(&m, &s, &next, logits) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+            last = logits;
+        }
+        double secs = qtk_now() - t0;
+        printf("\n");
+        fflush(stdout);
+        fprintf(stderr, "qtk generate: %d tokens in %.2f s (%.1f tokens/s, CPU)\n", max_new, secs, max_new / (secs > 0 ? secs : 1));
+    }
+    qtk_mamba_state_free(&s);
+    free(ids);
+    free(logits);
+    qtk_mamba_free(&m);
+    return rc;
+}
