@@ -15,7 +15,9 @@ static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); 
 
 // y (rows, N) = x (rows, K) W^T (+ b), W (N, K) row-major
 static void linear(const float *x, const float *W, const float *b, float *y, size_t rows, int N, int K, int ldx) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, N, K, 1.0f, x, ldx, W, K, 0.0f, y, N);
+    if (rows == 1) // decode of one sequence: a matrix-vector product
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x, 1, 0.0f, y, 1);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, N, K, 1.0f, x, ldx, W, K, 0.0f, y, N);
     if (b)
 #pragma omp parallel for schedule(static) if (rows * (size_t)N >= 65536)
         for (size_t r = 0; r < rows; r++)
@@ -40,7 +42,7 @@ static void rmsnorm(const float *x, const float *w, float *y, size_t rows, int D
 // out (B*L, C) = silu(b[c] + sum_k w[c, k] x_{t-K+1+k}[c]).
 static void conv_silu(const float *in, int ld, int B, int L, int C, int K, const float *w, const float *bias,
                       float *state, float *out) {
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * C >= 16384)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * C * K >= 262144)
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
             float *st = state + ((size_t)b * C + c) * K;
@@ -67,7 +69,9 @@ static void conv_silu(const float *in, int ld, int B, int L, int C, int K, const
 static void scan1(const qtk_mamba_config *c, const qtk_mamba_layer *ly, int B, int L, const float *x, const float *dt,
                   const float *Bm, const float *Cm, int ldbc, const float *z, int ldz, float *h, float *y) {
     const int E = c->d_inner, N = c->d_state;
-#pragma omp parallel for collapse(2) schedule(static)
+    // small work (decode) stays on this thread: waking OpenMP workers costs more, and their spinning
+    // afterwards slows OpenBLAS's own threads
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * E * N >= 262144)
     for (int b = 0; b < B; b++)
         for (int ch = 0; ch < E; ch++) {
             float *hs = h + ((size_t)b * E + ch) * N, A[256];
@@ -261,7 +265,7 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         ssd_io io = {xc, xc + E, xc + E + GN, CD, dt, y};
         const int chunked = mode != QTK_SCAN_RECURRENT && L > 1;
         const int Q = c->chunk_size;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)B * L * E * N >= 262144)
         {
             float *scr = chunked ? malloc(2 * (size_t)Q * sizeof(float)) : NULL;
 #pragma omp for collapse(2) schedule(static)

@@ -80,6 +80,10 @@ typedef struct {
 // (d_model, n_layer, ssm_cfg). Errors name the file and the key or tensor.
 qtk_status qtk_mamba_load(qtk_mamba *m, const char *path);
 void qtk_mamba_free(qtk_mamba *m);
+// A checkpoint folder (config.json in HF form, model.safetensors in dtype F32 / F16 / BF16) of random
+// weights in plausible ranges (PCG32 from seed), for benchmarks and tests: speed does not depend on
+// the values. The folder must exist.
+qtk_status qtk_mamba_write_random(const char *dir, const qtk_mamba_config *c, uint64_t seed, const char *dtype);
 // The config from config.json text alone (tests, tools); file names the source in errors.
 qtk_status qtk_mamba_config_parse(const char *json, const char *file, qtk_mamba_config *c);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/rng.h"
 #include "../core/safetensors.h"
 #include "../core/tensor.h"
 #include "mamba.h"
@@ -447,5 +448,131 @@ qtk_status qtk_mamba_load(qtk_mamba *m, const char *path) {
     }
     shards_close(&s);
     if (st != QTK_OK) qtk_mamba_free(m);
+    return st;
+}
+
+// --- random checkpoints ------------------------------------------------------------------------
+
+static void range_for(const char *name, int D, float *lo, float *hi) {
+    static const struct { const char *suffix; float lo, hi; } r[] = {
+        {"embeddings.weight", -1, 1}, {"norm.weight", 0.8f, 1.2f}, {"norm_f.weight", 0.8f, 1.2f},
+        {"in_proj.bias", -0.1f, 0.1f}, {"conv1d.weight", -0.5f, 0.5f}, {"conv1d.bias", -0.2f, 0.2f},
+        {"x_proj.weight", -0.05f, 0.05f}, {"dt_proj.weight", -0.15f, 0.15f}, {"dt_proj.bias", -4.5f, -2},
+        {"dt_bias", -4.5f, -2}, {"A_log", 0, 2.8f}, {"mixer.D", 0.5f, 1.5f}, {"out_proj.weight", -0.05f, 0.05f},
+        {"out_proj.bias", -0.1f, 0.1f}, {"lm_head.weight", -0.05f, 0.05f}};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
+        size_t k = strlen(r[i].suffix);
+        if (n >= k && !strcmp(name + n - k, r[i].suffix)) {
+            *lo = r[i].lo, *hi = r[i].hi;
+            return;
+        }
+    }
+    *hi = 1.0f / sqrtf((float)D); // in_proj.weight
+    *lo = -*hi;
+}
+
+qtk_status qtk_mamba_write_random(const char *dir, const qtk_mamba_config *c, uint64_t seed, const char *dtype) {
+    qtk_dtype dt = !strcmp(dtype, "F16") ? QTK_F16 : !strcmp(dtype, "BF16") ? QTK_BF16 : QTK_F32;
+    if (dt == QTK_F32 && strcmp(dtype, "F32")) return qtk_fail(QTK_ERR_ARG, "dtype %s (F32, F16 or BF16)", dtype);
+    char p[4096];
+    // config.json, HF form
+    cJSON *o = cJSON_CreateObject();
+    int m2 = c->arch == QTK_MAMBA2;
+    cJSON_AddStringToObject(o, "model_type", m2 ? "mamba2" : "mamba");
+    cJSON_AddNumberToObject(o, "hidden_size", c->d_model);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layers);
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
+    cJSON_AddNumberToObject(o, "state_size", c->d_state);
+    cJSON_AddNumberToObject(o, "conv_kernel", c->d_conv);
+    cJSON_AddNumberToObject(o, "expand", c->d_inner / c->d_model);
+    cJSON_AddBoolToObject(o, "use_bias", c->use_bias);
+    cJSON_AddBoolToObject(o, "use_conv_bias", c->conv_bias);
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tied);
+    cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->eps);
+    if (m2) {
+        cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+        cJSON_AddNumberToObject(o, "num_heads", c->n_heads);
+        cJSON_AddNumberToObject(o, "n_groups", c->n_groups);
+        cJSON_AddNumberToObject(o, "chunk_size", c->chunk_size);
+    } else {
+        cJSON_AddNumberToObject(o, "intermediate_size", c->d_inner);
+        cJSON_AddNumberToObject(o, "time_step_rank", c->dt_rank);
+    }
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = text ? fopen(p, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0) ok = 0;
+    free(text);
+    if (!ok) return qtk_fail(QTK_ERR_IO, "%s: cannot write", p);
+    // the tensors, by walking the model layout with a counting walker over a fake shard set
+    const int64_t D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, V = c->vocab;
+    const int64_t IN = qtk_mamba_in_proj_out(c), CD = qtk_mamba_conv_dim(c), H = c->n_heads, R = c->dt_rank;
+    enum { MAXT = 4 + 14 * 1024 };
+    if (c->n_layers > 1024) return qtk_fail(QTK_ERR_ARG, "more than 1024 layers");
+    qtk_st_entry *ent = calloc(MAXT, sizeof *ent);
+    int64_t(*shapes)[3] = calloc(MAXT, sizeof *shapes);
+    char(*names)[96] = calloc(MAXT, sizeof *names);
+    void **bufs = calloc(MAXT, sizeof *bufs);
+    qtk_status st = ent && shapes && names && bufs ? QTK_OK : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    int nt = 0;
+    qtk_rng r;
+    qtk_rng_seed(&r, seed, 0);
+#define T(nd, a, b, cc, ...)                                                                                          \
+    do {                                                                                                          \
+        if (st != QTK_OK) break;                                                                                  \
+        snprintf(names[nt], sizeof names[nt], __VA_ARGS__);                                                       \
+        shapes[nt][0] = a, shapes[nt][1] = b, shapes[nt][2] = cc;                                                 \
+        size_t n_ = (size_t)a * (size_t)(nd > 1 ? b : 1) * (size_t)(nd > 2 ? cc : 1);                             \
+        float lo_, hi_;                                                                                           \
+        range_for(names[nt], (int)D, &lo_, &hi_);                                                                 \
+        void *buf_ = malloc(n_ * (dt == QTK_F32 ? 4 : 2));                                                        \
+        if (!buf_) {                                                                                              \
+            st = qtk_fail(QTK_ERR_NOMEM, "out of memory");                                                        \
+            break;                                                                                                \
+        }                                                                                                         \
+        for (size_t i_ = 0; i_ < n_; i_++) {                                                                      \
+            float v_ = qtk_rng_range(&r, lo_, hi_);                                                               \
+            if (dt == QTK_F32) ((float *)buf_)[i_] = v_;                                                          \
+            else ((uint16_t *)buf_)[i_] = dt == QTK_F16 ? qtk_f32_to_f16(v_) : qtk_f32_to_bf16(v_);               \
+        }                                                                                                         \
+        bufs[nt] = buf_;                                                                                          \
+        ent[nt] = (qtk_st_entry){names[nt], dt, nd, shapes[nt], buf_};                                            \
+        nt++;                                                                                                     \
+    } while (0)
+    T(2, V, D, 0, "backbone.embeddings.weight");
+    T(1, D, 0, 0, "backbone.norm_f.weight");
+    if (!c->tied) T(2, V, D, 0, "lm_head.weight");
+    for (int l = 0; l < c->n_layers; l++) {
+        T(1, D, 0, 0, "backbone.layers.%d.norm.weight", l);
+        T(2, IN, D, 0, "backbone.layers.%d.mixer.in_proj.weight", l);
+        if (c->use_bias) T(1, IN, 0, 0, "backbone.layers.%d.mixer.in_proj.bias", l);
+        T(3, CD, 1, K, "backbone.layers.%d.mixer.conv1d.weight", l);
+        if (c->conv_bias) T(1, CD, 0, 0, "backbone.layers.%d.mixer.conv1d.bias", l);
+        T(2, D, E, 0, "backbone.layers.%d.mixer.out_proj.weight", l);
+        if (c->use_bias) T(1, D, 0, 0, "backbone.layers.%d.mixer.out_proj.bias", l);
+        if (!m2) {
+            T(2, R + 2 * N, E, 0, "backbone.layers.%d.mixer.x_proj.weight", l);
+            T(2, E, R, 0, "backbone.layers.%d.mixer.dt_proj.weight", l);
+            T(1, E, 0, 0, "backbone.layers.%d.mixer.dt_proj.bias", l);
+            T(2, E, N, 0, "backbone.layers.%d.mixer.A_log", l);
+            T(1, E, 0, 0, "backbone.layers.%d.mixer.D", l);
+        } else {
+            T(1, H, 0, 0, "backbone.layers.%d.mixer.dt_bias", l);
+            T(1, H, 0, 0, "backbone.layers.%d.mixer.A_log", l);
+            T(1, H, 0, 0, "backbone.layers.%d.mixer.D", l);
+            T(1, E, 0, 0, "backbone.layers.%d.mixer.norm.weight", l);
+        }
+    }
+#undef T
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    if (st == QTK_OK) st = qtk_st_write(p, ent, (size_t)nt, NULL, 0);
+    for (int i = 0; i < nt; i++) free(bufs[i]);
+    free(bufs);
+    free(names);
+    free(shapes);
+    free(ent);
     return st;
 }
