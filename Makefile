@@ -42,12 +42,12 @@ LDFLAGS += -fopenmp -pthread $(SANFLAGS)
 CORE_SRC := $(wildcard core/*.c) $(wildcard vision/*.c) $(wildcard ssm/*.c) $(wildcard datasets/*.c) $(wildcard search/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 ifeq ($(CUDA),1)
-CUDA_SRC := $(wildcard core/cuda/*.cu) $(wildcard vision/cuda/*.cu)
+CUDA_SRC := $(wildcard core/cuda/*.cu) $(wildcard vision/cuda/*.cu) $(wildcard ssm/cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
 NVCCFLAGS := -O2 -std=c++17 $(NVCC_ARCH) --fmad=false -Xcompiler -fPIC,-fopenmp
 LDLIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lpthread -lstdc++
 else
-CUDA_OBJ := $(BUILD)/obj/core/cuda/stub.o $(BUILD)/obj/vision/cuda/stub.o
+CUDA_OBJ := $(BUILD)/obj/core/cuda/stub.o $(BUILD)/obj/vision/cuda/stub.o $(BUILD)/obj/ssm/cuda/stub.o
 endif
 LIB_OBJ := $(CORE_OBJ) $(CUDA_OBJ)
 

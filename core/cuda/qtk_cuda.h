@@ -29,6 +29,7 @@ qtk_status qtk_cuda_malloc(void **d_ptr, size_t nbytes);
 qtk_status qtk_cuda_free(void *d_ptr);
 qtk_status qtk_cuda_memcpy_h2d(void *d_dst, const void *src, size_t nbytes);
 qtk_status qtk_cuda_memcpy_d2h(void *dst, const void *d_src, size_t nbytes);
+qtk_status qtk_cuda_memcpy_d2d(void *d_dst, const void *d_src, size_t nbytes); // returns when the copy is done
 qtk_status qtk_cuda_synchronize(void);
 
 qtk_status qtk_fake_quant_per_tensor_cuda(const float *d_x, float *d_y, size_t n, float s, float z,

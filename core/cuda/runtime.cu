@@ -44,6 +44,12 @@ extern "C" qtk_status qtk_cuda_memcpy_d2h(void *dst, const void *d_src, size_t n
     return QTK_OK;
 }
 
+extern "C" qtk_status qtk_cuda_memcpy_d2d(void *d_dst, const void *d_src, size_t nbytes) {
+    QTK_CUDA_TRY(cudaMemcpy(d_dst, d_src, nbytes, cudaMemcpyDeviceToDevice));
+    QTK_CUDA_TRY(cudaDeviceSynchronize());
+    return QTK_OK;
+}
+
 extern "C" qtk_status qtk_cuda_synchronize(void) {
     QTK_CUDA_TRY(cudaDeviceSynchronize());
     return QTK_OK;

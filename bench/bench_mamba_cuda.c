@@ -1,0 +1,105 @@
+// GPU Mamba benchmark (float32 for now): prefill of L tokens and decode per token at batch 1, 16, 64
+// for random-weight models with the shapes of mamba-130m and mamba-2.8b (optionally fewer layers),
+// against the weight-bandwidth floor measured in the same run (bytes of weights read per token /
+// cudaMemcpy device-to-device bandwidth). One JSON line per model; tools/bench_gpu_mamba.py runs
+// transformers on the same GPU and prints the ratios.
+//   build/bench/bench_mamba_cuda [--prefill 1024] [--layers-2p8b 64] [--arch 1|2]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qtk.h"
+#include "../ssm/mamba_cuda.h"
+#include "timer.h"
+
+static double d2d_gbs(void) {
+    size_t n = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    if (qtk_cuda_malloc(&a, n) != QTK_OK || qtk_cuda_malloc(&b, n) != QTK_OK) return 0;
+    double best = 0;
+    for (int i = 0; i < 4; i++) {
+        double t = qtk_now();
+        if (qtk_cuda_memcpy_d2d(b, a, n) != QTK_OK) break;
+        t = qtk_now() - t;
+        if (i && 2.0 * n / t > best) best = 2.0 * n / t; // read + write
+    }
+    qtk_cuda_free(a);
+    qtk_cuda_free(b);
+    return best / 1e9;
+}
+
+static int bench(const char *name, qtk_mamba_config *c, int L, double bw) {
+    char dir[] = "/tmp/qtk_bench_mamba_XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    qtk_status st = qtk_mamba_write_random(dir, c, 1, "F32");
+    qtk_mamba m;
+    if (st == QTK_OK) st = qtk_mamba_load(&m, dir);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (st != QTK_OK) return fprintf(stderr, "%s: %s\n", name, qtk_last_error()), 1;
+    const int V = c->vocab, batches[3] = {1, 16, 64};
+    int32_t *tok = malloc((size_t)64 * L * sizeof *tok);
+    for (int i = 0; i < 64 * L; i++) tok[i] = (int32_t)((i * 7919u) % (unsigned)V);
+    float *logits = malloc((size_t)64 * V * sizeof *logits);
+    qtk_mamba_cuda *g = NULL;
+    double t_pre = 0, t_dec[3] = {0};
+    if (st == QTK_OK) st = qtk_mamba_cuda_create(&g, &m, 64, L);
+    for (int rep = 0; st == QTK_OK && rep < 3; rep++) { // the first is a warm-up
+        st = qtk_mamba_cuda_reset(g, 1);
+        double t = qtk_now();
+        if (st == QTK_OK) st = qtk_mamba_cuda_prefill(g, tok, L, NULL);
+        if (rep) t_pre += (qtk_now() - t) / 2;
+    }
+    for (int k = 0; st == QTK_OK && k < 3; k++) {
+        const int steps = 50;
+        st = qtk_mamba_cuda_reset(g, batches[k]);
+        double t = 0;
+        for (int i = 0; st == QTK_OK && i < steps + 3; i++) {
+            if (i == 3) t = qtk_now();
+            st = qtk_mamba_cuda_decode(g, tok + (size_t)batches[k] * i, logits, 1);
+        }
+        t_dec[k] = (qtk_now() - t) / steps;
+    }
+    if (st != QTK_OK) return fprintf(stderr, "%s: %s\n", name, qtk_last_error()), 1;
+    double bytes = (double)m.n_params * 4, floor_s = bytes / (bw * 1e9);
+    printf("{\"model\": \"%s\", \"layers\": %d, \"params_m\": %.1f, \"dtype\": \"fp32\", \"prefill_len\": %d, "
+           "\"prefill_s\": %.5f, \"decode_b1_ms\": %.4f, \"decode_b16_ms\": %.4f, \"decode_b64_ms\": %.4f, "
+           "\"weight_bytes\": %.0f, \"d2d_gbs\": %.1f, \"floor_ms\": %.4f, \"decode_b1_over_floor\": %.2f}\n",
+           name, c->n_layers, m.n_params / 1e6, L, t_pre, t_dec[0] * 1e3, t_dec[1] * 1e3, t_dec[2] * 1e3, bytes, bw,
+           floor_s * 1e3, t_dec[0] / floor_s);
+    fflush(stdout);
+    qtk_mamba_cuda_destroy(g);
+    qtk_mamba_free(&m);
+    free(tok);
+    free(logits);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int L = 1024, layers_big = 64, arch = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--prefill")) L = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--layers-2p8b")) layers_big = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--arch")) arch = atoi(argv[i + 1]);
+    }
+    if (qtk_cuda_device_count() == 0) {
+        printf("bench_mamba_cuda: skipped: no CUDA device (%s build)\n", qtk_cuda_built() ? "CUDA" : "CPU-only");
+        return 0;
+    }
+    double bw = d2d_gbs();
+    fprintf(stderr, "bench_mamba_cuda: device-to-device copy %.0f GB/s (read + write)\n", bw);
+    qtk_mamba_config s1 = {.arch = QTK_MAMBA1, .d_model = 768, .d_inner = 1536, .d_state = 16, .d_conv = 4,
+                           .n_layers = 24, .vocab = 50280, .dt_rank = 48, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+    qtk_mamba_config b1 = s1;
+    b1.d_model = 2560, b1.d_inner = 5120, b1.dt_rank = 160, b1.n_layers = layers_big;
+    qtk_mamba_config s2 = {.arch = QTK_MAMBA2, .d_model = 768, .d_inner = 1536, .d_state = 128, .d_conv = 4,
+                           .n_layers = 24, .vocab = 50288, .head_dim = 64, .n_heads = 24, .n_groups = 1,
+                           .chunk_size = 256, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+    int rc = 0;
+    if (arch != 2) rc |= bench("mamba-130m", &s1, L, bw);
+    if (arch != 2) rc |= bench("mamba-2.8b", &b1, L, bw);
+    if (arch != 1) rc |= bench("mamba2-130m", &s2, L, bw);
+    return rc;
+}

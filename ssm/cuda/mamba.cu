@@ -1,0 +1,411 @@
+// Mamba1 / Mamba2 on the GPU (mamba_cuda.h): the CPU forward of ssm/mamba.c step for step, float32,
+// projections through cuBLAS (exact FP32), everything else in the kernels below. Built with
+// --fmad=false like the rest of the CUDA code, so elementwise steps round as the CPU's.
+#include <cublas_v2.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/cuda/cuda_check.h"
+#include "../mamba_cuda.h"
+
+struct qtk_mamba_cuda {
+    const qtk_mamba *m;
+    int maxB, maxL, B;
+    cublasHandle_t h;
+    cudaStream_t st;
+    void *ws;              // cuBLAS workspace (set explicitly so graph capture allocates nothing)
+    float *d_params;       // m->mem on the GPU: device pointer = d_params + (host pointer - m->mem)
+    float *conv, *ssm;     // states: (layers, maxB, conv_dim, K), (layers, maxB, E * N)
+    size_t conv_per_layer, ssm_per_layer;
+    // activations for maxB * maxL rows
+    int32_t *tok;
+    float *hres, *u, *proj, *xc, *y, *extra, *logits;
+    cudaGraphExec_t graph;
+    int graph_B;
+};
+
+#define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))
+
+__device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
+__device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+
+static unsigned grid_for(size_t n, unsigned t) {
+    size_t b = (n + t - 1) / t;
+    return (unsigned)(b > 65535u * 16u ? 65535u * 16u : (b ? b : 1));
+}
+
+// h[r] = emb[tok[r]]
+__global__ void k_embed(const int32_t *__restrict__ tok, const float *__restrict__ emb, float *h, size_t rows, int D) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * D; i += (size_t)gridDim.x * blockDim.x)
+        h[i] = emb[(size_t)tok[i / D] * D + i % D];
+}
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// add: h += add (the previous mixer's output) first; then y = w * (h * rsqrt(mean(h^2) + eps)). One warp per row.
+// (add and y may be the same buffer: each row is read before it is written, by the same lanes)
+__global__ void k_add_rmsnorm(float *h, const float *add, const float *__restrict__ w, float *y, size_t rows,
+                              int D, float eps) {
+    size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float *hr = h + r * D;
+    double ss = 0;
+    for (int i = lane; i < D; i += 32) {
+        float v = add ? hr[i] + add[r * D + i] : hr[i];
+        if (add) hr[i] = v;
+        ss += (double)v * v;
+    }
+    ss = warp_sum(ss);
+    float rs = 1.0f / sqrtf((float)(ss / D) + eps);
+    for (int i = lane; i < D; i += 32) y[r * D + i] = w[i] * (hr[i] * rs);
+}
+
+// y[r, j] += b[j]
+__global__ void k_bias(float *y, const float *__restrict__ b, size_t rows, int N) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x)
+        y[i] += b[i % N];
+}
+
+// causal depthwise conv + SiLU for channel c of sequence b, continuing from state (the last K inputs)
+__global__ void k_conv_silu(const float *__restrict__ in, int ld, int B, int L, int C, int K, const float *__restrict__ w,
+                            const float *__restrict__ bias, float *state, float *out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= B * C) return;
+    int b = i / C, c = i % C;
+    float win[64];
+    float *st = state + ((size_t)b * C + c) * K;
+    for (int k = 0; k < K; k++) win[k] = st[k];
+    for (int t = 0; t < L; t++) {
+        for (int k = 0; k + 1 < K; k++) win[k] = win[k + 1];
+        win[K - 1] = in[((size_t)b * L + t) * ld + c];
+        float acc = bias ? bias[c] : 0.0f;
+        for (int k = 0; k < K; k++) acc += w[(size_t)c * K + k] * win[k];
+        out[((size_t)b * L + t) * C + c] = silu(acc);
+    }
+    for (int k = 0; k < K; k++) st[k] = win[k];
+}
+
+// Mamba1: dt = softplus(dt) in place (the bias is already added)
+__global__ void k_softplus(float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = softplus(x[i]);
+}
+
+// Mamba1 selective scan: S lanes per (sequence, channel) (S: a power of two >= N, <= 32), lane n
+// keeping state n; y is the sum of the S lanes' h_n C_n (a shuffle tree; the CPU sums in order)
+__global__ void k_scan1(int B, int L, int E, int N, int S, const float *__restrict__ x, const float *__restrict__ dt,
+                        const float *__restrict__ Bm, const float *__restrict__ Cm, int ldbc, const float *__restrict__ z,
+                        int ldz, const float *__restrict__ A_log, const float *__restrict__ Dskip, float *h, float *y) {
+    const int lane = threadIdx.x & 31, n = lane % S;
+    const long idx = ((long)(blockIdx.x * blockDim.x + threadIdx.x) >> 5) * (32 / S) + lane / S;
+    const int active = idx < (long)B * E, on = active && n < N;
+    const int b = active ? (int)(idx / E) : 0, ch = active ? (int)(idx % E) : 0;
+    float *hp = h + ((size_t)b * E + ch) * N;
+    float hs = on ? hp[n] : 0.0f;
+    const float A = on ? -expf(A_log[(size_t)ch * N + n]) : 0.0f;
+    for (int t = 0; t < L; t++) { // every lane of the warp runs all L steps (the shuffles need them)
+        size_t r = (size_t)b * L + t;
+        const float d = active ? dt[r * E + ch] : 0.0f, u = active ? x[r * E + ch] : 0.0f;
+        float part = 0.0f;
+        if (on) {
+            // x = deltaA * x + deltaB_u;  y = x . C
+            hs = expf(d * A) * hs + (d * Bm[r * ldbc + n]) * u;
+            part = hs * Cm[r * ldbc + n];
+        }
+        for (int o = S >> 1; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o, S);
+        // out = (y + u D) * silu(z)
+        if (active && n == 0) y[r * E + ch] = (part + u * Dskip[ch]) * silu(z[r * ldz + ch]);
+    }
+    if (on) hp[n] = hs;
+}
+
+// Mamba2: dt[r, h] = clamp(softplus(proj[r, off + h] + dt_bias[h]), lo, hi)
+__global__ void k_dt2(const float *__restrict__ proj, int ld, int off, const float *__restrict__ dt_bias, float *dt,
+                      size_t rows, int H, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * H; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / H;
+        int hd = (int)(i % H);
+        float v = softplus(proj[r * ld + off + hd] + dt_bias[hd]);
+        v = v < lo ? lo : v;
+        dt[i] = v > hi ? hi : v;
+    }
+}
+
+// Mamba2 SSD recurrence: grid (sequence x head, tiles of p); SSD_NG lanes per (head, p), lane q keeping
+// the states n = q, q + SSD_NG, ... (N <= 32 SSD_NG) in registers; y[p] is the shuffle sum of the lanes
+#define SSD_NG 8
+__global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__restrict__ xbc, int ld, int E,
+                       const float *__restrict__ dt, const float *__restrict__ A_log, const float *__restrict__ Dskip,
+                       float *state, float *y) {
+    const int b = blockIdx.x / H, hd = blockIdx.x % H, q = threadIdx.x % SSD_NG, g = hd / (H / G);
+    const int p = blockIdx.y * (blockDim.x / SSD_NG) + threadIdx.x / SSD_NG, on = p < P;
+    float s[32];
+    float *gs = state + (((size_t)b * H + hd) * P + (on ? p : 0)) * N;
+#pragma unroll
+    for (int k = 0; k < 32; k++) {
+        int n = q + k * SSD_NG;
+        s[k] = on && n < N ? gs[n] : 0.0f;
+    }
+    const float A = -expf(A_log[hd]), Dh = Dskip[hd];
+    for (int t = 0; t < L; t++) {
+        size_t r = (size_t)b * L + t;
+        const float d = dt[r * H + hd], dA = expf(d * A);
+        const float xt = on ? xbc[r * ld + (size_t)hd * P + p] : 0.0f;
+        const float *Bt = xbc + r * ld + E + (size_t)g * N, *Ct = xbc + r * ld + E + (size_t)G * N + (size_t)g * N;
+        float acc = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 32; k++) {
+            int n = q + k * SSD_NG;
+            if (n < N) {
+                // h_t = exp(dt A) h_{t-1} + dt B_t x_t;  y_t = C_t . h_t
+                s[k] = dA * s[k] + (d * Bt[n]) * xt;
+                acc += Ct[n] * s[k];
+            }
+        }
+        for (int o = SSD_NG >> 1; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o, SSD_NG);
+        if (on && q == 0) y[r * (size_t)E + (size_t)hd * P + p] = acc + Dh * xt;
+    }
+#pragma unroll
+    for (int k = 0; k < 32; k++) {
+        int n = q + k * SSD_NG;
+        if (on && n < N) gs[n] = s[k];
+    }
+}
+
+// Mamba2 gated RMSNorm per row (one warp): v = y * silu(z), per group v * rsqrt(mean(v^2) + eps), * w
+__global__ void k_gated_rmsnorm(float *y, const float *__restrict__ z, int ldz, const float *__restrict__ w, size_t rows,
+                                int E, int G, float eps) {
+    size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float *yr = y + r * E;
+    const int gs = E / G;
+    for (int i = lane; i < E; i += 32) yr[i] = yr[i] * silu(z[r * ldz + i]);
+    __syncwarp();
+    for (int g = 0; g < G; g++) {
+        double ss = 0;
+        for (int i = g * gs + lane; i < (g + 1) * gs; i += 32) ss += (double)yr[i] * yr[i];
+        ss = warp_sum(ss);
+        float rs = 1.0f / sqrtf((float)(ss / gs) + eps);
+        for (int i = g * gs + lane; i < (g + 1) * gs; i += 32) yr[i] = w[i] * (yr[i] * rs);
+    }
+}
+
+#define LAUNCH(kernel, n, ...)                                                                                        \
+    do {                                                                                                              \
+        kernel<<<grid_for((n), 256), 256, 0, g->st>>>(__VA_ARGS__);                                                  \
+        QTK_CUDA_TRY_LAUNCH(#kernel);                                                                                 \
+    } while (0)
+
+// y (rows, N) = x (rows, K; row stride ldx) W^T (+ b)
+static qtk_status linear(qtk_mamba_cuda *g, const float *x, int ldx, const float *hW, const float *hb, float *y, size_t rows,
+                         int N, int K) {
+    const float one = 1.0f, zero = 0.0f;
+    QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEV(g, hW), K, x, ldx, &zero, y, N));
+    if (hb) LAUNCH(k_bias, rows * N, y, DEV(g, hb), rows, N);
+    return QTK_OK;
+}
+
+// the forward of L tokens per sequence (tokens already in g->tok); logits into g->logits when want
+static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
+    const qtk_mamba *m = g->m;
+    const qtk_mamba_config *c = &m->cfg;
+    const int B = g->B, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, IN = qtk_mamba_in_proj_out(c),
+              CD = qtk_mamba_conv_dim(c);
+    const size_t rows = (size_t)B * L;
+    const unsigned rb = (unsigned)((rows + 7) / 8);
+    LAUNCH(k_embed, rows * D, g->tok, DEV(g, m->emb), g->hres, rows, D);
+    for (int l = 0; l < c->n_layers; l++) {
+        const qtk_mamba_layer *ly = &m->layers[l];
+        float *cs = g->conv + g->conv_per_layer * l, *ss = g->ssm + g->ssm_per_layer * l;
+        // h += previous mixer output (g->y holds it from layer l-1's out_proj); u = norm(h)
+        k_add_rmsnorm<<<rb, 256, 0, g->st>>>(g->hres, l ? g->u : NULL, DEV(g, ly->norm_w), g->u, rows, D, c->eps);
+        QTK_CUDA_TRY_LAUNCH("add_rmsnorm");
+        QTK_TRY(linear(g, g->u, D, ly->in_proj_w, ly->in_proj_b, g->proj, rows, IN, D));
+        if (c->arch == QTK_MAMBA1) {
+            const int R = c->dt_rank;
+            float *xdbl = g->extra, *dt = xdbl + rows * (R + 2 * N);
+            k_conv_silu<<<(B * E + 127) / 128, 128, 0, g->st>>>(g->proj, IN, B, L, E, K, DEV(g, ly->conv_w),
+                                                                 ly->conv_b ? DEV(g, ly->conv_b) : NULL, cs, g->xc);
+            QTK_CUDA_TRY_LAUNCH("conv_silu");
+            QTK_TRY(linear(g, g->xc, E, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E));
+            QTK_TRY(linear(g, xdbl, R + 2 * N, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R));
+            LAUNCH(k_softplus, rows * E, dt, rows * E);
+            int S = 1;
+            while (S < N) S <<= 1;
+            const long threads = ((long)B * E + 32 / S - 1) / (32 / S) * 32;
+            k_scan1<<<(unsigned)((threads + 127) / 128), 128, 0, g->st>>>(B, L, E, N, S, g->xc, dt, xdbl + R, xdbl + R + N,
+                                                                          R + 2 * N, g->proj + E, IN, DEV(g, ly->A_log),
+                                                                          DEV(g, ly->Dskip), ss, g->y);
+            QTK_CUDA_TRY_LAUNCH("scan1");
+        } else {
+            const int H = c->n_heads, P = c->head_dim;
+            float *dt = g->extra;
+            k_conv_silu<<<(B * CD + 127) / 128, 128, 0, g->st>>>(g->proj + E, IN, B, L, CD, K, DEV(g, ly->conv_w),
+                                                                  ly->conv_b ? DEV(g, ly->conv_b) : NULL, cs, g->xc);
+            QTK_CUDA_TRY_LAUNCH("conv_silu");
+            LAUNCH(k_dt2, rows * H, g->proj, IN, E + CD, DEV(g, ly->dt_bias), dt, rows, H, c->dt_min, c->dt_max);
+            const int ptile = 16; // p values per block: 16 x SSD_NG = 128 threads
+            k_ssd2<<<dim3((unsigned)(B * H), (unsigned)((P + ptile - 1) / ptile)), ptile * SSD_NG, 0, g->st>>>(
+                B, L, H, P, N, c->n_groups, g->xc, CD, E, dt, DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+            QTK_CUDA_TRY_LAUNCH("ssd2");
+            k_gated_rmsnorm<<<rb, 256, 0, g->st>>>(g->y, g->proj, IN, DEV(g, ly->gnorm_w), rows, E, c->n_groups, c->eps);
+            QTK_CUDA_TRY_LAUNCH("gated_rmsnorm");
+        }
+        // out = out_proj(y), kept in u until the next layer's add
+        QTK_TRY(linear(g, g->y, E, ly->out_proj_w, ly->out_proj_b, g->u, rows, D, E));
+    }
+    // h += last mixer output; logits = lm_head(norm_f(h))
+    k_add_rmsnorm<<<rb, 256, 0, g->st>>>(g->hres, g->u, DEV(g, m->norm_f), g->u, rows, D, c->eps);
+    QTK_CUDA_TRY_LAUNCH("add_rmsnorm");
+    if (want) QTK_TRY(linear(g, g->u, D, m->lm_head, NULL, g->logits, rows, c->vocab, D));
+    return QTK_OK;
+}
+
+extern "C" void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g) {
+    if (!g) return;
+    if (g->graph) cudaGraphExecDestroy(g->graph);
+    if (g->h) cublasDestroy(g->h);
+    if (g->st) cudaStreamDestroy(g->st);
+    cudaFree(g->ws);
+    cudaFree(g->d_params);
+    cudaFree(g->conv);
+    cudaFree(g->ssm);
+    cudaFree(g->tok);
+    cudaFree(g->hres);
+    free(g);
+}
+
+static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int maxL) {
+    const qtk_mamba_config *c = &m->cfg;
+    if (maxB < 1 || maxL < 1) return qtk_fail(QTK_ERR_ARG, "GPU Mamba for %d x %d tokens", maxB, maxL);
+    if (c->d_conv > 64) return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Mamba: conv_kernel %d (at most 64)", c->d_conv);
+    if (c->d_state > (c->arch == QTK_MAMBA1 ? 32 : 32 * SSD_NG))
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Mamba%d: state_size %d (at most %d)", c->arch, c->d_state,
+                        c->arch == QTK_MAMBA1 ? 32 : 32 * SSD_NG);
+    g->m = m;
+    g->maxB = maxB;
+    g->maxL = maxL;
+    const size_t rows = (size_t)maxB * maxL, D = c->d_model, E = c->d_inner, IN = qtk_mamba_in_proj_out(c),
+                 CD = qtk_mamba_conv_dim(c), V = c->vocab;
+    size_t extra = c->arch == QTK_MAMBA1 ? (size_t)(c->dt_rank + 2 * c->d_state) + E : (size_t)c->n_heads;
+    size_t act = rows * (2 * D + IN + CD + E + extra + V);
+    size_t fr = 0, tot = 0;
+    QTK_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
+    g->conv_per_layer = (size_t)maxB * CD * c->d_conv;
+    g->ssm_per_layer = (size_t)maxB * E * c->d_state;
+    size_t need = (m->n_params + act + (g->conv_per_layer + g->ssm_per_layer) * c->n_layers) * sizeof(float) + rows * 4 +
+                  ((size_t)64 << 20);
+    if (need > fr)
+        return qtk_fail(QTK_ERR_NOMEM, "GPU Mamba for %d x %d tokens needs %.2f GiB, %.2f GiB free: fewer tokens at once",
+                        maxB, maxL, need / 1073741824.0, fr / 1073741824.0);
+    QTK_CUDA_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
+    QTK_CUBLAS_TRY(cublasCreate(&g->h));
+    QTK_CUBLAS_TRY(cublasSetStream(g->h, g->st));
+    QTK_CUDA_TRY(cudaMalloc(&g->ws, (size_t)32 << 20));
+    QTK_CUBLAS_TRY(cublasSetWorkspace(g->h, g->ws, (size_t)32 << 20));
+    QTK_CUDA_TRY(cudaMalloc((void **)&g->d_params, m->n_params * sizeof(float)));
+    QTK_CUDA_TRY(cudaMemcpy(g->d_params, m->mem, m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+    QTK_CUDA_TRY(cudaMalloc((void **)&g->conv, g->conv_per_layer * c->n_layers * sizeof(float)));
+    QTK_CUDA_TRY(cudaMalloc((void **)&g->ssm, g->ssm_per_layer * c->n_layers * sizeof(float)));
+    QTK_CUDA_TRY(cudaMalloc((void **)&g->tok, rows * sizeof(int32_t)));
+    QTK_CUDA_TRY(cudaMalloc((void **)&g->hres, act * sizeof(float)));
+    g->u = g->hres + rows * D;
+    g->proj = g->u + rows * D;
+    g->xc = g->proj + rows * IN;
+    g->y = g->xc + rows * CD;
+    g->extra = g->y + rows * E;
+    g->logits = g->extra + rows * extra;
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int max_batch, int max_len) {
+    *out = NULL;
+    qtk_mamba_cuda *g = (qtk_mamba_cuda *)calloc(1, sizeof *g);
+    if (!g) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    qtk_status st = create(g, m, max_batch, max_len);
+    if (st != QTK_OK) {
+        qtk_mamba_cuda_destroy(g);
+        return st;
+    }
+    *out = g;
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_mamba_cuda_reset(qtk_mamba_cuda *g, int B) {
+    if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU Mamba: %d sequences, planned for at most %d", B, g->maxB);
+    g->B = B;
+    const int layers = g->m->cfg.n_layers;
+    QTK_CUDA_TRY(cudaMemsetAsync(g->conv, 0, g->conv_per_layer * layers * sizeof(float), g->st));
+    QTK_CUDA_TRY(cudaMemsetAsync(g->ssm, 0, g->ssm_per_layer * layers * sizeof(float), g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+// the states are laid out for B sequences (B x ...), so a per-layer stride of maxB is fine: sequence b of layer l
+// lives at conv + conv_per_layer * l + b * (conv_dim * K), whatever B is
+
+static qtk_status tokens_in(qtk_mamba_cuda *g, const int32_t *tokens, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= g->m->cfg.vocab)
+            return qtk_fail(QTK_ERR_ARG, "token %d at index %zu is outside the vocabulary (0..%d)", tokens[i], i,
+                            g->m->cfg.vocab - 1);
+    QTK_CUDA_TRY(cudaMemcpyAsync(g->tok, tokens, n * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_mamba_cuda_prefill(qtk_mamba_cuda *g, const int32_t *tokens, int L, float *logits) {
+    if (!g->B) return qtk_fail(QTK_ERR_ARG, "GPU Mamba: reset first");
+    if (L < 1 || L > g->maxL) return qtk_fail(QTK_ERR_ARG, "GPU Mamba: prefill of %d tokens, planned for at most %d", L, g->maxL);
+    const size_t rows = (size_t)g->B * L;
+    QTK_TRY(tokens_in(g, tokens, rows));
+    QTK_TRY(forward(g, L, logits != NULL));
+    if (logits)
+        QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, rows * g->m->cfg.vocab * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_mamba_cuda_decode(qtk_mamba_cuda *g, const int32_t *tokens, float *logits, int use_graph) {
+    if (!g->B) return qtk_fail(QTK_ERR_ARG, "GPU Mamba: reset first");
+    QTK_TRY(tokens_in(g, tokens, (size_t)g->B));
+    if (!use_graph) QTK_TRY(forward(g, 1, 1));
+    else {
+        if (!g->graph || g->graph_B != g->B) {
+            if (g->graph) cudaGraphExecDestroy(g->graph);
+            g->graph = NULL;
+            cudaGraph_t graph;
+            QTK_CUDA_TRY(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
+            qtk_status st = forward(g, 1, 1);
+            cudaError_t e = cudaStreamEndCapture(g->st, &graph);
+            QTK_TRY(st);
+            QTK_CUDA_TRY(e);
+            e = cudaGraphInstantiate(&g->graph, graph, 0);
+            cudaGraphDestroy(graph);
+            QTK_CUDA_TRY(e);
+            g->graph_B = g->B;
+        }
+        QTK_CUDA_TRY(cudaGraphLaunch(g->graph, g->st));
+    }
+    if (logits)
+        QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, (size_t)g->B * g->m->cfg.vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                                     g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_mamba_cuda_get_state(qtk_mamba_cuda *g, qtk_mamba_state *s) {
+    if (s->B != g->B) return qtk_fail(QTK_ERR_ARG, "GPU Mamba: state for %d sequences, the GPU has %d", s->B, g->B);
+    for (int l = 0; l < g->m->cfg.n_layers; l++) {
+        QTK_CUDA_TRY(cudaMemcpy(s->conv + s->conv_per_layer * l, g->conv + g->conv_per_layer * l,
+                                s->conv_per_layer * sizeof(float), cudaMemcpyDeviceToHost));
+        QTK_CUDA_TRY(cudaMemcpy(s->ssm + s->ssm_per_layer * l, g->ssm + g->ssm_per_layer * l, s->ssm_per_layer * sizeof(float),
+                                cudaMemcpyDeviceToHost));
+    }
+    return QTK_OK;
+}

@@ -1,0 +1,36 @@
+// Mamba1 / Mamba2 on one NVIDIA GPU, float32: the CPU forward of mamba.h with the projections on
+// cuBLAS and kernels for the embedding, the fused residual add + RMSNorm, the causal conv + SiLU, the
+// selective scan (Mamba1), the SSD recurrence and the gated RMSNorm (Mamba2). Decode of a fixed batch
+// is captured once as a CUDA graph and replayed per token.
+//
+// Use: qtk_mamba_cuda_create (weights to the GPU, buffers for max_batch x max_len tokens), then
+// qtk_mamba_cuda_reset(B) for B sequences, qtk_mamba_cuda_prefill (continues from the state, as the
+// CPU) and qtk_mamba_cuda_decode. A build without CUDA returns QTK_ERR_UNSUPPORTED from every call.
+#ifndef QTK_MAMBA_CUDA_H
+#define QTK_MAMBA_CUDA_H
+
+#include "mamba.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qtk_mamba_cuda qtk_mamba_cuda;
+
+qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int max_batch, int max_len);
+void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g);
+// The empty prefix for B <= max_batch sequences.
+qtk_status qtk_mamba_cuda_reset(qtk_mamba_cuda *g, int B);
+// tokens (B, L) on the host, L <= max_len; logits (B, L, V) to the host, or NULL.
+qtk_status qtk_mamba_cuda_prefill(qtk_mamba_cuda *g, const int32_t *tokens, int L, float *logits);
+// One token per sequence (host tokens (B), host logits (B, V) or NULL). use_graph: replay the captured
+// graph (captured on first use for this batch), else launch the kernels one by one.
+qtk_status qtk_mamba_cuda_decode(qtk_mamba_cuda *g, const int32_t *tokens, float *logits, int use_graph);
+// The GPU's states copied into s (initialised for the same B), for tests.
+qtk_status qtk_mamba_cuda_get_state(qtk_mamba_cuda *g, qtk_mamba_state *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
