@@ -17,7 +17,9 @@ extern "C" {
 
 typedef struct qtk_mamba_cuda qtk_mamba_cuda;
 
-qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int max_batch, int max_len);
+// fp16: the projections (in, x, dt, out, lm_head) run with fp16 weights and fp16 inputs on tensor
+// cores with FP32 sums (the decode weight traffic halves); everything else stays float32.
+qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int max_batch, int max_len, int fp16);
 void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g);
 // The empty prefix for B <= max_batch sequences.
 qtk_status qtk_mamba_cuda_reset(qtk_mamba_cuda *g, int B);

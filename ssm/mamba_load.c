@@ -524,8 +524,8 @@ qtk_status qtk_mamba_write_random(const char *dir, const qtk_mamba_config *c, ui
     do {                                                                                                          \
         if (st != QTK_OK) break;                                                                                  \
         snprintf(names[nt], sizeof names[nt], __VA_ARGS__);                                                       \
-        shapes[nt][0] = a, shapes[nt][1] = b, shapes[nt][2] = cc;                                                 \
-        size_t n_ = (size_t)a * (size_t)(nd > 1 ? b : 1) * (size_t)(nd > 2 ? cc : 1);                             \
+        shapes[nt][0] = (a), shapes[nt][1] = (b), shapes[nt][2] = (cc);                                           \
+        size_t n_ = (size_t)(a) * (size_t)(nd > 1 ? (b) : 1) * (size_t)(nd > 2 ? (cc) : 1);                       \
         float lo_, hi_;                                                                                           \
         range_for(names[nt], (int)D, &lo_, &hi_);                                                                 \
         void *buf_ = malloc(n_ * (dt == QTK_F32 ? 4 : 2));                                                        \

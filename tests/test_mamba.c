@@ -53,9 +53,11 @@ static void write_case(const cJSON *cs, const char *dir, qtk_dtype dtype) {
     free(ent);
 }
 
+// max |a - b| / max |b|; a non-finite value anywhere is an infinite error
 static double max_rel(const float *a, const float *b, size_t n) {
     double mx = 0, md = 0;
     for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
         mx = fmax(mx, fabs((double)b[i]));
         md = fmax(md, fabs((double)a[i] - b[i]));
     }
@@ -91,6 +93,7 @@ typedef struct {
 
 static void err_add(err_t *e, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) e->md = INFINITY;
         e->mx = fmax(e->mx, fabs((double)b[i]));
         e->md = fmax(e->md, fabs((double)a[i] - b[i]));
     }
@@ -359,6 +362,28 @@ START_TEST(test_dtypes_and_names) {
     }
     qtk_mamba_free(&ref);
     fixture_close(&fx);
+    // random checkpoints (benchmarks): every shape as the loader expects, finite logits
+    qtk_mamba_config rc = {.arch = QTK_MAMBA1, .d_model = 64, .d_inner = 128, .d_state = 16, .d_conv = 4, .n_layers = 2,
+                           .vocab = 100, .dt_rank = 8, .eps = 1e-5f, .conv_bias = 1, .use_bias = 1, .tied = 0};
+    for (int k = 0; k < 2; k++) {
+        if (k) rc = (qtk_mamba_config){.arch = QTK_MAMBA2, .d_model = 64, .d_inner = 128, .d_state = 32, .d_conv = 4,
+                                       .n_layers = 2, .vocab = 100, .head_dim = 16, .n_heads = 8, .n_groups = 2,
+                                       .chunk_size = 8, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+        ck_qtk(qtk_mamba_write_random(tu_tmp, &rc, 9, k ? "BF16" : "F32"));
+        qtk_mamba rm;
+        ck_qtk(qtk_mamba_load(&rm, tu_tmp));
+        ck_assert_int_eq(rm.cfg.tied, rc.tied);
+        for (size_t i = 0; i < rm.n_params; i++) ck_assert_msg(isfinite(rm.mem[i]), "random parameter %zu", i);
+        qtk_mamba_state rs;
+        ck_qtk(qtk_mamba_state_init(&rs, &rm, 2));
+        int32_t rt[2 * 12];
+        for (int i = 0; i < 24; i++) rt[i] = (i * 37) % 100;
+        float rl[2 * 12 * 100];
+        ck_qtk(qtk_mamba_prefill(&rm, &rs, rt, 12, rl, QTK_SCAN_AUTO));
+        for (int i = 0; i < 2 * 12 * 100; i++) ck_assert_msg(isfinite(rl[i]), "random model logit %d", i);
+        qtk_mamba_state_free(&rs);
+        qtk_mamba_free(&rm);
+    }
     // mamba_ssm's config keys
     qtk_mamba_config c;
     ck_qtk(qtk_mamba_config_parse("{\"d_model\": 768, \"n_layer\": 24, \"vocab_size\": 50277, \"ssm_cfg\": {}, "

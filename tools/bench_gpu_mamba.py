@@ -3,10 +3,11 @@
 
 Run on the GPU machine from the repository root, after building here:
 
-    python3 tools/bench_gpu_mamba.py [--prefill 1024] [--layers-2p8b 64]
+    python3 tools/bench_gpu_mamba.py [--prefill 1024] [--layers-2p8b 64] [--fp16]
 
 For random-weight models with the shapes of mamba-130m and mamba-2.8b (and
-mamba2-130m), float32 on both sides (TF32 off), it times transformers'
+mamba2-130m), float32 on both sides (TF32 off; with --fp16: transformers'
+model in fp16, qtk's projections in fp16 with FP32 sums), it times transformers'
 forward of one sequence of --prefill tokens, and its decode per token at
 batch 1, 16 and 64 (generate() with the cache: the time of 40 new tokens
 minus 8, over 32). Then it runs build/bench/bench_mamba_cuda (the same
@@ -51,9 +52,10 @@ def sync_time(fn):
 
 
 @torch.no_grad()
-def hf_times(cls, cfg, L):
+def hf_times(cls, cfg, L, fp16):
     with torch.device("cuda"):
-        model = cls(cfg).float().eval()
+        model = cls(cfg).eval()
+        model = model.half() if fp16 else model.float()
     ids = torch.randint(0, cfg.vocab_size, (1, L), device="cuda")
     model(ids[:, :16], use_cache=False)
     prefill = min(sync_time(lambda: model(ids, use_cache=False)) for _ in range(2))
@@ -75,13 +77,15 @@ def main():
     ap.add_argument("--prefill", type=int, default=1024)
     ap.add_argument("--layers-2p8b", type=int, default=64)
     ap.add_argument("--qtk", default="build/bench/bench_mamba_cuda")
+    ap.add_argument("--fp16", action="store_true")
     a = ap.parse_args()
-    p = subprocess.run([a.qtk, "--prefill", str(a.prefill), "--layers-2p8b", str(a.layers_2p8b)], capture_output=True,
-                       text=True)
+    p = subprocess.run([a.qtk, "--prefill", str(a.prefill), "--layers-2p8b", str(a.layers_2p8b), "--fp16",
+                        str(int(a.fp16))], capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"{a.qtk} failed ({p.returncode}): {p.stderr.strip()}")
     rows = {r["model"]: r for r in (json.loads(l) for l in p.stdout.splitlines() if l.startswith("{"))}
-    print(f"GPU: {torch.cuda.get_device_name()}, float32 (TF32 off), torch {torch.__version__}; {p.stderr.strip()}")
+    print(f"GPU: {torch.cuda.get_device_name()}, {'fp16' if a.fp16 else 'float32 (TF32 off)'}, torch {torch.__version__}; "
+          f"{p.stderr.strip()}")
     print(f"| model | prefill L={a.prefill}: transformers | qtk | speed-up | decode B=1: transformers | qtk | speed-up "
           "| weight-bandwidth floor | qtk / floor | decode B=16: transformers / qtk | decode B=64: transformers / qtk |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -89,7 +93,7 @@ def main():
         if name not in rows:
             continue
         r = rows[name]
-        pre, dec = hf_times(cls, cfg, a.prefill)
+        pre, dec = hf_times(cls, cfg, a.prefill, a.fp16)
         print(f"| {name} ({r['layers']} layers, {r['params_m']:.0f}M) | {pre:.3f} s | {r['prefill_s']:.4f} s | "
               f"{pre / r['prefill_s']:.1f}x | {dec[1] * 1e3:.2f} ms | {r['decode_b1_ms']:.3f} ms | "
               f"{dec[1] * 1e3 / r['decode_b1_ms']:.1f}x | {r['floor_ms']:.3f} ms | {r['decode_b1_over_floor']:.2f}x | "

@@ -2,11 +2,13 @@
 // projections through cuBLAS (exact FP32), everything else in the kernels below. Built with
 // --fmad=false like the rest of the CUDA code, so elementwise steps round as the CPU's.
 #include <cublas_v2.h>
+#include <cuda_fp16.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../core/cuda/cuda_check.h"
+#include "../../core/tensor.h"
 #include "../mamba_cuda.h"
 
 struct qtk_mamba_cuda {
@@ -16,6 +18,9 @@ struct qtk_mamba_cuda {
     cudaStream_t st;
     void *ws;              // cuBLAS workspace (set explicitly so graph capture allocates nothing)
     float *d_params;       // m->mem on the GPU: device pointer = d_params + (host pointer - m->mem)
+    int fp16;              // projections (in, x, dt, out, head) with fp16 weights and inputs, FP32 sums
+    __half *d_half;        // the same offsets as d_params, in fp16 (only the projection weights are filled)
+    __half *xh;            // a GEMM input in fp16
     float *conv, *ssm;     // states: (layers, maxB, conv_dim, K), (layers, maxB, E * N)
     size_t conv_per_layer, ssm_per_layer;
     // activations for maxB * maxL rows
@@ -26,6 +31,7 @@ struct qtk_mamba_cuda {
 };
 
 #define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))
+#define DEVH(g, hp) ((g)->d_half + ((hp) - (g)->m->mem))
 
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
 __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
@@ -63,6 +69,12 @@ __global__ void k_add_rmsnorm(float *h, const float *add, const float *__restric
     ss = warp_sum(ss);
     float rs = 1.0f / sqrtf((float)(ss / D) + eps);
     for (int i = lane; i < D; i += 32) y[r * D + i] = w[i] * (hr[i] * rs);
+}
+
+// xh (rows, K) = x (rows, K; row stride ld) in fp16
+__global__ void k_to_half(const float *__restrict__ x, int ld, __half *xh, size_t rows, int K) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * K; i += (size_t)gridDim.x * blockDim.x)
+        xh[i] = __float2half_rn(x[(i / K) * ld + i % K]);
 }
 
 // y[r, j] += b[j]
@@ -206,7 +218,12 @@ __global__ void k_gated_rmsnorm(float *y, const float *__restrict__ z, int ldz, 
 static qtk_status linear(qtk_mamba_cuda *g, const float *x, int ldx, const float *hW, const float *hb, float *y, size_t rows,
                          int N, int K) {
     const float one = 1.0f, zero = 0.0f;
-    QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEV(g, hW), K, x, ldx, &zero, y, N));
+    if (g->fp16) { // fp16 operands on tensor cores, FP32 sums and output
+        LAUNCH(k_to_half, rows * K, x, ldx, g->xh, rows, K);
+        QTK_CUBLAS_TRY(cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEVH(g, hW), CUDA_R_16F, K, g->xh,
+                                    CUDA_R_16F, K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else
+        QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEV(g, hW), K, x, ldx, &zero, y, N));
     if (hb) LAUNCH(k_bias, rows * N, y, DEV(g, hb), rows, N);
     return QTK_OK;
 }
@@ -274,6 +291,8 @@ extern "C" void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g) {
     if (g->st) cudaStreamDestroy(g->st);
     cudaFree(g->ws);
     cudaFree(g->d_params);
+    cudaFree(g->d_half);
+    cudaFree(g->xh);
     cudaFree(g->conv);
     cudaFree(g->ssm);
     cudaFree(g->tok);
@@ -281,7 +300,38 @@ extern "C" void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g) {
     free(g);
 }
 
-static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int maxL) {
+// the projection weights in fp16 at their offsets in d_half
+static qtk_status upload_half(qtk_mamba_cuda *g) {
+    const qtk_mamba *m = g->m;
+    const qtk_mamba_config *c = &m->cfg;
+    QTK_CUDA_TRY(cudaMalloc((void **)&g->d_half, m->n_params * sizeof(__half)));
+    size_t cap = 0;
+    uint16_t *tmp = NULL;
+    qtk_status st = QTK_OK;
+    for (int l = -1; l < c->n_layers && st == QTK_OK; l++) {
+        const qtk_mamba_layer *ly = l >= 0 ? &m->layers[l] : NULL;
+        const float *w[4] = {ly ? ly->in_proj_w : m->lm_head, ly ? ly->out_proj_w : NULL, ly ? ly->x_proj_w : NULL,
+                             ly ? ly->dt_proj_w : NULL};
+        const size_t D = c->d_model, E = c->d_inner;
+        const size_t n[4] = {ly ? (size_t)qtk_mamba_in_proj_out(c) * D : (size_t)c->vocab * D, D * E,
+                             (size_t)(c->dt_rank + 2 * c->d_state) * E, E * (size_t)c->dt_rank};
+        for (int k = 0; k < 4 && st == QTK_OK; k++) {
+            if (!w[k]) continue;
+            if (n[k] > cap) {
+                free(tmp);
+                cap = n[k];
+                if (!(tmp = (uint16_t *)malloc(cap * sizeof *tmp))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+            }
+            for (size_t i = 0; st == QTK_OK && i < n[k]; i++) tmp[i] = qtk_f32_to_f16(w[k][i]);
+            cudaError_t e = st == QTK_OK ? cudaMemcpy(DEVH(g, w[k]), tmp, n[k] * 2, cudaMemcpyHostToDevice) : cudaSuccess;
+            if (e != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "fp16 weights: %s", cudaGetErrorString(e));
+        }
+    }
+    free(tmp);
+    return st;
+}
+
+static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int maxL, int fp16) {
     const qtk_mamba_config *c = &m->cfg;
     if (maxB < 1 || maxL < 1) return qtk_fail(QTK_ERR_ARG, "GPU Mamba for %d x %d tokens", maxB, maxL);
     if (c->d_conv > 64) return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Mamba: conv_kernel %d (at most 64)", c->d_conv);
@@ -291,6 +341,7 @@ static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int ma
     g->m = m;
     g->maxB = maxB;
     g->maxL = maxL;
+    g->fp16 = fp16;
     const size_t rows = (size_t)maxB * maxL, D = c->d_model, E = c->d_inner, IN = qtk_mamba_in_proj_out(c),
                  CD = qtk_mamba_conv_dim(c), V = c->vocab;
     size_t extra = c->arch == QTK_MAMBA1 ? (size_t)(c->dt_rank + 2 * c->d_state) + E : (size_t)c->n_heads;
@@ -299,8 +350,9 @@ static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int ma
     QTK_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
     g->conv_per_layer = (size_t)maxB * CD * c->d_conv;
     g->ssm_per_layer = (size_t)maxB * E * c->d_state;
+    size_t kmax = E > D ? E : D;
     size_t need = (m->n_params + act + (g->conv_per_layer + g->ssm_per_layer) * c->n_layers) * sizeof(float) + rows * 4 +
-                  ((size_t)64 << 20);
+                  (fp16 ? m->n_params * 2 + rows * kmax * 2 : 0) + ((size_t)64 << 20);
     if (need > fr)
         return qtk_fail(QTK_ERR_NOMEM, "GPU Mamba for %d x %d tokens needs %.2f GiB, %.2f GiB free: fewer tokens at once",
                         maxB, maxL, need / 1073741824.0, fr / 1073741824.0);
@@ -321,14 +373,19 @@ static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int ma
     g->y = g->xc + rows * CD;
     g->extra = g->y + rows * E;
     g->logits = g->extra + rows * extra;
+    if (fp16) {
+        QTK_TRY(upload_half(g));
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->xh, rows * kmax * sizeof(__half)));
+    }
     return QTK_OK;
 }
 
-extern "C" qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int max_batch, int max_len) {
+extern "C" qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int max_batch, int max_len,
+                                            int fp16) {
     *out = NULL;
     qtk_mamba_cuda *g = (qtk_mamba_cuda *)calloc(1, sizeof *g);
     if (!g) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    qtk_status st = create(g, m, max_batch, max_len);
+    qtk_status st = create(g, m, max_batch, max_len, fp16);
     if (st != QTK_OK) {
         qtk_mamba_cuda_destroy(g);
         return st;
