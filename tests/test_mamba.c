@@ -7,8 +7,6 @@
 #include "../ssm/mamba.h"
 #include "testutil.h"
 
-#include <sys/wait.h>
-
 #define SEED 2026
 
 // the fixture case's checkpoint in dir: config.json (the stored text) and model.safetensors
@@ -53,16 +51,7 @@ static void write_case(const cJSON *cs, const char *dir, qtk_dtype dtype) {
     free(ent);
 }
 
-// max |a - b| / max |b|; a non-finite value anywhere is an infinite error
-static double max_rel(const float *a, const float *b, size_t n) {
-    double mx = 0, md = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
-        mx = fmax(mx, fabs((double)b[i]));
-        md = fmax(md, fabs((double)a[i] - b[i]));
-    }
-    return md / (mx > 0 ? mx : 1);
-}
+#define max_rel tu_max_rel
 
 typedef struct {
     qtk_safetensors st;
@@ -451,17 +440,8 @@ START_TEST(test_bad_checkpoints) {
 }
 END_TEST
 
-static char out[1 << 16];
-
-static int run(const char *args) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", QTK_CLI, args);
-    FILE *p = popen(cmd, "r");
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define out tu_cli_out // the CLI's output (testutil.h)
+#define run tu_cli
 
 // qtk perplexity / qtk generate on the tiny model, and their bad input
 START_TEST(test_cli) {

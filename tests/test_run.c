@@ -12,17 +12,8 @@
 #define QTK_CLI "build/qtk"
 #endif
 
-static char out[65536];
-
-static int run(const char *args) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", QTK_CLI, args);
-    FILE *p = popen(cmd, "r");
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define out tu_cli_out // the CLI's output (testutil.h)
+#define run tu_cli
 
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");

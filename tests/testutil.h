@@ -84,6 +84,34 @@ static inline void tu_fill_normal(qtk_rng *r, float *x, size_t n, float sd) {
     for (size_t i = 0; i < n; i++) x[i] = sd * qtk_rng_normal(r);
 }
 
+// max |a - b| / max |b| over n values; a non-finite value on either side is an infinite error.
+static inline double tu_max_rel(const float *a, const float *b, size_t n) {
+    double mx = 0, md = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
+        mx = fmax(mx, fabs((double)b[i]));
+        md = fmax(md, fabs((double)a[i] - b[i]));
+    }
+    return md / (mx > 0 ? mx : 1);
+}
+
+#ifndef QTK_CLI
+#define QTK_CLI "build/qtk"
+#endif
+#include <sys/wait.h>
+// The qtk CLI with args, stdout and stderr together into tu_cli_out; returns its exit status (-1: killed).
+static char tu_cli_out[1 << 16] __attribute__((unused));
+static inline int tu_cli(const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", QTK_CLI, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "cannot run %s", cmd);
+    size_t n = fread(tu_cli_out, 1, sizeof tu_cli_out - 1, p);
+    tu_cli_out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 // A fresh temporary folder per test: tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown).
 static char tu_tmp[64];
 

@@ -32,31 +32,11 @@ from safetensors.torch import save_file
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
+from pcg32 import PCG32  # noqa: E402 (tools/ is on the path)
+
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
-M64 = (1 << 64) - 1
 SEED = 2026
-
-
-class PCG32:
-    def __init__(self, seed, stream):
-        self.state, self.inc = 0, ((stream << 1) | 1) & M64
-        self.next()
-        self.state = (self.state + seed) & M64
-        self.next()
-
-    def next(self):
-        old = self.state
-        self.state = (old * 6364136223846793005 + self.inc) & M64
-        xs = (((old >> 18) ^ old) >> 27) & 0xFFFFFFFF
-        rot = old >> 59
-        return ((xs >> rot) | (xs << ((-rot) & 31))) & 0xFFFFFFFF
-
-    def uniform(self, n, lo, hi):
-        u = np.array([self.next() for _ in range(n)], dtype=np.uint32)
-        u = (u >> 8).astype(np.float32) * np.float32(2.0 ** -24)
-        lo, hi = np.float32(lo), np.float32(hi)
-        return lo + (hi - lo) * u  # float32 arithmetic, as in C
 
 
 def param_range(name, shape, timm_scale=False):
