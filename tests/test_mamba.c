@@ -7,6 +7,9 @@
 #include "../ssm/mamba.h"
 #include "testutil.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #define SEED 2026
 
 // the fixture case's checkpoint in dir: config.json (the stored text) and model.safetensors
@@ -348,6 +351,62 @@ START_TEST(test_dtypes_and_names) {
             ck_assert_msg(m.mem[i] == want, "%s parameter %zu: %a vs %a", k ? "bf16" : "fp16", i, m.mem[i], want);
         }
         qtk_mamba_free(&m);
+    }
+    // the same weights in two shards with model.safetensors.index.json, and as a file path
+    {
+        qtk_safetensors whole;
+        char p[512], q[512];
+        write_case(cs, tu_tmp, QTK_F32);
+        snprintf(p, sizeof p, "%s/model.safetensors", tu_tmp);
+        ck_qtk(qtk_st_open(&whole, p));
+        const int n = (int)whole.n_tensors;
+        qtk_st_entry *ent = calloc((size_t)n, sizeof *ent);
+        float **bufs = calloc((size_t)n, sizeof *bufs);
+        cJSON *map = cJSON_CreateObject();
+        for (int i = 0; i < n; i++) {
+            const qtk_st_tensor *t = &whole.tensors[i];
+            size_t numel;
+            ck_qtk(qtk_st_load_f32(&whole, t->name, &bufs[i], &numel));
+            ent[i] = (qtk_st_entry){t->name, QTK_F32, t->ndim, t->shape, bufs[i]};
+            cJSON_AddStringToObject(map, t->name, i < n / 2 ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors");
+        }
+        char shard_dir[300];
+        snprintf(shard_dir, sizeof shard_dir, "%s/sharded", tu_tmp);
+        ck_assert_int_eq(mkdir(shard_dir, 0755), 0);
+        snprintf(q, sizeof q, "%s/model-00001-of-00002.safetensors", shard_dir);
+        ck_qtk(qtk_st_write(q, ent, (size_t)(n / 2), NULL, 0));
+        snprintf(q, sizeof q, "%s/model-00002-of-00002.safetensors", shard_dir);
+        ck_qtk(qtk_st_write(q, ent + n / 2, (size_t)(n - n / 2), NULL, 0));
+        cJSON *idx = cJSON_CreateObject();
+        cJSON_AddItemToObject(idx, "weight_map", map);
+        char *text = cJSON_Print(idx);
+        snprintf(q, sizeof q, "%s/model.safetensors.index.json", shard_dir);
+        FILE *f = fopen(q, "w");
+        fputs(text, f);
+        fclose(f);
+        free(text);
+        cJSON_Delete(idx);
+        snprintf(q, sizeof q, "%s/config.json", shard_dir);
+        f = fopen(q, "w");
+        fputs(cJSON_GetObjectItem(cs, "config_json")->valuestring, f);
+        fclose(f);
+        qtk_mamba sh, fp;
+        ck_qtk(qtk_mamba_load(&sh, shard_dir));
+        ck_qtk(qtk_mamba_load(&fp, p)); // a .safetensors path with config.json beside it
+        ck_assert_uint_eq(sh.n_params, ref.n_params);
+        ck_assert_msg(!memcmp(sh.mem, ref.mem, ref.n_params * 4), "sharded checkpoint loads other values");
+        ck_assert_msg(!memcmp(fp.mem, ref.mem, ref.n_params * 4), "file-path checkpoint loads other values");
+        qtk_mamba_free(&sh);
+        qtk_mamba_free(&fp);
+        // a shard that is not there
+        snprintf(q, sizeof q, "%s/model-00002-of-00002.safetensors", shard_dir);
+        ck_assert_int_eq(unlink(q), 0);
+        ck_assert_int_ne(qtk_mamba_load(&sh, shard_dir), QTK_OK);
+        ck_assert_msg(strstr(qtk_last_error(), "model-00002-of-00002.safetensors") != NULL, "%s", qtk_last_error());
+        for (int i = 0; i < n; i++) qtk_aligned_free(bufs[i]);
+        free(bufs);
+        free(ent);
+        qtk_st_close(&whole);
     }
     qtk_mamba_free(&ref);
     fixture_close(&fx);
