@@ -1,5 +1,6 @@
 // qtk perplexity / qtk generate: the Mamba language models of ssm/ from the command line.
 #include <cjson/cJSON.h>
+#include <cyaml/cyaml.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,53 @@
 #include "../datasets/tokens.h"
 #include "../ssm/mamba.h"
 #include "cli.h"
+#include "config.h"
+
+// --config FILE for both commands: every key optional, flags override.
+//   model: DIR
+//   tokens: FILE | text: FILE
+//   perplexity: {ctx: 1024, stride: 1024, max_windows: 0, batch: 8}
+//   generate: {prompt: TEXT | prompt_ids: "1,2,3", max_new: 200, top_k: 0, temperature: 1.0, seed: 0}
+typedef struct {
+    int ctx, stride, max_windows, batch;
+} lm_ppl;
+typedef struct {
+    char *prompt, *prompt_ids;
+    int max_new, top_k, seed;
+    float temperature;
+} lm_gen;
+typedef struct {
+    char *model, *tokens, *text;
+    lm_ppl perplexity;
+    lm_gen generate;
+} lm_config;
+
+#define OPT (CYAML_FLAG_OPTIONAL)
+#define STRF(key, type, member) CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER | OPT, type, member, 0, CYAML_UNLIMITED)
+static const cyaml_schema_field_t ppl_fields[] = {
+    CYAML_FIELD_INT("ctx", OPT, lm_ppl, ctx), CYAML_FIELD_INT("stride", OPT, lm_ppl, stride),
+    CYAML_FIELD_INT("max_windows", OPT, lm_ppl, max_windows), CYAML_FIELD_INT("batch", OPT, lm_ppl, batch),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t gen_fields[] = {
+    STRF("prompt", lm_gen, prompt), STRF("prompt_ids", lm_gen, prompt_ids), CYAML_FIELD_INT("max_new", OPT, lm_gen, max_new),
+    CYAML_FIELD_INT("top_k", OPT, lm_gen, top_k), CYAML_FIELD_INT("seed", OPT, lm_gen, seed),
+    CYAML_FIELD_FLOAT("temperature", OPT, lm_gen, temperature), CYAML_FIELD_END};
+static const cyaml_schema_field_t lm_fields[] = {
+    STRF("model", lm_config, model), STRF("tokens", lm_config, tokens), STRF("text", lm_config, text),
+    CYAML_FIELD_MAPPING("perplexity", OPT, lm_config, perplexity, ppl_fields),
+    CYAML_FIELD_MAPPING("generate", OPT, lm_config, generate, gen_fields), CYAML_FIELD_END};
+static const cyaml_schema_value_t lm_schema = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, lm_config, lm_fields)};
+
+// The --config FILE among args (loaded; NULL when absent). 0, or the exit status of the error.
+static int load_lm_config(int argc, char **argv, lm_config **out) {
+    *out = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config")) {
+            if (qtk_yaml_load(argv[i + 1], &lm_schema, (void **)out) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+            return 0;
+        }
+    return 0;
+}
 
 // A whole number option value in [lo, hi]; 0 on success, else prints the usage error.
 static int int_arg(const char *opt, const char *v, long lo, long hi, int *out) {
@@ -68,21 +116,38 @@ static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba
 int qtk_cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *tokens = NULL, *text = NULL, *json = NULL;
     int ctx = 1024, stride = 0, max_windows = 0, batch = 8;
-    for (int i = 1; i < argc; i++) {
+    lm_config *cf;
+    int rc0 = load_lm_config(argc, argv, &cf);
+    if (rc0) return rc0;
+    if (cf) { // the config's values, then the flags over them
+        model = cf->model, tokens = cf->tokens, text = cf->text;
+        if (cf->perplexity.ctx) ctx = cf->perplexity.ctx;
+        if (cf->perplexity.stride) stride = cf->perplexity.stride;
+        if (cf->perplexity.max_windows) max_windows = cf->perplexity.max_windows;
+        if (cf->perplexity.batch) batch = cf->perplexity.batch;
+    }
+    int rc = 0;
+    for (int i = 1; i < argc && !rc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            puts("usage: qtk perplexity --model DIR (--tokens FILE | --text FILE) [--ctx 1024] [--stride CTX]\n"
-                 "                      [--max-windows N] [--batch 8] [--json FILE]\n\n"
+            qtk_yaml_free(&lm_schema, cf);
+            puts("usage: qtk perplexity [--config FILE.yaml] --model DIR (--tokens FILE | --text FILE) [--ctx 1024]\n"
+                 "                      [--stride CTX] [--max-windows N] [--batch 8] [--json FILE]\n\n"
                  "Perplexity of a Mamba / Mamba2 language model (a HuggingFace checkpoint folder: config.json and\n"
                  "model.safetensors) on a token file (qtk's format, datasets/tokens.h) or on a text file read as\n"
                  "bytes (byte-level vocabulary, as models/tiny_mamba*). Windows of CTX tokens every STRIDE tokens\n"
                  "(default: CTX, no overlap), each scoring the tokens no earlier window scored (transformers'\n"
-                 "sliding-window recipe); --max-windows stops early.");
+                 "sliding-window recipe); --max-windows stops early. --config reads the same settings from YAML\n"
+                 "(model, tokens | text, perplexity: {ctx, stride, max_windows, batch}); flags override it.");
             return 0;
         }
-        if (!v) return qtk_cli_usage_error("perplexity: %s needs a value", a);
+        if (!v) {
+            rc = qtk_cli_usage_error("perplexity: %s needs a value", a);
+            break;
+        }
         int bad = 0;
-        if (!strcmp(a, "--model")) model = v;
+        if (!strcmp(a, "--config")) {
+        } else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--tokens")) tokens = v;
         else if (!strcmp(a, "--text")) text = v;
         else if (!strcmp(a, "--json")) json = v;
@@ -90,16 +155,23 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "--stride")) bad = int_arg(a, v, 1, 1 << 20, &stride);
         else if (!strcmp(a, "--max-windows")) bad = int_arg(a, v, 0, 1 << 30, &max_windows);
         else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 4096, &batch);
-        else return qtk_cli_usage_error("perplexity: unknown option \"%s\"", a);
-        if (bad) return bad;
+        else bad = qtk_cli_usage_error("perplexity: unknown option \"%s\"", a);
+        rc = bad;
         i++;
     }
-    if (!model) return qtk_cli_usage_error("perplexity: --model DIR is required");
-    if (!tokens == !text) return qtk_cli_usage_error("perplexity: give one of --tokens FILE and --text FILE");
+    if (!rc && !model) rc = qtk_cli_usage_error("perplexity: --model DIR is required");
+    if (!rc && !tokens == !text) rc = qtk_cli_usage_error("perplexity: give one of --tokens FILE and --text FILE");
     if (!stride) stride = ctx;
-    if (stride > ctx) return qtk_cli_usage_error("perplexity: --stride %d is longer than --ctx %d", stride, ctx);
+    if (!rc && (ctx < 2 || stride < 1 || batch < 1 || max_windows < 0))
+        rc = qtk_cli_usage_error("perplexity: ctx %d (at least 2), stride %d, batch %d and max_windows %d out of range", ctx,
+                                 stride, batch, max_windows);
+    if (!rc && stride > ctx) rc = qtk_cli_usage_error("perplexity: --stride %d is longer than --ctx %d", stride, ctx);
     qtk_mamba m;
-    if (qtk_mamba_load(&m, model) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (!rc && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+    if (rc) {
+        qtk_yaml_free(&lm_schema, cf);
+        return rc;
+    }
     int32_t *ids;
     size_t n, scored;
     double ppl, t0 = qtk_now();
@@ -109,11 +181,11 @@ int qtk_cmd_perplexity(int argc, char **argv) {
     free(ids);
     if (st != QTK_OK) {
         qtk_mamba_free(&m);
+        qtk_yaml_free(&lm_schema, cf);
         return qtk_cli_error("%s", qtk_last_error());
     }
     printf("%s on %s: perplexity %.4f over %zu scored tokens (context %d, stride %d), %.1f s, %.0f tokens/s on the CPU\n",
            model, tokens ? tokens : text, ppl, scored, ctx, stride, secs, scored / (secs > 0 ? secs : 1));
-    int rc = 0;
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);
@@ -129,6 +201,7 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         cJSON_Delete(o);
     }
     qtk_mamba_free(&m);
+    qtk_yaml_free(&lm_schema, cf);
     return rc;
 }
 
@@ -136,40 +209,63 @@ int qtk_cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *prompt_ids = NULL;
     int max_new = 200, top_k = 0, seed = 0;
     float temperature = 1.0f;
-    for (int i = 1; i < argc; i++) {
+    lm_config *cf;
+    int rc = load_lm_config(argc, argv, &cf);
+    if (rc) return rc;
+    if (cf) {
+        model = cf->model, prompt = cf->generate.prompt, prompt_ids = cf->generate.prompt_ids;
+        if (cf->generate.max_new) max_new = cf->generate.max_new;
+        if (cf->generate.top_k) top_k = cf->generate.top_k;
+        if (cf->generate.seed) seed = cf->generate.seed;
+        if (cf->generate.temperature != 0) temperature = cf->generate.temperature;
+    }
+    for (int i = 1; i < argc && !rc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            puts("usage: qtk generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new 200] [--top-k 0]\n"
-                 "                    [--temperature 1.0] [--seed 0]\n\n"
+            qtk_yaml_free(&lm_schema, cf);
+            puts("usage: qtk generate [--config FILE.yaml] --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new 200]\n"
+                 "                    [--top-k 0] [--temperature 1.0] [--seed 0]\n\n"
                  "Continues a prompt with a Mamba / Mamba2 language model: prefill, then one token at a time from\n"
                  "the conv and SSM states. --top-k 0 or 1 is greedy; K > 1 samples among the K most likely at the\n"
                  "temperature (seeded). --prompt is read as bytes (byte-level vocabulary, as models/tiny_mamba*),\n"
-                 "and the output is then text; with --prompt-ids the output is token ids.");
+                 "and the output is then text; with --prompt-ids the output is token ids. --config reads the same\n"
+                 "settings from YAML (model, generate: {prompt | prompt_ids, max_new, top_k, temperature, seed});\n"
+                 "flags override it.");
             return 0;
         }
-        if (!v) return qtk_cli_usage_error("generate: %s needs a value", a);
+        if (!v) {
+            rc = qtk_cli_usage_error("generate: %s needs a value", a);
+            break;
+        }
         int bad = 0;
-        if (!strcmp(a, "--model")) model = v;
+        if (!strcmp(a, "--config")) {
+        } else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;
         else if (!strcmp(a, "--max-new")) bad = int_arg(a, v, 1, 1 << 20, &max_new);
         else if (!strcmp(a, "--top-k")) bad = int_arg(a, v, 0, 1 << 24, &top_k);
         else if (!strcmp(a, "--seed")) bad = int_arg(a, v, 0, 1 << 30, &seed);
         else if (!strcmp(a, "--temperature")) bad = float_arg(a, v, 1e-3, 100, &temperature);
-        else return qtk_cli_usage_error("generate: unknown option \"%s\"", a);
-        if (bad) return bad;
+        else bad = qtk_cli_usage_error("generate: unknown option \"%s\"", a);
+        rc = bad;
         i++;
     }
-    if (!model) return qtk_cli_usage_error("generate: --model DIR is required");
-    if (!prompt == !prompt_ids) return qtk_cli_usage_error("generate: give one of --prompt TEXT and --prompt-ids LIST");
+    if (!rc && !model) rc = qtk_cli_usage_error("generate: --model DIR is required");
+    if (!rc && !prompt == !prompt_ids) rc = qtk_cli_usage_error("generate: give one of --prompt TEXT and --prompt-ids LIST");
+    if (!rc && (max_new < 1 || top_k < 0 || seed < 0 || !(temperature > 0)))
+        rc = qtk_cli_usage_error("generate: max_new %d (at least 1), top_k %d, seed %d and temperature %g out of range",
+                                 max_new, top_k, seed, temperature);
     qtk_mamba m;
-    if (qtk_mamba_load(&m, model) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (!rc && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+    if (rc) {
+        qtk_yaml_free(&lm_schema, cf);
+        return rc;
+    }
     const int V = m.cfg.vocab;
     size_t n = prompt ? strlen(prompt) : 1;
     for (const char *p = prompt_ids; p && *p; p++) n += *p == ',';
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     float *logits = malloc((n ? n : 1) * (size_t)V * sizeof *logits);
-    int rc = 0;
     if (!ids || !logits) rc = qtk_cli_error("out of memory");
     else if (prompt) {
         if (V < 256) rc = qtk_cli_error("--prompt is read as bytes, but the model's vocabulary has %d ids (< 256)", V);
@@ -214,5 +310,6 @@ int qtk_cmd_generate(int argc, char **argv) {
     free(ids);
     free(logits);
     qtk_mamba_free(&m);
+    qtk_yaml_free(&lm_schema, cf);
     return rc;
 }

@@ -367,30 +367,41 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     return QTK_OK;
 }
 
-qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_run_config **out) {
+qtk_status qtk_yaml_load(const char *path, const cyaml_schema_value_t *schema, void **out) {
     *out = NULL;
     if (!present(path)) return qtk_fail(QTK_ERR_IO, "%s: no such config file", path);
     cy_log l = {0};
-    qtk_run_config *c = NULL;
-    cyaml_err_t e = cyaml_load_file(path, cy_config(&l), &top_schema, (cyaml_data_t **)&c, NULL);
-    if (e != CYAML_OK) {
-        char key[1400];
-        snprintf(key, sizeof key, "%s", l.path);
-        // an unknown key: name it, with its own line
-        const char *uk = strstr(l.msg, "Unexpected key: ");
-        if (uk) {
-            const char *k = uk + 16;
-            if (key[0]) {
-                char np[1400];
-                snprintf(np, sizeof np, "%.600s.%.600s", key, k);
-                memcpy(key, np, sizeof np);
-            } else snprintf(key, sizeof key, "%.600s", k);
-            int line = find_key_line(path, k);
-            return qtk_fail(QTK_ERR_ARG, "%s:%d: %s: unknown key", path, line ? line : l.line, key);
-        }
-        if (l.line) return qtk_fail(QTK_ERR_ARG, "%s:%d: %s%s%s", path, l.line, key, key[0] ? ": " : "", l.msg[0] ? l.msg : cyaml_strerror(e));
-        return qtk_fail(QTK_ERR_ARG, "%s: %s", path, l.msg[0] ? l.msg : cyaml_strerror(e));
+    cyaml_err_t e = cyaml_load_file(path, cy_config(&l), schema, (cyaml_data_t **)out, NULL);
+    if (e == CYAML_OK) return QTK_OK;
+    *out = NULL;
+    char key[1400];
+    snprintf(key, sizeof key, "%s", l.path);
+    // an unknown key: name it, with its own line
+    const char *uk = strstr(l.msg, "Unexpected key: ");
+    if (uk) {
+        const char *k = uk + 16;
+        if (key[0]) {
+            char np[1400];
+            snprintf(np, sizeof np, "%.600s.%.600s", key, k);
+            memcpy(key, np, sizeof np);
+        } else snprintf(key, sizeof key, "%.600s", k);
+        int line = find_key_line(path, k);
+        return qtk_fail(QTK_ERR_ARG, "%s:%d: %s: unknown key", path, line ? line : l.line, key);
     }
+    if (l.line) return qtk_fail(QTK_ERR_ARG, "%s:%d: %s%s%s", path, l.line, key, key[0] ? ": " : "", l.msg[0] ? l.msg : cyaml_strerror(e));
+    return qtk_fail(QTK_ERR_ARG, "%s: %s", path, l.msg[0] ? l.msg : cyaml_strerror(e));
+}
+
+void qtk_yaml_free(const cyaml_schema_value_t *schema, void *data) {
+    if (!data) return;
+    cy_log l = {0};
+    cyaml_free(cy_config(&l), schema, data, 0);
+}
+
+qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_run_config **out) {
+    *out = NULL;
+    qtk_run_config *c = NULL;
+    QTK_TRY(qtk_yaml_load(path, &top_schema, (void **)&c));
     qtk_status st = QTK_OK;
     for (int i = 0; i < n_sets && st == QTK_OK; i++) st = apply_set(c, sets[i]);
     for (size_t i = 0; st == QTK_OK && i < sizeof keys / sizeof *keys; i++)

@@ -74,4 +74,10 @@ qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_
 qtk_status qtk_config_save(const char *path, const qtk_run_config *c);
 void qtk_config_free(qtk_run_config *c);
 
+// Any YAML file through a libcyaml schema, with qtk's errors: unknown keys, wrong types and bad values
+// name the file, the line and the key path. Free with qtk_yaml_free.
+struct cyaml_schema_value;
+qtk_status qtk_yaml_load(const char *path, const struct cyaml_schema_value *schema, void **out);
+void qtk_yaml_free(const struct cyaml_schema_value *schema, void *data);
+
 #endif

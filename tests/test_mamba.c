@@ -516,8 +516,33 @@ START_TEST(test_cli) {
     ck_assert_msg(!strncmp(out, sampled, strlen(sampled)), "seeded sampling did not repeat: %s vs %s", out, sampled);
     ck_assert_int_eq(run("generate --model models/tiny_mamba1 --prompt-ids 65,110,100 --max-new 5"), 0);
     ck_assert_msg(!strncmp(out, "65 110 100 ", 11), "%s", out);
+    // the same from a YAML config, with a flag over it; and config errors naming file, line and key
+    char cfg[512], args[1024];
+    snprintf(cfg, sizeof cfg, "%s/lm.yaml", tu_tmp);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "model: models/tiny_mamba2\ntext: %s/kjv_heldout_8192.bin\nperplexity:\n  ctx: 128\n  batch: 4\n"
+               "generate:\n  prompt: \"And God said\"\n  max_new: 40\n", QTK_FIXTURES);
+    fclose(f);
+    snprintf(args, sizeof args, "perplexity --config %s --ctx 256", cfg);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "perplexity 3.4328 over 8160 scored tokens (context 256, stride 256)"), "%s", out);
+    snprintf(args, sizeof args, "generate --config %s", cfg);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(!strncmp(out, "And God said", 12), "%s", out);
+    f = fopen(cfg, "w");
+    fprintf(f, "model: models/tiny_mamba2\nperplexity:\n  ctx: 128\n  colour: red\n");
+    fclose(f);
+    snprintf(args, sizeof args, "perplexity --config %s", cfg);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "lm.yaml:4: perplexity.colour: unknown key"), "%s", out);
+    f = fopen(cfg, "w");
+    fprintf(f, "model: models/tiny_mamba2\nperplexity:\n  ctx: many\n");
+    fclose(f);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "lm.yaml:3") && strstr(out, "ctx"), "%s", out);
     const struct { const char *args, *msg; int rc; } bad[] = {
         {"perplexity --model models/tiny_mamba2", "give one of --tokens FILE and --text FILE", 2},
+        {"perplexity --config /nonexistent.yaml", "/nonexistent.yaml: no such config file", 1},
         {"perplexity --model models/tiny_mamba2 --text x --ctx 1", "--ctx takes a whole number in 2..", 2},
         {"perplexity --model models/tiny_mamba2 --text x --ctx 64 --stride 65", "longer than --ctx", 2},
         {"perplexity --model /nonexistent --text x", "/nonexistent: no such file or folder", 1},
