@@ -3,110 +3,7 @@
 // that fuse the bias, GELU, residual add and the quantizer that follows.
 // Built with --fmad=false and IEEE division/sqrt, so every elementwise step
 // rounds as the CPU's C code does.
-#include <cuda_fp16.h>
-#include <cublasLt.h>
-#include <cublas_v2.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "../../core/biascorr.h"
-#include "../../core/cuda/cuda_check.h"
-#include "../../core/qparams.h"
-#include "../../core/cuda/qtk_cuda.h"
-#include "../../core/observer.h"
-#include "../vit_cuda.h"
-
-// One quantizer as the forward applies it: off, per tensor, or per channel of the last axis (PTF).
-typedef struct {
-    int on;
-    int per_channel;
-    float s, z;             // per tensor
-    const float *d_s, *d_z; // per channel (into qtk_vit_cuda.d_qp)
-    float lo, hi;
-    int torch;
-} dquant;
-
-// A weight as int8 codes for the integer GEMMs (qtk_weight_affine): rows 0..O-1 the codes, row O all
-// ones (so the GEMM also yields each input row's code sum), rows O+1..O+3 zero (O + 4 rows: cuBLASLt's
-// int8 alignment); value of row o = alpha[o] * code + gamma[o]; bsum[o] the codes' row sum.
-struct wint {
-    int8_t *codes;
-    double *alpha, *gamma;
-    int32_t *bsum;
-    int ok;
-};
-
-struct qtk_vit_cuda {
-    const qtk_vit *m;
-    int maxB, tf32;
-    qtk_vit_gemm gemm;
-    // the int8 path: input codes (rows x max(C, M)) and int32 sums (rows x (max(3C, M) + 4)); weights
-    int8_t *codes;
-    int32_t *acc;
-    struct wint *wi;      // per point
-    void *wi_mem;
-    size_t wi_cap;
-    // attention on fp16 tensor cores: q, k, v and the probabilities as (grid point - zero point), small
-    // integers exact in fp16, so FP32-accumulated sums below 2^24 are exact (att_int)
-    __half *qkvh, *atth;
-    const void **hptr;    // as ptr: k, q, (unused), v, probabilities
-    float *d_sz;          // scratch: one weight's scales and zero points
-    size_t sz_cap;
-    int n_int8, n_linear; // counts since set_quant (qtk_vit_cuda_int8_count)
-    int n_att16, n_att;
-    // calibration: per point the running min/max on the GPU (2 * channels), and a shared scratch
-    float **cal_mm, *mm_scratch;
-    size_t mm_cap;
-    int fp16_exact;       // this GPU's fp16 GEMMs sum integers below 2^24 exactly (checked at create)
-    cublasHandle_t h;
-    cudaStream_t st;
-    float *d_params;      // a copy of m->mem: device pointer = d_params + (host pointer - m->mem)
-    float *d_wq;          // fake-quantized weights, one region per weight point
-    size_t *wq_off;       // per point: offset into d_wq, or SIZE_MAX
-    int *w_on;            // per point: use the quantized weight
-    float *d_qp;          // per-channel scales and zero points
-    size_t qp_cap, qp_used;
-    dquant *q;            // per point
-    int npoints;
-    int quant_ready, int_ln;
-    // integer LayerNorm ln (norm1 of block i is 2i, norm2 2i+1, the final one 2*depth): the scales of
-    // the quantizer before it (d_ln_s: C or 1 values) and after it, as the CPU hook reads them
-    int ln_on[256], ln_pc[256];
-    const float *ln_s[256];
-    float ln_s1[256], ln_sout[256];
-    // activations
-    float *x, *hbuf, *qkv, *att, *ctx, *mlp, *cols, *feat, *patch, *pos, *img, *logits, *ld;
-    const float **ptr;    // batched-GEMM pointer arrays: 6 * maxB * heads
-    void *mem;
-    // cuBLASLt: GEMMs with the bias in the epilogue (and the residual as C), plans cached per shape
-    cublasLtHandle_t lt;
-    void *ws;
-    size_t ws_bytes;
-    cublasComputeType_t compute;
-    struct lt_plan {
-        int m, n, k, bias, acc, int8, ok;
-        cublasLtMatmulDesc_t op;
-        cublasLtMatrixLayout_t a, b, c;
-        cublasLtMatmulAlgo_t algo;
-    } plans[64];
-    int n_plans;
-    // the search's calibration set on the GPU: its images and every block's input (slot b: the input
-    // of block b for all n images), valid until a quantizer of an earlier block changes
-    float *d_cal, *d_slots;
-    const float *cal_host;
-    int cal_n, n_slots;      // n_slots: depth + 1, or 1 where memory is short (then nothing is reused)
-    int slot_valid[257];
-    int cur_block;           // the block whose inputs block_input_all last produced
-};
-
-#define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))
-
-static unsigned blocks_for(size_t n, int t) {
-    size_t b = (n + (size_t)t - 1) / (size_t)t;
-    return (unsigned)(b > 65535u * 16u ? 65535u * 16u : (b ? b : 1));
-}
+#include "vit_internal.h"
 
 // --- elementwise -------------------------------------------------------------
 
@@ -439,7 +336,6 @@ extern "C" void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {
     free(g);
 }
 
-static qtk_status fp16_sums_exact(qtk_vit_cuda *g, int *exact);
 
 static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm gemm) {
     const qtk_vit_config *c = &m->cfg;
@@ -523,59 +419,8 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm 
     g->w_on = (int *)calloc((size_t)g->npoints, sizeof *g->w_on);
     g->wi = (struct wint *)calloc((size_t)g->npoints, sizeof *g->wi);
     if (!g->q || !g->wq_off || !g->w_on || !g->wi) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    if (gemm == QTK_VIT_GEMM_INT8) QTK_TRY(fp16_sums_exact(g, &g->fp16_exact));
+    if (gemm == QTK_VIT_GEMM_INT8) QTK_TRY(vitc_fp16_sums_exact(g, &g->fp16_exact));
     return QTK_OK;
-}
-
-// The premise of the fp16 attention, checked on this GPU with cuBLAS's own GEMM: integer operands in
-// [-255, 255] as fp16, FP32 sums of 256 products (up to 256 * 255^2 < 2^24 in magnitude), compared with
-// the exact sums. Large and small products are mixed so that an accumulator that dropped low bits
-// while aligning them would show.
-static qtk_status fp16_sums_exact(qtk_vit_cuda *g, int *exact) {
-    const int n = 256;
-    __half *ha = (__half *)malloc((size_t)2 * n * n * sizeof(__half));
-    float *d = (float *)malloc((size_t)n * n * sizeof(float));
-    int *ia = (int *)malloc((size_t)2 * n * n * sizeof(int));
-    if (!ha || !d || !ia) {
-        free(ha), free(d), free(ia);
-        return qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    }
-    uint32_t r = 12345u;
-    for (int i = 0; i < 2 * n * n; i++) {
-        r = r * 1664525u + 1013904223u;
-        int v = (int)(r >> 23) % 511 - 255;             // [-255, 255]
-        if ((i / n) % 3 == 1) v = (i % 5 == 0) ? 255 : (int)(r >> 29) - 4; // big and tiny terms in one sum
-        ia[i] = v;
-        ha[i] = __int2half_rn(v);
-    }
-    void *dm = NULL;
-    cudaError_t e = cudaMalloc(&dm, (size_t)2 * n * n * sizeof(__half) + (size_t)n * n * sizeof(float));
-    qtk_status st = QTK_OK;
-    if (e == cudaSuccess) e = cudaMemcpy(dm, ha, (size_t)2 * n * n * sizeof(__half), cudaMemcpyHostToDevice);
-    if (e != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "fp16 check: %s", cudaGetErrorString(e));
-    __half *da = (__half *)dm, *db = da + (size_t)n * n;
-    float *dc = (float *)(db + (size_t)n * n);
-    const float one = 1.0f, zero = 0.0f;
-    // column-major: C (n x n) = A^T B, A and B (n x n) with columns of n terms
-    if (st == QTK_OK && cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, da, CUDA_R_16F, n, db, CUDA_R_16F, n,
-                                     &zero, dc, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
-        st = qtk_fail(QTK_ERR_CUDA, "fp16 check: cublasGemmEx failed");
-    if (st == QTK_OK && (e = cudaStreamSynchronize(g->st)) == cudaSuccess)
-        e = cudaMemcpy(d, dc, (size_t)n * n * sizeof(float), cudaMemcpyDeviceToHost);
-    if (st == QTK_OK && e != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "fp16 check: %s", cudaGetErrorString(e));
-    *exact = st == QTK_OK;
-    for (int j = 0; st == QTK_OK && j < n && *exact; j++)
-        for (int i = 0; i < n; i++) {
-            long long t = 0;
-            for (int k = 0; k < n; k++) t += (long long)ia[i * n + k] * ia[(size_t)n * n + j * n + k];
-            if ((double)d[j * n + i] != (double)t) {
-                *exact = 0;
-                break;
-            }
-        }
-    cudaFree(dm);
-    free(ha), free(d), free(ia);
-    return st;
 }
 
 extern "C" qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, int max_batch, qtk_vit_gemm gemm) {
@@ -630,79 +475,6 @@ static qtk_status upload_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
     d->per_channel = 1;
     d->d_s = ds;
     d->d_z = dz;
-    return QTK_OK;
-}
-
-// In the int8 path the blocks' linear weights (qkv, proj, fc1, fc2) also get int8 codes.
-static int int_point(const qtk_vit_cuda *g, int i) {
-    if (g->gemm != QTK_VIT_GEMM_INT8 || i < QTK_VIT_P_BLOCK0 || i >= qtk_vit_head_base(g->m)) return 0;
-    int k = (i - QTK_VIT_P_BLOCK0) % QTK_VIT_PB;
-    return k == QTK_VIT_B_QKV_W || k == QTK_VIT_B_PROJ_W || k == QTK_VIT_B_FC1_W || k == QTK_VIT_B_FC2_W;
-}
-
-// A weight quantizer's per-channel scales and zero points to the scratch g->d_sz (after every kernel
-// that may still read it: the twins run on the default stream, this copy on the model's).
-static qtk_status upload_sz(qtk_vit_cuda *g, const qtk_vit_quantizer *q) {
-    size_t n = q->qp.n;
-    QTK_CUDA_TRY(cudaDeviceSynchronize());
-    if (2 * n > g->sz_cap) {
-        cudaFree(g->d_sz);
-        g->d_sz = NULL;
-        g->sz_cap = 0;
-        QTK_CUDA_TRY(cudaMalloc((void **)&g->d_sz, 2 * n * sizeof(float)));
-        g->sz_cap = 2 * n;
-    }
-    QTK_CUDA_TRY(cudaMemcpyAsync(g->d_sz, q->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaMemcpyAsync(g->d_sz + n, q->qp.zero, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    return QTK_OK;
-}
-
-// The int8 codes of weight `point` from its scales, already in g->d_sz (on the default stream: the
-// caller synchronizes). A weight that cannot have them (not per output channel) runs in FP32.
-static qtk_status int_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
-    struct wint *w = &g->wi[point];
-    const qtk_vit_quantizer *q = &qv->q[point];
-    w->ok = 0;
-    if (!w->codes || !g->w_on[point] || q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O) return QTK_OK;
-    int lo, hi;
-    QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
-    QTK_TRY(qtk_weight_affine_cuda(DEV(g, q->w), q->O, q->K, g->d_sz, g->d_sz + q->O, lo, hi, q->qp.formula,
-                                   qv->qc.bias_corr, w->codes, q->K, w->alpha, w->gamma, w->bsum));
-    w->ok = 1;
-    return QTK_OK;
-}
-
-// Room for the int8 weights (once) and their codes from the scales in qv.
-static qtk_status int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
-    size_t total = 0;
-    for (int i = 0; i < qv->n; i++)
-        if (int_point(g, i)) total += ((qv->q[i].O + 4) * qv->q[i].K + 255) / 256 * 256 + (qv->q[i].O * 20 + 255) / 256 * 256;
-    if (!total) return QTK_OK;
-    if (total > g->wi_cap) {
-        cudaFree(g->wi_mem);
-        g->wi_mem = NULL;
-        g->wi_cap = 0;
-        QTK_CUDA_TRY(cudaMalloc(&g->wi_mem, total));
-        g->wi_cap = total;
-    }
-    char *p = (char *)g->wi_mem;
-    for (int i = 0; i < qv->n; i++) {
-        if (!int_point(g, i)) continue;
-        const size_t O = qv->q[i].O, K = qv->q[i].K;
-        struct wint *w = &g->wi[i];
-        w->codes = (int8_t *)p;
-        p += ((O + 4) * K + 255) / 256 * 256;
-        w->alpha = (double *)p;
-        w->gamma = w->alpha + O;
-        w->bsum = (int32_t *)(w->gamma + O);
-        p += (O * 20 + 255) / 256 * 256;
-        QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 0, 4 * K, g->st)); // the ones row and the padding
-        QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 1, K, g->st));
-        QTK_TRY(upload_sz(g, &qv->q[i]));
-        QTK_TRY(int_weight(g, qv, i));
-    }
-    QTK_CUDA_TRY(cudaDeviceSynchronize());
     return QTK_OK;
 }
 
@@ -768,7 +540,7 @@ extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv)
         g->ln_s[ln] = ds;
     }
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    QTK_TRY(int_weights(g, qv));
+    QTK_TRY(vitc_int_weights(g, qv));
     g->n_int8 = g->n_linear = g->n_att16 = g->n_att = 0;
     g->quant_ready = 1;
     memset(g->slot_valid, 0, sizeof g->slot_valid); // cached block inputs are of the old parameters
@@ -782,9 +554,9 @@ extern "C" qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_
         return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
     QTK_TRY(upload_weight(g, qv, point));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    if (int_point(g, point) && g->wi[point].codes) {
-        QTK_TRY(upload_sz(g, &qv->q[point]));
-        QTK_TRY(int_weight(g, qv, point));
+    if (vitc_int_point(g, point) && g->wi[point].codes) {
+        QTK_TRY(vitc_upload_sz(g, &qv->q[point]));
+        QTK_TRY(vitc_int_weight(g, qv, point));
         QTK_CUDA_TRY(cudaDeviceSynchronize());
     }
     return QTK_OK;
@@ -858,14 +630,6 @@ static qtk_status gemm_xwt(qtk_vit_cuda *g, const float *x, const float *W, cons
     return QTK_OK;
 }
 
-typedef struct {
-    qtk_vit_cuda *g;
-    int qz;            // quantizers and quantized weights on
-    int iln;           // integer LayerNorm where calibrated (the quantized forward, or the search targets)
-    qtk_vit_quant *cal; // calibration: the FP forward feeds every activation observer of cal
-    int cal_last;       // the last calibration batch: OMSE / PTF parameters from it
-    int cal_first;      // the first calibration batch
-} fwd;
 
 // Calibration: the activation at `point`, (outer, C) with C the last axis, updates its observer (on
 // the CPU, from min/max computed here); on the last batch the observer's parameters are chosen (OMSE
@@ -1031,7 +795,7 @@ static qtk_status norm(const fwd *f, int ln, const float *x, float *y, int rows,
 
 // The forward in three parts, as vit.c: embed (images -> x), blocks [from, to), head (x -> g->logits).
 // images: a host pointer, or a device pointer when dev.
-static qtk_status fwd_embed(const fwd *f, const float *images, int B, int dev) {
+qtk_status vitc_fwd_embed(const fwd *f, const float *images, int B, int dev) {
     qtk_vit_cuda *g = f->g;
     const qtk_vit *m = g->m;
     const qtk_vit_config *c = &m->cfg;
@@ -1064,7 +828,7 @@ static qtk_status fwd_embed(const fwd *f, const float *images, int B, int dev) {
     return observe(f, QTK_VIT_P_EMBED_OUT, g->x, (size_t)rows, (size_t)C);
 }
 
-static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
+qtk_status vitc_fwd_blocks(const fwd *f, int B, int from, int to) {
     qtk_vit_cuda *g = f->g;
     const qtk_vit *m = g->m;
     const qtk_vit_config *c = &m->cfg;
@@ -1126,7 +890,7 @@ static qtk_status fwd_blocks(const fwd *f, int B, int from, int to) {
     return QTK_OK;
 }
 
-static qtk_status fwd_head(const fwd *f, int B) {
+qtk_status vitc_fwd_head(const fwd *f, int B) {
     qtk_vit_cuda *g = f->g;
     const qtk_vit *m = g->m;
     const qtk_vit_config *c = &m->cfg;
@@ -1150,16 +914,16 @@ static qtk_status fwd_head(const fwd *f, int B) {
 static qtk_status forward(const fwd *f, const float *images, int B, float *logits_out, int dev) {
     qtk_vit_cuda *g = f->g;
     const size_t NC = (size_t)g->m->cfg.n_classes;
-    QTK_TRY(fwd_embed(f, images, B, dev));
-    QTK_TRY(fwd_blocks(f, B, 0, g->m->cfg.depth));
-    QTK_TRY(fwd_head(f, B));
+    QTK_TRY(vitc_fwd_embed(f, images, B, dev));
+    QTK_TRY(vitc_fwd_blocks(f, B, 0, g->m->cfg.depth));
+    QTK_TRY(vitc_fwd_head(f, B));
     QTK_CUDA_TRY(cudaMemcpyAsync(logits_out, g->logits, (size_t)B * NC * sizeof(float),
                                  dev ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost, g->st));
     if (!dev) QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     return QTK_OK;
 }
 
-static qtk_status range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
+qtk_status vitc_range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
     if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU forward: batch of %d, planned for at most %d", B, g->maxB);
     if (block < 0 || block > g->m->cfg.depth) return qtk_fail(QTK_ERR_ARG, "block %d out of range 0..%d", block, g->m->cfg.depth);
     if (mode < 0 || mode > 2 || (mode && !g->quant_ready)) return qtk_fail(QTK_ERR_ARG, "GPU forward: mode %d (0 FP32, 1 quantized, 2 search targets): unknown, or quantized before set_quant", mode);
@@ -1167,14 +931,14 @@ static qtk_status range_checked(qtk_vit_cuda *g, int B, int block, int mode) {
 }
 
 // mode 0: FP32; 1: quantized; 2: the search's targets (quantizers off, integer LayerNorm on)
-static fwd fwd_for(qtk_vit_cuda *g, int mode) {
+fwd vitc_fwd_for(qtk_vit_cuda *g, int mode) {
     fwd f = {g, mode == 1, mode == 1 ? g->int_ln : mode == 2, NULL, 0, 0};
     return f;
 }
 
 static qtk_status forward_checked(qtk_vit_cuda *g, const float *images, int B, float *logits, int quantized, int dev) {
-    QTK_TRY(range_checked(g, B, 0, quantized));
-    fwd f = fwd_for(g, quantized);
+    QTK_TRY(vitc_range_checked(g, B, 0, quantized));
+    fwd f = vitc_fwd_for(g, quantized);
     return forward(&f, images, B, logits, dev);
 }
 
@@ -1194,10 +958,10 @@ extern "C" qtk_status qtk_vit_cuda_synchronize(qtk_vit_cuda *g) {
 
 extern "C" qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *images, int B, int block, float *x_out,
                                                int mode) {
-    QTK_TRY(range_checked(g, B, block, mode));
-    fwd f = fwd_for(g, mode);
-    QTK_TRY(fwd_embed(&f, images, B, 0));
-    QTK_TRY(fwd_blocks(&f, B, 0, block));
+    QTK_TRY(vitc_range_checked(g, B, block, mode));
+    fwd f = vitc_fwd_for(g, mode);
+    QTK_TRY(vitc_fwd_embed(&f, images, B, 0));
+    QTK_TRY(vitc_fwd_blocks(&f, B, 0, block));
     size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
     QTK_CUDA_TRY(cudaMemcpyAsync(x_out, g->x, n * sizeof(float), cudaMemcpyDeviceToHost, g->st));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
@@ -1206,12 +970,12 @@ extern "C" qtk_status qtk_vit_cuda_block_input(qtk_vit_cuda *g, const float *ima
 
 extern "C" qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_in, int B, int block, float *logits,
                                                 int mode) {
-    QTK_TRY(range_checked(g, B, block, mode));
-    fwd f = fwd_for(g, mode);
+    QTK_TRY(vitc_range_checked(g, B, block, mode));
+    fwd f = vitc_fwd_for(g, mode);
     size_t n = (size_t)B * g->m->n_tokens * g->m->cfg.dim;
     QTK_CUDA_TRY(cudaMemcpyAsync(g->x, x_in, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_TRY(fwd_blocks(&f, B, block, g->m->cfg.depth));
-    QTK_TRY(fwd_head(&f, B));
+    QTK_TRY(vitc_fwd_blocks(&f, B, block, g->m->cfg.depth));
+    QTK_TRY(vitc_fwd_head(&f, B));
     QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, (size_t)B * g->m->cfg.n_classes * sizeof(float), cudaMemcpyDeviceToHost,
                                  g->st));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
@@ -1238,114 +1002,6 @@ extern "C" qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_qua
     // per channel: the same slots again
     QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->d_s, q->qp.scale, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
     QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->d_z, q->qp.zero, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    return QTK_OK;
-}
-
-// --- the search's calibration set, resident --------------------------------------------
-
-extern "C" void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point) {
-    const int depth = g->m->cfg.depth, hb = qtk_vit_head_base(g->m);
-    int k = point < QTK_VIT_P_BLOCK0 ? -1 : point >= hb ? depth : (point - QTK_VIT_P_BLOCK0) / QTK_VIT_PB;
-    // a change in block k alters the inputs of blocks k+1.. (the embedding's: all of them)
-    for (int j = k + 1; j <= depth && j < 257; j++) g->slot_valid[j] = 0;
-}
-
-static qtk_status cal_reserve(qtk_vit_cuda *g, const float *images, int n) {
-    const qtk_vit_config *c = &g->m->cfg;
-    const size_t img = (size_t)c->in_chans * c->img_size * c->img_size, tc = (size_t)g->m->n_tokens * c->dim;
-    if (g->cal_host == images && g->cal_n == n) return QTK_OK;
-    cudaFree(g->d_cal);
-    cudaFree(g->d_slots);
-    g->d_cal = g->d_slots = NULL;
-    g->cal_host = NULL;
-    memset(g->slot_valid, 0, sizeof g->slot_valid);
-    size_t fr = 0, tot = 0;
-    QTK_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-    size_t need_img = (size_t)n * img * sizeof(float), slot = (size_t)n * tc * sizeof(float);
-    size_t reserve = (size_t)256 << 20; // headroom for cuBLAS and the rest
-    if (getenv("QTK_CUDA_STREAM")) // tests of the fallback
-        return qtk_fail(QTK_ERR_NOMEM, "QTK_CUDA_STREAM is set: the search's calibration set stays in host memory");
-    if (need_img + slot + reserve > fr)
-        return qtk_fail(QTK_ERR_NOMEM, "the search's %d calibration images need %.2f GiB of GPU memory, %.2f GiB free", n,
-                        (need_img + slot) / 1073741824.0, fr / 1073741824.0);
-    g->n_slots = need_img + slot * (size_t)(c->depth + 1) + reserve <= fr ? c->depth + 1 : 1;
-    if (getenv("QTK_CUDA_ONE_SLOT")) g->n_slots = 1; // tests: the low-memory path
-    QTK_CUDA_TRY(cudaMalloc((void **)&g->d_cal, need_img));
-    QTK_CUDA_TRY(cudaMalloc((void **)&g->d_slots, slot * (size_t)g->n_slots));
-    QTK_CUDA_TRY(cudaMemcpy(g->d_cal, images, need_img, cudaMemcpyHostToDevice));
-    g->cal_host = images;
-    g->cal_n = n;
-    g->cur_block = -1;
-    return QTK_OK;
-}
-
-// slot s of image i
-static float *slot_at(qtk_vit_cuda *g, int s, int i) {
-    size_t tc = (size_t)g->m->n_tokens * g->m->cfg.dim;
-    return g->d_slots + ((size_t)s * g->cal_n + (size_t)i) * tc;
-}
-
-extern "C" qtk_status qtk_vit_cuda_block_input_all(qtk_vit_cuda *g, const float *images, int n, int block, float *x_out,
-                                                   int mode) {
-    QTK_TRY(range_checked(g, 1, block, mode));
-    QTK_TRY(cal_reserve(g, images, n));
-    const qtk_vit_config *c = &g->m->cfg;
-    const size_t img = (size_t)c->in_chans * c->img_size * c->img_size, tc = (size_t)g->m->n_tokens * c->dim;
-    fwd f = fwd_for(g, mode);
-    int reuse = g->n_slots > 1, dst = reuse ? block : 0;
-    if (!(reuse && g->slot_valid[block])) {
-        // start from the nearest valid earlier block input, else from the images
-        int j = -1;
-        for (int k = block - 1; reuse && k >= 0; k--)
-            if (g->slot_valid[k]) {
-                j = k;
-                break;
-            }
-        for (int i = 0; i < n; i += g->maxB) {
-            int B = n - i < g->maxB ? n - i : g->maxB;
-            size_t bytes = (size_t)B * tc * sizeof(float);
-            int from = j;
-            if (j < 0) {
-                QTK_TRY(fwd_embed(&f, g->d_cal + (size_t)i * img, B, 1));
-                from = 0;
-                if (reuse) QTK_CUDA_TRY(cudaMemcpyAsync(slot_at(g, 0, i), g->x, bytes, cudaMemcpyDeviceToDevice, g->st));
-            } else
-                QTK_CUDA_TRY(cudaMemcpyAsync(g->x, slot_at(g, j, i), bytes, cudaMemcpyDeviceToDevice, g->st));
-            for (int l = from; l < block; l++) {
-                QTK_TRY(fwd_blocks(&f, B, l, l + 1));
-                if (reuse || l + 1 == block)
-                    QTK_CUDA_TRY(cudaMemcpyAsync(slot_at(g, reuse ? l + 1 : 0, i), g->x, bytes, cudaMemcpyDeviceToDevice, g->st));
-            }
-            if (!reuse && block == 0) QTK_CUDA_TRY(cudaMemcpyAsync(slot_at(g, 0, i), g->x, bytes, cudaMemcpyDeviceToDevice, g->st));
-        }
-        if (reuse)
-            for (int k = j < 0 ? 0 : j; k <= block; k++) g->slot_valid[k] = 1;
-    }
-    g->cur_block = block;
-    if (x_out)
-        QTK_CUDA_TRY(cudaMemcpyAsync(x_out, slot_at(g, dst, 0), (size_t)n * tc * sizeof(float), cudaMemcpyDeviceToHost, g->st));
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    return QTK_OK;
-}
-
-extern "C" qtk_status qtk_vit_cuda_forward_from_all(qtk_vit_cuda *g, int n, int block, float *logits, int mode) {
-    QTK_TRY(range_checked(g, 1, block, mode));
-    if (block != g->cur_block || n != g->cal_n || (g->n_slots > 1 && !g->slot_valid[block]))
-        return qtk_fail(QTK_ERR_ARG, "GPU forward: block %d's inputs of %d images are not the current ones (block_input_all "
-                        "first)", block, n);
-    const size_t tc = (size_t)g->m->n_tokens * g->m->cfg.dim, NC = (size_t)g->m->cfg.n_classes;
-    fwd f = fwd_for(g, mode);
-    int src = g->n_slots > 1 ? block : 0;
-    for (int i = 0; i < n; i += g->maxB) {
-        int B = n - i < g->maxB ? n - i : g->maxB;
-        QTK_CUDA_TRY(cudaMemcpyAsync(g->x, slot_at(g, src, i), (size_t)B * tc * sizeof(float), cudaMemcpyDeviceToDevice,
-                                     g->st));
-        QTK_TRY(fwd_blocks(&f, B, block, g->m->cfg.depth));
-        QTK_TRY(fwd_head(&f, B));
-        QTK_CUDA_TRY(cudaMemcpyAsync(logits + (size_t)i * NC, g->logits, (size_t)B * NC * sizeof(float),
-                                     cudaMemcpyDeviceToHost, g->st));
-    }
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     return QTK_OK;
 }
@@ -1382,29 +1038,4 @@ extern "C" void qtk_vit_cuda_int8_count(const qtk_vit_cuda *g, int *int8_layers,
     *linear_layers = g->n_linear;
     *fp16_attention = g->n_att16;
     *attention_blocks = g->n_att;
-}
-
-extern "C" qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv, int point) {
-    if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
-    if (point < 0 || point >= qv->n || !qv->q[point].is_weight)
-        return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
-    qtk_vit_quantizer *q = &qv->q[point];
-    g->w_on[point] = q->name[0] && q->enabled && q->calibrated;
-    if (!g->w_on[point]) return QTK_OK;
-    int lo, hi;
-    QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
-    if (q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O)
-        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU re-quantization: %s is not per output channel", q->name);
-    QTK_TRY(upload_sz(g, q)); // (also waits for the model's stream: the twins run on the default stream)
-    float *wq = g->d_wq + g->wq_off[point];
-    // fake quantization per output channel, then bias correction: qtk_vit_quant_requantize on the GPU
-    qtk_status st = qtk_fake_quant_per_channel_cuda(DEV(g, q->w), wq, 1, q->O, q->K, g->d_sz, g->d_sz + q->O, lo, hi,
-                                                    q->qp.formula);
-    if (st == QTK_OK && qv->qc.bias_corr) st = qtk_bias_correct_cuda(DEV(g, q->w), wq, q->O, q->K);
-    if (st == QTK_OK && int_point(g, point)) st = int_weight(g, qv, point);
-    cudaError_t e;
-    if (st == QTK_OK && (e = cudaDeviceSynchronize()) != cudaSuccess)
-        st = qtk_fail(QTK_ERR_CUDA, "GPU re-quantization: %s", cudaGetErrorString(e));
-    if (st == QTK_OK) q->wq_stale = 1; // the host copy catches up when a CPU forward needs it
-    return st;
 }
