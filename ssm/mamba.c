@@ -126,55 +126,46 @@ static void ssd_recurrent(const qtk_mamba_config *c, const qtk_mamba_layer *ly, 
     }
 }
 
-// Chunked SSD (spec section 3): within a chunk of Q tokens with cumulative log-decays c_i,
-// y_i = exp(c_i) C_i . s_in + sum_{j<=i} (C_i . B_j) exp(c_i - c_j) dt_j x_j + D x_i, and
-// s_out = exp(c_Q) s_in + sum_j exp(c_Q - c_j) B_j (dt_j x_j). cum: Q floats, w: Q floats of scratch.
+// Chunked SSD (spec section 3) for head hd of sequence b, the products as GEMMs: within a chunk of
+// len tokens with cumulative log-decays c_i (cumsum of dt A),
+//   W = (C B^T) * exp(c_i - c_j) * dt_j (j <= i, else 0);  y = W x + exp(c_i) C s_in^T + D x;
+//   s_out = exp(c_last) s_in + x^T (w_j B),  w_j = exp(c_last - c_j) dt_j.
+// The recurrence (ssd_recurrent) is the oracle. ws: Q * (Q + P + N + 2) floats.
 static void ssd_chunked(const qtk_mamba_config *c, const qtk_mamba_layer *ly, const ssd_io *io, int b, int L, int hd,
-                        float *s, float *cum, float *w) {
-    const int P = c->head_dim, N = c->d_state, Q = c->chunk_size, g = hd / (c->n_heads / c->n_groups);
+                        float *s, float *ws) {
+    const int P = c->head_dim, N = c->d_state, Q = c->chunk_size, H = c->n_heads, E = c->d_inner,
+              g = hd / (H / c->n_groups);
     const float A = -expf(ly->A_log[hd]), Dh = ly->Dskip[hd];
+    float *W = ws, *T = W + (size_t)Q * Q, *Bw = T + (size_t)Q * P, *cum = Bw + (size_t)Q * N, *w = cum + Q;
     for (int t0 = 0; t0 < L; t0 += Q) {
         const int len = L - t0 < Q ? L - t0 : Q;
+        const size_t r0 = (size_t)b * L + t0;
+        const float *X = io->x + r0 * io->ld + (size_t)hd * P, *Bm = io->Bm + r0 * io->ld + (size_t)g * N,
+                    *Cm = io->Cm + r0 * io->ld + (size_t)g * N, *dt = io->dt + r0 * H + hd;
+        float *Y = io->y + r0 * E + (size_t)hd * P;
         float run = 0.0f;
+        for (int i = 0; i < len; i++) cum[i] = run += dt[(size_t)i * H] * A; // A_cumsum = cumsum(A * dt)
+        // W = C B^T, then the decay and dt_j below the diagonal
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, N, 1.0f, Cm, io->ld, Bm, io->ld, 0.0f, W, len);
+        for (int i = 0; i < len; i++)
+            for (int j = 0; j < len; j++)
+                W[(size_t)i * len + j] = j <= i ? W[(size_t)i * len + j] * expf(cum[i] - cum[j]) * dt[(size_t)j * H] : 0.0f;
+        // Y_diag = W x;  T = C s_in^T (the state entering the chunk)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, P, len, 1.0f, W, len, X, io->ld, 0.0f, Y, E);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, P, N, 1.0f, Cm, io->ld, s, N, 0.0f, T, P);
         for (int i = 0; i < len; i++) {
-            run += io->dt[((size_t)b * L + t0 + i) * c->n_heads + hd] * A; // A_cumsum = cumsum(A * dt)
-            cum[i] = run;
-        }
-        for (int i = 0; i < len; i++) {
-            size_t ri = (size_t)b * L + t0 + i;
-            const float *Ci = io->Cm + ri * io->ld + (size_t)g * N, *xi = io->x + ri * io->ld + (size_t)hd * P;
-            float *yi = io->y + ri * c->d_inner + (size_t)hd * P;
-            // the diagonal block: weights (C_i . B_j) exp(c_i - c_j) dt_j for j <= i
-            for (int j = 0; j <= i; j++) {
-                size_t rj = (size_t)b * L + t0 + j;
-                const float *Bj = io->Bm + rj * io->ld + (size_t)g * N;
-                float cb = 0.0f;
-                for (int n = 0; n < N; n++) cb += Ci[n] * Bj[n];
-                w[j] = cb * expf(cum[i] - cum[j]) * io->dt[rj * c->n_heads + hd];
-            }
             const float ei = expf(cum[i]);
-            for (int p = 0; p < P; p++) {
-                // Y_off = exp(c_i) C_i . state_in
-                const float *sp = s + (size_t)p * N;
-                float off = 0.0f;
-                for (int n = 0; n < N; n++) off += Ci[n] * sp[n];
-                float diag = 0.0f;
-                for (int j = 0; j <= i; j++) diag += w[j] * io->x[((size_t)b * L + t0 + j) * io->ld + (size_t)hd * P + p];
-                yi[p] = diag + ei * off + Dh * xi[p];
-            }
+            for (int p = 0; p < P; p++)
+                Y[(size_t)i * E + p] += ei * T[(size_t)i * P + p] + Dh * X[(size_t)i * io->ld + p];
         }
-        // the state entering the next chunk
+        // s_out = exp(c_last) s_in + x^T (w B)
         const float eQ = expf(cum[len - 1]);
-        for (int j = 0; j < len; j++) w[j] = expf(cum[len - 1] - cum[j]) * io->dt[((size_t)b * L + t0 + j) * c->n_heads + hd];
-        for (int p = 0; p < P; p++)
-            for (int n = 0; n < N; n++) {
-                float acc = 0.0f;
-                for (int j = 0; j < len; j++) {
-                    size_t rj = (size_t)b * L + t0 + j;
-                    acc += w[j] * io->Bm[rj * io->ld + (size_t)g * N + n] * io->x[rj * io->ld + (size_t)hd * P + p];
-                }
-                s[(size_t)p * N + n] = eQ * s[(size_t)p * N + n] + acc;
-            }
+        for (int j = 0; j < len; j++) {
+            w[j] = expf(cum[len - 1] - cum[j]) * dt[(size_t)j * H];
+            for (int n = 0; n < N; n++) Bw[(size_t)j * N + n] = w[j] * Bm[(size_t)j * io->ld + n];
+        }
+        for (size_t k = 0; k < (size_t)P * N; k++) s[k] *= eQ;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, len, 1.0f, X, io->ld, Bw, N, 1.0f, s, N);
     }
 }
 
@@ -265,17 +256,20 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         ssd_io io = {xc, xc + E, xc + E + GN, CD, dt, y};
         const int chunked = mode != QTK_SCAN_RECURRENT && L > 1;
         const int Q = c->chunk_size;
-#pragma omp parallel if ((size_t)B * L * E * N >= 262144)
-        {
-            float *scr = chunked ? malloc(2 * (size_t)Q * sizeof(float)) : NULL;
-#pragma omp for collapse(2) schedule(static)
+if (chunked) { // GEMMs per head and chunk (OpenBLAS threads inside each)
+            float *scr = malloc((size_t)Q * (Q + c->head_dim + N + 2) * sizeof(float));
             for (int b = 0; b < B; b++)
                 for (int h = 0; h < H; h++) {
                     float *st = ssm_state + ((size_t)b * H + h) * c->head_dim * N;
-                    if (chunked && scr) ssd_chunked(c, ly, &io, b, L, h, st, scr, scr + Q);
+                    if (scr) ssd_chunked(c, ly, &io, b, L, h, st, scr);
                     else ssd_recurrent(c, ly, &io, b, L, h, st);
                 }
             free(scr);
+        } else {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * E * N >= 262144)
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < H; h++)
+                    ssd_recurrent(c, ly, &io, b, L, h, ssm_state + ((size_t)b * H + h) * c->head_dim * N);
         }
         gated_rmsnorm(y, proj, IN, ly->gnorm_w, rows, E, c->n_groups, c->eps);
     }
