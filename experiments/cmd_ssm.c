@@ -146,7 +146,7 @@ int qtk_cmd_perplexity(int argc, char **argv) {
             break;
         }
         int bad = 0;
-        if (!strcmp(a, "--config")) {
+        if (!strcmp(a, "--config")) { // read before this loop
         } else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--tokens")) tokens = v;
         else if (!strcmp(a, "--text")) text = v;
@@ -238,7 +238,7 @@ int qtk_cmd_generate(int argc, char **argv) {
             break;
         }
         int bad = 0;
-        if (!strcmp(a, "--config")) {
+        if (!strcmp(a, "--config")) { // read before this loop
         } else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;

@@ -74,9 +74,8 @@ static void scan1(const qtk_mamba_config *c, const qtk_mamba_layer *ly, int B, i
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * E * N >= 262144)
     for (int b = 0; b < B; b++)
         for (int ch = 0; ch < E; ch++) {
-            float *hs = h + ((size_t)b * E + ch) * N, A[256];
-            // A = -torch.exp(self.A_log.float())
-            for (int n = 0; n < N; n++) A[n] = -expf(ly->A_log[(size_t)ch * N + n]);
+            float *hs = h + ((size_t)b * E + ch) * N;
+            const float *A = ly->A + (size_t)ch * N; // -exp(A_log)
             for (int t = 0; t < L; t++) {
                 size_t r = (size_t)b * L + t;
                 const float d = dt[r * E + ch], u = x[r * E + ch];
@@ -108,7 +107,7 @@ typedef struct {
 static void ssd_recurrent(const qtk_mamba_config *c, const qtk_mamba_layer *ly, const ssd_io *io, int b, int L, int hd,
                           float *s) {
     const int P = c->head_dim, N = c->d_state, g = hd / (c->n_heads / c->n_groups);
-    const float A = -expf(ly->A_log[hd]), Dh = ly->Dskip[hd];
+    const float A = ly->A[hd], Dh = ly->Dskip[hd];
     for (int t = 0; t < L; t++) {
         size_t r = (size_t)b * L + t;
         const float d = io->dt[r * c->n_heads + hd], dA = expf(d * A);
@@ -135,7 +134,7 @@ static void ssd_chunked(const qtk_mamba_config *c, const qtk_mamba_layer *ly, co
                         float *s, float *ws) {
     const int P = c->head_dim, N = c->d_state, Q = c->chunk_size, H = c->n_heads, E = c->d_inner,
               g = hd / (H / c->n_groups);
-    const float A = -expf(ly->A_log[hd]), Dh = ly->Dskip[hd];
+    const float A = ly->A[hd], Dh = ly->Dskip[hd];
     float *W = ws, *T = W + (size_t)Q * Q, *Bw = T + (size_t)Q * P, *cum = Bw + (size_t)Q * N, *w = cum + Q;
     for (int t0 = 0; t0 < L; t0 += Q) {
         const int len = L - t0 < Q ? L - t0 : Q;
@@ -288,7 +287,6 @@ qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32
     const qtk_mamba_config *c = &m->cfg;
     if (L < 1) return qtk_fail(QTK_ERR_ARG, "Mamba prefill of %d tokens", L);
     if (c->d_conv > 64) return qtk_fail(QTK_ERR_UNSUPPORTED, "conv_kernel %d (at most 64)", c->d_conv);
-    if (c->arch == QTK_MAMBA1 && c->d_state > 256) return qtk_fail(QTK_ERR_UNSUPPORTED, "state_size %d (at most 256)", c->d_state);
     if (mode == QTK_SCAN_CHUNKED && c->arch != QTK_MAMBA2) return qtk_fail(QTK_ERR_ARG, "chunked SSD is Mamba2's");
     const int B = s->B, D = c->d_model, V = c->vocab;
     const size_t rows = (size_t)B * L;

@@ -57,6 +57,7 @@ typedef struct {
     const float *dt_proj_b;  // Mamba1: (E)
     const float *dt_bias;    // Mamba2: (H)
     const float *A_log;      // Mamba1: (E, N); Mamba2: (H)
+    const float *A;          // -exp(A_log), computed once at load (the CPU scans read it every token)
     const float *Dskip;      // Mamba1: (E); Mamba2: (H)  (the checkpoint's "D")
     const float *gnorm_w;    // Mamba2: (E) gated RMSNorm weight
     const float *out_proj_w; // (D, E)
@@ -70,6 +71,7 @@ typedef struct {
     const float *lm_head;  // (V, D): emb when tied
     qtk_mamba_layer *layers;
     float *mem;            // every parameter, float32, one allocation
+    float *derived;        // the layers' A = -exp(A_log)
     size_t n_params;
     char source_dtype[8];  // "F32", "F16" or "BF16" (the embedding's)
 } qtk_mamba;

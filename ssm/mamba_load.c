@@ -400,6 +400,7 @@ static qtk_status walk(walker *w, qtk_mamba *m, int has_head) {
 void qtk_mamba_free(qtk_mamba *m) {
     if (!m) return;
     qtk_aligned_free(m->mem);
+    free(m->derived);
     free(m->layers);
     memset(m, 0, sizeof *m);
 }
@@ -445,6 +446,15 @@ qtk_status qtk_mamba_load(qtk_mamba *m, const char *path) {
     else {
         walker r = {&m->cfg, &s, m->mem, 0, QTK_OK};
         st = walk(&r, m, has_head);
+    }
+    // A = -torch.exp(self.A_log.float()), once
+    const size_t na = m->cfg.arch == QTK_MAMBA1 ? (size_t)m->cfg.d_inner * m->cfg.d_state : (size_t)m->cfg.n_heads;
+    if (st == QTK_OK && !(m->derived = malloc((size_t)m->cfg.n_layers * na * sizeof(float))))
+        st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    for (int l = 0; st == QTK_OK && l < m->cfg.n_layers; l++) {
+        float *A = m->derived + (size_t)l * na;
+        for (size_t i = 0; i < na; i++) A[i] = -expf(m->layers[l].A_log[i]);
+        m->layers[l].A = A;
     }
     shards_close(&s);
     if (st != QTK_OK) qtk_mamba_free(m);

@@ -21,7 +21,8 @@ struct qtk_mamba_cuda {
     int fp16;              // projections (in, x, dt, out, head) with fp16 weights and inputs, FP32 sums
     __half *d_half;        // the same offsets as d_params, in fp16 (only the projection weights are filled)
     __half *xh;            // a GEMM input in fp16
-    float *conv, *ssm;     // states: (layers, maxB, conv_dim, K), (layers, maxB, E * N)
+    float *conv, *ssm;     // states: (layers, maxB, conv_dim, K), (layers, maxB, E * N); for B < maxB sequences,
+                           // sequence b of layer l at conv + conv_per_layer * l + b * conv_dim * K (likewise ssm)
     size_t conv_per_layer, ssm_per_layer;
     // activations for maxB * maxL rows
     int32_t *tok;
@@ -403,9 +404,6 @@ extern "C" qtk_status qtk_mamba_cuda_reset(qtk_mamba_cuda *g, int B) {
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     return QTK_OK;
 }
-
-// the states are laid out for B sequences (B x ...), so a per-layer stride of maxB is fine: sequence b of layer l
-// lives at conv + conv_per_layer * l + b * (conv_dim * K), whatever B is
 
 static qtk_status tokens_in(qtk_mamba_cuda *g, const int32_t *tokens, size_t n) {
     for (size_t i = 0; i < n; i++)

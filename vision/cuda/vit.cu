@@ -346,7 +346,6 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm 
     const int tf32 = gemm == QTK_VIT_GEMM_TF32;
     g->m = m;
     g->maxB = B;
-    g->tf32 = tf32;
     g->gemm = gemm;
     QTK_CUDA_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
     QTK_CUBLAS_TRY(cublasCreate(&g->h));

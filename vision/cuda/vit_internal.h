@@ -42,7 +42,7 @@ struct wint {
 
 struct qtk_vit_cuda {
     const qtk_vit *m;
-    int maxB, tf32;
+    int maxB;
     qtk_vit_gemm gemm;
     // the int8 path: input codes (rows x max(C, M)) and int32 sums (rows x (max(3C, M) + 4)); weights
     int8_t *codes;
