@@ -3,7 +3,8 @@
 // against the weight-bandwidth floor measured in the same run (bytes of weights read per token /
 // cudaMemcpy device-to-device bandwidth). One JSON line per model; tools/bench_gpu_mamba.py runs
 // transformers on the same GPU and prints the ratios.
-//   build/bench/bench_mamba_cuda [--prefill 1024] [--layers-2p8b 64] [--arch 1|2] [--fp16 0|1]
+//   build/bench/bench_mamba_cuda [--prefill 1024] [--layers-2p8b 64] [--arch 1|2] [--fp16 0|1] [--scan 0|1|2] [--small 0|1]
+// (--scan: Mamba2 prefill with the chunked SSD (0, 2) or the recurrence (1); --small 0: only the 2.8B shape)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,8 @@ static double weight_bytes(const qtk_mamba *m, int fp16) {
     return proj * (fp16 ? 2 : 4) + rest * 4;
 }
 
+static int scan_mode;
+
 static int bench(const char *name, qtk_mamba_config *c, int L, double bw, int fp16) {
     char dir[] = "/tmp/qtk_bench_mamba_XXXXXX";
     if (!mkdtemp(dir)) return 1;
@@ -57,6 +60,7 @@ static int bench(const char *name, qtk_mamba_config *c, int L, double bw, int fp
     qtk_mamba_cuda *g = NULL;
     double t_pre = 0, t_dec[3] = {0};
     if (st == QTK_OK) st = qtk_mamba_cuda_create(&g, &m, 64, L, fp16);
+    if (st == QTK_OK && c->arch == QTK_MAMBA2) st = qtk_mamba_cuda_set_scan(g, (qtk_scan_mode)scan_mode);
     for (int rep = 0; st == QTK_OK && rep < 3; rep++) { // the first is a warm-up
         st = qtk_mamba_cuda_reset(g, 1);
         double t = qtk_now();
@@ -76,9 +80,10 @@ static int bench(const char *name, qtk_mamba_config *c, int L, double bw, int fp
     if (st != QTK_OK) return fprintf(stderr, "%s: %s\n", name, qtk_last_error()), 1;
     double bytes = weight_bytes(&m, fp16), floor_s = bytes / (bw * 1e9);
     printf("{\"model\": \"%s\", \"layers\": %d, \"params_m\": %.1f, \"dtype\": \"%s\", \"prefill_len\": %d, "
-           "\"prefill_s\": %.5f, \"decode_b1_ms\": %.4f, \"decode_b16_ms\": %.4f, \"decode_b64_ms\": %.4f, "
+           "\"scan\": \"%s\", \"prefill_s\": %.5f, \"decode_b1_ms\": %.4f, \"decode_b16_ms\": %.4f, \"decode_b64_ms\": %.4f, "
            "\"weight_bytes\": %.0f, \"d2d_gbs\": %.1f, \"floor_ms\": %.4f, \"decode_b1_over_floor\": %.2f}\n",
-           name, c->n_layers, m.n_params / 1e6, fp16 ? "fp16" : "fp32", L, t_pre, t_dec[0] * 1e3, t_dec[1] * 1e3, t_dec[2] * 1e3, bytes, bw,
+           name, c->n_layers, m.n_params / 1e6, fp16 ? "fp16" : "fp32", L,
+           c->arch == QTK_MAMBA1 ? "selective" : scan_mode == QTK_SCAN_RECURRENT ? "recurrent" : "chunked", t_pre, t_dec[0] * 1e3, t_dec[1] * 1e3, t_dec[2] * 1e3, bytes, bw,
            floor_s * 1e3, t_dec[0] / floor_s);
     fflush(stdout);
     qtk_mamba_cuda_destroy(g);
@@ -89,12 +94,14 @@ static int bench(const char *name, qtk_mamba_config *c, int L, double bw, int fp
 }
 
 int main(int argc, char **argv) {
-    int L = 1024, layers_big = 64, arch = 0, fp16 = 0;
+    int L = 1024, layers_big = 64, arch = 0, fp16 = 0, small = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--prefill")) L = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--layers-2p8b")) layers_big = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--arch")) arch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--fp16")) fp16 = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--scan")) scan_mode = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--small")) small = atoi(argv[i + 1]);
     }
     if (qtk_cuda_device_count() == 0) {
         printf("bench_mamba_cuda: skipped: no CUDA device (%s build)\n", qtk_cuda_built() ? "CUDA" : "CPU-only");
@@ -110,8 +117,8 @@ int main(int argc, char **argv) {
                            .n_layers = 24, .vocab = 50288, .head_dim = 64, .n_heads = 24, .n_groups = 1,
                            .chunk_size = 256, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
     int rc = 0;
-    if (arch != 2) rc |= bench("mamba-130m", &s1, L, bw, fp16);
+    if (arch != 2 && small) rc |= bench("mamba-130m", &s1, L, bw, fp16);
     if (arch != 2) rc |= bench("mamba-2.8b", &b1, L, bw, fp16);
-    if (arch != 1) rc |= bench("mamba2-130m", &s2, L, bw, fp16);
+    if (arch != 1 && small) rc |= bench("mamba2-130m", &s2, L, bw, fp16);
     return rc;
 }

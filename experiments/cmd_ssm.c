@@ -9,12 +9,15 @@
 #include "../core/rng.h"
 #include "../core/timer.h"
 #include "../datasets/tokens.h"
+#include "../core/cuda/qtk_cuda.h"
 #include "../ssm/mamba.h"
+#include "../ssm/mamba_cuda.h"
 #include "cli.h"
 #include "config.h"
 
 // --config FILE for both commands: every key optional, flags override.
 //   model: DIR
+//   device: cpu | cuda    fp16: 0 | 1 (cuda: fp16 projection weights)
 //   tokens: FILE | text: FILE
 //   perplexity: {ctx: 1024, stride: 1024, max_windows: 0, batch: 8}
 //   generate: {prompt: TEXT | prompt_ids: "1,2,3", max_new: 200, top_k: 0, temperature: 1.0, seed: 0}
@@ -27,7 +30,8 @@ typedef struct {
     float temperature;
 } lm_gen;
 typedef struct {
-    char *model, *tokens, *text;
+    char *model, *tokens, *text, *device;
+    int fp16;
     lm_ppl perplexity;
     lm_gen generate;
 } lm_config;
@@ -44,6 +48,7 @@ static const cyaml_schema_field_t gen_fields[] = {
     CYAML_FIELD_FLOAT("temperature", OPT, lm_gen, temperature), CYAML_FIELD_END};
 static const cyaml_schema_field_t lm_fields[] = {
     STRF("model", lm_config, model), STRF("tokens", lm_config, tokens), STRF("text", lm_config, text),
+    STRF("device", lm_config, device), CYAML_FIELD_INT("fp16", OPT, lm_config, fp16),
     CYAML_FIELD_MAPPING("perplexity", OPT, lm_config, perplexity, ppl_fields),
     CYAML_FIELD_MAPPING("generate", OPT, lm_config, generate, gen_fields), CYAML_FIELD_END};
 static const cyaml_schema_value_t lm_schema = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, lm_config, lm_fields)};
@@ -76,6 +81,28 @@ static int float_arg(const char *opt, const char *v, double lo, double hi, float
     if (*end || end == v || !(x >= lo && x <= hi)) return qtk_cli_usage_error("%s takes a number in %g..%g, got \"%s\"", opt, lo, hi, v);
     *out = (float)x;
     return 0;
+}
+
+// --device / device: cpu or cuda (*cuda), checked against this build and machine; --fp16 only with cuda.
+// 0, or the exit status of the error.
+static int device_arg(const char *cmd, const char *device, int fp16, int *cuda) {
+    *cuda = 0;
+    if (!device || !strcmp(device, "cpu")) *cuda = 0;
+    else if (!strcmp(device, "cuda")) *cuda = 1;
+    else return qtk_cli_usage_error("%s: --device takes cpu or cuda, got \"%s\"", cmd, device);
+    if (fp16 != 0 && fp16 != 1) return qtk_cli_usage_error("%s: fp16 takes 0 or 1, got %d", cmd, fp16);
+    if (fp16 && !*cuda) return qtk_cli_usage_error("%s: --fp16 1 is for --device cuda", cmd);
+    if (*cuda && qtk_cuda_device_count() == 0)
+        return qtk_cli_error("%s: --device cuda, but %s", cmd,
+                             qtk_cuda_built() ? "this machine has no CUDA device" : "this qtk was built without CUDA");
+    return 0;
+}
+
+// the GPU forward of the perplexity windows (qtk_lm_perplexity)
+static qtk_status gpu_windows(void *ud, const int32_t *tokens, int B, int L, float *logits) {
+    qtk_mamba_cuda *g = ud;
+    QTK_TRY(qtk_mamba_cuda_reset(g, B));
+    return qtk_mamba_cuda_prefill(g, tokens, L, logits);
 }
 
 // The token ids of a token file (datasets/tokens.h), or a text file's bytes (byte-level vocabulary).
@@ -114,13 +141,13 @@ static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba
 }
 
 int qtk_cmd_perplexity(int argc, char **argv) {
-    const char *model = NULL, *tokens = NULL, *text = NULL, *json = NULL;
-    int ctx = 1024, stride = 0, max_windows = 0, batch = 8;
+    const char *model = NULL, *tokens = NULL, *text = NULL, *json = NULL, *device = NULL;
+    int ctx = 1024, stride = 0, max_windows = 0, batch = 8, fp16 = 0, cuda = 0;
     lm_config *cf;
     int rc0 = load_lm_config(argc, argv, &cf);
     if (rc0) return rc0;
     if (cf) { // the config's values, then the flags over them
-        model = cf->model, tokens = cf->tokens, text = cf->text;
+        model = cf->model, tokens = cf->tokens, text = cf->text, device = cf->device, fp16 = cf->fp16;
         if (cf->perplexity.ctx) ctx = cf->perplexity.ctx;
         if (cf->perplexity.stride) stride = cf->perplexity.stride;
         if (cf->perplexity.max_windows) max_windows = cf->perplexity.max_windows;
@@ -132,13 +159,15 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             qtk_yaml_free(&lm_schema, cf);
             puts("usage: qtk perplexity [--config FILE.yaml] --model DIR (--tokens FILE | --text FILE) [--ctx 1024]\n"
-                 "                      [--stride CTX] [--max-windows N] [--batch 8] [--json FILE]\n\n"
+                 "                      [--stride CTX] [--max-windows N] [--batch 8] [--device cpu|cuda] [--fp16 0|1]\n"
+                 "                      [--json FILE]\n\n"
                  "Perplexity of a Mamba / Mamba2 language model (a HuggingFace checkpoint folder: config.json and\n"
                  "model.safetensors) on a token file (qtk's format, datasets/tokens.h) or on a text file read as\n"
                  "bytes (byte-level vocabulary, as models/tiny_mamba*). Windows of CTX tokens every STRIDE tokens\n"
                  "(default: CTX, no overlap), each scoring the tokens no earlier window scored (transformers'\n"
-                 "sliding-window recipe); --max-windows stops early. --config reads the same settings from YAML\n"
-                 "(model, tokens | text, perplexity: {ctx, stride, max_windows, batch}); flags override it.");
+                 "sliding-window recipe); --max-windows stops early. --device cuda runs the windows on the GPU\n"
+                 "(--fp16 1: fp16 projection weights there). --config reads the same settings from YAML (model,\n"
+                 "device, fp16, tokens | text, perplexity: {ctx, stride, max_windows, batch}); flags override it.");
             return 0;
         }
         if (!v) {
@@ -151,6 +180,8 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "--tokens")) tokens = v;
         else if (!strcmp(a, "--text")) text = v;
         else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--fp16")) bad = int_arg(a, v, 0, 1, &fp16);
         else if (!strcmp(a, "--ctx")) bad = int_arg(a, v, 2, 1 << 20, &ctx);
         else if (!strcmp(a, "--stride")) bad = int_arg(a, v, 1, 1 << 20, &stride);
         else if (!strcmp(a, "--max-windows")) bad = int_arg(a, v, 0, 1 << 30, &max_windows);
@@ -166,6 +197,7 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         rc = qtk_cli_usage_error("perplexity: ctx %d (at least 2), stride %d, batch %d and max_windows %d out of range", ctx,
                                  stride, batch, max_windows);
     if (!rc && stride > ctx) rc = qtk_cli_usage_error("perplexity: --stride %d is longer than --ctx %d", stride, ctx);
+    if (!rc) rc = device_arg("perplexity", device, fp16, &cuda);
     qtk_mamba m;
     if (!rc && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
     if (rc) {
@@ -176,7 +208,13 @@ int qtk_cmd_perplexity(int argc, char **argv) {
     size_t n, scored;
     double ppl, t0 = qtk_now();
     qtk_status st = load_ids(tokens, text, &m, &ids, &n);
-    if (st == QTK_OK) st = qtk_mamba_perplexity(&m, ids, n, ctx, stride, max_windows, batch, &ppl, &scored);
+    if (st == QTK_OK && cuda) { // the windows are at most ctx tokens, at most batch of them at once
+        qtk_mamba_cuda *g = NULL;
+        st = qtk_mamba_cuda_create(&g, &m, batch, ctx, fp16);
+        if (st == QTK_OK)
+            st = qtk_lm_perplexity(gpu_windows, g, m.cfg.vocab, ids, n, ctx, stride, max_windows, batch, &ppl, &scored);
+        qtk_mamba_cuda_destroy(g);
+    } else if (st == QTK_OK) st = qtk_mamba_perplexity(&m, ids, n, ctx, stride, max_windows, batch, &ppl, &scored);
     double secs = qtk_now() - t0;
     free(ids);
     if (st != QTK_OK) {
@@ -184,8 +222,9 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         qtk_yaml_free(&lm_schema, cf);
         return qtk_cli_error("%s", qtk_last_error());
     }
-    printf("%s on %s: perplexity %.4f over %zu scored tokens (context %d, stride %d), %.1f s, %.0f tokens/s on the CPU\n",
-           model, tokens ? tokens : text, ppl, scored, ctx, stride, secs, scored / (secs > 0 ? secs : 1));
+    printf("%s on %s: perplexity %.4f over %zu scored tokens (context %d, stride %d), %.1f s, %.0f tokens/s on the %s\n",
+           model, tokens ? tokens : text, ppl, scored, ctx, stride, secs, scored / (secs > 0 ? secs : 1),
+           cuda ? (fp16 ? "GPU (fp16 projections)" : "GPU") : "CPU");
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);
@@ -195,6 +234,8 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "ctx", ctx);
         cJSON_AddNumberToObject(o, "stride", stride);
         cJSON_AddNumberToObject(o, "seconds", secs);
+        cJSON_AddStringToObject(o, "device", cuda ? "cuda" : "cpu");
+        cJSON_AddNumberToObject(o, "fp16", fp16);
         char *s = cJSON_Print(o);
         if (!s || qtk_write_text_atomic(json, s) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
         free(s);
@@ -206,14 +247,15 @@ int qtk_cmd_perplexity(int argc, char **argv) {
 }
 
 int qtk_cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL;
-    int max_new = 200, top_k = 0, seed = 0;
+    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *device = NULL;
+    int max_new = 200, top_k = 0, seed = 0, fp16 = 0, cuda = 0;
     float temperature = 1.0f;
     lm_config *cf;
     int rc = load_lm_config(argc, argv, &cf);
     if (rc) return rc;
     if (cf) {
-        model = cf->model, prompt = cf->generate.prompt, prompt_ids = cf->generate.prompt_ids;
+        model = cf->model, prompt = cf->generate.prompt, prompt_ids = cf->generate.prompt_ids, device = cf->device;
+        fp16 = cf->fp16;
         if (cf->generate.max_new) max_new = cf->generate.max_new;
         if (cf->generate.top_k) top_k = cf->generate.top_k;
         if (cf->generate.seed) seed = cf->generate.seed;
@@ -224,13 +266,14 @@ int qtk_cmd_generate(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             qtk_yaml_free(&lm_schema, cf);
             puts("usage: qtk generate [--config FILE.yaml] --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new 200]\n"
-                 "                    [--top-k 0] [--temperature 1.0] [--seed 0]\n\n"
+                 "                    [--top-k 0] [--temperature 1.0] [--seed 0] [--device cpu|cuda] [--fp16 0|1]\n\n"
                  "Continues a prompt with a Mamba / Mamba2 language model: prefill, then one token at a time from\n"
                  "the conv and SSM states. --top-k 0 or 1 is greedy; K > 1 samples among the K most likely at the\n"
                  "temperature (seeded). --prompt is read as bytes (byte-level vocabulary, as models/tiny_mamba*),\n"
-                 "and the output is then text; with --prompt-ids the output is token ids. --config reads the same\n"
-                 "settings from YAML (model, generate: {prompt | prompt_ids, max_new, top_k, temperature, seed});\n"
-                 "flags override it.");
+                 "and the output is then text; with --prompt-ids the output is token ids. --device cuda decodes on\n"
+                 "the GPU (a CUDA graph per token; --fp16 1: fp16 projection weights). --config reads the same\n"
+                 "settings from YAML (model, device, fp16, generate: {prompt | prompt_ids, max_new, top_k,\n"
+                 "temperature, seed}); flags override it.");
             return 0;
         }
         if (!v) {
@@ -246,6 +289,8 @@ int qtk_cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--top-k")) bad = int_arg(a, v, 0, 1 << 24, &top_k);
         else if (!strcmp(a, "--seed")) bad = int_arg(a, v, 0, 1 << 30, &seed);
         else if (!strcmp(a, "--temperature")) bad = float_arg(a, v, 1e-3, 100, &temperature);
+        else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--fp16")) bad = int_arg(a, v, 0, 1, &fp16);
         else bad = qtk_cli_usage_error("generate: unknown option \"%s\"", a);
         rc = bad;
         i++;
@@ -255,6 +300,7 @@ int qtk_cmd_generate(int argc, char **argv) {
     if (!rc && (max_new < 1 || top_k < 0 || seed < 0 || !(temperature > 0)))
         rc = qtk_cli_usage_error("generate: max_new %d (at least 1), top_k %d, seed %d and temperature %g out of range",
                                  max_new, top_k, seed, temperature);
+    if (!rc) rc = device_arg("generate", device, fp16, &cuda);
     qtk_mamba m;
     if (!rc && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
     if (rc) {
@@ -283,7 +329,13 @@ int qtk_cmd_generate(int argc, char **argv) {
     }
     if (!rc && n == 0) rc = qtk_cli_usage_error("generate: the prompt is empty");
     qtk_mamba_state s = {0};
-    if (!rc && (qtk_mamba_state_init(&s, &m, 1) != QTK_OK || qtk_mamba_prefill(&m, &s, ids, (int)n, logits, QTK_SCAN_AUTO) != QTK_OK))
+    qtk_mamba_cuda *g = NULL;
+    if (!rc && cuda &&
+        (qtk_mamba_cuda_create(&g, &m, 1, (int)n, fp16) != QTK_OK || qtk_mamba_cuda_reset(g, 1) != QTK_OK ||
+         qtk_mamba_cuda_prefill(g, ids, (int)n, logits) != QTK_OK))
+        rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc && !cuda &&
+        (qtk_mamba_state_init(&s, &m, 1) != QTK_OK || qtk_mamba_prefill(&m, &s, ids, (int)n, logits, QTK_SCAN_AUTO) != QTK_OK))
         rc = qtk_cli_error("%s", qtk_last_error());
     if (!rc) {
         qtk_rng r;
@@ -298,14 +350,17 @@ int qtk_cmd_generate(int argc, char **argv) {
             int32_t next = qtk_sample_token(last, V, top_k, temperature, qtk_rng_uniform_f64(&r));
             if (bytes) putchar(next);
             else printf(" %d", next);
-            if (qtk_mamba_decode(&m, &s, &next, logits) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+            if ((g ? qtk_mamba_cuda_decode(g, &next, logits, 1) : qtk_mamba_decode(&m, &s, &next, logits)) != QTK_OK)
+                rc = qtk_cli_error("%s", qtk_last_error());
             last = logits;
         }
         double secs = qtk_now() - t0;
         printf("\n");
         fflush(stdout);
-        fprintf(stderr, "qtk generate: %d tokens in %.2f s (%.1f tokens/s, CPU)\n", max_new, secs, max_new / (secs > 0 ? secs : 1));
+        fprintf(stderr, "qtk generate: %d tokens in %.2f s (%.1f tokens/s, %s)\n", max_new, secs,
+                max_new / (secs > 0 ? secs : 1), g ? (fp16 ? "GPU, fp16 projections" : "GPU") : "CPU");
     }
+    qtk_mamba_cuda_destroy(g);
     qtk_mamba_state_free(&s);
     free(ids);
     free(logits);

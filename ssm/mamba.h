@@ -123,6 +123,12 @@ qtk_status qtk_mamba_decode(const qtk_mamba *m, qtk_mamba_state *s, const int32_
 qtk_status qtk_mamba_perplexity(const qtk_mamba *m, const int32_t *tokens, size_t n, int ctx, int stride, int max_windows,
                                 int batch, double *ppl, size_t *n_scored);
 
+// The same recipe over any forward: fwd(ud, tokens (B, L), B, L, logits (B, L, V)) runs B windows of L
+// tokens, each from an empty state (the GPU's, for one). qtk_mamba_perplexity is this with the CPU forward.
+typedef qtk_status (*qtk_lm_windows_fn)(void *ud, const int32_t *tokens, int B, int L, float *logits);
+qtk_status qtk_lm_perplexity(qtk_lm_windows_fn fwd, void *ud, int V, const int32_t *tokens, size_t n, int ctx, int stride,
+                             int max_windows, int batch, double *ppl, size_t *n_scored);
+
 // Next-token choice from logits (V): top_k <= 1 greedy (the first maximum), else sampling among the
 // top_k at temperature T with u uniform in [0, 1).
 int32_t qtk_sample_token(const float *logits, int V, int top_k, float temperature, double u);

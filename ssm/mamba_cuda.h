@@ -1,7 +1,8 @@
 // Mamba1 / Mamba2 on one NVIDIA GPU, float32: the CPU forward of mamba.h with the projections on
-// cuBLAS and kernels for the embedding, the fused residual add + RMSNorm, the causal conv + SiLU, the
-// selective scan (Mamba1), the SSD recurrence and the gated RMSNorm (Mamba2). Decode of a fixed batch
-// is captured once as a CUDA graph and replayed per token.
+// cuBLAS (GEMV kernels of one pass over the weights for decode at up to 8 sequences) and kernels for
+// the embedding, the fused residual add + RMSNorm, the causal conv + SiLU, the selective scan (Mamba1),
+// the chunked SSD for prefill and the SSD recurrence for decode, and the gated RMSNorm (Mamba2).
+// Decode of a fixed batch is captured once as a CUDA graph and replayed per token.
 //
 // Use: qtk_mamba_cuda_create (weights to the GPU, buffers for max_batch x max_len tokens), then
 // qtk_mamba_cuda_reset(B) for B sequences, qtk_mamba_cuda_prefill (continues from the state, as the
@@ -21,6 +22,8 @@ typedef struct qtk_mamba_cuda qtk_mamba_cuda;
 // cores with FP32 sums (the decode weight traffic halves); everything else stays float32.
 qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int max_batch, int max_len, int fp16);
 void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g);
+// Mamba2 prefill: QTK_SCAN_AUTO / QTK_SCAN_CHUNKED (the default) or QTK_SCAN_RECURRENT (the oracle).
+qtk_status qtk_mamba_cuda_set_scan(qtk_mamba_cuda *g, qtk_scan_mode mode);
 // The empty prefix for B <= max_batch sequences.
 qtk_status qtk_mamba_cuda_reset(qtk_mamba_cuda *g, int B);
 // tokens (B, L) on the host, L <= max_len; logits (B, L, V) to the host, or NULL.

@@ -5,21 +5,42 @@
 
 #include "mamba.h"
 
+// the CPU forward of qtk_mamba_perplexity: every window from an empty state
+typedef struct {
+    const qtk_mamba *m;
+    qtk_mamba_state s;
+} cpu_lm;
+
+static qtk_status cpu_windows(void *ud, const int32_t *tokens, int B, int L, float *logits) {
+    cpu_lm *c = ud;
+    if (c->s.B != B) {
+        qtk_mamba_state_free(&c->s);
+        QTK_TRY(qtk_mamba_state_init(&c->s, c->m, B));
+    } else qtk_mamba_state_reset(&c->s);
+    return qtk_mamba_prefill(c->m, &c->s, tokens, L, logits, QTK_SCAN_AUTO);
+}
+
 qtk_status qtk_mamba_perplexity(const qtk_mamba *m, const int32_t *tokens, size_t n, int ctx, int stride, int max_windows,
                                 int batch, double *ppl, size_t *n_scored) {
+    cpu_lm c = {m, {0}};
+    qtk_status st = qtk_lm_perplexity(cpu_windows, &c, m->cfg.vocab, tokens, n, ctx, stride, max_windows, batch, ppl, n_scored);
+    qtk_mamba_state_free(&c.s);
+    return st;
+}
+
+qtk_status qtk_lm_perplexity(qtk_lm_windows_fn fwd, void *ud, int V, const int32_t *tokens, size_t n, int ctx, int stride,
+                             int max_windows, int batch, double *ppl, size_t *n_scored) {
     *ppl = NAN;
     *n_scored = 0;
     if (ctx < 2 || stride < 1 || stride > ctx || batch < 1)
         return qtk_fail(QTK_ERR_ARG, "perplexity: context %d (at least 2), stride %d (1..context), batch %d", ctx, stride,
                         batch);
     if (n < 2) return qtk_fail(QTK_ERR_ARG, "perplexity needs at least 2 tokens, got %zu", n);
-    const int V = m->cfg.vocab;
     // the windows: begin, length, and how many of their last positions are scored
     size_t cap = n / (size_t)stride + 2, nw = 0, prev_end = 0;
     size_t *beg = malloc(cap * sizeof *beg), *len = malloc(cap * sizeof *len), *trg = malloc(cap * sizeof *trg);
     int32_t *buf = malloc((size_t)batch * ctx * sizeof *buf);
     float *logits = malloc((size_t)batch * ctx * V * sizeof *logits);
-    qtk_mamba_state s = {0};
     qtk_status st = beg && len && trg && buf && logits ? QTK_OK : qtk_fail(QTK_ERR_NOMEM, "perplexity: out of memory");
     for (size_t b = 0; st == QTK_OK && b < n && (max_windows <= 0 || nw < (size_t)max_windows); b += (size_t)stride) {
         size_t end = b + (size_t)ctx < n ? b + (size_t)ctx : n;
@@ -40,11 +61,7 @@ qtk_status qtk_mamba_perplexity(const qtk_mamba *m, const int32_t *tokens, size_
         while (w1 < nw && w1 - w0 < (size_t)batch && len[w1] == len[w0]) w1++;
         const int B = (int)(w1 - w0), L = (int)len[w0];
         for (int i = 0; i < B; i++) memcpy(buf + (size_t)i * L, tokens + beg[w0 + i], (size_t)L * sizeof *buf);
-        if (s.B != B) {
-            qtk_mamba_state_free(&s);
-            st = qtk_mamba_state_init(&s, m, B);
-        } else qtk_mamba_state_reset(&s);
-        if (st == QTK_OK) st = qtk_mamba_prefill(m, &s, buf, L, logits, QTK_SCAN_AUTO);
+        st = fwd(ud, buf, B, L, logits);
         for (int i = 0; st == QTK_OK && i < B; i++)
             for (int t = L - (int)trg[w0 + i]; t < L; t++) {
                 // cross entropy of token t given the logits at t - 1, in double
@@ -57,7 +74,6 @@ qtk_status qtk_mamba_perplexity(const qtk_mamba *m, const int32_t *tokens, size_
             }
         w0 = w1;
     }
-    qtk_mamba_state_free(&s);
     free(beg);
     free(len);
     free(trg);

@@ -540,6 +540,10 @@ START_TEST(test_cli) {
     fclose(f);
     ck_assert_int_eq(run(args), 1);
     ck_assert_msg(strstr(out, "lm.yaml:3") && strstr(out, "ctx"), "%s", out);
+    if (qtk_cuda_device_count() == 0) { // without a GPU --device cuda says why (test_mamba_cuda runs it on one)
+        ck_assert_int_eq(run("generate --model models/tiny_mamba2 --prompt hi --device cuda"), 1);
+        ck_assert_msg(strstr(out, "--device cuda, but this"), "%s", out);
+    }
     const struct { const char *args, *msg; int rc; } bad[] = {
         {"perplexity --model models/tiny_mamba2", "give one of --tokens FILE and --text FILE", 2},
         {"perplexity --config /nonexistent.yaml", "/nonexistent.yaml: no such config file", 1},
@@ -551,6 +555,9 @@ START_TEST(test_cli) {
         {"generate --model models/tiny_mamba2 --prompt-ids 1,300", "item 2 is not a token id", 2},
         {"generate --model models/tiny_mamba2 --prompt hi --temperature 0", "--temperature takes a number", 2},
         {"generate --model models/tiny_mamba2 --prompt hi --colour red", "unknown option \"--colour\"", 2},
+        {"generate --model models/tiny_mamba2 --prompt hi --device gpu", "--device takes cpu or cuda, got \"gpu\"", 2},
+        {"generate --model models/tiny_mamba2 --prompt hi --fp16 1", "--fp16 1 is for --device cuda", 2},
+        {"perplexity --model models/tiny_mamba2 --text x --device cuda --fp16 2", "--fp16 takes a whole number in 0..1", 2},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ck_assert_int_eq(run(bad[i].args), bad[i].rc);

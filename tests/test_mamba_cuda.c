@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 static int have_gpu;
+static float dt_hi; // when > 0: Mamba2's time_step_limit high end for the next check_model (the clamp)
 
 #define max_rel tu_max_rel
 
@@ -25,6 +26,7 @@ END_TEST
 static void check_model(const char *dir, int B, int L, uint64_t seed) {
     qtk_mamba m;
     ck_qtk(qtk_mamba_load(&m, dir));
+    if (dt_hi > 0) m.cfg.dt_max = dt_hi;
     const int V = m.cfg.vocab;
     int32_t *tok = malloc((size_t)B * L * sizeof *tok), *part = malloc((size_t)B * L * sizeof *part);
     qtk_rng r;
@@ -49,6 +51,16 @@ static void check_model(const char *dir, int B, int L, uint64_t seed) {
     printf("%s (%s, B %d, L %d, max |logit| %.3g): GPU prefill vs CPU, logits %.2e, states %.2e relative\n", dir,
            m.cfg.arch == QTK_MAMBA1 ? "Mamba1" : "Mamba2", B, L, mxl, e, es);
     ck_assert_msg(e <= 1e-4 && es <= 1e-4, "%s: GPU prefill differs: logits %.3g, states %.3g", dir, e, es);
+    if (m.cfg.arch == QTK_MAMBA2) { // the default above is the chunked SSD; the recurrence too
+        ck_qtk(qtk_mamba_cuda_set_scan(g, QTK_SCAN_RECURRENT));
+        ck_qtk(qtk_mamba_cuda_reset(g, B));
+        ck_qtk(qtk_mamba_cuda_prefill(g, tok, L, lg));
+        double er = max_rel(lg, lc, (size_t)B * L * V);
+        printf("  GPU SSD recurrence: logits %.2e relative to the CPU\n", er);
+        ck_assert_msg(er <= 1e-4, "%s: GPU SSD recurrence differs by %.3g", dir, er);
+        ck_qtk(qtk_mamba_cuda_set_scan(g, QTK_SCAN_CHUNKED));
+    } else
+        ck_assert_int_eq(qtk_mamba_cuda_set_scan(g, QTK_SCAN_CHUNKED), QTK_ERR_ARG);
     // prefill half, decode the rest: kernels one by one, and the CUDA graph, against the CPU's full prefill
     const int L1 = L / 2;
     for (int graph = 0; graph < 2; graph++) {
@@ -66,6 +78,26 @@ static void check_model(const char *dir, int B, int L, uint64_t seed) {
         printf("  prefill %d + decode %d on the GPU (%s): %.2e relative to the CPU\n", L1, L - L1,
                graph ? "CUDA graph" : "kernel launches", worst);
         ck_assert_msg(worst <= 1e-4, "%s: GPU decode (%s) differs by %.3g", dir, graph ? "graph" : "launches", worst);
+    }
+    // two prefills (the second continues from the first's conv and SSM states) against the CPU's one
+    {
+        const int L2 = L - L1;
+        float *l2 = malloc((size_t)B * L2 * V * 4), *ref = malloc((size_t)B * L2 * V * 4);
+        ck_qtk(qtk_mamba_cuda_reset(g, B));
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < L1; t++) part[b * L1 + t] = tok[b * L + t];
+        ck_qtk(qtk_mamba_cuda_prefill(g, part, L1, NULL));
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < L2; t++) {
+                part[b * L2 + t] = tok[b * L + L1 + t];
+                memcpy(ref + ((size_t)b * L2 + t) * V, lc + ((size_t)b * L + L1 + t) * V, (size_t)V * 4);
+            }
+        ck_qtk(qtk_mamba_cuda_prefill(g, part, L2, l2));
+        double e2 = max_rel(l2, ref, (size_t)B * L2 * V);
+        printf("  prefill %d + prefill %d on the GPU: %.2e relative to the CPU\n", L1, L2, e2);
+        ck_assert_msg(e2 <= 1e-4, "%s: GPU prefill from a state differs by %.3g", dir, e2);
+        free(l2);
+        free(ref);
     }
     // fp16 projections: within fp16 rounding of the float32 model, the same next-token choice nearly everywhere
     qtk_mamba_cuda *gh;
@@ -85,6 +117,31 @@ static void check_model(const char *dir, int B, int L, uint64_t seed) {
     printf("  fp16 projections: logits %.2e relative to the CPU's float32, argmax agrees at %d of %d positions\n", eh,
            agree, B * L);
     ck_assert_msg(eh <= 5e-2 && agree * 10 >= B * L * 9, "%s: fp16 path off: %.3g, %d of %d argmax", dir, eh, agree, B * L);
+    // fp16 decode (the fp16 GEMVs up to 8 sequences, cuBLAS beyond) against the CPU's float32 prefill
+    ck_qtk(qtk_mamba_cuda_reset(gh, B));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < L1; t++) part[b * L1 + t] = tok[b * L + t];
+    ck_qtk(qtk_mamba_cuda_prefill(gh, part, L1, NULL));
+    double ehd = 0;
+    int agree_d = 0;
+    for (int t = L1; t < L; t++) {
+        for (int b = 0; b < B; b++) part[b] = tok[b * L + t];
+        ck_qtk(qtk_mamba_cuda_decode(gh, part, d1, 1));
+        for (int b = 0; b < B; b++) {
+            const float *ref = lc + ((size_t)b * L + t) * V, *got = d1 + (size_t)b * V;
+            ehd = fmax(ehd, max_rel(got, ref, (size_t)V));
+            int a = 0, c = 0;
+            for (int v = 1; v < V; v++) {
+                if (got[v] > got[a]) a = v;
+                if (ref[v] > ref[c]) c = v;
+            }
+            agree_d += a == c;
+        }
+    }
+    printf("  fp16 decode: logits %.2e relative to the CPU's float32, argmax agrees at %d of %d\n", ehd, agree_d,
+           B * (L - L1));
+    ck_assert_msg(ehd <= 5e-2 && agree_d * 10 >= B * (L - L1) * 9, "%s: fp16 decode off: %.3g, %d of %d argmax", dir, ehd,
+                  agree_d, B * (L - L1));
     qtk_mamba_cuda_destroy(gh);
     // bad calls
     ck_assert_int_eq(qtk_mamba_cuda_prefill(g, tok, L + 1, NULL), QTK_ERR_ARG);
@@ -118,6 +175,49 @@ START_TEST(test_gpu_vs_cpu) {
     check_model(tu_tmp, 2, 24, 3);
     ck_qtk(qtk_mamba_write_random(tu_tmp, &c2, 4, "BF16"));
     check_model(tu_tmp, 2, 24, 4);
+    check_model(tu_tmp, 1, 600, 5); // three chunks of 256 (the last partial) at one sequence
+    // Mamba2 with 2 groups, odd sizes (P 16, N 12) and chunks of 8: every sequence's chunks full (one batched
+    // C B^T), then a partial last chunk; dt clamped above; decode at 10 sequences (cuBLAS, not the GEMVs)
+    qtk_mamba_config c3 = {.arch = QTK_MAMBA2, .d_model = 64, .d_inner = 128, .d_state = 12, .d_conv = 4,
+                           .n_layers = 2, .vocab = 96, .head_dim = 16, .n_heads = 8, .n_groups = 2, .chunk_size = 8,
+                           .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+    ck_qtk(qtk_mamba_write_random(tu_tmp, &c3, 6, "F32"));
+    dt_hi = 0.05f;
+    check_model(tu_tmp, 3, 32, 6);
+    check_model(tu_tmp, 10, 21, 7);
+    dt_hi = 0;
+    check_model("models/tiny_mamba1", 10, 12, 8);
+}
+END_TEST
+
+// qtk perplexity / generate with --device cuda: the CPU's numbers (the same fixture text as test_mamba's CLI test)
+START_TEST(test_cli_cuda) {
+    if (!have_gpu) return;
+    const char *ppl = "perplexity --model models/tiny_mamba2 --text " QTK_FIXTURES "/kjv_heldout_8192.bin --ctx 256";
+    char args[512], cpu_gen[512];
+    ck_assert_int_eq(tu_cli(ppl), 0);
+    ck_assert_msg(strstr(tu_cli_out, "perplexity 3.4328 over 8160 scored tokens"), "%s", tu_cli_out);
+    snprintf(args, sizeof args, "%s --device cuda", ppl);
+    ck_assert_int_eq(tu_cli(args), 0);
+    printf("qtk %s\n  %s", args, tu_cli_out);
+    ck_assert_msg(strstr(tu_cli_out, "perplexity 3.4328 over 8160 scored tokens") && strstr(tu_cli_out, "on the GPU"), "%s",
+                  tu_cli_out);
+    snprintf(args, sizeof args, "%s --device cuda --fp16 1", ppl);
+    ck_assert_int_eq(tu_cli(args), 0);
+    printf("qtk %s\n  %s", args, tu_cli_out);
+    double p16 = 0;
+    const char *at = strstr(tu_cli_out, "perplexity ");
+    ck_assert_msg(at && sscanf(at, "perplexity %lf", &p16) == 1 && fabs(p16 - 3.4328) < 0.01, "%s", tu_cli_out);
+    for (int arch = 1; arch <= 2; arch++) { // greedy continuation: the same text on both devices
+        snprintf(args, sizeof args, "generate --model models/tiny_mamba%d --prompt 'And God said' --max-new 60", arch);
+        ck_assert_int_eq(tu_cli(args), 0);
+        snprintf(cpu_gen, sizeof cpu_gen, "%.*s", (int)strcspn(tu_cli_out, "\n"), tu_cli_out);
+        strcat(args, " --device cuda");
+        ck_assert_int_eq(tu_cli(args), 0);
+        printf("qtk %s\n  %s", args, tu_cli_out);
+        ck_assert_msg(!strncmp(tu_cli_out, cpu_gen, strlen(cpu_gen)) && strstr(tu_cli_out, "tokens/s, GPU"),
+                      "GPU greedy text differs:\n%s\nCPU:\n%s", tu_cli_out, cpu_gen);
+    }
 }
 END_TEST
 
@@ -131,6 +231,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
     tcase_add_test(tc, test_no_device);
     tcase_add_test(tc, test_gpu_vs_cpu);
+    tcase_add_test(tc, test_cli_cuda);
     suite_add_tcase(s, tc);
     return tu_run_mode(s, 0); // a CUDA context does not survive fork()
 }

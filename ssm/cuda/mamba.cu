@@ -1,41 +1,14 @@
 // Mamba1 / Mamba2 on the GPU (mamba_cuda.h): the CPU forward of ssm/mamba.c step for step, float32,
 // projections through cuBLAS (exact FP32), everything else in the kernels below. Built with
 // --fmad=false like the rest of the CUDA code, so elementwise steps round as the CPU's.
-#include <cublas_v2.h>
-#include <cuda_fp16.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/cuda/cuda_check.h"
 #include "../../core/tensor.h"
-#include "../mamba_cuda.h"
+#include "mamba_internal.h"
 
-struct qtk_mamba_cuda {
-    const qtk_mamba *m;
-    int maxB, maxL, B;
-    cublasHandle_t h;
-    cudaStream_t st;
-    void *ws;              // cuBLAS workspace (set explicitly so graph capture allocates nothing)
-    float *d_params;       // m->mem on the GPU: device pointer = d_params + (host pointer - m->mem)
-    int fp16;              // projections (in, x, dt, out, head) with fp16 weights and inputs, FP32 sums
-    __half *d_half;        // the same offsets as d_params, in fp16 (only the projection weights are filled)
-    __half *xh;            // a GEMM input in fp16
-    float *conv, *ssm;     // states: (layers, maxB, conv_dim, K), (layers, maxB, E * N); for B < maxB sequences,
-                           // sequence b of layer l at conv + conv_per_layer * l + b * conv_dim * K (likewise ssm)
-    size_t conv_per_layer, ssm_per_layer;
-    // activations for maxB * maxL rows
-    int32_t *tok;
-    float *hres, *u, *proj, *xc, *y, *extra, *logits;
-    cudaGraphExec_t graph;
-    int graph_B;
-};
 
-#define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))
-#define DEVH(g, hp) ((g)->d_half + ((hp) - (g)->m->mem))
-
-__device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
-__device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
 static unsigned grid_for(size_t n, unsigned t) {
     size_t b = (n + t - 1) / t;
@@ -53,23 +26,36 @@ template <typename T> __device__ __forceinline__ T warp_sum(T v) {
     return v;
 }
 
-// add: h += add (the previous mixer's output) first; then y = w * (h * rsqrt(mean(h^2) + eps)). One warp per row.
-// (add and y may be the same buffer: each row is read before it is written, by the same lanes)
-__global__ void k_add_rmsnorm(float *h, const float *add, const float *__restrict__ w, float *y, size_t rows,
-                              int D, float eps) {
-    size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (r >= rows) return;
+// the sum of v over the block (NORM_THREADS), returned to every thread
+#define NORM_THREADS 1024
+__device__ double block_sum(double v, double *red) {
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    double t = 0;
+    for (int i = 0; i < NORM_THREADS / 32; i++) t += red[i];
+    __syncthreads(); // red is reused by the next call
+    return t;
+}
+
+// add: h += add (the previous mixer's output) first; then y = w * (h * rsqrt(mean(h^2) + eps)). One block of
+// 1024 threads per row: a decode step has one row per sequence, so the row's loads must all be in flight at once.
+// h, add and y are distinct buffers, so the loads of the first loop need not wait for its stores.
+__global__ void __launch_bounds__(NORM_THREADS) k_add_rmsnorm(float *__restrict__ h, const float *__restrict__ add,
+                                                      const float *__restrict__ w, float *__restrict__ y, int D, float eps) {
+    __shared__ double red[NORM_THREADS / 32];
+    const size_t r = blockIdx.x;
     float *hr = h + r * D;
     double ss = 0;
-    for (int i = lane; i < D; i += 32) {
+#pragma unroll 4
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) {
         float v = add ? hr[i] + add[r * D + i] : hr[i];
         if (add) hr[i] = v;
         ss += (double)v * v;
     }
-    ss = warp_sum(ss);
+    ss = block_sum(ss, red);
     float rs = 1.0f / sqrtf((float)(ss / D) + eps);
-    for (int i = lane; i < D; i += 32) y[r * D + i] = w[i] * (hr[i] * rs);
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) y[r * D + i] = w[i] * (hr[i] * rs);
 }
 
 // xh (rows, K) = x (rows, K; row stride ld) in fp16
@@ -78,35 +64,63 @@ __global__ void k_to_half(const float *__restrict__ x, int ld, __half *xh, size_
         xh[i] = __float2half_rn(x[(i / K) * ld + i % K]);
 }
 
-// y[r, j] += b[j]
-__global__ void k_bias(float *y, const float *__restrict__ b, size_t rows, int N) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x)
-        y[i] += b[i % N];
+// y[r, j] = act(y[r, j] + b[j]) (b may be NULL; act 1: softplus)
+__global__ void k_bias_act(float *y, const float *__restrict__ b, size_t rows, int N, int act) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x) {
+        float v = b ? y[i] + b[i % N] : y[i];
+        y[i] = act == 1 ? qtk_softplus(v) : v;
+    }
 }
 
-// causal depthwise conv + SiLU for channel c of sequence b, continuing from state (the last K inputs)
-__global__ void k_conv_silu(const float *__restrict__ in, int ld, int B, int L, int C, int K, const float *__restrict__ w,
+// causal depthwise conv + SiLU of one token (decode) for channel c of sequence b: the window is the
+// state's last K - 1 inputs and the new one, which then shifts into the state. KT: K at compile time
+// (0: Kr at run time).
+template <int KT>
+__global__ void k_conv_step(const float *__restrict__ in, int ld, int B, int C, int Kr, const float *__restrict__ w,
                             const float *__restrict__ bias, float *state, float *out) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int K = KT ? KT : Kr, i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= B * C) return;
-    int b = i / C, c = i % C;
-    float win[64];
-    float *st = state + ((size_t)b * C + c) * K;
-    for (int k = 0; k < K; k++) win[k] = st[k];
-    for (int t = 0; t < L; t++) {
-        for (int k = 0; k + 1 < K; k++) win[k] = win[k + 1];
-        win[K - 1] = in[((size_t)b * L + t) * ld + c];
+    const int b = i / C, c = i % C;
+    float *st = state + (size_t)i * K;
+    const float *wc = w + (size_t)c * K, xin = in[(size_t)b * ld + c];
+    float acc = bias ? bias[c] : 0.0f;
+#pragma unroll
+    for (int k = 0; k + 1 < K; k++) {
+        const float v = st[k + 1];
+        acc += wc[k] * v;
+        st[k] = v;
+    }
+    acc += wc[K - 1] * xin;
+    st[K - 1] = xin;
+    out[i] = qtk_silu(acc);
+}
+
+// The same for L > 1, parallel over tokens: one thread per (sequence, token, channel) reading its K inputs
+// (from the state before the first token); k_conv_state then keeps the last K inputs.
+__global__ void k_conv_silu_par(const float *__restrict__ in, int ld, int B, int L, int C, int K, const float *__restrict__ w,
+                                const float *__restrict__ bias, const float *__restrict__ state, float *out) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)B * L * C; i += (size_t)gridDim.x * blockDim.x) {
+        const int c = (int)(i % C), t = (int)(i / C % L), b = (int)(i / C / L);
         float acc = bias ? bias[c] : 0.0f;
-        for (int k = 0; k < K; k++) acc += w[(size_t)c * K + k] * win[k];
-        out[((size_t)b * L + t) * C + c] = silu(acc);
+        for (int k = 0; k < K; k++) { // input t - (K - 1) + k; before the first token, the state's slot K + s
+            const int s = t - (K - 1) + k;
+            const float v = s >= 0 ? in[((size_t)b * L + s) * ld + c] : state[((size_t)b * C + c) * K + K + s];
+            acc += w[(size_t)c * K + k] * v;
+        }
+        out[i] = qtk_silu(acc);
+    }
+}
+
+__global__ void k_conv_state(const float *__restrict__ in, int ld, int B, int L, int C, int K, float *state) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= B * C) return;
+    const int b = i / C, c = i % C;
+    float *st = state + (size_t)i * K, win[64];
+    for (int k = 0; k < K; k++) {
+        const int s = L - K + k;
+        win[k] = s >= 0 ? in[((size_t)b * L + s) * ld + c] : st[K + s];
     }
     for (int k = 0; k < K; k++) st[k] = win[k];
-}
-
-// Mamba1: dt = softplus(dt) in place (the bias is already added)
-__global__ void k_softplus(float *x, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        x[i] = softplus(x[i]);
 }
 
 // Mamba1 selective scan: S lanes per (sequence, channel) (S: a power of two >= N, <= 32), lane n
@@ -132,29 +146,51 @@ __global__ void k_scan1(int B, int L, int E, int N, int S, const float *__restri
         }
         for (int o = S >> 1; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o, S);
         // out = (y + u D) * silu(z)
-        if (active && n == 0) y[r * E + ch] = (part + u * Dskip[ch]) * silu(z[r * ldz + ch]);
+        if (active && n == 0) y[r * E + ch] = (part + u * Dskip[ch]) * qtk_silu(z[r * ldz + ch]);
     }
     if (on) hp[n] = hs;
 }
 
-// Mamba2: dt[r, h] = clamp(softplus(proj[r, off + h] + dt_bias[h]), lo, hi)
-__global__ void k_dt2(const float *__restrict__ proj, int ld, int off, const float *__restrict__ dt_bias, float *dt,
-                      size_t rows, int H, float lo, float hi) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * H; i += (size_t)gridDim.x * blockDim.x) {
-        size_t r = i / H;
-        int hd = (int)(i % H);
-        float v = softplus(proj[r * ld + off + hd] + dt_bias[hd]);
-        v = v < lo ? lo : v;
-        dt[i] = v > hi ? hi : v;
+// One decode step of the Mamba1 scan with dt_proj fused in: dt = softplus(x_dbl[:R] . W_dt[ch] + b_dt[ch]),
+// the S lanes of a channel splitting the R products; then k_scan1's update for L = 1.
+template <typename W>
+__global__ void k_scan1_step(int B, int E, int N, int S, int R, const float *__restrict__ x, const float *__restrict__ xdbl,
+                             int ldbc, const W *__restrict__ dtw, const float *__restrict__ dtb, const float *__restrict__ z,
+                             int ldz, const float *__restrict__ A_log, const float *__restrict__ Dskip, float *h, float *y) {
+    const int lane = threadIdx.x & 31, n = lane % S;
+    const long idx = ((long)(blockIdx.x * blockDim.x + threadIdx.x) >> 5) * (32 / S) + lane / S;
+    const int active = idx < (long)B * E, on = active && n < N;
+    const int b = active ? (int)(idx / E) : 0, ch = active ? (int)(idx % E) : 0;
+    const float *xr = xdbl + (size_t)b * ldbc;
+    float *hp = h + ((size_t)b * E + ch) * N;
+    // every load that does not depend on dt first, so that their latencies overlap the dt products'
+    const float h0 = on ? hp[n] : 0.0f, Bn = on ? xr[R + n] : 0.0f, Cn = on ? xr[R + N + n] : 0.0f,
+                A = on ? -expf(A_log[(size_t)ch * N + n]) : 0.0f, u = active ? x[(size_t)b * E + ch] : 0.0f,
+                zv = active && n == 0 ? z[(size_t)b * ldz + ch] : 0.0f, Dv = active && n == 0 ? Dskip[ch] : 0.0f,
+                bias = active && dtb ? dtb[ch] : 0.0f;
+    float dd = 0.0f;
+    if (active)
+#pragma unroll 8
+        for (int k = n; k < R; k += S) dd = __fmaf_rn(wvec<W>::one(dtw + (size_t)ch * R + k), wvec<W>::in(xr[k]), dd);
+    for (int o = S >> 1; o > 0; o >>= 1) dd += __shfl_xor_sync(0xffffffffu, dd, o, S);
+    const float d = active ? qtk_softplus(dtb ? dd + bias : dd) : 0.0f;
+    float part = 0.0f;
+    if (on) {
+        const float hs = expf(d * A) * h0 + (d * Bn) * u;
+        hp[n] = hs;
+        part = hs * Cn;
     }
+    for (int o = S >> 1; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o, S);
+    if (active && n == 0) y[(size_t)b * E + ch] = (part + u * Dv) * qtk_silu(zv);
 }
 
 // Mamba2 SSD recurrence: grid (sequence x head, tiles of p); SSD_NG lanes per (head, p), lane q keeping
-// the states n = q, q + SSD_NG, ... (N <= 32 SSD_NG) in registers; y[p] is the shuffle sum of the lanes
+// the states n = q, q + SSD_NG, ... (N <= 32 SSD_NG) in registers; y[p] is the shuffle sum of the lanes.
+// dt = clamp(softplus(dt_raw + dt_bias), lo, hi), dt_raw the in_proj's columns (row stride ld_dt).
 #define SSD_NG 8
 __global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__restrict__ xbc, int ld, int E,
-                       const float *__restrict__ dt, const float *__restrict__ A_log, const float *__restrict__ Dskip,
-                       float *state, float *y) {
+                       const float *__restrict__ dt_raw, int ld_dt, const float *__restrict__ dt_bias, float lo, float hi,
+                       const float *__restrict__ A_log, const float *__restrict__ Dskip, float *state, float *y) {
     const int b = blockIdx.x / H, hd = blockIdx.x % H, q = threadIdx.x % SSD_NG, g = hd / (H / G);
     const int p = blockIdx.y * (blockDim.x / SSD_NG) + threadIdx.x / SSD_NG, on = p < P;
     float s[32];
@@ -167,7 +203,10 @@ __global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__
     const float A = -expf(A_log[hd]), Dh = Dskip[hd];
     for (int t = 0; t < L; t++) {
         size_t r = (size_t)b * L + t;
-        const float d = dt[r * H + hd], dA = expf(d * A);
+        float d = qtk_softplus(dt_raw[r * ld_dt + hd] + dt_bias[hd]);
+        d = d < lo ? lo : d;
+        d = d > hi ? hi : d;
+        const float dA = expf(d * A);
         const float xt = on ? xbc[r * ld + (size_t)hd * P + p] : 0.0f;
         const float *Bt = xbc + r * ld + E + (size_t)g * N, *Ct = xbc + r * ld + E + (size_t)G * N + (size_t)g * N;
         float acc = 0.0f;
@@ -190,22 +229,21 @@ __global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__
     }
 }
 
-// Mamba2 gated RMSNorm per row (one warp): v = y * silu(z), per group v * rsqrt(mean(v^2) + eps), * w
-__global__ void k_gated_rmsnorm(float *y, const float *__restrict__ z, int ldz, const float *__restrict__ w, size_t rows,
-                                int E, int G, float eps) {
-    size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (r >= rows) return;
+// Mamba2 gated RMSNorm per row (one block of 1024): v = y * silu(z), per group v * rsqrt(mean(v^2) + eps), * w
+__global__ void __launch_bounds__(NORM_THREADS) k_gated_rmsnorm(float *__restrict__ y, const float *__restrict__ z, int ldz,
+                                                        const float *__restrict__ w, int E, int G, float eps) {
+    __shared__ double red[NORM_THREADS / 32];
+    const size_t r = blockIdx.x;
     float *yr = y + r * E;
     const int gs = E / G;
-    for (int i = lane; i < E; i += 32) yr[i] = yr[i] * silu(z[r * ldz + i]);
-    __syncwarp();
-    for (int g = 0; g < G; g++) {
+#pragma unroll 4
+    for (int i = threadIdx.x; i < E; i += NORM_THREADS) yr[i] = yr[i] * qtk_silu(z[r * ldz + i]);
+    for (int g = 0; g < G; g++) { // each thread reads back only the elements it wrote
         double ss = 0;
-        for (int i = g * gs + lane; i < (g + 1) * gs; i += 32) ss += (double)yr[i] * yr[i];
-        ss = warp_sum(ss);
+        for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += NORM_THREADS) ss += (double)yr[i] * yr[i];
+        ss = block_sum(ss, red);
         float rs = 1.0f / sqrtf((float)(ss / gs) + eps);
-        for (int i = g * gs + lane; i < (g + 1) * gs; i += 32) yr[i] = w[i] * (yr[i] * rs);
+        for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += NORM_THREADS) yr[i] = w[i] * (yr[i] * rs);
     }
 }
 
@@ -215,17 +253,38 @@ __global__ void k_gated_rmsnorm(float *y, const float *__restrict__ z, int ldz, 
         QTK_CUDA_TRY_LAUNCH(#kernel);                                                                                 \
     } while (0)
 
-// y (rows, N) = x (rows, K; row stride ldx) W^T (+ b)
+// y (rows, N) = act(x (rows, K; row stride ldx) W^T (+ b)); act 1: softplus. Up to QTK_GEMV_MAX_ROWS rows
+// (decode) one GEMV pass over the weights; more rows through cuBLAS.
 static qtk_status linear(qtk_mamba_cuda *g, const float *x, int ldx, const float *hW, const float *hb, float *y, size_t rows,
-                         int N, int K) {
+                         int N, int K, int act = 0) {
     const float one = 1.0f, zero = 0.0f;
+    const float *b = hb ? DEV(g, hb) : NULL;
+    if (rows <= QTK_GEMV_MAX_ROWS)
+        return qtk_mamba_gemv(g->st, g->fp16 ? (const void *)DEVH(g, hW) : (const void *)DEV(g, hW), g->fp16, x, ldx, b, y, N,
+                              (int)rows, N, K, act);
     if (g->fp16) { // fp16 operands on tensor cores, FP32 sums and output
         LAUNCH(k_to_half, rows * K, x, ldx, g->xh, rows, K);
         QTK_CUBLAS_TRY(cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEVH(g, hW), CUDA_R_16F, K, g->xh,
                                     CUDA_R_16F, K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     } else
         QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEV(g, hW), K, x, ldx, &zero, y, N));
-    if (hb) LAUNCH(k_bias, rows * N, y, DEV(g, hb), rows, N);
+    if (b || act) LAUNCH(k_bias_act, rows * N, y, b, rows, N, act);
+    return QTK_OK;
+}
+
+// causal conv + SiLU of C channels (input rows of stride ld) continuing from the conv state cs
+static qtk_status conv(qtk_mamba_cuda *g, const qtk_mamba_layer *ly, const float *in, int ld, int L, int C, float *cs) {
+    const int B = g->B, K = g->m->cfg.d_conv;
+    const float *w = DEV(g, ly->conv_w), *bias = ly->conv_b ? DEV(g, ly->conv_b) : NULL;
+    if (L == 1) { // decode: one kernel, each thread shifting its window
+        if (K == 4) k_conv_step<4><<<(B * C + 127) / 128, 128, 0, g->st>>>(in, ld, B, C, K, w, bias, cs, g->xc);
+        else k_conv_step<0><<<(B * C + 127) / 128, 128, 0, g->st>>>(in, ld, B, C, K, w, bias, cs, g->xc);
+        QTK_CUDA_TRY_LAUNCH("conv_step");
+        return QTK_OK;
+    }
+    LAUNCH(k_conv_silu_par, (size_t)B * L * C, in, ld, B, L, C, K, w, bias, cs, g->xc);
+    k_conv_state<<<(B * C + 127) / 128, 128, 0, g->st>>>(in, ld, B, L, C, K, cs);
+    QTK_CUDA_TRY_LAUNCH("conv_state");
     return QTK_OK;
 }
 
@@ -233,53 +292,63 @@ static qtk_status linear(qtk_mamba_cuda *g, const float *x, int ldx, const float
 static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
     const qtk_mamba *m = g->m;
     const qtk_mamba_config *c = &m->cfg;
-    const int B = g->B, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, IN = qtk_mamba_in_proj_out(c),
+    const int B = g->B, D = c->d_model, E = c->d_inner, N = c->d_state, IN = qtk_mamba_in_proj_out(c),
               CD = qtk_mamba_conv_dim(c);
     const size_t rows = (size_t)B * L;
-    const unsigned rb = (unsigned)((rows + 7) / 8);
+    const unsigned rb = (unsigned)rows; // one block per row for the norms
     LAUNCH(k_embed, rows * D, g->tok, DEV(g, m->emb), g->hres, rows, D);
     for (int l = 0; l < c->n_layers; l++) {
         const qtk_mamba_layer *ly = &m->layers[l];
         float *cs = g->conv + g->conv_per_layer * l, *ss = g->ssm + g->ssm_per_layer * l;
-        // h += previous mixer output (g->y holds it from layer l-1's out_proj); u = norm(h)
-        k_add_rmsnorm<<<rb, 256, 0, g->st>>>(g->hres, l ? g->u : NULL, DEV(g, ly->norm_w), g->u, rows, D, c->eps);
+        // h += previous mixer output (g->mix, from layer l-1's out_proj); u = norm(h)
+        k_add_rmsnorm<<<rb, NORM_THREADS, 0, g->st>>>(g->hres, l ? g->mix : NULL, DEV(g, ly->norm_w), g->u, D, c->eps);
         QTK_CUDA_TRY_LAUNCH("add_rmsnorm");
         QTK_TRY(linear(g, g->u, D, ly->in_proj_w, ly->in_proj_b, g->proj, rows, IN, D));
         if (c->arch == QTK_MAMBA1) {
             const int R = c->dt_rank;
             float *xdbl = g->extra, *dt = xdbl + rows * (R + 2 * N);
-            k_conv_silu<<<(B * E + 127) / 128, 128, 0, g->st>>>(g->proj, IN, B, L, E, K, DEV(g, ly->conv_w),
-                                                                 ly->conv_b ? DEV(g, ly->conv_b) : NULL, cs, g->xc);
-            QTK_CUDA_TRY_LAUNCH("conv_silu");
+            QTK_TRY(conv(g, ly, g->proj, IN, L, E, cs));
             QTK_TRY(linear(g, g->xc, E, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E));
-            QTK_TRY(linear(g, xdbl, R + 2 * N, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R));
-            LAUNCH(k_softplus, rows * E, dt, rows * E);
             int S = 1;
             while (S < N) S <<= 1;
             const long threads = ((long)B * E + 32 / S - 1) / (32 / S) * 32;
-            k_scan1<<<(unsigned)((threads + 127) / 128), 128, 0, g->st>>>(B, L, E, N, S, g->xc, dt, xdbl + R, xdbl + R + N,
-                                                                          R + 2 * N, g->proj + E, IN, DEV(g, ly->A_log),
-                                                                          DEV(g, ly->Dskip), ss, g->y);
+            const unsigned blocks = (unsigned)((threads + 127) / 128);
+            if (L == 1) { // decode: dt_proj inside the scan step
+                const float *db = ly->dt_proj_b ? DEV(g, ly->dt_proj_b) : NULL;
+                if (g->fp16)
+                    k_scan1_step<__half><<<blocks, 128, 0, g->st>>>(B, E, N, S, R, g->xc, xdbl, R + 2 * N,
+                                                                    DEVH(g, ly->dt_proj_w), db, g->proj + E, IN,
+                                                                    DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+                else
+                    k_scan1_step<float><<<blocks, 128, 0, g->st>>>(B, E, N, S, R, g->xc, xdbl, R + 2 * N,
+                                                                   DEV(g, ly->dt_proj_w), db, g->proj + E, IN,
+                                                                   DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+            } else {
+                QTK_TRY(linear(g, xdbl, R + 2 * N, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, 1)); // softplus
+                k_scan1<<<blocks, 128, 0, g->st>>>(B, L, E, N, S, g->xc, dt, xdbl + R, xdbl + R + N, R + 2 * N, g->proj + E,
+                                                   IN, DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+            }
             QTK_CUDA_TRY_LAUNCH("scan1");
         } else {
             const int H = c->n_heads, P = c->head_dim;
-            float *dt = g->extra;
-            k_conv_silu<<<(B * CD + 127) / 128, 128, 0, g->st>>>(g->proj + E, IN, B, L, CD, K, DEV(g, ly->conv_w),
-                                                                  ly->conv_b ? DEV(g, ly->conv_b) : NULL, cs, g->xc);
-            QTK_CUDA_TRY_LAUNCH("conv_silu");
-            LAUNCH(k_dt2, rows * H, g->proj, IN, E + CD, DEV(g, ly->dt_bias), dt, rows, H, c->dt_min, c->dt_max);
-            const int ptile = 16; // p values per block: 16 x SSD_NG = 128 threads
-            k_ssd2<<<dim3((unsigned)(B * H), (unsigned)((P + ptile - 1) / ptile)), ptile * SSD_NG, 0, g->st>>>(
-                B, L, H, P, N, c->n_groups, g->xc, CD, E, dt, DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
-            QTK_CUDA_TRY_LAUNCH("ssd2");
-            k_gated_rmsnorm<<<rb, 256, 0, g->st>>>(g->y, g->proj, IN, DEV(g, ly->gnorm_w), rows, E, c->n_groups, c->eps);
+            QTK_TRY(conv(g, ly, g->proj + E, IN, L, CD, cs));
+            if (L > 1 && g->scan != QTK_SCAN_RECURRENT)
+                QTK_TRY(qtk_mamba_ssd_chunked(g, l, L, g->xc, g->proj + E + CD, IN, ss, g->y));
+            else {
+                const int ptile = 16; // p values per block: 16 x SSD_NG = 128 threads
+                k_ssd2<<<dim3((unsigned)(B * H), (unsigned)((P + ptile - 1) / ptile)), ptile * SSD_NG, 0, g->st>>>(
+                    B, L, H, P, N, c->n_groups, g->xc, CD, E, g->proj + E + CD, IN, DEV(g, ly->dt_bias), c->dt_min,
+                    c->dt_max, DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+                QTK_CUDA_TRY_LAUNCH("ssd2");
+            }
+            k_gated_rmsnorm<<<rb, NORM_THREADS, 0, g->st>>>(g->y, g->proj, IN, DEV(g, ly->gnorm_w), E, c->n_groups, c->eps);
             QTK_CUDA_TRY_LAUNCH("gated_rmsnorm");
         }
-        // out = out_proj(y), kept in u until the next layer's add
-        QTK_TRY(linear(g, g->y, E, ly->out_proj_w, ly->out_proj_b, g->u, rows, D, E));
+        // mix = out_proj(y), added to h by the next layer's norm
+        QTK_TRY(linear(g, g->y, E, ly->out_proj_w, ly->out_proj_b, g->mix, rows, D, E));
     }
     // h += last mixer output; logits = lm_head(norm_f(h))
-    k_add_rmsnorm<<<rb, 256, 0, g->st>>>(g->hres, g->u, DEV(g, m->norm_f), g->u, rows, D, c->eps);
+    k_add_rmsnorm<<<rb, NORM_THREADS, 0, g->st>>>(g->hres, g->mix, DEV(g, m->norm_f), g->u, D, c->eps);
     QTK_CUDA_TRY_LAUNCH("add_rmsnorm");
     if (want) QTK_TRY(linear(g, g->u, D, m->lm_head, NULL, g->logits, rows, c->vocab, D));
     return QTK_OK;
@@ -298,6 +367,7 @@ extern "C" void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g) {
     cudaFree(g->ssm);
     cudaFree(g->tok);
     cudaFree(g->hres);
+    cudaFree(g->cb);
     free(g);
 }
 
@@ -345,14 +415,18 @@ static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int ma
     g->fp16 = fp16;
     const size_t rows = (size_t)maxB * maxL, D = c->d_model, E = c->d_inner, IN = qtk_mamba_in_proj_out(c),
                  CD = qtk_mamba_conv_dim(c), V = c->vocab;
-    size_t extra = c->arch == QTK_MAMBA1 ? (size_t)(c->dt_rank + 2 * c->d_state) + E : (size_t)c->n_heads;
-    size_t act = rows * (2 * D + IN + CD + E + extra + V);
+    size_t extra = c->arch == QTK_MAMBA1 ? (size_t)(c->dt_rank + 2 * c->d_state) + E : 0;
+    // Mamba2's chunked SSD workspace: C B^T and a state per (sequence, chunk), dt and its cumsum per (sequence, head)
+    const size_t Q = c->chunk_size, nc = c->arch == QTK_MAMBA2 ? (maxL + Q - 1) / Q : 0;
+    const size_t n_cb = (size_t)maxB * nc * c->n_groups * Q * Q, n_chs = (size_t)maxB * nc * E * c->d_state,
+                 n_dt = c->arch == QTK_MAMBA2 ? (size_t)maxB * c->n_heads * maxL : 0;
+    size_t act = rows * (3 * D + IN + CD + E + extra + V);
     size_t fr = 0, tot = 0;
     QTK_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
     g->conv_per_layer = (size_t)maxB * CD * c->d_conv;
     g->ssm_per_layer = (size_t)maxB * E * c->d_state;
     size_t kmax = E > D ? E : D;
-    size_t need = (m->n_params + act + (g->conv_per_layer + g->ssm_per_layer) * c->n_layers) * sizeof(float) + rows * 4 +
+    size_t need = (m->n_params + act + n_cb + n_chs + 2 * n_dt + (g->conv_per_layer + g->ssm_per_layer) * c->n_layers) * sizeof(float) + rows * 4 +
                   (fp16 ? m->n_params * 2 + rows * kmax * 2 : 0) + ((size_t)64 << 20);
     if (need > fr)
         return qtk_fail(QTK_ERR_NOMEM, "GPU Mamba for %d x %d tokens needs %.2f GiB, %.2f GiB free: fewer tokens at once",
@@ -369,11 +443,18 @@ static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int ma
     QTK_CUDA_TRY(cudaMalloc((void **)&g->tok, rows * sizeof(int32_t)));
     QTK_CUDA_TRY(cudaMalloc((void **)&g->hres, act * sizeof(float)));
     g->u = g->hres + rows * D;
-    g->proj = g->u + rows * D;
+    g->mix = g->u + rows * D;
+    g->proj = g->mix + rows * D;
     g->xc = g->proj + rows * IN;
     g->y = g->xc + rows * CD;
     g->extra = g->y + rows * E;
     g->logits = g->extra + rows * extra;
+    if (c->arch == QTK_MAMBA2) {
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->cb, (n_cb + n_chs + 2 * n_dt) * sizeof(float)));
+        g->chs = g->cb + n_cb;
+        g->dtc = g->chs + n_chs;
+        g->cum = g->dtc + n_dt;
+    }
     if (fp16) {
         QTK_TRY(upload_half(g));
         QTK_CUDA_TRY(cudaMalloc((void **)&g->xh, rows * kmax * sizeof(__half)));
@@ -392,6 +473,14 @@ extern "C" qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamb
         return st;
     }
     *out = g;
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_mamba_cuda_set_scan(qtk_mamba_cuda *g, qtk_scan_mode mode) {
+    if (mode != QTK_SCAN_AUTO && mode != QTK_SCAN_RECURRENT && mode != QTK_SCAN_CHUNKED)
+        return qtk_fail(QTK_ERR_ARG, "GPU Mamba: scan mode %d", (int)mode);
+    if (mode == QTK_SCAN_CHUNKED && g->m->cfg.arch != QTK_MAMBA2) return qtk_fail(QTK_ERR_ARG, "chunked SSD is Mamba2's");
+    g->scan = mode;
     return QTK_OK;
 }
 

@@ -8,6 +8,7 @@ qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamba *m, int m
     return NO_CUDA();
 }
 void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g) {}
+qtk_status qtk_mamba_cuda_set_scan(qtk_mamba_cuda *g, qtk_scan_mode mode) { return NO_CUDA(); }
 qtk_status qtk_mamba_cuda_reset(qtk_mamba_cuda *g, int B) { return NO_CUDA(); }
 qtk_status qtk_mamba_cuda_prefill(qtk_mamba_cuda *g, const int32_t *tokens, int L, float *logits) { return NO_CUDA(); }
 qtk_status qtk_mamba_cuda_decode(qtk_mamba_cuda *g, const int32_t *tokens, float *logits, int use_graph) {
