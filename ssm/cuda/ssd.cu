@@ -103,6 +103,22 @@ __global__ void k_ssd_pass(int B, int L, int H, int PN, int Q, int nc, const flo
     state[i] = s;
 }
 
+// acc (this thread's 4 x 4 of a 64 x 64 tile) += ts (64 x DEPTH) ds (DEPTH x 64), rows ti * 4.., columns tp * 4..
+__device__ __forceinline__ void tile_fma(const float (*ts)[DEPTH + 1], const float (*ds)[TILE + 4], int ti, int tp,
+                                         float acc[4][4]) {
+#pragma unroll 8
+    for (int k = 0; k < DEPTH; k++) {
+        const float4 v = *(const float4 *)&ds[k][tp * 4];
+        const float bv[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float a = ts[ti * 4 + i][k];
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[i][q] = __fmaf_rn(a, bv[q], acc[i][q]);
+        }
+    }
+}
+
 // grid (B * nc * H, ceil(Q / 64), ceil(P / 64)): y for 64 tokens x 64 p of one chunk and head
 __global__ void __launch_bounds__(256) k_ssd_y(const float *__restrict__ xbc, int ld, int E, int L, int H, int P, int N,
                                                 int G, int Q, int nc, const float *__restrict__ dtc,
@@ -127,17 +143,7 @@ __global__ void __launch_bounds__(256) k_ssd_y(const float *__restrict__ xbc, in
             ds[k][p] = p0 + p < P && n0 + k < N ? s[(size_t)(p0 + p) * N + n0 + k] : 0.0f;
         }
         __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < DEPTH; k++) {
-            const float4 v = *(const float4 *)&ds[k][tp * 4];
-            const float bv[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const float a = ts[ti * 4 + i][k];
-#pragma unroll
-                for (int q = 0; q < 4; q++) accT[i][q] = __fmaf_rn(a, bv[q], accT[i][q]);
-            }
-        }
+        tile_fma(ts, ds, ti, tp, accT);
         __syncthreads();
     }
     // the diagonal block: W = (C B^T) exp(c_i - c_j) dt_j for j <= i, then W x
@@ -156,17 +162,7 @@ __global__ void __launch_bounds__(256) k_ssd_y(const float *__restrict__ xbc, in
             ds[jj][p] = j0 + jj < len && p0 + p < P ? rows[(size_t)(j0 + jj) * ld + (size_t)h * P + p0 + p] : 0.0f;
         }
         __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < DEPTH; k++) {
-            const float4 v = *(const float4 *)&ds[k][tp * 4];
-            const float bv[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const float a = ts[ti * 4 + i][k];
-#pragma unroll
-                for (int q = 0; q < 4; q++) accY[i][q] = __fmaf_rn(a, bv[q], accY[i][q]);
-            }
-        }
+        tile_fma(ts, ds, ti, tp, accY);
         __syncthreads();
     }
     const float Dh = Dskip[h];
