@@ -3,6 +3,7 @@
 #define QTK_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../core/error.h"
 
@@ -15,6 +16,10 @@ int qtk_cmd_preprocess(int argc, char **argv);
 int qtk_cmd_dataset(int argc, char **argv);
 int qtk_cmd_run(int argc, char **argv);
 int qtk_cmd_table(int argc, char **argv);
+// qtk table's output to o: the runs (summary.json) under the nd folders; csv or markdown; plot: a PNG or NULL.
+// 0, or the exit status of the error.
+int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plot);
+int qtk_cmd_sweep(int argc, char **argv);
 int qtk_cmd_eval(int argc, char **argv);
 int qtk_cmd_calibrate(int argc, char **argv);
 int qtk_cmd_perplexity(int argc, char **argv);

