@@ -3,6 +3,7 @@
 //   qtk sweep SWEEP.yaml [--backend local|slurm] [--dry-run]   expand, write the plan, run / submit
 //   qtk sweep status DIR                                       per-run state from the run folders and squeue
 //   qtk sweep table DIR                                        DIR/table.md (+ table.csv): every run, failures marked
+//   qtk sweep cancel DIR                                       scancel the submitted array and table jobs
 //   qtk sweep task DIR INDEX                                   one run with retries (what each array task runs)
 //
 // The sweep folder (`out`) holds sweep.json (the expanded plan: the base config, and per run its id, its
@@ -326,10 +327,14 @@ static void task_state_write(const sw_run *r, const char *state, int attempts, i
     const char *aj = getenv("SLURM_ARRAY_JOB_ID"), *at = getenv("SLURM_ARRAY_TASK_ID"), *j = getenv("SLURM_JOB_ID");
     if (aj && at) snprintf(job, sizeof job, "%s_%s", aj, at);
     else if (j) snprintf(job, sizeof job, "%s", j);
+    char gpus[64];
+    snprintf(gpus, sizeof gpus, "%s", getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "");
+    for (char *c = gpus; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 32) *c = '_';
     snprintf(text, sizeof text,
              "{\"state\": \"%s\", \"attempts\": %d, \"exit\": %d, \"host\": \"%s\", \"pid\": %d, \"job\": \"%s\", "
-             "\"updated\": %ld}\n",
-             state, attempts, exit_code, host, (int)getpid(), job, (long)time(NULL));
+             "\"gpus\": \"%s\", \"updated\": %ld}\n",
+             state, attempts, exit_code, host, (int)getpid(), job, gpus, (long)time(NULL));
     snprintf(path, sizeof path, "%s/sweep_task.json", r->dir);
     if (qtk_write_text_atomic(path, text) != QTK_OK) fprintf(stderr, "qtk sweep: %s\n", qtk_last_error());
 }
@@ -602,6 +607,46 @@ static int cmd_status(const char *dir) {
     return 0;
 }
 
+// the output of a shell command (stdout + stderr) into buf; its exit status (-1 if it could not run)
+static int shell(const char *cmd, char *buf, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t n = 0;
+    while (n + 1 < cap && !feof(f)) {
+        size_t m = fread(buf + n, 1, cap - 1 - n, f);
+        if (!m) break;
+        n += m;
+    }
+    buf[n] = 0;
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// scancel the sweep's array and table jobs (slurm/jobs.json); the runs keep their checkpoints
+static int cmd_cancel(const char *dir) {
+    sw_plan p;
+    int rc = plan_load(dir, &p);
+    if (rc) return rc;
+    char path[PATH_MAX + 32], cmd[256], outb[1024];
+    snprintf(path, sizeof path, "%s/slurm/jobs.json", p.out);
+    char *t = qtk_read_text(path, NULL);
+    cJSON *j = t ? cJSON_Parse(t) : NULL;
+    free(t);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "array"), *tb = cJSON_GetObjectItemCaseSensitive(j, "table");
+    if (!cJSON_IsString(a) || !cJSON_IsString(tb)) rc = qtk_cli_error("%s: no Slurm submission recorded", path);
+    else {
+        snprintf(cmd, sizeof cmd, "scancel %s %s 2>&1", a->valuestring, tb->valuestring);
+        int st = shell(cmd, outb, sizeof outb);
+        if (st != 0) rc = qtk_cli_error("scancel failed (exit %d): %s", st, outb);
+        else printf("cancelled array job %s and table job %s; submit the sweep again to resume\n", a->valuestring,
+                    tb->valuestring);
+    }
+    cJSON_Delete(j);
+    plan_free(&p);
+    return rc;
+}
+
 // --- backends ------------------------------------------------------------------------------------
 
 // "0-3,5,7-9" for the sorted indices
@@ -628,22 +673,6 @@ static void sbatch_header(FILE *f, const sw_spec *sp, const char *job, const cha
         if (s->gpus > 0) fprintf(f, "#SBATCH --gres=gpu:%d\n", s->gpus);
     } else fprintf(f, "#SBATCH --time=00:30:00\n#SBATCH --cpus-per-task=1\n");
     for (unsigned i = 0; i < s->sbatch_count; i++) fprintf(f, "#SBATCH %s\n", s->sbatch[i]);
-}
-
-// the output of a shell command (stdout + stderr) into buf; its exit status (-1 if it could not run)
-static int shell(const char *cmd, char *buf, size_t cap) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    size_t n = 0;
-    while (n + 1 < cap && !feof(f)) {
-        size_t m = fread(buf + n, 1, cap - 1 - n, f);
-        if (!m) break;
-        n += m;
-    }
-    buf[n] = 0;
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static int backend_slurm(const sw_spec *sp, const sw_plan *p, const int *todo, int nt, int dry) {
@@ -758,7 +787,7 @@ static int backend_local(const sw_spec *sp, const sw_plan *p, const int *todo, i
 
 static int usage(void) {
     puts("usage: qtk sweep SWEEP.yaml [--backend local|slurm] [--dry-run]\n"
-         "       qtk sweep status DIR | qtk sweep table DIR | qtk sweep task DIR INDEX\n\n"
+         "       qtk sweep status DIR | table DIR | cancel DIR | task DIR INDEX\n\n"
          "Expands a grid of `qtk run`s from one base config and runs them, locally (at most `parallel` at once;\n"
          "default one per GPU of CUDA_VISIBLE_DEVICES, else one) or on Slurm as one job array (one task per\n"
          "run) plus a job that writes the combined table once the array has ended. Finished runs are skipped\n"
@@ -777,7 +806,7 @@ static int usage(void) {
          "          max_parallel: 8, sbatch: [\"--qos=normal\"], setup: [\"module load cuda\"]}\n\n"
          "--dry-run lists the runs (and writes, but does not submit, the sbatch scripts). status shows each\n"
          "run's state (pending, running, interrupted, done, failed) from its folder and squeue. table writes\n"
-         "DIR/table.md and DIR/table.csv. task runs one run with its retries (the array tasks run it;\n"
+         "DIR/table.md and DIR/table.csv. cancel scancels the submitted jobs (resubmit to resume). task runs one run with its retries (the array tasks run it;\n"
          "QTK_SWEEP_FAIL_ONCE=<run id> makes that run's first attempt fail, for testing retries).");
     return 0;
 }
@@ -788,9 +817,10 @@ int qtk_cmd_sweep(int argc, char **argv) {
         if (argc != 4) return qtk_cli_usage_error("usage: qtk sweep task DIR INDEX");
         return cmd_task(argv[2], argv[3]);
     }
-    if (!strcmp(argv[1], "status") || !strcmp(argv[1], "table")) {
+    if (!strcmp(argv[1], "status") || !strcmp(argv[1], "table") || !strcmp(argv[1], "cancel")) {
         if (argc != 3) return qtk_cli_usage_error("usage: qtk sweep %s DIR", argv[1]);
-        return !strcmp(argv[1], "status") ? cmd_status(argv[2]) : cmd_table(argv[2]);
+        return !strcmp(argv[1], "status") ? cmd_status(argv[2]) : !strcmp(argv[1], "table") ? cmd_table(argv[2])
+                                                                                             : cmd_cancel(argv[2]);
     }
     const char *file = argv[1], *backend = "local";
     int dry = 0;

@@ -115,8 +115,16 @@ START_TEST(test_local) {
     write_sweep(f, "loc", "  - {key: quantization.w_bits, values: [3, 4]}\n", "retries: 1\n");
     snprintf(args, sizeof args, "sweep %s", f);
     setenv("QTK_SWEEP_FAIL_ONCE", "w_bits-3", 1);
+    setenv("CUDA_VISIBLE_DEVICES", "5,7", 1); // two GPUs listed: two runs at once, one per GPU
     ck_assert_int_eq(run(args), 0);
-    ck_assert_msg(strstr(out, "this attempt fails on purpose") && strstr(out, "2 of 2 runs done, 0 failed"), "%s", out);
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    ck_assert_msg(strstr(out, "this attempt fails on purpose") && strstr(out, "2 of 2 runs done, 0 failed") &&
+                      strstr(out, "2 at a time (one per GPU)"),
+                  "%s", out);
+    snprintf(path, sizeof path, "%s/loc/runs/w_bits-3/sweep_task.json", tu_tmp);
+    ck_assert_msg(slurp(path) && strstr(slurp(path), "\"gpus\": \"5\""), "%s", slurp(path));
+    snprintf(path, sizeof path, "%s/loc/runs/w_bits-4/sweep_task.json", tu_tmp);
+    ck_assert_msg(slurp(path) && strstr(slurp(path), "\"gpus\": \"7\""), "%s", slurp(path));
     snprintf(path, sizeof path, "%s/loc/table.md", tu_tmp);
     char *t = slurp(path);
     ck_assert_msg(t && strstr(t, "| 0 | w_bits-3 | done | 2 |") && strstr(t, "| 1 | w_bits-4 | done | 1 |") &&
@@ -222,7 +230,9 @@ START_TEST(test_slurm) {
     int s = 0;
     for (; s < 300 && access(path, F_OK) != 0; s++) sleep(1);
     REQUIRE(s < 300, "no search.ckpt after 300 s");
-    sh("scancel -n qtk-kill 2>&1", buf, sizeof buf);
+    snprintf(args, sizeof args, "sweep cancel %s/kill", tu_tmp);
+    st = run(args);
+    REQUIRE(st == 0 && strstr(out, "cancelled array job"), "qtk sweep cancel: %s", out);
     REQUIRE(wait_for("kill", NULL, 120) == 0, "scancel did not end the jobs");
     snprintf(args, sizeof args, "sweep status %s/kill", tu_tmp);
     run(args);
