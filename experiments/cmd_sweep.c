@@ -16,6 +16,7 @@
 #include <cyaml/cyaml.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -464,6 +465,17 @@ static int cmd_task(const char *dir, const char *index) {
         plan_free(&p);
         return qtk_cli_error("cannot create %s: %s", r->dir, strerror(errno));
     }
+    // one task per run folder at a time (a second submission, or a local and a Slurm sweep over the same
+    // folder): the lock is held until this process exits
+    char lock[PATH_MAX + 16];
+    snprintf(lock, sizeof lock, "%s/.task.lock", r->dir);
+    int lfd = open(lock, O_RDWR | O_CREAT, 0644);
+    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        printf("qtk sweep %s: run %ld %s is being run by another task (%s held); leaving it to that one\n", p.name, i,
+               r->id, lock);
+        plan_free(&p);
+        return 0;
+    }
     if (run_done(r, NULL)) {
         printf("qtk sweep %s: run %ld %s already done\n", p.name, i, r->id);
         plan_free(&p);
@@ -837,6 +849,13 @@ int qtk_cmd_sweep(int argc, char **argv) {
     int rc = expand(sp, file, &p);
     int *todo = rc ? NULL : calloc((size_t)(p.n ? p.n : 1), sizeof *todo), nt = 0;
     if (!rc && !todo) rc = qtk_cli_error("out of memory");
+    if (!rc && !dry && !strcmp(backend, "slurm")) { // not while the last submission is still queued or running
+        char *sq = squeue_text(p.out);
+        if (sq && sq[strspn(sq, " \n")])
+            rc = qtk_cli_error("%s: this sweep's jobs are still queued or running (squeue: %.200s); wait for them, or "
+                               "qtk sweep cancel %s, then submit again", file, sq, p.out);
+        free(sq);
+    }
     if (!rc) rc = plan_save(&p);
     if (!rc) {
         printf("sweep %s: %d runs from %s into %s/runs\n", p.name, p.n, p.base, p.out);

@@ -130,7 +130,16 @@ START_TEST(test_local) {
     ck_assert_msg(t && strstr(t, "| 0 | w_bits-3 | done | 2 |") && strstr(t, "| 1 | w_bits-4 | done | 1 |") &&
                       strstr(t, "| W3A8 | 1 |") && strstr(t, "| W4A8 | 1 |"),
                   "%s", t ? t : "no table.md");
+    // a task whose run folder is locked by another task leaves the run alone
+    snprintf(args, sizeof args, "flock %s/loc/runs/w_bits-3/.task.lock %s sweep task %s/loc 0 2>&1", tu_tmp, QTK_CLI, tu_tmp);
+    FILE *pf = popen(args, "r");
+    ck_assert_ptr_nonnull(pf);
+    size_t nr = fread(out, 1, sizeof out - 1, pf);
+    out[nr] = 0;
+    ck_assert_int_eq(pclose(pf), 0);
+    ck_assert_msg(strstr(out, "is being run by another task"), "%s", out);
     // again: both done, nothing runs
+    snprintf(args, sizeof args, "sweep %s", f);
     ck_assert_int_eq(run(args), 0);
     ck_assert_msg(strstr(out, "done (skipped)") && strstr(out, "every run is done"), "%s", out);
     // no retries: the injected failure stays, the table says so, the exit status is 1
@@ -226,6 +235,8 @@ START_TEST(test_slurm) {
     write_text(f, text);
     st = run(args);
     REQUIRE(st == 0 && strstr(out, "submitted array job"), "submission failed: %s", out);
+    st = run(args); // again while its job runs: refused
+    REQUIRE(st == 1 && strstr(out, "still queued or running"), "a second submission was not refused: %s", out);
     snprintf(path, sizeof path, "%s/kill/runs/seed-3/search.ckpt", tu_tmp);
     int s = 0;
     for (; s < 300 && access(path, F_OK) != 0; s++) sleep(1);
