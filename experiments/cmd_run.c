@@ -11,15 +11,21 @@
 // rises strictly; quant_selected.safetensors and selected.json hold it, and
 // every table labels the run "test-set selection". validate_every: k only
 // reports test top-1 in log.jsonl.
+#include <cblas.h>
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/comm.h"
+#include "../core/cuda/qtk_cuda.h"
 #include "../core/qtk.h"
 #include "../search/evolq.h"
 #include "cli.h"
@@ -153,6 +159,65 @@ static int settle_config(const qtk_run_config *c, const char *out, const char *c
     return 0;
 }
 
+// GPUs of this host without initialising CUDA (the search's ranks fork first): the entries of
+// CUDA_VISIBLE_DEVICES when set, else the driver's /proc/driver/nvidia/gpus entries
+static int gpus_present(void) {
+    const char *v = getenv("CUDA_VISIBLE_DEVICES");
+    int n = 0;
+    if (v) {
+        if (!*v) return 0;
+        for (n = 1; *v; v++) n += *v == ',';
+        return n;
+    }
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    return n;
+}
+
+// The search's processes (search.ranks, or one per GPU of `gpus`) and whether they use NCCL. 0, or an exit status.
+static int plan_ranks(const qtk_run_config *c, const char *cfg_path, int *ranks, int *ngpu, int *nccl) {
+    const int cuda = !strcmp(c->device, "cuda");
+    *ngpu = cuda ? gpus_present() : 0;
+    int want = !strcmp(c->gpus, "all") ? *ngpu : atoi(c->gpus);
+    if (cuda && want > *ngpu)
+        return qtk_cli_error("%s: gpus: %s, but this host shows %d GPU%s", cfg_path, c->gpus, *ngpu, *ngpu == 1 ? "" : "s");
+    *ranks = c->search.ranks > 0 ? c->search.ranks : cuda && want > 0 ? want : 1;
+    const char *t = c->search.transport;
+    *nccl = *ranks > 1 && (!strcmp(t, "nccl") || (!strcmp(t, "auto") && cuda && *ranks <= *ngpu && qtk_cuda_built()));
+    if (*nccl && *ranks > *ngpu)
+        return qtk_cli_error("%s: search.transport: nccl needs one GPU per rank (%d ranks, %d GPUs); use host", cfg_path,
+                             *ranks, *ngpu);
+    return 0;
+}
+
+// every rank's fingerprint of the calibrated scales: the ranks must start the search from the same state
+static qtk_status same_start(qtk_comm *comm, qtk_model *mm) {
+    double mine[1] = {0}, *all = calloc((size_t)comm->size, sizeof *all);
+    if (!all) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    uint64_t h = 1469598103934665603ull; // FNV-1a over every searchable scale's bits
+    qtk_model_vec v[16];
+    for (int b = 0; b < mm->n_blocks; b++) {
+        int nv = mm->block_vectors(mm, b, v, 16);
+        for (int i = 0; i < nv && i < 16; i++)
+            for (size_t k = 0; k < v[i].n; k++) {
+                uint32_t u;
+                memcpy(&u, &v[i].scale[k], 4);
+                h = (h ^ u) * 1099511628211ull;
+            }
+    }
+    mine[0] = (double)(h >> 11); // exact in a double
+    qtk_status st = comm->allgather(comm, mine, all, 1);
+    for (int r = 1; st == QTK_OK && r < comm->size; r++)
+        if (all[r] != all[0])
+            st = qtk_fail(QTK_ERR_IO, "search rank %d calibrated to different scales than rank 0 (non-deterministic "
+                                         "calibration on this device?)", r);
+    free(all);
+    return st;
+}
+
 int qtk_cmd_run(int argc, char **argv) {
     const char *cfg_path = NULL;
     char *sets[64];
@@ -190,6 +255,8 @@ int qtk_cmd_run(int argc, char **argv) {
     int rc = 1;
     qtk_run_ctx r = {0};
     run_state s = {.out = out, .sel_top1 = NAN, .sel_step = -1};
+    int n_ranks = 1, ngpu = 0, use_nccl = 0, rank = 0; // the search's processes (plan_ranks)
+    qtk_comm host = {0}, nccl = {0}, *comm = NULL;
     if (qtk_cli_mkdir_p(out) != 0) {
         qtk_cli_error("cannot create output folder %s: %s", out, strerror(errno));
         goto done;
@@ -210,17 +277,40 @@ int qtk_cmd_run(int argc, char **argv) {
     }
     int resuming = access(ckpt, F_OK) == 0;
     double t0 = qtk_now();
+    // data-parallel search: fork the ranks before anything starts threads or CUDA
+    if (plan_ranks(c, cfg_path, &n_ranks, &ngpu, &use_nccl)) goto done;
+    if (n_ranks > 1) {
+        fflush(stdout);
+        fflush(stderr);
+        if (qtk_comm_host_fork(n_ranks, &host) != QTK_OK) goto fail;
+        rank = host.rank;
+        comm = &host;
+        if (rank) { // rank 0 speaks for all; the others' errors still reach stderr
+            int fd = open("/dev/null", O_WRONLY);
+            if (fd >= 0) dup2(fd, 1), close(fd);
+        }
+        if (ngpu && qtk_cuda_set_device(rank % ngpu) != QTK_OK) goto fail;
+        if (!ngpu) { // CPU ranks share the cores (unless OMP_NUM_THREADS says otherwise)
+            int t = omp_get_max_threads() / n_ranks;
+            if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(t > 0 ? t : 1);
+            if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(t > 0 ? t : 1);
+        }
+        printf("%s: the search over %d processes (%s%s), each on %d of the %d calibration groups or one more\n", c->name,
+               n_ranks, use_nccl ? "NCCL" : "host transport",
+               ngpu ? (n_ranks <= ngpu ? ", one GPU each" : ", sharing GPUs") : "", c->calibration.images / c->search.group / n_ranks,
+               c->calibration.images / c->search.group);
+    }
     if (qtk_run_ctx_open(&r, c, cfg_path, 1) != QTK_OK) goto fail;
     printf("%s: %s, W%dA%d, %d calibration images (seed %d, %s)%s\n", c->name, c->model.checkpoint, r.qc.w_bits, r.qc.a_bits,
            r.cal.n, c->seed, r.sample, resuming ? "; resuming the search from search.ckpt" : "");
     qtk_run_acc fp, base, fin = {.top1 = NAN, .top5 = NAN}, sel = {.top1 = NAN, .top5 = NAN};
     double t_cal = 0;
-    if (qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp) != QTK_OK) goto fail;
+    if (!rank && qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp) != QTK_OK) goto fail;
     if (c->search.init) {
         if (qtk_vit_quant_import(&r.qv, c->search.init) != QTK_OK || qtk_run_ctx_sync(&r) != QTK_OK) goto fail;
         printf("  CPT-V: starting from the scales of %s (no calibration)\n", c->search.init);
     } else if (qtk_run_ctx_calibrate(&r, &t_cal) != QTK_OK) goto fail;
-    if (qtk_run_ctx_eval(&r, 1, "baseline eval", &base) != QTK_OK) goto fail;
+    if (!rank && qtk_run_ctx_eval(&r, 1, "baseline eval", &base) != QTK_OK) goto fail;
     if (r.test.n)
         printf("  FP32 top-1 %.2f%% (top-5 %.2f%%), %s top-1 %.2f%% (top-5 %.2f%%), %d test images\n", fp.top1, fp.top5,
                c->search.init ? "start" : "baseline", base.top1, base.top5, r.test.n);
@@ -249,17 +339,41 @@ int qtk_cmd_run(int argc, char **argv) {
         ec.seed = (uint32_t)c->seed;
         ec.checkpoint = ckpt;
         ec.max_steps = c->search.max_steps;
+        if (comm) {
+            if (same_start(comm, &mm) != QTK_OK) goto fail;
+            if (use_nccl) {
+                if (qtk_comm_nccl_init(&host, rank % ngpu, &nccl) != QTK_OK) goto fail;
+                comm = &nccl;
+            }
+            ec.comm = comm;
+        }
         total_steps = ec.passes * r.m.cfg.depth;
         if (resuming && s.select) load_selection(&s);
         snprintf(path, sizeof path, "%s/log.jsonl", out);
-        s.log = fopen(path, resuming ? "a" : "w");
-        if (!s.log) {
+        s.log = rank ? NULL : fopen(path, resuming ? "a" : "w");
+        if (!rank && !s.log) {
             qtk_cli_error("cannot write %s: %s", path, strerror(errno));
             goto done;
         }
         qtk_progress_start(&s.prog, "search", total_steps);
         s.prog.every_s = 0; // a line per block step in logs
-        if (qtk_evolq_search(&mm, r.cal.x, r.cal.n, &ec, on_step, &s, &res) != QTK_OK) goto fail;
+        qtk_status sst = qtk_evolq_search(&mm, r.cal.x, r.cal.n, &ec, rank ? NULL : on_step, &s, &res);
+        if (comm) { // the other ranks are done here; rank 0 waits for them, then goes on alone
+            qtk_comm_close(&nccl);
+            int failed = 0;
+            qtk_comm_host_join(&host, &failed);
+            qtk_comm_close(&host);
+            comm = NULL;
+            if (rank) {
+                rc = sst == QTK_OK ? 0 : 1;
+                if (sst != QTK_OK) qtk_cli_error("search rank %d: %s", rank, qtk_last_error());
+                goto done;
+            }
+            if (sst == QTK_OK && failed)
+                sst = qtk_fail(QTK_ERR_IO, "%d of the search's %d processes failed (their errors are above)", failed,
+                               n_ranks);
+        }
+        if (sst != QTK_OK) goto fail;
         qtk_progress_end(&s.prog);
         int done_steps = (res.resumed_from_step > 0 ? res.resumed_from_step : 0) + res.steps;
         complete = done_steps >= total_steps;
@@ -294,6 +408,8 @@ int qtk_cmd_run(int argc, char **argv) {
     cJSON_AddNumberToObject(sm, "a_bits", r.qc.a_bits);
     cJSON_AddStringToObject(sm, "method", c->search.method);
     cJSON_AddStringToObject(sm, "device", c->device);
+    cJSON_AddNumberToObject(sm, "search_ranks", n_ranks);
+    if (n_ranks > 1) cJSON_AddStringToObject(sm, "search_transport", use_nccl ? "nccl" : "host");
     if (!strcmp(c->device, "cuda")) cJSON_AddStringToObject(sm, "gpu_gemm", c->gpu_gemm);
     if (c->search.init) cJSON_AddStringToObject(sm, "init", c->search.init);
     cJSON_AddStringToObject(sm, "selection", s.select ? "test-set selection" : "last iterate");
@@ -352,6 +468,12 @@ fail:
     if (s.prog.tty) printf("\n");
     qtk_cli_error("%s", qtk_last_error());
 done:
+    if (comm) { // a failure before the ranks' end: close our side, and rank 0 reaps the others
+        int failed;
+        qtk_comm_close(&nccl);
+        qtk_comm_host_join(&host, &failed);
+        qtk_comm_close(&host);
+    }
     if (s.log) fclose(s.log);
     if (r.cfg) qtk_run_ctx_close(&r);
     qtk_config_free(c);

@@ -52,6 +52,8 @@ static const cyaml_schema_field_t search_fields[] = {
     CYAML_FIELD_INT("max_steps", OPT, qtk_cfg_search, max_steps),
     STR("init", qtk_cfg_search, init),
     CYAML_FIELD_SEQUENCE("targets", OPTP, qtk_cfg_search, targets, &off_entry, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_INT("ranks", OPT, qtk_cfg_search, ranks),
+    STR("transport", qtk_cfg_search, transport),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t output_fields[] = {STR("dir", qtk_cfg_output, dir), CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
@@ -59,6 +61,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_INT("seed", OPT, qtk_run_config, seed),
     STR("device", qtk_run_config, device),
     STR("gpu_gemm", qtk_run_config, gpu_gemm),
+    STR("gpus", qtk_run_config, gpus),
     CYAML_FIELD_MAPPING("model", CYAML_FLAG_DEFAULT, qtk_run_config, model, model_fields),
     CYAML_FIELD_MAPPING("data", CYAML_FLAG_DEFAULT, qtk_run_config, data, data_fields),
     CYAML_FIELD_MAPPING("calibration", OPT, qtk_run_config, calibration, calib_fields),
@@ -147,6 +150,9 @@ static const struct {
     {"seed", K_INT, offsetof(qtk_run_config, seed)},
     {"device", K_STR, offsetof(qtk_run_config, device)},
     {"gpu_gemm", K_STR, offsetof(qtk_run_config, gpu_gemm)},
+    {"gpus", K_STR, offsetof(qtk_run_config, gpus)},
+    {"search.ranks", K_INT, offsetof(qtk_run_config, search.ranks)},
+    {"search.transport", K_STR, offsetof(qtk_run_config, search.transport)},
     {"model.checkpoint", K_STR, offsetof(qtk_run_config, model.checkpoint)},
     {"model.desc", K_STR, offsetof(qtk_run_config, model.desc)},
     {"data.format", K_STR, offsetof(qtk_run_config, data.format)},
@@ -303,6 +309,8 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     // defaults for what the YAML left out
     if (!c->device) c->device = sdup("cpu");
     if (!c->gpu_gemm) c->gpu_gemm = sdup("fp32");
+    if (!c->gpus) c->gpus = sdup("1");
+    if (!c->search.transport) c->search.transport = sdup("auto");
     if (!c->calibration.images) c->calibration.images = 1000;
     if (!c->calibration.batch) c->calibration.batch = 100;
     if (!c->quantization.w_bits) c->quantization.w_bits = 4;
@@ -328,6 +336,19 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     static const char *const gemms[] = {"fp32", "tf32", "int8", NULL};
     QTK_TRY(one_of(file, "device", c->device, devices));
     QTK_TRY(one_of(file, "gpu_gemm", c->gpu_gemm, gemms));
+    static const char *const transports[] = {"auto", "host", "nccl", NULL};
+    QTK_TRY(one_of(file, "search.transport", c->search.transport, transports));
+    {
+        char *end;
+        long g = strtol(c->gpus, &end, 10);
+        if (strcmp(c->gpus, "all") && (*end || end == c->gpus || g < 1 || g > 1024))
+            return fail_at(file, find_key_line(file, "gpus"), "gpus", "\"%s\": all, or a number of GPUs in 1..1024", c->gpus);
+        if (strcmp(c->gpus, "1") && strcmp(c->device, "cuda"))
+            return fail_at(file, find_key_line(file, "gpus"), "gpus", "%s GPUs, but device is %s (gpus needs device: cuda)",
+                           c->gpus, c->device);
+        if (!strcmp(c->search.transport, "nccl") && strcmp(c->device, "cuda"))
+            return fail_at(file, find_key_line(file, "transport"), "search.transport", "nccl needs device: cuda");
+    }
     QTK_TRY(one_of(file, "data.format", c->data.format, formats));
     QTK_TRY(one_of(file, "search.method", c->search.method, methods));
     QTK_TRY(one_of(file, "search.fp_targets", c->search.fp_targets, targets));
@@ -340,7 +361,7 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
         {"population", c->search.population, 1, 64},    {"tournament", c->search.tournament, 1, 16},
         {"group", c->search.group, 1, 1 << 16},         {"seed", c->seed, 0, 2147483647},
         {"test_images", c->data.test_images, 0, 1 << 30}, {"max_steps", c->search.max_steps, 0, 1 << 30},
-        {"validate_every", c->search.validate_every, 0, 1 << 30},
+        {"validate_every", c->search.validate_every, 0, 1 << 30}, {"ranks", c->search.ranks, 0, 1024},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
         if (ranges[i].v < ranges[i].lo || ranges[i].v > ranges[i].hi)

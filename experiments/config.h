@@ -48,6 +48,8 @@ typedef struct {
     char *init;           // CPT-V: start from this export's scales (qtk quant.safetensors) instead of calibrating
     char **targets;       // searchable scales: qkv, proj, fc1, fc2, act (default qkv, proj)
     unsigned targets_count;
+    int ranks;            // data-parallel search processes (0: one per GPU of `gpus` with device cuda, else 1)
+    char *transport;      // auto | host | nccl: how the ranks combine their losses (core/comm.h)
 } qtk_cfg_search;
 
 typedef struct {
@@ -59,6 +61,7 @@ typedef struct {
     int seed;
     char *device;         // cpu
     char *gpu_gemm;       // fp32 (device: cuda): fp32 | tf32 | int8 (vit_cuda.h)
+    char *gpus;           // device cuda: "1" (default), "all" or N GPUs of this host for the search
     qtk_cfg_model model;
     qtk_cfg_data data;
     qtk_cfg_calibration calibration;

@@ -23,7 +23,10 @@ void qtk_evolq_config_default(qtk_evolq_config *c, int weight_bits) {
 typedef struct {
     qtk_model *m;
     const qtk_evolq_config *cfg;
-    int n;                 // images
+    int n;                 // images (this rank's share)
+    int n_all, n_groups;   // images and groups of all ranks
+    double *gl, *gl_all;   // per-group losses: this rank's (padded to gmax), every rank's (size x gmax)
+    int gmax;              // the most groups a rank has
     const float *targets;  // (n, outputs)
     float *outputs;        // (n, outputs)
     float *cache;          // (n, block_input_floats): the current block's input
@@ -53,8 +56,22 @@ static qtk_status loss_of_current(search_ctx *s, double *loss) {
                                    s->outputs + (size_t)i * s->m->n_outputs));
     }
     s->evals++;
-    s->forwards += s->n;
-    return qtk_infonce(s->outputs, s->targets, s->n, s->m->n_outputs, s->cfg->group, s->cfg->temperature, loss, NULL);
+    s->forwards += s->n_all;
+    qtk_comm *c = s->cfg->comm;
+    if (!c || c->size == 1)
+        return qtk_infonce(s->outputs, s->targets, s->n, s->m->n_outputs, s->cfg->group, s->cfg->temperature, loss, NULL);
+    // this rank's group losses, every rank's gathered, summed in global group order as qtk_infonce sums them
+    double mine;
+    QTK_TRY(qtk_infonce(s->outputs, s->targets, s->n, s->m->n_outputs, s->cfg->group, s->cfg->temperature, &mine, s->gl));
+    QTK_TRY(c->allgather(c, s->gl, s->gl_all, s->gmax));
+    double total = 0;
+    for (int r = 0; r < c->size; r++) {
+        int g0, g1;
+        qtk_comm_shard(s->n_groups, r, c->size, &g0, &g1);
+        for (int g = 0; g < g1 - g0; g++) total += s->gl_all[(size_t)r * s->gmax + g];
+    }
+    *loss = total / s->n_groups;
+    return QTK_OK;
 }
 
 static qtk_status candidate_loss(void *ctx, const float *v, size_t len, double *loss) {
@@ -154,8 +171,28 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     res->resumed_from_step = -1;
     if (n < cfg->group || n % cfg->group != 0 || cfg->batch < 1)
         return qtk_fail(QTK_ERR_ARG, "search: %d images do not split into groups of %d", n, cfg->group);
+    const qtk_comm *comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
+    const int n_groups = n / cfg->group, rank = comm ? comm->rank : 0;
+    if (comm && n_groups < comm->size)
+        return qtk_fail(QTK_ERR_ARG, "search: %d groups of images for %d ranks (at least one group each)", n_groups,
+                        comm->size);
     double t_start = qtk_now();
-    search_ctx s = {.m = m, .cfg = cfg, .n = n};
+    search_ctx s = {.m = m, .cfg = cfg, .n = n, .n_all = n, .n_groups = n_groups, .gmax = 1};
+    if (comm) { // this rank's share of the groups
+        int g0, g1;
+        qtk_comm_shard(n_groups, rank, comm->size, &g0, &g1);
+        s.n = (g1 - g0) * cfg->group;
+        inputs += (size_t)g0 * cfg->group * m->input_floats;
+        n = s.n;
+        s.gmax = (n_groups + comm->size - 1) / comm->size;
+        s.gl = calloc((size_t)s.gmax, sizeof *s.gl);
+        s.gl_all = calloc((size_t)s.gmax * comm->size, sizeof *s.gl_all);
+        if (!s.gl || !s.gl_all) {
+            free(s.gl);
+            free(s.gl_all);
+            return qtk_fail(QTK_ERR_NOMEM, "search: out of memory");
+        }
+    }
     size_t no = (size_t)n * m->n_outputs;
     float *targets = malloc(no * sizeof *targets);
     s.outputs = malloc(no * sizeof *s.outputs);
@@ -228,7 +265,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         loss = lb;
         qtk_evolq_step rec = {pass, block, step, l0, lb, lb < l0, qtk_now() - t0, s.evals, s.forwards};
         if (log) st = log(log_ctx, &rec);
-        if (st == QTK_OK && cfg->checkpoint)
+        if (st == QTK_OK && cfg->checkpoint && rank == 0)
             st = save_state(cfg->checkpoint, m, &rng, step + 1, loss, res->loss_initial, earlier_seconds + qtk_now() - t_start);
         if (st != QTK_OK) break;
         res->steps++;
@@ -242,5 +279,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     free(s.cache);
     free(v0);
     free(best);
+    free(s.gl);
+    free(s.gl_all);
     return st;
 }

@@ -12,6 +12,7 @@
 #define QTK_EVOLQ_H
 
 #include "../core/model.h"
+#include "../core/comm.h"
 #include "evol.h"
 
 #ifdef __cplusplus
@@ -27,6 +28,9 @@ typedef struct {
     uint32_t seed;
     const char *checkpoint; // written after every block step (NULL: none)
     int max_steps;          // stop after this many block steps in this call (0: run to the end)
+    qtk_comm *comm;         // data-parallel ranks (NULL: this process alone): each evaluates its share of the
+                            // groups (qtk_comm_shard); the loss, and so the search, is the single process's bit
+                            // for bit. Only rank 0 writes the checkpoint; every rank resumes from it.
 } qtk_evolq_config;
 
 void qtk_evolq_config_default(qtk_evolq_config *c, int weight_bits);
@@ -53,8 +57,8 @@ typedef struct {
     int resumed_from_step;    // -1 for a fresh search
 } qtk_evolq_result;
 
-// inputs: (n, input_floats); n a multiple of cfg->group. The targets are
-// computed first with m->forward_targets. A checkpoint from an earlier run
+// inputs: (n, input_floats); n a multiple of cfg->group (all n on every rank with cfg->comm: each rank
+// reads its share). The targets are computed first with m->forward_targets. A checkpoint from an earlier run
 // of the same search (same seed, images, model) is resumed from.
 qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_evolq_config *cfg,
                             qtk_evolq_log_fn log, void *log_ctx, qtk_evolq_result *res);

@@ -2,6 +2,7 @@
 // CPU-only build) the suite prints "skipped: no CUDA device" and checks that
 // the API says so instead of failing obscurely.
 #include "testutil.h"
+#include "../core/comm.h"
 
 static int have_gpu;
 
@@ -323,6 +324,31 @@ START_TEST(test_hadamard_pack_quantile_twins) {
 }
 END_TEST
 
+// The NCCL transport of core/comm.h with one rank (all a one-GPU machine allows): libnccl loaded at run
+// time, the id exchanged over the host transport, an all-gather through the GPU. Without NCCL: a clear error.
+START_TEST(test_nccl_one_rank) {
+    if (!have_gpu) {
+        printf("NCCL transport: skipped: no CUDA device\n");
+        return;
+    }
+    qtk_comm host, nc;
+    ck_qtk(qtk_comm_host_fork(1, &host));
+    qtk_status st = qtk_comm_nccl_init(&host, 0, &nc);
+    if (st != QTK_OK) {
+        ck_assert_int_eq(st, QTK_ERR_UNSUPPORTED);
+        printf("NCCL transport: skipped: %s\n", qtk_last_error());
+        qtk_comm_close(&host);
+        return;
+    }
+    double mine[3] = {1.5, -2.25, 1e300}, all[3] = {0};
+    ck_qtk(nc.allgather(&nc, mine, all, 3));
+    ck_assert(!memcmp(mine, all, sizeof mine));
+    printf("NCCL transport: one rank, an all-gather of 3 doubles through the GPU\n");
+    qtk_comm_close(&nc);
+    qtk_comm_close(&host);
+}
+END_TEST
+
 int main(void) {
     have_gpu = qtk_cuda_device_count() > 0;
     if (!have_gpu)
@@ -337,6 +363,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_no_device_behaviour);
+    tcase_add_test(tc, test_nccl_one_rank);
     tcase_add_test(tc, test_fake_quant_gpu_equals_cpu);
     tcase_add_test(tc, test_observer_twins);
     tcase_add_test(tc, test_hadamard_pack_quantile_twins);

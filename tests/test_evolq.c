@@ -1,5 +1,7 @@
 // The Evol-Q search end to end on the small fixture ViT (qtk_model seam):
 // elitism, determinism, and checkpoint/resume giving bit-identical scales.
+#include <unistd.h>
+
 #include "../search/evolq.h"
 #include "../vision/vit_quant.h"
 #include "vit_testutil.h"
@@ -15,6 +17,8 @@ typedef struct {
     int n;
 } setup_t;
 
+static int build_tag; // the checkpoint file's suffix (one per process when ranks build at once)
+
 // A fresh, calibrated W4A8 model (the same every time).
 static void build(setup_t *t, int n) {
     memset(t, 0, sizeof *t);
@@ -22,7 +26,7 @@ static void build(setup_t *t, int n) {
     t->models = tu_meta_json(&t->fx, "models");
     const cJSON *meta = cJSON_GetObjectItem(t->models, "custom28_w4");
     char path[128];
-    snprintf(path, sizeof path, "%s/m.safetensors", tu_tmp);
+    snprintf(path, sizeof path, "%s/m%d.safetensors", tu_tmp, build_tag);
     write_ckpt(meta, path);
     ck_qtk(qtk_vit_load(&t->m, path, "{\"heads\": 4, \"input_quant\": 1}"));
     t->n = n;
@@ -139,6 +143,72 @@ START_TEST(test_search_end_to_end) {
 }
 END_TEST
 
+// Data-parallel ranks (search/comm.h, the host transport): `size` processes each evaluating their share of
+// the groups reach the single process's scales and losses bit for bit.
+static void sharded(int size, int n) {
+    static float a[4096], b[4096];
+    qtk_evolq_config cfg;
+    qtk_evolq_config_default(&cfg, 4);
+    cfg.passes = 2;
+    cfg.group = 16;
+    cfg.batch = 16;
+    cfg.ea.cycles = 3;
+    qtk_comm c;
+    ck_qtk(qtk_comm_host_fork(size, &c)); // before any thread starts
+    build_tag = c.rank;
+    setup_t t;
+    build(&t, n);
+    cfg.comm = &c;
+    qtk_evolq_result r;
+    qtk_status st = qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, NULL, NULL, &r);
+    size_t na = snapshot(&t.mm, a);
+    teardown_t(&t);
+    char path[160];
+    if (c.rank) { // the other ranks: their scales and losses to a file, then out
+        snprintf(path, sizeof path, "%s/rank%d.bin", tu_tmp, c.rank);
+        FILE *f = fopen(path, "wb");
+        int ok = st == QTK_OK && f && fwrite(&r.loss_final, sizeof r.loss_final, 1, f) == 1 &&
+                 fwrite(&r.loss_initial, sizeof r.loss_initial, 1, f) == 1 && fwrite(a, sizeof *a, na, f) == na;
+        if (f) fclose(f);
+        qtk_comm_close(&c);
+        _exit(ok ? 0 : 1);
+    }
+    ck_qtk(st);
+    int failed;
+    ck_qtk(qtk_comm_host_join(&c, &failed));
+    qtk_comm_close(&c);
+    ck_assert_int_eq(failed, 0);
+    // the single process
+    cfg.comm = NULL;
+    build(&t, n);
+    qtk_evolq_result r1;
+    ck_qtk(qtk_evolq_search(&t.mm, t.calib, t.n, &cfg, NULL, NULL, &r1));
+    ck_assert_uint_eq(snapshot(&t.mm, b), na);
+    teardown_t(&t);
+    ck_assert_msg(!memcmp(a, b, na * sizeof *a) && r.loss_final == r1.loss_final && r.loss_initial == r1.loss_initial,
+                  "rank 0 of %d: loss %.17g vs %.17g", size, r.loss_final, r1.loss_final);
+    ck_assert_int_eq(r.evals, r1.evals);
+    ck_assert(r.image_forwards == r1.image_forwards);
+    for (int k = 1; k < size; k++) {
+        snprintf(path, sizeof path, "%s/rank%d.bin", tu_tmp, k);
+        FILE *f = fopen(path, "rb");
+        ck_assert_ptr_nonnull(f);
+        double lf, li;
+        ck_assert(fread(&lf, sizeof lf, 1, f) == 1 && fread(&li, sizeof li, 1, f) == 1 && fread(a, sizeof *a, na, f) == na);
+        fclose(f);
+        ck_assert_msg(!memcmp(a, b, na * sizeof *a) && lf == r1.loss_final && li == r1.loss_initial,
+                      "rank %d of %d differs from the single process", k, size);
+    }
+    printf("search over %d ranks (%d groups): scales and losses equal the single process's (%.9f -> %.9f)\n", size,
+           n / 16, r1.loss_initial, r1.loss_final);
+}
+
+START_TEST(test_sharded_2) { sharded(2, 48); } // groups 1 + 2
+END_TEST
+
+START_TEST(test_sharded_3) { sharded(3, 48); } // one group each
+END_TEST
+
 START_TEST(test_targets) {
     setup_t t;
     build(&t, 16);
@@ -172,6 +242,8 @@ int main(void) {
     tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
     tcase_add_test(tc, test_search_end_to_end);
     tcase_add_test(tc, test_targets);
+    tcase_add_test(tc, test_sharded_2);
+    tcase_add_test(tc, test_sharded_3);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

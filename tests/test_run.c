@@ -180,6 +180,78 @@ static size_t scales_of(const char *path, float *buf, size_t cap) {
     return k;
 }
 
+// every tensor of two safetensors files equal byte for byte (metadata may differ)
+static void same_tensors(const char *a, const char *b) {
+    qtk_safetensors x, y;
+    ck_qtk(qtk_st_open(&x, a));
+    ck_qtk(qtk_st_open(&y, b));
+    ck_assert_uint_eq(x.n_tensors, y.n_tensors);
+    for (size_t i = 0; i < x.n_tensors; i++) {
+        const qtk_st_tensor *t = qtk_st_find(&y, x.tensors[i].name);
+        ck_assert_msg(t && t->nbytes == x.tensors[i].nbytes && !memcmp(t->data, x.tensors[i].data, t->nbytes),
+                      "%s differs between %s and %s", x.tensors[i].name, a, b);
+    }
+    qtk_st_close(&x);
+    qtk_st_close(&y);
+}
+
+// search.ranks: the search over 3 processes (host transport; 4 groups: 2 + 1 + 1) ends where one process ends
+START_TEST(test_ranks) {
+    make_assets(2, 64);
+    char d1[256], d3[256], args[600], p1[300], p3[300];
+    snprintf(d1, sizeof d1, "%s/r1", tu_tmp);
+    snprintf(d3, sizeof d3, "%s/r3", tu_tmp);
+    write_config("one", d1, 64, 2, "");
+    write_config("three", d3, 64, 2, "");
+    snprintf(args, sizeof args, "run %s/one.yaml", tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    snprintf(args, sizeof args, "run %s/three.yaml --set search.ranks=3", tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "the search over 3 processes (host transport)"), "%s", out);
+    snprintf(p1, sizeof p1, "%s/quant.safetensors", d1);
+    snprintf(p3, sizeof p3, "%s/quant.safetensors", d3);
+    same_tensors(p1, p3);
+    snprintf(p1, sizeof p1, "%s/summary.json", d1);
+    snprintf(p3, sizeof p3, "%s/summary.json", d3);
+    ck_assert(json_num(p1, "loss_final") == json_num(p3, "loss_final"));
+    ck_assert(json_num(p3, "search_ranks") == 3);
+    printf("search over 3 processes: the export equals the single process's, loss %.9f\n", json_num(p3, "loss_final"));
+    if (qtk_cuda_device_count() > 0) { // on the GPU: 2 ranks sharing it (host transport) against 1
+        char g1[256], g2[256];
+        snprintf(g1, sizeof g1, "%s/g1", tu_tmp);
+        snprintf(g2, sizeof g2, "%s/g2", tu_tmp);
+        snprintf(args, sizeof args, "run %s/one.yaml --set device=cuda --set output.dir=%s", tu_tmp, g1);
+        ck_assert_msg(run(args) == 0, "%s", out);
+        snprintf(args, sizeof args, "run %s/one.yaml --set device=cuda --set search.ranks=2 --set output.dir=%s", tu_tmp, g2);
+        ck_assert_msg(run(args) == 0, "%s", out);
+        ck_assert_msg(strstr(out, "the search over 2 processes (host transport, sharing GPUs)"), "%s", out);
+        snprintf(p1, sizeof p1, "%s/quant.safetensors", g1);
+        snprintf(p3, sizeof p3, "%s/quant.safetensors", g2);
+        same_tensors(p1, p3);
+        snprintf(p1, sizeof p1, "%s/summary.json", g1);
+        snprintf(p3, sizeof p3, "%s/summary.json", g2);
+        ck_assert(json_num(p1, "loss_final") == json_num(p3, "loss_final"));
+        printf("GPU: the search over 2 processes sharing the GPU equals 1 process (loss %.9f)\n", json_num(p3, "loss_final"));
+    } else
+        printf("GPU ranks: skipped: no CUDA device\n");
+    // bad rank settings
+    const struct {
+        const char *set, *msg;
+    } bad[] = {
+        {"--set gpus=2", "gpus: 2 GPUs, but device is cpu (gpus needs device: cuda)"},
+        {"--set gpus=0", "gpus: \"0\": all, or a number of GPUs in 1..1024"},
+        {"--set search.transport=nccl", "search.transport: nccl needs device: cuda"},
+        {"--set search.transport=mpi", "search.transport: \"mpi\" is not one of auto, host, nccl"},
+        {"--set search.ranks=2000", "ranks"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, "run %s/three.yaml %s --force", tu_tmp, bad[i].set);
+        ck_assert_int_eq(run(args), 1);
+        ck_assert_msg(strstr(out, bad[i].msg), "%s: \"%s\" lacks \"%s\"", bad[i].set, out, bad[i].msg);
+    }
+}
+END_TEST
+
 START_TEST(test_kill9_resume) {
     make_assets(4, 160);
     char a[256], b[256], args[1024], logp[300];
@@ -450,6 +522,7 @@ int main(void) {
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_run_and_skip);
     tcase_add_test(tc, test_kill9_resume);
+    tcase_add_test(tc, test_ranks);
     tcase_add_test(tc, test_calibrate_eval_cptv);
     tcase_add_test(tc, test_select_and_validate);
     tcase_add_test(tc, test_env_and_shipped_configs);

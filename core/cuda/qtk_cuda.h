@@ -22,6 +22,8 @@ extern "C" {
 int qtk_cuda_built(void);
 // Number of usable devices (0 without a driver or GPU; never fails).
 int qtk_cuda_device_count(void);
+// The GPU this thread's later CUDA calls use (cudaSetDevice).
+qtk_status qtk_cuda_set_device(int device);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB, 132 SMs" into buf.
 qtk_status qtk_cuda_device_info(int device, char *buf, size_t cap);
 

@@ -15,6 +15,11 @@ extern "C" int qtk_cuda_device_count(void) {
     return n;
 }
 
+extern "C" qtk_status qtk_cuda_set_device(int device) {
+    QTK_CUDA_TRY(cudaSetDevice(device));
+    return QTK_OK;
+}
+
 extern "C" qtk_status qtk_cuda_device_info(int device, char *buf, size_t cap) {
     cudaDeviceProp p;
     QTK_CUDA_TRY(cudaGetDeviceProperties(&p, device));

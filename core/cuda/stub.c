@@ -7,6 +7,7 @@
 
 int qtk_cuda_built(void) { return 0; }
 int qtk_cuda_device_count(void) { return 0; }
+qtk_status qtk_cuda_set_device(int device) { return NO_CUDA(); }
 qtk_status qtk_cuda_device_info(int device, char *buf, size_t cap) {
     if (cap) buf[0] = '\0';
     return NO_CUDA();
@@ -68,5 +69,12 @@ qtk_status qtk_bias_correct_cuda(const float *d_W, float *d_Wq, size_t O, size_t
 qtk_status qtk_weight_affine_cuda(const float *d_W, size_t O, size_t K, const float *d_scale, const float *d_zero,
                                   int lo, int hi, qtk_fq_formula f, int bias_corr, int8_t *d_codes, size_t ldc,
                                   double *d_alpha, double *d_gamma, int32_t *d_bsum) {
+    return NO_CUDA();
+}
+
+#include "../comm.h"
+#include <string.h>
+qtk_status qtk_comm_nccl_init(qtk_comm *host, int device, qtk_comm *out) {
+    memset(out, 0, sizeof *out);
     return NO_CUDA();
 }
