@@ -82,14 +82,19 @@ static qtk_status fail_at_step(void *ctx, const qtk_evolq_step *s) {
     return s->step == *(int *)ctx ? qtk_fail(QTK_ERR_IO, "callback failed at step %d", s->step) : QTK_OK;
 }
 
+// the small search of these tests: 2 passes, groups of 16, 3 cycles
+static void small_search(qtk_evolq_config *cfg) {
+    qtk_evolq_config_default(cfg, 4);
+    cfg->passes = 2;
+    cfg->group = 16;
+    cfg->batch = 16;
+    cfg->ea.cycles = 3;
+}
+
 START_TEST(test_search_end_to_end) {
     static float a[4096], b[4096], c[4096];
     qtk_evolq_config cfg;
-    qtk_evolq_config_default(&cfg, 4);
-    cfg.passes = 2;
-    cfg.group = 16;
-    cfg.batch = 16;
-    cfg.ea.cycles = 3;
+    small_search(&cfg);
     // 1. uninterrupted
     setup_t t;
     build(&t, 32);
@@ -143,16 +148,12 @@ START_TEST(test_search_end_to_end) {
 }
 END_TEST
 
-// Data-parallel ranks (search/comm.h, the host transport): `size` processes each evaluating their share of
+// Data-parallel ranks (core/comm.h, the host transport): `size` processes each evaluating their share of
 // the groups reach the single process's scales and losses bit for bit.
 static void sharded(int size, int n) {
     static float a[4096], b[4096];
     qtk_evolq_config cfg;
-    qtk_evolq_config_default(&cfg, 4);
-    cfg.passes = 2;
-    cfg.group = 16;
-    cfg.batch = 16;
-    cfg.ea.cycles = 3;
+    small_search(&cfg);
     qtk_comm c;
     ck_qtk(qtk_comm_host_fork(size, &c)); // before any thread starts
     build_tag = c.rank;
