@@ -587,25 +587,24 @@ static int cmd_status(const char *dir) {
     sw_plan p;
     int rc = plan_load(dir, &p);
     if (rc) return rc;
-    char *sq = squeue_text(p.out);
+    char *sq = squeue_text(p.out), array[24] = "", path[PATH_MAX + 32];
+    if (sq) { // the current submission's array job, for runs queued but not started
+        snprintf(path, sizeof path, "%s/slurm/jobs.json", p.out);
+        char *t = qtk_read_text(path, NULL);
+        cJSON *j = t ? cJSON_Parse(t) : NULL;
+        jstr(j, "array", array, sizeof array);
+        cJSON_Delete(j);
+        free(t);
+    }
     int count[5] = {0};
     printf("| # | run | state | attempts | last exit | job | top-1 |\n|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < p.n; i++) {
         run_info ri;
         run_info_get(&p.runs[i], sq, &ri);
         count[ri.st]++;
-        if (ri.st == RS_PENDING && sq) { // queued in the current submission, not started yet
-            char job[96], path[PATH_MAX + 32];
-            snprintf(path, sizeof path, "%s/slurm/jobs.json", p.out);
-            char *t = qtk_read_text(path, NULL);
-            cJSON *j = t ? cJSON_Parse(t) : NULL;
-            const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "array");
-            if (cJSON_IsString(a)) snprintf(job, sizeof job, "%s_%d", a->valuestring, i);
-            else job[0] = 0;
-            if (queued(sq, job)) snprintf(ri.job, sizeof ri.job, "%s (queued)", job);
-            cJSON_Delete(j);
-            free(t);
-        }
+        char job[40];
+        snprintf(job, sizeof job, "%s_%d", array, i);
+        if (ri.st == RS_PENDING && array[0] && queued(sq, job)) snprintf(ri.job, sizeof ri.job, "%s (queued)", job);
         printf("| %d | %s | %s | %d | %d | %s | ", i, p.runs[i].id, rs_name[ri.st], ri.attempts, ri.exit_code,
                ri.job[0] ? ri.job : "-");
         if (ri.top1 >= 0) printf("%.2f |\n", ri.top1);
