@@ -11,13 +11,11 @@
 // rises strictly; quant_selected.safetensors and selected.json hold it, and
 // every table labels the run "test-set selection". validate_every: k only
 // reports test top-1 in log.jsonl.
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,11 +288,8 @@ int qtk_cmd_run(int argc, char **argv) {
             if (fd >= 0) dup2(fd, 1), close(fd);
         }
         if (ngpu && qtk_cuda_set_device(rank % ngpu) != QTK_OK) goto fail;
-        if (!ngpu) { // CPU ranks share the cores (unless OMP_NUM_THREADS says otherwise)
-            int t = omp_get_max_threads() / n_ranks;
-            if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(t > 0 ? t : 1);
-            if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(t > 0 ? t : 1);
-        }
+        // CPU ranks keep the single process's thread count: the CPU calibration's sums depend on it (5 threads
+        // per rank calibrated differently from 16 in one process), and the ranks must start where it starts
         printf("%s: the search over %d processes (%s%s), each on %d of the %d calibration groups or one more\n", c->name,
                n_ranks, use_nccl ? "NCCL" : "host transport",
                ngpu ? (n_ranks <= ngpu ? ", one GPU each" : ", sharing GPUs") : "", c->calibration.images / c->search.group / n_ranks,
