@@ -340,31 +340,48 @@ static void task_state_write(const sw_run *r, const char *state, int attempts, i
     if (qtk_write_text_atomic(path, text) != QTK_OK) fprintf(stderr, "qtk sweep: %s\n", qtk_last_error());
 }
 
-// Slurm's view of the sweep's jobs: "<array>_<task>" -> state, from squeue (NULL text when unavailable)
-static char *squeue_text(const char *out) {
+// the output of a shell command (stdout + stderr) into buf; its exit status (-1 if it could not run)
+static int shell(const char *cmd, char *buf, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t n = 0;
+    while (n + 1 < cap && !feof(f)) {
+        size_t m = fread(buf + n, 1, cap - 1 - n, f);
+        if (!m) break;
+        n += m;
+    }
+    buf[n] = 0;
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// the last submission's job ids (slurm/jobs.json); 0 when one is recorded
+typedef struct {
+    char array[32], table[32];
+} sw_jobs;
+
+static int jobs_read(const char *out, sw_jobs *jb) {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/slurm/jobs.json", out);
     char *t = qtk_read_text(path, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "array"), *tb = cJSON_GetObjectItemCaseSensitive(j, "table");
-    char cmd[256];
-    int ok = cJSON_IsString(a) && cJSON_IsString(tb) &&
-             snprintf(cmd, sizeof cmd, "squeue -h -r -j %s,%s -o '%%i %%T' 2>/dev/null", a->valuestring, tb->valuestring) <
-                 (int)sizeof cmd;
+    int bad = jstr(j, "array", jb->array, sizeof jb->array) || jstr(j, "table", jb->table, sizeof jb->table);
     cJSON_Delete(j);
-    if (!ok) return NULL;
-    FILE *f = popen(cmd, "r");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf && n + 1 < cap && !feof(f)) n += fread(buf + n, 1, cap - 1 - n, f);
-    int st = pclose(f);
-    if (!buf || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    if (bad) jb->array[0] = jb->table[0] = 0;
+    return bad ? -1 : 0;
+}
+
+// Slurm's view of the submission's jobs: lines "<array>_<task> STATE" from squeue (NULL when unavailable)
+static char *squeue_text(const sw_jobs *jb) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "squeue -h -r -j %s,%s -o '%%i %%T' 2>/dev/null", jb->array, jb->table);
+    char *buf = malloc(1 << 16);
+    if (buf && shell(cmd, buf, 1 << 16) != 0) {
         free(buf);
-        return NULL;
+        buf = NULL;
     }
-    buf[n] = 0;
     return buf;
 }
 
@@ -587,24 +604,17 @@ static int cmd_status(const char *dir) {
     sw_plan p;
     int rc = plan_load(dir, &p);
     if (rc) return rc;
-    char *sq = squeue_text(p.out), array[24] = "", path[PATH_MAX + 32];
-    if (sq) { // the current submission's array job, for runs queued but not started
-        snprintf(path, sizeof path, "%s/slurm/jobs.json", p.out);
-        char *t = qtk_read_text(path, NULL);
-        cJSON *j = t ? cJSON_Parse(t) : NULL;
-        jstr(j, "array", array, sizeof array);
-        cJSON_Delete(j);
-        free(t);
-    }
+    sw_jobs jb;
+    char *sq = jobs_read(p.out, &jb) == 0 ? squeue_text(&jb) : NULL;
     int count[5] = {0};
     printf("| # | run | state | attempts | last exit | job | top-1 |\n|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < p.n; i++) {
         run_info ri;
         run_info_get(&p.runs[i], sq, &ri);
         count[ri.st]++;
-        char job[40];
-        snprintf(job, sizeof job, "%s_%d", array, i);
-        if (ri.st == RS_PENDING && array[0] && queued(sq, job)) snprintf(ri.job, sizeof ri.job, "%s (queued)", job);
+        char job[48]; // queued in the current submission, not started yet
+        snprintf(job, sizeof job, "%s_%d", jb.array, i);
+        if (ri.st == RS_PENDING && sq && queued(sq, job)) snprintf(ri.job, sizeof ri.job, "%s (queued)", job);
         printf("| %d | %s | %s | %d | %d | %s | ", i, p.runs[i].id, rs_name[ri.st], ri.attempts, ri.exit_code,
                ri.job[0] ? ri.job : "-");
         if (ri.top1 >= 0) printf("%.2f |\n", ri.top1);
@@ -618,42 +628,20 @@ static int cmd_status(const char *dir) {
     return 0;
 }
 
-// the output of a shell command (stdout + stderr) into buf; its exit status (-1 if it could not run)
-static int shell(const char *cmd, char *buf, size_t cap) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    size_t n = 0;
-    while (n + 1 < cap && !feof(f)) {
-        size_t m = fread(buf + n, 1, cap - 1 - n, f);
-        if (!m) break;
-        n += m;
-    }
-    buf[n] = 0;
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 // scancel the sweep's array and table jobs (slurm/jobs.json); the runs keep their checkpoints
 static int cmd_cancel(const char *dir) {
     sw_plan p;
     int rc = plan_load(dir, &p);
     if (rc) return rc;
-    char path[PATH_MAX + 32], cmd[256], outb[1024];
-    snprintf(path, sizeof path, "%s/slurm/jobs.json", p.out);
-    char *t = qtk_read_text(path, NULL);
-    cJSON *j = t ? cJSON_Parse(t) : NULL;
-    free(t);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "array"), *tb = cJSON_GetObjectItemCaseSensitive(j, "table");
-    if (!cJSON_IsString(a) || !cJSON_IsString(tb)) rc = qtk_cli_error("%s: no Slurm submission recorded", path);
+    sw_jobs jb;
+    char cmd[128], outb[1024];
+    if (jobs_read(p.out, &jb) != 0) rc = qtk_cli_error("%s/slurm/jobs.json: no Slurm submission recorded", p.out);
     else {
-        snprintf(cmd, sizeof cmd, "scancel %s %s 2>&1", a->valuestring, tb->valuestring);
+        snprintf(cmd, sizeof cmd, "scancel %s %s 2>&1", jb.array, jb.table);
         int st = shell(cmd, outb, sizeof outb);
         if (st != 0) rc = qtk_cli_error("scancel failed (exit %d): %s", st, outb);
-        else printf("cancelled array job %s and table job %s; submit the sweep again to resume\n", a->valuestring,
-                    tb->valuestring);
+        else printf("cancelled array job %s and table job %s; submit the sweep again to resume\n", jb.array, jb.table);
     }
-    cJSON_Delete(j);
     plan_free(&p);
     return rc;
 }
@@ -849,8 +837,9 @@ int qtk_cmd_sweep(int argc, char **argv) {
     int *todo = rc ? NULL : calloc((size_t)(p.n ? p.n : 1), sizeof *todo), nt = 0;
     if (!rc && !todo) rc = qtk_cli_error("out of memory");
     if (!rc && !dry && !strcmp(backend, "slurm")) { // not while the last submission is still queued or running
-        char *sq = squeue_text(p.out);
-        if (sq && sq[strspn(sq, " \n")])
+        sw_jobs jb;
+        char *sq = jobs_read(p.out, &jb) == 0 ? squeue_text(&jb) : NULL;
+        if (sq && sq[0])
             rc = qtk_cli_error("%s: this sweep's jobs are still queued or running (squeue: %.200s); wait for them, or "
                                "qtk sweep cancel %s, then submit again", file, sq, p.out);
         free(sq);
