@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "fakequant.h"
+#include "file.h"
 #include "biascorr.h"
 #include "hadamard.h"
 #include "intlayernorm.h"

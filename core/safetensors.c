@@ -1,5 +1,7 @@
 #include "safetensors.h"
 
+#include "file.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -188,19 +190,13 @@ qtk_status qtk_st_open(qtk_safetensors *st, const char *path) {
     memset(st, 0, sizeof *st);
     st->path = strdup(path);
     if (!st->path) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        qtk_status r = qtk_fail(QTK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    size_t size;
+    qtk_status ro = qtk_file_open_regular(path, NULL, &fd, &size);
+    if (ro != QTK_OK) {
         qtk_st_close(st);
-        return r;
+        return ro;
     }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        qtk_st_close(st);
-        return qtk_fail(QTK_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);
         qtk_st_close(st);
@@ -259,8 +255,8 @@ static qtk_status read_converted(const qtk_safetensors *st, const qtk_st_tensor 
     return r;
 }
 
-qtk_status qtk_st_read_f32(const qtk_safetensors *st, const char *name, int ndim,
-                           const int64_t *shape, float *dst) {
+qtk_status qtk_st_expect(const qtk_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                         const qtk_st_tensor **out) {
     const qtk_st_tensor *t = qtk_st_find(st, name);
     if (!t) return qtk_fail(QTK_ERR_NOT_FOUND, "%s: no tensor named \"%s\"", st->path, name);
     if (ndim >= 0) {
@@ -272,6 +268,14 @@ qtk_status qtk_st_read_f32(const qtk_safetensors *st, const char *name, int ndim
                             qtk_shape_str(t->ndim, t->shape, a, sizeof a), qtk_shape_str(ndim, shape, b, sizeof b));
         }
     }
+    if (out) *out = t;
+    return QTK_OK;
+}
+
+qtk_status qtk_st_read_f32(const qtk_safetensors *st, const char *name, int ndim,
+                           const int64_t *shape, float *dst) {
+    const qtk_st_tensor *t;
+    QTK_TRY(qtk_st_expect(st, name, ndim, shape, &t));
     return read_converted(st, t, dst);
 }
 
@@ -366,21 +370,19 @@ qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
     }
     size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8; // keep the buffer 8-byte aligned
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
+    size_t tcap = strlen(path) + 48;
+    char *tmp = malloc(tcap);
     if (!tmp) {
         free(order);
         free(json);
         return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
+    int fd = qtk_file_create_tmp(path, tmp, tcap);
     if (fd < 0) {
-        r = qtk_fail(QTK_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
         free(order);
         free(tmp);
         free(json);
-        return r;
+        return QTK_ERR_IO;
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));

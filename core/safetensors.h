@@ -48,6 +48,10 @@ void qtk_st_close(qtk_safetensors *st);
 const qtk_st_tensor *qtk_st_find(const qtk_safetensors *st, const char *name);
 const char *qtk_st_meta(const qtk_safetensors *st, const char *key); // NULL if absent
 
+// Finds a tensor and checks its shape (ndim >= 0), reading nothing: the error names the file, the tensor
+// and both shapes. out may be NULL.
+qtk_status qtk_st_expect(const qtk_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                         const qtk_st_tensor **out);
 // Converts a tensor to float32 (dst has numel floats). When ndim >= 0 the
 // shape must match exactly; the error names the tensor and both shapes.
 qtk_status qtk_st_read_f32(const qtk_safetensors *st, const char *name, int ndim,

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "image.h"
+#include "../core/file.h"
 #include "../core/safetensors.h"
 #include "../core/tensor.h"
 #include <zlib.h>
@@ -64,9 +65,30 @@ static int has_ext(const char *name, const char *const *exts) {
 static const char *const jpeg_exts[] = {".jpg", ".jpeg", NULL};
 static const char *const other_exts[] = {".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", NULL};
 
+// The walk below one class folder: the (device, inode) of each folder on the current path, to recognise a
+// link back to one of them (os.walk(followlinks=True) would loop forever), and a bound on all folders visited
+// (links to siblings can multiply paths without a loop).
+enum { WALK_MAX_DEPTH = 64, WALK_MAX_DIRS = 1 << 20 };
+typedef struct {
+    dev_t dev[WALK_MAX_DEPTH + 1];
+    ino_t ino[WALK_MAX_DEPTH + 1];
+    size_t visited;
+} walk_state;
+
 // All directories under dir (itself included), then sorted: the order of sorted(os.walk(dir)).
-static qtk_status walk_dirs(const char *dir, strvec *out, int depth) {
-    if (depth > 64) return qtk_fail(QTK_ERR_FORMAT, "%s: folders nested more than 64 deep (a link loop?)", dir);
+static qtk_status walk_dirs(const char *dir, strvec *out, int depth, walk_state *w) {
+    if (depth > WALK_MAX_DEPTH) return qtk_fail(QTK_ERR_FORMAT, "%s: folders nested more than %d deep", dir, WALK_MAX_DEPTH);
+    if (++w->visited > WALK_MAX_DIRS)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: more than %d folders under one class (links that multiply paths?)", dir,
+                        WALK_MAX_DIRS);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return qtk_fail(QTK_ERR_IO, "%s: cannot stat: %s", dir, strerror(errno));
+    for (int i = 0; i < depth; i++)
+        if (w->dev[i] == sb.st_dev && w->ino[i] == sb.st_ino)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: a link loop: this is the folder %d level%s up (the same device and inode)",
+                            dir, depth - i, depth - i == 1 ? "" : "s");
+    w->dev[depth] = sb.st_dev;
+    w->ino[depth] = sb.st_ino;
     if (sv_push(out, strdup(dir))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     DIR *d = opendir(dir);
     if (!d) return qtk_fail(QTK_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
@@ -81,7 +103,7 @@ static qtk_status walk_dirs(const char *dir, strvec *out, int depth) {
             break;
         }
         snprintf(p, l, "%s/%s", dir, e->d_name);
-        if (is_dir(p)) st = walk_dirs(p, out, depth + 1);
+        if (is_dir(p)) st = walk_dirs(p, out, depth + 1, w);
         free(p);
     }
     closedir(d);
@@ -99,8 +121,8 @@ void qtk_folder_free(qtk_image_folder *f) {
 }
 
 static qtk_status read_class_index(const char *path, strvec *classes) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return qtk_fail(QTK_ERR_IO, "%s: cannot open the class-index file: %s", path, strerror(errno));
+    FILE *fp = qtk_file_fopen_regular(path, "class-index file");
+    if (!fp) return QTK_ERR_IO;
     char line[4096];
     int lineno = 0;
     qtk_status st = QTK_OK;
@@ -160,7 +182,8 @@ qtk_status qtk_folder_open(qtk_image_folder *f, const char *root, const char *cl
         char cdir[4096];
         snprintf(cdir, sizeof cdir, "%s/%s", root, classes.v[c]);
         strvec dirs = {0};
-        st = walk_dirs(cdir, &dirs, 0);
+        walk_state ws = {.visited = 0};
+        st = walk_dirs(cdir, &dirs, 0, &ws);
         sort_names(dirs.v, dirs.n);
         size_t before = paths.n;
         for (size_t k = 0; st == QTK_OK && k < dirs.n; k++) {
@@ -230,10 +253,10 @@ qtk_status qtk_folder_open_list(qtk_image_folder *f, const char *root, const cha
     if (!is_dir(root)) return qtk_fail(QTK_ERR_IO, "%s: not a folder", root);
     strvec classes = {0};
     QTK_TRY(read_class_index(class_index, &classes));
-    FILE *fp = fopen(list, "r");
+    FILE *fp = qtk_file_fopen_regular(list, "label list");
     if (!fp) {
         sv_free(&classes);
-        return qtk_fail(QTK_ERR_IO, "%s: cannot open the label list: %s", list, strerror(errno));
+        return QTK_ERR_IO;
     }
     labelled *items = NULL;
     size_t n = 0, cap = 0;
@@ -333,6 +356,21 @@ struct qtk_loader {
     int th_running;
 };
 
+// One image through the transform: the uint8 crop (u8) or the normalized floats (chw). A failure's message,
+// in msg, names the file whatever step failed.
+static qtk_status load_one(const char *path, const qtk_transform *t, uint8_t *u8, float *chw, char *msg, size_t cap) {
+    qtk_image im;
+    qtk_status st = qtk_image_load_scaled(path, t->fast_decode ? qtk_transform_resize_short(t) : 0, &im);
+    if (st != QTK_OK) {
+        snprintf(msg, cap, "%s", qtk_last_error()); // the decoder names the file
+        return st;
+    }
+    st = u8 ? qtk_preprocess_u8(&im, t->size, t->crop_pct, u8) : qtk_preprocess_eval(&im, t->size, t->crop_pct, t->mean, t->std, chw);
+    qtk_image_free(&im);
+    if (st != QTK_OK) snprintf(msg, cap, "%s: %s", path, qtk_last_error());
+    return st;
+}
+
 static void bad_add(qtk_bad_list *b, const char *path, const char *why) {
     char **p = realloc(b->paths, (b->n + 1) * sizeof *p);
     if (p) b->paths = p;
@@ -365,13 +403,7 @@ static void fill(qtk_loader *ld, int b) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int i = 0; i < m; i++) {
             const char *path = ld->f->paths[ld->idx[ld->next + (size_t)i]];
-            qtk_image im;
-            st[i] = qtk_image_load_scaled(path, ld->t.fast_decode ? qtk_transform_resize_short(&ld->t) : 0, &im);
-            if (st[i] == QTK_OK) {
-                st[i] = qtk_preprocess_eval(&im, S, ld->t.crop_pct, ld->t.mean, ld->t.std, ld->buf[b] + (size_t)(count + i) * per);
-                qtk_image_free(&im);
-            }
-            if (st[i] != QTK_OK) snprintf(msg[i], sizeof msg[i], "%s", qtk_last_error());
+            st[i] = load_one(path, &ld->t, NULL, ld->buf[b] + (size_t)(count + i) * per, msg[i], sizeof msg[i]);
         }
         int w = count;
         for (int i = 0; i < m && ld->status[b] == QTK_OK; i++) {
@@ -576,13 +608,7 @@ qtk_status qtk_folder_cached(const qtk_image_folder *f, const uint32_t *indices,
     }
 #pragma omp parallel for schedule(dynamic, 4)
     for (size_t i = 0; i < n; i++) {
-        qtk_image im;
-        st[i] = qtk_image_load_scaled(f->paths[indices[i]], t->fast_decode ? qtk_transform_resize_short(t) : 0, &im);
-        if (st[i] == QTK_OK) {
-            st[i] = qtk_preprocess_u8(&im, t->size, t->crop_pct, crops + i * per);
-            qtk_image_free(&im);
-        }
-        if (st[i] != QTK_OK) snprintf(msg[i], sizeof msg[i], "%s", qtk_last_error());
+        st[i] = load_one(f->paths[indices[i]], t, crops + i * per, NULL, msg[i], sizeof msg[i]);
     }
     qtk_status r = QTK_OK;
     size_t w = 0, skipped_len = 1;

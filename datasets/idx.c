@@ -7,15 +7,64 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../core/file.h"
+
 void qtk_idx_free(qtk_idx *x) {
     free(x->data);
     memset(x, 0, sizeof *x);
 }
 
+// The data after the header: a plain file must hold exactly n bytes (checked against its size before any
+// allocation); a gzip stream grows its buffer as data arrives, so a header's promise costs nothing until kept.
+static qtk_status idx_read_data(gzFile f, const char *path, int gz, size_t file_size, size_t header, size_t n,
+                                uint8_t **out) {
+    *out = NULL;
+    if (!gz && file_size - header != n)
+        return qtk_fail(QTK_ERR_FORMAT, "%s: %zu data bytes, the header promises %zu (%s)", path, file_size - header, n,
+                        file_size - header < n ? "truncated?" : "bytes after the data");
+    size_t cap = gz ? (n < ((size_t)1 << 20) ? n : ((size_t)1 << 20)) : n, got = 0;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    if (!buf) return qtk_fail(QTK_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
+    while (got < n) {
+        if (got == cap) {
+            size_t nc = cap * 2 < n ? cap * 2 : n;
+            uint8_t *nb = realloc(buf, nc);
+            if (!nb) {
+                free(buf);
+                return qtk_fail(QTK_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, nc);
+            }
+            buf = nb;
+            cap = nc;
+        }
+        size_t want = cap - got < ((size_t)1 << 30) ? cap - got : ((size_t)1 << 30);
+        int r = gzread(f, buf + got, (unsigned)want);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    unsigned char extra;
+    qtk_status st = QTK_OK;
+    if (got != n) st = qtk_fail(QTK_ERR_FORMAT, "%s: %zu data bytes, the header promises %zu (truncated?)", path, got, n);
+    else if (gzread(f, &extra, 1) > 0) st = qtk_fail(QTK_ERR_FORMAT, "%s: bytes after the %zu the header promises", path, n);
+    if (st != QTK_OK) {
+        free(buf);
+        return st;
+    }
+    *out = buf;
+    return QTK_OK;
+}
+
 qtk_status qtk_idx_read(const char *path, qtk_idx *out) {
     memset(out, 0, sizeof *out);
-    gzFile f = gzopen(path, "rb"); // reads plain files too
-    if (!f) return qtk_fail(QTK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    size_t file_size;
+    QTK_TRY(qtk_file_open_regular(path, "IDX file", &fd, &file_size));
+    unsigned char magic[2] = {0, 0};
+    int gz = pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    gzFile f = gzdopen(fd, "rb"); // reads plain files too; owns fd from here
+    if (!f) {
+        close(fd);
+        return qtk_fail(QTK_ERR_NOMEM, "%s: cannot start reading", path);
+    }
     unsigned char h[4];
     qtk_status st = QTK_OK;
     if (gzread(f, h, 4) != 4) st = qtk_fail(QTK_ERR_FORMAT, "%s: shorter than an IDX header", path);
@@ -36,21 +85,7 @@ qtk_status qtk_idx_read(const char *path, qtk_idx *out) {
             }
         }
     }
-    if (st == QTK_OK) {
-        out->data = malloc(n ? n : 1);
-        if (!out->data) st = qtk_fail(QTK_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n);
-        else {
-            size_t got = 0;
-            while (got < n) {
-                int r = gzread(f, out->data + got, (unsigned)((n - got) > (1u << 30) ? (1u << 30) : (n - got)));
-                if (r <= 0) break;
-                got += (size_t)r;
-            }
-            unsigned char extra;
-            if (got != n) st = qtk_fail(QTK_ERR_FORMAT, "%s: %zu data bytes, the header promises %zu (truncated?)", path, got, n);
-            else if (gzread(f, &extra, 1) > 0) st = qtk_fail(QTK_ERR_FORMAT, "%s: bytes after the %zu the header promises", path, n);
-        }
-    }
+    if (st == QTK_OK) st = idx_read_data(f, path, gz, file_size, 4 + 4 * (size_t)out->ndim, n, &out->data);
     gzclose(f);
     if (st != QTK_OK) {
         qtk_idx_free(out);
@@ -94,8 +129,8 @@ qtk_status qtk_idx_write(const char *path, int ndim, const int *dims, const uint
 qtk_status qtk_cifar_read(const char *path, int cifar100, uint8_t **images, uint8_t **labels, size_t *n) {
     *images = *labels = NULL;
     *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qtk_fail(QTK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = qtk_file_fopen_regular(path, "CIFAR batch");
+    if (!f) return QTK_ERR_IO;
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);

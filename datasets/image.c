@@ -7,6 +7,7 @@
 #include <string.h>
 #include <turbojpeg.h>
 
+#include "../core/file.h"
 #include "../core/tensor.h"
 
 void qtk_image_free(qtk_image *im) {
@@ -46,8 +47,11 @@ qtk_status qtk_jpeg_decode_scaled(const uint8_t *buf, size_t len, const char *na
         st = qtk_fail(QTK_ERR_FORMAT, "%s: not a JPEG file (no SOI marker)", name);
     } else if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0) {
         st = qtk_fail(QTK_ERR_FORMAT, "%s: unreadable JPEG header: %s", name, tjGetErrorStr2(tj));
-    } else if (w <= 0 || h <= 0 || (size_t)w * (size_t)h > ((size_t)1 << 28)) {
+    } else if (w <= 0 || h <= 0 || (size_t)w * (size_t)h > QTK_IMAGE_MAX_PIXELS) {
         st = qtk_fail(QTK_ERR_FORMAT, "%s: implausible JPEG size %dx%d", name, w, h);
+    } else if ((size_t)w * (size_t)h / QTK_JPEG_MAX_PIXELS_PER_BYTE > len) {
+        st = qtk_fail(QTK_ERR_FORMAT, "%s: a %dx%d JPEG cannot fit in %zu bytes (truncated, or a decompression bomb)", name,
+                      w, h, len);
     }
     uint8_t *px = NULL;
     if (st == QTK_OK && min_short > 0) {
@@ -97,32 +101,10 @@ qtk_status qtk_image_load(const char *path, qtk_image *out) { return qtk_image_l
 
 qtk_status qtk_image_load_scaled(const char *path, int min_short, qtk_image *out) {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return qtk_fail(QTK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 1 << 16;
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return qtk_fail(QTK_ERR_IO, "%s: read error", path);
-    }
-    qtk_status st = qtk_jpeg_decode_scaled(buf, len, path, min_short, out);
+    char *buf;
+    size_t len;
+    QTK_TRY(qtk_file_read(path, "JPEG image", QTK_IMAGE_MAX_FILE_BYTES, &buf, &len));
+    qtk_status st = qtk_jpeg_decode_scaled((const uint8_t *)buf, len, path, min_short, out);
     free(buf);
     return st;
 }
@@ -401,6 +383,9 @@ qtk_status qtk_preprocess_u8(const qtk_image *in, int img_size, float crop_pct, 
     int size = (int)floor((double)img_size / (double)crop_pct);
     int rw, rh;
     qtk_resize_dims(in->w, in->h, size, &rw, &rh);
+    if ((size_t)rw * (size_t)rh > QTK_RESIZE_MAX_PIXELS)
+        return qtk_fail(QTK_ERR_FORMAT, "a %dx%d image resizes to %dx%d (shorter side %d): more than %zu pixels (aspect ratio "
+                        "too extreme)", in->w, in->h, rw, rh, size, QTK_RESIZE_MAX_PIXELS);
     qtk_image r;
     QTK_TRY(qtk_resize_bicubic_pil(in, rw, rh, &r));
     qtk_status st = qtk_center_crop(&r, img_size, out);

@@ -19,6 +19,18 @@ typedef struct {
     uint8_t *rgb; // (h, w, 3) interleaved
 } qtk_image;
 
+// Bounds that keep a hostile image from costing more than a real one (errors name the file):
+// a JPEG file of at most 256 MiB, of at most 2^28 pixels,
+#define QTK_IMAGE_MAX_FILE_BYTES ((size_t)256 << 20)
+#define QTK_IMAGE_MAX_PIXELS ((size_t)1 << 28)
+// and of at most 1,024 pixels per byte of file: Huffman coding spends at least 2 bits on each 8x8 block
+// (DC and end-of-block codes; 1 bit in a progressive DC scan), so no real JPEG comes near; a header-only
+// file claiming 16384x16384 is refused before 800 MB are allocated and filled.
+#define QTK_JPEG_MAX_PIXELS_PER_BYTE 1024
+// The eval transform's resize of the shorter side makes at most 2^24 pixels (48 MiB): an aspect-ratio bomb
+// (1x8000 -> 256x2048000) is a bad image, not a 1.6 GB allocation.
+#define QTK_RESIZE_MAX_PIXELS ((size_t)1 << 24)
+
 // Decodes a JPEG from memory into RGB, as PIL's Image.open(...).convert("RGB")
 // does: grayscale is replicated, CMYK (Adobe, inverted) is converted with
 // Pillow's formula. `name` is used in error messages.

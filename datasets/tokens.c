@@ -3,12 +3,15 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "../core/file.h"
 
 void qtk_tokens_close(qtk_tokens *t) {
     if (t->map) munmap(t->map, t->map_size);
@@ -24,13 +27,10 @@ uint32_t qtk_tokens_get(const qtk_tokens *t, size_t i) {
 static qtk_status read_sidecar(const char *path, int *width, size_t *count, uint32_t *vocab) {
     char side[4096];
     snprintf(side, sizeof side, "%s.json", path);
-    FILE *f = fopen(side, "rb");
-    if (!f) return qtk_fail(QTK_ERR_IO, "%s: cannot open the sidecar (dtype, count, vocab_size): %s", side, strerror(errno));
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
+    char *buf;
+    QTK_TRY(qtk_file_read(side, "token-file sidecar", 1 << 20, &buf, NULL));
     cJSON *j = cJSON_Parse(buf);
+    free(buf);
     const cJSON *d = j ? cJSON_GetObjectItemCaseSensitive(j, "dtype") : NULL;
     const cJSON *c = j ? cJSON_GetObjectItemCaseSensitive(j, "count") : NULL;
     const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "vocab_size") : NULL;
@@ -38,8 +38,11 @@ static qtk_status read_sidecar(const char *path, int *width, size_t *count, uint
     if (!cJSON_IsObject(j)) st = qtk_fail(QTK_ERR_FORMAT, "%s: not a JSON object", side);
     else if (!cJSON_IsString(d) || (strcmp(d->valuestring, "uint16") && strcmp(d->valuestring, "uint32")))
         st = qtk_fail(QTK_ERR_FORMAT, "%s: \"dtype\" must be \"uint16\" or \"uint32\"", side);
-    else if (!cJSON_IsNumber(c) || c->valuedouble < 0 || c->valuedouble != (double)(size_t)c->valuedouble)
-        st = qtk_fail(QTK_ERR_FORMAT, "%s: \"count\" must be a non-negative integer", side);
+    // compared as doubles before any cast: 1e30 or 2^63 + 2048 cannot reach size_t arithmetic
+    else if (!cJSON_IsNumber(c) || !(c->valuedouble >= 0) || c->valuedouble != floor(c->valuedouble) ||
+             c->valuedouble > QTK_TOKENS_MAX_COUNT)
+        st = qtk_fail(QTK_ERR_FORMAT, "%s: \"count\" must be an integer in 0..2^48, got %.17g", side,
+                      cJSON_IsNumber(c) ? c->valuedouble : NAN);
     else if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 4294967296.0)
         st = qtk_fail(QTK_ERR_FORMAT, "%s: \"vocab_size\" must be an integer in 1..2^32", side);
     else {
@@ -54,26 +57,23 @@ static qtk_status read_sidecar(const char *path, int *width, size_t *count, uint
 qtk_status qtk_tokens_open(qtk_tokens *t, const char *path) {
     memset(t, 0, sizeof *t);
     QTK_TRY(read_sidecar(path, &t->width, &t->count, &t->vocab_size));
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qtk_fail(QTK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
+    int fd;
+    size_t fsize;
+    QTK_TRY(qtk_file_open_regular(path, "token file", &fd, &fsize));
+    // count <= 2^48 and width <= 4: the product cannot wrap
+    if (fsize != t->count * (size_t)t->width) {
         close(fd);
-        return qtk_fail(QTK_ERR_IO, "%s: cannot stat", path);
-    }
-    if ((size_t)sb.st_size != t->count * (size_t)t->width) {
-        close(fd);
-        return qtk_fail(QTK_ERR_FORMAT, "%s: %lld bytes, but the sidecar says %zu ids of %d bytes (%zu bytes)", path,
-                        (long long)sb.st_size, t->count, t->width, t->count * (size_t)t->width);
+        return qtk_fail(QTK_ERR_FORMAT, "%s: %zu bytes, but the sidecar says %zu ids of %d bytes (%zu bytes)", path, fsize,
+                        t->count, t->width, t->count * (size_t)t->width);
     }
     if (t->count > 0) {
-        t->map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        t->map = mmap(NULL, fsize, PROT_READ, MAP_PRIVATE, fd, 0);
         if (t->map == MAP_FAILED) {
             t->map = NULL;
             close(fd);
             return qtk_fail(QTK_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
         }
-        t->map_size = (size_t)sb.st_size;
+        t->map_size = fsize;
     }
     close(fd);
     for (size_t i = 0; i < t->count; i++)

@@ -13,6 +13,9 @@
 extern "C" {
 #endif
 
+// The most ids a sidecar may declare (2^48: a 1 PiB uint32 file); larger counts are errors, not wrapped sizes.
+#define QTK_TOKENS_MAX_COUNT 281474976710656.0
+
 typedef struct {
     char *path;
     void *map;
@@ -22,7 +25,7 @@ typedef struct {
     uint32_t vocab_size;
 } qtk_tokens;
 
-// Opens FILE and FILE.json; checks dtype, the byte size against count, and
+// Opens FILE and FILE.json (at most 1 MiB); checks dtype, the byte size against count, and
 // every id against vocab_size (errors name the file and the first bad position).
 qtk_status qtk_tokens_open(qtk_tokens *t, const char *path);
 void qtk_tokens_close(qtk_tokens *t);

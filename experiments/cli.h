@@ -31,6 +31,9 @@ int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int qtk_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Reads a whole file as a NUL-terminated string (NULL if it cannot); len may be NULL.
 char *qtk_read_text(const char *path, size_t *len);
+// A whole number option value in [lo, hi] (no trailing text, no overflow); 0, or prints the usage error and
+// returns 2.
+int qtk_cli_int_arg(const char *opt, const char *v, long lo, long hi, int *out);
 // Writes text to path atomically (path.new, fsync, rename); the error names the path.
 qtk_status qtk_write_text_atomic(const char *path, const char *text);
 // Creates dir and its missing parents (like mkdir -p); 0 ok, -1 with errno set.

@@ -73,8 +73,7 @@ int qtk_cmd_demo(int argc, char **argv) {
             seed = strtoull(argv[++i], &end, 10);
             if (*end) return qtk_cli_usage_error("--seed needs a non-negative integer, got \"%s\"", argv[i]);
         } else if (!strcmp(argv[i], "--passes") && i + 1 < argc) {
-            passes = atoi(argv[++i]);
-            if (passes < 0 || passes > 100) return qtk_cli_usage_error("--passes must be in 0..100");
+            if (qtk_cli_int_arg("--passes", argv[++i], 0, 100, &passes)) return 2;
         } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
             const char *d = argv[++i];
             if (strcmp(d, "cpu") && strcmp(d, "cuda")) return qtk_cli_usage_error("--device takes cpu or cuda, got \"%s\"", d);

@@ -50,11 +50,11 @@ int qtk_cmd_preprocess(int argc, char **argv) {
         i++;
         if (!strcmp(a, "--out")) out_path = v;
         else if (!strcmp(a, "--size")) {
-            size = atoi(v);
-            if (size < 1 || size > 4096) return qtk_cli_usage_error("--size must be in 1..4096, got \"%s\"", v);
+            if (qtk_cli_int_arg("--size", v, 1, 4096, &size)) return 2;
         } else if (!strcmp(a, "--crop-pct")) {
-            crop_pct = strtof(v, NULL);
-            if (!(crop_pct > 0.0f && crop_pct <= 1.0f)) return qtk_cli_usage_error("--crop-pct must be in (0, 1], got \"%s\"", v);
+            char *end;
+            crop_pct = strtof(v, &end);
+            if (*end || end == v || !(crop_pct > 0.0f && crop_pct <= 1.0f)) return qtk_cli_usage_error("--crop-pct must be in (0, 1], got \"%s\"", v);
         } else if (!strcmp(a, "--mean")) {
             if (parse3(a, v, mean)) return 2;
         } else if (!strcmp(a, "--std")) {

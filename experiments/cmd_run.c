@@ -266,6 +266,14 @@ int qtk_cmd_run(int argc, char **argv) {
     }
     snprintf(ckpt, sizeof ckpt, "%s/search.ckpt", out);
     if (settle_config(c, out, ckpt, force)) goto done;
+    { // temporaries of a writer that was killed before its rename (the folder is this run's alone)
+        const char *outputs[] = {"search.ckpt", "quant.safetensors", "quant_selected.safetensors"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof path, "%s/%s", out, outputs[i]);
+            int n = qtk_file_remove_stale_tmp(path);
+            if (n) printf("%s: removed %d stale temporar%s of %s (a killed write)\n", c->name, n, n == 1 ? "y" : "ies", path);
+        }
+    }
     if (force) {
         const char *stale[] = {"search.ckpt", "selected.json", "quant_selected.safetensors"};
         for (int i = 0; i < 3; i++) {

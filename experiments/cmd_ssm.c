@@ -64,17 +64,6 @@ static int load_lm_config(int argc, char **argv, lm_config **out) {
     return 0;
 }
 
-// A whole number option value in [lo, hi]; 0 on success, else prints the usage error.
-static int int_arg(const char *opt, const char *v, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi)
-        return qtk_cli_usage_error("%s takes a whole number in %ld..%ld, got \"%s\"", opt, lo, hi, v);
-    *out = (int)x;
-    return 0;
-}
-
 static int float_arg(const char *opt, const char *v, double lo, double hi, float *out) {
     char *end;
     double x = strtod(v, &end);
@@ -181,11 +170,11 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "--text")) text = v;
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--device")) device = v;
-        else if (!strcmp(a, "--fp16")) bad = int_arg(a, v, 0, 1, &fp16);
-        else if (!strcmp(a, "--ctx")) bad = int_arg(a, v, 2, 1 << 20, &ctx);
-        else if (!strcmp(a, "--stride")) bad = int_arg(a, v, 1, 1 << 20, &stride);
-        else if (!strcmp(a, "--max-windows")) bad = int_arg(a, v, 0, 1 << 30, &max_windows);
-        else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 4096, &batch);
+        else if (!strcmp(a, "--fp16")) bad = qtk_cli_int_arg(a, v, 0, 1, &fp16);
+        else if (!strcmp(a, "--ctx")) bad = qtk_cli_int_arg(a, v, 2, 1 << 20, &ctx);
+        else if (!strcmp(a, "--stride")) bad = qtk_cli_int_arg(a, v, 1, 1 << 20, &stride);
+        else if (!strcmp(a, "--max-windows")) bad = qtk_cli_int_arg(a, v, 0, 1 << 30, &max_windows);
+        else if (!strcmp(a, "--batch")) bad = qtk_cli_int_arg(a, v, 1, 4096, &batch);
         else bad = qtk_cli_usage_error("perplexity: unknown option \"%s\"", a);
         rc = bad;
         i++;
@@ -285,12 +274,12 @@ int qtk_cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;
-        else if (!strcmp(a, "--max-new")) bad = int_arg(a, v, 1, 1 << 20, &max_new);
-        else if (!strcmp(a, "--top-k")) bad = int_arg(a, v, 0, 1 << 24, &top_k);
-        else if (!strcmp(a, "--seed")) bad = int_arg(a, v, 0, 1 << 30, &seed);
+        else if (!strcmp(a, "--max-new")) bad = qtk_cli_int_arg(a, v, 1, 1 << 20, &max_new);
+        else if (!strcmp(a, "--top-k")) bad = qtk_cli_int_arg(a, v, 0, 1 << 24, &top_k);
+        else if (!strcmp(a, "--seed")) bad = qtk_cli_int_arg(a, v, 0, 1 << 30, &seed);
         else if (!strcmp(a, "--temperature")) bad = float_arg(a, v, 1e-3, 100, &temperature);
         else if (!strcmp(a, "--device")) device = v;
-        else if (!strcmp(a, "--fp16")) bad = int_arg(a, v, 0, 1, &fp16);
+        else if (!strcmp(a, "--fp16")) bad = qtk_cli_int_arg(a, v, 0, 1, &fp16);
         else bad = qtk_cli_usage_error("generate: unknown option \"%s\"", a);
         rc = bad;
         i++;

@@ -41,14 +41,6 @@ static const char *usage =
     "  --off PATTERN         switch off quantizers matching a glob, e.g. 'blocks.*.attn.softmax' (repeatable)\n"
     "  --export FILE         write every quantizer's scale and zero point (quant.safetensors)\n";
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end || x < lo || x > hi) return qtk_cli_usage_error("%s needs an integer in %d..%d, got \"%s\"", opt, lo, hi, v);
-    *out = (int)x;
-    return 0;
-}
-
 int qtk_cmd_quant_report(int argc, char **argv) {
     const char *model = NULL, *desc = NULL, *images = NULL, *export_path = NULL;
     const char *class_index = NULL, *val_list = NULL, *cache = NULL;
@@ -95,10 +87,10 @@ int qtk_cmd_quant_report(int argc, char **argv) {
             else if (!strcmp(v, "fail")) policy = QTK_BAD_FAIL;
             else return qtk_cli_usage_error("--on-bad-image takes skip or fail, got \"%s\"", v);
         }
-        else if (!strcmp(a, "--calib")) rc = parse_int(a, v, 1, 1 << 30, &calib);
-        else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 1 << 20, &batch);
-        else if (!strcmp(a, "--w-bits")) rc = parse_int(a, v, 2, 8, &qc.w_bits);
-        else if (!strcmp(a, "--a-bits")) rc = parse_int(a, v, 2, 8, &qc.a_bits);
+        else if (!strcmp(a, "--calib")) rc = qtk_cli_int_arg(a, v, 1, 1 << 30, &calib);
+        else if (!strcmp(a, "--batch")) rc = qtk_cli_int_arg(a, v, 1, 1 << 20, &batch);
+        else if (!strcmp(a, "--w-bits")) rc = qtk_cli_int_arg(a, v, 2, 8, &qc.w_bits);
+        else if (!strcmp(a, "--a-bits")) rc = qtk_cli_int_arg(a, v, 2, 8, &qc.a_bits);
         else if (!strcmp(a, "--quant-input")) {
             if (strcmp(v, "on") && strcmp(v, "off")) return qtk_cli_usage_error("--quant-input takes on or off, got \"%s\"", v);
             qc.quant_input = !strcmp(v, "on");

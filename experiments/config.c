@@ -1,6 +1,11 @@
 #include "config.h"
 
+#include "../core/file.h"
+
 #include <cyaml/cyaml.h>
+#include <yaml.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -201,8 +206,12 @@ static qtk_status apply_set(qtk_run_config *c, const char *kv) {
             return QTK_OK;
         }
         case K_INT: {
+            errno = 0;
             long x = strtol(v, &end, 10);
             if (!*v || *end) return qtk_fail(QTK_ERR_ARG, "--set %.*s: expected an integer, got \"%s\"", (int)kl, kv, v);
+            if (errno == ERANGE || x < INT_MIN || x > INT_MAX)
+                return qtk_fail(QTK_ERR_ARG, "--set %.*s: %s is outside the integers qtk takes (%d..%d)", (int)kl, kv, v,
+                                INT_MIN, INT_MAX);
             *(int *)base = (int)x;
             return QTK_OK;
         }
@@ -388,12 +397,109 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     return QTK_OK;
 }
 
+// libcyaml 1.3 reads integers with strtoll and floats with strtod but ignores what follows the number, so
+// "w_bits: 4.5" loads as 4 and "eps: 1e-3x" as 0.001. This pass walks the file's events beside the schema
+// and requires every integer and float scalar to be a number and nothing else.
+typedef struct {
+    const cyaml_schema_value_t *v; // this node's schema (NULL: unknown, not checked)
+    const cyaml_schema_value_t *pending; // mappings: the schema of the value after the last key
+    int is_map, want_key;
+    char key[128];
+} yframe;
+
+static const cyaml_schema_value_t *field_schema(const cyaml_schema_value_t *map, const char *key) {
+    if (!map || map->type != CYAML_MAPPING) return NULL;
+    for (const cyaml_schema_field_t *f = map->mapping.fields; f && f->key; f++)
+        if (!strcmp(f->key, key)) return &f->value;
+    return NULL;
+}
+
+static qtk_status check_number(const char *path, const yframe *st, int depth, const cyaml_schema_value_t *v,
+                               const char *text, int line) {
+    if (!v || (v->type != CYAML_INT && v->type != CYAML_UINT && v->type != CYAML_FLOAT)) return QTK_OK;
+    char *end;
+    errno = 0;
+    if (v->type == CYAML_FLOAT) (void)strtod(text, &end);
+    else (void)strtoll(text, &end, 0);
+    if (end != text && !*end && errno != ERANGE) return QTK_OK;
+    char key[600] = "";
+    for (int i = 0; i < depth; i++)
+        if (st[i].is_map && st[i].key[0])
+            snprintf(key + strlen(key), sizeof key - strlen(key), "%s%s", key[0] ? "." : "", st[i].key);
+    return qtk_fail(QTK_ERR_ARG, "%s:%d: %s: \"%s\" is not %s", path, line, key,
+                    text, v->type == CYAML_FLOAT ? "a number" : errno == ERANGE ? "an integer in range" : "a whole number");
+}
+
+static qtk_status check_scalars(const char *path, const char *text, size_t len, const cyaml_schema_value_t *top) {
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) return qtk_fail(QTK_ERR_NOMEM, "%s: cannot start the YAML parser", path);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    enum { MAXD = 64 };
+    yframe st[MAXD];
+    int depth = 0, done = 0;
+    qtk_status r = QTK_OK;
+    while (!done && r == QTK_OK) {
+        yaml_event_t e;
+        if (!yaml_parser_parse(&p, &e)) break; // syntax errors are libcyaml's to report
+        yframe *t = depth > 0 ? &st[depth - 1] : NULL;
+        // the schema of a node starting here
+        const cyaml_schema_value_t *node = !t ? top : t->is_map ? t->pending
+                                         : t->v && (t->v->type == CYAML_SEQUENCE || t->v->type == CYAML_SEQUENCE_FIXED) ? t->v->sequence.entry : NULL;
+        switch (e.type) {
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+            if (depth == MAXD) {
+                done = 1;
+                break;
+            }
+            st[depth] = (yframe){node, NULL, e.type == YAML_MAPPING_START_EVENT, 1, ""};
+            depth++;
+            break;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+            if (depth > 0) depth--;
+            if (depth > 0 && st[depth - 1].is_map) st[depth - 1].want_key = 1;
+            break;
+        case YAML_SCALAR_EVENT:
+        case YAML_ALIAS_EVENT:
+            if (t && t->is_map && t->want_key) {
+                const char *k = e.type == YAML_SCALAR_EVENT ? (const char *)e.data.scalar.value : "";
+                snprintf(t->key, sizeof t->key, "%s", k);
+                t->pending = field_schema(t->v, k);
+                t->want_key = 0;
+            } else {
+                if (e.type == YAML_SCALAR_EVENT)
+                    r = check_number(path, st, depth, node, (const char *)e.data.scalar.value, (int)e.start_mark.line + 1);
+                if (t && t->is_map) t->want_key = 1;
+            }
+            break;
+        case YAML_STREAM_END_EVENT: done = 1; break;
+        default: break;
+        }
+        yaml_event_delete(&e);
+    }
+    yaml_parser_delete(&p);
+    return r;
+}
+
 qtk_status qtk_yaml_load(const char *path, const cyaml_schema_value_t *schema, void **out) {
     *out = NULL;
     if (!present(path)) return qtk_fail(QTK_ERR_IO, "%s: no such config file", path);
+    // read once, as a regular file of a sane size: a FIFO or a device would block libyaml's read
+    char *text;
+    size_t len;
+    QTK_TRY(qtk_file_read(path, "YAML config", 16 << 20, &text, &len));
     cy_log l = {0};
-    cyaml_err_t e = cyaml_load_file(path, cy_config(&l), schema, (cyaml_data_t **)out, NULL);
-    if (e == CYAML_OK) return QTK_OK;
+    cyaml_err_t e = cyaml_load_data((const uint8_t *)text, len, cy_config(&l), schema, (cyaml_data_t **)out, NULL);
+    // libcyaml accepts a stream with no document (0 bytes, only comments) and gives no data
+    qtk_status r = QTK_OK;
+    if (e == CYAML_OK && !*out) r = qtk_fail(QTK_ERR_ARG, "%s: empty file: no YAML document (a mapping of keys was expected)", path);
+    else if (e == CYAML_OK && (r = check_scalars(path, text, len, schema)) != QTK_OK) {
+        qtk_yaml_free(schema, *out);
+        *out = NULL;
+    }
+    free(text);
+    if (e == CYAML_OK) return r;
     *out = NULL;
     char key[1400];
     snprintf(key, sizeof key, "%s", l.path);

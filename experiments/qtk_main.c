@@ -79,20 +79,19 @@ int qtk_cli_mkdir_p(const char *dir) {
 }
 
 char *qtk_read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[n] = '\0';
-    if (b && len) *len = (size_t)n;
-    fclose(f);
-    return b;
+    char *b;
+    return qtk_file_read(path, NULL, (size_t)256 << 20, &b, len) == QTK_OK ? b : NULL;
+}
+
+// A whole number option value in [lo, hi]; 0 on success, else prints the usage error.
+int qtk_cli_int_arg(const char *opt, const char *v, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi)
+        return qtk_cli_usage_error("%s takes a whole number in %ld..%ld, got \"%s\"", opt, lo, hi, v);
+    *out = (int)x;
+    return 0;
 }
 
 qtk_status qtk_write_text_atomic(const char *path, const char *text) {

@@ -20,6 +20,15 @@ static void data_free(qtk_run_data *d) {
     memset(d, 0, sizeof *d);
 }
 
+// Labels index the logits: each one must be a class of the model (what = the file they came from).
+static qtk_status check_labels(const char *what, const int *y, int n, int n_classes) {
+    for (int i = 0; i < n; i++)
+        if (y[i] < 0 || y[i] >= n_classes)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: label %d (image %d) is not a class of the model (0..%d)", what, y[i], i,
+                            n_classes - 1);
+    return QTK_OK;
+}
+
 // A tensor file: "images" (N, C, H, W) and optionally "labels" (N).
 static qtk_status load_tensor_set(const char *path, const qtk_vit *m, qtk_run_data *d) {
     qtk_safetensors st;
@@ -40,9 +49,14 @@ static qtk_status load_tensor_set(const char *path, const qtk_vit *m, qtk_run_da
             size_t nl;
             r = qtk_st_load_f32(&st, "labels", &f, &nl);
             if (r == QTK_OK && nl != (size_t)d->n) r = qtk_fail(QTK_ERR_FORMAT, "%s: %zu labels for %d images", path, nl, d->n);
-            if (r == QTK_OK) {
-                d->y = malloc((size_t)d->n * sizeof *d->y);
-                for (int i = 0; i < d->n; i++) d->y[i] = (int)f[i];
+            if (r == QTK_OK && !(d->y = malloc((size_t)(d->n ? d->n : 1) * sizeof *d->y)))
+                r = qtk_fail(QTK_ERR_NOMEM, "%s: labels: out of memory", path);
+            // checked as floats: casting NaN or 1e30 to int is undefined
+            for (int i = 0; r == QTK_OK && i < d->n; i++) {
+                if (!(f[i] >= 0 && f[i] < (float)c->n_classes && f[i] == floorf(f[i])))
+                    r = qtk_fail(QTK_ERR_FORMAT, "%s: labels[%d] = %g is not a class index in 0..%d (the model has %d classes)",
+                                 path, i, (double)f[i], c->n_classes - 1, c->n_classes);
+                else d->y[i] = (int)f[i];
             }
             qtk_aligned_free(f);
         }
@@ -63,13 +77,26 @@ static qtk_status load_idx_set(const char *root, const char *split, const qtk_vi
     if (r == QTK_OK && (im.ndim != 3 || im.dims[1] != m->cfg.img_size || im.dims[2] != m->cfg.img_size || m->cfg.in_chans != 1))
         r = qtk_fail(QTK_ERR_FORMAT, "%s: %dx%d single-channel images do not fit the model (%d channels, %d pixels)", pi,
                      im.dims[1], im.dims[2], m->cfg.in_chans, m->cfg.img_size);
+    if (r == QTK_OK && im.dims[0] == 0) r = qtk_fail(QTK_ERR_FORMAT, "%s: no images", pi);
+    if (r == QTK_OK && (lb.ndim != 1 || lb.dims[0] != im.dims[0]))
+        r = qtk_fail(QTK_ERR_FORMAT, "%s: %d labels of rank %d for the %d images of %s (expected rank 1, one per image)", pl,
+                     lb.dims[0], lb.ndim, im.dims[0], pi);
+    for (size_t i = 0; r == QTK_OK && i < lb.n; i++)
+        if (lb.data[i] >= m->cfg.n_classes)
+            r = qtk_fail(QTK_ERR_FORMAT, "%s: label %d (image %zu) is not a class of the model (0..%d)", pl, lb.data[i], i,
+                         m->cfg.n_classes - 1);
     if (r == QTK_OK) {
         int count = idx ? n : (n > 0 && n < im.dims[0] ? n : im.dims[0]);
         // a subset of the test split is spread over the whole file (it is ordered by class)
         size_t stride = idx ? 1 : (size_t)im.dims[0] / (size_t)count;
         size_t per = (size_t)im.dims[1] * im.dims[2];
-        d->x = malloc((size_t)count * per * sizeof *d->x);
-        d->y = malloc((size_t)count * sizeof *d->y);
+        d->x = malloc((size_t)(count ? count : 1) * per * sizeof *d->x);
+        d->y = malloc((size_t)(count ? count : 1) * sizeof *d->y);
+        if (!d->x || !d->y) {
+            qtk_idx_free(&lb);
+            qtk_idx_free(&im);
+            return qtk_fail(QTK_ERR_NOMEM, "%s: %d images: out of memory", pi, count);
+        }
         d->n = count;
         float mean = m->cfg.mean[0], sd = m->cfg.std[0];
         for (int i = 0; i < count; i++) {
@@ -77,8 +104,8 @@ static qtk_status load_idx_set(const char *root, const char *split, const qtk_vi
             for (size_t k = 0; k < per; k++) d->x[i * per + k] = ((float)im.data[s * per + k] / 255.0f - mean) / sd;
             d->y[i] = lb.data[s];
         }
-        qtk_idx_free(&lb);
     }
+    qtk_idx_free(&lb);
     qtk_idx_free(&im);
     return r;
 }
@@ -171,6 +198,7 @@ static qtk_status load_folders(qtk_run_ctx *r, uint32_t *idx) {
     if (st == QTK_OK) st = qtk_folder_cached(&tf, all, n, &tr, QTK_BAD_SKIP, NULL, &r->test.x, &r->test.y, &got, &hit, &bad);
     if (st == QTK_OK) {
         r->test.n = (int)got;
+        st = check_labels(c->data.test, r->test.y, r->test.n, r->m.cfg.n_classes);
         if (bad.n) fprintf(stderr, "qtk: warning: %s: %zu unreadable test images skipped\n", c->data.test, bad.n);
         qtk_bad_list_free(&bad);
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/file.h"
 #include "../core/rng.h"
 #include "../core/safetensors.h"
 #include "../core/tensor.h"
@@ -84,10 +85,34 @@ static qtk_status jnum(const jctx *j, const char *key, double def, int want_int,
     return QTK_OK;
 }
 
+// The largest value each size may take: beyond any released Mamba, small enough that every product of
+// sizes the loader forms fits its integer type. A key over its bound is an error naming it.
+static const struct {
+    const char *key;
+    int max;
+} dim_max[] = {
+    {"hidden_size", 1 << 16}, {"d_model", 1 << 16}, {"num_hidden_layers", 1024}, {"n_layer", 1024},
+    {"vocab_size", 1 << 24}, {"pad_vocab_size_multiple", 1 << 16}, {"expand", 64}, {"conv_kernel", 64},
+    {"d_conv", 64}, {"state_size", 1 << 12}, {"d_state", 1 << 12}, {"intermediate_size", 1 << 20},
+    {"time_step_rank", 1 << 16}, {"dt_rank", 1 << 16}, {"head_dim", 1 << 12}, {"headdim", 1 << 12},
+    {"num_heads", 1 << 16}, {"n_groups", 1 << 12}, {"ngroups", 1 << 12}, {"chunk_size", 1 << 16},
+};
+
 static qtk_status jint(const jctx *j, const char *key, int def, int *out) {
     double d;
     QTK_TRY(jnum(j, key, def == -2 ? -1e308 : (double)def, 1, &d));
+    for (size_t i = 0; i < sizeof dim_max / sizeof *dim_max; i++)
+        if (!strcmp(dim_max[i].key, key) && d > dim_max[i].max)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: \"%s\" is %.0f, more than the %d qtk takes", j->file, key, d, dim_max[i].max);
     *out = (int)d;
+    return QTK_OK;
+}
+
+// a * b for a derived size (in 64 bits), bounded like a key: what names the product for the error
+static qtk_status jprod(const jctx *j, const char *what, int a, int b, int max, int *out) {
+    int64_t p = (int64_t)a * b;
+    if (p > max) return qtk_fail(QTK_ERR_FORMAT, "%s: %s = %lld, more than the %d qtk takes", j->file, what, (long long)p, max);
+    *out = (int)p;
     return QTK_OK;
 }
 
@@ -117,7 +142,9 @@ static qtk_status parse_hf(const jctx *j, const char *type, qtk_mamba_config *c)
     QTK_TRY(jbool(j, "residual_in_fp32", 1, &c->residual_in_fp32));
     if (c->arch == QTK_MAMBA1) {
         QTK_TRY(jint(j, "state_size", 16, &c->d_state));
-        QTK_TRY(jint(j, "intermediate_size", expand * c->d_model, &c->d_inner));
+        int inner = 0;
+        QTK_TRY(jprod(j, "expand x hidden_size", expand, c->d_model, 1 << 20, &inner));
+        QTK_TRY(jint(j, "intermediate_size", inner, &c->d_inner));
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(j->root, "time_step_rank");
         if (cJSON_IsString(r) && !strcmp(r->valuestring, "auto")) c->dt_rank = (c->d_model + 15) / 16;
         else QTK_TRY(jint(j, "time_step_rank", (c->d_model + 15) / 16, &c->dt_rank));
@@ -125,10 +152,10 @@ static qtk_status parse_hf(const jctx *j, const char *type, qtk_mamba_config *c)
     }
     QTK_TRY(jint(j, "state_size", 128, &c->d_state));
     QTK_TRY(jint(j, "head_dim", 64, &c->head_dim));
-    QTK_TRY(jint(j, "num_heads", c->head_dim ? expand * c->d_model / c->head_dim : 0, &c->n_heads));
+    QTK_TRY(jprod(j, "expand x hidden_size", expand, c->d_model, 1 << 20, &c->d_inner));
+    QTK_TRY(jint(j, "num_heads", c->head_dim ? c->d_inner / c->head_dim : 0, &c->n_heads));
     QTK_TRY(jint(j, "n_groups", 1, &c->n_groups));
     QTK_TRY(jint(j, "chunk_size", 256, &c->chunk_size));
-    c->d_inner = expand * c->d_model;
     c->dt_min = 0.0f;
     c->dt_max = INFINITY;
     const cJSON *lim = cJSON_GetObjectItemCaseSensitive(j->root, "time_step_limit");
@@ -150,7 +177,7 @@ static qtk_status parse_mamba_ssm(const jctx *j, qtk_mamba_config *c) {
     QTK_TRY(jint(j, "n_layer", REQ, &c->n_layers));
     QTK_TRY(jint(j, "vocab_size", REQ, &c->vocab));
     QTK_TRY(jint(j, "pad_vocab_size_multiple", 8, &pad));
-    if (pad > 0 && c->vocab % pad) c->vocab += pad - c->vocab % pad;
+    if (pad > 0 && c->vocab % pad) c->vocab += pad - c->vocab % pad; // both <= 2^24: no overflow
     QTK_TRY(jbool(j, "residual_in_fp32", 1, &c->residual_in_fp32));
     const cJSON *ssm = cJSON_GetObjectItemCaseSensitive(j->root, "ssm_cfg");
     jctx s = {ssm && cJSON_IsObject(ssm) ? ssm : NULL, j->file};
@@ -164,7 +191,7 @@ static qtk_status parse_mamba_ssm(const jctx *j, qtk_mamba_config *c) {
     if (st == QTK_OK) st = jint(&s, "d_conv", 4, &c->d_conv);
     if (st == QTK_OK) st = jbool(&s, "bias", 0, &c->use_bias);
     if (st == QTK_OK) st = jbool(&s, "conv_bias", 1, &c->conv_bias);
-    c->d_inner = expand * c->d_model;
+    if (st == QTK_OK) st = jprod(&s, "expand x d_model", expand, c->d_model, 1 << 20, &c->d_inner);
     c->eps = 1e-5f;
     if (st == QTK_OK && c->arch == QTK_MAMBA1) {
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(s.root, "dt_rank");
@@ -220,9 +247,12 @@ qtk_status qtk_mamba_config_parse(const char *json, const char *file, qtk_mamba_
     if (c->arch == QTK_MAMBA2) {
         if (c->head_dim < 1 || c->n_heads < 1 || c->n_groups < 1 || c->chunk_size < 1)
             return qtk_fail(QTK_ERR_FORMAT, "%s: head_dim, num_heads, n_groups and chunk_size must be at least 1", file);
-        if (c->n_heads * c->head_dim != c->d_inner)
+        if ((int64_t)c->n_heads * c->head_dim != c->d_inner)
             return qtk_fail(QTK_ERR_FORMAT, "%s: num_heads (%d) x head_dim (%d) must equal expand x hidden_size (%d)", file,
                             c->n_heads, c->head_dim, c->d_inner);
+        if ((int64_t)c->n_groups * c->d_state > (1 << 20))
+            return qtk_fail(QTK_ERR_FORMAT, "%s: n_groups x state_size = %lld, more than the %d qtk takes", file,
+                            (long long)c->n_groups * c->d_state, 1 << 20);
         if (c->n_heads % c->n_groups)
             return qtk_fail(QTK_ERR_FORMAT, "%s: num_heads (%d) is not a multiple of n_groups (%d)", file, c->n_heads,
                             c->n_groups);
@@ -233,24 +263,9 @@ qtk_status qtk_mamba_config_parse(const char *json, const char *file, qtk_mamba_
 
 // --- weights ---------------------------------------------------------------------------------
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && n < (64l << 20) && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-            } else buf[n] = 0;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
-// The checkpoint's files: one, or the shards of model.safetensors.index.json.
+// The checkpoint's files: one, or the shards of model.safetensors.index.json. With an index, every tensor
+// lives in exactly the shard its weight_map names (checked at open): a tensor in two shards, or in a shard
+// the map does not name for it, is an error, never a silent first-found choice.
 typedef struct {
     qtk_safetensors *st;
     int n;
@@ -261,6 +276,36 @@ static void shards_close(shards *s) {
     free(s->st);
     s->st = NULL;
     s->n = 0;
+}
+
+static int shard_base_is(const qtk_safetensors *st, const char *name) {
+    const char *b = strrchr(st->path, '/');
+    return !strcmp(b ? b + 1 : st->path, name);
+}
+
+// every tensor of every shard is where the map puts it, and every mapped tensor is in its shard
+static qtk_status shards_check_map(const shards *s, const cJSON *map, const char *index) {
+    for (int i = 0; i < s->n; i++)
+        for (size_t k = 0; k < s->st[i].n_tensors; k++) {
+            const char *name = s->st[i].tensors[k].name;
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(map, name);
+            if (!e) return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" is not in the weight_map of %s", s->st[i].path, name, index);
+            if (!shard_base_is(&s->st[i], e->valuestring))
+                return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" is also in %s, but the weight_map of %s puts it in %s "
+                                "(duplicate or overlapping shards)", s->st[i].path, name, s->st[i].path, index, e->valuestring);
+        }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, map) {
+        int found = 0;
+        for (int i = 0; i < s->n && !found; i++)
+            if (shard_base_is(&s->st[i], e->valuestring)) {
+                if (!qtk_st_find(&s->st[i], e->string))
+                    return qtk_fail(QTK_ERR_FORMAT, "%s: the weight_map of %s puts tensor \"%s\" here, but it is not in it",
+                                    s->st[i].path, index, e->string);
+                found = 1;
+            }
+    }
+    return QTK_OK;
 }
 
 static qtk_status shards_open(shards *s, const char *dir, const char *file) {
@@ -277,8 +322,9 @@ static qtk_status shards_open(shards *s, const char *dir, const char *file) {
     struct stat sb;
     if (stat(p, &sb) == 0) return shards_open(s, NULL, p);
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
-    char *text = read_text(p);
-    if (!text) return qtk_fail(QTK_ERR_IO, "%s: neither model.safetensors nor model.safetensors.index.json", dir);
+    if (stat(p, &sb) != 0) return qtk_fail(QTK_ERR_IO, "%s: neither model.safetensors nor model.safetensors.index.json", dir);
+    char *text;
+    QTK_TRY(qtk_file_read(p, "shard index", 64 << 20, &text, NULL));
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
@@ -302,7 +348,7 @@ static qtk_status shards_open(shards *s, const char *dir, const char *file) {
         int k = 0;
         while (k < nn && strcmp(names[k], e->valuestring)) k++;
         if (k < nn) continue;
-        if (strchr(e->valuestring, '/')) {
+        if (strchr(e->valuestring, '/') || !e->valuestring[0] || !strcmp(e->valuestring, ".") || !strcmp(e->valuestring, "..")) {
             st = qtk_fail(QTK_ERR_FORMAT, "%s: shard \"%s\" is not a file in the folder", p, e->valuestring);
             break;
         }
@@ -312,6 +358,7 @@ static qtk_status shards_open(shards *s, const char *dir, const char *file) {
         st = qtk_st_open(&s->st[s->n], sp);
         if (st == QTK_OK) s->n++;
     }
+    if (st == QTK_OK) st = shards_check_map(s, map, p);
     free(names);
     cJSON_Delete(root);
     if (st != QTK_OK) shards_close(s);
@@ -336,7 +383,8 @@ static qtk_status read_param(const shards *s, const char *names, int ndim, const
     snprintf(buf, sizeof buf, "%s", names);
     for (char *tok = strtok(buf, "|"); tok; tok = strtok(NULL, "|")) {
         const qtk_safetensors *in;
-        if (shards_find(s, tok, &in)) return qtk_st_read_f32(in, tok, ndim, shape, dst);
+        if (shards_find(s, tok, &in))
+            return dst ? qtk_st_read_f32(in, tok, ndim, shape, dst) : qtk_st_expect(in, tok, ndim, shape, NULL);
     }
     return qtk_fail(QTK_ERR_FORMAT, "%s: tensor %s is missing (%s)", s->n ? s->st[0].path : "checkpoint", names, what);
 }
@@ -356,7 +404,9 @@ static const float *take(walker *w, const char *name, int ndim, int64_t d0, int6
     size_t n = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
     float *p = w->base ? w->base + w->used : NULL;
     w->used += (n + 15) / 16 * 16;
-    if (p) w->st = read_param(w->s, name, ndim, shape, p, "");
+    // the counting pass checks every tensor's presence and shape, so nothing is allocated for a config
+    // the files do not back
+    w->st = read_param(w->s, name, ndim, shape, p, "");
     return p;
 }
 
@@ -420,8 +470,9 @@ qtk_status qtk_mamba_load(qtk_mamba *m, const char *path) {
         snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
     }
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
-    char *text = read_text(cfg_path);
-    if (!text) return qtk_fail(QTK_ERR_IO, "%s: cannot read (a Mamba checkpoint needs its config.json)", cfg_path);
+    char *text;
+    if (qtk_file_read(cfg_path, "Mamba config", 16 << 20, &text, NULL) != QTK_OK)
+        return qtk_fail(QTK_ERR_IO, "%s (a Mamba checkpoint needs its config.json)", qtk_last_error());
     qtk_status st = qtk_mamba_config_parse(text, cfg_path, &m->cfg);
     free(text);
     QTK_TRY(st);
@@ -439,8 +490,13 @@ qtk_status qtk_mamba_load(qtk_mamba *m, const char *path) {
         return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     }
     walker w = {&m->cfg, &s, NULL, 0, QTK_OK};
-    walk(&w, m, has_head); // sizes
+    st = walk(&w, m, has_head); // sizes, and every tensor's presence and shape
     m->n_params = w.used;
+    if (st != QTK_OK) {
+        shards_close(&s);
+        qtk_mamba_free(m);
+        return st;
+    }
     m->mem = qtk_aligned_alloc(w.used * sizeof(float));
     if (!m->mem) st = qtk_fail(QTK_ERR_NOMEM, "%s: %zu parameters do not fit in memory", path, w.used);
     else {

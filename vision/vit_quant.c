@@ -444,10 +444,16 @@ static qtk_status import_one(qtk_vit_quant *qv, qtk_vit_quantizer *q, const qtk_
     int64_t shp[1] = {(int64_t)n};
     qtk_status r = qtk_st_read_f32(st, sn, 1, shp, p.scale);
     if (r == QTK_OK) r = qtk_st_read_f32(st, zn, 1, shp, p.zero);
+    int lo = 0, hi = 0;
+    if (r == QTK_OK) r = qtk_qrange(p.bits, p.is_signed, &lo, &hi);
     for (size_t i = 0; r == QTK_OK && i < n; i++)
-        if (!(p.scale[i] > 0) || !isfinite(p.scale[i]) || !isfinite(p.zero[i]))
+        if (!(p.scale[i] > 0) || !isfinite(p.scale[i]))
             r = qtk_fail(QTK_ERR_FORMAT, "%s: %s[%zu] = %g (zero point %g): scales must be finite and > 0", path, sn, i,
                          (double)p.scale[i], (double)p.zero[i]);
+        // the reference rounds and clamps its zero points into the code range
+        else if (!(p.zero[i] >= lo && p.zero[i] <= hi) || p.zero[i] != floorf(p.zero[i]))
+            r = qtk_fail(QTK_ERR_FORMAT, "%s: %s[%zu] = %g is not an integer in the %d-bit code range %d..%d", path, zn, i,
+                         (double)p.zero[i], p.bits, lo, hi);
     if (r != QTK_OK) {
         qtk_qparams_free(&p);
         return r;
