@@ -58,7 +58,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist kjv
+.PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist kjv fuzz fuzz-smoke
 all: lib cli
 lib: $(BUILD)/libqtk.a
 cli: $(BUILD)/qtk
@@ -126,6 +126,38 @@ demo: deps
 	@bash datasets/fashion_mnist.sh $(BUILD)/qtk || echo "make demo: Fashion-MNIST unavailable; the demo runs its synthetic part only"
 	$(BUILD)/qtk demo --out results/demo
 
+# libFuzzer targets for every parser (fuzz/README.md): clang, ASan + UBSan, CPU-only library objects of their own.
+FUZZ_CC ?= clang
+FUZZ_BUILD := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -fopenmp -ffp-contract=off -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
+              -fsanitize-coverage-ignorelist=fuzz/coverage_ignore.txt \
+              -Wall -Wno-unused-parameter -Wno-pass-failed $(PKG_CFLAGS)
+FUZZ_SRC := $(CORE_SRC) core/cuda/stub.c vision/cuda/stub.c ssm/cuda/stub.c $(CLI_SRC)
+FUZZ_OBJ := $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_SECONDS ?= 20
+
+$(FUZZ_BUILD)/obj/%.o: %.c fuzz/coverage_ignore.txt
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(if $(filter experiments/qtk_main.c,$<),-Dmain=qtk_cli_main) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libqtk_fuzz.a: $(FUZZ_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_BUILD)/libqtk_fuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libqtk_fuzz.a $(PKG_LIBS) -lm -pthread
+
+fuzz:
+	@bash scripts/deps.sh --fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+# every target for FUZZ_SECONDS on a copy of its committed corpus (new finds stay in build/fuzz/corpus)
+fuzz-smoke: fuzz
+	@bash fuzz/run.sh smoke $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 install: lib cli
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/qtk/cuda $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(BUILD)/libqtk.a $(DESTDIR)$(PREFIX)/lib/
@@ -142,4 +174,4 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

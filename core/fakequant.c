@@ -1,4 +1,5 @@
 #include "fakequant.h"
+#include "tensor.h"
 
 #include <string.h>
 
@@ -121,16 +122,30 @@ void qtk_fake_quant_per_group(const float *x, float *y, size_t outer, size_t L, 
         }
 }
 
-double qtk_fake_quant_sse(const float *x, size_t n, float s, float z, int lo, int hi) {
+typedef struct {
+    const float *x;
+    float s, z, lo, hi;
+} sse_ctx;
+
+static double sse_chunk(const void *ctx, size_t a, size_t b) {
+    const sse_ctx *c = ctx;
+    const float *restrict x = c->x + a;
+    const float s = c->s, z = c->z, lo = c->lo, hi = c->hi;
+    const size_t n = b - a;
     double acc = 0.0;
-    // each square is a float32 product, as |x - x_q|^2 in the reference; the sum is in double
-    // (vectorized: float lanes converted to double lanes), so its order does not matter
-#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (n >= QTK_FQ_PAR_MIN)
+    // each square is a float32 product, as |x - x_q|^2 in the reference, summed in double (vectorized: the
+    // lanes' order is fixed by the build, not by the thread count)
+#pragma omp simd reduction(+ : acc)
     for (size_t i = 0; i < n; i++) {
-        float d = x[i] - fq_fast(x[i], s, 0.0f, z, (float)lo, (float)hi, 0);
+        float d = x[i] - fq_fast(x[i], s, 0.0f, z, lo, hi, 0);
         acc += (double)(d * d);
     }
     return acc;
+}
+
+double qtk_fake_quant_sse(const float *x, size_t n, float s, float z, int lo, int hi) {
+    sse_ctx c = {x, s, z, (float)lo, (float)hi};
+    return qtk_sum_chunked(n, QTK_FQ_PAR_MIN, sse_chunk, &c);
 }
 
 qtk_status qtk_fake_quant(const qtk_qparams *p, const float *x, float *y, int ndim,

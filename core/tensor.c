@@ -209,3 +209,19 @@ qtk_status qtk_convert_from_f32(const float *src, qtk_dtype dt, void *dst, size_
     }
     return QTK_OK;
 }
+
+double qtk_sum_chunked(size_t n, size_t par_min, double (*chunk)(const void *ctx, size_t lo, size_t hi), const void *ctx) {
+    size_t nc = (n + QTK_SUM_CHUNK - 1) / QTK_SUM_CHUNK;
+    double local[64], *part = nc <= 64 ? local : malloc(nc * sizeof *part);
+    double acc = 0.0;
+    if (!part) { // the same chunks in the same order, one thread
+        for (size_t c = 0; c < nc; c++)
+            acc += chunk(ctx, c * QTK_SUM_CHUNK, c + 1 < nc ? (c + 1) * QTK_SUM_CHUNK : n);
+        return acc;
+    }
+#pragma omp parallel for schedule(static) if (n >= par_min)
+    for (size_t c = 0; c < nc; c++) part[c] = chunk(ctx, c * QTK_SUM_CHUNK, c + 1 < nc ? (c + 1) * QTK_SUM_CHUNK : n);
+    for (size_t c = 0; c < nc; c++) acc += part[c];
+    if (part != local) free(part);
+    return acc;
+}

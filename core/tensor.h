@@ -58,6 +58,12 @@ qtk_status qtk_tensor_alloc(qtk_tensor *t, qtk_dtype dt, int ndim, const int64_t
 void qtk_tensor_free(qtk_tensor *t);
 int64_t qtk_tensor_numel(const qtk_tensor *t);
 // Writes "[3, 224, 224]" into buf.
+// A sum over [0, n) whose value does not depend on the thread count: fixed chunks of QTK_SUM_CHUNK elements,
+// each summed by chunk(ctx, lo, hi) in order, and the chunk sums added in chunk order (threads only decide
+// who computes which chunk). Parallel when n >= par_min.
+#define QTK_SUM_CHUNK 4096
+double qtk_sum_chunked(size_t n, size_t par_min, double (*chunk)(const void *ctx, size_t lo, size_t hi), const void *ctx);
+
 const char *qtk_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap);
 
 // IEEE binary16 / bfloat16 <-> binary32, round-to-nearest-even, NaN kept NaN.

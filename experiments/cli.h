@@ -20,6 +20,9 @@ int qtk_cmd_table(int argc, char **argv);
 // 0, or the exit status of the error.
 int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plot);
 int qtk_cmd_sweep(int argc, char **argv);
+// Loads a sweep file and every run's config as `qtk sweep FILE --dry-run` would, writing nothing: 0, or the
+// exit status of the (printed) error.
+int qtk_sweep_validate(const char *file);
 int qtk_cmd_eval(int argc, char **argv);
 int qtk_cmd_calibrate(int argc, char **argv);
 int qtk_cmd_perplexity(int argc, char **argv);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/blas.h"
 #include "../core/qtk.h"
 #include "../datasets/idx.h"
 #include "../datasets/sampler.h"
@@ -167,7 +168,7 @@ int qtk_cmd_demo_core(int argc, char **argv) {
     for (size_t t = 0; t < N_TOK; t++)
         for (int k = 0; k < N_OUTLIERS; k++) X[t * N_IN + outlier[k]] *= 30.0f;
     // Y = X @ W.N_TOK
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N_TOK, N_OUT, N_IN, 1.0f, X, N_IN, W, N_IN, 0.0f, Y, N_OUT);
+    qtk_sgemm(false, true, N_TOK, N_OUT, N_IN, 1.0f, X, N_IN, W, N_IN, 0.0f, Y, N_OUT);
 
     memcpy(Xr, X, sizeof(float) * N_TOK * N_IN);
     memcpy(Wr, W, sizeof(float) * N_OUT * N_IN);
@@ -200,9 +201,9 @@ int qtk_cmd_demo_core(int argc, char **argv) {
             st = weight_params(Ws, wbits[b], methods[m].gran, &pw);
             if (st == QTK_OK) st = qtk_fake_quant(&pw, Ws, Wq, 2, wshape);
             if (st != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N_TOK, N_OUT, N_IN, 1.0f, Xs, N_IN, Wq, N_IN, 0.0f, Yq, N_OUT);
+            qtk_sgemm(false, true, N_TOK, N_OUT, N_IN, 1.0f, Xs, N_IN, Wq, N_IN, 0.0f, Yq, N_OUT);
             sq_w_only[m][b] = sqnr_db(Y, Yq, (size_t)N_TOK * N_OUT);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N_TOK, N_OUT, N_IN, 1.0f, Xq, N_IN, Wq, N_IN, 0.0f, Yq, N_OUT);
+            qtk_sgemm(false, true, N_TOK, N_OUT, N_IN, 1.0f, Xq, N_IN, Wq, N_IN, 0.0f, Yq, N_OUT);
             sq[m][b] = sqnr_db(Y, Yq, (size_t)N_TOK * N_OUT);
             cJSON *r = cJSON_CreateObject();
             cJSON_AddStringToObject(r, "method", methods[m].name);

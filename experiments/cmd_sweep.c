@@ -225,6 +225,16 @@ static int expand(const sw_spec *sp, const char *file, sw_plan *p) {
     return 0;
 }
 
+int qtk_sweep_validate(const char *file) {
+    sw_spec *sp = NULL;
+    if (qtk_yaml_load(file, &spec_schema, (void **)&sp) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    sw_plan p;
+    int rc = expand(sp, file, &p);
+    if (p.runs) plan_free(&p);
+    qtk_yaml_free(&spec_schema, sp);
+    return rc;
+}
+
 static int plan_save(const sw_plan *p) {
     cJSON *o = cJSON_CreateObject(), *runs = cJSON_AddArrayToObject(o, "runs");
     cJSON_AddStringToObject(o, "name", p->name);

@@ -46,6 +46,17 @@ if [ "${1:-}" = "--test" ] && { ! command -v slurmctld >/dev/null 2>&1 || ! comm
   missing+=(slurm-wlm munge)
 fi
 
+# --fuzz (make fuzz, make fuzz-smoke): clang with its libFuzzer and sanitizer runtimes, and its OpenMP
+if [ "${1:-}" = "--fuzz" ] || [ "${1:-}" = "--test" ]; then
+  probe=$(mktemp -d)
+  printf '#include <stdint.h>\n#include <stddef.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n' >"$probe/p.c"
+  if ! command -v clang >/dev/null 2>&1 || \
+     ! clang -fopenmp -fsanitize=fuzzer,address,undefined "$probe/p.c" -o "$probe/p" >/dev/null 2>&1; then
+    missing+=(clang libclang-rt-dev libomp-dev)
+  fi
+  rm -rf "$probe"
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "qtk deps: installing missing Debian packages: ${missing[*]}" >&2

@@ -1,5 +1,7 @@
 #include "infonce.h"
 
+#include "../core/blas.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -34,7 +36,7 @@ qtk_status qtk_infonce(const float *Q, const float *K, int rows, int D, int grou
         normalize_rows(Q + (size_t)g * group * D, qn, group, D);
         normalize_rows(K + (size_t)g * group * D, kn, group, D);
         // logits = torch.mm(q, k.t()) / temp
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, group, group, D, 1.0f, qn, D, kn, D, 0.0f, lg, group);
+        qtk_sgemm(false, true, group, group, D, 1.0f, qn, D, kn, D, 0.0f, lg, group);
         double ce = 0;
         for (int i = 0; i < group; i++) {
             float *row = lg + (size_t)i * group;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/blas.h"
 #include "../core/tensor.h"
 #include "mamba.h"
 
@@ -15,9 +16,8 @@ static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); 
 
 // y (rows, N) = x (rows, K) W^T (+ b), W (N, K) row-major
 static void linear(const float *x, const float *W, const float *b, float *y, size_t rows, int N, int K, int ldx) {
-    if (rows == 1) // decode of one sequence: a matrix-vector product
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x, 1, 0.0f, y, 1);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, N, K, 1.0f, x, ldx, W, K, 0.0f, y, N);
+    if (rows == 1) qtk_sgemv(N, K, W, K, x, y); // decode of one sequence: a matrix-vector product
+    else qtk_sgemm(false, true, (int)rows, N, K, 1.0f, x, ldx, W, K, 0.0f, y, N);
     if (b)
 #pragma omp parallel for schedule(static) if (rows * (size_t)N >= 65536)
         for (size_t r = 0; r < rows; r++)
@@ -255,15 +255,20 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         ssd_io io = {xc, xc + E, xc + E + GN, CD, dt, y};
         const int chunked = mode != QTK_SCAN_RECURRENT && L > 1;
         const int Q = c->chunk_size;
-if (chunked) { // GEMMs per head and chunk (OpenBLAS threads inside each)
-            float *scr = malloc((size_t)Q * (Q + c->head_dim + N + 2) * sizeof(float));
-            for (int b = 0; b < B; b++)
-                for (int h = 0; h < H; h++) {
-                    float *st = ssm_state + ((size_t)b * H + h) * c->head_dim * N;
-                    if (scr) ssd_chunked(c, ly, &io, b, L, h, st, scr);
-                    else ssd_recurrent(c, ly, &io, b, L, h, st);
-                }
-            free(scr);
+        if (chunked) { // small GEMMs per sequence, head and chunk: single-threaded OpenBLAS, OpenMP across heads
+            qtk_blas_single_thread();
+#pragma omp parallel
+            {
+                float *scr = malloc((size_t)Q * (Q + c->head_dim + N + 2) * sizeof(float));
+#pragma omp for collapse(2) schedule(dynamic, 1)
+                for (int b = 0; b < B; b++)
+                    for (int h = 0; h < H; h++) {
+                        float *st = ssm_state + ((size_t)b * H + h) * c->head_dim * N;
+                        if (scr) ssd_chunked(c, ly, &io, b, L, h, st, scr);
+                        else ssd_recurrent(c, ly, &io, b, L, h, st);
+                    }
+                free(scr);
+            }
         } else {
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * E * N >= 262144)
             for (int b = 0; b < B; b++)

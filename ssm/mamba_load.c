@@ -314,7 +314,11 @@ static qtk_status shards_open(shards *s, const char *dir, const char *file) {
     char p[4096];
     if (file) {
         if (!(s->st = calloc(1, sizeof *s->st))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
-        QTK_TRY(qtk_st_open(&s->st[0], file));
+        qtk_status r = qtk_st_open(&s->st[0], file);
+        if (r != QTK_OK) {
+            shards_close(s);
+            return r;
+        }
         s->n = 1;
         return QTK_OK;
     }

@@ -302,6 +302,42 @@ START_TEST(test_kill9_resume) {
 }
 END_TEST
 
+// A CPU result does not depend on the thread count: calibration (observers, OMSE error sums) and two block
+// steps of the search with 1, 2, 3 and 5 threads give exports equal byte for byte, and the same losses.
+START_TEST(test_thread_count_invariance) {
+    make_assets(2, 200);
+    char dir[300], args[600], ref[320], cur[320];
+    double loss0 = NAN, loss1 = NAN;
+    const char *threads[] = {"1", "2", "3", "5"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(dir, sizeof dir, "%s/t%s", tu_tmp, threads[i]);
+        char name[16];
+        snprintf(name, sizeof name, "t%s", threads[i]);
+        // batch 100: activations of 100 x 17 x 64 and more, past every parallel threshold
+        write_config_s(name, dir, 200, 1, "  max_steps: 2\n", "");
+        snprintf(args, sizeof args, "run %s/%s.yaml --set calibration.batch=100 --set search.group=100", tu_tmp, name);
+        setenv("OMP_NUM_THREADS", threads[i], 1);
+        setenv("OPENBLAS_NUM_THREADS", threads[i], 1);
+        int rc = run(args);
+        unsetenv("OMP_NUM_THREADS");
+        unsetenv("OPENBLAS_NUM_THREADS");
+        ck_assert_msg(rc == 0, "%s threads: %s", threads[i], out);
+        snprintf(cur, sizeof cur, "%s/quant.safetensors", dir);
+        char sm[320];
+        snprintf(sm, sizeof sm, "%s/summary.json", dir);
+        double l0 = json_num(sm, "loss_initial"), l1 = json_num(sm, "loss_final");
+        if (i == 0) {
+            snprintf(ref, sizeof ref, "%s", cur);
+            loss0 = l0, loss1 = l1;
+            continue;
+        }
+        ck_assert_msg(l0 == loss0 && l1 == loss1, "%s threads: infoNCE %.9f -> %.9f, 1 thread %.9f -> %.9f", threads[i],
+                      l0, l1, loss0, loss1);
+        same_tensors(ref, cur);
+    }
+}
+END_TEST
+
 // qtk calibrate / qtk eval: an export evaluates to the calibration's own
 // numbers; wrong bit widths, missing and corrupt files are one error line.
 // CPT-V: search.init starts from the export (no calibration) and
@@ -514,6 +550,7 @@ int main(void) {
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_run_and_skip);
     tcase_add_test(tc, test_kill9_resume);
+    tcase_add_test(tc, test_thread_count_invariance);
     tcase_add_test(tc, test_ranks);
     tcase_add_test(tc, test_calibrate_eval_cptv);
     tcase_add_test(tc, test_select_and_validate);

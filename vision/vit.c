@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/blas.h"
 #include "../core/rng.h"
 #include "../core/safetensors.h"
 #include "../core/tensor.h"
@@ -341,8 +342,7 @@ static void layer_norm(const float *x, float *y, size_t rows, size_t C, const fl
 
 // y = x W^T + b, x (rows, K), W (N, K): one sgemm, then the bias.
 static void linear(const float *x, const float *W, const float *bias, float *y, size_t rows, size_t N, size_t K) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f, y,
-                (int)N);
+    qtk_sgemm(false, true, (int)rows, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f, y, (int)N);
     if (!bias) return;
 #pragma omp parallel for schedule(static) if (rows * N >= 16384)
     for (size_t r = 0; r < rows; r++)
@@ -356,8 +356,7 @@ static void attn_scores(const qtk_vit *m, qtk_vit_plan *p, int B) {
     const int T = m->n_tokens, C = m->cfg.dim, H = m->cfg.heads, d = C / H;
     // attn = (q @ k.transpose(-2, -1)) * self.scale  (the reference scales after the product)
     const float scale = 1.0f / sqrtf((float)d);
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    qtk_blas_single_thread();
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
@@ -366,7 +365,6 @@ static void attn_scores(const qtk_vit *m, qtk_vit_plan *p, int B) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, T);
         for (size_t i = 0; i < (size_t)T * T; i++) S[i] *= scale;
     }
-    openblas_set_num_threads(blas_threads);
 }
 
 // softmax over the last axis: max-subtracted exp, then divide by the sum
@@ -386,8 +384,7 @@ static void softmax_rows(float *x, size_t rows, size_t n) {
 
 static void attn_context(const qtk_vit *m, qtk_vit_plan *p, int B) {
     const int T = m->n_tokens, C = m->cfg.dim, H = m->cfg.heads, d = C / H;
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    qtk_blas_single_thread();
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
@@ -396,7 +393,6 @@ static void attn_context(const qtk_vit *m, qtk_vit_plan *p, int B) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, p->att + (size_t)bh * T * T, T, v,
                     3 * C, 0.0f, p->ctx + (size_t)b * T * C + (size_t)h * d, C);
     }
-    openblas_set_num_threads(blas_threads);
 }
 
 static void add_inplace(float *x, const float *y, size_t n) {
@@ -519,15 +515,15 @@ static qtk_status fwd_head(const qtk_vit *m, qtk_vit_plan *p, int B, float *logi
              c->ln_eps);
     ACT(hb + QTK_VIT_H_NORM_OUT, p->feat, 3, B, (int64_t)NP, (int64_t)C);
     const size_t NC = (size_t)c->n_classes;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)NC, (int)C, 1.0f, p->feat, (int)(NP * C),
-                weight_of(hk, hb + QTK_VIT_H_HEAD_W, m->head_w), (int)C, 0.0f, logits, (int)NC);
+    qtk_sgemm(false, true, B, (int)NC, (int)C, 1.0f, p->feat, (int)(NP * C), weight_of(hk, hb + QTK_VIT_H_HEAD_W, m->head_w),
+              (int)C, 0.0f, logits, (int)NC);
     for (int b = 0; b < B; b++)
         for (size_t j = 0; j < NC; j++) logits[b * NC + j] += m->head_b[j];
     if (NP == 2) {
         // distilled DeiT at eval: (head(x[:, 0]) + head_dist(x[:, 1])) / 2
         float *ld = p->h; // free now; B*NC <= B*T*C
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)NC, (int)C, 1.0f, p->feat + C, (int)(NP * C),
-                    m->head_dist_w, (int)C, 0.0f, ld, (int)NC);
+        qtk_sgemm(false, true, B, (int)NC, (int)C, 1.0f, p->feat + C, (int)(NP * C), m->head_dist_w, (int)C, 0.0f, ld,
+                  (int)NC);
         for (int b = 0; b < B; b++)
             for (size_t j = 0; j < NC; j++)
                 logits[b * NC + j] = (logits[b * NC + j] + (ld[b * NC + j] + m->head_dist_b[j])) / 2.0f;

@@ -51,6 +51,25 @@ static qtk_status add(qtk_vit_quant *qv, int point, const char *name, int weight
 
 // --- hooks -------------------------------------------------------------------
 
+// the report's squared error of one chunk of a quantizer's input
+typedef struct {
+    const qtk_qlayout *L;
+    const qtk_qparams *qp;
+    const float *x;
+    int lo, hi;
+} report_ctx;
+
+static double report_chunk(const void *ctx, size_t a, size_t b) {
+    const report_ctx *c = ctx;
+    double e = 0;
+    for (size_t i = a; i < b; i++) {
+        size_t k = qtk_qlayout_index(c->L, i);
+        double d = (double)c->x[i] - qtk_fake_quant_scalar(c->x[i], c->qp->scale[k], c->qp->zero[k], c->lo, c->hi, c->qp->formula);
+        e += d * d;
+    }
+    return e;
+}
+
 static qtk_status hook_act(void *ctx, int point, float *x, int ndim, const int64_t *shape) {
     qtk_vit_quant *qv = ctx;
     qtk_vit_quantizer *q = &qv->q[point];
@@ -71,14 +90,8 @@ static qtk_status hook_act(void *ctx, int point, float *x, int ndim, const int64
         QTK_TRY(qtk_qlayout_make(&q->qp, ndim, shape, &L));
         int lo, hi;
         qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi);
-        double e = 0;
-#pragma omp parallel for reduction(+ : e) schedule(static)
-        for (size_t i = 0; i < L.numel; i++) {
-            size_t k = qtk_qlayout_index(&L, i);
-            double d = (double)x[i] - qtk_fake_quant_scalar(x[i], q->qp.scale[k], q->qp.zero[k], lo, hi, q->qp.formula);
-            e += d * d;
-        }
-        q->err_sum += e;
+        report_ctx rc = {&L, &q->qp, x, lo, hi};
+        q->err_sum += qtk_sum_chunked(L.numel, 0, report_chunk, &rc);
         q->n_seen += (double)L.numel;
     }
     return qtk_fake_quant(&q->qp, x, x, ndim, shape);

@@ -1,0 +1,45 @@
+#include "blas.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+void qtk_blas_single_thread(void) {
+    static int done;
+    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE)) return;
+    if (!omp_in_parallel()) {
+        openblas_set_num_threads(1);
+        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    }
+}
+
+void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc) {
+    qtk_blas_single_thread();
+    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    const int by_rows = M >= 2 * QTK_GEMM_BLOCK || N < 2 * QTK_GEMM_BLOCK;
+    const int extent = by_rows ? M : N, nb = (extent + QTK_GEMM_BLOCK - 1) / QTK_GEMM_BLOCK;
+    if (nb <= 1) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1) if ((double)M * N * K >= 262144.0)
+    for (int i = 0; i < nb; i++) {
+        const int o = i * QTK_GEMM_BLOCK, len = extent - o < QTK_GEMM_BLOCK ? extent - o : QTK_GEMM_BLOCK;
+        if (by_rows) // rows o.. of op(A) and C
+            cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, alpha, trans_a ? A + o : A + (size_t)o * lda, lda, B, ldb, beta,
+                        C + (size_t)o * ldc, ldc);
+        else // columns o.. of op(B) and C
+            cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, alpha, A, lda, trans_b ? B + (size_t)o * ldb : B + o, ldb, beta,
+                        C + o, ldc);
+    }
+}
+
+void qtk_sgemv(int N, int K, const float *W, int ldw, const float *x, float *y) {
+    qtk_blas_single_thread();
+    const int nb = (N + QTK_GEMV_BLOCK - 1) / QTK_GEMV_BLOCK;
+#pragma omp parallel for schedule(static) if ((double)N * K >= 262144.0)
+    for (int i = 0; i < nb; i++) {
+        const int o = i * QTK_GEMV_BLOCK, len = N - o < QTK_GEMV_BLOCK ? N - o : QTK_GEMV_BLOCK;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, len, K, 1.0f, W + (size_t)o * ldw, ldw, x, 1, 0.0f, y + o, 1);
+    }
+}

@@ -1,0 +1,38 @@
+// CPU matrix products through OpenBLAS, with results that do not depend on the thread count.
+//
+// OpenBLAS's threaded sgemm splits the work by the number of threads, and the split changes the
+// rounding (measured: Debian's 0.3.21 gives other bits for a 1700x256x64 product at 2 threads than at 1).
+// qtk therefore runs OpenBLAS single-threaded and threads itself with OpenMP over blocks of the output
+// whose boundaries depend only on the shape. One thread pool (OpenMP) also means no OpenBLAS pthreads
+// spinning against libgomp's workers on many-core hosts.
+#ifndef QTK_BLAS_H
+#define QTK_BLAS_H
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Rows (or, for fewer rows, columns) of C per block: fixed, so a block's arithmetic is the same at any
+// thread count.
+#define QTK_GEMM_BLOCK 64
+
+// C (M, N) = alpha op(A) op(B) + beta C, row-major; op(A) is (M, K), op(B) is (K, N). Parallel over fixed
+// blocks of C; call it outside parallel regions (inside one it runs the blocks on the calling thread).
+void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc);
+
+// y (N) = W (N, K) x (K), W row-major with leading dimension ldw: blocks of QTK_GEMV_BLOCK rows of W.
+#define QTK_GEMV_BLOCK 128
+void qtk_sgemv(int N, int K, const float *W, int ldw, const float *x, float *y);
+
+// Makes OpenBLAS single-threaded (idempotent). qtk_sgemm calls it; code that calls OpenBLAS directly
+// (small products inside its own parallel loops) calls it first.
+void qtk_blas_single_thread(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
