@@ -16,13 +16,14 @@ void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
                int ldb, float beta, float *C, int ldc) {
     qtk_blas_single_thread();
     const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
-    const int by_rows = M >= 2 * QTK_GEMM_BLOCK || N < 2 * QTK_GEMM_BLOCK;
-    const int extent = by_rows ? M : N, nb = (extent + QTK_GEMM_BLOCK - 1) / QTK_GEMM_BLOCK;
-    if (nb <= 1) {
+    const int by_rows = M >= 2 * QTK_GEMM_BLOCK, extent = by_rows ? M : N;
+    const int nb = (extent + QTK_GEMM_BLOCK - 1) / QTK_GEMM_BLOCK;
+    if (nb <= 1 || (!by_rows && N < 2 * QTK_GEMM_BLOCK)) {
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-#pragma omp parallel for schedule(dynamic, 1) if ((double)M * N * K >= 262144.0)
+    // the arithmetic of a block does not depend on who runs it: parallel or not, the same bits
+#pragma omp parallel for schedule(dynamic, 1) if ((double)M * N * K >= QTK_GEMM_PARALLEL_MIN)
     for (int i = 0; i < nb; i++) {
         const int o = i * QTK_GEMM_BLOCK, len = extent - o < QTK_GEMM_BLOCK ? extent - o : QTK_GEMM_BLOCK;
         if (by_rows) // rows o.. of op(A) and C
@@ -37,7 +38,7 @@ void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 void qtk_sgemv(int N, int K, const float *W, int ldw, const float *x, float *y) {
     qtk_blas_single_thread();
     const int nb = (N + QTK_GEMV_BLOCK - 1) / QTK_GEMV_BLOCK;
-#pragma omp parallel for schedule(static) if ((double)N * K >= 262144.0)
+#pragma omp parallel for schedule(static) if ((double)N * K >= QTK_GEMM_PARALLEL_MIN)
     for (int i = 0; i < nb; i++) {
         const int o = i * QTK_GEMV_BLOCK, len = N - o < QTK_GEMV_BLOCK ? N - o : QTK_GEMV_BLOCK;
         cblas_sgemv(CblasRowMajor, CblasNoTrans, len, K, 1.0f, W + (size_t)o * ldw, ldw, x, 1, 0.0f, y + o, 1);

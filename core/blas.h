@@ -14,9 +14,14 @@
 extern "C" {
 #endif
 
-// Rows (or, for fewer rows, columns) of C per block: fixed, so a block's arithmetic is the same at any
-// thread count.
-#define QTK_GEMM_BLOCK 64
+// Rows of C per block (columns when C has fewer than 2 blocks of rows): fixed, so a block's arithmetic is
+// the same at any thread count. 96 is a multiple of the row unrolls of OpenBLAS's x86 sgemm kernels (16,
+// 24, 32): row blocks of it give the very bits of one unsplit single-threaded call (checked on the Zen
+// kernel; a block of 64 changes the last rows of each block). Column blocks are deterministic too, but
+// not the unsplit call's bits.
+#define QTK_GEMM_BLOCK 96
+// Below this many multiply-adds the blocks run on the calling thread (same bits, no fork/join).
+#define QTK_GEMM_PARALLEL_MIN 1048576.0
 
 // C (M, N) = alpha op(A) op(B) + beta C, row-major; op(A) is (M, K), op(B) is (K, N). Parallel over fixed
 // blocks of C; call it outside parallel regions (inside one it runs the blocks on the calling thread).
