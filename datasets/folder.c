@@ -138,6 +138,7 @@ static qtk_status read_class_index(const char *path, strvec *classes) {
     }
     fclose(fp);
     if (st == QTK_OK && classes->n == 0) st = qtk_fail(QTK_ERR_FORMAT, "%s: no class names", path);
+    if (st != QTK_OK) sv_free(classes);
     return st;
 }
 
