@@ -296,8 +296,7 @@ int qtk_cmd_run(int argc, char **argv) {
             if (fd >= 0) dup2(fd, 1), close(fd);
         }
         if (ngpu && qtk_cuda_set_device(rank % ngpu) != QTK_OK) goto fail;
-        // CPU ranks keep the single process's thread count: the CPU calibration's sums depend on it (5 threads
-        // per rank calibrated differently from 16 in one process), and the ranks must start where it starts
+        // CPU ranks keep the single process's thread count (results do not depend on it: core/blas.h)
         printf("%s: the search over %d processes (%s%s), each on %d of the %d calibration groups or one more\n", c->name,
                n_ranks, use_nccl ? "NCCL" : "host transport",
                ngpu ? (n_ranks <= ngpu ? ", one GPU each" : ", sharing GPUs") : "", c->calibration.images / c->search.group / n_ranks,

@@ -87,6 +87,14 @@ static void tensor_set(const char *path, int n, float bad_label, int bad_at) {
     free(y);
 }
 
+// A valid labelled tensor set and the config (cfg.yaml) that evaluates the random ViT on it.
+static void valid_tensor_run(void) {
+    char data[256];
+    snprintf(data, sizeof data, "%s/data.safetensors", tu_tmp);
+    tensor_set(data, 12, 0.0f, 0);
+    vit_and_config("tensor", data);
+}
+
 // 2. Labels index the logits: NaN, 1e30, negative, fractional or >= classes are errors naming file and index,
 // from tensor files and from IDX files.
 START_TEST(test_labels) {
@@ -392,10 +400,8 @@ END_TEST
 
 // 9. Silent acceptance: out-of-range zero points, fractional integers in YAML, --set overflow, FIFOs.
 START_TEST(test_silent_acceptance) {
-    char data[256], args[600], q[300], q2[300];
-    snprintf(data, sizeof data, "%s/data.safetensors", tu_tmp);
-    tensor_set(data, 12, 0.0f, 0);
-    vit_and_config("tensor", data);
+    char args[600], q[300], q2[300];
+    valid_tensor_run();
     snprintf(q, sizeof q, "%s/q.safetensors", tu_tmp);
     snprintf(args, sizeof args, "calibrate %s/cfg.yaml --out %s", tu_tmp, q);
     ck_assert_msg(run(args) == 0, "%s", out);
@@ -460,10 +466,8 @@ END_TEST
 
 // 10. A killed export's temporary is removed by the next run of that folder; exports follow the umask.
 START_TEST(test_leftovers_and_modes) {
-    char data[256], args[600], p[300], live[300];
-    snprintf(data, sizeof data, "%s/data.safetensors", tu_tmp);
-    tensor_set(data, 12, 0.0f, 0);
-    vit_and_config("tensor", data);
+    char args[600], p[300], live[300];
+    valid_tensor_run();
     snprintf(p, sizeof p, "%s/out", tu_tmp);
     mkdir(p, 0755);
     snprintf(p, sizeof p, "%s/out/quant.safetensors.tmp.Ab12Cd", tu_tmp);
