@@ -330,6 +330,17 @@ START_TEST(test_mamba_config_bounds) {
 }
 END_TEST
 
+// An open file's tensors as writer entries (pointing into its mapping), to write them again, changed.
+static qtk_st_entry *entries_of(const qtk_safetensors *st) {
+    qtk_st_entry *e = calloc(st->n_tensors, sizeof *e);
+    ck_assert_ptr_nonnull(e);
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const qtk_st_tensor *t = &st->tensors[i];
+        e[i] = (qtk_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
+    }
+    return e;
+}
+
 // 7. Shards: a tensor comes from the shard weight_map names; one in two shards is an error.
 START_TEST(test_duplicate_shards) {
     qtk_mamba_config c = {.arch = QTK_MAMBA1, .d_model = 8, .n_layers = 1, .vocab = 16, .d_state = 4, .d_conv = 4,
@@ -344,13 +355,10 @@ START_TEST(test_duplicate_shards) {
     qtk_safetensors st;
     ck_qtk(qtk_st_open(&st, p));
     // shard 1: every tensor; shard 2: a different norm_f.weight, which the map assigns to shard 2
-    qtk_st_entry *e = calloc(st.n_tensors, sizeof *e);
+    qtk_st_entry *e = entries_of(&st);
     int nf = -1;
-    for (size_t i = 0; i < st.n_tensors; i++) {
-        const qtk_st_tensor *t = &st.tensors[i];
-        e[i] = (qtk_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
-        if (!strcmp(t->name, "backbone.norm_f.weight")) nf = (int)i;
-    }
+    for (size_t i = 0; i < st.n_tensors; i++)
+        if (!strcmp(st.tensors[i].name, "backbone.norm_f.weight")) nf = (int)i;
     ck_assert_int_ge(nf, 0);
     snprintf(p, sizeof p, "%s/a.safetensors", dst);
     ck_qtk(qtk_st_write(p, e, st.n_tensors, NULL, 0));
@@ -420,11 +428,10 @@ START_TEST(test_silent_acceptance) {
     // the same export with one zero point at 1e9
     qtk_safetensors st;
     ck_qtk(qtk_st_open(&st, q));
-    qtk_st_entry *e = calloc(st.n_tensors, sizeof *e);
+    qtk_st_entry *e = entries_of(&st);
     float *zp = NULL;
     for (size_t i = 0; i < st.n_tensors; i++) {
         const qtk_st_tensor *t = &st.tensors[i];
-        e[i] = (qtk_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
         if (!zp && strstr(t->name, "attn.qkv.weight.zero_point")) {
             zp = malloc(t->nbytes);
             memcpy(zp, t->data, t->nbytes);
