@@ -86,7 +86,7 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h tests/vit_testutil.h $(BUILD)/libqt
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -DQTK_CLI='"$(BUILD)/qtk"' -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libqtk.a
+$(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libqtk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(LDLIBS)
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "qtk.h"
+#include "bench_util.h"
 #include "../ssm/mamba.h"
 #include "../vision/vit_quant.h"
 #include "timer.h"
@@ -51,17 +52,6 @@ static qtk_status stream_read(const float *buf, size_t n, volatile float *sink) 
     for (size_t i = 0; i < n; i += 16) s += buf[i]; // one float per 64-byte line: a pure read of every line
     *sink = s;
     return QTK_OK;
-}
-
-static qtk_status vit_model(qtk_vit *m, const qtk_vit_config *cfg, const char *desc) {
-    char path[] = "/tmp/qtk_bench_threads_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return qtk_fail(QTK_ERR_IO, "mkstemp");
-    close(fd);
-    qtk_status st = qtk_vit_write_random(path, cfg, 1);
-    if (st == QTK_OK) st = qtk_vit_load(m, path, desc);
-    unlink(path);
-    return st;
 }
 
 static qtk_status mamba_model(qtk_mamba *m, const qtk_mamba_config *c) {
@@ -107,8 +97,8 @@ int main(int argc, char **argv) {
                      c2 = {.arch = QTK_MAMBA2, .d_model = 768, .n_layers = 4, .vocab = 50280, .d_state = 128,
                            .d_conv = 4, .d_inner = 1536, .head_dim = 64, .n_heads = 24, .n_groups = 1,
                            .chunk_size = 256, .conv_bias = 1, .tied = 1, .eps = 1e-5f};
-    if (vit_model(&deit, &ds, "deit_small_patch16_224") != QTK_OK || qtk_vit_plan_init(&pd, &deit, B) != QTK_OK ||
-        vit_model(&small, &fs, "{\"heads\": 4}") != QTK_OK || qtk_vit_plan_init(&ps, &small, 100) != QTK_OK ||
+    if (bench_random_vit(&ds, "deit_small_patch16_224", &deit) != QTK_OK || qtk_vit_plan_init(&pd, &deit, B) != QTK_OK ||
+        bench_random_vit(&fs, "{\"heads\": 4}", &small) != QTK_OK || qtk_vit_plan_init(&ps, &small, 100) != QTK_OK ||
         qtk_vit_quant_init(&qv, &small, &qc) != QTK_OK || mamba_model(&m1, &c1) != QTK_OK ||
         mamba_model(&m2, &c2) != QTK_OK)
         return fprintf(stderr, "bench_threads: %s\n", qtk_last_error()), 1;

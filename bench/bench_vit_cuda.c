@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "qtk.h"
+#include "bench_util.h"
 #include "../search/evolq.h"
 #include "../search/infonce.h"
 #include "../vision/vit_cuda.h"
@@ -38,14 +39,7 @@ static double time_forward(qtk_vit_cuda *g, const float *dx, float *dl, int B, i
 // A preset's shapes with random weights (PCG32): speed does not depend on their values.
 static qtk_status random_model(const char *preset, qtk_vit_config *cfg, qtk_vit *m) {
     QTK_TRY(qtk_vit_preset(preset, cfg));
-    char path[] = "/tmp/qtk_bench_gpu_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return qtk_fail(QTK_ERR_IO, "cannot create a temporary file");
-    close(fd);
-    qtk_status st = qtk_vit_write_random(path, cfg, 1);
-    if (st == QTK_OK) st = qtk_vit_load(m, path, preset);
-    unlink(path);
-    return st;
+    return bench_random_vit(cfg, preset, m);
 }
 
 static int bench(const char *preset, int B, int iters) {
