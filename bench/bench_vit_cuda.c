@@ -135,7 +135,7 @@ static int bench_search(qtk_vit_gemm gemm, int passes) {
     double t_cal = qtk_now();
     if (st == QTK_OK) st = qtk_vit_cuda_calibrate(g, &qv, x, N, 100);
     t_cal = qtk_now() - t_cal;
-    if (st == QTK_OK) st = qtk_vit_quant_model_cuda(&qv, g, 0, &mm);
+    if (st == QTK_OK) st = qtk_vit_quant_model_cuda(&qv, g, &mm);
     // loss evaluations: 1,000 images from block b's resident inputs through blocks b.. and the head, then
     // infoNCE; b = 0 is the whole model (what the reference computes for every candidate)
     double t_eval = 0, t_avg = 0, loss = 0, loss_all = 0;

@@ -1,6 +1,8 @@
 #include "error.h"
 
 #include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 
 static _Thread_local char qtk_errmsg[1024];
 
@@ -23,9 +25,12 @@ const char *qtk_status_str(qtk_status st) {
 }
 
 qtk_status qtk_fail(qtk_status st, const char *fmt, ...) {
+    // formatted aside first: an argument may be qtk_last_error() itself (adding context to a message)
+    char msg[sizeof qtk_errmsg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(qtk_errmsg, sizeof qtk_errmsg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(qtk_errmsg, msg, sizeof msg);
     return st;
 }

@@ -14,6 +14,7 @@
 #include "observer.h"
 #include "pack.h"
 #include "qparams.h"
+#include "qpoint.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "tensor.h"

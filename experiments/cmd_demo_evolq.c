@@ -146,7 +146,7 @@ int qtk_cmd_demo(int argc, char **argv) {
         qtk_status st = qtk_vit_quant_init(&qv, &m, &qc);
         if (st == QTK_OK) st = g ? qtk_vit_cuda_calibrate(g, &qv, cal, 1000, 100) : qtk_vit_calibrate(&qv, &plan, cal, 1000, 100);
         if (st == QTK_OK) st = top1(&m, &plan, g, &qv, test, tl.data, 10000, &res[k][0]);
-        if (st == QTK_OK) st = g ? qtk_vit_quant_model_cuda(&qv, g, 0, &mm) : qtk_vit_quant_model(&qv, &plan, 0, &mm);
+        if (st == QTK_OK) st = g ? qtk_vit_quant_model_cuda(&qv, g, &mm) : qtk_vit_quant_model(&qv, &plan, &mm);
         qtk_evolq_config cfg;
         qtk_evolq_config_default(&cfg, bits[k]);
         cfg.passes = passes;

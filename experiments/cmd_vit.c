@@ -219,7 +219,7 @@ int qtk_cmd_quant_report(int argc, char **argv) {
         goto done;
     }
     for (int i = 0; i < n_off; i++)
-        if (qtk_vit_quant_set_enabled(&qv, off[i], 0) == 0) {
+        if (qtk_qreg_set_enabled(&qv.reg, off[i], 0) == 0) {
             qtk_cli_error("--off \"%s\" matches no quantizer (names look like blocks.3.attn.softmax)", off[i]);
             goto done;
         }

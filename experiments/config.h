@@ -46,7 +46,7 @@ typedef struct {
     int validate_every;   // report test top-1 every k block steps (0: never); never changes the result
     int max_steps;        // stop after this many block steps per invocation (0: all); resumable
     char *init;           // CPT-V: start from this export's scales (qtk quant.safetensors) instead of calibrating
-    char **targets;       // searchable scales: qkv, proj, fc1, fc2, act (default qkv, proj)
+    char **targets;       // searchable scales: qkv, proj, fc1, fc2, act, or globs over point names (default qkv, proj)
     unsigned targets_count;
     int ranks;            // data-parallel search processes (0: one per GPU of `gpus` with device cuda, else 1)
     char *transport;      // auto | host | nccl: how the ranks combine their losses (core/comm.h)

@@ -219,16 +219,6 @@ static qtk_status load_data(qtk_run_ctx *r, int want_cal) {
     return st;
 }
 
-unsigned qtk_run_ctx_vectors(const qtk_run_config *cfg) {
-    unsigned v = 0;
-    for (unsigned i = 0; i < cfg->search.targets_count; i++) {
-        const char *t = cfg->search.targets[i];
-        v |= !strcmp(t, "qkv") ? QTK_VIT_VEC_QKV : !strcmp(t, "proj") ? QTK_VIT_VEC_PROJ : !strcmp(t, "fc1") ? QTK_VIT_VEC_FC1
-           : !strcmp(t, "fc2") ? QTK_VIT_VEC_FC2 : !strcmp(t, "act") ? QTK_VIT_VEC_ACT : 0;
-    }
-    return v ? v : QTK_VIT_VEC_DEFAULT;
-}
-
 qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_path, int want_cal) {
     memset(r, 0, sizeof *r);
     r->cfg = c;
@@ -243,8 +233,12 @@ qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_p
     if (st == QTK_OK) st = qtk_vit_plan_init(&r->plan, &r->m, c->calibration.batch);
     if (st == QTK_OK) st = qtk_vit_quant_init(&r->qv, &r->m, &r->qc);
     for (unsigned i = 0; st == QTK_OK && i < c->quantization.off_count; i++)
-        if (qtk_vit_quant_set_enabled(&r->qv, c->quantization.off[i], 0) == 0)
+        if (qtk_qreg_set_enabled(&r->qv.reg, c->quantization.off[i], 0) == 0)
             st = qtk_fail(QTK_ERR_ARG, "%s: quantization.off: \"%s\" matches no quantizer", cfg_path, c->quantization.off[i]);
+    if (st == QTK_OK) {
+        st = qtk_vit_quant_targets(&r->qv, (const char *const *)c->search.targets, (int)c->search.targets_count);
+        if (st != QTK_OK) st = qtk_fail(st, "%s: search.targets: %s", cfg_path, qtk_last_error());
+    }
     if (st == QTK_OK && !strcmp(c->device, "cuda")) {
         if (qtk_cuda_device_count() == 0)
             st = qtk_fail(QTK_ERR_UNSUPPORTED, "%s: device: cuda, but %s", cfg_path,
@@ -296,8 +290,7 @@ qtk_status qtk_run_ctx_calibrate(qtk_run_ctx *r, double *seconds) {
 qtk_status qtk_run_ctx_sync(qtk_run_ctx *r) { return r->gpu ? qtk_vit_cuda_set_quant(r->gpu, &r->qv) : QTK_OK; }
 
 qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm) {
-    unsigned v = qtk_run_ctx_vectors(r->cfg);
-    return r->gpu ? qtk_vit_quant_model_cuda(&r->qv, r->gpu, v, mm) : qtk_vit_quant_model(&r->qv, &r->plan, v, mm);
+    return r->gpu ? qtk_vit_quant_model_cuda(&r->qv, r->gpu, mm) : qtk_vit_quant_model(&r->qv, &r->plan, mm);
 }
 
 qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc) {

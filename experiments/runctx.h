@@ -46,7 +46,4 @@ qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm);
 // Top-1 / top-5 on the test set: the FP model (quantized 0) or the quantized one.
 qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc);
 
-// The QTK_VIT_VEC_* flags of search.targets.
-unsigned qtk_run_ctx_vectors(const qtk_run_config *cfg);
-
 #endif

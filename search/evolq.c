@@ -202,7 +202,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         qtk_model_vec v[16];
         int nv = m->block_vectors(m, b, v, 16);
         size_t t = 0;
-        for (int i = 0; i < nv; i++) t += v[i].n;
+        for (int i = 0; i < nv && i < 16; i++) t += v[i].n;
         maxv = t > maxv ? t : maxv;
     }
     float *v0 = malloc((maxv ? maxv : 1) * sizeof *v0);

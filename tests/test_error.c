@@ -26,6 +26,10 @@ START_TEST(test_messages_and_try) {
     ck_assert_int_eq(reached, 1);
     for (int s = QTK_OK; s <= QTK_ERR_CUDA; s++) ck_assert_str_ne(qtk_status_str((qtk_status)s), "unknown status");
     ck_assert_str_eq(qtk_status_str((qtk_status)99), "unknown status");
+    // context added around the last message (the argument is the message buffer itself)
+    qtk_fail(QTK_ERR_ARG, "inner %d", 7);
+    ck_assert_int_eq(qtk_fail(QTK_ERR_FORMAT, "cfg.yaml: search.targets: %s", qtk_last_error()), QTK_ERR_FORMAT);
+    ck_assert_str_eq(qtk_last_error(), "cfg.yaml: search.targets: inner 7");
 }
 END_TEST
 

@@ -36,7 +36,7 @@ static void build(setup_t *t, int n) {
     qtk_vit_qconfig_default(&qc);
     ck_qtk(qtk_vit_quant_init(&t->qv, &t->m, &qc));
     ck_qtk(qtk_vit_calibrate(&t->qv, &t->plan, t->calib, n, 16));
-    ck_qtk(qtk_vit_quant_model(&t->qv, &t->plan, 0, &t->mm));
+    ck_qtk(qtk_vit_quant_model(&t->qv, &t->plan, &t->mm));
 }
 
 static void teardown_t(setup_t *t) {

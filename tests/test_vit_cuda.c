@@ -80,16 +80,16 @@ static void check_int8(const qtk_vit *m, qtk_vit_quant *qv, qtk_vit_plan *plan, 
            ratio);
     ck_assert_msg(ratio <= 0.5, "int8: GPU-CPU difference %.3f of the quantization error", ratio);
     // a changed weight scale: re-quantized on the GPU (int8 codes included), then the same from a fresh upload
-    qtk_vit_quantizer *qq = qtk_vit_quant_find(qv, "blocks.0.mlp.fc1.weight");
+    qtk_qpoint *qq = qtk_vit_quant_find(qv, "blocks.0.mlp.fc1.weight");
     for (size_t k = 0; k < qq->qp.n; k++) qq->qp.scale[k] *= 1.3f;
-    ck_qtk(qtk_vit_cuda_requantize(g, qv, (int)(qq - qv->q)));
+    ck_qtk(qtk_vit_cuda_requantize(g, qv, (int)(qq - qv->reg.p)));
     ck_qtk(qtk_vit_cuda_forward(g, x, B, l2, 1));
     ck_assert_msg(memcmp(lg, l2, (size_t)B * NC * 4) != 0, "int8: the re-quantized weight changed nothing");
     ck_qtk(qtk_vit_cuda_set_quant(g, qv));
     ck_qtk(qtk_vit_cuda_forward(g, x, B, lg, 1));
     ck_assert_msg(!memcmp(lg, l2, (size_t)B * NC * 4), "int8: re-quantized on the GPU differs from a fresh upload");
     for (size_t k = 0; k < qq->qp.n; k++) qq->qp.scale[k] /= 1.3f;
-    ck_qtk(qtk_vit_quant_requantize(qv, (int)(qq - qv->q)));
+    ck_qtk(qtk_qreg_requantize(&qv->reg, (int)(qq - qv->reg.p)));
     qtk_vit_cuda_destroy(g);
     free(lc);
     free(lg);
@@ -145,11 +145,11 @@ static void check_model(const qtk_vit_config *cfg, int B, uint64_t seed) {
     ck_assert_msg(ratio <= 0.5, "GPU-CPU difference %.3f of the quantization error", ratio);
     if (cfg->depth <= 3) ck_assert_msg(c.equal >= (size_t)B * NC * 9 / 10, "only %zu of %d logits equal", c.equal, B * NC);
     // a changed weight scale, re-quantized on the CPU and uploaded
-    qtk_vit_quantizer *qq = qtk_vit_quant_find(&qv, "blocks.0.attn.qkv.weight");
+    qtk_qpoint *qq = qtk_vit_quant_find(&qv, "blocks.0.attn.qkv.weight");
     for (size_t k = 0; k < qq->qp.n; k++) qq->qp.scale[k] *= 1.5f;
-    ck_qtk(qtk_vit_quant_requantize(&qv, (int)(qq - qv.q)));
+    ck_qtk(qtk_qreg_requantize(&qv.reg, (int)(qq - qv.reg.p)));
     float *lg2 = malloc((size_t)B * NC * 4);
-    ck_qtk(qtk_vit_cuda_update_weight(g, &qv, (int)(qq - qv.q)));
+    ck_qtk(qtk_vit_cuda_update_weight(g, &qv, (int)(qq - qv.reg.p)));
     ck_qtk(qtk_vit_quant_forward(&qv, &plan, x, B, lc));
     ck_qtk(qtk_vit_cuda_forward(g, x, B, lg2, 1));
     ck_assert_msg(memcmp(lg, lg2, (size_t)B * NC * 4) != 0, "the weight update changed nothing on the GPU");
@@ -159,7 +159,7 @@ static void check_model(const qtk_vit_config *cfg, int B, uint64_t seed) {
     if (cfg->depth <= 3) ck_assert_msg(c.equal >= (size_t)B * NC * 9 / 10, "after the update: %zu equal", c.equal);
     check_int8(&m, &qv, &plan, x, B, lfp);
     // every quantizer off and float LayerNorm: the FP32 result again
-    qtk_vit_quant_set_enabled(&qv, "*", 0);
+    qtk_qreg_set_enabled(&qv.reg, "*", 0);
     qv.qc.int_layernorm = 0;
     ck_qtk(qtk_vit_cuda_set_quant(g, &qv));
     float *lf = malloc((size_t)B * NC * 4);
@@ -217,11 +217,11 @@ static void check_calibration(const qtk_vit *m, const float *x, int n, int batch
     ck_qtk(qtk_vit_cuda_calibrate(g, &qb, x, n, batch));
     size_t equal = 0, close = 0, flipped = 0, total = 0;
     double worst_close = 0;
-    for (int i = 0; i < qa.n; i++) {
-        if (!qa.q[i].calibrated) continue;
-        ck_assert_msg(qb.q[i].calibrated && qb.q[i].qp.n == qa.q[i].qp.n, "%s: %s not calibrated alike", what, qa.q[i].name);
-        for (size_t k = 0; k < qa.q[i].qp.n; k++, total++) {
-            float sa = qa.q[i].qp.scale[k], sb = qb.q[i].qp.scale[k], za = qa.q[i].qp.zero[k], zb = qb.q[i].qp.zero[k];
+    for (int i = 0; i < qa.reg.n; i++) {
+        if (!qa.reg.p[i].calibrated) continue;
+        ck_assert_msg(qb.reg.p[i].calibrated && qb.reg.p[i].qp.n == qa.reg.p[i].qp.n, "%s: %s not calibrated alike", what, qa.reg.p[i].name);
+        for (size_t k = 0; k < qa.reg.p[i].qp.n; k++, total++) {
+            float sa = qa.reg.p[i].qp.scale[k], sb = qb.reg.p[i].qp.scale[k], za = qa.reg.p[i].qp.zero[k], zb = qb.reg.p[i].qp.zero[k];
             double rel = fabs((double)sa - sb) / sa;
             if (sa == sb && za == zb) equal++;
             else if (rel <= 1e-4 && fabsf(za - zb) <= 1.0f) close++, worst_close = fmax(worst_close, rel);
@@ -359,8 +359,9 @@ START_TEST(test_search_gpu_vs_cpu) {
     ck_qtk(qtk_vit_quant_init(&qa, &m, &qc));
     ck_qtk(qtk_vit_calibrate(&qa, &plan, x, N, B));
     qtk_model ma, mb;
-    const unsigned vec = QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_ACT;
-    ck_qtk(qtk_vit_quant_model(&qa, &plan, vec, &ma));
+    static const char *const vec[] = {"qkv", "proj", "act"};
+    ck_qtk(qtk_vit_quant_targets(&qa, vec, 3));
+    ck_qtk(qtk_vit_quant_model(&qa, &plan, &ma));
     qtk_evolq_config ec;
     qtk_evolq_config_default(&ec, 4);
     ec.passes = 2;
@@ -384,7 +385,8 @@ START_TEST(test_search_gpu_vs_cpu) {
         qtk_vit_cuda *g;
         ck_qtk(qtk_vit_cuda_create(&g, &m, B, int8 ? QTK_VIT_GEMM_INT8 : QTK_VIT_GEMM_FP32));
         ck_qtk(qtk_vit_cuda_set_quant(g, &qb));
-        ck_qtk(qtk_vit_quant_model_cuda(&qb, g, vec, &mb));
+        ck_qtk(qtk_vit_quant_targets(&qb, vec, 3));
+        ck_qtk(qtk_vit_quant_model_cuda(&qb, g, &mb));
         ck_assert_ptr_nonnull(mb.block_input_all);
         steps_t sb = {{0}, 0};
         ck_qtk(qtk_evolq_search(&mb, x, N, &ec, rec_step, &sb, &rb));
@@ -392,9 +394,9 @@ START_TEST(test_search_gpu_vs_cpu) {
         double worst = fabs(ra.loss_initial - rb.loss_initial) / fabs(ra.loss_initial);
         for (int i = 0; i < 6; i++) worst = fmax(worst, fabs(sa.loss[i] - sb.loss[i]) / fabs(sa.loss[i]));
         size_t differ = 0, total = 0;
-        for (int i = 0; i < qa.n; i++)
-            if (qa.q[i].calibrated)
-                for (size_t k = 0; k < qa.q[i].qp.n; k++, total++) differ += qa.q[i].qp.scale[k] != qb.q[i].qp.scale[k];
+        for (int i = 0; i < qa.reg.n; i++)
+            if (qa.reg.p[i].calibrated)
+                for (size_t k = 0; k < qa.reg.p[i].qp.n; k++, total++) differ += qa.reg.p[i].qp.scale[k] != qb.reg.p[i].qp.scale[k];
         printf("search GPU (%s) vs CPU: infoNCE %.7f -> %.7f (CPU) and %.7f -> %.7f (GPU), largest relative loss "
                "difference %.2e over %d steps; %zu of %zu scales differ\n",
                int8 ? "int8 GEMMs" : one_slot == 2 ? "streamed" : one_slot ? "one cache slot" : "cached block inputs",

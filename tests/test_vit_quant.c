@@ -61,9 +61,9 @@ static void check_model(const char *name, int expect_e2e_exact) {
     const cJSON *names = cJSON_GetObjectItem(t.meta, "quantizers"), *nm;
     int idx = 0, n_q = 0, omse_neighbour = 0, n_loose = 0;
     cJSON_ArrayForEach(nm, names) {
-        while (idx < t.qv.n && !t.qv.q[idx].name[0]) idx++;
-        ck_assert_int_lt(idx, t.qv.n);
-        qtk_vit_quantizer *q = &t.qv.q[idx++];
+        while (idx < t.qv.reg.n && !t.qv.reg.p[idx].name[0]) idx++;
+        ck_assert_int_lt(idx, t.qv.reg.n);
+        qtk_qpoint *q = &t.qv.reg.p[idx++];
         ck_assert_str_eq(q->name, nm->valuestring);
         ck_assert(q->calibrated);
         char pre[128];
@@ -137,8 +137,8 @@ static void check_model(const char *name, int expect_e2e_exact) {
     // the quantized forward itself: given the reference's parameters, the same logits
     idx = 0;
     cJSON_ArrayForEach(nm, names) {
-        while (!t.qv.q[idx].name[0]) idx++;
-        qtk_vit_quantizer *q = &t.qv.q[idx];
+        while (!t.qv.reg.p[idx].name[0]) idx++;
+        qtk_qpoint *q = &t.qv.reg.p[idx];
         char pre[128];
         snprintf(pre, sizeof pre, "%s.q.%s", name, q->name);
         size_t ns, nz;
@@ -147,7 +147,7 @@ static void check_model(const char *name, int expect_e2e_exact) {
             q->qp.scale[k] = s[k];
             q->qp.zero[k] = z[nz == 1 ? 0 : k];
         }
-        if (q->is_weight) ck_qtk(qtk_vit_quant_requantize(&t.qv, idx));
+        if (q->kind == QTK_QPOINT_WEIGHT) ck_qtk(qtk_qreg_requantize(&t.qv.reg, idx));
         qtk_aligned_free(s);
         qtk_aligned_free(z);
         idx++;
@@ -155,7 +155,7 @@ static void check_model(const char *name, int expect_e2e_exact) {
     ck_qtk(qtk_vit_quant_forward(&t.qv, &t.plan, t.eval, t.ne, got));
     // yardstick: PyTorch's own quantized forward on the CPU vs on the GPU, same parameters
     float *torch_cpu = tu_load(&t.fx, name, "logits_q_cpu", &nl);
-    const qtk_vit_quantizer *out = qtk_vit_quant_find(&t.qv, "head.out");
+    const qtk_qpoint *out = qtk_vit_quant_find(&t.qv, "head.out");
     size_t equal = 0, torch_equal = 0;
     double maxd = 0, maxv = 0, noise = 0;
     for (size_t i = 0; i < nl; i++) {
@@ -217,16 +217,16 @@ START_TEST(test_switches_and_report) {
     float *fp = malloc((size_t)t.ne * NC * 4), *q = malloc((size_t)t.ne * NC * 4);
     ck_qtk(qtk_vit_forward(&t.m, &t.plan, t.eval, t.ne, fp));
     // everything off + float LayerNorm == the FP model
-    ck_assert_int_eq(qtk_vit_quant_set_enabled(&t.qv, "*", 0), 54);
+    ck_assert_int_eq(qtk_qreg_set_enabled(&t.qv.reg, "*", 0), 54);
     t.qv.qc.int_layernorm = 0;
     ck_qtk(qtk_vit_quant_forward(&t.qv, &t.plan, t.eval, t.ne, q));
     for (int i = 0; i < t.ne * NC; i++) ck_assert(tu_same(q[i], fp[i]));
-    ck_assert_int_eq(qtk_vit_quant_set_enabled(&t.qv, "blocks.*.attn.softmax", 1), 3);
+    ck_assert_int_eq(qtk_qreg_set_enabled(&t.qv.reg, "blocks.*.attn.softmax", 1), 3);
     ck_qtk(qtk_vit_quant_forward(&t.qv, &t.plan, t.eval, t.ne, q));
     int differ = 0;
     for (int i = 0; i < t.ne * NC; i++) differ += q[i] != fp[i];
     ck_assert_int_gt(differ, 0);
-    qtk_vit_quant_set_enabled(&t.qv, "*", 1);
+    qtk_qreg_set_enabled(&t.qv.reg, "*", 1);
     t.qv.qc.int_layernorm = 1;
     // the report lists every quantizer with a finite MSE
     char *buf = NULL;
@@ -242,12 +242,12 @@ START_TEST(test_switches_and_report) {
     ck_assert_int_eq(lines, 1 + 54);
     free(buf);
     // changing a weight scale and requantizing changes the effective weights
-    qtk_vit_quantizer *qq = qtk_vit_quant_find(&t.qv, "blocks.0.attn.qkv.weight");
+    qtk_qpoint *qq = qtk_vit_quant_find(&t.qv, "blocks.0.attn.qkv.weight");
     float before = qq->wq[0];
     qq->qp.scale[0] *= 1.5f;
-    ck_qtk(qtk_vit_quant_requantize(&t.qv, (int)(qq - t.qv.q)));
+    ck_qtk(qtk_qreg_requantize(&t.qv.reg, (int)(qq - t.qv.reg.p)));
     ck_assert(qq->wq[0] != before);
-    ck_assert_int_eq(qtk_vit_quant_requantize(&t.qv, 2), QTK_ERR_ARG); // an activation point
+    ck_assert_int_eq(qtk_qreg_requantize(&t.qv.reg, 2), QTK_ERR_ARG); // an activation point
     free(fp);
     free(q);
     vq_close(&t);
@@ -261,7 +261,7 @@ START_TEST(test_model_interface) {
     vq_open(&t, "custom28_w4");
     ck_qtk(qtk_vit_calibrate(&t.qv, &t.plan, t.calib, t.nb * t.bs, t.bs));
     qtk_model mm;
-    ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, 0, &mm));
+    ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, &mm));
     ck_assert_int_eq(mm.n_blocks, 3);
     ck_assert_int_eq(mm.n_outputs, 10);
     int B = t.ne, NC = mm.n_outputs;
@@ -291,10 +291,26 @@ START_TEST(test_model_interface) {
     ck_qtk(mm.forward_from(&mm, cache, B, 1, part));
     ck_assert_int_ge(tu_first_diff(part, full, (size_t)B * NC), 0);
     // all vectors: + fc1, fc2 and 9 activation scales
-    ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ | QTK_VIT_VEC_FC1 | QTK_VIT_VEC_FC2 |
-                                                    QTK_VIT_VEC_ACT, &mm));
+    static const char *const all[] = {"act", "fc2", "qkv", "fc1", "proj"}; // short names: a fixed order
+    ck_qtk(qtk_vit_quant_targets(&t.qv, all, 5));
+    ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, &mm));
     ck_assert_int_eq(mm.block_vectors(&mm, 0, v, 16), 13);
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[2].quantizer), "blocks.0.mlp.fc1.weight");
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[4].quantizer), "blocks.0.norm1.out");
     ck_assert_uint_eq(v[4].n, 1);
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[12].quantizer), "blocks.0.mlp.fc2.out");
+    // globs over point names, in the order given, after the short names; each point once
+    static const char *const globs[] = {"blocks.*.resid?", "fc1", "blocks.1.mlp.*", "blocks.*.mlp.fc1.weight"};
+    ck_qtk(qtk_vit_quant_targets(&t.qv, globs, 4));
+    ck_assert_int_eq(mm.block_vectors(&mm, 1, v, 16), 6);
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[0].quantizer), "blocks.1.mlp.fc1.weight");
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[1].quantizer), "blocks.1.resid1");
+    ck_assert_uint_eq(v[1].n, 64); // PTF: per channel
+    ck_assert_str_eq(mm.quantizer_name(&mm, v[3].quantizer), "blocks.1.mlp.act.out");
+    ck_assert_int_eq(mm.block_vectors(&mm, 0, v, 16), 3); // blocks.1.* only in block 1
+    static const char *const bad[] = {"qkv", "blocks.*.attn.qkv.wieght"};
+    ck_assert_int_eq(qtk_vit_quant_targets(&t.qv, bad, 2), QTK_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "\"blocks.*.attn.qkv.wieght\" matches no quantizer"));
     // FP forward of the model == the plain FP forward
     ck_qtk(mm.forward_fp(&mm, t.eval, B, part));
     ck_qtk(qtk_vit_forward(&t.m, &t.plan, t.eval, B, full));
@@ -312,9 +328,9 @@ static void import_roundtrip(const char *name) {
     vq_case t, u;
     vq_open(&t, name);
     ck_qtk(qtk_vit_calibrate(&t.qv, &t.plan, t.calib, t.nb * t.bs, t.bs));
-    qtk_vit_quantizer *qq = qtk_vit_quant_find(&t.qv, "blocks.0.attn.proj.weight");
+    qtk_qpoint *qq = qtk_vit_quant_find(&t.qv, "blocks.0.attn.proj.weight");
     qq->qp.scale[3] *= 1.375f; // a searched scale
-    ck_qtk(qtk_vit_quant_requantize(&t.qv, (int)(qq - t.qv.q)));
+    ck_qtk(qtk_qreg_requantize(&t.qv.reg, (int)(qq - t.qv.reg.p)));
     char path[256];
     snprintf(path, sizeof path, "%s/export.safetensors", tu_tmp);
     ck_qtk(qtk_vit_quant_export(&t.qv, path, NULL, 0));
@@ -325,12 +341,12 @@ static void import_roundtrip(const char *name) {
     ck_qtk(qtk_vit_quant_import(&u.qv, path));
     ck_qtk(qtk_vit_quant_forward(&u.qv, &u.plan, t.eval, t.ne, b));
     ck_assert_msg(tu_first_diff(a, b, (size_t)t.ne * NC) < 0, "%s: imported scales give other logits", name);
-    for (int i = 0; i < t.qv.n; i++) {
-        const qtk_qparams *p = &t.qv.q[i].qp, *q = &u.qv.q[i].qp;
-        if (!t.qv.q[i].name[0]) continue;
+    for (int i = 0; i < t.qv.reg.n; i++) {
+        const qtk_qparams *p = &t.qv.reg.p[i].qp, *q = &u.qv.reg.p[i].qp;
+        if (!t.qv.reg.p[i].name[0]) continue;
         ck_assert_msg(p->n == q->n && p->bits == q->bits && p->is_signed == q->is_signed && p->symmetric == q->symmetric &&
                           p->gran == q->gran && p->formula == q->formula && (p->n == 1 || p->axis == q->axis),
-                      "%s: layout of %s differs after import", name, t.qv.q[i].name);
+                      "%s: layout of %s differs after import", name, t.qv.reg.p[i].name);
     }
     // other bit widths: refused, naming both
     u.qv.qc.w_bits = 3;

@@ -95,7 +95,7 @@ void qtk_vit_cuda_invalidate(qtk_vit_cuda *g, int point);
 // The calibrated model behind qtk_model (for the search) with every forward on
 // the GPU: as qtk_vit_quant_model, and requantize also uploads what changed.
 // g must be planned for the search's batch and already hold qv (set_quant).
-qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned vectors, qtk_model *out);
+qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, qtk_model *out);
 
 int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g);
 

@@ -8,9 +8,9 @@
 
 static qtk_status g_requantize(qtk_model *mm, int i) {
     qtk_vit_quant *qv = mm->self;
-    if (i < 0 || i >= qv->n || !qv->q[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
+    if (i < 0 || i >= qv->reg.n || !qv->reg.p[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
     qtk_vit_cuda_invalidate(qv->gpu, i); // the cached inputs of later blocks
-    if (!qv->q[i].is_weight) return qtk_vit_cuda_update_act(qv->gpu, qv, i);
+    if (qv->reg.p[i].kind != QTK_QPOINT_WEIGHT) return qtk_vit_cuda_update_act(qv->gpu, qv, i);
     return qtk_vit_cuda_requantize(qv->gpu, qv, i); // on the GPU; the host copy follows lazily
 }
 
@@ -64,12 +64,12 @@ static qtk_status g_forward_fp(qtk_model *mm, const float *inputs, int B, float 
 static qtk_status g_forward_targets(qtk_model *mm, const float *inputs, int B, float *out) {
     qtk_vit_quant *qv = mm->self;
     // as the CPU adapter: the reference keeps integer LayerNorm in its "FP" targets unless asked not to
-    return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, qv->targets_float || qv->mode != QTK_VQ_QUANT ? 0 : 2);
+    return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, qv->targets_float || qv->reg.mode != QTK_QREG_QUANT ? 0 : 2);
 }
 
-qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, unsigned vectors, qtk_model *out) {
+qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, qtk_model *out) {
     if (!g) return qtk_fail(QTK_ERR_ARG, "no GPU model");
-    QTK_TRY(qtk_vit_quant_model(qv, NULL, vectors, out));
+    QTK_TRY(qtk_vit_quant_model(qv, NULL, out));
     qv->gpu = g;
     qv->gpu_streaming = 0;
     out->requantize = g_requantize;

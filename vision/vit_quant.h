@@ -13,6 +13,7 @@
 #include "../core/model.h"
 #include "../core/observer.h"
 #include "../core/qparams.h"
+#include "../core/qpoint.h"
 #include "vit.h"
 
 #ifdef __cplusplus
@@ -30,39 +31,17 @@ typedef struct {
 void qtk_vit_qconfig_default(qtk_vit_qconfig *qc);
 
 typedef struct {
-    char name[64];      // "" where the model has no quantizer (e.g. the input of a ViT)
-    int is_weight;
-    int enabled;        // off: the tensor passes through unquantized
-    int calibrated;
-    qtk_observer ob;
-    qtk_qparams qp;     // per channel (weights, PTF) or per tensor
-    // weights
-    const float *w;     // (O, K) float weights
-    float *wq;          // (O, K) fake-quantized (+ bias-corrected) weights used by the forward
-    size_t O, K;
-    int wq_stale;       // wq is behind qp (re-quantized on the GPU): qtk_vit_quant_sync_weights
-    // quant-report accumulators: sum (x - fq(x))^2 and element count
-    double err_sum;
-    double n_seen;
-} qtk_vit_quantizer;
-
-// FP_INTLN: every quantizer off, LayerNorms in integer mode with the calibrated
-// scales: the reference's "FP" search targets (spec evolq-search.md section 3).
-enum { QTK_VQ_FP = 0, QTK_VQ_CALIB, QTK_VQ_QUANT, QTK_VQ_FP_INTLN };
-
-typedef struct {
     const qtk_vit *m;
     qtk_vit_qconfig qc;
-    int n;                 // number of point ids
-    qtk_vit_quantizer *q;  // indexed by point id (vit.h)
-    int mode;
-    int last_batch;        // calibration: this batch computes OMSE / PTF parameters
-    int report;            // quantized forward accumulates per-quantizer MSE
-    float *wq_mem;
+    qtk_qreg reg;          // the quantization points, indexed by point id (vit.h)
+    // a forward with the points off but the LayerNorms integer with the calibrated scales: the
+    // reference's "FP" search targets (spec evolq-search.md section 3)
+    int fp_intln;
     qtk_vit_hooks hooks;
     qtk_vit_plan *model_plan; // set by qtk_vit_quant_model
-    unsigned model_vectors;
-    int targets_float;        // search targets: 0 = reference (integer LN), 1 = the true FP model
+    char **targets;        // search targets: globs over point names (qtk_vit_quant_targets)
+    int n_targets;
+    int targets_float;     // search targets: 0 = reference (integer LN), 1 = the true FP model
     // called after every calibration batch (NULL: none)
     void (*progress)(void *ctx, int done_images, int total_images);
     void *progress_ctx;
@@ -70,15 +49,11 @@ typedef struct {
     int gpu_streaming;        // the search's set does not fit the GPU: batches through host memory
 } qtk_vit_quant;
 
-// Which scales qtk_model's block_vectors exposes per block (default: qkv and proj weights, per output channel).
-enum {
-    QTK_VIT_VEC_QKV = 1u << 0,
-    QTK_VIT_VEC_PROJ = 1u << 1,
-    QTK_VIT_VEC_FC1 = 1u << 2,
-    QTK_VIT_VEC_FC2 = 1u << 3,
-    QTK_VIT_VEC_ACT = 1u << 4, // the block's per-tensor activation scales (not the PTF ones)
-    QTK_VIT_VEC_DEFAULT = QTK_VIT_VEC_QKV | QTK_VIT_VEC_PROJ,
-};
+// The scale vectors the search perturbs per block: globs over point names ("blocks.*.mlp.fc1.weight"),
+// or the short names qkv, proj, fc1, fc2 (those weights, per output channel) and act (the block's
+// per-tensor activation scales, not the PTF ones). Short names come first, in that fixed order, then
+// the globs in the order given; none: qkv and proj. A glob that matches no point is an error.
+qtk_status qtk_vit_quant_targets(qtk_vit_quant *qv, const char *const *targets, int n);
 
 // Distilled models are refused: the reference quantizes no distillation head.
 qtk_status qtk_vit_quant_init(qtk_vit_quant *qv, const qtk_vit *m, const qtk_vit_qconfig *qc);
@@ -88,25 +63,17 @@ void qtk_vit_quant_free(qtk_vit_quant *qv);
 // (the reference's drop_last) with quantization off; weights are observed
 // first; OMSE and PTF parameters come from the last batch. plan->B >= batch.
 qtk_status qtk_vit_calibrate(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int n, int batch);
-// Re-quantizes the weights whose wq fell behind their parameters (after a search on the GPU);
-// the CPU forwards call it themselves.
-qtk_status qtk_vit_quant_sync_weights(qtk_vit_quant *qv);
-
-// The weight half of calibration (min-max per output channel, then fake quantization and bias
-// correction); qtk_vit_calibrate and the GPU calibration call it first.
-qtk_status qtk_vit_calibrate_weights(qtk_vit_quant *qv);
 
 // Quantized forward (after calibration).
 qtk_status qtk_vit_quant_forward(qtk_vit_quant *qv, qtk_vit_plan *plan, const float *images, int B, float *logits);
 
-// Quantizer by name, or NULL.
-qtk_vit_quantizer *qtk_vit_quant_find(qtk_vit_quant *qv, const char *name);
-// Switches every quantizer whose name matches the glob pattern (fnmatch, e.g.
-// "blocks.*.attn.softmax"); returns how many matched.
-int qtk_vit_quant_set_enabled(qtk_vit_quant *qv, const char *pattern, int on);
-// Re-derives a weight quantizer's effective weights after its scales or
-// zero points changed (fake quantization, then bias correction).
-qtk_status qtk_vit_quant_requantize(qtk_vit_quant *qv, int point);
+// The points an integer LayerNorm reads: the PTF point before it (its input scales) and the point
+// after it (its output scale). ln: 2l = norm1 of block l, 2l+1 = norm2, 2 depth = the final norm.
+void qtk_vit_ln_points(const qtk_vit *m, int ln, int *in, int *out);
+
+// Quantizer by name, or NULL (qtk_qreg_find on qv->reg gives its id; qtk_qreg_set_enabled
+// switches points by glob).
+qtk_qpoint *qtk_vit_quant_find(qtk_vit_quant *qv, const char *name);
 
 // Runs the quantized forward over images, accumulating each quantizer's
 // MSE (x - fq(x))^2 on the tensors it sees, then prints one line per
@@ -124,9 +91,10 @@ qtk_status qtk_vit_quant_export(const qtk_vit_quant *qv, const char *path, const
 // forward: no calibration needed. Errors name the file and the quantizer.
 qtk_status qtk_vit_quant_import(qtk_vit_quant *qv, const char *path);
 
-// The calibrated model behind the qtk_model interface (for the search).
-// plan: buffers for batches up to plan->B; vectors: QTK_VIT_VEC_* flags.
-qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, unsigned vectors, qtk_model *out);
+// The calibrated model behind the qtk_model interface (for the search), with the search
+// targets of qtk_vit_quant_targets (qkv and proj if it was not called).
+// plan: buffers for batches up to plan->B.
+qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, qtk_model *out);
 
 #ifdef __cplusplus
 }

@@ -438,7 +438,7 @@ extern "C" qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, 
 // --- quantization state ------------------------------------------------------------
 
 static qtk_status upload_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
-    const qtk_vit_quantizer *q = &qv->q[i];
+    const qtk_qpoint *q = &qv->reg.p[i];
     g->w_on[i] = q->name[0] && q->enabled && q->calibrated;
     if (g->w_on[i])
         QTK_CUDA_TRY(cudaMemcpyAsync(g->d_wq + g->wq_off[i], q->wq, q->O * q->K * sizeof(float), cudaMemcpyHostToDevice,
@@ -447,10 +447,10 @@ static qtk_status upload_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i)
 }
 
 static qtk_status upload_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
-    const qtk_vit_quantizer *q = &qv->q[i];
+    const qtk_qpoint *q = &qv->reg.p[i];
     dquant *d = &g->q[i];
     memset(d, 0, sizeof *d);
-    if (!q->name[0] || q->is_weight || !q->enabled || !q->calibrated) return QTK_OK;
+    if (!q->name[0] || q->kind == QTK_QPOINT_WEIGHT || !q->enabled || !q->calibrated) return QTK_OK;
     int lo, hi;
     QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
     d->on = 1;
@@ -477,34 +477,19 @@ static qtk_status upload_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
     return QTK_OK;
 }
 
-// The points vit_quant.c's LayerNorm hook reads (hook_layernorm).
-static void ln_points(const qtk_vit *m, int ln, int *in, int *out) {
-    int depth = m->cfg.depth, l = ln / 2;
-    if (ln == 2 * depth) {
-        *in = QTK_VIT_P_BLOCK0 + (depth - 1) * QTK_VIT_PB + QTK_VIT_B_RESID2;
-        *out = qtk_vit_head_base(m) + QTK_VIT_H_NORM_OUT;
-    } else if (ln % 2 == 0) {
-        *in = l == 0 ? QTK_VIT_P_EMBED_OUT : QTK_VIT_P_BLOCK0 + (l - 1) * QTK_VIT_PB + QTK_VIT_B_RESID2;
-        *out = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_NORM1_OUT;
-    } else {
-        *in = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_RESID1;
-        *out = QTK_VIT_P_BLOCK0 + l * QTK_VIT_PB + QTK_VIT_B_NORM2_OUT;
-    }
-}
-
 extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv) {
     if (qv->m != g->m) return qtk_fail(QTK_ERR_ARG, "GPU forward: the quantized model is of another ViT");
-    QTK_TRY(qtk_vit_quant_sync_weights(qv)); // the host's fake-quantized weights are what gets uploaded
-    if (qv->n != g->npoints) return qtk_fail(QTK_ERR_ARG, "GPU forward: %d quantization points, expected %d", qv->n, g->npoints);
+    QTK_TRY(qtk_qreg_sync_weights(&qv->reg)); // the host's fake-quantized weights are what gets uploaded
+    if (qv->reg.n != g->npoints) return qtk_fail(QTK_ERR_ARG, "GPU forward: %d quantization points, expected %d", qv->reg.n, g->npoints);
     g->quant_ready = 0;
     // quantized weights: one region per weight point (allocated on first use)
     size_t total = 0, chans = 0;
-    for (int i = 0; i < qv->n; i++) {
+    for (int i = 0; i < qv->reg.n; i++) {
         g->wq_off[i] = SIZE_MAX;
-        if (qv->q[i].is_weight) {
+        if (qv->reg.p[i].kind == QTK_QPOINT_WEIGHT) {
             g->wq_off[i] = total;
-            total += (qv->q[i].O * qv->q[i].K + 63) / 64 * 64;
-        } else if (qv->q[i].calibrated) chans += 3 * qv->q[i].qp.n; // scales, zero points, LayerNorm input scales
+            total += (qv->reg.p[i].O * qv->reg.p[i].K + 63) / 64 * 64;
+        } else if (qv->reg.p[i].calibrated) chans += 3 * qv->reg.p[i].qp.n; // scales, zero points, LayerNorm input scales
     }
     if (!g->d_wq && total) QTK_CUDA_TRY(cudaMalloc((void **)&g->d_wq, total * sizeof(float)));
     if (chans > g->qp_cap) {
@@ -514,16 +499,16 @@ extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv)
         g->qp_cap = chans;
     }
     g->qp_used = 0;
-    for (int i = 0; i < qv->n; i++) {
-        if (qv->q[i].is_weight) QTK_TRY(upload_weight(g, qv, i));
+    for (int i = 0; i < qv->reg.n; i++) {
+        if (qv->reg.p[i].kind == QTK_QPOINT_WEIGHT) QTK_TRY(upload_weight(g, qv, i));
         else QTK_TRY(upload_act(g, qv, i));
     }
     // integer LayerNorms where the CPU hook would use them (whether or not those quantizers are enabled)
     g->int_ln = qv->qc.int_layernorm;
     for (int ln = 0; ln <= 2 * g->m->cfg.depth; ln++) {
         int in, out;
-        ln_points(g->m, ln, &in, &out);
-        const qtk_vit_quantizer *qi = &qv->q[in], *qo = &qv->q[out];
+        qtk_vit_ln_points(g->m, ln, &in, &out);
+        const qtk_qpoint *qi = &qv->reg.p[in], *qo = &qv->reg.p[out];
         g->ln_on[ln] = qi->calibrated && qo->calibrated;
         if (!g->ln_on[ln]) continue;
         size_t n = qi->qp.n;
@@ -549,12 +534,12 @@ extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv)
 
 extern "C" qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
     if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
-    if (point < 0 || point >= qv->n || !qv->q[point].is_weight)
+    if (point < 0 || point >= qv->reg.n || qv->reg.p[point].kind != QTK_QPOINT_WEIGHT)
         return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
     QTK_TRY(upload_weight(g, qv, point));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     if (vitc_int_point(g, point) && g->wi[point].codes) {
-        QTK_TRY(vitc_upload_sz(g, &qv->q[point]));
+        QTK_TRY(vitc_upload_sz(g, &qv->reg.p[point]));
         QTK_TRY(vitc_int_weight(g, qv, point));
         QTK_CUDA_TRY(cudaDeviceSynchronize());
     }
@@ -637,8 +622,8 @@ static qtk_status gemm_xwt(qtk_vit_cuda *g, const float *x, const float *W, cons
 // trip per batch); EMA ones (percentile) update on the host every batch, as the CPU.
 static qtk_status observe(const fwd *f, int point, const float *d, size_t outer, size_t C) {
     if (!f->cal) return QTK_OK;
-    qtk_vit_quantizer *q = &f->cal->q[point];
-    if (!q->name[0] || q->is_weight) return QTK_OK;
+    qtk_qpoint *q = &f->cal->reg.p[point];
+    if (!q->name[0] || q->kind == QTK_QPOINT_WEIGHT) return QTK_OK;
     qtk_vit_cuda *g = f->g;
     size_t nc = q->ob.channel_wise ? C : 1;
     float *mn = NULL;
@@ -983,13 +968,13 @@ extern "C" qtk_status qtk_vit_cuda_forward_from(qtk_vit_cuda *g, const float *x_
 
 extern "C" qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
     if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
-    if (point < 0 || point >= qv->n || qv->q[point].is_weight)
+    if (point < 0 || point >= qv->reg.n || qv->reg.p[point].kind == QTK_QPOINT_WEIGHT)
         return qtk_fail(QTK_ERR_ARG, "point %d is not an activation quantizer", point);
-    const qtk_vit_quantizer *q = &qv->q[point];
+    const qtk_qpoint *q = &qv->reg.p[point];
     dquant *d = &g->q[point];
     for (int ln = 0; ln <= 2 * g->m->cfg.depth; ln++) { // an integer LayerNorm's output scale
         int in, out;
-        ln_points(g->m, ln, &in, &out);
+        qtk_vit_ln_points(g->m, ln, &in, &out);
         if (out == point && g->ln_on[ln]) g->ln_sout[ln] = q->qp.scale[0];
     }
     if (!d->on) return QTK_OK;
@@ -1011,20 +996,20 @@ extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv,
         return qtk_fail(QTK_ERR_ARG, "calibration batch %d does not fit the GPU plan (batch <= %d)", batch, g->maxB);
     int nb = n / batch; // drop_last=True, as the CPU calibration
     if (nb < 1) return qtk_fail(QTK_ERR_ARG, "%d calibration images are fewer than one batch of %d", n, batch);
-    QTK_TRY(qtk_vit_calibrate_weights(qv));
+    QTK_TRY(qtk_qreg_calibrate_weights(&qv->reg));
     const qtk_vit_config *c = &g->m->cfg;
     size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
     float *logits = (float *)malloc((size_t)batch * c->n_classes * sizeof(float));
     if (!logits) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
     qtk_status st = QTK_OK;
-    qv->mode = QTK_VQ_CALIB;
+    qv->reg.mode = QTK_QREG_CALIB;
     for (int b = 0; b < nb && st == QTK_OK; b++) {
         fwd f = {g, 0, 0, qv, b == nb - 1, b == 0};
         st = forward(&f, images + (size_t)b * batch * img, batch, logits, 0);
         if (st == QTK_OK && qv->progress) qv->progress(qv->progress_ctx, (b + 1) * batch, nb * batch);
     }
     free(logits);
-    qv->mode = st == QTK_OK ? QTK_VQ_QUANT : QTK_VQ_FP;
+    qv->reg.mode = st == QTK_OK ? QTK_QREG_QUANT : QTK_QREG_FP;
     if (st == QTK_OK) st = qtk_vit_cuda_set_quant(g, qv);
     return st;
 }

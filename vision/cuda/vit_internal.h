@@ -128,7 +128,7 @@ fwd vitc_fwd_for(qtk_vit_cuda *g, int mode);
 
 // vit_weights.cu
 int vitc_int_point(const qtk_vit_cuda *g, int i);
-qtk_status vitc_upload_sz(qtk_vit_cuda *g, const qtk_vit_quantizer *q);
+qtk_status vitc_upload_sz(qtk_vit_cuda *g, const qtk_qpoint *q);
 qtk_status vitc_int_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point);
 qtk_status vitc_int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv);
 qtk_status vitc_fp16_sums_exact(qtk_vit_cuda *g, int *exact);

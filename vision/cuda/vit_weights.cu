@@ -12,7 +12,7 @@ int vitc_int_point(const qtk_vit_cuda *g, int i) {
 
 // A weight quantizer's per-channel scales and zero points to the scratch g->d_sz (after every kernel
 // that may still read it: the twins run on the default stream, this copy on the model's).
-qtk_status vitc_upload_sz(qtk_vit_cuda *g, const qtk_vit_quantizer *q) {
+qtk_status vitc_upload_sz(qtk_vit_cuda *g, const qtk_qpoint *q) {
     size_t n = q->qp.n;
     QTK_CUDA_TRY(cudaDeviceSynchronize());
     if (2 * n > g->sz_cap) {
@@ -32,7 +32,7 @@ qtk_status vitc_upload_sz(qtk_vit_cuda *g, const qtk_vit_quantizer *q) {
 // caller synchronizes). A weight that cannot have them (not per output channel) runs in FP32.
 qtk_status vitc_int_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
     struct wint *w = &g->wi[point];
-    const qtk_vit_quantizer *q = &qv->q[point];
+    const qtk_qpoint *q = &qv->reg.p[point];
     w->ok = 0;
     if (!w->codes || !g->w_on[point] || q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O) return QTK_OK;
     int lo, hi;
@@ -46,8 +46,8 @@ qtk_status vitc_int_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) 
 // Room for the int8 weights (once) and their codes from the scales in qv.
 qtk_status vitc_int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
     size_t total = 0;
-    for (int i = 0; i < qv->n; i++)
-        if (vitc_int_point(g, i)) total += ((qv->q[i].O + 4) * qv->q[i].K + 255) / 256 * 256 + (qv->q[i].O * 20 + 255) / 256 * 256;
+    for (int i = 0; i < qv->reg.n; i++)
+        if (vitc_int_point(g, i)) total += ((qv->reg.p[i].O + 4) * qv->reg.p[i].K + 255) / 256 * 256 + (qv->reg.p[i].O * 20 + 255) / 256 * 256;
     if (!total) return QTK_OK;
     if (total > g->wi_cap) {
         cudaFree(g->wi_mem);
@@ -57,9 +57,9 @@ qtk_status vitc_int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
         g->wi_cap = total;
     }
     char *p = (char *)g->wi_mem;
-    for (int i = 0; i < qv->n; i++) {
+    for (int i = 0; i < qv->reg.n; i++) {
         if (!vitc_int_point(g, i)) continue;
-        const size_t O = qv->q[i].O, K = qv->q[i].K;
+        const size_t O = qv->reg.p[i].O, K = qv->reg.p[i].K;
         struct wint *w = &g->wi[i];
         w->codes = (int8_t *)p;
         p += ((O + 4) * K + 255) / 256 * 256;
@@ -69,7 +69,7 @@ qtk_status vitc_int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
         p += (O * 20 + 255) / 256 * 256;
         QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 0, 4 * K, g->st)); // the ones row and the padding
         QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 1, K, g->st));
-        QTK_TRY(vitc_upload_sz(g, &qv->q[i]));
+        QTK_TRY(vitc_upload_sz(g, &qv->reg.p[i]));
         QTK_TRY(vitc_int_weight(g, qv, i));
     }
     QTK_CUDA_TRY(cudaDeviceSynchronize());
@@ -129,9 +129,9 @@ qtk_status vitc_fp16_sums_exact(qtk_vit_cuda *g, int *exact) {
 
 extern "C" qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv, int point) {
     if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
-    if (point < 0 || point >= qv->n || !qv->q[point].is_weight)
+    if (point < 0 || point >= qv->reg.n || qv->reg.p[point].kind != QTK_QPOINT_WEIGHT)
         return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
-    qtk_vit_quantizer *q = &qv->q[point];
+    qtk_qpoint *q = &qv->reg.p[point];
     g->w_on[point] = q->name[0] && q->enabled && q->calibrated;
     if (!g->w_on[point]) return QTK_OK;
     int lo, hi;

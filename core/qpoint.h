@@ -1,0 +1,139 @@
+// Quantization points: the named places of a model where a tensor is quantized,
+// and the registry that calibrates, applies, re-quantizes, reports, exports and
+// imports them. Model-agnostic: a model declares its points (one qtk_qreg_add
+// per point, at an id of its choosing) and calls two hooks from its forward:
+//
+//     // y = x @ W.T                      <- the forward reads W through the registry
+//     const float *w = qtk_qreg_weight(r, P_FC1_W);   // NULL: use the float weight
+//     ...
+//     QTK_TRY(qtk_qreg_act(r, P_FC1_OUT, y, 2, shape)); // observe, or fake-quantize in place
+//
+// Weights: per output channel (O, K), min-max unless the model says otherwise;
+// their fake-quantized (and bias-corrected) copy is what the forward reads.
+// Activations: whatever observer the point names (OMSE, PTF, percentile, ...),
+// fed on every calibration batch; the last batch derives the parameters.
+#ifndef QTK_QPOINT_H
+#define QTK_QPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "error.h"
+#include "observer.h"
+#include "qparams.h"
+#include "safetensors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { QTK_QPOINT_ACT = 0, QTK_QPOINT_WEIGHT } qtk_qpoint_kind;
+
+typedef enum {
+    QTK_QREG_FP = 0, // every point passes its tensor through
+    QTK_QREG_CALIB,  // activation points observe (all of them, enabled or not)
+    QTK_QREG_QUANT,  // enabled, calibrated points fake-quantize
+} qtk_qreg_mode;
+
+#define QTK_QPOINT_NAME 64
+
+typedef struct {
+    char name[QTK_QPOINT_NAME]; // "" for an id the model leaves empty
+    qtk_qpoint_kind kind;
+    int block;                  // the model block it belongs to (-1: before or after the blocks)
+    int input;                  // weights: the activation point that feeds the weight (-1: none)
+    int shares;                 // activations: the point whose parameters this one uses (-1: its own);
+                                // such a point observes nothing and stays calibrated = 0
+    int enabled;                // off: the tensor passes through unquantized
+    int calibrated;
+    size_t channels;            // (s, z) pairs of its parameters: O for a weight, 1 per tensor, C per channel
+    qtk_observer ob;
+    qtk_qparams qp;             // live parameters (a search perturbs qp.scale, then requantize)
+    // weights
+    const float *w;             // (O, K) float weights (the model's)
+    float *wq;                  // (O, K) fake-quantized (+ bias-corrected): what the forward reads
+    size_t O, K;
+    int wq_stale;               // wq is behind qp (re-quantized elsewhere, e.g. on a GPU): qtk_qreg_sync_weights
+    // report accumulators: sum (x - fq(x))^2 and element count
+    double err_sum, n_seen;
+} qtk_qpoint;
+
+// What a model declares per point.
+typedef struct {
+    const char *name;
+    qtk_qpoint_kind kind;
+    int block;
+    qtk_observer_kind observer;
+    int bits;
+    bool is_signed;
+    bool channel_wise;          // the observer keeps per-channel statistics (PTF: always)
+    int axis;                   // its channel axis
+    size_t channels;            // activations: (s, z) pairs an export holds (1 per tensor)
+    const float *w;             // weights: (O, K), per output channel
+    size_t O, K;
+    int input;                  // as in qtk_qpoint (-1: none)
+    int shares;                 // as in qtk_qpoint (-1: none)
+} qtk_qpoint_desc;
+
+typedef struct {
+    int n;                      // ids 0..n-1
+    qtk_qpoint *p;              // indexed by id
+    qtk_qreg_mode mode;
+    int last_batch;             // calibration: this batch derives the activation parameters
+    int report;                 // quantized forward: accumulate each point's squared error
+    int bias_corr;              // weights: bias correction after fake quantization
+} qtk_qreg;
+
+// n empty ids.
+qtk_status qtk_qreg_init(qtk_qreg *r, int n, int bias_corr);
+void qtk_qreg_free(qtk_qreg *r);
+qtk_status qtk_qreg_add(qtk_qreg *r, int id, const qtk_qpoint_desc *d);
+
+// Id of the point with this name, or -1.
+int qtk_qreg_find(const qtk_qreg *r, const char *name);
+// Switches every point whose name matches the glob (fnmatch); returns how many matched.
+int qtk_qreg_set_enabled(qtk_qreg *r, const char *glob, int on);
+// The calibrated points of `block` that match any of the globs, in glob order, each glob's matches in
+// id order, no point twice. Writes up to max ids; returns how many there are.
+int qtk_qreg_select(const qtk_qreg *r, int block, const char *const *globs, int n_globs, int *ids, int max);
+
+// The activation hook: in CALIB mode the point's observer sees x (the last batch derives its
+// parameters); in QUANT mode an enabled, calibrated point fake-quantizes x in place.
+qtk_status qtk_qreg_act(qtk_qreg *r, int id, float *x, int ndim, const int64_t *shape);
+// The weight hook: the fake-quantized weights of an enabled, calibrated point in QUANT mode, else NULL.
+const float *qtk_qreg_weight(const qtk_qreg *r, int id);
+
+// Weights: min-max (the point's observer) over the weight, then requantize; every weight point.
+qtk_status qtk_qreg_calibrate_weights(qtk_qreg *r);
+// Re-derives a weight point's wq from its parameters (fake quantization, then bias correction).
+qtk_status qtk_qreg_requantize(qtk_qreg *r, int id);
+// Re-quantizes the weights whose wq fell behind (wq_stale).
+qtk_status qtk_qreg_sync_weights(qtk_qreg *r);
+
+// "tensor", "channel", "channel-ptf" or "group": how a point's parameters map onto its tensor.
+const char *qtk_qpoint_granularity(const qtk_qpoint *p);
+
+// Report: qtk_qreg_report_begin, the quantized forwards over some inputs, then qtk_qreg_report_print:
+// one line per point: name, bits, granularity, scale range, zero point range, MSE (weights: the
+// fake-quantization error before bias correction; activations: over the tensors they saw).
+void qtk_qreg_report_begin(qtk_qreg *r);
+void qtk_qreg_report_end(qtk_qreg *r);
+void qtk_qreg_report_print(const qtk_qreg *r, FILE *out);
+
+// Writes every calibrated point as "<name>.scale" and "<name>.zero_point" (F32, (channels)) with
+// __metadata__: qtk_version, config (the model's JSON, as given), quantizers (JSON list of
+// {name, bits, granularity, enabled}) and the caller's extra (key, value) pairs.
+qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *config_json, const char *const (*extra)[2],
+                           size_t n_extra);
+// Reads every point's parameters from an export (qtk_qreg_export) already open as st, checks them
+// (count, finite positive scales, integral zero points in the code range) and re-quantizes the
+// weights; on success the registry is in QUANT mode. model: named in the error of a missing tensor.
+qtk_status qtk_qreg_import(qtk_qreg *r, const qtk_safetensors *st, const char *path, const char *model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
