@@ -60,7 +60,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist kjv fuzz fuzz-smoke
 all: lib cli
-lib: $(BUILD)/libqtk.a
+lib: $(BUILD)/libqtk.a $(BUILD)/libqtk.so
 cli: $(BUILD)/qtk
 
 deps:
@@ -78,6 +78,11 @@ $(BUILD)/libqtk.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
+
+# the shared library: every object is -fPIC; CUDA's runtime is linked in statically, cuBLAS dynamically
+SONAME := libqtk.so.0
+$(BUILD)/libqtk.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/qtk: $(CLI_OBJ) $(BUILD)/libqtk.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqtk.a $(LDLIBS)
@@ -158,17 +163,26 @@ fuzz:
 fuzz-smoke: fuzz
 	@bash fuzz/run.sh smoke $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+# Public headers keep their folders under include/qtk/ (#include <qtk/core/qtk.h>, <qtk/vision/vit.h>),
+# so none of them shadows a system header; the pkg-config file names no path of this machine.
+HDR_DIRS := core core/cuda vision ssm datasets search
+PUBLIC_HDR := $(filter-out %_internal.h core/cuda/cuda_check.h,$(foreach d,$(HDR_DIRS),$(wildcard $(d)/*.h)))
+QTK_VER = $(shell sed -n 's/.*QTK_VERSION "\(.*\)"/\1/p' core/qtk.h)
+PC_PRIVATE := -lm -fopenmp -pthread $(if $(filter 1,$(CUDA)),-lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++)
+
 install: lib cli
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/qtk/cuda $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(addprefix $(DESTDIR)$(PREFIX)/include/qtk/,$(HDR_DIRS))
 	install -m 644 $(BUILD)/libqtk.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 core/*.h $(DESTDIR)$(PREFIX)/include/qtk/
-	install -m 644 core/cuda/qtk_cuda.h $(DESTDIR)$(PREFIX)/include/qtk/cuda/
+	install -m 755 $(BUILD)/libqtk.so $(DESTDIR)$(PREFIX)/lib/libqtk.so.$(QTK_VER)
+	ln -sf libqtk.so.$(QTK_VER) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libqtk.so
+	for h in $(PUBLIC_HDR); do install -m 644 $$h $(DESTDIR)$(PREFIX)/include/qtk/$$h; done
 	install -m 755 $(BUILD)/qtk $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/.*QTK_VERSION "\(.*\)"/\1/p' core/qtk.h)|' \
-	    -e 's|@LIBS@|$(LDLIBS) -fopenmp|' libqtk.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libqtk.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(QTK_VER)|' -e 's|@PRIVATE@|$(PC_PRIVATE)|' \
+	    libqtk.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libqtk.pc
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/include/qtk $(DESTDIR)$(PREFIX)/lib/libqtk.a \
+	rm -rf $(DESTDIR)$(PREFIX)/include/qtk $(DESTDIR)$(PREFIX)/lib/libqtk.a $(DESTDIR)$(PREFIX)/lib/libqtk.so* \
 	       $(DESTDIR)$(PREFIX)/lib/pkgconfig/libqtk.pc $(DESTDIR)$(PREFIX)/bin/qtk
 
 clean:

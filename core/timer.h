@@ -2,12 +2,14 @@
 #ifndef QTK_TIMER_H
 #define QTK_TIMER_H
 
-#include <time.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-static inline double qtk_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+double qtk_now(void);
+
+#ifdef __cplusplus
 }
+#endif
 
 #endif
