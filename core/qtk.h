@@ -13,6 +13,7 @@
 #include "model.h"
 #include "observer.h"
 #include "pack.h"
+#include "params.h"
 #include "qparams.h"
 #include "qpoint.h"
 #include "rng.h"

@@ -413,3 +413,114 @@ qtk_status qtk_st_write(const char *path, const qtk_st_entry *entries, size_t n,
     free(json);
     return r;
 }
+
+// --- sharded checkpoints ------------------------------------------------------------------
+
+void qtk_st_shards_close(qtk_st_shards *s) {
+    for (int i = 0; i < s->n; i++) qtk_st_close(&s->st[i]);
+    free(s->st);
+    s->st = NULL;
+    s->n = 0;
+}
+
+static int shard_base_is(const qtk_safetensors *st, const char *name) {
+    const char *b = strrchr(st->path, '/');
+    return !strcmp(b ? b + 1 : st->path, name);
+}
+
+// every tensor of every shard is where the map puts it, and every mapped tensor is in its shard
+static qtk_status shards_check_map(const qtk_st_shards *s, const cJSON *map, const char *index) {
+    for (int i = 0; i < s->n; i++)
+        for (size_t k = 0; k < s->st[i].n_tensors; k++) {
+            const char *name = s->st[i].tensors[k].name;
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(map, name);
+            if (!e) return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" is not in the weight_map of %s", s->st[i].path, name, index);
+            if (!shard_base_is(&s->st[i], e->valuestring))
+                return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" is also in %s, but the weight_map of %s puts it in %s "
+                                "(duplicate or overlapping shards)", s->st[i].path, name, s->st[i].path, index, e->valuestring);
+        }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, map) {
+        int found = 0;
+        for (int i = 0; i < s->n && !found; i++)
+            if (shard_base_is(&s->st[i], e->valuestring)) {
+                if (!qtk_st_find(&s->st[i], e->string))
+                    return qtk_fail(QTK_ERR_FORMAT, "%s: the weight_map of %s puts tensor \"%s\" here, but it is not in it",
+                                    s->st[i].path, index, e->string);
+                found = 1;
+            }
+    }
+    return QTK_OK;
+}
+
+qtk_status qtk_st_shards_open(qtk_st_shards *s, const char *dir, const char *file) {
+    s->n = 0;
+    s->st = NULL;
+    char p[4096];
+    if (file) {
+        if (!(s->st = calloc(1, sizeof *s->st))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        qtk_status r = qtk_st_open(&s->st[0], file);
+        if (r != QTK_OK) {
+            qtk_st_shards_close(s);
+            return r;
+        }
+        s->n = 1;
+        return QTK_OK;
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    struct stat sb;
+    if (stat(p, &sb) == 0) return qtk_st_shards_open(s, NULL, p);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    if (stat(p, &sb) != 0) return qtk_fail(QTK_ERR_IO, "%s: neither model.safetensors nor model.safetensors.index.json", dir);
+    char *text;
+    QTK_TRY(qtk_file_read(p, "shard index", 64 << 20, &text, NULL));
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(root);
+        return qtk_fail(QTK_ERR_FORMAT, "%s: no \"weight_map\" object", p);
+    }
+    // the distinct shard files, in first-mention order
+    int cap = cJSON_GetArraySize(map);
+    const char **names = calloc((size_t)cap + 1, sizeof *names);
+    s->st = calloc((size_t)cap + 1, sizeof *s->st);
+    qtk_status st = names && s->st ? QTK_OK : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    const cJSON *e;
+    int nn = 0;
+    cJSON_ArrayForEach(e, map) {
+        if (st != QTK_OK) break;
+        if (!cJSON_IsString(e)) {
+            st = qtk_fail(QTK_ERR_FORMAT, "%s: weight_map[\"%s\"] is not a file name", p, e->string);
+            break;
+        }
+        int k = 0;
+        while (k < nn && strcmp(names[k], e->valuestring)) k++;
+        if (k < nn) continue;
+        if (strchr(e->valuestring, '/') || !e->valuestring[0] || !strcmp(e->valuestring, ".") || !strcmp(e->valuestring, "..")) {
+            st = qtk_fail(QTK_ERR_FORMAT, "%s: shard \"%s\" is not a file in the folder", p, e->valuestring);
+            break;
+        }
+        names[nn++] = e->valuestring;
+        char sp[4096];
+        snprintf(sp, sizeof sp, "%.3800s/%.200s", dir, e->valuestring);
+        st = qtk_st_open(&s->st[s->n], sp);
+        if (st == QTK_OK) s->n++;
+    }
+    if (st == QTK_OK) st = shards_check_map(s, map, p);
+    free(names);
+    cJSON_Delete(root);
+    if (st != QTK_OK) qtk_st_shards_close(s);
+    return st;
+}
+
+const qtk_st_tensor *qtk_st_shards_find(const qtk_st_shards *s, const char *name, const qtk_safetensors **in) {
+    for (int i = 0; i < s->n; i++) {
+        const qtk_st_tensor *t = qtk_st_find(&s->st[i], name);
+        if (t) {
+            *in = &s->st[i];
+            return t;
+        }
+    }
+    return NULL;
+}

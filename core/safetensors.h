@@ -59,6 +59,20 @@ qtk_status qtk_st_read_f32(const qtk_safetensors *st, const char *name, int ndim
 // Allocates (qtk_aligned_alloc) and reads a float32 copy of any float/int tensor.
 qtk_status qtk_st_load_f32(const qtk_safetensors *st, const char *name, float **dst, size_t *numel);
 
+// A checkpoint's files: one, or the shards of a model.safetensors.index.json (HuggingFace). With an
+// index, every tensor lives in exactly the shard its weight_map names (checked at open): a tensor in
+// two shards, or in a shard the map does not name for it, is an error, never a silent first-found choice.
+typedef struct {
+    qtk_safetensors *st;
+    int n;
+} qtk_st_shards;
+
+// file: that one file; else dir/model.safetensors, else the shards of dir/model.safetensors.index.json.
+qtk_status qtk_st_shards_open(qtk_st_shards *s, const char *dir, const char *file);
+void qtk_st_shards_close(qtk_st_shards *s);
+// The tensor and the file it is in (*in), or NULL.
+const qtk_st_tensor *qtk_st_shards_find(const qtk_st_shards *s, const char *name, const qtk_safetensors **in);
+
 typedef struct {
     const char *name;
     qtk_dtype dtype; // F32, F16, BF16, F64, I8, U8, I32, I64

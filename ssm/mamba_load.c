@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "../core/file.h"
+#include "../core/params.h"
 #include "../core/rng.h"
 #include "../core/safetensors.h"
 #include "../core/tensor.h"
@@ -263,159 +264,14 @@ qtk_status qtk_mamba_config_parse(const char *json, const char *file, qtk_mamba_
 
 // --- weights ---------------------------------------------------------------------------------
 
-// The checkpoint's files: one, or the shards of model.safetensors.index.json. With an index, every tensor
-// lives in exactly the shard its weight_map names (checked at open): a tensor in two shards, or in a shard
-// the map does not name for it, is an error, never a silent first-found choice.
-typedef struct {
-    qtk_safetensors *st;
-    int n;
-} shards;
-
-static void shards_close(shards *s) {
-    for (int i = 0; i < s->n; i++) qtk_st_close(&s->st[i]);
-    free(s->st);
-    s->st = NULL;
-    s->n = 0;
-}
-
-static int shard_base_is(const qtk_safetensors *st, const char *name) {
-    const char *b = strrchr(st->path, '/');
-    return !strcmp(b ? b + 1 : st->path, name);
-}
-
-// every tensor of every shard is where the map puts it, and every mapped tensor is in its shard
-static qtk_status shards_check_map(const shards *s, const cJSON *map, const char *index) {
-    for (int i = 0; i < s->n; i++)
-        for (size_t k = 0; k < s->st[i].n_tensors; k++) {
-            const char *name = s->st[i].tensors[k].name;
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(map, name);
-            if (!e) return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" is not in the weight_map of %s", s->st[i].path, name, index);
-            if (!shard_base_is(&s->st[i], e->valuestring))
-                return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" is also in %s, but the weight_map of %s puts it in %s "
-                                "(duplicate or overlapping shards)", s->st[i].path, name, s->st[i].path, index, e->valuestring);
-        }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, map) {
-        int found = 0;
-        for (int i = 0; i < s->n && !found; i++)
-            if (shard_base_is(&s->st[i], e->valuestring)) {
-                if (!qtk_st_find(&s->st[i], e->string))
-                    return qtk_fail(QTK_ERR_FORMAT, "%s: the weight_map of %s puts tensor \"%s\" here, but it is not in it",
-                                    s->st[i].path, index, e->string);
-                found = 1;
-            }
-    }
-    return QTK_OK;
-}
-
-static qtk_status shards_open(shards *s, const char *dir, const char *file) {
-    s->n = 0;
-    s->st = NULL;
-    char p[4096];
-    if (file) {
-        if (!(s->st = calloc(1, sizeof *s->st))) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
-        qtk_status r = qtk_st_open(&s->st[0], file);
-        if (r != QTK_OK) {
-            shards_close(s);
-            return r;
-        }
-        s->n = 1;
-        return QTK_OK;
-    }
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    struct stat sb;
-    if (stat(p, &sb) == 0) return shards_open(s, NULL, p);
-    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
-    if (stat(p, &sb) != 0) return qtk_fail(QTK_ERR_IO, "%s: neither model.safetensors nor model.safetensors.index.json", dir);
-    char *text;
-    QTK_TRY(qtk_file_read(p, "shard index", 64 << 20, &text, NULL));
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-    if (!cJSON_IsObject(map)) {
-        cJSON_Delete(root);
-        return qtk_fail(QTK_ERR_FORMAT, "%s: no \"weight_map\" object", p);
-    }
-    // the distinct shard files, in first-mention order
-    int cap = cJSON_GetArraySize(map);
-    const char **names = calloc((size_t)cap + 1, sizeof *names);
-    s->st = calloc((size_t)cap + 1, sizeof *s->st);
-    qtk_status st = names && s->st ? QTK_OK : qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    const cJSON *e;
-    int nn = 0;
-    cJSON_ArrayForEach(e, map) {
-        if (st != QTK_OK) break;
-        if (!cJSON_IsString(e)) {
-            st = qtk_fail(QTK_ERR_FORMAT, "%s: weight_map[\"%s\"] is not a file name", p, e->string);
-            break;
-        }
-        int k = 0;
-        while (k < nn && strcmp(names[k], e->valuestring)) k++;
-        if (k < nn) continue;
-        if (strchr(e->valuestring, '/') || !e->valuestring[0] || !strcmp(e->valuestring, ".") || !strcmp(e->valuestring, "..")) {
-            st = qtk_fail(QTK_ERR_FORMAT, "%s: shard \"%s\" is not a file in the folder", p, e->valuestring);
-            break;
-        }
-        names[nn++] = e->valuestring;
-        char sp[4096];
-        snprintf(sp, sizeof sp, "%.3800s/%.200s", dir, e->valuestring);
-        st = qtk_st_open(&s->st[s->n], sp);
-        if (st == QTK_OK) s->n++;
-    }
-    if (st == QTK_OK) st = shards_check_map(s, map, p);
-    free(names);
-    cJSON_Delete(root);
-    if (st != QTK_OK) shards_close(s);
-    return st;
-}
-
-static const qtk_st_tensor *shards_find(const shards *s, const char *name, const qtk_safetensors **in) {
-    for (int i = 0; i < s->n; i++) {
-        const qtk_st_tensor *t = qtk_st_find(&s->st[i], name);
-        if (t) {
-            *in = &s->st[i];
-            return t;
-        }
-    }
-    return NULL;
-}
-
-// reads `name` (one of the alternatives separated by '|') with the given shape into dst
-static qtk_status read_param(const shards *s, const char *names, int ndim, const int64_t *shape, float *dst,
-                             const char *what) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", names);
-    for (char *tok = strtok(buf, "|"); tok; tok = strtok(NULL, "|")) {
-        const qtk_safetensors *in;
-        if (shards_find(s, tok, &in))
-            return dst ? qtk_st_read_f32(in, tok, ndim, shape, dst) : qtk_st_expect(in, tok, ndim, shape, NULL);
-    }
-    return qtk_fail(QTK_ERR_FORMAT, "%s: tensor %s is missing (%s)", s->n ? s->st[0].path : "checkpoint", names, what);
-}
-
-// the parameter list: the same walk sizes the allocation and reads the tensors
-typedef struct {
-    const qtk_mamba_config *c;
-    const shards *s;
-    float *base; // NULL: count only
-    size_t used;
-    qtk_status st;
-} walker;
-
-static const float *take(walker *w, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int present) {
-    if (!present || w->st != QTK_OK) return NULL;
+// the parameter list (core/params.h): the same walk sizes the allocation and reads the tensors
+static float *take(qtk_param_walker *w, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int present) {
     int64_t shape[3] = {d0, d1, d2};
-    size_t n = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
-    float *p = w->base ? w->base + w->used : NULL;
-    w->used += (n + 15) / 16 * 16;
-    // the counting pass checks every tensor's presence and shape, so nothing is allocated for a config
-    // the files do not back
-    w->st = read_param(w->s, name, ndim, shape, p, "");
-    return p;
+    return qtk_param_take(w, name, ndim, shape, present);
 }
 
-static qtk_status walk(walker *w, qtk_mamba *m, int has_head) {
-    const qtk_mamba_config *c = w->c;
+static qtk_status walk(qtk_param_walker *w, qtk_mamba *m, int has_head) {
+    const qtk_mamba_config *c = &m->cfg;
     const int64_t D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, V = c->vocab;
     const int64_t IN = qtk_mamba_in_proj_out(c), CD = qtk_mamba_conv_dim(c), H = c->n_heads, R = c->dt_rank;
     m->emb = take(w, "backbone.embeddings.weight|backbone.embedding.weight", 2, V, D, 0, 1);
@@ -480,33 +336,24 @@ qtk_status qtk_mamba_load(qtk_mamba *m, const char *path) {
     qtk_status st = qtk_mamba_config_parse(text, cfg_path, &m->cfg);
     free(text);
     QTK_TRY(st);
-    shards s;
-    QTK_TRY(shards_open(&s, dir, file));
+    qtk_st_shards s;
+    QTK_TRY(qtk_st_shards_open(&s, dir, file));
     const qtk_safetensors *in;
-    int has_head = shards_find(&s, "lm_head.weight", &in) != NULL;
+    int has_head = qtk_st_shards_find(&s, "lm_head.weight", &in) != NULL;
     m->cfg.tied = !has_head;
-    const qtk_st_tensor *et = shards_find(&s, "backbone.embeddings.weight", &in);
-    if (!et) et = shards_find(&s, "backbone.embedding.weight", &in);
+    const qtk_st_tensor *et = qtk_st_shards_find(&s, "backbone.embeddings.weight", &in);
+    if (!et) et = qtk_st_shards_find(&s, "backbone.embedding.weight", &in);
     if (et) snprintf(m->source_dtype, sizeof m->source_dtype, "%s", qtk_dtype_name(et->dtype));
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     if (!m->layers) {
-        shards_close(&s);
+        qtk_st_shards_close(&s);
         return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     }
-    walker w = {&m->cfg, &s, NULL, 0, QTK_OK};
-    st = walk(&w, m, has_head); // sizes, and every tensor's presence and shape
+    qtk_param_walker w = {.src = &s, .align = 16};
+    walk(&w, m, has_head); // sizes, and every tensor's presence and shape
     m->n_params = w.used;
-    if (st != QTK_OK) {
-        shards_close(&s);
-        qtk_mamba_free(m);
-        return st;
-    }
-    m->mem = qtk_aligned_alloc(w.used * sizeof(float));
-    if (!m->mem) st = qtk_fail(QTK_ERR_NOMEM, "%s: %zu parameters do not fit in memory", path, w.used);
-    else {
-        walker r = {&m->cfg, &s, m->mem, 0, QTK_OK};
-        st = walk(&r, m, has_head);
-    }
+    st = qtk_param_alloc(&w, &m->mem);
+    if (st == QTK_OK) st = walk(&w, m, has_head);
     // A = -torch.exp(self.A_log.float()), once
     const size_t na = m->cfg.arch == QTK_MAMBA1 ? (size_t)m->cfg.d_inner * m->cfg.d_state : (size_t)m->cfg.n_heads;
     if (st == QTK_OK && !(m->derived = malloc((size_t)m->cfg.n_layers * na * sizeof(float))))
@@ -516,7 +363,7 @@ qtk_status qtk_mamba_load(qtk_mamba *m, const char *path) {
         for (size_t i = 0; i < na; i++) A[i] = -expf(m->layers[l].A_log[i]);
         m->layers[l].A = A;
     }
-    shards_close(&s);
+    qtk_st_shards_close(&s);
     if (st != QTK_OK) qtk_mamba_free(m);
     return st;
 }

@@ -246,6 +246,61 @@ START_TEST(test_unaligned_span) {
 }
 END_TEST
 
+// The two-pass parameter walker (core/params.h): alternatives, optional tensors, alignment,
+// and errors found in the counting pass, before anything is allocated.
+typedef struct {
+    float *a, *b, *opt, *c;
+} walked;
+
+static qtk_status walk_toy(qtk_param_walker *w, walked *m, int with_opt) {
+    m->a = qtk_param_take(w, "a", 1, (int64_t[]){3}, 1);
+    m->b = qtk_param_take(w, "b_new|b_old", 2, (int64_t[]){2, 2}, 1);
+    m->opt = qtk_param_take(w, "opt", 1, (int64_t[]){5}, with_opt);
+    m->c = qtk_param_take(w, "c", 1, (int64_t[]){1}, 1);
+    return w->st;
+}
+
+START_TEST(test_params_walker) {
+    float a[3] = {1, 2, 3}, b[4] = {4, 5, 6, 7}, c[1] = {8};
+    int32_t bad[1] = {9};
+    char path[128];
+    snprintf(path, sizeof path, "%s/p.safetensors", tu_tmp);
+    qtk_st_entry e[3] = {{"a", QTK_F32, 1, (int64_t[]){3}, a}, {"b_old", QTK_F32, 2, (int64_t[]){2, 2}, b},
+                         {"c", QTK_F32, 1, (int64_t[]){1}, c}};
+    ck_qtk(qtk_st_write(path, e, 3, NULL, 0));
+    qtk_st_shards s;
+    ck_qtk(qtk_st_shards_open(&s, NULL, path));
+    qtk_param_walker w = {.src = &s, .align = 4};
+    walked m;
+    ck_qtk(walk_toy(&w, &m, 0));
+    ck_assert_ptr_null(m.a); // counting: nothing carved
+    ck_assert_uint_eq(w.used, 4 + 4 + 4);
+    float *mem;
+    ck_qtk(qtk_param_alloc(&w, &mem));
+    ck_qtk(walk_toy(&w, &m, 0));
+    ck_assert(m.a == mem && m.b == mem + 4 && m.opt == NULL && m.c == mem + 8);
+    ck_assert_mem_eq(m.b, b, sizeof b); // the second alternative
+    ck_assert_float_eq(m.c[0], 8);
+    qtk_aligned_free(mem);
+    // an optional tensor asked for but absent: named with its expected shape
+    qtk_param_walker w2 = {.src = &s};
+    ck_assert_int_eq(walk_toy(&w2, &m, 1), QTK_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "missing tensor \"opt\" (expected shape [5])"));
+    ck_assert_uint_eq(w2.used, 3 + 4); // packed, and stopped there
+    qtk_st_shards_close(&s);
+    // a wrong shape, a non-float dtype
+    e[2] = (qtk_st_entry){"c", QTK_I32, 1, (int64_t[]){1}, bad};
+    ck_qtk(qtk_st_write(path, e, 3, NULL, 0));
+    ck_qtk(qtk_st_shards_open(&s, NULL, path));
+    qtk_param_walker w3 = {.src = &s};
+    ck_assert_int_eq(walk_toy(&w3, &m, 0), QTK_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "tensor \"c\" has dtype I32, expected F32, F16 or BF16"));
+    ck_assert_int_eq(qtk_param_alloc(&w3, &mem), QTK_ERR_FORMAT);
+    ck_assert_ptr_null(mem);
+    qtk_st_shards_close(&s);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("core");
@@ -254,6 +309,7 @@ int main(void) {
     tcase_add_test(tc, test_write_round_trip);
     tcase_add_test(tc, test_malformed);
     tcase_add_test(tc, test_unaligned_span);
+    tcase_add_test(tc, test_params_walker);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -10,6 +10,7 @@
 
 #include "../core/blas.h"
 #include "../core/rng.h"
+#include "../core/params.h"
 #include "../core/safetensors.h"
 #include "../core/tensor.h"
 
@@ -175,23 +176,51 @@ static qtk_status check_known_keys(const qtk_safetensors *st, const qtk_vit_conf
     return QTK_OK;
 }
 
-// Reads `key` with exactly this shape into dst (converted to F32).
-static qtk_status read_param(const qtk_safetensors *st, const char *key, int ndim, const int64_t *shape, float *dst) {
-    const qtk_st_tensor *t = qtk_st_find(st, key);
-    char sh[128];
-    if (!t)
-        return qtk_fail(QTK_ERR_NOT_FOUND, "%s: missing tensor \"%s\" (expected shape %s)", st->path, key,
-                        qtk_shape_str(ndim, shape, sh, sizeof sh));
-    if (!qtk_dtype_is_float(t->dtype))
-        return qtk_fail(QTK_ERR_FORMAT, "%s: tensor \"%s\" has dtype %s, expected F32, F16 or BF16", st->path, key,
-                        qtk_dtype_name(t->dtype));
-    return qtk_st_read_f32(st, key, ndim, shape, dst);
+// The parameter list (core/params.h): the counting pass checks every tensor, the second carves and reads.
+static qtk_status walk(qtk_param_walker *w, qtk_vit *m) {
+    const qtk_vit_config *c = &m->cfg;
+    const int64_t C = c->dim, M = c->mlp_hidden, T = m->n_tokens, NC = c->n_classes;
+#define TAKE(key, ...) qtk_param_take(w, key, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}, 1)
+    m->patch_w = TAKE("patch_embed.proj.weight", C, c->in_chans, c->patch, c->patch);
+    m->patch_b = TAKE("patch_embed.proj.bias", C);
+    m->cls_token = TAKE("cls_token", 1, 1, C);
+    if (c->n_prefix == 2) m->dist_token = TAKE("dist_token", 1, 1, C);
+    m->pos_embed = TAKE("pos_embed", 1, T, C);
+    for (int i = 0; i < c->depth; i++) {
+        qtk_vit_block *b = &m->blocks[i];
+        char k[96];
+#define BTAKE(name, ...) (snprintf(k, sizeof k, "blocks.%d." name, i), TAKE(k, __VA_ARGS__))
+        b->ln1_w = BTAKE("norm1.weight", C);
+        b->ln1_b = BTAKE("norm1.bias", C);
+        b->qkv_w = BTAKE("attn.qkv.weight", 3 * C, C);
+        b->qkv_b = BTAKE("attn.qkv.bias", 3 * C);
+        b->proj_w = BTAKE("attn.proj.weight", C, C);
+        b->proj_b = BTAKE("attn.proj.bias", C);
+        b->ln2_w = BTAKE("norm2.weight", C);
+        b->ln2_b = BTAKE("norm2.bias", C);
+        b->fc1_w = BTAKE("mlp.fc1.weight", M, C);
+        b->fc1_b = BTAKE("mlp.fc1.bias", M);
+        b->fc2_w = BTAKE("mlp.fc2.weight", C, M);
+        b->fc2_b = BTAKE("mlp.fc2.bias", C);
+#undef BTAKE
+    }
+    m->norm_w = TAKE("norm.weight", C);
+    m->norm_b = TAKE("norm.bias", C);
+    m->head_w = TAKE("head.weight", NC, C);
+    m->head_b = TAKE("head.bias", NC);
+    if (c->n_prefix == 2) {
+        m->head_dist_w = TAKE("head_dist.weight", NC, C);
+        m->head_dist_b = TAKE("head_dist.bias", NC);
+    }
+#undef TAKE
+    return w->st;
 }
 
 qtk_status qtk_vit_load(qtk_vit *m, const char *path, const char *desc) {
     memset(m, 0, sizeof *m);
-    qtk_safetensors st;
-    QTK_TRY(qtk_st_open(&st, path));
+    qtk_st_shards s;
+    QTK_TRY(qtk_st_shards_open(&s, NULL, path));
+    const qtk_safetensors *st = &s.st[0];
     qtk_vit_config c;
     memset(&c, 0, sizeof c);
     snprintf(c.name, sizeof c.name, "custom");
@@ -200,11 +229,11 @@ qtk_status qtk_vit_load(qtk_vit *m, const char *path, const char *desc) {
     snprintf(c.interpolation, sizeof c.interpolation, "bicubic");
     set_norm(&c, 0);
     qtk_status r = QTK_OK;
-    const char *meta = qtk_st_meta(&st, "qtk.vit");
+    const char *meta = qtk_st_meta(st, "qtk.vit");
     if (meta) r = apply_json(&c, meta, path);
     if (r == QTK_OK && desc && *desc) r = desc[0] == '{' ? apply_json(&c, desc, "model description") : qtk_vit_preset(desc, &c);
     qtk_vit_config want = c; // what the description claims
-    if (r == QTK_OK) r = infer_shapes(&st, &c);
+    if (r == QTK_OK) r = infer_shapes(st, &c);
     if (r == QTK_OK && want.dim && (want.dim != c.dim || want.depth != c.depth || want.img_size != c.img_size ||
                                     want.patch != c.patch || want.n_classes != c.n_classes ||
                                     want.mlp_hidden != c.mlp_hidden || want.in_chans != c.in_chans))
@@ -215,74 +244,25 @@ qtk_status qtk_vit_load(qtk_vit *m, const char *path, const char *desc) {
     if (r == QTK_OK && c.heads == 0) c.heads = c.dim % 64 == 0 ? c.dim / 64 : 1;
     if (r == QTK_OK && (c.heads <= 0 || c.dim % c.heads != 0))
         r = qtk_fail(QTK_ERR_ARG, "%s: %d heads do not divide dim %d", path, c.heads, c.dim);
-    if (r == QTK_OK) r = check_known_keys(&st, &c);
+    if (r == QTK_OK) r = check_known_keys(st, &c);
     if (r != QTK_OK) {
-        qtk_st_close(&st);
+        qtk_st_shards_close(&s);
         return r;
     }
     m->cfg = c;
     m->grid = c.img_size / c.patch;
     m->n_tokens = c.n_prefix + m->grid * m->grid;
-    size_t C = (size_t)c.dim, M = (size_t)c.mlp_hidden, K = (size_t)(c.in_chans * c.patch * c.patch);
-    size_t T = (size_t)m->n_tokens, NC = (size_t)c.n_classes;
-    size_t per_block = 4 * C + 3 * C * C + 3 * C + C * C + C + M * C + M + C * M + C;
-    size_t total = C * K + C + C + (c.n_prefix == 2 ? C : 0) + T * C + (size_t)c.depth * per_block + 2 * C + NC * C + NC +
-                   (c.n_prefix == 2 ? NC * C + NC : 0);
-    m->mem = qtk_aligned_alloc(total * sizeof(float));
     m->blocks = calloc((size_t)c.depth, sizeof *m->blocks);
-    if (!m->mem || !m->blocks) {
-        qtk_st_close(&st);
-        qtk_vit_free(m);
-        return qtk_fail(QTK_ERR_NOMEM, "cannot allocate %zu parameters for %s", total, path);
+    if (!m->blocks) {
+        qtk_st_shards_close(&s);
+        return qtk_fail(QTK_ERR_NOMEM, "cannot allocate %d blocks for %s", c.depth, path);
     }
-    m->n_params = total;
-    float *p = m->mem;
-#define CARVE(ptr, n) ((ptr) = p, p += (n))
-#define READ(key, ptr, n, nd, ...)                                                                                     \
-    do {                                                                                                               \
-        CARVE(ptr, n);                                                                                                 \
-        int64_t shp_[] = {__VA_ARGS__};                                                                                \
-        if (r == QTK_OK) r = read_param(&st, key, nd, shp_, ptr);                                                      \
-    } while (0)
-    READ("patch_embed.proj.weight", m->patch_w, C * K, 4, (int64_t)C, c.in_chans, c.patch, c.patch);
-    READ("patch_embed.proj.bias", m->patch_b, C, 1, (int64_t)C);
-    READ("cls_token", m->cls_token, C, 3, 1, 1, (int64_t)C);
-    if (c.n_prefix == 2) READ("dist_token", m->dist_token, C, 3, 1, 1, (int64_t)C);
-    READ("pos_embed", m->pos_embed, T * C, 3, 1, (int64_t)T, (int64_t)C);
-    for (int i = 0; i < c.depth; i++) { // carve every block; reads stop at the first error
-        qtk_vit_block *b = &m->blocks[i];
-        char k[96];
-#define BREAD(name, ptr, n, nd, ...)                                                                                   \
-    do {                                                                                                               \
-        snprintf(k, sizeof k, "blocks.%d." name, i);                                                                   \
-        READ(k, ptr, n, nd, __VA_ARGS__);                                                                              \
-    } while (0)
-        BREAD("norm1.weight", b->ln1_w, C, 1, (int64_t)C);
-        BREAD("norm1.bias", b->ln1_b, C, 1, (int64_t)C);
-        BREAD("attn.qkv.weight", b->qkv_w, 3 * C * C, 2, (int64_t)(3 * C), (int64_t)C);
-        BREAD("attn.qkv.bias", b->qkv_b, 3 * C, 1, (int64_t)(3 * C));
-        BREAD("attn.proj.weight", b->proj_w, C * C, 2, (int64_t)C, (int64_t)C);
-        BREAD("attn.proj.bias", b->proj_b, C, 1, (int64_t)C);
-        BREAD("norm2.weight", b->ln2_w, C, 1, (int64_t)C);
-        BREAD("norm2.bias", b->ln2_b, C, 1, (int64_t)C);
-        BREAD("mlp.fc1.weight", b->fc1_w, M * C, 2, (int64_t)M, (int64_t)C);
-        BREAD("mlp.fc1.bias", b->fc1_b, M, 1, (int64_t)M);
-        BREAD("mlp.fc2.weight", b->fc2_w, C * M, 2, (int64_t)C, (int64_t)M);
-        BREAD("mlp.fc2.bias", b->fc2_b, C, 1, (int64_t)C);
-#undef BREAD
-    }
-    READ("norm.weight", m->norm_w, C, 1, (int64_t)C);
-    READ("norm.bias", m->norm_b, C, 1, (int64_t)C);
-    READ("head.weight", m->head_w, NC * C, 2, (int64_t)NC, (int64_t)C);
-    READ("head.bias", m->head_b, NC, 1, (int64_t)NC);
-    if (c.n_prefix == 2) {
-        READ("head_dist.weight", m->head_dist_w, NC * C, 2, (int64_t)NC, (int64_t)C);
-        READ("head_dist.bias", m->head_dist_b, NC, 1, (int64_t)NC);
-    }
-#undef READ
-#undef CARVE
-    QTK_CHECK((size_t)(p - m->mem) == total);
-    qtk_st_close(&st);
+    qtk_param_walker w = {.src = &s, .align = 1};
+    walk(&w, m); // every tensor's presence, shape and dtype, and the count
+    m->n_params = w.used;
+    r = qtk_param_alloc(&w, &m->mem);
+    if (r == QTK_OK) r = walk(&w, m);
+    qtk_st_shards_close(&s);
     if (r != QTK_OK) qtk_vit_free(m);
     return r;
 }
