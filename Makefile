@@ -87,9 +87,12 @@ $(BUILD)/libqtk.so: $(LIB_OBJ)
 $(BUILD)/qtk: $(CLI_OBJ) $(BUILD)/libqtk.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqtk.a $(LDLIBS)
 
+# test_mamba counts the library's allocations (a decode step makes none): qtk's calls to the
+# allocator go through the test's __wrap_ functions
+$(BUILD)/tests/test_mamba: TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
 $(BUILD)/tests/%: tests/%.c tests/testutil.h tests/vit_testutil.h $(BUILD)/libqtk.a $(BUILD)/qtk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -DQTK_CLI='"$(BUILD)/qtk"' -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -DQTK_CLI='"$(BUILD)/qtk"' -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(TEST_WRAP) $(CHECK_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libqtk.a
 	@mkdir -p $(dir $@)

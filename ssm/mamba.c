@@ -3,6 +3,7 @@
 // (transformers' modeling_mamba*.py, mamba_ssm's selective_scan_ref) sits above the C that implements it.
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,6 +188,26 @@ static void gated_rmsnorm(float *y, const float *z, int ldz, const float *w, siz
 
 // --- model --------------------------------------------------------------------------------
 
+// floats of the forward's workspace for `rows` tokens: the residual stream, the normed input, and the
+// mixer's buffers
+static size_t ws_floats(const qtk_mamba_config *c, size_t rows) {
+    size_t IN = (size_t)qtk_mamba_in_proj_out(c), CD = (size_t)qtk_mamba_conv_dim(c), E = (size_t)c->d_inner;
+    size_t extra = c->arch == QTK_MAMBA1 ? (size_t)(c->dt_rank + 2 * c->d_state) + E : (size_t)c->n_heads;
+    return rows * (2 * (size_t)c->d_model + IN + CD + E + extra);
+}
+
+// makes the workspace hold at least `need` floats (grows it; decoding at the size it was made for
+// allocates nothing)
+static qtk_status ensure(float **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return QTK_OK;
+    float *p = qtk_aligned_alloc(need * sizeof(float));
+    if (!p) return QTK_ERR_NOMEM;
+    qtk_aligned_free(*buf);
+    *buf = p;
+    *cap = need;
+    return QTK_OK;
+}
+
 qtk_status qtk_mamba_state_init(qtk_mamba_state *s, const qtk_mamba *m, int B) {
     memset(s, 0, sizeof *s);
     const qtk_mamba_config *c = &m->cfg;
@@ -197,7 +218,7 @@ qtk_status qtk_mamba_state_init(qtk_mamba_state *s, const qtk_mamba *m, int B) {
     s->ssm_per_layer = (size_t)B * c->d_inner * c->d_state; // E x N (Mamba1) = H x P x N (Mamba2)
     s->conv = qtk_aligned_alloc(s->conv_per_layer * c->n_layers * sizeof(float));
     s->ssm = qtk_aligned_alloc(s->ssm_per_layer * c->n_layers * sizeof(float));
-    if (!s->conv || !s->ssm) {
+    if (!s->conv || !s->ssm || ensure(&s->ws, &s->ws_cap, ws_floats(c, (size_t)B)) != QTK_OK) {
         qtk_mamba_state_free(s);
         return qtk_fail(QTK_ERR_NOMEM, "Mamba state for %d sequences: out of memory", B);
     }
@@ -213,6 +234,8 @@ void qtk_mamba_state_reset(qtk_mamba_state *s) {
 void qtk_mamba_state_free(qtk_mamba_state *s) {
     qtk_aligned_free(s->conv);
     qtk_aligned_free(s->ssm);
+    qtk_aligned_free(s->ws);
+    qtk_aligned_free(s->scr);
     memset(s, 0, sizeof *s);
 }
 
@@ -255,11 +278,15 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         ssd_io io = {xc, xc + E, xc + E + GN, CD, dt, y};
         const int chunked = mode != QTK_SCAN_RECURRENT && L > 1;
         const int Q = c->chunk_size;
+        // one scratch per thread, kept in the state (the chunked form falls back to the recurrence, the
+        // oracle, only where even that cannot be had)
+        const size_t per = (size_t)Q * (Q + c->head_dim + N + 2);
+        const int have_scr = chunked && ensure(&s->scr, &s->scr_cap, per * (size_t)omp_get_max_threads()) == QTK_OK;
         if (chunked) { // small GEMMs per sequence, head and chunk: single-threaded OpenBLAS, OpenMP across heads
             qtk_blas_single_thread();
 #pragma omp parallel
             {
-                float *scr = malloc((size_t)Q * (Q + c->head_dim + N + 2) * sizeof(float));
+                float *scr = have_scr ? s->scr + per * (size_t)omp_get_thread_num() : NULL;
 #pragma omp for collapse(2) schedule(dynamic, 1)
                 for (int b = 0; b < B; b++)
                     for (int h = 0; h < H; h++) {
@@ -267,7 +294,6 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
                         if (scr) ssd_chunked(c, ly, &io, b, L, h, st, scr);
                         else ssd_recurrent(c, ly, &io, b, L, h, st);
                     }
-                free(scr);
             }
         } else {
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * E * N >= 262144)
@@ -279,12 +305,6 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
     }
     // self.out_proj(y)
     linear(y, ly->out_proj_w, ly->out_proj_b, out, rows, D, E, E);
-}
-
-static size_t ws_floats(const qtk_mamba_config *c, size_t rows) {
-    size_t IN = (size_t)qtk_mamba_in_proj_out(c), CD = (size_t)qtk_mamba_conv_dim(c), E = (size_t)c->d_inner;
-    size_t extra = c->arch == QTK_MAMBA1 ? (size_t)(c->dt_rank + 2 * c->d_state) + E : (size_t)c->n_heads;
-    return rows * (IN + CD + E + extra);
 }
 
 qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
@@ -299,9 +319,9 @@ qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32
         if (tokens[i] < 0 || tokens[i] >= V)
             return qtk_fail(QTK_ERR_ARG, "token %d at sequence %zu, position %zu is outside the vocabulary (0..%d)",
                             tokens[i], i / L, i % L, V - 1);
-    float *h = qtk_aligned_alloc((2 * rows * D + ws_floats(c, rows)) * sizeof(float));
-    if (!h) return qtk_fail(QTK_ERR_NOMEM, "Mamba prefill of %d x %d tokens: out of memory", B, L);
-    float *u = h + rows * D, *ws = u + rows * D;
+    if (ensure(&s->ws, &s->ws_cap, ws_floats(c, rows)) != QTK_OK)
+        return qtk_fail(QTK_ERR_NOMEM, "Mamba prefill of %d x %d tokens: out of memory", B, L);
+    float *h = s->ws, *u = h + rows * D, *ws = u + rows * D;
     // hidden_states = self.embeddings(input_ids)
     for (size_t r = 0; r < rows; r++) memcpy(h + r * D, m->emb + (size_t)tokens[r] * D, D * sizeof(float));
     for (int l = 0; l < c->n_layers; l++) {
@@ -316,7 +336,6 @@ qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32
         rmsnorm(h, m->norm_f, u, rows, D, c->eps);
         linear(u, m->lm_head, NULL, logits, rows, V, D, D);
     }
-    qtk_aligned_free(h);
     s->pos += L;
     return QTK_OK;
 }

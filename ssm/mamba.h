@@ -97,6 +97,12 @@ typedef struct {
     float *conv;           // (layers, B, conv_dim, K): the last K conv inputs, oldest first
     float *ssm;            // (layers, B, E, N) or (layers, B, H, P, N)
     long pos;              // tokens consumed so far
+    // the forward's workspace, kept: sized for one decode step at init, grown (never shrunk) by a
+    // longer prefill, so decoding allocates nothing
+    float *ws;
+    size_t ws_cap;         // floats
+    float *scr;            // Mamba2 chunked SSD: one scratch per OpenMP thread
+    size_t scr_cap;        // floats
 } qtk_mamba_state;
 
 qtk_status qtk_mamba_state_init(qtk_mamba_state *s, const qtk_mamba *m, int B);

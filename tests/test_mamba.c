@@ -567,6 +567,66 @@ START_TEST(test_cli) {
 }
 END_TEST
 
+// The allocator, counted (the Makefile links this suite with --wrap for these four).
+static _Atomic long n_allocs;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t k);
+void *__real_realloc(void *p, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+void *__wrap_malloc(size_t n) {
+    n_allocs++;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t k) {
+    n_allocs++;
+    return __real_calloc(n, k);
+}
+void *__wrap_realloc(void *p, size_t n) {
+    n_allocs++;
+    return __real_realloc(p, n);
+}
+void *__wrap_aligned_alloc(size_t a, size_t n) {
+    n_allocs++;
+    return __real_aligned_alloc(a, n);
+}
+
+// Decoding allocates nothing, nor does a prefill no longer than one before it: the forward's
+// workspace lives in the state. And the results do not depend on what the workspace held.
+START_TEST(test_no_alloc_decode) {
+    static const char *const dirs[] = {"models/tiny_mamba1", "models/tiny_mamba2"};
+    for (int k = 0; k < 2; k++) {
+        qtk_mamba m;
+        ck_qtk(qtk_mamba_load(&m, dirs[k]));
+        const int B = 2, L = 40, V = m.cfg.vocab;
+        int32_t tok[2 * 40];
+        for (int i = 0; i < B * L; i++) tok[i] = (int32_t)("In the beginning God created the heaven and"[i % 40]);
+        float *lg = malloc((size_t)B * L * V * sizeof *lg), *ref = malloc((size_t)B * V * sizeof *ref);
+        qtk_mamba_state s, f;
+        ck_qtk(qtk_mamba_state_init(&s, &m, B));
+        ck_qtk(qtk_mamba_state_init(&f, &m, B));
+        ck_qtk(qtk_mamba_prefill(&m, &s, tok, L, lg, QTK_SCAN_AUTO)); // grows the workspace once
+        long before = n_allocs; // (no ck_ call in here: Check allocates for its own bookkeeping)
+        qtk_status st = QTK_OK;
+        for (int t = 0; t < 16 && st == QTK_OK; t++) st = qtk_mamba_decode(&m, &s, tok + t, lg);
+        qtk_mamba_state_reset(&s);
+        if (st == QTK_OK) st = qtk_mamba_prefill(&m, &s, tok, L, lg, QTK_SCAN_AUTO);
+        long during = n_allocs - before;
+        ck_qtk(st);
+        ck_assert_msg(during == 0, "%s: %ld allocations in 16 decode steps and a prefill", dirs[k], during);
+        // a fresh state (untouched workspace) decodes to the same logits as one that held a long prefill
+        ck_qtk(qtk_mamba_decode(&m, &s, tok, lg));
+        ck_qtk(qtk_mamba_prefill(&m, &f, tok, L, NULL, QTK_SCAN_AUTO));
+        ck_qtk(qtk_mamba_decode(&m, &f, tok, ref));
+        ck_assert_mem_eq(lg, ref, (size_t)B * V * sizeof *lg);
+        free(lg);
+        free(ref);
+        qtk_mamba_state_free(&s);
+        qtk_mamba_state_free(&f);
+        qtk_mamba_free(&m);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("mamba");
     TCase *tc = tcase_create("ssm");
@@ -579,6 +639,7 @@ int main(void) {
     tcase_add_test(tc, test_dtypes_and_names);
     tcase_add_test(tc, test_bad_checkpoints);
     tcase_add_test(tc, test_cli);
+    tcase_add_test(tc, test_no_alloc_decode);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
