@@ -32,6 +32,8 @@ int qtk_cmd_generate(int argc, char **argv);
 int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Prints "qtk: usage error: <msg>" and the hint to run --help; returns 2.
 int qtk_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// A --set value: key=value, else a usage error (returns 2, after the message).
+int qtk_cli_set_arg(const char *kv);
 // Reads a whole file as a NUL-terminated string (NULL if it cannot); len may be NULL.
 char *qtk_read_text(const char *path, size_t *len);
 // A whole number option value in [lo, hi] (no trailing text, no overflow); 0, or prints the usage error and

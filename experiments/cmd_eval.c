@@ -33,6 +33,7 @@ static int parse(int argc, char **argv, const char *file_opt, const char *help, 
             if (i + 1 >= argc) return qtk_cli_usage_error("%s needs a value", argv[i]);
             if (!strcmp(argv[i], "--set")) {
                 if (o->n_sets == 64) return qtk_cli_usage_error("at most 64 --set");
+                if (qtk_cli_set_arg(argv[i + 1])) return 2;
                 o->sets[o->n_sets++] = argv[++i];
             } else if (!strcmp(argv[i], "--json")) o->json = argv[++i];
             else o->file = argv[++i];

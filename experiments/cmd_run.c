@@ -235,6 +235,7 @@ int qtk_cmd_run(int argc, char **argv) {
         else if (!strcmp(argv[i], "--dry-run")) dry = 1;
         else if (!strcmp(argv[i], "--set")) {
             if (i + 1 >= argc || n_sets == 64) return qtk_cli_usage_error("--set needs key=value");
+            if (qtk_cli_set_arg(argv[i + 1])) return 2;
             sets[n_sets++] = argv[++i];
         } else if (argv[i][0] == '-') return qtk_cli_usage_error("run: unknown option \"%s\"", argv[i]);
         else if (cfg_path) return qtk_cli_usage_error("run takes one config file");

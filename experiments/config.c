@@ -238,12 +238,31 @@ static int present(const char *path) {
 
 static qtk_status fail_at(const char *file, int line, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+// the --set values of the config being loaded (qtk_config_load): an error about a key given there
+// names the --set, not the YAML line it replaced
+static char *const *cur_sets;
+static int cur_n_sets;
+
+static const char *set_for(const char *key) {
+    size_t kl = strlen(key);
+    for (int i = 0; i < cur_n_sets; i++) {
+        const char *kv = cur_sets[i], *eq = strchr(kv, '=');
+        size_t n = eq ? (size_t)(eq - kv) : strlen(kv);
+        // the full key, or its last part (the range checks name leaves: "w_bits")
+        if ((n == kl && !strncmp(kv, key, n)) || (n > kl && kv[n - kl - 1] == '.' && !strncmp(kv + n - kl, key, kl)))
+            return kv;
+    }
+    return NULL;
+}
+
 static qtk_status fail_at(const char *file, int line, const char *key, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    const char *set = set_for(key);
+    if (set) return qtk_fail(QTK_ERR_ARG, "--set %s: %s (in %s)", set, msg, file);
     if (line > 0) return qtk_fail(QTK_ERR_ARG, "%s:%d: %s: %s", file, line, key, msg);
     return qtk_fail(QTK_ERR_ARG, "%s: %s: %s", file, key, msg);
 }
@@ -533,9 +552,11 @@ qtk_status qtk_config_load(const char *path, char *const *sets, int n_sets, qtk_
     QTK_TRY(qtk_yaml_load(path, &top_schema, (void **)&c));
     qtk_status st = QTK_OK;
     for (int i = 0; i < n_sets && st == QTK_OK; i++) st = apply_set(c, sets[i]);
+    cur_sets = sets, cur_n_sets = n_sets;
     for (size_t i = 0; st == QTK_OK && i < sizeof keys / sizeof *keys; i++)
         if (keys[i].t == K_STR) st = expand_env(path, keys[i].path, (char **)((char *)c + keys[i].off));
     if (st == QTK_OK) st = validate(path, c);
+    cur_sets = NULL, cur_n_sets = 0;
     if (st != QTK_OK) {
         qtk_config_free(c);
         return st;

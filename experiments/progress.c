@@ -14,17 +14,20 @@ void qtk_format_duration(double s, char *buf, int size) {
     else snprintf(buf, (size_t)size, "%ld s", t);
 }
 
+int qtk_progress_level = 1;
+
 void qtk_progress_start(qtk_progress *p, const char *label, long long total) {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
     p->total = total > 0 ? total : 1;
     p->t0 = p->last_print = qtk_now();
-    p->tty = isatty(fileno(stdout));
-    p->every_s = 30;
+    p->tty = isatty(fileno(stderr));
+    p->every_s = qtk_progress_level >= 2 ? 1 : 30;
 }
 
 void qtk_progress_update(qtk_progress *p, long long done, const char *extra) {
     p->done = done;
+    if (qtk_progress_level <= 0) return;
     double t = qtk_now(), el = t - p->t0;
     if (done < p->total && t - p->last_print < (p->tty ? 0.2 : p->every_s)) return;
     if (!p->tty && done == p->total && p->every_s > 0) return; // the end line says it
@@ -37,18 +40,21 @@ void qtk_progress_update(qtk_progress *p, long long done, const char *extra) {
         int fill = (int)(20 * done / p->total);
         for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
         bar[20] = '\0';
-        printf("\r  %-12s [%s] %3d%% %lld/%lld  ETA %s%s%s\033[K", p->label, bar, pct, done, p->total, eta, extra ? "  " : "",
-               extra ? extra : "");
+        fprintf(stderr, "\r  %-12s [%s] %3d%% %lld/%lld  ETA %s%s%s\033[K", p->label, bar, pct, done, p->total, eta,
+                extra ? "  " : "", extra ? extra : "");
     } else
-        printf("  %s: %lld/%lld (%d%%), ETA %s%s%s\n", p->label, done, p->total, pct, eta, extra ? ", " : "", extra ? extra : "");
-    fflush(stdout);
+        fprintf(stderr, "  %s: %lld/%lld (%d%%), ETA %s%s%s\n", p->label, done, p->total, pct, eta, extra ? ", " : "",
+                extra ? extra : "");
+    fflush(stderr);
 }
 
 double qtk_progress_end(qtk_progress *p) {
     double el = qtk_now() - p->t0;
     char d[32];
     qtk_format_duration(el, d, sizeof d);
-    printf("%s  %s: %lld done in %s\n", p->tty ? "\r\033[K" : "", p->label, p->done, d);
-    fflush(stdout);
+    if (qtk_progress_level > 0) {
+        fprintf(stderr, "%s  %s: %lld done in %s\n", p->tty ? "\r\033[K" : "", p->label, p->done, d);
+        fflush(stderr);
+    }
     return el;
 }

@@ -1,7 +1,7 @@
-// Progress reporting for long CLI phases (calibration, evaluation, search):
-// one updating bar with ETA on a terminal; plain lines otherwise, at most one
-// every `every_s` seconds (30 by default, so logs of batch jobs stay short;
-// 0: every update, as for search steps) and a final line with the time.
+// Progress reporting for long CLI phases (calibration, evaluation, search), on stderr (stdout keeps
+// the results): one updating bar with ETA on a terminal; plain lines otherwise, at most one every
+// `every_s` seconds (30 by default, so logs of batch jobs stay short; 1 with --verbose; 0: every
+// update, as for search steps) and a final line with the time. --quiet: none of it.
 #ifndef QTK_PROGRESS_H
 #define QTK_PROGRESS_H
 
@@ -13,6 +13,9 @@ typedef struct {
     double every_s;
     int tty;
 } qtk_progress;
+
+// 0: --quiet, 1: default, 2: --verbose (set by qtk_main from the command line)
+extern int qtk_progress_level;
 
 // Starts a phase of `total` units (images, steps).
 void qtk_progress_start(qtk_progress *p, const char *label, long long total);

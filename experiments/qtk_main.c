@@ -9,6 +9,7 @@
 
 #include "../core/qtk.h"
 #include "cli.h"
+#include "progress.h"
 
 static const char *usage =
     "usage: qtk <command> [options]\n"
@@ -43,6 +44,8 @@ static const char *usage =
     "                            group, with and without a Hadamard rotation\n"
     "\n"
     "options:\n"
+    "  --quiet, --verbose        after a command: no progress lines / one a second (progress goes\n"
+    "                            to stderr, results to stdout)\n"
     "  -h, --help                this help\n"
     "  -V, --version             version and build (CUDA or CPU only)\n";
 
@@ -64,6 +67,12 @@ int qtk_cli_usage_error(const char *fmt, ...) {
     fputs("\n(run `qtk --help` for usage)\n", stderr);
     va_end(ap);
     return 2;
+}
+
+int qtk_cli_set_arg(const char *kv) {
+    const char *eq = kv ? strchr(kv, '=') : NULL;
+    if (!eq || eq == kv) return qtk_cli_usage_error("--set takes key=value, got \"%s\"", kv ? kv : "");
+    return 0;
 }
 
 int qtk_cli_mkdir_p(const char *dir) {
@@ -121,6 +130,15 @@ int main(int argc, char **argv) {
         printf("qtk %s (%s)\n", QTK_VERSION, qtk_cuda_built() ? "CUDA" : "CPU only");
         return 0;
     }
+    // --quiet / --verbose anywhere after the command: how much progress goes to stderr
+    int k = 2;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--quiet")) qtk_progress_level = 0;
+        else if (!strcmp(argv[i], "--verbose")) qtk_progress_level = 2;
+        else argv[k++] = argv[i];
+    }
+    argc = k;
+    argv[argc] = NULL;
     if (!strcmp(cmd, "info")) return qtk_cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return qtk_cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "quant-report")) return qtk_cmd_quant_report(argc - 1, argv + 1);

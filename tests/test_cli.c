@@ -32,6 +32,24 @@ START_TEST(test_help_version_usage) {
     ck_assert_ptr_nonnull(strstr(out, "qtk: usage error: unknown command \"frobnicate\""));
     ck_assert_int_eq(run("", out, sizeof out), 2);
     ck_assert_int_eq(run("info", out, sizeof out), 2);
+    // --set: key=value or a usage error; a bad value is named as the --set that gave it, not as the
+    // YAML line it replaced
+    const char *cfg = "experiments/configs/fashion_w4a8.yaml";
+    static const char *const cmds[] = {"run", "calibrate", "eval"};
+    char args[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "%s %s --set quantization.w_bits", cmds[i], cfg);
+        ck_assert_int_eq(run(args, out, sizeof out), 2);
+        ck_assert_ptr_nonnull(strstr(out, "--set takes key=value, got \"quantization.w_bits\""));
+    }
+    snprintf(args, sizeof args, "run %s --set quantization.w_bits=9 --dry-run", cfg);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "--set quantization.w_bits=9: 9 is outside 2..8 (in experiments/configs/fashion_w4a8.yaml)"),
+                  "%s", out);
+    ck_assert_ptr_null(strstr(out, "fashion_w4a8.yaml:"));
+    snprintf(args, sizeof args, "run %s --set calibration.images=999 --dry-run", cfg);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "--set calibration.images=999: 999 images do not split"), "%s", out);
 }
 END_TEST
 

@@ -100,20 +100,20 @@ START_TEST(test_config_errors) {
     write_config("ok", "/tmp/unused", 32, 1, "");
     snprintf(cfg, sizeof cfg, "%s/ok.yaml", tu_tmp);
     const struct { const char *set, *msg; } sets[] = {
-        {"--set quantization.w_bits=9", "w_bits: 9 is outside 2..8"},
-        {"--set search.method=sgd", "search.method: \"sgd\" is not one of evolq, none"},
-        {"--set model.checkpoint=/nonexistent.safetensors", "model.checkpoint: /nonexistent.safetensors does not exist"},
-        {"--set calibration.images=40", "40 images do not split into infoNCE groups of 16"},
+        {"--set quantization.w_bits=9", "--set quantization.w_bits=9: 9 is outside 2..8 (in "},
+        {"--set search.method=sgd", "--set search.method=sgd: \"sgd\" is not one of evolq, none"},
+        {"--set model.checkpoint=/nonexistent.safetensors", "--set model.checkpoint=/nonexistent.safetensors: /nonexistent.safetensors does not exist"},
+        {"--set calibration.images=40", "--set calibration.images=40: 40 images do not split into infoNCE groups of 16"},
         {"--set search.colour=1", "--set search.colour: unknown key"},
         {"--set seed=x", "--set seed: expected an integer"},
-        {"--set data.format=lmdb", "data.format: \"lmdb\" is not one of fashion-mnist, folder, tensor"},
-        {"--set device=tpu", "device: \"tpu\" is not one of cpu, cuda"},
-        {"--set gpu_gemm=fp16", "gpu_gemm: \"fp16\" is not one of fp32, tf32, int8"},
-        {"--set gpus=2", "gpus: 2 GPUs, but device is cpu (gpus needs device: cuda)"},
-        {"--set gpus=0", "gpus: \"0\": all, or a number of GPUs in 1..1024"},
-        {"--set search.transport=nccl", "search.transport: nccl needs device: cuda"},
-        {"--set search.transport=mpi", "search.transport: \"mpi\" is not one of auto, host, nccl"},
-        {"--set search.ranks=2000", "ranks"},
+        {"--set data.format=lmdb", "--set data.format=lmdb: \"lmdb\" is not one of fashion-mnist, folder, tensor"},
+        {"--set device=tpu", "--set device=tpu: \"tpu\" is not one of cpu, cuda"},
+        {"--set gpu_gemm=fp16", "--set gpu_gemm=fp16: \"fp16\" is not one of fp32, tf32, int8"},
+        {"--set gpus=2", "--set gpus=2: 2 GPUs, but device is cpu (gpus needs device: cuda)"},
+        {"--set gpus=0", "--set gpus=0: \"0\": all, or a number of GPUs in 1..1024"},
+        {"--set search.transport=nccl", "--set search.transport=nccl: nccl needs device: cuda"},
+        {"--set search.transport=mpi", "--set search.transport=mpi: \"mpi\" is not one of auto, host, nccl"},
+        {"--set search.ranks=2000", "--set search.ranks=2000: 2000 is outside 0..1024"},
     };
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
         snprintf(args, sizeof args, "run %s %s", cfg, sets[i].set);
@@ -354,6 +354,15 @@ START_TEST(test_calibrate_eval_cptv) {
     snprintf(args, sizeof args, "calibrate %s/ev.yaml --out %s --eval --json %s", tu_tmp, cal, j1);
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "calibration: 32 done in"));
+    ck_assert_ptr_nonnull(strstr(out, "baseline top-1"));
+    // progress goes to stderr (stdout keeps the results); --quiet drops it
+    snprintf(args, sizeof args, "calibrate %s/ev.yaml --out %s --eval 2>/dev/null #", tu_tmp, cal);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_null(strstr(out, "done in"));
+    ck_assert_ptr_nonnull(strstr(out, "baseline top-1"));
+    snprintf(args, sizeof args, "calibrate %s/ev.yaml --quiet --out %s --eval", tu_tmp, cal);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_null(strstr(out, "done in"));
     ck_assert_ptr_nonnull(strstr(out, "baseline top-1"));
     snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s --json %s", tu_tmp, cal, j2);
     ck_assert_msg(run(args) == 0, "%s", out);
