@@ -156,6 +156,25 @@ int qtk_cmd_eval(int argc, char **argv) {
         qtk_config_free(c);
         return rc;
     }
+    // an export fixes the settings it was made with: they come from it, not from the config (a --set
+    // that contradicts it is an error, before any evaluation)
+    if (quant) {
+        qtk_vit_qconfig ex;
+        qtk_status st = qtk_vit_quant_read_config(quant, &ex);
+        for (int i = 0; st == QTK_OK && i < o.n_sets; i++)
+            if ((!strncmp(o.sets[i], "quantization.w_bits=", 20) && ex.w_bits != c->quantization.w_bits) ||
+                (!strncmp(o.sets[i], "quantization.a_bits=", 20) && ex.a_bits != c->quantization.a_bits))
+                st = qtk_fail(QTK_ERR_ARG, "--set %s, but %s holds W%dA%d scales", o.sets[i], quant, ex.w_bits, ex.a_bits);
+        if (st != QTK_OK) {
+            int rc = qtk_cli_error("%s", qtk_last_error());
+            qtk_config_free(c);
+            return rc;
+        }
+        c->quantization.w_bits = ex.w_bits;
+        c->quantization.a_bits = ex.a_bits;
+        c->quantization.bias_corr = ex.bias_corr;
+        c->quantization.int_layernorm = ex.int_layernorm;
+    }
     qtk_run_ctx r;
     int rc = 1;
     if (qtk_run_ctx_open(&r, c, o.cfg_path, quant == NULL) != QTK_OK) {
@@ -167,17 +186,16 @@ int qtk_cmd_eval(int argc, char **argv) {
     qtk_status st = QTK_OK;
     if (!r.test.n)
         st = qtk_fail(QTK_ERR_ARG, "%s: no test set to evaluate on (data.test; fashion-mnist uses its t10k files)", o.cfg_path);
+    if (st == QTK_OK && quant) { // first: a bad export fails before the FP32 evaluation
+        st = qtk_vit_quant_import(&r.qv, quant);
+        if (st == QTK_OK) st = qtk_run_ctx_sync(&r);
+        if (st == QTK_OK) printf("%s: W%dA%d scales from %s\n", c->name, r.qc.w_bits, r.qc.a_bits, quant);
+    }
     if (st == QTK_OK) st = qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp);
-    if (st == QTK_OK) {
-        if (quant) {
-            st = qtk_vit_quant_import(&r.qv, quant);
-            if (st == QTK_OK) st = qtk_run_ctx_sync(&r);
-            if (st == QTK_OK) printf("%s: W%dA%d scales from %s\n", c->name, r.qc.w_bits, r.qc.a_bits, quant);
-        } else {
-            printf("%s: no export given or found: calibrating the W%dA%d baseline (seed %d, %s)\n", c->name, r.qc.w_bits,
-                   r.qc.a_bits, c->seed, r.sample);
-            st = qtk_run_ctx_calibrate(&r, NULL);
-        }
+    if (st == QTK_OK && !quant) {
+        printf("%s: no export given or found: calibrating the W%dA%d baseline (seed %d, %s)\n", c->name, r.qc.w_bits,
+               r.qc.a_bits, c->seed, r.sample);
+        st = qtk_run_ctx_calibrate(&r, NULL);
     }
     if (st == QTK_OK) st = qtk_run_ctx_eval(&r, 1, "quantized eval", &q);
     if (st != QTK_OK) qtk_cli_error("%s", qtk_last_error());

@@ -375,10 +375,19 @@ START_TEST(test_calibrate_eval_cptv) {
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "calibrating the W4A8 baseline"));
     ck_assert(json_num(j3, "quantized_top1") == b1);
-    // bad input
+    // the bit widths come from the export: a W3 config evaluates a W4 export as W4
+    write_config("ev3", dir, 32, 1, "");
+    snprintf(args, sizeof args, "sed -i 's/w_bits: 4/w_bits: 3/' %s/ev3.yaml && grep -q 'w_bits: 3' %s/ev3.yaml", tu_tmp, tu_tmp);
+    ck_assert_int_eq(system(args), 0);
+    snprintf(args, sizeof args, "eval %s/ev3.yaml --quant %s --json %s", tu_tmp, cal, j2);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "W4A8 scales from"));
+    ck_assert(json_num(j2, "quantized_top1") == b1);
+    // bad input: a --set against the export, before any evaluation
     snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s --set quantization.w_bits=3", tu_tmp, cal);
     ck_assert_int_eq(run(args), 1);
-    ck_assert_msg(strstr(out, "holds W4A8 scales; the model is set up as W3A8") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "--set quantization.w_bits=3, but ") && strstr(out, "holds W4A8 scales"), "%s", out);
+    ck_assert_ptr_null(strstr(out, "FP32 eval"));
     snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s/none.safetensors", tu_tmp, tu_tmp);
     ck_assert_int_eq(run(args), 1);
     ck_assert_ptr_nonnull(strstr(out, "no such file"));

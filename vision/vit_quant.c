@@ -355,6 +355,31 @@ qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, qtk_model 
     return QTK_OK;
 }
 
+qtk_status qtk_vit_quant_read_config(const char *path, qtk_vit_qconfig *qc) {
+    qtk_safetensors st;
+    QTK_TRY(qtk_st_open(&st, path));
+    const char *cj = qtk_st_meta(&st, "config");
+    cJSON *c = cj ? cJSON_Parse(cj) : NULL;
+    const cJSON *wb = cJSON_GetObjectItemCaseSensitive(c, "w_bits"), *ab = cJSON_GetObjectItemCaseSensitive(c, "a_bits");
+    const cJSON *bc = cJSON_GetObjectItemCaseSensitive(c, "bias_corr"), *il = cJSON_GetObjectItemCaseSensitive(c, "int_layernorm");
+    qtk_status r = QTK_OK;
+    if (!cJSON_IsNumber(wb) || !cJSON_IsNumber(ab) || !cJSON_IsBool(bc) || !cJSON_IsBool(il))
+        r = qtk_fail(QTK_ERR_FORMAT, "%s: no qtk quantization config in the metadata (not a qtk export)", path);
+    else {
+        qtk_vit_qconfig_default(qc);
+        qc->w_bits = wb->valueint;
+        qc->a_bits = ab->valueint;
+        qc->bias_corr = cJSON_IsTrue(bc);
+        qc->int_layernorm = cJSON_IsTrue(il);
+        int lo, hi;
+        if (qtk_qrange(qc->w_bits, false, &lo, &hi) != QTK_OK || qtk_qrange(qc->a_bits, false, &lo, &hi) != QTK_OK)
+            r = qtk_fail(QTK_ERR_FORMAT, "%s: W%dA%d in the metadata: bit widths outside 2..8", path, qc->w_bits, qc->a_bits);
+    }
+    cJSON_Delete(c);
+    qtk_st_close(&st);
+    return r;
+}
+
 qtk_status qtk_vit_quant_import(qtk_vit_quant *qv, const char *path) {
     qtk_safetensors st;
     QTK_TRY(qtk_st_open(&st, path));

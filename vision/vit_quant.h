@@ -90,6 +90,9 @@ qtk_status qtk_vit_quant_export(const qtk_vit_quant *qv, const char *path, const
 // re-quantizes the weights and leaves the model ready for the quantized
 // forward: no calibration needed. Errors name the file and the quantizer.
 qtk_status qtk_vit_quant_import(qtk_vit_quant *qv, const char *path);
+// The settings an export was made with (its "config" metadata: bit widths, bias correction,
+// integer LayerNorm), so that a model can be set up to import it.
+qtk_status qtk_vit_quant_read_config(const char *path, qtk_vit_qconfig *qc);
 
 // The calibrated model behind the qtk_model interface (for the search), with the search
 // targets of qtk_vit_quant_targets (qkv and proj if it was not called).
