@@ -127,6 +127,40 @@ static void add_num(cJSON *o, const char *k, double v) {
 }
 
 // 1 when the output folder holds a finished run
+// start.json: the accuracies and calibration time recorded before the search, for a resumed run
+static int load_start(const char *path, const char *sample, qtk_run_acc *fp, qtk_run_acc *base, double *t_cal) {
+    char *text;
+    if (access(path, F_OK) != 0 || qtk_file_read(path, "start.json", 1 << 16, &text, NULL) != QTK_OK) return -1;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    const cJSON *smp = cJSON_GetObjectItemCaseSensitive(j, "calibration_sample");
+    int ok = cJSON_IsString(smp) && !strcmp(smp->valuestring, sample);
+    const char *keys[5] = {"fp32_top1", "fp32_top5", "baseline_top1", "baseline_top5", "calibration_seconds"};
+    double *dst[5] = {&fp->top1, &fp->top5, &base->top1, &base->top5, t_cal};
+    for (int i = 0; ok && i < 5; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+        if (cJSON_IsNumber(v)) *dst[i] = v->valuedouble;
+        else if (!cJSON_IsNull(v)) ok = 0; // NaN (no test set) is written as null
+    }
+    cJSON_Delete(j);
+    return ok ? 0 : -1;
+}
+
+static qtk_status save_start(qtk_run_ctx *r, const char *q, const char *j, const qtk_run_acc *fp, const qtk_run_acc *base,
+                             double t_cal) {
+    QTK_TRY(qtk_vit_quant_export(&r->qv, q, NULL, 0));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "calibration_sample", r->sample);
+    const char *keys[5] = {"fp32_top1", "fp32_top5", "baseline_top1", "baseline_top5", "calibration_seconds"};
+    const double v[5] = {fp->top1, fp->top5, base->top1, base->top5, t_cal};
+    for (int i = 0; i < 5; i++) cJSON_AddItemToObject(o, keys[i], isnan(v[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(v[i]));
+    char *js = cJSON_Print(o);
+    cJSON_Delete(o);
+    qtk_status st = js ? qtk_write_text_atomic(j, js) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    free(js);
+    return st;
+}
+
 static int run_finished(const char *out) {
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.json", out);
@@ -268,16 +302,17 @@ int qtk_cmd_run(int argc, char **argv) {
     snprintf(ckpt, sizeof ckpt, "%s/search.ckpt", out);
     if (settle_config(c, out, ckpt, force)) goto done;
     { // temporaries of a writer that was killed before its rename (the folder is this run's alone)
-        const char *outputs[] = {"search.ckpt", "quant.safetensors", "quant_selected.safetensors"};
-        for (int i = 0; i < 3; i++) {
+        const char *outputs[] = {"search.ckpt", "quant.safetensors", "quant_selected.safetensors", "start.safetensors"};
+        for (int i = 0; i < 4; i++) {
             snprintf(path, sizeof path, "%s/%s", out, outputs[i]);
             int n = qtk_file_remove_stale_tmp(path);
             if (n) printf("%s: removed %d stale temporar%s of %s (a killed write)\n", c->name, n, n == 1 ? "y" : "ies", path);
         }
     }
     if (force) {
-        const char *stale[] = {"search.ckpt", "selected.json", "quant_selected.safetensors"};
-        for (int i = 0; i < 3; i++) {
+        const char *stale[] = {"search.ckpt", "selected.json", "quant_selected.safetensors", "start.json",
+                               "start.safetensors"};
+        for (int i = 0; i < 5; i++) {
             snprintf(path, sizeof path, "%s/%s", out, stale[i]);
             unlink(path);
         }
@@ -306,14 +341,26 @@ int qtk_cmd_run(int argc, char **argv) {
     if (qtk_run_ctx_open(&r, c, cfg_path, 1) != QTK_OK) goto fail;
     printf("%s: %s, W%dA%d, %d calibration images (seed %d, %s)%s\n", c->name, c->model.checkpoint, r.qc.w_bits, r.qc.a_bits,
            r.cal.n, c->seed, r.sample, resuming ? "; resuming the search from search.ckpt" : "");
-    qtk_run_acc fp, base, fin = {.top1 = NAN, .top5 = NAN}, sel = {.top1 = NAN, .top5 = NAN};
+    qtk_run_acc fp = {.top1 = NAN, .top5 = NAN}, base = fp, fin = fp, sel = fp;
     double t_cal = 0;
-    if (!rank && qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp) != QTK_OK) goto fail;
-    if (c->search.init) {
-        if (qtk_vit_quant_import(&r.qv, c->search.init) != QTK_OK || qtk_run_ctx_sync(&r) != QTK_OK) goto fail;
-        printf("  CPT-V: starting from the scales of %s (no calibration)\n", c->search.init);
-    } else if (qtk_run_ctx_calibrate(&r, &t_cal) != QTK_OK) goto fail;
-    if (!rank && qtk_run_ctx_eval(&r, 1, "baseline eval", &base) != QTK_OK) goto fail;
+    // what the run recorded before its search (start.json, start.safetensors): a resumed run takes it
+    // instead of evaluating and calibrating again
+    char start_q[4200], start_j[4200];
+    snprintf(start_q, sizeof start_q, "%s/start.safetensors", out);
+    snprintf(start_j, sizeof start_j, "%s/start.json", out);
+    if (resuming && load_start(start_j, r.sample, &fp, &base, &t_cal) == 0) {
+        if (qtk_vit_quant_import(&r.qv, start_q) != QTK_OK || qtk_run_ctx_sync(&r) != QTK_OK) goto fail;
+        printf("  resumed: FP32 and %s accuracy from start.json, the scales from start.safetensors\n",
+               c->search.init ? "start" : "baseline");
+    } else {
+        if (!rank && qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp) != QTK_OK) goto fail;
+        if (c->search.init) {
+            if (qtk_vit_quant_import(&r.qv, c->search.init) != QTK_OK || qtk_run_ctx_sync(&r) != QTK_OK) goto fail;
+            printf("  CPT-V: starting from the scales of %s (no calibration)\n", c->search.init);
+        } else if (qtk_run_ctx_calibrate(&r, &t_cal) != QTK_OK) goto fail;
+        if (!rank && qtk_run_ctx_eval(&r, 1, "baseline eval", &base) != QTK_OK) goto fail;
+        if (!rank && save_start(&r, start_q, start_j, &fp, &base, t_cal) != QTK_OK) goto fail;
+    }
     if (r.test.n)
         printf("  FP32 top-1 %.2f%% (top-5 %.2f%%), %s top-1 %.2f%% (top-5 %.2f%%), %d test images\n", fp.top1, fp.top5,
                c->search.init ? "start" : "baseline", base.top1, base.top5, r.test.n);

@@ -285,6 +285,16 @@ START_TEST(test_kill9_resume) {
     snprintf(args, sizeof args, "run %s/b.yaml", tu_tmp);
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "resuming the search from search.ckpt"));
+    // what was recorded before the search is not redone
+    ck_assert_msg(strstr(out, "resumed: FP32 and baseline accuracy from start.json"), "%s", out);
+    ck_assert_ptr_null(strstr(out, "FP32 eval:"));
+    ck_assert_ptr_null(strstr(out, "calibration:"));
+    ck_assert_ptr_null(strstr(out, "baseline eval:"));
+    char sma[300], smb[300];
+    snprintf(sma, sizeof sma, "%s/summary.json", a);
+    snprintf(smb, sizeof smb, "%s/summary.json", b);
+    ck_assert(json_num(sma, "fp32_top1") == json_num(smb, "fp32_top1"));
+    ck_assert(json_num(sma, "baseline_top5") == json_num(smb, "baseline_top5"));
     static float sa[200000], sb[200000];
     char pa[300], pb[300];
     snprintf(pa, sizeof pa, "%s/quant.safetensors", a);
