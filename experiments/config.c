@@ -4,6 +4,7 @@
 
 #include <cyaml/cyaml.h>
 #include <yaml.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -255,6 +256,26 @@ static const char *set_for(const char *key) {
     return NULL;
 }
 
+// Rewrites every "w<digit>a<digit>" token (case kept; bounded by non-alphanumerics) of *s to the run's
+// widths; says so on stderr when it changed something.
+static void retag_bits(char **s, const char *what, int w, int a) {
+    char *p = *s;
+    if (!p || w < 2 || w > 9 || a < 2 || a > 9) return;
+    char before[256];
+    snprintf(before, sizeof before, "%s", p);
+    int changed = 0;
+    for (size_t i = 0; p[i]; i++) {
+        int start = i == 0 || !isalnum((unsigned char)p[i - 1]);
+        if (start && (p[i] == 'w' || p[i] == 'W') && isdigit((unsigned char)p[i + 1]) && (p[i + 2] == 'a' || p[i + 2] == 'A') &&
+            isdigit((unsigned char)p[i + 3]) && !isalnum((unsigned char)p[i + 4])) {
+            char nw = (char)('0' + w), na = (char)('0' + a);
+            changed |= p[i + 1] != nw || p[i + 3] != na;
+            p[i + 1] = nw, p[i + 3] = na;
+        }
+    }
+    if (changed) fprintf(stderr, "qtk: note: %s %s is named after other bit widths: %s (the run is W%dA%d)\n", what, before, p, w, a);
+}
+
 static qtk_status fail_at(const char *file, int line, const char *key, const char *fmt, ...) {
     char msg[512];
     va_list ap;
@@ -353,6 +374,11 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     if (!c->search.fp_targets) c->search.fp_targets = sdup("reference");
     if (!c->search.select_on) c->search.select_on = sdup("none");
     if (!c->data.on_bad_image) c->data.on_bad_image = sdup("skip");
+    // a name or folder tagged with bit widths ("fashion_w4a8") follows the widths the run has (a
+    // --set quantization.w_bits=3 run is fashion_w3a8), unless a --set gave it
+    if (!set_for("name")) retag_bits(&c->name, "name", c->quantization.w_bits, c->quantization.a_bits);
+    if (c->output.dir && !set_for("output.dir"))
+        retag_bits(&c->output.dir, "output.dir", c->quantization.w_bits, c->quantization.a_bits);
     if (!c->output.dir) {
         char d[512];
         snprintf(d, sizeof d, "results/runs/%s", c->name);

@@ -47,6 +47,13 @@ START_TEST(test_help_version_usage) {
     ck_assert_msg(strstr(out, "--set quantization.w_bits=9: 9 is outside 2..8 (in experiments/configs/fashion_w4a8.yaml)"),
                   "%s", out);
     ck_assert_ptr_null(strstr(out, "fashion_w4a8.yaml:"));
+    // a run is named after the widths it has: fashion_w4a8 at W3 is fashion_w3a8 (name and folder)
+    snprintf(args, sizeof args, "run %s --set quantization.w_bits=3 --dry-run", cfg);
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "name: fashion_w3a8\n") && strstr(out, "dir: results/runs/fashion_w3a8\n"), "%s", out);
+    snprintf(args, sizeof args, "run %s --set quantization.w_bits=3 --set name=mine --set output.dir=/tmp/w4a8 --dry-run", cfg);
+    ck_assert_int_eq(run(args, out, sizeof out), 0); // what a --set names stays
+    ck_assert_msg(strstr(out, "name: mine\n") && strstr(out, "dir: /tmp/w4a8\n"), "%s", out);
     snprintf(args, sizeof args, "run %s --set calibration.images=999 --dry-run", cfg);
     ck_assert_int_eq(run(args, out, sizeof out), 1);
     ck_assert_msg(strstr(out, "--set calibration.images=999: 999 images do not split"), "%s", out);
