@@ -308,8 +308,9 @@ static int plan_load(const char *dir, sw_plan *p) {
 
 // --- run state ---------------------------------------------------------------------------------
 
-typedef enum { RS_PENDING, RS_RUNNING, RS_INTERRUPTED, RS_DONE, RS_FAILED } run_state;
-static const char *rs_name[] = {"pending", "running", "interrupted", "done", "failed"};
+// paused: stopped by search.max_steps, as asked; the next submission continues it (never a restart loop)
+typedef enum { RS_PENDING, RS_RUNNING, RS_INTERRUPTED, RS_DONE, RS_FAILED, RS_PAUSED, RS_N } run_state;
+static const char *rs_name[] = {"pending", "running", "interrupted", "done", "failed", "paused"};
 
 typedef struct {
     run_state st;
@@ -428,6 +429,7 @@ static void run_info_get(const sw_run *r, const char *sq, run_info *ri) {
     }
     if (ri->st == RS_DONE) return;
     if (!strcmp(state, "failed")) ri->st = RS_FAILED;
+    else if (!strcmp(state, "paused")) ri->st = RS_PAUSED;
     else if (!strcmp(state, "running")) {
         // alive: its Slurm job still queued or running, or (no job) its process on this host
         char me[128] = "";
@@ -511,7 +513,7 @@ static int cmd_task(const char *dir, const char *index) {
     // attempts so far (a resubmission after failures starts a fresh retry budget)
     run_info prev;
     run_info_get(r, NULL, &prev);
-    int attempts = prev.attempts, tries = 0, code = 0, pauses = 0;
+    int attempts = prev.attempts, tries = 0, code = 0;
     // in a Slurm allocation: OpenMP / OpenBLAS threads = the CPUs granted (not every core of the node), unless set
     const char *cpus = getenv("SLURM_CPUS_PER_TASK") ? getenv("SLURM_CPUS_PER_TASK") : getenv("SLURM_CPUS_ON_NODE");
     if (cpus && atoi(cpus) > 0) {
@@ -539,9 +541,11 @@ static int cmd_task(const char *dir, const char *index) {
             plan_free(&p);
             return 0;
         }
-        if (code == 0 && pauses++ < 100000) { // paused by search.max_steps: continue, not a failure
-            attempts--;
-            continue;
+        if (code == 0) { // paused by search.max_steps: as asked; the next submission continues it
+            task_state_write(r, "paused", attempts, 0);
+            printf("  paused by search.max_steps; run the sweep again to continue it\n");
+            plan_free(&p);
+            return 0;
         }
         printf("  exit status %d%s\n", code, tries < p.retries ? "; retrying" : "");
         tries++;
@@ -569,19 +573,20 @@ static int cmd_table(const char *dir) {
         plan_free(&p);
         return qtk_cli_error("cannot write %s: %s", tmp, strerror(errno));
     }
-    int count[5] = {0};
+    int count[RS_N] = {0};
     run_info *ri = calloc((size_t)(p.n ? p.n : 1), sizeof *ri);
     for (int i = 0; ri && i < p.n; i++) {
         run_info_get(&p.runs[i], NULL, &ri[i]);
         count[ri[i].st]++;
     }
-    fprintf(o, "# Sweep %s\n\n%d runs: %d done, %d failed, %d not finished (pending, running or interrupted)\n\n", p.name, p.n,
-            count[RS_DONE], count[RS_FAILED], p.n - count[RS_DONE] - count[RS_FAILED]);
+    fprintf(o, "# Sweep %s\n\n%d runs: %d done, %d failed, %d paused (search.max_steps), %d not finished (pending, running or "
+            "interrupted)\n\n", p.name, p.n, count[RS_DONE], count[RS_FAILED], count[RS_PAUSED],
+            p.n - count[RS_DONE] - count[RS_FAILED] - count[RS_PAUSED]);
     fprintf(o, "| # | run | state | attempts | last exit | settings |\n|---|---|---|---|---|---|\n");
     for (int i = 0; ri && i < p.n; i++) {
         const sw_run *r = &p.runs[i];
         fprintf(o, "| %d | %s | %s | %d | %d | ", i, r->id, ri[i].st == RS_DONE ? "done" : ri[i].st == RS_FAILED ? "**FAILED**" :
-                                                                 ri[i].st == RS_PENDING ? "**not run**" : "**not finished**",
+                                                                 ri[i].st == RS_PENDING ? "**not run**" : ri[i].st == RS_PAUSED ? "paused" : "**not finished**",
                 ri[i].attempts, ri[i].exit_code);
         for (int k = 0; k < r->n_sets - 2; k++) fprintf(o, "%s`%s`", k ? " " : "", r->sets[k]); // not output.dir, name
         fprintf(o, " |\n");
@@ -590,7 +595,7 @@ static int cmd_table(const char *dir) {
     struct stat sb;
     int have_runs = stat(runs, &sb) == 0;
     char *dirs[1] = {runs};
-    if (have_runs && count[RS_DONE] + count[RS_INTERRUPTED] > 0) {
+    if (have_runs && count[RS_DONE] + count[RS_INTERRUPTED] + count[RS_PAUSED] > 0) {
         fprintf(o, "\n## Results (`qtk table %s`)\n\n", runs);
         fflush(o);
         rc = qtk_table_print(o, dirs, 1, 0, NULL);
@@ -598,14 +603,14 @@ static int cmd_table(const char *dir) {
     int cerr = fclose(o) != 0;
     if (!rc && cerr) rc = qtk_cli_error("cannot write %s", tmp);
     if (!rc && rename(tmp, path) != 0) rc = qtk_cli_error("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (!rc && have_runs && count[RS_DONE] + count[RS_INTERRUPTED] > 0) { // the results as CSV beside it
+    if (!rc && have_runs && count[RS_DONE] + count[RS_INTERRUPTED] + count[RS_PAUSED] > 0) { // the results as CSV beside it
         snprintf(path, sizeof path, "%s/table.csv", p.out);
         FILE *c = fopen(path, "w");
         if (!c || qtk_table_print(c, dirs, 1, 1, NULL) != 0) rc = qtk_cli_error("cannot write %s", path);
         if (c) fclose(c);
     }
-    if (!rc) printf("qtk sweep %s: wrote %s/table.md (%d of %d runs done, %d failed)\n", p.name, p.out, count[RS_DONE], p.n,
-                    count[RS_FAILED]);
+    if (!rc) printf("qtk sweep %s: wrote %s/table.md (%d of %d runs done, %d failed%s)\n", p.name, p.out, count[RS_DONE], p.n,
+                    count[RS_FAILED], count[RS_PAUSED] ? ", some paused by search.max_steps: run the sweep again" : "");
     plan_free(&p);
     return rc;
 }
@@ -616,7 +621,7 @@ static int cmd_status(const char *dir) {
     if (rc) return rc;
     sw_jobs jb;
     char *sq = jobs_read(p.out, &jb) == 0 ? squeue_text(&jb) : NULL;
-    int count[5] = {0};
+    int count[RS_N] = {0};
     printf("| # | run | state | attempts | last exit | job | top-1 |\n|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < p.n; i++) {
         run_info ri;
@@ -630,8 +635,8 @@ static int cmd_status(const char *dir) {
         if (ri.top1 >= 0) printf("%.2f |\n", ri.top1);
         else printf("- |\n");
     }
-    printf("\n%s: %d runs: %d done, %d running, %d pending, %d interrupted, %d failed%s\n", p.name, p.n, count[RS_DONE],
-           count[RS_RUNNING], count[RS_PENDING], count[RS_INTERRUPTED], count[RS_FAILED],
+    printf("\n%s: %d runs: %d done, %d running, %d pending, %d interrupted, %d paused, %d failed%s\n", p.name, p.n,
+           count[RS_DONE], count[RS_RUNNING], count[RS_PENDING], count[RS_INTERRUPTED], count[RS_PAUSED], count[RS_FAILED],
            sq ? "" : " (no Slurm queue consulted: none submitted, or squeue unavailable)");
     free(sq);
     plan_free(&p);
@@ -800,7 +805,8 @@ static int usage(void) {
          "Expands a grid of `qtk run`s from one base config and runs them, locally (at most `parallel` at once;\n"
          "default one per GPU of CUDA_VISIBLE_DEVICES, else one) or on Slurm as one job array (one task per\n"
          "run) plus a job that writes the combined table once the array has ended. Finished runs are skipped\n"
-         "on every resubmission; an interrupted run resumes from its search.ckpt; a failing run is retried\n"
+         "on every resubmission; an interrupted run resumes from its search.ckpt, and one paused by\n"
+         "search.max_steps goes on by that many block steps per submission; a failing run is retried\n"
          "`retries` times, and the table marks runs that still failed. The sweep file:\n\n"
          "  name: bits_seeds\n"
          "  base: experiments/configs/fashion_w4a8.yaml\n"

@@ -154,6 +154,24 @@ START_TEST(test_local) {
     ck_assert_int_eq(run(args), 0);
     ck_assert_msg(strstr(out, "| 0 | w_bits-3 | failed | 1 | 3 |"), "%s", out);
     unsetenv("QTK_SWEEP_FAIL_ONCE");
+    // search.max_steps: each submission advances a run by that many block steps and leaves it paused, as
+    // asked, instead of restarting it in a loop; the second one (6 block steps in all) finishes it
+    snprintf(f, sizeof f, "%s/p.yaml", tu_tmp);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "name: pause\nbase: experiments/configs/fashion_w4a8.yaml\nout: %s/pause\ngrid:\n  - {key: seed, values: [0]}\n"
+             "set: [search.passes=1, calibration.images=100, data.test_images=100, search.max_steps=3]\n", tu_tmp);
+    write_text(f, text);
+    snprintf(args, sizeof args, "sweep %s", f);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(run(args), 0);
+        snprintf(path, sizeof path, "%s/pause/runs/seed-0/sweep_task.json", tu_tmp);
+        ck_assert_msg(slurp(path) && strstr(slurp(path), k < 1 ? "\"state\": \"paused\"" : "\"state\": \"done\""), "%d: %s", k,
+                      slurp(path));
+        char *one = strstr(out, "attempt 1 of");
+        ck_assert_msg(one && !strstr(one + 1, "attempt 2 of"), "submission %d: %s", k, out); // one start each
+        if (k < 1) ck_assert_msg(strstr(out, "paused by search.max_steps; run the sweep again"), "%s", out);
+    }
 }
 END_TEST
 
