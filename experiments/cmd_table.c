@@ -18,7 +18,16 @@ typedef struct {
     char name[128], status[16];
     int w, a, seed;
     double fp, base, searched, selected, l0, l1, secs;
+    // the protocol: runs are averaged together only where all of it is equal
+    char model[64], method[16], selection[32];
+    int test_images, cal_images, steps;
 } row;
+
+static int same_protocol(const row *x, const row *y) {
+    return x->w == y->w && x->a == y->a && !strcmp(x->model, y->model) && !strcmp(x->method, y->method) &&
+           !strcmp(x->selection, y->selection) && x->test_images == y->test_images && x->cal_images == y->cal_images &&
+           x->steps == y->steps;
+}
 
 static int add_summary(const char *path, row **rows, int *n, int *cap) {
     char *buf = qtk_read_text(path, NULL);
@@ -47,6 +56,12 @@ static int add_summary(const char *path, row **rows, int *n, int *cap) {
     r->l0 = NUM("loss_initial");
     r->l1 = NUM("loss_final");
     r->secs = NUM("total_seconds");
+    STRV("model", r->model);
+    STRV("method", r->method);
+    STRV("selection", r->selection);
+    r->test_images = cJSON_IsNumber(cJSON_GetObjectItem(j, "test_images")) ? (int)NUM("test_images") : 0;
+    r->cal_images = (int)NUM("calibration_images");
+    r->steps = (int)NUM("block_steps");
 #undef NUM
 #undef STRV
     cJSON_Delete(j);
@@ -75,6 +90,13 @@ static int walk(const char *dir, row **rows, int *n, int *cap, int depth) {
 static int cmp_row(const void *a, const void *b) {
     const row *x = a, *y = b;
     if (x->w != y->w) return y->w - x->w;
+    if (x->a != y->a) return y->a - x->a;
+    int c;
+    if ((c = strcmp(x->model, y->model)) || (c = strcmp(x->method, y->method)) || (c = strcmp(x->selection, y->selection)))
+        return c;
+    if (x->test_images != y->test_images) return x->test_images - y->test_images;
+    if (x->cal_images != y->cal_images) return x->cal_images - y->cal_images;
+    if (x->steps != y->steps) return x->steps - y->steps;
     if (x->seed != y->seed) return x->seed - y->seed;
     return strcmp(x->name, y->name);
 }
@@ -154,27 +176,46 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
     qtk_plot_bits_row *pr = calloc((size_t)n, sizeof *pr);
     int np = 0;
     if (!csv) {
-        // mean +- std over seeds, per setting, finished runs only
-        fprintf(o, "\n| setting | runs | baseline | Evol-Q | gain |\n|---|---|---|---|---|\n");
+        // mean +- std over seeds, per setting and protocol, finished runs only
+        int groups = 0;
+        for (int i = 0; i < n; i++) groups += i == 0 || !same_protocol(&rows[i], &rows[i - 1]);
+        int protocols = 0; // settings (w, a) seen with more than one protocol
+        for (int i = 1; i < n; i++)
+            protocols |= !same_protocol(&rows[i], &rows[i - 1]) && rows[i].w == rows[i - 1].w && rows[i].a == rows[i - 1].a;
+        fprintf(o, "\n| setting | protocol | runs | FP32 | baseline | Evol-Q | gain |\n|---|---|---|---|---|---|---|\n");
         for (int i = 0; i < n;) {
-            int j = i;
-            double sb = 0, ss = 0, sg = 0, qb = 0, qs = 0, qg = 0;
-            int k = 0;
-            for (; j < n && rows[j].w == rows[i].w && rows[j].a == rows[i].a; j++) {
+            int j = i, k = 0;
+            double s[4] = {0}, q[4] = {0}; // FP32, baseline, Evol-Q, gain
+            for (; j < n && same_protocol(&rows[j], &rows[i]); j++) {
                 if (strcmp(rows[j].status, "done") || isnan(rows[j].searched)) continue;
-                double g = rows[j].searched - rows[j].base;
-                sb += rows[j].base, ss += rows[j].searched, sg += g;
-                qb += rows[j].base * rows[j].base, qs += rows[j].searched * rows[j].searched, qg += g * g;
+                double v[4] = {rows[j].fp, rows[j].base, rows[j].searched, rows[j].searched - rows[j].base};
+                for (int m = 0; m < 4; m++) s[m] += v[m], q[m] += v[m] * v[m];
                 k++;
             }
-            if (k && pr) pr[np++] = (qtk_plot_bits_row){rows[i].w, rows[i].a, rows[i].fp, sb / k, ss / k};
             if (k) {
-#define SD(s, q) (k > 1 ? sqrt(fmax(0.0, ((q) - (s) * (s) / k) / (k - 1))) : 0.0)
-                fprintf(o, "| W%dA%d | %d | %.2f ± %.2f | %.2f ± %.2f | %+.2f ± %.2f |\n", rows[i].w, rows[i].a, k, sb / k,
-                       SD(sb, qb), ss / k, SD(ss, qs), sg / k, SD(sg, qg));
-#undef SD
+                double mean[4], sd[4];
+                for (int m = 0; m < 4; m++) {
+                    mean[m] = s[m] / k;
+                    sd[m] = k > 1 ? sqrt(fmax(0.0, (q[m] - s[m] * s[m] / k) / (k - 1))) : 0.0;
+                }
+                if (pr) pr[np++] = (qtk_plot_bits_row){rows[i].w, rows[i].a, mean[0], mean[1], mean[2], sd[0], sd[1], sd[2]};
+                char proto[200];
+                snprintf(proto, sizeof proto, "%s, %s, %d test images, %d calibration, %d block steps%s", rows[i].model,
+                         rows[i].method, rows[i].test_images, rows[i].cal_images, rows[i].steps,
+                         strcmp(rows[i].selection, "last iterate") ? ", test-set selection" : "");
+                fprintf(o, "| W%dA%d | %s | %d | %.2f ± %.2f | %.2f ± %.2f | %.2f ± %.2f | %+.2f ± %.2f |\n", rows[i].w,
+                        rows[i].a, proto, k, mean[0], sd[0], mean[1], sd[1], mean[2], sd[2], mean[3], sd[3]);
             }
             i = j;
+        }
+        if (protocols)
+            fprintf(o, "\nSome settings were run under different protocols (model, method, test-set size or selection,\n"
+                       "calibration size, search length): each protocol has its own row; they are not averaged.\n");
+        if (plot && groups > 0 && protocols) {
+            free(pr);
+            free(rows);
+            return qtk_cli_error("--plot: the runs use %d protocols for one setting; plot the folders of one protocol",
+                                 groups);
         }
     }
     int rc = 0;

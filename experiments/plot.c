@@ -139,14 +139,16 @@ int qtk_plot_bits(const char *png, const qtk_plot_bits_row *rows, int n) {
         qtk_fail(QTK_ERR_IO, "cannot write %s", gp);
         return -1;
     }
-    fprintf(g, "# qtk table --plot: mean top-1 per setting; gnuplot %s\n$d << EOD\n# w_bits a_bits fp32 baseline evolq\n", gp);
+    fprintf(g, "# qtk table --plot: mean top-1 per setting over its finished runs, error bars one standard deviation;"
+               " gnuplot %s\n$d << EOD\n# w_bits a_bits fp32 fp32_sd baseline baseline_sd evolq evolq_sd\n", gp);
     for (int i = 0; i < n; i++)
-        fprintf(g, "%d %d %.4f %.4f %.4f\n", rows[i].w_bits, rows[i].a_bits, rows[i].fp, rows[i].base, rows[i].searched);
+        fprintf(g, "%d %d %.4f %.4f %.4f %.4f %.4f %.4f\n", rows[i].w_bits, rows[i].a_bits, rows[i].fp, rows[i].fp_sd,
+                rows[i].base, rows[i].base_sd, rows[i].searched, rows[i].searched_sd);
     fprintf(g, "EOD\nset terminal pngcairo size 800,520 noenhanced\nset output '%s'\nset datafile missing 'nan'\n", png);
     fprintf(g, "set title 'top-1 against weight bits'\nset xlabel 'weight bits (activations: see the table)'\n"
                "set ylabel 'top-1 (%%)'\nset grid\nset key bottom right\nset xtics 1\n"
-               "plot $d using 1:3 with linespoints title 'FP32', $d using 1:4 with linespoints title 'baseline', "
-               "$d using 1:5 with linespoints title 'Evol-Q'\n");
+               "plot $d using 1:3 with lines dashtype 2 title 'FP32', "
+               "$d using 1:5:6 with yerrorlines title 'baseline', $d using 1:7:8 with yerrorlines title 'Evol-Q'\n");
     if (fclose(g) != 0) {
         qtk_fail(QTK_ERR_IO, "cannot write %s", gp);
         return -1;

@@ -15,7 +15,8 @@ int qtk_plot_run_loss(const char *run_dir);
 
 typedef struct {
     int w_bits, a_bits;
-    double fp, base, searched; // mean top-1 per setting (NAN: none)
+    double fp, base, searched;             // means over the setting's finished runs
+    double fp_sd, base_sd, searched_sd;    // their standard deviations (0 for one run): error bars
 } qtk_plot_bits_row;
 
 // Top-1 against weight bits: FP32, baseline and Evol-Q; script at png with .gp.

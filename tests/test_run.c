@@ -149,7 +149,7 @@ START_TEST(test_run_and_skip) {
     snprintf(args, sizeof args, "table %s", dir);
     ck_assert_int_eq(run(args), 0);
     ck_assert_ptr_nonnull(strstr(out, "| tiny | W4A8 | 1 |"));
-    ck_assert_ptr_nonnull(strstr(out, "| W4A8 | 1 |"));
+    ck_assert_msg(strstr(out, "| W4A8 | ") && strstr(out, " 4 block steps | 1 |"), "%s", out);
     snprintf(args, sizeof args, "table %s --format csv", tu_tmp);
     ck_assert_int_eq(run(args), 0);
     ck_assert_ptr_nonnull(strstr(out, "tiny,4,8,1,"));
@@ -164,6 +164,54 @@ START_TEST(test_run_and_skip) {
     snprintf(args, sizeof args, "table %s", dir); // the paused run is marked, not dropped
     ck_assert_int_eq(run(args), 0);
     ck_assert_ptr_nonnull(strstr(out, "**not finished**"));
+}
+END_TEST
+
+// qtk table averages only runs of one protocol: the same setting on another test-set size, or with
+// test-set selection, gets its own row; means and standard deviations are those of the runs.
+static void fake_summary(const char *dir, int seed, int test_images, const char *selection, double base, double searched) {
+    char p[512], cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{\"name\": \"r\", \"status\": \"done\", \"model\": \"fashion_vit\", \"seed\": %d, \"w_bits\": 3, "
+               "\"a_bits\": 8, \"method\": \"evolq\", \"selection\": \"%s\", \"test_images\": %d, "
+               "\"calibration_images\": 1000, \"block_steps\": 12, \"fp32_top1\": 90.0, \"baseline_top1\": %g, "
+               "\"searched_top1\": %g, \"total_seconds\": 1}",
+            seed, selection, test_images, base, searched);
+    fclose(f);
+}
+
+START_TEST(test_table_protocols) {
+    char d[300], args[600];
+    for (int s = 0; s < 3; s++) {
+        snprintf(d, sizeof d, "%s/t/a%d", tu_tmp, s);
+        fake_summary(d, s, 10000, "last iterate", 80 + s, 81 + 2 * s); // gains 1, 2, 3
+    }
+    snprintf(d, sizeof d, "%s/t/small", tu_tmp);
+    fake_summary(d, 0, 500, "last iterate", 50, 50);
+    snprintf(d, sizeof d, "%s/t/sel", tu_tmp);
+    fake_summary(d, 0, 10000, "test-set selection", 60, 70);
+    snprintf(args, sizeof args, "table %s/t", tu_tmp);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "| W3A8 | fashion_vit, evolq, 10000 test images, 1000 calibration, 12 block steps | 3 | "
+                              "90.00 ± 0.00 | 81.00 ± 1.00 | 83.00 ± 2.00 | +2.00 ± 1.00 |"), "%s", out);
+    ck_assert_msg(strstr(out, "500 test images, 1000 calibration, 12 block steps | 1 | 90.00 ± 0.00 | 50.00 ± 0.00"), "%s", out);
+    ck_assert_msg(strstr(out, "12 block steps, test-set selection | 1 | 90.00 ± 0.00 | 60.00 ± 0.00 | 70.00"), "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "they are not averaged"));
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) { // a plot of mixed protocols would draw one line through all of them
+        snprintf(args, sizeof args, "table %s/t --plot %s/p.png", tu_tmp, tu_tmp);
+        ck_assert_int_eq(run(args), 1);
+        ck_assert_ptr_nonnull(strstr(out, "protocols for one setting"));
+        snprintf(args, sizeof args, "rm -r %s/t/small %s/t/sel", tu_tmp, tu_tmp);
+        ck_assert_int_eq(system(args), 0);
+        snprintf(args, sizeof args, "table %s/t --plot %s/p.png", tu_tmp, tu_tmp);
+        ck_assert_msg(run(args) == 0, "%s", out);
+        snprintf(args, sizeof args, "grep -q '^3 8 90.0000 0.0000 81.0000 1.0000 83.0000 2.0000$' %s/p.gp", tu_tmp);
+        ck_assert_int_eq(system(args), 0);
+    }
 }
 END_TEST
 
@@ -514,7 +562,7 @@ START_TEST(test_select_and_validate) {
     }
     snprintf(args, sizeof args, "head -c 8 %s/loss.png | od -An -tx1 | grep -q '89 50 4e 47' && test -f %s/loss.gp", dir, dir);
     ck_assert_msg(system(args) == 0, "no loss.png in %s", dir);
-    snprintf(args, sizeof args, "table %s --plot %s/bits.png", tu_tmp, tu_tmp);
+    snprintf(args, sizeof args, "table %s --plot %s/bits.png", dir, tu_tmp); // one protocol (no test-set selection)
     ck_assert_msg(run(args) == 0, "%s", out);
     snprintf(args, sizeof args, "head -c 8 %s/bits.png | od -An -tx1 | grep -q '89 50 4e 47' && grep -q '^4 8 ' %s/bits.gp",
              tu_tmp, tu_tmp);
@@ -579,6 +627,7 @@ int main(void) {
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_run_and_skip);
     tcase_add_test(tc, test_kill9_resume);
+    tcase_add_test(tc, test_table_protocols);
     tcase_add_test(tc, test_thread_count_invariance);
     tcase_add_test(tc, test_ranks);
     tcase_add_test(tc, test_calibrate_eval_cptv);
