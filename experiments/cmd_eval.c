@@ -18,7 +18,7 @@
 typedef struct {
     const char *cfg_path, *file, *json;
     char *sets[64];
-    int n_sets, eval;
+    int n_sets, eval, report;
 } opts;
 
 // Common options: CONFIG [--set k=v]... plus --out/--quant FILE, --json FILE, --eval; 0 ok, else the exit status.
@@ -38,6 +38,7 @@ static int parse(int argc, char **argv, const char *file_opt, const char *help, 
             } else if (!strcmp(argv[i], "--json")) o->json = argv[++i];
             else o->file = argv[++i];
         } else if (!strcmp(argv[i], "--eval") && !strcmp(file_opt, "--out")) o->eval = 1;
+        else if (!strcmp(argv[i], "--report") && !strcmp(file_opt, "--out")) o->report = 1;
         else if (argv[i][0] == '-') return qtk_cli_usage_error("%s: unknown option \"%s\"", argv[0], argv[i]);
         else if (o->cfg_path) return qtk_cli_usage_error("%s takes one config file", argv[0]);
         else o->cfg_path = argv[i];
@@ -75,11 +76,13 @@ int qtk_cmd_calibrate(int argc, char **argv) {
     opts o;
     qtk_run_config *c;
     int prc = start(argc, argv, "--out",
-                    "usage: qtk calibrate CONFIG.yaml [--set key=value ...] [--out FILE] [--eval] [--json FILE]\n\n"
+                    "usage: qtk calibrate CONFIG.yaml [--set key=value ...] [--out FILE] [--eval] [--report] [--json FILE]\n\n"
                     "Calibrates the quantized baseline (quantization.*, calibration.*: the seeded sample of data.root)\n"
                     "and exports every quantizer's scales and zero points to FILE (default\n"
                     "<output.dir>/calibration.safetensors), usable as search.init or by qtk eval --quant.\n"
-                    "--eval also evaluates FP32 and the baseline on the test set; --json writes the numbers.",
+                    "--eval also evaluates FP32 and the baseline on the test set; --report lists every quantizer\n"
+                    "(bits, granularity, scale and zero-point ranges, MSE on the calibration images, as quant-report);\n"
+                    "--json writes the numbers.",
                     &o, &c);
     if (prc) return prc < 0 ? 0 : prc;
     char path[4200];
@@ -108,6 +111,11 @@ int qtk_cmd_calibrate(int argc, char **argv) {
     const char *extra[][2] = {{"seed", seed_s}, {"calibration_sample", r.sample}, {"data", c->data.root}, {"search", "none"}};
     qtk_status st = qtk_run_ctx_calibrate(&r, &secs);
     if (st == QTK_OK) st = qtk_vit_quant_export(&r.qv, path, extra, 4);
+    if (st == QTK_OK && o.report) { // the quantized forward over the calibration images, on the CPU
+        printf("\n");
+        st = qtk_vit_quant_report(&r.qv, &r.plan, r.cal.x, r.cal.n, c->calibration.batch, stdout);
+        printf("\n");
+    }
     if (st == QTK_OK && o.eval) st = qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp);
     if (st == QTK_OK && o.eval) st = qtk_run_ctx_eval(&r, 1, "baseline eval", &base);
     if (st != QTK_OK) qtk_cli_error("%s", qtk_last_error());

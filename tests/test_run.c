@@ -422,6 +422,12 @@ START_TEST(test_calibrate_eval_cptv) {
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_null(strstr(out, "done in"));
     ck_assert_ptr_nonnull(strstr(out, "baseline top-1"));
+    // --report: every quantizer on the config's own data (as quant-report on files)
+    snprintf(args, sizeof args, "calibrate %s/ev.yaml --quiet --report --out %s/rep.safetensors", tu_tmp, tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "quantizer                    bits granularity") && strstr(out, "blocks.0.attn.softmax ") &&
+                      strstr(out, "channel-ptf") && strstr(out, "head.weight "),
+                  "%s", out);
     snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s --json %s", tu_tmp, cal, j2);
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "| FP32 | 32 |"));
