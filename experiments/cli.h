@@ -41,6 +41,9 @@ char *qtk_read_text(const char *path, size_t *len);
 int qtk_cli_int_arg(const char *opt, const char *v, long lo, long hi, int *out);
 // Writes text to path atomically (path.new, fsync, rename); the error names the path.
 qtk_status qtk_write_text_atomic(const char *path, const char *text);
+// The one JSON writer: cJSON_Print, then qtk_write_text_atomic (a temporary beside path, fsync, rename).
+struct cJSON;
+qtk_status qtk_write_json_atomic(const char *path, const struct cJSON *j);
 // Creates dir and its missing parents (like mkdir -p); 0 ok, -1 with errno set.
 int qtk_cli_mkdir_p(const char *dir);
 

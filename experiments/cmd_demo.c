@@ -240,11 +240,9 @@ int qtk_cmd_demo_core(int argc, char **argv) {
     fclose(f);
 
     snprintf(path, sizeof path, "%s/summary.json", out_dir);
-    char *js = cJSON_Print(summary);
+    qtk_status wst = qtk_write_json_atomic(path, summary);
     cJSON_Delete(summary);
-    f = fopen(path, "w");
-    if (!f || !js || fputs(js, f) < 0 || fclose(f) != 0) return qtk_cli_error("cannot write %s", path);
-    free(js);
+    if (wst != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
 
     // the W4 per-channel + Hadamard quantizers, as a qtk export would hold them
     int64_t nw = (int64_t)keep_w.n, one = 1;

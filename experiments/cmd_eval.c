@@ -56,9 +56,7 @@ static int start(int argc, char **argv, const char *file_opt, const char *help, 
 }
 
 static int write_json(const char *path, cJSON *j) {
-    char *js = cJSON_Print(j);
-    int rc = js && qtk_write_text_atomic(path, js) == QTK_OK ? 0 : qtk_cli_error("%s", js ? qtk_last_error() : "out of memory");
-    free(js);
+    int rc = qtk_write_json_atomic(path, j) == QTK_OK ? 0 : qtk_cli_error("%s", qtk_last_error());
     if (!rc) printf("wrote %s\n", path);
     return rc;
 }

@@ -154,10 +154,8 @@ static qtk_status save_start(qtk_run_ctx *r, const char *q, const char *j, const
     const char *keys[5] = {"fp32_top1", "fp32_top5", "baseline_top1", "baseline_top5", "calibration_seconds"};
     const double v[5] = {fp->top1, fp->top5, base->top1, base->top5, t_cal};
     for (int i = 0; i < 5; i++) cJSON_AddItemToObject(o, keys[i], isnan(v[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(v[i]));
-    char *js = cJSON_Print(o);
+    qtk_status st = qtk_write_json_atomic(j, o);
     cJSON_Delete(o);
-    qtk_status st = js ? qtk_write_text_atomic(j, js) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    free(js);
     return st;
 }
 
@@ -488,11 +486,9 @@ int qtk_cmd_run(int argc, char **argv) {
     cJSON_AddNumberToObject(sm, "validations", s.validations);
     cJSON_AddNumberToObject(sm, "validation_seconds", s.val_seconds);
     cJSON_AddNumberToObject(sm, "total_seconds", qtk_now() - t0);
-    char *js = cJSON_Print(sm);
-    cJSON_Delete(sm);
     snprintf(path, sizeof path, "%s/summary.json", out);
-    qtk_status wst = js ? qtk_write_text_atomic(path, js) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    free(js);
+    qtk_status wst = qtk_write_json_atomic(path, sm);
+    cJSON_Delete(sm);
     if (wst != QTK_OK) goto fail;
     snprintf(path, sizeof path, "%s/table.md", out);
     FILE *f = fopen(path, "w");

@@ -225,9 +225,7 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "seconds", secs);
         cJSON_AddStringToObject(o, "device", cuda ? "cuda" : "cpu");
         cJSON_AddNumberToObject(o, "fp16", fp16);
-        char *s = cJSON_Print(o);
-        if (!s || qtk_write_text_atomic(json, s) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
-        free(s);
+        if (qtk_write_json_atomic(json, o) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
         cJSON_Delete(o);
     }
     qtk_mamba_free(&m);

@@ -251,13 +251,12 @@ static int plan_save(const sw_plan *p) {
         for (int k = 0; k < p->runs[i].n_sets; k++) cJSON_AddItemToArray(s, cJSON_CreateString(p->runs[i].sets[k]));
         cJSON_AddItemToArray(runs, r);
     }
-    char *text = cJSON_Print(o), path[PATH_MAX + 16];
-    cJSON_Delete(o);
+    char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/sweep.json", p->out);
     int rc = 0;
     if (qtk_cli_mkdir_p(p->out) != 0) rc = qtk_cli_error("cannot create %s: %s", p->out, strerror(errno));
-    else if (!text || qtk_write_text_atomic(path, text) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
-    free(text);
+    else if (qtk_write_json_atomic(path, o) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+    cJSON_Delete(o);
     return rc;
 }
 
@@ -735,11 +734,9 @@ static int backend_slurm(const sw_spec *sp, const sw_plan *p, const int *todo, i
     cJSON_AddStringToObject(o, "table", out2);
     cJSON_AddStringToObject(o, "tasks", spec);
     cJSON_AddNumberToObject(o, "submitted", (double)time(NULL));
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
     snprintf(path, sizeof path, "%s/jobs.json", sdir);
-    qtk_status wst = text ? qtk_write_text_atomic(path, text) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
-    free(text);
+    qtk_status wst = qtk_write_json_atomic(path, o);
+    cJSON_Delete(o);
     if (wst != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     printf("submitted array job %s (%d runs: %s) and table job %s (afterany)\n"
            "  qtk sweep status %s\n  results: %s/table.md once the table job has run\n",

@@ -1,4 +1,5 @@
 // qtk: command-line entry point.
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,7 +38,7 @@ static const char *usage =
     "                            continue a prompt with a Mamba / Mamba2 model\n"
     "  demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] [--gemm fp32|tf32|int8]\n"
     "                            the main job on the built-in default (Fashion ViT,\n"
-    "                            FP32 / baseline / Evol-Q at W4A8 and W3A8)\n"
+    "                            FP32 / baseline / Evol-Q at W4A8, W3A8 and W2A8)\n"
     "  demo --core [--out DIR] [--seed N]\n"
     "                            core demo: quantize a synthetic linear layer with\n"
     "                            outlier channels at 2..8 bits, per tensor / channel /\n"
@@ -104,16 +105,25 @@ int qtk_cli_int_arg(const char *opt, const char *v, long lo, long hi, int *out) 
 }
 
 qtk_status qtk_write_text_atomic(const char *path, const char *text) {
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.new", path);
-    FILE *f = fopen(tmp, "w");
+    char tmp[4400];
+    int fd = qtk_file_create_tmp(path, tmp, sizeof tmp);
+    if (fd < 0) return qtk_fail(QTK_ERR_IO, "cannot write %s: %s", path, qtk_last_error());
+    FILE *f = fdopen(fd, "w");
     int ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f && fclose(f) != 0) ok = 0;
+    if (f ? fclose(f) != 0 : close(fd) != 0) ok = 0;
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
         return qtk_fail(QTK_ERR_IO, "cannot write %s", path);
     }
     return QTK_OK;
+}
+
+qtk_status qtk_write_json_atomic(const char *path, const cJSON *j) {
+    char *text = cJSON_Print(j);
+    if (!text) return qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
+    qtk_status st = qtk_write_text_atomic(path, text);
+    free(text);
+    return st;
 }
 
 int main(int argc, char **argv) {
