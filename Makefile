@@ -70,6 +70,15 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# the commit the build comes from, for exports (core/version.c); rewritten only when it changes
+QTK_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+$(BUILD)/commit.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define QTK_GIT_COMMIT "$(QTK_COMMIT)"' > $@.tmp; cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+$(BUILD)/obj/core/version.o: override CFLAGS += -I$(BUILD)
+$(BUILD)/obj/core/version.o: $(BUILD)/commit.h
+FORCE:
+
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MD -MF $(@:.o=.d) -c $< -o $@
@@ -147,6 +156,8 @@ FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_SECONDS ?= 20
 
+$(FUZZ_BUILD)/obj/core/version.o: FUZZ_CFLAGS += -I$(BUILD)
+$(FUZZ_BUILD)/obj/core/version.o: $(BUILD)/commit.h
 $(FUZZ_BUILD)/obj/%.o: %.c fuzz/coverage_ignore.txt
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(if $(filter experiments/qtk_main.c,$<),-Dmain=qtk_cli_main) -MMD -MP -c $< -o $@

@@ -1,5 +1,7 @@
 #include "file.h"
 
+#include <zlib.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -127,4 +129,23 @@ int qtk_file_remove_stale_tmp(const char *path) {
     }
     closedir(d);
     return removed;
+}
+
+qtk_status qtk_file_crc32(const char *path, uint32_t *out) {
+    int fd;
+    size_t size;
+    QTK_TRY(qtk_file_open_regular(path, "checkpoint", &fd, &size));
+    unsigned char *buf = malloc(1 << 20);
+    if (!buf) {
+        close(fd);
+        return qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
+    }
+    uLong crc = crc32(0L, Z_NULL, 0);
+    ssize_t n;
+    while ((n = read(fd, buf, 1 << 20)) > 0) crc = crc32(crc, buf, (uInt)n);
+    free(buf);
+    close(fd);
+    if (n < 0) return qtk_fail(QTK_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    *out = (uint32_t)crc;
+    return QTK_OK;
 }

@@ -6,6 +6,7 @@
 #define QTK_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "error.h"
@@ -33,6 +34,9 @@ int qtk_file_create_tmp(const char *path, char *tmp, size_t tmp_cap);
 // Removes "<path>.tmp.*" left by a killed writer: names of qtk_file_create_tmp whose process is gone, and
 // names of other forms (older qtk). Returns the number removed.
 int qtk_file_remove_stale_tmp(const char *path);
+
+// zlib's CRC-32 of a regular file's bytes (read in 1 MiB pieces): a checkpoint's fingerprint in exports.
+qtk_status qtk_file_crc32(const char *path, uint32_t *out);
 
 #ifdef __cplusplus
 }

@@ -257,7 +257,7 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
     qtk_st_entry *e = calloc((size_t)nq * 2, sizeof *e);
     char (*names)[QTK_QPOINT_NAME + 16] = calloc((size_t)nq * 2, sizeof *names);
     int64_t *lens = calloc((size_t)nq, sizeof *lens);
-    const char *(*meta)[2] = calloc(3 + n_extra, sizeof *meta);
+    const char *(*meta)[2] = calloc(5 + n_extra, sizeof *meta);
     cJSON *list = cJSON_CreateArray();
     char *lj = NULL;
     qtk_status st = QTK_OK;
@@ -285,8 +285,10 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
         meta[0][0] = "qtk_version", meta[0][1] = QTK_VERSION;
         meta[1][0] = "config", meta[1][1] = config_json;
         meta[2][0] = "quantizers", meta[2][1] = lj;
-        for (size_t i = 0; i < n_extra; i++) meta[3 + i][0] = extra[i][0], meta[3 + i][1] = extra[i][1];
-        st = qtk_st_write(path, e, (size_t)k, (const char *const(*)[2])meta, 3 + n_extra);
+        meta[3][0] = "format_version", meta[3][1] = QTK_EXPORT_FORMAT;
+        meta[4][0] = "qtk_commit", meta[4][1] = qtk_commit();
+        for (size_t i = 0; i < n_extra; i++) meta[5 + i][0] = extra[i][0], meta[5 + i][1] = extra[i][1];
+        st = qtk_st_write(path, e, (size_t)k, (const char *const(*)[2])meta, 5 + n_extra);
     }
     free(lj);
     cJSON_Delete(list);

@@ -3,6 +3,8 @@
 #define QTK_H
 
 #define QTK_VERSION "0.1.0"
+// The export format written by qtk_qreg_export (docs/export.md); bumped on an incompatible change.
+#define QTK_EXPORT_FORMAT "1"
 
 #include "error.h"
 #include "fakequant.h"
@@ -20,5 +22,14 @@
 #include "safetensors.h"
 #include "tensor.h"
 #include "cuda/qtk_cuda.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+// The git commit this library was built from ("unknown" outside a git checkout).
+const char *qtk_commit(void);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -18,6 +18,14 @@ rm -rf "$W" && mkdir -p "$W"
 # JSON lines / objects without the fields that hold times
 untimed() { sed -E 's/"[a-z_]*(seconds|wall)[a-z_]*":[[:space:]]*[0-9.e+-]+,?//g' "$1"; }
 hash() { printf '%-28s %s\n' "$1" "$(sha256sum | cut -c1-16)"; }
+# a safetensors file's results: its tensor list (names, dtypes, shapes) and its data bytes; the
+# metadata (which names the build's commit) is left out
+st_results() {
+  local n
+  n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+  "$QTK" info "$1" | sed -n '2,/^total:/p'
+  tail -c +$((9 + n)) "$1"
+}
 
 common=(--set search.passes=1 --set search.population=6 --set calibration.images=200 --set data.test_images=1000)
 "$QTK" run experiments/configs/fashion_w4a8.yaml "${common[@]}" --set output.dir=$W/a >/dev/null 2>&1
@@ -32,14 +40,14 @@ search: {method: evolq, targets: [act, fc1], fp_targets: float}
 EOF
 "$QTK" run $W/b.yaml "${common[@]}" --set output.dir=$W/b >/dev/null 2>&1
 for r in a b; do
-    hash "run $r quant.safetensors" <"$W/$r/quant.safetensors"
+    st_results "$W/$r/quant.safetensors" | hash "run $r quant.safetensors"
     untimed "$W/$r/summary.json" | hash "run $r summary.json"
     untimed "$W/$r/log.jsonl" | hash "run $r log.jsonl"
     sed -E 's/\| [0-9.]+ s \|$//' "$W/$r/table.md" | hash "run $r table.md"
 done
 
 "$QTK" calibrate experiments/configs/fashion_w4a8.yaml --set calibration.images=300 --set output.dir=$W/c >/dev/null 2>&1
-hash "calibrate export" <"$(ls $W/c/*.safetensors | head -1)"
+st_results "$(ls $W/c/*.safetensors | head -1)" | hash "calibrate export"
 "$QTK" eval experiments/configs/fashion_w4a8.yaml --set data.test_images=500 --quant "$(ls $W/c/*.safetensors | head -1)" \
     --set output.dir=$W/c 2>/dev/null | grep -E 'top-1|top1' | hash "eval of the export"
 
@@ -50,5 +58,6 @@ for m in tiny_mamba1 tiny_mamba2; do
 done
 
 "$QTK" demo --core --out $W/core >/dev/null 2>&1
-for f in $(cd $W/core && ls | grep -vE '\.png$' | sort); do untimed "$W/core/$f" | hash "core demo $f"; done
+for f in $(cd $W/core && ls | grep -vE '\.png$|\.safetensors$' | sort); do untimed "$W/core/$f" | hash "core demo $f"; done
+st_results "$W/core/quant.safetensors" | hash "core demo quant.safetensors"
 rm -rf "$W"

@@ -13,7 +13,8 @@ if [ "$B" = build/asan ]; then make_args+=(SANITIZE=1); san=(-fsanitize=address,
 make --no-print-directory "${make_args[@]}" install >"$P.log" 2>&1 || { cat "$P.log"; exit 1; }
 export PKG_CONFIG_PATH=$P/lib/pkgconfig
 if grep -q "$PWD" "$P/lib/pkgconfig/libqtk.pc"; then echo "libqtk.pc names the build tree"; exit 1; fi
-if grep -v '^prefix=' "$P/lib/pkgconfig/libqtk.pc" | grep -qE '(^|[ =:])/'; then
+pc_rest=$(grep -v '^prefix=' "$P/lib/pkgconfig/libqtk.pc")
+if grep -qE '(^|[ =:])/' <<<"$pc_rest"; then
   echo "libqtk.pc: an absolute path other than prefix"; exit 1; fi
 
 n=0
@@ -31,8 +32,10 @@ cc -std=c11 -Wall -Wextra -Werror "${san[@]}" -o "$P/ex_shared" examples/c/examp
    $(pkg-config --cflags --libs libqtk) -Wl,-rpath,"$P/lib" "${cudalib[@]}"
 cc -std=c11 -Wall -Wextra -Werror "${san[@]}" -o "$P/ex_static" examples/c/example.c $(pkg-config --cflags libqtk) \
    "$P/lib/libqtk.a" $(pkg-config --static --libs libqtk | sed 's/-lqtk//') "${cudalib[@]}"
-if ldd "$P/ex_static" | grep -q libqtk; then echo "the static example links libqtk.so"; exit 1; fi
-ldd "$P/ex_shared" | grep -q "$P/lib/libqtk.so" || { echo "the shared example does not use the installed libqtk.so"; exit 1; }
+# (ldd's output kept first: grep -q would close the pipe early, and pipefail would see ldd's SIGPIPE)
+deps_static=$(ldd "$P/ex_static") deps_shared=$(ldd "$P/ex_shared")
+if grep -q libqtk <<<"$deps_static"; then echo "the static example links libqtk.so"; exit 1; fi
+grep -q "$P/lib/libqtk.so" <<<"$deps_shared" || { echo "the shared example does not use the installed libqtk.so:"; echo "$deps_shared"; exit 1; }
 "$P/ex_shared" models/fashion_vit.safetensors models/tiny_mamba1 >"$P/out_shared"
 "$P/ex_static" models/fashion_vit.safetensors models/tiny_mamba1 >"$P/out_static"
 cmp "$P/out_shared" "$P/out_static" || { echo "shared and static examples differ"; exit 1; }

@@ -211,6 +211,9 @@ START_TEST(test_export_import) {
     ck_qtk(qtk_st_open(&st, path));
     ck_assert_ptr_null(qtk_st_find(&st, "head.copy.scale")); // no parameters of its own
     ck_assert_str_eq(qtk_st_meta(&st, "seed"), "3");
+    ck_assert_str_eq(qtk_st_meta(&st, "format_version"), QTK_EXPORT_FORMAT);
+    ck_assert_str_eq(qtk_st_meta(&st, "qtk_commit"), qtk_commit());
+    ck_assert_int_gt(strlen(qtk_commit()), 0);
     ck_assert_ptr_nonnull(strstr(qtk_st_meta(&st, "quantizers"), "{\"name\":\"blocks.0.fc.weight\",\"bits\":4,"
                                                                  "\"granularity\":\"channel\",\"enabled\":true}"));
     ck_qtk(qtk_qreg_import(&b.r, &st, path, "toy"));

@@ -413,6 +413,11 @@ START_TEST(test_calibrate_eval_cptv) {
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "calibration: 32 done in"));
     ck_assert_ptr_nonnull(strstr(out, "baseline top-1"));
+    // the export names its checkpoint and the checkpoint's CRC-32 (docs/export.md)
+    snprintf(args, sizeof args, "info %s", cal);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "format_version: 1") && strstr(out, "checkpoint_crc32: crc32:") && strstr(out, "qtk_commit: "),
+                  "%s", out);
     // progress goes to stderr (stdout keeps the results); --quiet drops it
     snprintf(args, sizeof args, "calibrate %s/ev.yaml --out %s --eval 2>/dev/null #", tu_tmp, cal);
     ck_assert_msg(run(args) == 0, "%s", out);

@@ -257,6 +257,7 @@ qtk_status qtk_vit_load(qtk_vit *m, const char *path, const char *desc) {
         qtk_st_shards_close(&s);
         return qtk_fail(QTK_ERR_NOMEM, "cannot allocate %d blocks for %s", c.depth, path);
     }
+    snprintf(m->source, sizeof m->source, "%s", path);
     qtk_param_walker w = {.src = &s, .align = 1};
     walk(&w, m); // every tensor's presence, shape and dtype, and the count
     m->n_params = w.used;

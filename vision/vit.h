@@ -64,6 +64,7 @@ typedef struct {
     float *head_dist_w, *head_dist_b; // distilled only
     float *mem;              // one allocation holding every tensor above
     size_t n_params;
+    char source[1024];       // the checkpoint file it was loaded from
 } qtk_vit;
 
 // desc: NULL (heads from the checkpoint's __metadata__ "qtk.vit.heads" or

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/file.h"
 #include "../core/intlayernorm.h"
 #include "../core/qtk.h"
 #include "../core/safetensors.h"
@@ -410,7 +411,19 @@ qtk_status qtk_vit_quant_export(const qtk_vit_quant *qv, const char *path, const
     cJSON_AddBoolToObject(cfg, "quant_input", qv->reg.p[QTK_VIT_P_INPUT].name[0] != 0);
     char *cj = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
-    qtk_status st = cj ? qtk_qreg_export(&qv->reg, path, cj, extra, n_extra) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    // the checkpoint it belongs to: its path and CRC-32, then the caller's pairs
+    uint32_t crc = 0;
+    char crc_s[24] = "unknown";
+    if (qv->m->source[0] && qtk_file_crc32(qv->m->source, &crc) == QTK_OK) snprintf(crc_s, sizeof crc_s, "crc32:%08x", crc);
+    const char *(*meta)[2] = calloc(2 + n_extra, sizeof *meta);
+    qtk_status st = cj && meta ? QTK_OK : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    if (st == QTK_OK) {
+        meta[0][0] = "checkpoint", meta[0][1] = qv->m->source;
+        meta[1][0] = "checkpoint_crc32", meta[1][1] = crc_s;
+        for (size_t i = 0; i < n_extra; i++) meta[2 + i][0] = extra[i][0], meta[2 + i][1] = extra[i][1];
+        st = qtk_qreg_export(&qv->reg, path, cj, (const char *const(*)[2])meta, 2 + n_extra);
+    }
+    free(meta);
     free(cj);
     return st;
 }
