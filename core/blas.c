@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 void qtk_blas_single_thread(void) {
     static int done;
@@ -43,4 +45,17 @@ void qtk_sgemv(int N, int K, const float *W, int ldw, const float *x, float *y) 
         const int o = i * QTK_GEMV_BLOCK, len = N - o < QTK_GEMV_BLOCK ? N - o : QTK_GEMV_BLOCK;
         cblas_sgemv(CblasRowMajor, CblasNoTrans, len, K, 1.0f, W + (size_t)o * ldw, ldw, x, 1, 0.0f, y + o, 1);
     }
+}
+
+const char *qtk_blas_core(void) {
+    const char *c = openblas_get_corename();
+    return c ? c : "unknown";
+}
+
+int qtk_blas_generic_fallback(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return !getenv("OPENBLAS_CORETYPE") && !strcmp(qtk_blas_core(), "Prescott") && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
 }

@@ -36,6 +36,14 @@ void qtk_sgemv(int N, int K, const float *W, int ldw, const float *x, float *y);
 // (small products inside its own parallel loops) calls it first.
 void qtk_blas_single_thread(void);
 
+// The kernel family OpenBLAS picked for this CPU ("Haswell", "SkylakeX", "Zen", ...): results are
+// bit-identical across machines only within one family (README: Reproducibility).
+const char *qtk_blas_core(void);
+// 1 where OpenBLAS fell back to its generic SSE3 "Prescott" kernels on a CPU with AVX2 (an unknown
+// CPU model, as on some VMs), unless OPENBLAS_CORETYPE chose them: slow, and rounding unlike the
+// AVX2 / AVX-512 families.
+int qtk_blas_generic_fallback(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/blas.h"
 #include "../core/qtk.h"
 #include "cli.h"
 #include "progress.h"
@@ -137,7 +138,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
-        printf("qtk %s (%s)\n", QTK_VERSION, qtk_cuda_built() ? "CUDA" : "CPU only");
+        printf("qtk %s (%s; OpenBLAS kernels: %s; commit %s)\n", QTK_VERSION, qtk_cuda_built() ? "CUDA" : "CPU only",
+               qtk_blas_core(), qtk_commit());
         return 0;
     }
     // --quiet / --verbose anywhere after the command: how much progress goes to stderr
@@ -149,6 +151,10 @@ int main(int argc, char **argv) {
     }
     argc = k;
     argv[argc] = NULL;
+    if (qtk_blas_generic_fallback())
+        fprintf(stderr, "qtk: warning: OpenBLAS does not know this CPU model and runs its generic Prescott kernels on an "
+                        "AVX2 CPU: slower, and results round unlike other machines; set OPENBLAS_CORETYPE=Haswell (or "
+                        "SkylakeX) to match them\n");
     if (!strcmp(cmd, "info")) return qtk_cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return qtk_cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "quant-report")) return qtk_cmd_quant_report(argc - 1, argv + 1);

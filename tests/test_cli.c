@@ -28,6 +28,7 @@ START_TEST(test_help_version_usage) {
     ck_assert_ptr_nonnull(strstr(out, "info FILE.safetensors"));
     ck_assert_int_eq(run("--version", out, sizeof out), 0);
     ck_assert_ptr_nonnull(strstr(out, QTK_VERSION));
+    ck_assert_ptr_nonnull(strstr(out, "OpenBLAS kernels: "));
     ck_assert_int_eq(run("frobnicate", out, sizeof out), 2);
     ck_assert_ptr_nonnull(strstr(out, "qtk: usage error: unknown command \"frobnicate\""));
     ck_assert_int_eq(run("", out, sizeof out), 2);
