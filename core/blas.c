@@ -14,12 +14,30 @@ void qtk_blas_single_thread(void) {
     }
 }
 
+int qtk_blas_row_unit(void) {
+    static const struct {
+        const char *core;
+        int unit;
+    } units[] = {{"Haswell", 12}, {"Zen", 12}, {"SkylakeX", 48}, {"Cooperlake", 48}, {"Sandybridge", 1}, {"Prescott", 4},
+                 {"Core2", 4},    {"Barcelona", 4}, {"Nehalem", 8}};
+    const char *core = qtk_blas_core();
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (!strcmp(core, units[i].core)) return units[i].unit;
+    return QTK_GEMM_BLOCK;
+}
+
 void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc) {
     qtk_blas_single_thread();
     const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
     const int by_rows = M >= 2 * QTK_GEMM_BLOCK, extent = by_rows ? M : N;
-    const int nb = (extent + QTK_GEMM_BLOCK - 1) / QTK_GEMM_BLOCK;
+    int blk = QTK_GEMM_BLOCK;
+    if (by_rows) { // as many blocks as threads where 96-row blocks are too few, in multiples of the unit
+        const int unit = qtk_blas_row_unit(), T = omp_in_parallel() ? 1 : omp_get_max_threads();
+        const int units_per = ((M + unit - 1) / unit + T - 1) / T;
+        if (units_per * unit < blk) blk = units_per * unit;
+    }
+    const int nb = (extent + blk - 1) / blk;
     if (nb <= 1 || (!by_rows && N < 2 * QTK_GEMM_BLOCK)) {
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
@@ -27,7 +45,7 @@ void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
     // the arithmetic of a block does not depend on who runs it: parallel or not, the same bits
 #pragma omp parallel for schedule(dynamic, 1) if ((double)M * N * K >= QTK_GEMM_PARALLEL_MIN)
     for (int i = 0; i < nb; i++) {
-        const int o = i * QTK_GEMM_BLOCK, len = extent - o < QTK_GEMM_BLOCK ? extent - o : QTK_GEMM_BLOCK;
+        const int o = i * blk, len = extent - o < blk ? extent - o : blk;
         if (by_rows) // rows o.. of op(A) and C
             cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, alpha, trans_a ? A + o : A + (size_t)o * lda, lda, B, ldb, beta,
                         C + (size_t)o * ldc, ldc);

@@ -14,11 +14,12 @@
 extern "C" {
 #endif
 
-// Rows of C per block (columns when C has fewer than 2 blocks of rows): fixed, so a block's arithmetic is
-// the same at any thread count. 96 is a multiple of the row unrolls of OpenBLAS's x86 sgemm kernels (16,
-// 24, 32): row blocks of it give the very bits of one unsplit single-threaded call (checked on the Zen
-// kernel; a block of 64 changes the last rows of each block). Column blocks are deterministic too, but
-// not the unsplit call's bits.
+// Rows of C per block, at most (columns when C has fewer than 2 blocks of rows). Row blocks that start at
+// multiples of the row unroll of OpenBLAS's sgemm kernel (qtk_blas_row_unit) give the very bits of one
+// unsplit single-threaded call, whatever their size: qtk_sgemm sizes them to the thread count (so a
+// 512-token prefill keeps 16 threads busy) and its result still does not depend on it. 96 is a multiple
+// of every unit measured. Column blocks are deterministic (their size depends on the shape only), but
+// not the unsplit call's bits (the Haswell kernel's arithmetic depends on the column panel).
 #define QTK_GEMM_BLOCK 96
 // Below this many multiply-adds the blocks run on the calling thread (same bits, no fork/join).
 #define QTK_GEMM_PARALLEL_MIN 1048576.0
@@ -31,6 +32,12 @@ void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 // y (N) = W (N, K) x (K), W row-major with leading dimension ldw: blocks of QTK_GEMV_BLOCK rows of W.
 #define QTK_GEMV_BLOCK 128
 void qtk_sgemv(int N, int K, const float *W, int ldw, const float *x, float *y);
+
+// Rows of C whose multiples start row blocks with the bits of one unsplit call on this kernel family
+// (measured on OpenBLAS 0.3.21 over both layouts of B: Haswell and Zen 12, SkylakeX and Cooperlake 48,
+// Nehalem 8, Prescott, Core2 and Barcelona 4, Sandybridge 1); QTK_GEMM_BLOCK for a family not measured.
+// tests/test_blas.c checks the running family's unit.
+int qtk_blas_row_unit(void);
 
 // Makes OpenBLAS single-threaded (idempotent). qtk_sgemm calls it; code that calls OpenBLAS directly
 // (small products inside its own parallel loops) calls it first.

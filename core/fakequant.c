@@ -148,6 +148,29 @@ double qtk_fake_quant_sse(const float *x, size_t n, float s, float z, int lo, in
     return qtk_sum_chunked(n, QTK_FQ_PAR_MIN, sse_chunk, &c);
 }
 
+void qtk_fake_quant_sse_multi(const float *x, size_t n, const float *s, const float *z, int k, int lo, int hi,
+                              double *sse) {
+    // the chunks and their order of qtk_sum_chunked, per candidate
+    const size_t nc = (n + QTK_SUM_CHUNK - 1) / QTK_SUM_CHUNK, tasks = nc * (size_t)k;
+    double *part = tasks <= ((size_t)1 << 20) ? malloc(tasks * sizeof *part) : NULL;
+    if (!part) { // too many partial sums to hold (or no memory): one candidate at a time, the same bits
+        for (int j = 0; j < k; j++) sse[j] = qtk_fake_quant_sse(x, n, s[j], z[j], lo, hi);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n * (size_t)k >= QTK_FQ_PAR_MIN)
+    for (size_t t = 0; t < tasks; t++) {
+        const size_t j = t / nc, c = t % nc;
+        const sse_ctx cx = {x, s[j], z[j], (float)lo, (float)hi};
+        part[t] = sse_chunk(&cx, c * QTK_SUM_CHUNK, c + 1 < nc ? (c + 1) * QTK_SUM_CHUNK : n);
+    }
+    for (int j = 0; j < k; j++) {
+        double acc = 0.0;
+        for (size_t c = 0; c < nc; c++) acc += part[(size_t)j * nc + c];
+        sse[j] = acc;
+    }
+    free(part);
+}
+
 qtk_status qtk_fake_quant(const qtk_qparams *p, const float *x, float *y, int ndim,
                           const int64_t *shape) {
     qtk_qlayout L;

@@ -55,6 +55,11 @@ void qtk_fake_quant_per_group(const float *x, float *y, size_t outer, size_t L, 
 // the squares in float32 (as |x - x_q|^2), accumulated in double. Vectorized;
 // equal to the scalar reference element by element.
 double qtk_fake_quant_sse(const float *x, size_t n, float s, float z, int lo, int hi);
+// sse[j] = qtk_fake_quant_sse(x, n, s[j], z[j], lo, hi) for k candidates, bit for bit, in one parallel
+// pass over (candidate, chunk) pairs (a search over 90 candidates forks once, and keeps 16 threads busy
+// where one tensor has fewer chunks than threads). The CPU twin of qtk_fake_quant_sse_multi_cuda.
+void qtk_fake_quant_sse_multi(const float *x, size_t n, const float *s, const float *z, int k, int lo, int hi,
+                              double *sse);
 
 // Dispatcher: validates p against the shape and runs the matching kernel.
 // bits == QTK_BITS_OFF copies x to y.

@@ -188,11 +188,9 @@ static int omse_pick(const double *sse, size_t n, float mn, float mx, int lo, in
 
 int qtk_omse_search(const float *x, size_t n, float mn, float mx, int lo, int hi, float *s, float *z) {
     double sse[QTK_OMSE_CANDIDATES];
-    for (int i = 0; i < QTK_OMSE_CANDIDATES; i++) {
-        float si, zi;
-        omse_candidate(mn, mx, lo, hi, i, &si, &zi);
-        sse[i] = qtk_fake_quant_sse(x, n, si, zi, lo, hi);
-    }
+    float sc[QTK_OMSE_CANDIDATES], zc[QTK_OMSE_CANDIDATES];
+    for (int i = 0; i < QTK_OMSE_CANDIDATES; i++) omse_candidate(mn, mx, lo, hi, i, &sc[i], &zc[i]);
+    qtk_fake_quant_sse_multi(x, n, sc, zc, QTK_OMSE_CANDIDATES, lo, hi, sse);
     return omse_pick(sse, n, mn, mx, lo, hi, s, z);
 }
 

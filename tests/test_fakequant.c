@@ -1,5 +1,7 @@
 // Fake quantization: bit-exact with PyTorch (fixtures), optimized kernels
 // equal to the scalar reference, and the quantizer's properties.
+#include <omp.h>
+
 #include "testutil.h"
 
 static qtk_granularity gran_of(const char *s) {
@@ -275,6 +277,33 @@ START_TEST(test_sse_equals_reference) {
 }
 END_TEST
 
+// Many candidates in one pass == one qtk_fake_quant_sse per candidate, bit for bit, at 1, 3 and 16 threads
+// (and on a tensor of one partial chunk)
+START_TEST(test_sse_multi_equals_single) {
+    enum { N = 100003, K = 90 };
+    static float x[N];
+    qtk_rng r;
+    qtk_rng_seed(&r, 22, 0);
+    tu_fill_normal(&r, x, N, 2.0f);
+    float s[K], z[K];
+    for (int j = 0; j < K; j++) s[j] = 0.01f + 0.003f * (float)j, z[j] = (float)(j % 256);
+    const size_t sizes[] = {N, 1000};
+    const int threads[] = {1, 3, 16};
+    for (int a = 0; a < 2; a++)
+        for (int t = 0; t < 3; t++) {
+            omp_set_num_threads(threads[t]);
+            double got[K];
+            qtk_fake_quant_sse_multi(x, sizes[a], s, z, K, 0, 255, got);
+            for (int j = 0; j < K; j++) {
+                double want = qtk_fake_quant_sse(x, sizes[a], s[j], z[j], 0, 255);
+                ck_assert_msg(got[j] == want, "n %zu, %d threads, candidate %d: %.17g vs %.17g", sizes[a], threads[t], j,
+                              got[j], want);
+            }
+        }
+    omp_set_num_threads(omp_get_num_procs());
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("fakequant");
     TCase *tc = tcase_create("core");
@@ -287,6 +316,7 @@ int main(void) {
     tcase_add_test(tc, test_per_channel_equals_rows);
     tcase_add_test(tc, test_off_and_errors);
     tcase_add_test(tc, test_sse_equals_reference);
+    tcase_add_test(tc, test_sse_multi_equals_single);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

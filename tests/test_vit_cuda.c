@@ -401,8 +401,14 @@ START_TEST(test_search_gpu_vs_cpu) {
                "difference %.2e over %d steps; %zu of %zu scales differ\n",
                int8 ? "int8 GEMMs" : one_slot == 2 ? "streamed" : one_slot ? "one cache slot" : "cached block inputs",
                ra.loss_initial, ra.loss_final, rb.loss_initial, rb.loss_final, worst, sa.n, differ, total);
-        ck_assert_msg(worst <= (int8 ? 1e-4 : 1e-5), "losses differ by %g relative", worst);
-        ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
+        // the fp32 GPU searches make the CPU's choices. The int8 one accumulates its GEMMs exactly in int32
+        // where the CPU's fp32 GEMMs round (losses ~1e-6 apart relative), so a choice between candidates
+        // closer than that may go the other way (measured on an H100: 393 of 3403 scales, final infoNCE
+        // 20.7906323 against 20.7905855): its losses must track the CPU's, and its search must end as low.
+        ck_assert_msg(worst <= 1e-5, "losses differ by %g relative", worst);
+        if (int8) ck_assert_msg(rb.loss_final <= ra.loss_final * (1 + 1e-5), "int8 search ended at %.7f, CPU at %.7f",
+                                rb.loss_final, ra.loss_final);
+        else ck_assert_msg(differ == 0, "%zu scales differ between the CPU and GPU searches", differ);
         if (int8) {
             int n8, nl, na16, na;
             qtk_vit_cuda_int8_count(g, &n8, &nl, &na16, &na);
