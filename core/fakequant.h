@@ -11,28 +11,16 @@
 #include <stddef.h>
 
 #include "qparams.h"
+#include "scalar.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-// One element, the readable reference every kernel is tested against.
-static inline float qtk_fake_quant_scalar(float x, float s, float z, int lo, int hi,
-                                          qtk_fq_formula f) {
-    float q;
-    if (f == QTK_FQ_TORCH) {
-        // qval = z + nearbyint(x * inv_scale); (clamp(qval) - z) * scale
-        float inv = 1.0f / s;
-        q = rintf(x * inv) + z;
-    } else {
-        // torch.round(x / scale + zero_point)
-        q = rintf(x / s + z);
-    }
-    // .clamp(qmin, qmax); NaN stays NaN like torch.clamp
-    if (q < (float)lo) q = (float)lo;
-    if (q > (float)hi) q = (float)hi;
-    // (x_q - zero_point) * scale
-    return (q - z) * s;
+// One element, the readable reference every kernel is tested against (core/scalar.h: qtk_fq_elem, the
+// expression the CUDA kernels evaluate too).
+static inline float qtk_fake_quant_scalar(float x, float s, float z, int lo, int hi, qtk_fq_formula f) {
+    return qtk_fq_elem(x, s, z, (float)lo, (float)hi, f == QTK_FQ_TORCH);
 }
 
 // Scalar reference over a whole tensor (any granularity). Slow; for tests.

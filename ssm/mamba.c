@@ -8,12 +8,9 @@
 #include <string.h>
 
 #include "../core/blas.h"
+#include "../core/scalar.h"
 #include "../core/tensor.h"
 #include "mamba.h"
-
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
-// F.softplus(v) with PyTorch's threshold 20
-static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
 // y (rows, N) = x (rows, K) W^T (+ b), W (N, K) row-major
 static void linear(const float *x, const float *W, const float *b, float *y, size_t rows, int N, int K, int ldx) {
@@ -57,7 +54,7 @@ static void conv_silu(const float *in, int ld, int B, int L, int C, int K, const
                 // F.conv1d(x, w, b, padding=K-1, groups=C)[..., :L]
                 float acc = bias ? bias[c] : 0.0f;
                 for (int k = 0; k < K; k++) acc += wc[k] * win[k];
-                out[((size_t)b * L + t) * C + c] = silu(acc);
+                out[((size_t)b * L + t) * C + c] = qtk_silu(acc);
             }
             memcpy(st, win, (size_t)K * sizeof(float));
         }
@@ -90,7 +87,7 @@ static void scan1(const qtk_mamba_config *c, const qtk_mamba_layer *ly, int B, i
                 }
                 // out = y + u * D;  out = out * F.silu(z)
                 float o = acc + u * ly->Dskip[ch];
-                y[r * E + ch] = o * silu(z[r * ldz + ch]);
+                y[r * E + ch] = o * qtk_silu(z[r * ldz + ch]);
             }
         }
 }
@@ -176,7 +173,7 @@ static void gated_rmsnorm(float *y, const float *z, int ldz, const float *w, siz
 #pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
     for (size_t r = 0; r < rows; r++) {
         float *yr = y + r * E;
-        for (int i = 0; i < E; i++) yr[i] = yr[i] * silu(z[r * ldz + i]);
+        for (int i = 0; i < E; i++) yr[i] = yr[i] * qtk_silu(z[r * ldz + i]);
         for (int g = 0; g < G; g++) {
             double ss = 0;
             for (int i = g * gs; i < (g + 1) * gs; i++) ss += (double)yr[i] * yr[i];
@@ -258,22 +255,20 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         conv_silu(proj, IN, B, L, E, K, ly->conv_w, ly->conv_b, conv_state, xc);
         // x_dbl = self.x_proj(x): dt | B | C
         linear(xc, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E, E);
-        // dt = softplus(self.dt_proj.weight @ dt + dt_proj.bias)
+        // dt = qtk_softplus(self.dt_proj.weight @ dt + dt_proj.bias)
         linear(xdbl, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, R + 2 * N);
 #pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
-        for (size_t i = 0; i < rows * (size_t)E; i++) dt[i] = softplus(dt[i]);
+        for (size_t i = 0; i < rows * (size_t)E; i++) dt[i] = qtk_softplus(dt[i]);
         scan1(c, ly, B, L, xc, dt, xdbl + R, xdbl + R + N, R + 2 * N, proj + E, IN, ssm_state, y);
     } else {
         const int H = c->n_heads, GN = c->n_groups * N;
         float *dt = extra;
-        // z | xBC | dt; xBC = silu(conv1d(xBC))
+        // z | xBC | dt; xBC = qtk_silu(conv1d(xBC))
         conv_silu(proj + E, IN, B, L, CD, K, ly->conv_w, ly->conv_b, conv_state, xc);
-        // dt = softplus(dt + self.dt_bias), clamped to time_step_limit
+        // dt = qtk_softplus(dt + self.dt_bias), clamped to time_step_limit
         for (size_t r = 0; r < rows; r++)
             for (int h = 0; h < H; h++) {
-                float v = softplus(proj[r * IN + E + CD + h] + ly->dt_bias[h]);
-                v = v < c->dt_min ? c->dt_min : v;
-                dt[r * H + h] = v > c->dt_max ? c->dt_max : v;
+                dt[r * H + h] = qtk_clampf(qtk_softplus(proj[r * IN + E + CD + h] + ly->dt_bias[h]), c->dt_min, c->dt_max);
             }
         ssd_io io = {xc, xc + E, xc + E + GN, CD, dt, y};
         const int chunked = mode != QTK_SCAN_RECURRENT && L > 1;

@@ -360,7 +360,8 @@ static void import_roundtrip(const char *name) {
     e[0] = (qtk_st_entry){"input.scale", QTK_F32, 1, &one, &sc};
     e[1] = (qtk_st_entry){"input.zero_point", QTK_F32, 1, &one, &z};
     char cfg[160];
-    snprintf(cfg, sizeof cfg, "{\"w_bits\": %d, \"a_bits\": %d}", t.qv.qc.w_bits, t.qv.qc.a_bits);
+    snprintf(cfg, sizeof cfg, "{\"w_bits\": %d, \"a_bits\": %d, \"bias_corr\": false, \"int_layernorm\": false}",
+             t.qv.qc.w_bits, t.qv.qc.a_bits);
     const char *meta[1][2] = {{"config", cfg}};
     ck_qtk(qtk_st_write(path, e, 2, meta, 1));
     ck_assert_int_ne(qtk_vit_quant_import(&u.qv, path), QTK_OK);

@@ -12,6 +12,7 @@
 #include "../core/rng.h"
 #include "../core/params.h"
 #include "../core/safetensors.h"
+#include "../core/scalar.h"
 #include "../core/tensor.h"
 
 static const struct {
@@ -472,11 +473,7 @@ static qtk_status fwd_blocks(const qtk_vit *m, qtk_vit_plan *p, int B, int from,
         ACT(pb + QTK_VIT_B_NORM2_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);
         linear(p->h, weight_of(hk, pb + QTK_VIT_B_FC1_W, bl->fc1_w), bl->fc1_b, p->mlp, rows, M, C);
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < rows * M; i++) {
-            // nn.GELU(): x * 0.5 * (1 + erf(x / sqrt(2)))
-            float u = p->mlp[i];
-            p->mlp[i] = u * 0.5f * (1.0f + erff(u * 0.70710678118654752f));
-        }
+        for (size_t i = 0; i < rows * M; i++) p->mlp[i] = qtk_gelu(p->mlp[i]); // nn.GELU(), the erf form
         ACT(pb + QTK_VIT_B_ACT_OUT, p->mlp, 3, B, (int64_t)T, (int64_t)M);
         linear(p->mlp, weight_of(hk, pb + QTK_VIT_B_FC2_W, bl->fc2_w), bl->fc2_b, p->h, rows, C, M);
         ACT(pb + QTK_VIT_B_FC2_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);

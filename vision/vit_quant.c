@@ -356,10 +356,9 @@ qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, qtk_model 
     return QTK_OK;
 }
 
-qtk_status qtk_vit_quant_read_config(const char *path, qtk_vit_qconfig *qc) {
-    qtk_safetensors st;
-    QTK_TRY(qtk_st_open(&st, path));
-    const char *cj = qtk_st_meta(&st, "config");
+// The quantization config in the metadata of the open export st (path: for messages).
+static qtk_status parse_config(const qtk_safetensors *st, const char *path, qtk_vit_qconfig *qc) {
+    const char *cj = qtk_st_meta(st, "config");
     cJSON *c = cj ? cJSON_Parse(cj) : NULL;
     const cJSON *wb = cJSON_GetObjectItemCaseSensitive(c, "w_bits"), *ab = cJSON_GetObjectItemCaseSensitive(c, "a_bits");
     const cJSON *bc = cJSON_GetObjectItemCaseSensitive(c, "bias_corr"), *il = cJSON_GetObjectItemCaseSensitive(c, "int_layernorm");
@@ -377,6 +376,13 @@ qtk_status qtk_vit_quant_read_config(const char *path, qtk_vit_qconfig *qc) {
             r = qtk_fail(QTK_ERR_FORMAT, "%s: W%dA%d in the metadata: bit widths outside 2..8", path, qc->w_bits, qc->a_bits);
     }
     cJSON_Delete(c);
+    return r;
+}
+
+qtk_status qtk_vit_quant_read_config(const char *path, qtk_vit_qconfig *qc) {
+    qtk_safetensors st;
+    QTK_TRY(qtk_st_open(&st, path));
+    qtk_status r = parse_config(&st, path, qc);
     qtk_st_close(&st);
     return r;
 }
@@ -384,17 +390,12 @@ qtk_status qtk_vit_quant_read_config(const char *path, qtk_vit_qconfig *qc) {
 qtk_status qtk_vit_quant_import(qtk_vit_quant *qv, const char *path) {
     qtk_safetensors st;
     QTK_TRY(qtk_st_open(&st, path));
-    qtk_status r = QTK_OK;
     // the bit widths must be the model's: scales of another width mean nothing here
-    const char *cj = qtk_st_meta(&st, "config");
-    cJSON *c = cj ? cJSON_Parse(cj) : NULL;
-    const cJSON *wb = cJSON_GetObjectItemCaseSensitive(c, "w_bits"), *ab = cJSON_GetObjectItemCaseSensitive(c, "a_bits");
-    if (!cJSON_IsNumber(wb) || !cJSON_IsNumber(ab))
-        r = qtk_fail(QTK_ERR_FORMAT, "%s: no qtk quantization config in the metadata (not a qtk export)", path);
-    else if (wb->valueint != qv->qc.w_bits || ab->valueint != qv->qc.a_bits)
-        r = qtk_fail(QTK_ERR_ARG, "%s holds W%dA%d scales; the model is set up as W%dA%d", path, wb->valueint, ab->valueint,
+    qtk_vit_qconfig qc;
+    qtk_status r = parse_config(&st, path, &qc);
+    if (r == QTK_OK && (qc.w_bits != qv->qc.w_bits || qc.a_bits != qv->qc.a_bits))
+        r = qtk_fail(QTK_ERR_ARG, "%s holds W%dA%d scales; the model is set up as W%dA%d", path, qc.w_bits, qc.a_bits,
                      qv->qc.w_bits, qv->qc.a_bits);
-    cJSON_Delete(c);
     if (r == QTK_OK) r = qtk_qreg_import(&qv->reg, &st, path, qv->m->cfg.name);
     qtk_st_close(&st);
     return r;

@@ -3,21 +3,17 @@
 // elementwise steps in the CPU's float32 order.
 #include <math.h>
 
-#include "cuda_check.h"
+#include "common.cuh"
 #include "qtk_cuda.h"
 
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 // mean and unbiased std of v(0..K-1), v a functor
 template <class V> __device__ void row_mean_std(V v, size_t K, int lane, float *mean, float *sd) {
     double s = 0;
     for (size_t i = lane; i < K; i += 32) s += v(i);
-    double mu = warp_sum_d(s) / (double)K, ss = 0;
+    double mu = qtk_warp_sum(s) / (double)K, ss = 0;
     for (size_t i = lane; i < K; i += 32) ss += ((double)v(i) - mu) * ((double)v(i) - mu);
-    ss = warp_sum_d(ss);
+    ss = qtk_warp_sum(ss);
     *mean = (float)mu;
     *sd = (float)sqrt(ss / (double)(K > 1 ? K - 1 : 1)); // torch.std: unbiased
 }
@@ -57,8 +53,7 @@ extern "C" qtk_status qtk_bias_correct_cuda(const float *d_W, float *d_Wq, size_
 
 // the grid point of fake quantization (fakequant.h), NaN: lo
 __device__ __forceinline__ int grid_point(float w, float s, float z, int lo, int hi, int torch) {
-    float q = torch ? rintf(w * (1.0f / s)) + z : rintf(w / s + z);
-    return !(q >= (float)lo) ? lo : q > (float)hi ? hi : (int)q;
+    return (int)qtk_fq_grid(w, s, z, (float)lo, (float)hi, torch);
 }
 
 struct fq_of {

@@ -17,8 +17,14 @@
                             __FILE__, __LINE__);                                           \
     } while (0)
 
-// After a kernel launch: launch-configuration errors surface here.
-#define QTK_CUDA_TRY_LAUNCH(what) QTK_CUDA_TRY(cudaGetLastError())
+// After a kernel launch: a launch-configuration error, named after the kernel `what` (a string).
+#define QTK_CUDA_TRY_LAUNCH(what)                                                                          \
+    do {                                                                                                   \
+        cudaError_t qtk_le_ = cudaGetLastError();                                                          \
+        if (qtk_le_ != cudaSuccess)                                                                        \
+            return qtk_fail(QTK_ERR_CUDA, "CUDA error %s (%s) launching %s at %s:%d", cudaGetErrorName(qtk_le_), \
+                            cudaGetErrorString(qtk_le_), what, __FILE__, __LINE__);                        \
+    } while (0)
 
 #ifdef CUBLAS_API_H_
 #define QTK_CUBLAS_TRY(call)                                                               \

@@ -5,15 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "cuda_check.h"
+#include "common.cuh"
 #include "qtk_cuda.h"
-
-__device__ __forceinline__ float fq_ref(float x, float s, float z, float lo, float hi) {
-    float q = rintf(x / s + z);
-    q = q < lo ? lo : q;
-    q = q > hi ? hi : q;
-    return (q - z) * s;
-}
 
 // partial min/max: thread (tx, ty) of block (bx, by) covers channel bx*32+tx and rows by*8+ty, +R, ...
 #define MM_ROWS 512 // row partials per channel
@@ -145,7 +138,7 @@ __global__ void k_sse_multi(const float *__restrict__ x, size_t n, const float *
         const float v = x[i];
 #pragma unroll
         for (int j = 0; j < SSE_CPT; j++) {
-            float d = v - fq_ref(v, sj[j], zj[j], lo, hi);
+            float d = v - qtk_fq_elem(v, sj[j], zj[j], lo, hi, 0);
             acc[j] += (double)(d * d);
         }
     }
@@ -204,7 +197,7 @@ __global__ void k_sse_channels(const float *__restrict__ x, size_t outer, size_t
     for (size_t o = r0; o < outer; o += MM_ROWS) {
         float v = x[o * C + c];
         for (int j = 0; j < k; j++) {
-            float d = v - fq_ref(v, s[j], z, lo, hi);
+            float d = v - qtk_fq_elem(v, s[j], z, lo, hi, 0);
             acc[j] += (double)(d * d);
         }
     }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../pack.h"
-#include "cuda_check.h"
+#include "common.cuh"
 #include "qtk_cuda.h"
 
 typedef struct {
@@ -58,11 +58,6 @@ __global__ void k_dequantize(const void *codes, size_t n, const float *__restric
     }
 }
 
-static unsigned blocks(size_t n) {
-    size_t b = (n + 255) / 256;
-    return (unsigned)(b > 65535u * 8 ? 65535u * 8 : (b ? b : 1));
-}
-
 // p's scales and zero points on the device, and the layout
 static qtk_status upload_params(const qtk_qparams *p, int ndim, const int64_t *shape, qtk_dtype dt, dlayout *L,
                                 size_t *numel, float **d_sz) {
@@ -87,7 +82,7 @@ extern "C" qtk_status qtk_quantize_cuda(const qtk_qparams *p, const float *d_x, 
     QTK_TRY(upload_params(p, ndim, shape, dt, &L, &n, &d_sz));
     int lo, hi;
     qtk_qrange(p->bits, p->is_signed, &lo, &hi);
-    if (n) k_quantize<<<blocks((n + 1) / 2), 256>>>(d_x, n, d_sz, d_sz + p->n, L, (float)lo, (float)hi,
+    if (n) k_quantize<<<qtk_grid_for((n + 1) / 2, 256), 256>>>(d_x, n, d_sz, d_sz + p->n, L, (float)lo, (float)hi,
                                                    p->formula == QTK_FQ_TORCH, (int)dt, d_codes);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
@@ -102,7 +97,7 @@ extern "C" qtk_status qtk_dequantize_cuda(const qtk_qparams *p, const void *d_co
     size_t n;
     float *d_sz;
     QTK_TRY(upload_params(p, ndim, shape, dt, &L, &n, &d_sz));
-    if (n) k_dequantize<<<blocks(n), 256>>>(d_codes, n, d_sz, d_sz + p->n, L, (int)dt, d_y);
+    if (n) k_dequantize<<<qtk_grid_for(n, 256), 256>>>(d_codes, n, d_sz, d_sz + p->n, L, (int)dt, d_y);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
     cudaFree(d_sz);
@@ -123,19 +118,19 @@ __global__ void k_unpack4(const unsigned char *b, size_t n, int sign, signed cha
 }
 
 extern "C" qtk_status qtk_pack_int4_cuda(const int8_t *d_vals, size_t n, uint8_t *d_packed) {
-    if (n) k_pack4<<<blocks((n + 1) / 2), 256>>>((const signed char *)d_vals, n, d_packed);
+    if (n) k_pack4<<<qtk_grid_for((n + 1) / 2, 256), 256>>>((const signed char *)d_vals, n, d_packed);
     QTK_CUDA_TRY(cudaGetLastError());
     return QTK_OK;
 }
 
 extern "C" qtk_status qtk_unpack_i4_cuda(const uint8_t *d_packed, size_t n, int8_t *d_vals) {
-    if (n) k_unpack4<<<blocks(n), 256>>>(d_packed, n, 1, (signed char *)d_vals);
+    if (n) k_unpack4<<<qtk_grid_for(n, 256), 256>>>(d_packed, n, 1, (signed char *)d_vals);
     QTK_CUDA_TRY(cudaGetLastError());
     return QTK_OK;
 }
 
 extern "C" qtk_status qtk_unpack_u4_cuda(const uint8_t *d_packed, size_t n, uint8_t *d_vals) {
-    if (n) k_unpack4<<<blocks(n), 256>>>(d_packed, n, 0, (signed char *)d_vals);
+    if (n) k_unpack4<<<qtk_grid_for(n, 256), 256>>>(d_packed, n, 0, (signed char *)d_vals);
     QTK_CUDA_TRY(cudaGetLastError());
     return QTK_OK;
 }
@@ -153,7 +148,7 @@ extern "C" qtk_status qtk_quantiles_cuda(const float *d_x, size_t n, int absolut
     size_t tmp_bytes = 0;
     QTK_CUDA_TRY(cudaMalloc((void **)&a, 2 * n * sizeof(float)));
     b = a + n;
-    k_copy_abs<<<blocks(n), 256>>>(d_x, n, absolute, a);
+    k_copy_abs<<<qtk_grid_for(n, 256), 256>>>(d_x, n, absolute, a);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cub::DeviceRadixSort::SortKeys(NULL, tmp_bytes, a, b, (int)n);
     if (e == cudaSuccess) e = cudaMalloc(&tmp, tmp_bytes);

@@ -10,26 +10,16 @@
 
 
 
-static unsigned grid_for(size_t n, unsigned t) {
-    size_t b = (n + t - 1) / t;
-    return (unsigned)(b > 65535u * 16u ? 65535u * 16u : (b ? b : 1));
-}
-
 // h[r] = emb[tok[r]]
 __global__ void k_embed(const int32_t *__restrict__ tok, const float *__restrict__ emb, float *h, size_t rows, int D) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * D; i += (size_t)gridDim.x * blockDim.x)
         h[i] = emb[(size_t)tok[i / D] * D + i % D];
 }
 
-template <typename T> __device__ __forceinline__ T warp_sum(T v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // the sum of v over the block (NORM_THREADS), returned to every thread
 #define NORM_THREADS 1024
 __device__ double block_sum(double v, double *red) {
-    v = warp_sum(v);
+    v = qtk_warp_sum(v);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     __syncthreads();
     double t = 0;
@@ -203,9 +193,7 @@ __global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__
     const float A = -expf(A_log[hd]), Dh = Dskip[hd];
     for (int t = 0; t < L; t++) {
         size_t r = (size_t)b * L + t;
-        float d = qtk_softplus(dt_raw[r * ld_dt + hd] + dt_bias[hd]);
-        d = d < lo ? lo : d;
-        d = d > hi ? hi : d;
+        const float d = qtk_clampf(qtk_softplus(dt_raw[r * ld_dt + hd] + dt_bias[hd]), lo, hi);
         const float dA = expf(d * A);
         const float xt = on ? xbc[r * ld + (size_t)hd * P + p] : 0.0f;
         const float *Bt = xbc + r * ld + E + (size_t)g * N, *Ct = xbc + r * ld + E + (size_t)G * N + (size_t)g * N;
@@ -247,11 +235,7 @@ __global__ void __launch_bounds__(NORM_THREADS) k_gated_rmsnorm(float *__restric
     }
 }
 
-#define LAUNCH(kernel, n, ...)                                                                                        \
-    do {                                                                                                              \
-        kernel<<<grid_for((n), 256), 256, 0, g->st>>>(__VA_ARGS__);                                                  \
-        QTK_CUDA_TRY_LAUNCH(#kernel);                                                                                 \
-    } while (0)
+#define LAUNCH(kernel, n, ...) QTK_LAUNCH(kernel, qtk_grid_for((n), 256), 256, 0, g->st, __VA_ARGS__)
 
 // y (rows, N) = act(x (rows, K; row stride ldx) W^T (+ b)); act 1: softplus. Up to QTK_GEMV_MAX_ROWS rows
 // (decode) one GEMV pass over the weights; more rows through cuBLAS.

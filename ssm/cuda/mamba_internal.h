@@ -6,7 +6,7 @@
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 
-#include "../../core/cuda/cuda_check.h"
+#include "../../core/cuda/common.cuh"
 #include "../mamba_cuda.h"
 
 struct qtk_mamba_cuda {
@@ -36,9 +36,6 @@ struct qtk_mamba_cuda {
 
 #define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))
 #define DEVH(g, hp) ((g)->d_half + ((hp) - (g)->m->mem))
-
-__device__ __forceinline__ float qtk_silu(float v) { return v / (1.0f + expf(-v)); }
-__device__ __forceinline__ float qtk_softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
 // weight loads of the GEMVs (float32 or fp16 weights, read as float32): 8 at a time (16-byte aligned), one,
 // and the GEMV input as the fp16 path sees it (rounded to fp16 for fp16 weights)

@@ -28,9 +28,7 @@ __global__ void k_ssd_dt_cum(const float *__restrict__ raw, int ld, const float 
         const int t = base + lane;
         float d = 0.0f;
         if (t < t1) {
-            d = qtk_softplus(raw[((size_t)b * L + t) * ld + h] + dt_bias[h]);
-            d = d < lo ? lo : d;
-            d = d > hi ? hi : d;
+            d = qtk_clampf(qtk_softplus(raw[((size_t)b * L + t) * ld + h] + dt_bias[h]), lo, hi);
         }
         float v = d * A; // inclusive scan over the warp
         for (int o = 1; o < 32; o <<= 1) {

@@ -7,27 +7,14 @@
 
 // --- elementwise -------------------------------------------------------------
 
-__device__ __forceinline__ float fq(float x, float s, float z, float lo, float hi, int torch) {
-    float q;
-    if (torch) q = rintf(x * (1.0f / s)) + z;
-    else q = rintf(x / s + z);
-    q = q < lo ? lo : q;
-    q = q > hi ? hi : q;
-    return (q - z) * s;
-}
-
 __device__ __forceinline__ float apply_q(const dquant &q, float x, size_t c) {
     if (!q.on) return x;
-    return q.per_channel ? fq(x, q.d_s[c], q.d_z[c], q.lo, q.hi, q.torch) : fq(x, q.s, q.z, q.lo, q.hi, q.torch);
+    return q.per_channel ? qtk_fq_elem(x, q.d_s[c], q.d_z[c], q.lo, q.hi, q.torch) : qtk_fq_elem(x, q.s, q.z, q.lo, q.hi, q.torch);
 }
 
 // The int8 code of x under a per-tensor quantizer: its grid point (as fq) minus 128 where the grid
 // reaches past 127 (qtk_code_offset), so x's fake-quantized value is s * (code - (z - offset)).
-__device__ __forceinline__ float qgrid(const dquant &q, float x) {
-    float c = q.torch ? rintf(x * (1.0f / q.s)) + q.z : rintf(x / q.s + q.z);
-    c = !(c >= q.lo) ? q.lo : c; // NaN: the low end
-    return c > q.hi ? q.hi : c;
-}
+__device__ __forceinline__ float qgrid(const dquant &q, float x) { return qtk_fq_grid(x, q.s, q.z, q.lo, q.hi, q.torch); }
 __device__ __forceinline__ int8_t qcode(const dquant &q, float x) {
     return (int8_t)((int)qgrid(q, x) - (q.hi > 127.0f ? 128 : 0));
 }
@@ -40,14 +27,12 @@ __global__ void k_quant(float *x, unsigned n, unsigned C, dquant q) {
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] = apply_q(q, x[i], i % C);
 }
 
-__device__ __forceinline__ float gelu(float u) { return u * 0.5f * (1.0f + erff(u * 0.70710678118654752f)); }
-
 // y = q(GELU(y)) (erf form, as nn.GELU()); the bias is already in y (GEMM epilogue). codes: the
 // int8 codes instead (q per tensor)
 __global__ void k_gelu_quant(float *y, unsigned n, unsigned N, dquant q, int8_t *codes) {
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        if (codes) codes[i] = qcode(q, gelu(y[i]));
-        else y[i] = apply_q(q, gelu(y[i]), i % N);
+        if (codes) codes[i] = qcode(q, qtk_gelu(y[i]));
+        else y[i] = apply_q(q, qtk_gelu(y[i]), i % N);
     }
 }
 
@@ -89,8 +74,8 @@ __global__ void k_int_post(iepi e, float *y, int8_t *codes, float *resid, dquant
             else y[i] = apply_q(q, v, o);
         }
         else if (POST == 1) {
-            if (codes) codes[i] = qcode(q, gelu(v));
-            else y[i] = apply_q(q, gelu(v), o);
+            if (codes) codes[i] = qcode(q, qtk_gelu(v));
+            else y[i] = apply_q(q, qtk_gelu(v), o);
         } else resid[i] = apply_q(qr, resid[i] + apply_q(q, v, o), o);
     }
 }
@@ -162,11 +147,6 @@ __global__ void k_head(float *l, const float *__restrict__ ld, const float *__re
 
 // --- row kernels: one block of 256 threads per row -------------------------------
 
-template <typename T> __device__ __forceinline__ T warp_sum(T v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // float LayerNorm (double-precision statistics, as the CPU), then the quantizer after it; one warp per row
 __global__ void k_layernorm(const float *__restrict__ x, float *y, unsigned rows, int C, const float *__restrict__ w,
                             const float *__restrict__ b, float eps, dquant q, int8_t *codes) {
@@ -177,10 +157,10 @@ __global__ void k_layernorm(const float *__restrict__ x, float *y, unsigned rows
     float *yr = y + (size_t)r * C;
     double s = 0;
     for (int i = lane; i < C; i += 32) s += xr[i];
-    double mean = warp_sum(s) / (double)C;
+    double mean = qtk_warp_sum(s) / (double)C;
     double v = 0;
     for (int i = lane; i < C; i += 32) v += ((double)xr[i] - mean) * ((double)xr[i] - mean);
-    double var = warp_sum(v) / (double)C;
+    double var = qtk_warp_sum(v) / (double)C;
     float mu = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
     for (int i = lane; i < C; i += 32) {
         float v = (xr[i] - mu) * rstd * w[i] + b[i];
@@ -206,8 +186,8 @@ __global__ void k_int_layernorm(const float *__restrict__ x, float *y, unsigned 
         S1 += iv;
         S2 += iv * iv;
     }
-    S1 = warp_sum(S1); // exact: integer sums do not depend on the order
-    S2 = warp_sum(S2);
+    S1 = qtk_warp_sum(S1); // exact: integer sums do not depend on the order
+    S2 = qtk_warp_sum(S2);
     float mean = ((float)S1 * inv_c) * s1;
     float var_term = (float)((double)C * (double)S2 - (double)S1 * (double)S1);
     float sd = (s1 * inv_c) * sqrtf(var_term);
@@ -714,11 +694,7 @@ static const float *W(const fwd *f, int point, const float *host_w) {
     return DEV(g, host_w);
 }
 
-#define LAUNCH(kernel, n, ...)                                                                                        \
-    do {                                                                                                              \
-        kernel<<<blocks_for((n), 256), 256, 0, g->st>>>(__VA_ARGS__);                                                \
-        QTK_CUDA_TRY_LAUNCH(#kernel);                                                                                 \
-    } while (0)
+#define LAUNCH(kernel, n, ...) QTK_LAUNCH(kernel, qtk_grid_for((n), 256), 256, 0, g->st, __VA_ARGS__)
 
 enum { POST_Q, POST_GELU, POST_RESID };
 

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "../../core/biascorr.h"
-#include "../../core/cuda/cuda_check.h"
+#include "../../core/cuda/common.cuh"
 #include "../../core/qparams.h"
 #include "../../core/cuda/qtk_cuda.h"
 #include "../../core/observer.h"
@@ -105,10 +105,6 @@ struct qtk_vit_cuda {
 
 #define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))
 
-static inline unsigned blocks_for(size_t n, int t) {
-    size_t b = (n + (size_t)t - 1) / (size_t)t;
-    return (unsigned)(b > 65535u * 16u ? 65535u * 16u : (b ? b : 1));
-}
 
 typedef struct {
     qtk_vit_cuda *g;

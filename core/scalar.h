@@ -1,0 +1,54 @@
+// Scalar functions that the CPU reference and the CUDA kernels both use, each written once: the
+// fake-quant element, SiLU, softplus, GELU and the clamp. In C they are static inline; compiled by
+// nvcc (core/cuda/common.cuh includes this file) they are __host__ __device__, so a kernel and its CPU
+// reference evaluate the same expression. Both sides are built without contraction (-ffp-contract=off,
+// --fmad=false) and with IEEE division, so the results agree bit for bit where the libm and CUDA
+// functions they call do (rintf, division: always; expf, log1pf, erff: within their documented ULPs).
+#ifndef QTK_SCALAR_H
+#define QTK_SCALAR_H
+
+#include <math.h>
+
+#ifdef __CUDACC__
+#define QTK_HD __host__ __device__ __forceinline__
+#else
+#define QTK_HD static inline
+#endif
+
+// The grid point before clamping: the reference form torch.round(x / s + z), or the torch form
+// z + nearbyint(x * fl32(1 / s)) of ATen's kernels (qparams.h: qtk_fq_formula).
+QTK_HD float qtk_fq_round(float x, float s, float z, int torch) {
+    return torch ? rintf(x * (1.0f / s)) + z : rintf(x / s + z);
+}
+
+// Fake quantization of one element: (clamp(grid point, lo, hi) - z) * s; NaN stays NaN (torch.clamp).
+QTK_HD float qtk_fq_elem(float x, float s, float z, float lo, float hi, int torch) {
+    float q = qtk_fq_round(x, s, z, torch);
+    q = q < lo ? lo : q;
+    q = q > hi ? hi : q;
+    return (q - z) * s;
+}
+
+// The clamped grid point, for integer codes: NaN goes to lo (a code must be a number).
+QTK_HD float qtk_fq_grid(float x, float s, float z, float lo, float hi, int torch) {
+    float q = qtk_fq_round(x, s, z, torch);
+    q = !(q >= lo) ? lo : q;
+    return q > hi ? hi : q;
+}
+
+// v clamped to [lo, hi] (Mamba2's dt to time_step_limit); NaN stays NaN
+QTK_HD float qtk_clampf(float v, float lo, float hi) {
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
+// F.silu
+QTK_HD float qtk_silu(float v) { return v / (1.0f + expf(-v)); }
+
+// F.softplus with PyTorch's threshold 20
+QTK_HD float qtk_softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+
+// nn.GELU() (the erf form)
+QTK_HD float qtk_gelu(float u) { return u * 0.5f * (1.0f + erff(u * 0.70710678118654752f)); }
+
+#endif
