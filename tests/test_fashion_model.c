@@ -54,9 +54,8 @@ START_TEST(test_fashion_vit) {
     snprintf(ptr, sizeof ptr, "%s/fashion-mnist/train-images-idx3-ubyte", cache);
     qtk_idx im, lb, tr;
     if (qtk_idx_read(pi, &im) != QTK_OK || qtk_idx_read(pl, &lb) != QTK_OK || qtk_idx_read(ptr, &tr) != QTK_OK) {
-        printf("skipped: Fashion-MNIST not fetched (make fashion-mnist)\n");
         qtk_vit_free(&m);
-        return;
+        TU_SKIP("Fashion-MNIST not fetched (make fashion-mnist)");
     }
     float *x = to_input(im.data, 10000);
     qtk_vit_plan plan;

@@ -104,8 +104,7 @@ START_TEST(test_fashion_mnist) {
     snprintf(p2, sizeof p2, "%s/fashion-mnist/t10k-labels-idx1-ubyte", dir);
     qtk_idx im, lb;
     if (qtk_idx_read(p1, &im) != QTK_OK) {
-        printf("skipped: Fashion-MNIST not fetched (make fashion-mnist)\n");
-        return;
+        TU_SKIP("Fashion-MNIST not fetched (make fashion-mnist)");
     }
     ck_assert(im.ndim == 3 && im.dims[0] == 60000 && im.dims[1] == 28 && im.dims[2] == 28);
     ck_qtk(qtk_idx_read(p2, &lb));

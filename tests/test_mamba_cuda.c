@@ -162,7 +162,7 @@ static void check_model(const char *dir, int B, int L, uint64_t seed) {
 
 // The fixture cases' checkpoints (mamba-130m / mamba2-130m layer shapes) and the tiny trained models
 START_TEST(test_gpu_vs_cpu) {
-    if (!have_gpu) return;
+    if (!have_gpu) TU_SKIP("no CUDA device");
     check_model("models/tiny_mamba1", 3, 40, 1);
     check_model("models/tiny_mamba2", 2, 70, 2);
     // a 130m-shaped model with 2 layers (random weights, the fixtures' writer)
@@ -192,7 +192,7 @@ END_TEST
 
 // qtk perplexity / generate with --device cuda: the CPU's numbers (the same fixture text as test_mamba's CLI test)
 START_TEST(test_cli_cuda) {
-    if (!have_gpu) return;
+    if (!have_gpu) TU_SKIP("no CUDA device");
     const char *ppl = "perplexity --model models/tiny_mamba2 --text " QTK_FIXTURES "/kjv_heldout_8192.bin --ctx 256";
     char args[512], cpu_gen[512];
     ck_assert_int_eq(tu_cli(ppl), 0);

@@ -187,7 +187,7 @@ static void check_model(const qtk_vit_config *cfg, int B, uint64_t seed) {
 }
 
 START_TEST(test_gpu_vs_cpu) {
-    if (!have_gpu) return;
+    if (!have_gpu) TU_SKIP("no CUDA device");
     qtk_vit_config small = {.img_size = 32, .patch = 4, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
                             .mlp_hidden = 384, .n_classes = 10};
     check_model(&small, 32, 5);
@@ -252,15 +252,12 @@ static void check_calibration(const qtk_vit *m, const float *x, int n, int batch
 
 // The trained Fashion-MNIST ViT on its test images, where they are present.
 START_TEST(test_fashion_gpu) {
-    if (!have_gpu) return;
+    if (!have_gpu) TU_SKIP("no CUDA device");
     const char *dir = getenv("QTK_FASHION_DIR") ? getenv("QTK_FASHION_DIR") : "build/cache/fashion-mnist";
     char p[512];
     snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
     FILE *f = fopen(p, "rb");
-    if (!f) {
-        printf("fashion GPU check: skipped: no %s\n", p);
-        return;
-    }
+    if (!f) TU_SKIP("fashion GPU check: no %s", p);
     const int N = 1000;
     unsigned char hdr[16], *px = malloc((size_t)N * 784);
     ck_assert(fread(hdr, 1, 16, f) == 16 && fread(px, 1, (size_t)N * 784, f) == (size_t)N * 784);
@@ -347,7 +344,7 @@ static qtk_status rec_step(void *ctx, const qtk_evolq_step *s) {
 // The same Evol-Q search on the CPU and on the GPU (same seed, same calibration): the same selected
 // scales, losses within 1e-5 relative.
 START_TEST(test_search_gpu_vs_cpu) {
-    if (!have_gpu) return;
+    if (!have_gpu) TU_SKIP("no CUDA device");
     const int N = 64, B = 32;
     qtk_vit m;
     float *x = small_vit(9, N, &m);
@@ -444,7 +441,7 @@ START_TEST(test_search_gpu_vs_cpu) {
 END_TEST
 
 START_TEST(test_calibration_gpu) {
-    if (!have_gpu) return;
+    if (!have_gpu) TU_SKIP("no CUDA device");
     const int N = 96;
     qtk_vit m;
     float *x = small_vit(12, N, &m);

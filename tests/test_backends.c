@@ -1,0 +1,469 @@
+// Every CPU/GPU twin of core/ as one row of a table: a name, the check its outputs must pass (BITWISE:
+// the same bits, NaN equal to NaN; ULP(n): at most n units in the last place apart; NMSE(eps): normalized
+// mean squared error at most eps) and a function that runs both backends on seeded inputs (with -0, +-Inf
+// and NaN where the op defines them) and hands back the two outputs. A new kernel gets its cross-backend
+// test by adding one row. Without a GPU each row is a SKIP, counted apart from passes (tests/run.sh).
+#include "testutil.h"
+
+typedef enum { BITWISE, ULP, NMSE } check_kind;
+typedef enum { F32, F64, BYTES } elem_kind;
+
+// the two outputs of one row, host memory; the row allocates, the runner frees
+typedef struct {
+    void *cpu, *gpu;
+    size_t n; // elements
+    elem_kind kind;
+} outputs;
+
+typedef struct {
+    const char *name;
+    check_kind check;
+    double tol; // ULP: units; NMSE: the bound
+    void (*run)(qtk_rng *r, outputs *o);
+} backend_case;
+
+static int have_gpu;
+
+// --- helpers ----------------------------------------------------------------------------------
+
+static void *dev_alloc(size_t bytes) {
+    void *d = NULL;
+    ck_qtk(qtk_cuda_malloc(&d, bytes ? bytes : 1));
+    return d;
+}
+
+static void *dev_copy(const void *h, size_t bytes) {
+    void *d = dev_alloc(bytes);
+    ck_qtk(qtk_cuda_memcpy_h2d(d, h, bytes));
+    return d;
+}
+
+static void out_alloc(outputs *o, size_t n, elem_kind k) {
+    size_t e = k == F32 ? 4 : k == F64 ? 8 : 1;
+    o->cpu = calloc(n ? n : 1, e);
+    o->gpu = calloc(n ? n : 1, e);
+    o->n = n;
+    o->kind = k;
+}
+
+static void fill(qtk_rng *r, float *x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = qtk_rng_range(r, lo, hi);
+}
+
+// -0, +Inf, -Inf and NaN at fixed places
+static void specials(float *x, size_t n) {
+    const float v[4] = {-0.0f, INFINITY, -INFINITY, NAN};
+    for (int k = 0; k < 4 && (size_t)k * 97 + 3 < n; k++) x[(size_t)k * 97 + 3] = v[k];
+}
+
+// --- fake quantization: every width, signedness, formula, granularity ---------------------------
+
+static void fake_quant_rows(qtk_rng *r, outputs *o, qtk_granularity g, int axis, int group) {
+    const int64_t shape[3] = {8, 192, 130};
+    const size_t n = 8 * 192 * 130, combos = 7 * 2 * 2;
+    out_alloc(o, n * combos, F32);
+    float *x = malloc(n * 4), *dx, *dy;
+    size_t outer, L, inner;
+    ck_qtk(qtk_axis_view(3, shape, axis, &outer, &L, &inner));
+    const size_t np = g == QTK_PER_TENSOR ? 1 : g == QTK_PER_CHANNEL ? L : outer * (L / group) * inner;
+    ck_qtk(qtk_cuda_malloc((void **)&dy, n * 4));
+    size_t at = 0;
+    for (int bits = 2; bits <= 8; bits++)
+        for (int sg = 0; sg < 2; sg++)
+            for (int f = 0; f < 2; f++, at += n) {
+                qtk_qparams p;
+                ck_qtk(qtk_qparams_init(&p, bits, sg, false, g, axis, group, np));
+                p.formula = (qtk_fq_formula)f;
+                int lo, hi;
+                ck_qtk(qtk_qrange(bits, sg, &lo, &hi));
+                for (size_t k = 0; k < np; k++) {
+                    p.scale[k] = qtk_rng_range(r, 1e-3f, 0.5f);
+                    p.zero[k] = (float)(lo + (int)qtk_rng_below(r, (uint32_t)(hi - lo + 1)));
+                }
+                fill(r, x, n, -40.0f, 40.0f);
+                specials(x, n);
+                ck_qtk(qtk_fake_quant_ref(&p, x, (float *)o->cpu + at, 3, shape));
+                dx = dev_copy(x, n * 4);
+                float *ds = dev_copy(p.scale, np * 4), *dz = dev_copy(p.zero, np * 4);
+                if (g == QTK_PER_TENSOR) ck_qtk(qtk_fake_quant_per_tensor_cuda(dx, dy, n, p.scale[0], p.zero[0], lo, hi, p.formula));
+                else if (g == QTK_PER_CHANNEL) ck_qtk(qtk_fake_quant_per_channel_cuda(dx, dy, outer, L, inner, ds, dz, lo, hi, p.formula));
+                else ck_qtk(qtk_fake_quant_per_group_cuda(dx, dy, outer, L, inner, (size_t)group, ds, dz, lo, hi, p.formula));
+                ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + at, dy, n * 4));
+                qtk_cuda_free(dx), qtk_cuda_free(ds), qtk_cuda_free(dz);
+                qtk_qparams_free(&p);
+            }
+    qtk_cuda_free(dy);
+    free(x);
+}
+static void fq_tensor(qtk_rng *r, outputs *o) { fake_quant_rows(r, o, QTK_PER_TENSOR, 0, 0); }
+static void fq_channel_mid(qtk_rng *r, outputs *o) { fake_quant_rows(r, o, QTK_PER_CHANNEL, 1, 0); }
+static void fq_channel_last(qtk_rng *r, outputs *o) { fake_quant_rows(r, o, QTK_PER_CHANNEL, 2, 0); }
+static void fq_group(qtk_rng *r, outputs *o) { fake_quant_rows(r, o, QTK_PER_GROUP, 1, 64); }
+
+// --- observers ------------------------------------------------------------------------------
+
+// per-channel min / max of (outer, C) and of the whole tensor; NaN skipped, infinities kept
+static void minmax(qtk_rng *r, outputs *o) {
+    const size_t outer = 3000, C = 96, n = outer * C;
+    float *x = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) x[i] = qtk_rng_range(r, -3.0f, 3.0f) * (1.0f + (float)(i % C) / 8.0f);
+    specials(x, n);
+    out_alloc(o, 2 * C + 2, F32);
+    float *c = o->cpu, *g = o->gpu, *dx = dev_copy(x, n * 4);
+    ck_qtk(qtk_channel_minmax(x, outer, C, 1, c, c + C));
+    ck_qtk(qtk_channel_minmax_cuda(dx, outer, C, 1, g, g + C));
+    ck_qtk(qtk_channel_minmax(x, 1, 1, n, c + 2 * C, c + 2 * C + 1));
+    ck_qtk(qtk_channel_minmax_cuda(dx, 1, 1, n, g + 2 * C, g + 2 * C + 1));
+    qtk_cuda_free(dx);
+    free(x);
+}
+
+// OMSE's error sums of 90 candidates: double sums in another order
+static void sse_multi(qtk_rng *r, outputs *o) {
+    const size_t n = 288000;
+    const int K = 90;
+    float *x = malloc(n * 4), s[90], z[90];
+    fill(r, x, n, -3.0f, 3.0f);
+    for (int j = 0; j < K; j++) s[j] = 0.005f + 0.0005f * (float)j, z[j] = (float)(64 + j);
+    out_alloc(o, K, F64);
+    float *dx = dev_copy(x, n * 4);
+    qtk_fake_quant_sse_multi(x, n, s, z, K, 0, 255, o->cpu);
+    ck_qtk(qtk_fake_quant_sse_multi_cuda(dx, n, s, z, K, 0, 255, o->gpu));
+    qtk_cuda_free(dx);
+    free(x);
+}
+
+// OMSE and PTF parameters chosen from GPU-scored candidates: scales then zero points
+static void omse_ptf_params(qtk_rng *r, outputs *o) {
+    const size_t outer = 3000, C = 96, n = outer * C;
+    float *x = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) x[i] = qtk_rng_range(r, -3.0f, 3.0f) * (1.0f + (float)(i % C) / 8.0f);
+    x[5 * C + 3] = 40.0f;
+    float *dx = dev_copy(x, n * 4);
+    out_alloc(o, 2 + 2 * C, F32);
+    float *c = o->cpu, *g = o->gpu;
+    qtk_observer om, pt;
+    ck_qtk(qtk_observer_init(&om, QTK_OBS_OMSE, 8, false, false, 0));
+    ck_qtk(qtk_observer_init(&pt, QTK_OBS_PTF, 8, false, true, -1));
+    int64_t shape[2] = {(int64_t)outer, (int64_t)C};
+    ck_qtk(qtk_observer_update(&om, x, 2, shape));
+    ck_qtk(qtk_observer_update(&pt, x, 2, shape));
+    qtk_qparams a, b;
+    ck_qtk(qtk_observer_params(&om, x, 2, shape, &a));
+    ck_qtk(qtk_observer_params_cuda(&om, dx, 2, shape, &b));
+    c[0] = a.scale[0], c[1] = a.zero[0], g[0] = b.scale[0], g[1] = b.zero[0];
+    qtk_qparams_free(&a), qtk_qparams_free(&b);
+    ck_qtk(qtk_observer_params(&pt, x, 2, shape, &a));
+    ck_qtk(qtk_observer_params_cuda(&pt, dx, 2, shape, &b));
+    ck_assert_uint_eq(a.n, C);
+    ck_assert_uint_eq(b.n, C);
+    memcpy(c + 2, a.scale, C * 4), memcpy(c + 2 + C, a.zero, C * 4);
+    memcpy(g + 2, b.scale, C * 4), memcpy(g + 2 + C, b.zero, C * 4);
+    qtk_qparams_free(&a), qtk_qparams_free(&b);
+    qtk_observer_free(&om), qtk_observer_free(&pt);
+    qtk_cuda_free(dx);
+    free(x);
+}
+
+// the percentile observers' quantiles of x and of |x|
+static void quantiles(qtk_rng *r, outputs *o) {
+    const size_t n = 2160;
+    const float qs[4] = {0.99999f, 0.00001f, 0.5f, 0.9f};
+    float *x = malloc(n * 4), *v = malloc(n * 4);
+    fill(r, x, n, -3.0f, 3.0f);
+    x[7] = -0.0f;
+    out_alloc(o, 8, F32);
+    float *c = o->cpu, *g = o->gpu, *dx = dev_copy(x, n * 4);
+    ck_qtk(qtk_quantiles_cuda(dx, n, 0, qs, 4, g));
+    ck_qtk(qtk_quantiles_cuda(dx, n, 1, qs, 4, g + 4));
+    for (int j = 0; j < 4; j++) {
+        memcpy(v, x, n * 4);
+        c[j] = qtk_quantile_inplace(v, n, qs[j]);
+        for (size_t i = 0; i < n; i++) v[i] = fabsf(x[i]);
+        c[4 + j] = qtk_quantile_inplace(v, n, qs[j]);
+    }
+    qtk_cuda_free(dx);
+    free(x), free(v);
+}
+
+// --- Hadamard, bias correction, integer weights, real quantization ------------------------------
+
+static void hadamard(qtk_rng *r, outputs *o) {
+    const size_t sizes[] = {64, 96, 80, 56, 640, 4096, 12}, rows = 37;
+    size_t total = 0;
+    for (size_t t = 0; t < 7; t++) total += rows * sizes[t];
+    out_alloc(o, total, F32);
+    size_t at = 0;
+    for (size_t t = 0; t < 7; t++) {
+        const size_t len = rows * sizes[t];
+        float *c = (float *)o->cpu + at;
+        fill(r, c, len, -5.0f, 5.0f);
+        specials(c, len);
+        float *dx = dev_copy(c, len * 4);
+        ck_qtk(qtk_hadamard_rows(c, rows, sizes[t]));
+        ck_qtk(qtk_hadamard_rows_cuda(dx, rows, sizes[t]));
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + at, dx, len * 4));
+        qtk_cuda_free(dx);
+        at += len;
+    }
+    float *d = dev_alloc(14 * 4);
+    ck_assert_int_eq(qtk_hadamard_rows_cuda(d, 1, 14), QTK_ERR_ARG); // 14 has no Hadamard matrix
+    qtk_cuda_free(d);
+}
+
+static void bias_correct(qtk_rng *r, outputs *o) {
+    const size_t O = 50, K = 384;
+    float *w = malloc(O * K * 4);
+    out_alloc(o, O * K, F32);
+    float *wq = o->cpu;
+    for (size_t i = 0; i < O * K; i++) {
+        w[i] = qtk_rng_range(r, -0.1f, 0.1f);
+        wq[i] = rintf(w[i] / 0.013f) * 0.013f;
+    }
+    float *dw = dev_copy(w, O * K * 4), *dq = dev_copy(wq, O * K * 4);
+    qtk_bias_correct(w, wq, O, K);
+    ck_qtk(qtk_bias_correct_cuda(dw, dq, O, K));
+    ck_qtk(qtk_cuda_memcpy_d2h(o->gpu, dq, O * K * 4));
+    qtk_cuda_free(dw), qtk_cuda_free(dq);
+    free(w);
+}
+
+// qtk_weight_affine: the int8 codes and integer row sums (bytes), for 4- and 8-bit grids, both formulas,
+// with and without bias correction; its double alpha / gamma in the next row
+enum { WA_O = 40, WA_K = 300, WA_LDC = 304, WA_RUNS = 8 };
+static void weight_affine_run(qtk_rng *r, outputs *codes, outputs *stats) {
+    float *w = malloc(WA_O * WA_K * 4), sz[2 * WA_O];
+    for (size_t i = 0; i < WA_O * WA_K; i++) w[i] = qtk_rng_range(r, -0.1f, 0.1f) * (float)(1 + i % 7);
+    specials(w, WA_O * WA_K);
+    for (size_t i = 0; i < WA_O * WA_K; i++) w[i] = isfinite(w[i]) ? w[i] : 0.0f; // weights are finite (checked at load)
+    for (size_t q = 0; q < WA_O; q++) sz[q] = 0.011f + 0.001f * (float)q, sz[WA_O + q] = (float)(q % 16);
+    const size_t per = WA_O * WA_LDC + WA_O * 4;
+    if (codes) out_alloc(codes, per * WA_RUNS, BYTES);
+    if (stats) out_alloc(stats, 2 * WA_O * WA_RUNS, F64);
+    float *dw = dev_copy(w, WA_O * WA_K * 4), *dsz = dev_copy(sz, sizeof sz);
+    int8_t *dc;
+    double *dd;
+    int32_t *db;
+    ck_qtk(qtk_cuda_malloc((void **)&dc, WA_O * WA_LDC));
+    ck_qtk(qtk_cuda_malloc((void **)&dd, 2 * WA_O * 8));
+    ck_qtk(qtk_cuda_malloc((void **)&db, WA_O * 4));
+    int run = 0;
+    for (int hi = 15; hi <= 255; hi += 240)
+        for (int f = 0; f < 2; f++)
+            for (int bc = 0; bc < 2; bc++, run++) {
+                qtk_fq_formula fm = f ? QTK_FQ_TORCH : QTK_FQ_REF;
+                int8_t c1[WA_O * WA_LDC];
+                int32_t b1[WA_O];
+                double a1[WA_O], g1[WA_O];
+                memset(c1, 0, sizeof c1);
+                ck_qtk(qtk_cuda_memcpy_h2d(dc, c1, sizeof c1));
+                ck_qtk(qtk_weight_affine(w, WA_O, WA_K, sz, sz + WA_O, 0, hi, fm, bc, c1, WA_LDC, a1, g1, b1));
+                ck_qtk(qtk_weight_affine_cuda(dw, WA_O, WA_K, dsz, dsz + WA_O, 0, hi, fm, bc, dc, WA_LDC, dd, dd + WA_O, db));
+                if (codes) {
+                    uint8_t *c = (uint8_t *)codes->cpu + run * per, *g = (uint8_t *)codes->gpu + run * per;
+                    memcpy(c, c1, sizeof c1), memcpy(c + sizeof c1, b1, sizeof b1);
+                    ck_qtk(qtk_cuda_memcpy_d2h(g, dc, sizeof c1));
+                    ck_qtk(qtk_cuda_memcpy_d2h(g + sizeof c1, db, sizeof b1));
+                }
+                if (stats) {
+                    double *c = (double *)stats->cpu + run * 2 * WA_O, *g = (double *)stats->gpu + run * 2 * WA_O;
+                    memcpy(c, a1, sizeof a1), memcpy(c + WA_O, g1, sizeof g1);
+                    ck_qtk(qtk_cuda_memcpy_d2h(g, dd, 2 * WA_O * 8));
+                }
+            }
+    ck_assert_int_eq(qtk_weight_affine_cuda(dw, WA_O, WA_K, dsz, dsz + WA_O, -129, 15, QTK_FQ_REF, 1, dc, WA_LDC, dd, dd + WA_O, db),
+                     QTK_ERR_ARG);
+    qtk_cuda_free(dw), qtk_cuda_free(dsz), qtk_cuda_free(dc), qtk_cuda_free(dd), qtk_cuda_free(db);
+    free(w);
+}
+static void weight_affine_codes(qtk_rng *r, outputs *o) { weight_affine_run(r, o, NULL); }
+static void weight_affine_stats(qtk_rng *r, outputs *o) { weight_affine_run(r, NULL, o); }
+
+// qtk_quantize / qtk_dequantize: every code dtype and granularity, both formulas; codes then values
+static void quantize(qtk_rng *r, outputs *o, int codes) {
+    const int64_t shape[3] = {6, 40, 9};
+    const size_t n = 6 * 40 * 9;
+    const struct {
+        qtk_dtype dt;
+        int bits, sg;
+    } kinds[] = {{QTK_I8, 8, 1}, {QTK_U8, 8, 0}, {QTK_I4, 4, 1}, {QTK_U4, 3, 0}};
+    const struct {
+        qtk_granularity g;
+        int axis, group;
+        size_t np;
+    } grans[] = {{QTK_PER_TENSOR, 0, 0, 1}, {QTK_PER_CHANNEL, 1, 0, 40}, {QTK_PER_GROUP, 1, 8, 6 * 5 * 9}};
+    out_alloc(o, 24 * n * (codes ? 1 : 4), codes ? BYTES : F32);
+    float *x = malloc(n * 4), *dx, *dy;
+    uint8_t *c1 = malloc(n), *dc;
+    ck_qtk(qtk_cuda_malloc((void **)&dy, n * 4));
+    ck_qtk(qtk_cuda_malloc((void **)&dc, n));
+    int run = 0;
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (int f = 0; f < 2; f++, run++) {
+                fill(r, x, n, -3.0f, 3.0f);
+                specials(x, n);
+                dx = dev_copy(x, n * 4);
+                qtk_qparams p;
+                ck_qtk(qtk_qparams_init(&p, kinds[a].bits, kinds[a].sg, false, grans[b].g, grans[b].axis, grans[b].group,
+                                        grans[b].np));
+                p.formula = f ? QTK_FQ_TORCH : QTK_FQ_REF;
+                int lo, hi;
+                ck_qtk(qtk_qrange(p.bits, p.is_signed, &lo, &hi));
+                for (size_t k = 0; k < p.n; k++) {
+                    p.scale[k] = qtk_rng_range(r, 0.01f, 0.6f);
+                    p.zero[k] = (float)(lo + (int)qtk_rng_below(r, (uint32_t)(hi - lo + 1)));
+                }
+                const size_t bytes = kinds[a].dt == QTK_I4 || kinds[a].dt == QTK_U4 ? (n + 1) / 2 : n;
+                memset(c1, 0, n);
+                ck_qtk(qtk_cuda_memcpy_h2d(dc, c1, n));
+                ck_qtk(qtk_quantize(&p, x, 3, shape, kinds[a].dt, c1));
+                ck_qtk(qtk_quantize_cuda(&p, dx, 3, shape, kinds[a].dt, dc));
+                if (codes) {
+                    memcpy((uint8_t *)o->cpu + run * n, c1, bytes);
+                    ck_qtk(qtk_cuda_memcpy_d2h((uint8_t *)o->gpu + run * n, dc, bytes));
+                } else { // both dequantize the CPU's codes
+                    ck_qtk(qtk_cuda_memcpy_h2d(dc, c1, bytes));
+                    ck_qtk(qtk_dequantize(&p, c1, kinds[a].dt, 3, shape, (float *)o->cpu + run * n));
+                    ck_qtk(qtk_dequantize_cuda(&p, dc, kinds[a].dt, 3, shape, dy));
+                    ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + run * n, dy, n * 4));
+                }
+                qtk_qparams_free(&p);
+                qtk_cuda_free(dx);
+            }
+    qtk_cuda_free(dy), qtk_cuda_free(dc);
+    free(x), free(c1);
+}
+static void quantize_codes(qtk_rng *r, outputs *o) { quantize(r, o, 1); }
+static void dequantize_values(qtk_rng *r, outputs *o) { quantize(r, o, 0); }
+
+// int4 packing of an odd count, and both unpackings: packed bytes, then the signed and unsigned values
+static void int4_pack(qtk_rng *r, outputs *o) {
+    enum { N = 1001 };
+    int8_t v[N];
+    for (int i = 0; i < N; i++) v[i] = (int8_t)((int)qtk_rng_below(r, 16) - 8);
+    const size_t pb = (N + 1) / 2;
+    out_alloc(o, pb + 2 * N, BYTES);
+    uint8_t *c = o->cpu, *g = o->gpu;
+    qtk_pack_int4(v, N, c);
+    memcpy(c + pb, v, N);
+    qtk_unpack_u4(c, N, c + pb + N);
+    int8_t *dv = dev_copy(v, N);
+    uint8_t *dp = dev_alloc(pb);
+    ck_qtk(qtk_pack_int4_cuda(dv, N, dp));
+    ck_qtk(qtk_cuda_memcpy_d2h(g, dp, pb));
+    ck_qtk(qtk_unpack_i4_cuda(dp, N, dv));
+    ck_qtk(qtk_cuda_memcpy_d2h(g + pb, dv, N));
+    ck_qtk(qtk_unpack_u4_cuda(dp, N, (uint8_t *)dv));
+    ck_qtk(qtk_cuda_memcpy_d2h(g + pb + N, dv, N));
+    qtk_cuda_free(dv), qtk_cuda_free(dp);
+}
+
+static const backend_case cases[] = {
+    {"fake_quant per tensor", BITWISE, 0, fq_tensor},
+    {"fake_quant per channel (middle axis)", BITWISE, 0, fq_channel_mid},
+    {"fake_quant per channel (last axis)", BITWISE, 0, fq_channel_last},
+    {"fake_quant per group", BITWISE, 0, fq_group},
+    {"channel / tensor min-max", BITWISE, 0, minmax},
+    {"OMSE error sums (90 candidates)", ULP, 64, sse_multi}, // double sums in another order (H100: 12 ULP)
+    {"OMSE / PTF parameters", BITWISE, 0, omse_ptf_params},
+    {"quantiles of x and |x|", BITWISE, 0, quantiles},
+    {"Hadamard rows", BITWISE, 0, hadamard},
+    {"bias correction", BITWISE, 0, bias_correct},
+    {"weight_affine codes and row sums", BITWISE, 0, weight_affine_codes},
+    {"weight_affine alpha / gamma", ULP, 16, weight_affine_stats}, // double row statistics (H100: equal)
+    {"quantize codes", BITWISE, 0, quantize_codes},
+    {"dequantize values", BITWISE, 0, dequantize_values},
+    {"int4 pack / unpack", BITWISE, 0, int4_pack},
+};
+enum { N_CASES = sizeof cases / sizeof *cases };
+
+// --- the runner -------------------------------------------------------------------------------
+
+static double value(const outputs *o, const void *p, size_t i) {
+    return o->kind == F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+
+// units in the last place between a and b (same kind); NaN with NaN: 0
+static double ulps(elem_kind k, double a, double b) {
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INFINITY;
+    if (a == b) return 0;
+    if (k == F32) {
+        int32_t ia, ib;
+        float fa = (float)a, fb = (float)b;
+        memcpy(&ia, &fa, 4), memcpy(&ib, &fb, 4);
+        if (ia < 0) ia = INT32_MIN - ia;
+        if (ib < 0) ib = INT32_MIN - ib;
+        return fabs((double)ia - (double)ib);
+    }
+    int64_t ia, ib;
+    memcpy(&ia, &a, 8), memcpy(&ib, &b, 8);
+    if (ia < 0) ia = INT64_MIN - ia;
+    if (ib < 0) ib = INT64_MIN - ib;
+    return (double)(ia > ib ? (uint64_t)ia - (uint64_t)ib : (uint64_t)ib - (uint64_t)ia); // exact, then rounded
+}
+
+START_TEST(test_backend_case) {
+    const backend_case *c = &cases[_i];
+    if (!have_gpu) TU_SKIP("%s: no CUDA device", c->name);
+    qtk_rng r;
+    qtk_rng_seed(&r, 1000 + (uint64_t)_i, 0);
+    outputs o = {0};
+    c->run(&r, &o);
+    ck_assert_msg(o.n > 0, "%s: no outputs", c->name);
+    const size_t e = o.kind == F32 ? 4 : o.kind == F64 ? 8 : 1;
+    if (c->check == BITWISE) {
+        for (size_t i = 0; i < o.n; i++) {
+            int same = o.kind == BYTES ? ((uint8_t *)o.cpu)[i] == ((uint8_t *)o.gpu)[i]
+                       : o.kind == F32 ? tu_same(((float *)o.cpu)[i], ((float *)o.gpu)[i])
+                                       : !memcmp((char *)o.cpu + i * e, (char *)o.gpu + i * e, e);
+            ck_assert_msg(same, "%s: output %zu of %zu differs (CPU %.9g, GPU %.9g)", c->name, i, o.n,
+                          o.kind == BYTES ? (double)((uint8_t *)o.cpu)[i] : value(&o, o.cpu, i),
+                          o.kind == BYTES ? (double)((uint8_t *)o.gpu)[i] : value(&o, o.gpu, i));
+        }
+    } else if (c->check == ULP) {
+        double worst = 0;
+        size_t at = 0;
+        for (size_t i = 0; i < o.n; i++) {
+            double u = ulps(o.kind, value(&o, o.cpu, i), value(&o, o.gpu, i));
+            if (u > worst) worst = u, at = i;
+        }
+        ck_assert_msg(worst <= c->tol, "%s: output %zu is %g ULP apart (CPU %.17g, GPU %.17g; at most %g)", c->name, at,
+                      worst, value(&o, o.cpu, at), value(&o, o.gpu, at), c->tol);
+        printf("%s: at most %g ULP apart\n", c->name, worst);
+    } else {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < o.n; i++) {
+            double a = value(&o, o.cpu, i), b = value(&o, o.gpu, i);
+            num += (a - b) * (a - b), den += a * a;
+        }
+        double nmse = den > 0 ? num / den : num;
+        ck_assert_msg(nmse <= c->tol, "%s: NMSE %.3g (at most %g)", c->name, nmse, c->tol);
+        printf("%s: NMSE %.3g\n", c->name, nmse);
+    }
+    free(o.cpu);
+    free(o.gpu);
+}
+END_TEST
+
+// the ULP measure itself: neighbours are 1 apart across zero and in both precisions
+START_TEST(test_ulps) {
+    ck_assert(ulps(F32, 1.0, (double)nextafterf(1.0f, 2.0f)) == 1);
+    ck_assert(ulps(F32, 0.0, -0.0) == 0);
+    ck_assert(ulps(F32, (double)nextafterf(0.0f, 1.0f), (double)nextafterf(0.0f, -1.0f)) == 2);
+    ck_assert(ulps(F64, 1.0, nextafter(1.0, 0.0)) == 1);
+    ck_assert(ulps(F64, NAN, NAN) == 0);
+    ck_assert(isinf(ulps(F64, NAN, 1.0)));
+}
+END_TEST
+
+int main(void) {
+    have_gpu = qtk_cuda_device_count() > 0;
+    Suite *s = suite_create("backends");
+    TCase *tc = tcase_create("backends");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_ulps);
+    tcase_add_loop_test(tc, test_backend_case, 0, N_CASES);
+    suite_add_tcase(s, tc);
+    return tu_run_mode(s, 0); // a CUDA context does not survive fork()
+}
