@@ -353,20 +353,37 @@ static void import_roundtrip(const char *name) {
     ck_assert_int_eq(qtk_vit_quant_import(&u.qv, path), QTK_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qtk_last_error(), "holds W"));
     u.qv.qc.w_bits = t.qv.qc.w_bits;
-    // a file without a quantizer's scales, and a non-positive scale
+    // a non-positive scale in an otherwise good export: refused, naming the tensor
+    {
+        qtk_safetensors st;
+        ck_qtk(qtk_st_open(&st, path));
+        const qtk_st_tensor *ts = qtk_st_find(&st, "blocks.0.attn.proj.weight.scale");
+        ck_assert_ptr_nonnull(ts);
+        long at = (long)((const char *)ts->data - (const char *)st.map) + 4 * 3; // element 3
+        qtk_st_close(&st);
+        FILE *f = fopen(path, "r+b");
+        ck_assert_ptr_nonnull(f);
+        const float zero = 0.0f;
+        ck_assert(fseek(f, at, SEEK_SET) == 0 && fwrite(&zero, 4, 1, f) == 1);
+        fclose(f);
+        ck_assert_int_eq(qtk_vit_quant_import(&u.qv, path), QTK_ERR_FORMAT);
+        ck_assert_msg(strstr(qtk_last_error(), "blocks.0.attn.proj.weight.scale[3] = 0") &&
+                          strstr(qtk_last_error(), "scales must be finite and > 0"),
+                      "%s", qtk_last_error());
+    }
+    // a file without the model's quantizers
     qtk_st_entry e[2];
     int64_t one = 1;
-    float sc = 0.0f, z = 0.0f;
-    e[0] = (qtk_st_entry){"input.scale", QTK_F32, 1, &one, &sc};
-    e[1] = (qtk_st_entry){"input.zero_point", QTK_F32, 1, &one, &z};
+    float sc = 0.5f, z = 0.0f;
+    e[0] = (qtk_st_entry){"nothing.scale", QTK_F32, 1, &one, &sc};
+    e[1] = (qtk_st_entry){"nothing.zero_point", QTK_F32, 1, &one, &z};
     char cfg[160];
     snprintf(cfg, sizeof cfg, "{\"w_bits\": %d, \"a_bits\": %d, \"bias_corr\": false, \"int_layernorm\": false}",
              t.qv.qc.w_bits, t.qv.qc.a_bits);
     const char *meta[1][2] = {{"config", cfg}};
     ck_qtk(qtk_st_write(path, e, 2, meta, 1));
-    ck_assert_int_ne(qtk_vit_quant_import(&u.qv, path), QTK_OK);
-    ck_assert_msg(strstr(qtk_last_error(), "not an export of this model") || strstr(qtk_last_error(), "must be finite and > 0"),
-                  "%s", qtk_last_error());
+    ck_assert_int_eq(qtk_vit_quant_import(&u.qv, path), QTK_ERR_FORMAT);
+    ck_assert_msg(strstr(qtk_last_error(), "not an export of this model"), "%s", qtk_last_error());
     free(a);
     free(b);
     vq_close(&u);
