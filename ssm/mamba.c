@@ -12,14 +12,26 @@
 #include "../core/tensor.h"
 #include "mamba.h"
 
-// y (rows, N) = x (rows, K) W^T (+ b), W (N, K) row-major
-static void linear(const float *x, const float *W, const float *b, float *y, size_t rows, int N, int K, int ldx) {
+// y (rows, N) = x (rows, K) W^T (+ b), W (N, K) row-major. With m's fp16 reference on, x and W rounded to
+// fp16 first (W from the rounded copy at the same offset), as the GPU's fp16 projections.
+static void linear(const qtk_mamba *m, const float *x, const float *W, const float *b, float *y, size_t rows, int N, int K,
+                   int ldx) {
+    float *xh = NULL;
+    if (m->half_mem) {
+        W = m->half_mem + (W - m->mem);
+        if ((xh = malloc(rows * (size_t)K * sizeof *xh))) { // a reference mode: allocates (its caller checked memory)
+            for (size_t r = 0; r < rows; r++)
+                for (int k = 0; k < K; k++) xh[r * K + k] = qtk_f16_to_f32(qtk_f32_to_f16(x[r * ldx + k]));
+            x = xh, ldx = K;
+        }
+    }
     if (rows == 1) qtk_sgemv(N, K, W, K, x, y); // decode of one sequence: a matrix-vector product
     else qtk_sgemm(false, true, (int)rows, N, K, 1.0f, x, ldx, W, K, 0.0f, y, N);
     if (b)
 #pragma omp parallel for schedule(static) if (rows * (size_t)N >= 65536)
         for (size_t r = 0; r < rows; r++)
             for (int j = 0; j < N; j++) y[r * N + j] += b[j];
+    free(xh);
 }
 
 // MambaRMSNorm: x * rsqrt(mean(x^2) + eps), then * weight; the mean in double (rounded once)
@@ -247,16 +259,16 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
     float *conv_state = s->conv + s->conv_per_layer * l, *ssm_state = s->ssm + s->ssm_per_layer * l;
     float *proj = ws, *xc = proj + rows * IN, *y = xc + rows * CD, *extra = y + rows * E;
     // projected_states = self.in_proj(hidden_states)
-    linear(u, ly->in_proj_w, ly->in_proj_b, proj, rows, IN, D, D);
+    linear(m, u, ly->in_proj_w, ly->in_proj_b, proj, rows, IN, D, D);
     if (c->arch == QTK_MAMBA1) {
         const int R = c->dt_rank;
         float *xdbl = extra, *dt = xdbl + rows * (R + 2 * N);
         // x, z = projected_states.chunk(2): x first; x = silu(causal_conv1d(x))
         conv_silu(proj, IN, B, L, E, K, ly->conv_w, ly->conv_b, conv_state, xc);
         // x_dbl = self.x_proj(x): dt | B | C
-        linear(xc, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E, E);
+        linear(m, xc, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E, E);
         // dt = qtk_softplus(self.dt_proj.weight @ dt + dt_proj.bias)
-        linear(xdbl, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, R + 2 * N);
+        linear(m, xdbl, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, R + 2 * N);
 #pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
         for (size_t i = 0; i < rows * (size_t)E; i++) dt[i] = qtk_softplus(dt[i]);
         scan1(c, ly, B, L, xc, dt, xdbl + R, xdbl + R + N, R + 2 * N, proj + E, IN, ssm_state, y);
@@ -299,7 +311,7 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         gated_rmsnorm(y, proj, IN, ly->gnorm_w, rows, E, c->n_groups, c->eps);
     }
     // self.out_proj(y)
-    linear(y, ly->out_proj_w, ly->out_proj_b, out, rows, D, E, E);
+    linear(m, y, ly->out_proj_w, ly->out_proj_b, out, rows, D, E, E);
 }
 
 qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
@@ -329,7 +341,7 @@ qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32
     if (logits) {
         // logits = self.lm_head(self.norm_f(hidden_states))
         rmsnorm(h, m->norm_f, u, rows, D, c->eps);
-        linear(u, m->lm_head, NULL, logits, rows, V, D, D);
+        linear(m, u, m->lm_head, NULL, logits, rows, V, D, D);
     }
     s->pos += L;
     return QTK_OK;

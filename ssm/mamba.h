@@ -74,6 +74,7 @@ typedef struct {
     float *derived;        // the layers' A = -exp(A_log)
     size_t n_params;
     char source_dtype[8];  // "F32", "F16" or "BF16" (the embedding's)
+    float *half_mem;       // NULL, or qtk_mamba_fp16_reference's copy of mem
 } qtk_mamba;
 
 // path: a folder with config.json and model.safetensors (or model.safetensors.index.json and its shards), or
@@ -82,6 +83,16 @@ typedef struct {
 // (d_model, n_layer, ssm_cfg). Errors name the file and the key or tensor.
 qtk_status qtk_mamba_load(qtk_mamba *m, const char *path);
 void qtk_mamba_free(qtk_mamba *m);
+
+// The projection weights (in, x, dt, out per layer; lm_head first): the matrices the GPU's fp16 path
+// (qtk_mamba_cuda_create with fp16) holds in fp16. Fills up to max pointers and element counts; returns
+// how many there are.
+int qtk_mamba_projections(const qtk_mamba *m, const float **w, size_t *n, int max);
+
+// The CPU reference of the GPU's fp16 path (on = 1): the CPU forward then rounds every projection's input
+// rows and weights to fp16 and sums in float32, as the GPU's tensor-core GEMMs and fp16 GEMVs do (a copy
+// of the parameters holds the rounded weights; the embedding stays float32). on = 0: the float32 forward.
+qtk_status qtk_mamba_fp16_reference(qtk_mamba *m, int on);
 // A checkpoint folder (config.json in HF form, model.safetensors in dtype F32 / F16 / BF16) of random
 // weights in plausible ranges (PCG32 from seed), for benchmarks and tests: speed does not depend on
 // the values. The folder must exist.

@@ -307,9 +307,55 @@ static qtk_status walk(qtk_param_walker *w, qtk_mamba *m, int has_head) {
     return w->st;
 }
 
+int qtk_mamba_projections(const qtk_mamba *m, const float **w, size_t *n, int max) {
+    const qtk_mamba_config *c = &m->cfg;
+    const size_t D = (size_t)c->d_model, E = (size_t)c->d_inner;
+    int k = 0;
+#define PROJ(p, count)                                                                                                \
+    do {                                                                                                              \
+        if ((p) && k < max) w[k] = (p), n[k] = (count);                                                               \
+        k += (p) != NULL;                                                                                             \
+    } while (0)
+    PROJ(m->lm_head, (size_t)c->vocab * D);
+    for (int l = 0; l < c->n_layers; l++) {
+        const qtk_mamba_layer *ly = &m->layers[l];
+        PROJ(ly->in_proj_w, (size_t)qtk_mamba_in_proj_out(c) * D);
+        PROJ(ly->out_proj_w, D * E);
+        PROJ(ly->x_proj_w, (size_t)(c->dt_rank + 2 * c->d_state) * E);
+        PROJ(ly->dt_proj_w, E * (size_t)c->dt_rank);
+    }
+#undef PROJ
+    return k;
+}
+
+qtk_status qtk_mamba_fp16_reference(qtk_mamba *m, int on) {
+    qtk_aligned_free(m->half_mem);
+    m->half_mem = NULL;
+    if (!on) return QTK_OK;
+    const int k = qtk_mamba_projections(m, NULL, NULL, 0);
+    const float **w = malloc((size_t)k * sizeof *w);
+    size_t *n = malloc((size_t)k * sizeof *n);
+    m->half_mem = qtk_aligned_alloc(m->n_params * sizeof(float));
+    if (!w || !n || !m->half_mem) {
+        free(w), free(n);
+        qtk_aligned_free(m->half_mem);
+        m->half_mem = NULL;
+        return qtk_fail(QTK_ERR_NOMEM, "fp16 reference of %zu parameters: out of memory", m->n_params);
+    }
+    memcpy(m->half_mem, m->mem, m->n_params * sizeof(float));
+    qtk_mamba_projections(m, w, n, k);
+    for (int j = 0; j < k; j++) {
+        float *h = m->half_mem + (w[j] - m->mem);
+        for (size_t i = 0; i < n[j]; i++) h[i] = qtk_f16_to_f32(qtk_f32_to_f16(w[j][i]));
+    }
+    free(w), free(n);
+    return QTK_OK;
+}
+
 void qtk_mamba_free(qtk_mamba *m) {
     if (!m) return;
     qtk_aligned_free(m->mem);
+    qtk_aligned_free(m->half_mem);
     free(m->derived);
     free(m->layers);
     memset(m, 0, sizeof *m);

@@ -627,6 +627,45 @@ START_TEST(test_no_alloc_decode) {
 }
 END_TEST
 
+// The CPU fp16 reference (the oracle of the GPU's fp16 path, tests/test_mamba_cuda.c): it rounds every
+// projection's weights, not the embedding; its logits move by fp16 rounding only; off again gives the
+// float32 logits bit for bit.
+START_TEST(test_fp16_reference) {
+    qtk_mamba m;
+    ck_qtk(qtk_mamba_load(&m, "models/tiny_mamba1"));
+    const int L = 40, V = m.cfg.vocab;
+    int32_t tok[40];
+    for (int i = 0; i < L; i++) tok[i] = (int32_t)("In the beginning God created the heaven and"[i]);
+    float *a = malloc((size_t)L * V * 4), *h = malloc((size_t)L * V * 4), *b = malloc((size_t)L * V * 4);
+    qtk_mamba_state s;
+    ck_qtk(qtk_mamba_state_init(&s, &m, 1));
+    ck_qtk(qtk_mamba_prefill(&m, &s, tok, L, a, QTK_SCAN_AUTO));
+    ck_qtk(qtk_mamba_fp16_reference(&m, 1));
+    const float *w[64];
+    size_t n[64];
+    const int np = qtk_mamba_projections(&m, w, n, 64);
+    ck_assert_int_eq(np, 1 + 4 * m.cfg.n_layers);
+    for (int j = 0; j < np; j++) // the copy holds fp16 values at the projection's offsets
+        for (size_t i = 0; i < n[j]; i += 97) {
+            float v = m.half_mem[w[j] - m.mem + i];
+            ck_assert(v == qtk_f16_to_f32(qtk_f32_to_f16(w[j][i])) && fabsf(v - w[j][i]) <= 1e-3f * fabsf(w[j][i]));
+        }
+    ck_assert(m.half_mem[m.emb - m.mem + 5] == m.emb[5] || m.emb == m.lm_head);
+    qtk_mamba_state_reset(&s);
+    ck_qtk(qtk_mamba_prefill(&m, &s, tok, L, h, QTK_SCAN_AUTO));
+    double e = tu_max_rel(h, a, (size_t)L * V);
+    ck_assert_msg(e > 0 && e < 2e-2, "fp16 reference moved the logits by %g relative", e);
+    ck_qtk(qtk_mamba_fp16_reference(&m, 0));
+    ck_assert_ptr_null(m.half_mem);
+    qtk_mamba_state_reset(&s);
+    ck_qtk(qtk_mamba_prefill(&m, &s, tok, L, b, QTK_SCAN_AUTO));
+    ck_assert_mem_eq(a, b, (size_t)L * V * 4);
+    qtk_mamba_state_free(&s);
+    qtk_mamba_free(&m);
+    free(a), free(h), free(b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("mamba");
     TCase *tc = tcase_create("ssm");
@@ -640,6 +679,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_checkpoints);
     tcase_add_test(tc, test_cli);
     tcase_add_test(tc, test_no_alloc_decode);
+    tcase_add_test(tc, test_fp16_reference);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -99,49 +99,42 @@ static void check_model(const char *dir, int B, int L, uint64_t seed) {
         free(l2);
         free(ref);
     }
-    // fp16 projections: within fp16 rounding of the float32 model, the same next-token choice nearly everywhere
+    // fp16 projections against the CPU's fp16 reference (inputs and weights of every projection rounded to fp16,
+    // float32 sums: qtk_mamba_fp16_reference), within 1e-3 of the largest logit (it was 5e-2 against float32).
+    // Measured on an H100 over the 8 models and shapes below: 1.6e-5 to 5.6e-4, where the reference is 4.1e-5 to
+    // 1.2e-3 from float32: closer than float32 by 2-3x, not as close as the float32 paths agree (1e-6). The rest
+    // is not rounding of the outputs (the GPU's logits are not on the fp16 grid); not found yet
+    // (results/ssm/fp16_reference_h100.txt).
+    float *lh = malloc((size_t)B * L * V * 4);
+    qtk_mamba_state sh;
+    ck_qtk(qtk_mamba_state_init(&sh, &m, B));
+    ck_qtk(qtk_mamba_fp16_reference(&m, 1));
+    ck_qtk(qtk_mamba_prefill(&m, &sh, tok, L, lh, QTK_SCAN_RECURRENT));
+    ck_qtk(qtk_mamba_fp16_reference(&m, 0));
     qtk_mamba_cuda *gh;
     ck_qtk(qtk_mamba_cuda_create(&gh, &m, B, L, 1));
     ck_qtk(qtk_mamba_cuda_reset(gh, B));
     ck_qtk(qtk_mamba_cuda_prefill(gh, tok, L, lg));
-    double eh = max_rel(lg, lc, (size_t)B * L * V);
-    int agree = 0;
-    for (int row = 0; row < B * L; row++) {
-        int a = 0, c = 0;
-        for (int v = 1; v < V; v++) {
-            if (lg[(size_t)row * V + v] > lg[(size_t)row * V + a]) a = v;
-            if (lc[(size_t)row * V + v] > lc[(size_t)row * V + c]) c = v;
-        }
-        agree += a == c;
-    }
-    printf("  fp16 projections: logits %.2e relative to the CPU's float32, argmax agrees at %d of %d positions\n", eh,
-           agree, B * L);
-    ck_assert_msg(eh <= 5e-2 && agree * 10 >= B * L * 9, "%s: fp16 path off: %.3g, %d of %d argmax", dir, eh, agree, B * L);
-    // fp16 decode (the fp16 GEMVs up to 8 sequences, cuBLAS beyond) against the CPU's float32 prefill
+    double eh = max_rel(lg, lh, (size_t)B * L * V), e32 = max_rel(lh, lc, (size_t)B * L * V);
+    printf("  fp16 projections: logits %.2e relative to the CPU's fp16 reference (which is %.2e from float32)\n", eh,
+           e32);
+    ck_assert_msg(eh <= 1e-3, "%s: fp16 prefill differs from the CPU's fp16 reference by %.3g", dir, eh);
+    // fp16 decode (the fp16 GEMVs up to 8 sequences, cuBLAS beyond) against the reference's prefill
     ck_qtk(qtk_mamba_cuda_reset(gh, B));
     for (int b = 0; b < B; b++)
         for (int t = 0; t < L1; t++) part[b * L1 + t] = tok[b * L + t];
     ck_qtk(qtk_mamba_cuda_prefill(gh, part, L1, NULL));
     double ehd = 0;
-    int agree_d = 0;
     for (int t = L1; t < L; t++) {
         for (int b = 0; b < B; b++) part[b] = tok[b * L + t];
         ck_qtk(qtk_mamba_cuda_decode(gh, part, d1, 1));
-        for (int b = 0; b < B; b++) {
-            const float *ref = lc + ((size_t)b * L + t) * V, *got = d1 + (size_t)b * V;
-            ehd = fmax(ehd, max_rel(got, ref, (size_t)V));
-            int a = 0, c = 0;
-            for (int v = 1; v < V; v++) {
-                if (got[v] > got[a]) a = v;
-                if (ref[v] > ref[c]) c = v;
-            }
-            agree_d += a == c;
-        }
+        for (int b = 0; b < B; b++) memcpy(d2 + (size_t)b * V, lh + ((size_t)b * L + t) * V, (size_t)V * 4);
+        ehd = fmax(ehd, max_rel(d1, d2, (size_t)B * V));
     }
-    printf("  fp16 decode: logits %.2e relative to the CPU's float32, argmax agrees at %d of %d\n", ehd, agree_d,
-           B * (L - L1));
-    ck_assert_msg(ehd <= 5e-2 && agree_d * 10 >= B * (L - L1) * 9, "%s: fp16 decode off: %.3g, %d of %d argmax", dir, ehd,
-                  agree_d, B * (L - L1));
+    printf("  fp16 decode: logits %.2e relative to the CPU's fp16 reference\n", ehd);
+    ck_assert_msg(ehd <= 1e-3, "%s: fp16 decode differs from the CPU's fp16 reference by %.3g", dir, ehd);
+    qtk_mamba_state_free(&sh);
+    free(lh);
     qtk_mamba_cuda_destroy(gh);
     // bad calls
     ck_assert_int_eq(qtk_mamba_cuda_prefill(g, tok, L + 1, NULL), QTK_ERR_ARG);

@@ -358,31 +358,24 @@ extern "C" void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g) {
 // the projection weights in fp16 at their offsets in d_half
 static qtk_status upload_half(qtk_mamba_cuda *g) {
     const qtk_mamba *m = g->m;
-    const qtk_mamba_config *c = &m->cfg;
     QTK_CUDA_TRY(cudaMalloc((void **)&g->d_half, m->n_params * sizeof(__half)));
-    size_t cap = 0;
+    const int np = qtk_mamba_projections(m, NULL, NULL, 0);
+    const float **w = (const float **)malloc((size_t)np * sizeof *w);
+    size_t *n = (size_t *)malloc((size_t)np * sizeof *n), cap = 0;
     uint16_t *tmp = NULL;
-    qtk_status st = QTK_OK;
-    for (int l = -1; l < c->n_layers && st == QTK_OK; l++) {
-        const qtk_mamba_layer *ly = l >= 0 ? &m->layers[l] : NULL;
-        const float *w[4] = {ly ? ly->in_proj_w : m->lm_head, ly ? ly->out_proj_w : NULL, ly ? ly->x_proj_w : NULL,
-                             ly ? ly->dt_proj_w : NULL};
-        const size_t D = c->d_model, E = c->d_inner;
-        const size_t n[4] = {ly ? (size_t)qtk_mamba_in_proj_out(c) * D : (size_t)c->vocab * D, D * E,
-                             (size_t)(c->dt_rank + 2 * c->d_state) * E, E * (size_t)c->dt_rank};
-        for (int k = 0; k < 4 && st == QTK_OK; k++) {
-            if (!w[k]) continue;
-            if (n[k] > cap) {
-                free(tmp);
-                cap = n[k];
-                if (!(tmp = (uint16_t *)malloc(cap * sizeof *tmp))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
-            }
-            for (size_t i = 0; st == QTK_OK && i < n[k]; i++) tmp[i] = qtk_f32_to_f16(w[k][i]);
-            cudaError_t e = st == QTK_OK ? cudaMemcpy(DEVH(g, w[k]), tmp, n[k] * 2, cudaMemcpyHostToDevice) : cudaSuccess;
-            if (e != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "fp16 weights: %s", cudaGetErrorString(e));
+    qtk_status st = w && n ? QTK_OK : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    if (st == QTK_OK) qtk_mamba_projections(m, w, n, np);
+    for (int k = 0; k < np && st == QTK_OK; k++) {
+        if (n[k] > cap) {
+            free(tmp);
+            cap = n[k];
+            if (!(tmp = (uint16_t *)malloc(cap * sizeof *tmp))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
         }
+        for (size_t i = 0; st == QTK_OK && i < n[k]; i++) tmp[i] = qtk_f32_to_f16(w[k][i]);
+        cudaError_t e = st == QTK_OK ? cudaMemcpy(DEVH(g, w[k]), tmp, n[k] * 2, cudaMemcpyHostToDevice) : cudaSuccess;
+        if (e != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "fp16 weights: %s", cudaGetErrorString(e));
     }
-    free(tmp);
+    free(tmp), free(w), free(n);
     return st;
 }
 
