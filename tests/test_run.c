@@ -433,6 +433,12 @@ START_TEST(test_calibrate_eval_cptv) {
     ck_assert_msg(strstr(out, "quantizer                    bits granularity") && strstr(out, "blocks.0.attn.softmax ") &&
                       strstr(out, "channel-ptf") && strstr(out, "head.weight "),
                   "%s", out);
+    // quant-report with a config: the old name of calibrate --report, the same report and export
+    snprintf(args, sizeof args, "quant-report %s/ev.yaml --quiet --out %s/rep2.safetensors", tu_tmp, tu_tmp);
+    ck_assert_msg(run(args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "quantizer                    bits granularity") && strstr(out, "head.weight "), "%s", out);
+    snprintf(args, sizeof args, "cmp %s/rep.safetensors %s/rep2.safetensors", tu_tmp, tu_tmp);
+    ck_assert_int_eq(system(args), 0);
     snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s --json %s", tu_tmp, cal, j2);
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "| FP32 | 32 |"));

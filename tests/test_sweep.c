@@ -107,8 +107,7 @@ END_TEST
 // the local backend: a retried run, a run that still fails marked in the table, finished runs skipped
 START_TEST(test_local) {
     if (access(fashion, R_OK) != 0) {
-        printf("local sweep: skipped: Fashion-MNIST not in build/cache (make fashion-mnist)\n");
-        return;
+        TU_SKIP("local sweep: Fashion-MNIST not in build/cache (make fashion-mnist)");
     }
     char f[256], args[512], path[512];
     snprintf(f, sizeof f, "%s/s.yaml", tu_tmp);
@@ -208,8 +207,7 @@ static int wait_for(const char *name, const char *path, int seconds) {
 
 START_TEST(test_slurm) {
     if (access(fashion, R_OK) != 0) {
-        printf("Slurm sweep: skipped: Fashion-MNIST not in build/cache (make fashion-mnist)\n");
-        return;
+        TU_SKIP("Slurm sweep: Fashion-MNIST not in build/cache (make fashion-mnist)");
     }
     char dir[] = "/tmp/qtk_slurm_XXXXXX", cmd[1024], buf[8192], f[256], args[512], path[512];
     ck_assert_ptr_nonnull(mkdtemp(dir));
