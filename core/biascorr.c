@@ -50,8 +50,7 @@ qtk_status qtk_weight_affine(const float *W, size_t O, size_t K, const float *sc
         for (size_t i = 0; i < K; i++) {
             fq[i] = qtk_fake_quant_scalar(w[i], s, z, lo, hi, f);
             // the grid point of qtk_fake_quant_scalar (NaN: lo)
-            float q = f == QTK_FQ_TORCH ? rintf(w[i] * (1.0f / s)) + z : rintf(w[i] / s + z);
-            int c = !(q >= (float)lo) ? lo : q > (float)hi ? hi : (int)q;
+            int c = (int)qtk_fq_grid(w[i], s, z, (float)lo, (float)hi, f == QTK_FQ_TORCH);
             codes[r * ldc + i] = (int8_t)(c - off);
             sum += c - off;
         }

@@ -15,15 +15,20 @@ void qtk_blas_single_thread(void) {
 }
 
 int qtk_blas_row_unit(void) {
+    static int cached; // the kernel family is fixed once OpenBLAS is loaded
+    int u = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (u) return u;
     static const struct {
         const char *core;
         int unit;
     } units[] = {{"Haswell", 12}, {"Zen", 12}, {"SkylakeX", 48}, {"Cooperlake", 48}, {"Sandybridge", 1}, {"Prescott", 4},
                  {"Core2", 4},    {"Barcelona", 4}, {"Nehalem", 8}};
     const char *core = qtk_blas_core();
+    u = QTK_GEMM_BLOCK;
     for (size_t i = 0; i < sizeof units / sizeof *units; i++)
-        if (!strcmp(core, units[i].core)) return units[i].unit;
-    return QTK_GEMM_BLOCK;
+        if (!strcmp(core, units[i].core)) u = units[i].unit;
+    __atomic_store_n(&cached, u, __ATOMIC_RELAXED);
+    return u;
 }
 
 void qtk_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

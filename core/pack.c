@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "scalar.h"
+
 void qtk_pack_int4(const int8_t *vals, size_t n, uint8_t *packed) {
     for (size_t i = 0; i < n / 2; i++)
         packed[i] = (uint8_t)((vals[2 * i] & 0x0f) | ((vals[2 * i + 1] & 0x0f) << 4));
@@ -33,11 +35,9 @@ qtk_status qtk_code_dtype_check(const qtk_qparams *p, qtk_dtype dt) {
     return QTK_OK;
 }
 
+// the grid point of fake quantization (NaN has no code: the lowest)
 static inline int quantize_one(float x, float s, float z, int lo, int hi, qtk_fq_formula f) {
-    float q = f == QTK_FQ_TORCH ? rintf(x * (1.0f / s)) + z : rintf(x / s + z);
-    if (q < (float)lo) q = (float)lo;
-    if (q > (float)hi) q = (float)hi;
-    return isnan(q) ? lo : (int)q; // NaN has no code; store the lowest
+    return (int)qtk_fq_grid(x, s, z, (float)lo, (float)hi, f == QTK_FQ_TORCH);
 }
 
 qtk_status qtk_quantize(const qtk_qparams *p, const float *x, int ndim, const int64_t *shape,
