@@ -1,6 +1,7 @@
 #include "fakequant.h"
 #include "tensor.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 // Below this many elements a parallel region costs more than it saves.
@@ -192,6 +193,18 @@ qtk_status qtk_fake_quant(const qtk_qparams *p, const float *x, float *y, int nd
         qtk_fake_quant_per_group(x, y, L.outer, L.len, L.inner, L.group, p->scale, p->zero, lo, hi,
                                  p->formula);
         break;
+    case QTK_PER_INDEX: {
+        // the map spelled out per channel: then it is the per-channel kernel, element for element
+        float *s = malloc(L.len * sizeof *s), *z = malloc(L.len * sizeof *z);
+        if (!s || !z) {
+            free(s), free(z);
+            return qtk_fail(QTK_ERR_NOMEM, "fake quantization: %zu index-mapped channels: out of memory", L.len);
+        }
+        qtk_qparams_expand_index(p, s, z);
+        qtk_fake_quant_per_channel(x, y, L.outer, L.len, L.inner, s, z, lo, hi, p->formula);
+        free(s), free(z);
+        break;
+    }
     }
     return QTK_OK;
 }

@@ -357,6 +357,18 @@ static qtk_status ptf_params(const qtk_observer *o, const float *x, int ndim, co
     return st;
 }
 
+// (s, z) of a range by the observer's formula: Quamba's absmax form, the symmetric or the asymmetric one
+static void range_params(const qtk_observer *o, float mn, float mx, int lo, int hi, float *s, float *z) {
+    if (o->pct_abs) {
+        *s = qtk_scale_absmax(mx, o->bits);
+        *z = 0.0f;
+    } else if (o->symmetric) {
+        qtk_params_sym(mn, mx, lo, hi, s, z);
+    } else {
+        qtk_params_asym(mn, mx, lo, hi, s, z);
+    }
+}
+
 qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int ndim,
                                const int64_t *shape, qtk_qparams *out) {
     memset(out, 0, sizeof *out);
@@ -380,16 +392,37 @@ qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int n
     QTK_TRY(qtk_qparams_init(out, o->bits, o->is_signed, o->symmetric || o->pct_abs,
                              o->channel_wise ? QTK_PER_CHANNEL : QTK_PER_TENSOR, o->channel_wise ? o->axis : 0,
                              0, nc));
-    for (size_t c = 0; c < nc; c++) {
-        if (o->pct_abs) {
-            out->scale[c] = qtk_scale_absmax(o->max_val[c], o->bits);
-            out->zero[c] = 0.0f;
-        } else if (o->symmetric) {
-            qtk_params_sym(o->min_val[c], o->max_val[c], lo, hi, &out->scale[c], &out->zero[c]);
-        } else {
-            qtk_params_asym(o->min_val[c], o->max_val[c], lo, hi, &out->scale[c], &out->zero[c]);
-        }
+    for (size_t c = 0; c < nc; c++) range_params(o, o->min_val[c], o->max_val[c], lo, hi, &out->scale[c], &out->zero[c]);
+    return QTK_OK;
+}
+
+qtk_status qtk_observer_params_index(const qtk_observer *o, const int32_t *index, size_t len, size_t n_groups,
+                                     qtk_qparams *out) {
+    memset(out, 0, sizeof *out);
+    if (o->kind != QTK_OBS_MINMAX || !o->channel_wise)
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "index-mapped groups need a channel-wise min-max observer (the %s%s "
+                        "observer's statistics of a group are not those of its channels)",
+                        o->channel_wise ? "" : "per-tensor ", kind_names[o->kind]);
+    if (o->n_updates == 0) return qtk_fail(QTK_ERR_ARG, "minmax observer has seen no data");
+    if (len != o->C)
+        return qtk_fail(QTK_ERR_ARG, "an index map of %zu positions for an observer of %zu channels", len, o->C);
+    int lo, hi;
+    QTK_TRY(qtk_qrange(o->bits, o->is_signed, &lo, &hi));
+    QTK_TRY(qtk_qparams_init_index(out, o->bits, o->is_signed, o->symmetric, o->axis, index, len, n_groups));
+    // a group's range is the union of its channels' ranges: the min of their minima, the max of their maxima
+    float *mn = malloc(n_groups * sizeof *mn), *mx = malloc(n_groups * sizeof *mx);
+    if (!mn || !mx) {
+        free(mn), free(mx);
+        qtk_qparams_free(out);
+        return qtk_fail(QTK_ERR_NOMEM, "index-mapped groups: out of memory");
     }
+    for (size_t g = 0; g < n_groups; g++) mn[g] = INFINITY, mx[g] = -INFINITY;
+    for (size_t c = 0; c < len; c++) {
+        mn[index[c]] = fminf(mn[index[c]], o->min_val[c]);
+        mx[index[c]] = fmaxf(mx[index[c]], o->max_val[c]);
+    }
+    for (size_t g = 0; g < n_groups; g++) range_params(o, mn[g], mx[g], lo, hi, &out->scale[g], &out->zero[g]);
+    free(mn), free(mx);
     return QTK_OK;
 }
 

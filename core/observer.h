@@ -61,6 +61,12 @@ qtk_status qtk_observer_update_minmax(qtk_observer *o, const float *cur_mn, cons
 qtk_status qtk_observer_params(const qtk_observer *o, const float *x_last, int ndim,
                                const int64_t *shape, qtk_qparams *out);
 
+// Parameters of index-mapped groups (qparams.h: QTK_PER_INDEX) from a channel-wise min-max observer: group
+// g's range is the union of the ranges of the channels c with index[c] == g (len = the observer's channels),
+// then the observer's formula. Other kinds are refused: their statistics do not combine that way.
+qtk_status qtk_observer_params_index(const qtk_observer *o, const int32_t *index, size_t len, size_t n_groups,
+                                     qtk_qparams *out);
+
 // qtk_observer_params with the last batch in GPU memory: OMSE's and PTF's
 // candidate errors are summed on the GPU (double sums, so the choice equals
 // the CPU's except where two scores tie within rounding), the choice is made

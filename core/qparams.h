@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "scalar.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,6 +20,9 @@ typedef enum {
     QTK_PER_TENSOR = 0, // one (s, z)
     QTK_PER_CHANNEL,    // one (s, z) per index along `axis`
     QTK_PER_GROUP,      // one (s, z) per `group_size` consecutive elements along `axis`
+    QTK_PER_INDEX,      // index-mapped groups: position c along `axis` uses (s, z) number index[c], so any set of
+                        // channels, in any order, can share one pair (Quamba2's sort-and-cluster groups) and the
+                        // slices of one tensor can each have their own (Mamba2's in_proj output z | x | B | C | dt)
 } qtk_granularity;
 
 // Which rounding formula fake-quant and quantize use. Both are bit-exact with
@@ -43,6 +47,8 @@ typedef struct {
     size_t n;               // number of (scale, zero) pairs
     float *scale;           // (n)
     float *zero;            // (n) float zero points, as the reference stores them
+    int32_t *index;         // per-index only: (index_len) values in 0..n-1, one per position along `axis`
+    size_t index_len;
 } qtk_qparams;
 
 // Integer code range of a bit type.
@@ -51,6 +57,18 @@ qtk_status qtk_qrange(int bits, bool is_signed, int *lo, int *hi);
 // Allocates n scales (1.0) and zero points (0.0). gran/axis/group_size as above.
 qtk_status qtk_qparams_init(qtk_qparams *p, int bits, bool is_signed, bool symmetric,
                             qtk_granularity gran, int axis, int group_size, size_t n);
+// Index-mapped groups (QTK_PER_INDEX): n pairs; position c along `axis` (len positions) uses pair index[c].
+// Every index must lie in 0..n-1 and every pair must be used by some position. index is copied.
+qtk_status qtk_qparams_init_index(qtk_qparams *p, int bits, bool is_signed, bool symmetric, int axis,
+                                  const int32_t *index, size_t len, size_t n);
+// Per-slice parameters of one tensor, a special case of the above: the axis is cut into n_slices
+// consecutive slices of the given sizes, and slice k uses pair k.
+qtk_status qtk_qparams_init_slices(qtk_qparams *p, int bits, bool is_signed, bool symmetric, int axis,
+                                   const size_t *sizes, size_t n_slices);
+// An index map spelled out per position: s[c] = scale[index[c]], z[c] = zero[index[c]] (index_len each).
+void qtk_qparams_expand_index(const qtk_qparams *p, float *s, float *z);
+// A deep copy of src (scales, zero points, index map).
+qtk_status qtk_qparams_copy(qtk_qparams *dst, const qtk_qparams *src);
 void qtk_qparams_free(qtk_qparams *p);
 
 // How the (s, z) arrays map onto a tensor: element e (row-major) uses index
@@ -59,19 +77,23 @@ typedef struct {
     qtk_granularity gran;
     size_t outer, len, inner, group; // view around the axis; group size (per-group)
     size_t numel, nparams;
+    const int32_t *index;            // per-index: the map (qtk_qparams.index; a device copy for a kernel)
 } qtk_qlayout;
 
 // Number of (s, z) pairs p needs for a tensor of this shape; checks that the
-// axis exists and that group_size divides the grouped axis.
+// axis exists, that group_size divides the grouped axis and that an index map
+// has one entry per position of its axis.
 qtk_status qtk_qlayout_make(const qtk_qparams *p, int ndim, const int64_t *shape, qtk_qlayout *L);
 
-static inline size_t qtk_qlayout_index(const qtk_qlayout *L, size_t e) {
+// The same function in the CUDA kernels (core/scalar.h's QTK_HD: __host__ __device__ under nvcc).
+QTK_HD size_t qtk_qlayout_index(const qtk_qlayout *L, size_t e) {
     switch (L->gran) {
     case QTK_PER_CHANNEL: return (e / L->inner) % L->len;
     case QTK_PER_GROUP: {
         size_t i = e % L->inner, l = (e / L->inner) % L->len, o = e / (L->inner * L->len);
         return (o * (L->len / L->group) + l / L->group) * L->inner + i;
     }
+    case QTK_PER_INDEX: return (size_t)L->index[(e / L->inner) % L->len];
     default: return 0;
     }
 }

@@ -27,12 +27,28 @@ void qtk_qreg_free(qtk_qreg *r) {
         qtk_observer_free(&r->p[i].ob);
         qtk_qparams_free(&r->p[i].qp);
         qtk_aligned_free(r->p[i].wq);
+        free(r->p[i].group_index);
     }
     free(r->p);
     memset(r, 0, sizeof *r);
 }
 
 static int valid_ref(const qtk_qreg *r, int id) { return id >= -1 && id < r->n; }
+
+// a checked copy of an index map (the checks of qtk_qparams_init_index)
+static qtk_status set_index(qtk_qpoint *p, const int32_t *index, size_t len, size_t n_groups) {
+    qtk_qparams chk;
+    QTK_TRY(qtk_qparams_init_index(&chk, 8, false, false, 0, index, len, n_groups));
+    qtk_qparams_free(&chk);
+    int32_t *copy = malloc(len * sizeof *copy);
+    if (!copy) return qtk_fail(QTK_ERR_NOMEM, "an index map of %zu channels: out of memory", len);
+    memcpy(copy, index, len * sizeof *copy);
+    free(p->group_index);
+    p->group_index = copy;
+    p->index_len = len;
+    p->channels = n_groups;
+    return QTK_OK;
+}
 
 qtk_status qtk_qreg_add(qtk_qreg *r, int id, const qtk_qpoint_desc *d) {
     if (id < 0 || id >= r->n) return qtk_fail(QTK_ERR_ARG, "quantization point %s: id %d outside 0..%d", d->name, id, r->n - 1);
@@ -61,12 +77,31 @@ qtk_status qtk_qreg_add(qtk_qreg *r, int id, const qtk_qpoint_desc *d) {
     } else {
         np.channels = d->channels ? d->channels : 1;
     }
+    if (d->group_index && (d->kind != QTK_QPOINT_ACT || d->observer != QTK_OBS_MINMAX || !d->channel_wise))
+        return qtk_fail(QTK_ERR_ARG, "quantization point %s: index-mapped groups are for activations with a "
+                        "channel-wise min-max observer", d->name);
     qtk_status st = qtk_observer_init(&np.ob, d->observer, d->bits, d->is_signed, d->channel_wise, d->axis);
+    if (st == QTK_OK && d->group_index) st = set_index(&np, d->group_index, d->index_len, np.channels);
     if (st != QTK_OK) {
         qtk_aligned_free(np.wq);
+        qtk_observer_free(&np.ob);
         return qtk_fail(st, "quantization point %s: %s", d->name, qtk_last_error());
     }
     *p = np;
+    return QTK_OK;
+}
+
+qtk_status qtk_qreg_set_index(qtk_qreg *r, int id, const int32_t *group_index, size_t len, size_t n_groups) {
+    if (id < 0 || id >= r->n || !r->p[id].name[0] || !r->p[id].group_index)
+        return qtk_fail(QTK_ERR_ARG, "point %d has no index-mapped groups", id);
+    qtk_qpoint *p = &r->p[id];
+    qtk_status st = set_index(p, group_index, len, n_groups);
+    if (st == QTK_OK && p->calibrated && p->ob.n_updates > 0) {
+        qtk_qparams_free(&p->qp);
+        st = qtk_observer_params_index(&p->ob, p->group_index, p->index_len, p->channels, &p->qp);
+        p->calibrated = st == QTK_OK;
+    }
+    if (st != QTK_OK) return qtk_fail(st, "quantizer %s: %s", p->name, qtk_last_error());
     return QTK_OK;
 }
 
@@ -144,7 +179,8 @@ qtk_status qtk_qreg_act(qtk_qreg *r, int id, float *x, int ndim, const int64_t *
         qtk_status st = qtk_observer_update(&p->ob, x, ndim, shape);
         if (st == QTK_OK && r->last_batch) {
             qtk_qparams_free(&p->qp);
-            st = qtk_observer_params(&p->ob, x, ndim, shape, &p->qp);
+            st = p->group_index ? qtk_observer_params_index(&p->ob, p->group_index, p->index_len, p->channels, &p->qp)
+                                : qtk_observer_params(&p->ob, x, ndim, shape, &p->qp);
             p->calibrated = st == QTK_OK;
         }
         if (st != QTK_OK) return qtk_fail(st, "quantizer %s: %s", p->name, qtk_last_error());
@@ -199,6 +235,7 @@ qtk_status qtk_qreg_calibrate_weights(qtk_qreg *r) {
 
 const char *qtk_qpoint_granularity(const qtk_qpoint *p) {
     if (p->qp.gran == QTK_PER_GROUP) return "group";
+    if (p->qp.gran == QTK_PER_INDEX) return "index";
     if (p->kind == QTK_QPOINT_WEIGHT) return "channel";
     return p->qp.n > 1 ? (p->ob.kind == QTK_OBS_PTF ? "channel-ptf" : "channel") : "tensor";
 }
@@ -254,25 +291,32 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
     int nq = 0;
     for (int i = 0; i < r->n; i++) nq += exported(&r->p[i]);
     if (nq == 0) return qtk_fail(QTK_ERR_ARG, "%s: nothing to export: the model is not calibrated", path);
-    qtk_st_entry *e = calloc((size_t)nq * 2, sizeof *e);
-    char (*names)[QTK_QPOINT_NAME + 16] = calloc((size_t)nq * 2, sizeof *names);
-    int64_t *lens = calloc((size_t)nq, sizeof *lens);
+    qtk_st_entry *e = calloc((size_t)nq * 3, sizeof *e);
+    char (*names)[QTK_QPOINT_NAME + 16] = calloc((size_t)nq * 3, sizeof *names);
+    int64_t *lens = calloc((size_t)nq * 2, sizeof *lens); // per point: its pairs, its index map's length
     const char *(*meta)[2] = calloc(5 + n_extra, sizeof *meta);
     cJSON *list = cJSON_CreateArray();
     char *lj = NULL;
     qtk_status st = QTK_OK;
     if (!e || !names || !lens || !meta || !list) st = qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
-    int k = 0;
+    int k = 0, np = 0;
     for (int i = 0; st == QTK_OK && i < r->n; i++) {
         const qtk_qpoint *p = &r->p[i];
         if (!exported(p)) continue;
-        lens[k / 2] = (int64_t)p->qp.n;
+        int64_t *len = &lens[2 * np++];
+        len[0] = (int64_t)p->qp.n;
+        len[1] = (int64_t)p->qp.index_len;
         snprintf(names[k], sizeof names[k], "%s.scale", p->name);
-        e[k] = (qtk_st_entry){names[k], QTK_F32, 1, &lens[k / 2], p->qp.scale};
+        e[k] = (qtk_st_entry){names[k], QTK_F32, 1, &len[0], p->qp.scale};
         k++;
         snprintf(names[k], sizeof names[k], "%s.zero_point", p->name);
-        e[k] = (qtk_st_entry){names[k], QTK_F32, 1, &lens[k / 2], p->qp.zero};
+        e[k] = (qtk_st_entry){names[k], QTK_F32, 1, &len[0], p->qp.zero};
         k++;
+        if (p->qp.gran == QTK_PER_INDEX) {
+            snprintf(names[k], sizeof names[k], "%s.group_index", p->name);
+            e[k] = (qtk_st_entry){names[k], QTK_I32, 1, &len[1], p->qp.index};
+            k++;
+        }
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", p->name);
         cJSON_AddNumberToObject(o, "bits", p->qp.bits);
@@ -299,6 +343,26 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
     return st;
 }
 
+// The index map of a point with index-mapped groups: "<name>.group_index", I32, one per channel of its axis,
+// each in 0..n-1 with every group used; q gets the map (its values are read by the caller)
+static qtk_status import_index(const qtk_qpoint *p, const qtk_safetensors *st, const char *path, size_t n,
+                               qtk_qparams *q) {
+    char in[QTK_QPOINT_NAME + 16];
+    snprintf(in, sizeof in, "%s.group_index", p->name);
+    const qtk_st_tensor *t;
+    int64_t shp[1] = {(int64_t)p->index_len};
+    QTK_TRY(qtk_st_expect(st, in, 1, shp, &t));
+    if (t->dtype != QTK_I32) return qtk_fail(QTK_ERR_FORMAT, "%s: %s is %s, not I32", path, in, qtk_dtype_name(t->dtype));
+    int32_t *idx = malloc(p->index_len * sizeof *idx);
+    if (!idx) return qtk_fail(QTK_ERR_NOMEM, "%s: %s: out of memory", path, in);
+    memcpy(idx, t->data, p->index_len * sizeof *idx);
+    bool sym = p->ob.symmetric || p->ob.pct_abs;
+    qtk_status r = qtk_qparams_init_index(q, p->ob.bits, p->ob.is_signed, sym, p->ob.axis, idx, p->index_len, n);
+    free(idx);
+    if (r != QTK_OK) return qtk_fail(QTK_ERR_FORMAT, "%s: %s: %s", path, in, qtk_last_error());
+    return QTK_OK;
+}
+
 // One point's parameters, laid out as its observer gives them (qtk_observer_params).
 static qtk_status import_one(qtk_qpoint *p, const qtk_safetensors *st, const char *path, const char *model) {
     char sn[QTK_QPOINT_NAME + 16], zn[QTK_QPOINT_NAME + 16];
@@ -311,8 +375,10 @@ static qtk_status import_one(qtk_qpoint *p, const qtk_safetensors *st, const cha
         return qtk_fail(QTK_ERR_FORMAT, "%s: %s has %zu values, quantizer %s needs %zu", path, sn, n, p->name, p->channels);
     qtk_qparams q;
     bool sym = p->ob.kind == QTK_OBS_MINMAX && (p->ob.symmetric || p->ob.pct_abs);
-    QTK_TRY(qtk_qparams_init(&q, p->ob.bits, p->ob.is_signed, sym, n > 1 ? QTK_PER_CHANNEL : QTK_PER_TENSOR,
-                             n > 1 && p->kind == QTK_QPOINT_ACT ? -1 : 0, 0, n));
+    if (p->group_index) QTK_TRY(import_index(p, st, path, n, &q));
+    else
+        QTK_TRY(qtk_qparams_init(&q, p->ob.bits, p->ob.is_signed, sym, n > 1 ? QTK_PER_CHANNEL : QTK_PER_TENSOR,
+                                 n > 1 && p->kind == QTK_QPOINT_ACT ? -1 : 0, 0, n));
     int64_t shp[1] = {(int64_t)n};
     qtk_status r = qtk_st_read_f32(st, sn, 1, shp, q.scale);
     if (r == QTK_OK) r = qtk_st_read_f32(st, zn, 1, shp, q.zero);
@@ -330,6 +396,7 @@ static qtk_status import_one(qtk_qpoint *p, const qtk_safetensors *st, const cha
         qtk_qparams_free(&q);
         return r;
     }
+    if (p->group_index) memcpy(p->group_index, q.index, p->index_len * sizeof *q.index); // the export's clustering
     qtk_qparams_free(&p->qp);
     p->qp = q;
     p->calibrated = 1;

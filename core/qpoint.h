@@ -48,7 +48,10 @@ typedef struct {
                                 // such a point observes nothing and stays calibrated = 0
     int enabled;                // off: the tensor passes through unquantized
     int calibrated;
-    size_t channels;            // (s, z) pairs of its parameters: O for a weight, 1 per tensor, C per channel
+    size_t channels;            // (s, z) pairs of its parameters: O for a weight, 1 per tensor, C per channel,
+                                // the number of groups for index-mapped groups
+    int32_t *group_index;       // activations with index-mapped groups: (index_len) group of each channel of the
+    size_t index_len;           // observer's axis (qparams.h: QTK_PER_INDEX); NULL: none
     qtk_observer ob;
     qtk_qparams qp;             // live parameters (a search perturbs qp.scale, then requantize)
     // weights
@@ -70,7 +73,9 @@ typedef struct {
     bool is_signed;
     bool channel_wise;          // the observer keeps per-channel statistics (PTF: always)
     int axis;                   // its channel axis
-    size_t channels;            // activations: (s, z) pairs an export holds (1 per tensor)
+    size_t channels;            // activations: (s, z) pairs an export holds (1 per tensor; groups with an index map)
+    const int32_t *group_index; // activations: index-mapped groups (copied): channel c of `axis` is in group
+    size_t index_len;           // group_index[c] < channels; needs a channel-wise min-max observer. NULL: none
     const float *w;             // weights: (O, K), per output channel
     size_t O, K;
     int input;                  // as in qtk_qpoint (-1: none)
@@ -90,6 +95,10 @@ typedef struct {
 qtk_status qtk_qreg_init(qtk_qreg *r, int n, int bias_corr);
 void qtk_qreg_free(qtk_qreg *r);
 qtk_status qtk_qreg_add(qtk_qreg *r, int id, const qtk_qpoint_desc *d);
+
+// Replaces an activation point's index map (a calibration result such as Quamba2's clustering); a point that
+// has already seen its calibration data re-derives its parameters from the observer's channel statistics.
+qtk_status qtk_qreg_set_index(qtk_qreg *r, int id, const int32_t *group_index, size_t len, size_t n_groups);
 
 // Id of the point with this name, or -1.
 int qtk_qreg_find(const qtk_qreg *r, const char *name);
@@ -112,7 +121,7 @@ qtk_status qtk_qreg_requantize(qtk_qreg *r, int id);
 // Re-quantizes the weights whose wq fell behind (wq_stale).
 qtk_status qtk_qreg_sync_weights(qtk_qreg *r);
 
-// "tensor", "channel", "channel-ptf" or "group": how a point's parameters map onto its tensor.
+// "tensor", "channel", "channel-ptf", "group" or "index": how a point's parameters map onto its tensor.
 const char *qtk_qpoint_granularity(const qtk_qpoint *p);
 
 // Report: qtk_qreg_report_begin, the quantized forwards over some inputs, then qtk_qreg_report_print:
@@ -122,7 +131,8 @@ void qtk_qreg_report_begin(qtk_qreg *r);
 void qtk_qreg_report_end(qtk_qreg *r);
 void qtk_qreg_report_print(const qtk_qreg *r, FILE *out);
 
-// Writes every calibrated point as "<name>.scale" and "<name>.zero_point" (F32, (channels)) with
+// Writes every calibrated point as "<name>.scale" and "<name>.zero_point" (F32, (channels)), and a point with
+// index-mapped groups its map as "<name>.group_index" (I32, (index_len)), with
 // __metadata__: qtk_version, config (the model's JSON, as given), quantizers (JSON list of
 // {name, bits, granularity, enabled}) and the caller's extra (key, value) pairs.
 qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *config_json, const char *const (*extra)[2],

@@ -173,7 +173,7 @@ int qtk_cmd_demo(int argc, char **argv) {
         secs[k] = qtk_now() - ts;
         printf("  W%dA8 Evol-Q (%d passes) test top-1: %.2f%% (infoNCE %.5f -> %.5f, %lld loss evaluations, "
                "%.0f image-forwards/s, %.0f s)\n", bits[k], passes, res[k][1], r.loss_initial, r.loss_final, r.evals,
-               r.image_forwards / (r.seconds > 0 ? r.seconds : 1), secs[k]);
+               r.input_forwards / (r.seconds > 0 ? r.seconds : 1), secs[k]);
         cJSON *row = cJSON_CreateObject();
         cJSON_AddNumberToObject(row, "w_bits", bits[k]);
         cJSON_AddNumberToObject(row, "a_bits", 8);

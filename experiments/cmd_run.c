@@ -99,7 +99,7 @@ static qtk_status on_step(void *ctx, const qtk_evolq_step *e) {
     fprintf(s->log, "{\"pass\": %d, \"block\": %d, \"step\": %d, \"loss_start\": %.9g, \"loss_best\": %.9g, \"improved\": %s, "
                     "\"seconds\": %.3f, \"evals\": %lld, \"image_forwards\": %lld%s}\n",
             e->pass, e->block, e->step, e->loss_start, e->loss_best, e->improved ? "true" : "false", e->seconds, e->evals,
-            e->image_forwards, acc);
+            e->input_forwards, acc);
     if (fflush(s->log) != 0 || fsync(fileno(s->log)) != 0)
         return qtk_fail(QTK_ERR_IO, "%s/log.jsonl: cannot write: %s", s->out, strerror(errno));
     char extra[128];
@@ -228,10 +228,10 @@ static qtk_status same_start(qtk_comm *comm, qtk_model *mm) {
     double mine[1] = {0}, *all = calloc((size_t)comm->size, sizeof *all);
     if (!all) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     uint64_t h = 1469598103934665603ull; // FNV-1a over every searchable scale's bits
-    qtk_model_vec v[16];
+    qtk_model_vec v[QTK_MODEL_MAX_VECS];
     for (int b = 0; b < mm->n_blocks; b++) {
-        int nv = mm->block_vectors(mm, b, v, 16);
-        for (int i = 0; i < nv && i < 16; i++)
+        int nv = qtk_model_block_vectors(mm, b, v, QTK_MODEL_MAX_VECS);
+        for (int i = 0; i < nv && i < QTK_MODEL_MAX_VECS; i++)
             for (size_t k = 0; k < v[i].n; k++) {
                 uint32_t u;
                 memcpy(&u, &v[i].scale[k], 4);
@@ -426,7 +426,7 @@ int qtk_cmd_run(int argc, char **argv) {
         int done_steps = (res.resumed_from_step > 0 ? res.resumed_from_step : 0) + res.steps;
         complete = done_steps >= total_steps;
         printf("  search: infoNCE %.6f -> %.6f, %lld loss evaluations, %.0f image-forwards/s\n", res.loss_initial,
-               res.loss_final, res.evals, res.image_forwards / (res.seconds > 0 ? res.seconds : 1));
+               res.loss_final, res.evals, res.input_forwards / (res.seconds > 0 ? res.seconds : 1));
         if (!complete)
             printf("  paused after %d of %d block steps (search.max_steps); run again to continue\n", done_steps, total_steps);
     }

@@ -23,15 +23,15 @@ void qtk_evolq_config_default(qtk_evolq_config *c, int weight_bits) {
 typedef struct {
     qtk_model *m;
     const qtk_evolq_config *cfg;
-    int n;                 // images (this rank's share)
-    int n_all, n_groups;   // images and groups of all ranks
+    int n;                 // inputs (this rank's share)
+    int n_all, n_groups;   // inputs and groups of all ranks
     double *gl, *gl_all;   // per-group losses: this rank's (padded to gmax), every rank's (size x gmax)
     int gmax;              // the most groups a rank has
     const float *targets;  // (n, outputs)
     float *outputs;        // (n, outputs)
-    float *cache;          // (n, block_input_floats): the current block's input
+    float *cache;          // (n, block_input_elems[block]): the current block's input
     int block;
-    qtk_model_vec vecs[16];
+    qtk_model_vec vecs[QTK_MODEL_MAX_VECS];
     int n_vecs;
     long long evals, forwards;
 } search_ctx;
@@ -42,7 +42,7 @@ static qtk_status apply(search_ctx *s, const float *v) {
     for (int i = 0; i < s->n_vecs; i++) {
         memcpy(s->vecs[i].scale, v + off, s->vecs[i].n * sizeof(float));
         off += s->vecs[i].n;
-        QTK_TRY(s->m->requantize(s->m, s->vecs[i].quantizer));
+        QTK_TRY(s->m->requantize(s->m, s->vecs[i].point));
     }
     return QTK_OK;
 }
@@ -52,7 +52,7 @@ static qtk_status loss_of_current(search_ctx *s, double *loss) {
     if (s->m->forward_from_all) QTK_TRY(s->m->forward_from_all(s->m, s->cache, s->n, s->block, s->outputs));
     for (int i = 0; !s->m->forward_from_all && i < s->n; i += B) {
         int b = s->n - i < B ? s->n - i : B;
-        QTK_TRY(s->m->forward_from(s->m, s->cache + (size_t)i * s->m->block_input_floats, b, s->block,
+        QTK_TRY(s->m->forward_from(s->m, s->cache + (size_t)i * s->m->block_input_elems[s->block], b, s->block,
                                    s->outputs + (size_t)i * s->m->n_outputs));
     }
     s->evals++;
@@ -84,9 +84,9 @@ static qtk_status candidate_loss(void *ctx, const float *v, size_t len, double *
 
 static qtk_status save_state(const char *path, qtk_model *m, const qtk_evol_rng *rng, int next_step, double loss,
                              double loss_initial, double seconds) {
-    qtk_model_vec v[16];
+    qtk_model_vec v[QTK_MODEL_MAX_VECS];
     int total = 0;
-    for (int b = 0; b < m->n_blocks; b++) total += m->block_vectors(m, b, v, 16);
+    for (int b = 0; b < m->n_blocks; b++) total += qtk_model_block_vectors(m, b, v, QTK_MODEL_MAX_VECS);
     qtk_st_entry *e = calloc((size_t)total + 2, sizeof *e);
     int64_t *lens = calloc((size_t)total + 2, sizeof *lens);
     uint32_t rs[2][625];
@@ -97,10 +97,10 @@ static qtk_status save_state(const char *path, qtk_model *m, const qtk_evol_rng 
     }
     int k = 0;
     for (int b = 0; b < m->n_blocks; b++) {
-        int nv = m->block_vectors(m, b, v, 16);
-        for (int i = 0; i < nv; i++, k++) {
+        int nv = qtk_model_block_vectors(m, b, v, QTK_MODEL_MAX_VECS);
+        for (int i = 0; i < nv && i < QTK_MODEL_MAX_VECS; i++, k++) {
             lens[k] = (int64_t)v[i].n;
-            e[k] = (qtk_st_entry){m->quantizer_name(m, v[i].quantizer), QTK_F32, 1, &lens[k], v[i].scale};
+            e[k] = (qtk_st_entry){qtk_model_point_name(m, v[i].point), QTK_F32, 1, &lens[k], v[i].scale};
         }
     }
     const qtk_mt19937 *g[2] = {&rng->tournament, &rng->mutation};
@@ -132,13 +132,13 @@ static qtk_status load_state(const char *path, qtk_model *m, qtk_evol_rng *rng, 
     qtk_status r = QTK_OK;
     const char *ns = qtk_st_meta(&st, "qtk.search.next_step"), *ls = qtk_st_meta(&st, "qtk.search.loss");
     if (!ns || !ls) r = qtk_fail(QTK_ERR_FORMAT, "%s: not a search checkpoint", path);
-    qtk_model_vec v[16];
+    qtk_model_vec v[QTK_MODEL_MAX_VECS];
     for (int b = 0; b < m->n_blocks && r == QTK_OK; b++) {
-        int nv = m->block_vectors(m, b, v, 16);
-        for (int i = 0; i < nv && r == QTK_OK; i++) {
+        int nv = qtk_model_block_vectors(m, b, v, QTK_MODEL_MAX_VECS);
+        for (int i = 0; i < nv && i < QTK_MODEL_MAX_VECS && r == QTK_OK; i++) {
             int64_t len = (int64_t)v[i].n;
-            r = qtk_st_read_f32(&st, m->quantizer_name(m, v[i].quantizer), 1, &len, v[i].scale);
-            if (r == QTK_OK) r = m->requantize(m, v[i].quantizer);
+            r = qtk_st_read_f32(&st, qtk_model_point_name(m, v[i].point), 1, &len, v[i].scale);
+            if (r == QTK_OK) r = m->requantize(m, v[i].point);
         }
     }
     qtk_mt19937 *g[2] = {&rng->tournament, &rng->mutation};
@@ -165,16 +165,16 @@ static qtk_status load_state(const char *path, qtk_model *m, qtk_evol_rng *rng, 
     return r;
 }
 
-qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_evolq_config *cfg,
+qtk_status qtk_evolq_search(qtk_model *m, const void *inputs, int n, const qtk_evolq_config *cfg,
                             qtk_evolq_log_fn log, void *log_ctx, qtk_evolq_result *res) {
     memset(res, 0, sizeof *res);
     res->resumed_from_step = -1;
     if (n < cfg->group || n % cfg->group != 0 || cfg->batch < 1)
-        return qtk_fail(QTK_ERR_ARG, "search: %d images do not split into groups of %d", n, cfg->group);
+        return qtk_fail(QTK_ERR_ARG, "search: %d inputs do not split into groups of %d", n, cfg->group);
     const qtk_comm *comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
     const int n_groups = n / cfg->group, rank = comm ? comm->rank : 0;
     if (comm && n_groups < comm->size)
-        return qtk_fail(QTK_ERR_ARG, "search: %d groups of images for %d ranks (at least one group each)", n_groups,
+        return qtk_fail(QTK_ERR_ARG, "search: %d groups of inputs for %d ranks (at least one group each)", n_groups,
                         comm->size);
     double t_start = qtk_now();
     search_ctx s = {.m = m, .cfg = cfg, .n = n, .n_all = n, .n_groups = n_groups, .gmax = 1};
@@ -182,7 +182,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         int g0, g1;
         qtk_comm_shard(n_groups, rank, comm->size, &g0, &g1);
         s.n = (g1 - g0) * cfg->group;
-        inputs += (size_t)g0 * cfg->group * m->input_floats;
+        inputs = qtk_model_input_at(m, inputs, (size_t)g0 * cfg->group);
         n = s.n;
         s.gmax = (n_groups + comm->size - 1) / comm->size;
         s.gl = calloc((size_t)s.gmax, sizeof *s.gl);
@@ -196,13 +196,13 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     size_t no = (size_t)n * m->n_outputs;
     float *targets = malloc(no * sizeof *targets);
     s.outputs = malloc(no * sizeof *s.outputs);
-    s.cache = malloc((size_t)n * m->block_input_floats * sizeof *s.cache);
+    s.cache = malloc((size_t)n * qtk_model_max_block_input(m) * sizeof *s.cache);
     size_t maxv = 0;
     for (int b = 0; b < m->n_blocks; b++) {
-        qtk_model_vec v[16];
-        int nv = m->block_vectors(m, b, v, 16);
+        qtk_model_vec v[QTK_MODEL_MAX_VECS];
+        int nv = qtk_model_block_vectors(m, b, v, QTK_MODEL_MAX_VECS);
         size_t t = 0;
-        for (int i = 0; i < nv && i < 16; i++) t += v[i].n;
+        for (int i = 0; i < nv && i < QTK_MODEL_MAX_VECS; i++) t += v[i].n;
         maxv = t > maxv ? t : maxv;
     }
     float *v0 = malloc((maxv ? maxv : 1) * sizeof *v0);
@@ -212,7 +212,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     // FP targets, once (spec section 3)
     for (int i = 0; st == QTK_OK && i < n; i += cfg->batch) {
         int b = n - i < cfg->batch ? n - i : cfg->batch;
-        st = m->forward_targets(m, inputs + (size_t)i * m->input_floats, b, targets + (size_t)i * m->n_outputs);
+        st = m->forward_targets(m, qtk_model_input_at(m, inputs, (size_t)i), b, targets + (size_t)i * m->n_outputs);
     }
     s.targets = targets;
     qtk_evol_rng rng;
@@ -230,9 +230,10 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
         double t0 = qtk_now();
         int pass = step / m->n_blocks, block = m->n_blocks - 1 - step % m->n_blocks; // last block first
         s.block = block;
-        s.n_vecs = m->block_vectors(m, block, s.vecs, 16);
-        if (s.n_vecs > 16) {
-            st = qtk_fail(QTK_ERR_UNSUPPORTED, "block %d has %d searchable vectors (at most 16)", block, s.n_vecs);
+        s.n_vecs = qtk_model_block_vectors(m, block, s.vecs, QTK_MODEL_MAX_VECS);
+        if (s.n_vecs > QTK_MODEL_MAX_VECS) {
+            st = qtk_fail(QTK_ERR_UNSUPPORTED, "block %d has %d searchable vectors (at most %d)", block, s.n_vecs,
+                          QTK_MODEL_MAX_VECS);
             break;
         }
         size_t len = 0;
@@ -241,11 +242,12 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
             len += s.vecs[i].n;
         }
         if (len == 0) continue;
-        // the block's input for every image (blocks before it do not change during its step)
+        // the block's input for every input (blocks before it do not change during its step)
         if (m->block_input_all) st = m->block_input_all(m, inputs, n, block, s.cache);
         for (int i = 0; !m->block_input_all && st == QTK_OK && i < n; i += cfg->batch) {
             int b = n - i < cfg->batch ? n - i : cfg->batch;
-            st = m->block_input(m, inputs + (size_t)i * m->input_floats, b, block, s.cache + (size_t)i * m->block_input_floats);
+            st = m->block_input(m, qtk_model_input_at(m, inputs, (size_t)i), b, block,
+                                s.cache + (size_t)i * m->block_input_elems[block]);
         }
         if (st != QTK_OK) break;
         // the loss of the current state is known after the first step (the redundant evaluation)
@@ -272,7 +274,7 @@ qtk_status qtk_evolq_search(qtk_model *m, const float *inputs, int n, const qtk_
     }
     res->loss_final = loss;
     res->evals = s.evals;
-    res->image_forwards = s.forwards;
+    res->input_forwards = s.forwards;
     res->seconds = earlier_seconds + qtk_now() - t_start; // all invocations of this search
     free(targets);
     free(s.outputs);

@@ -100,6 +100,50 @@ static void fq_channel_mid(qtk_rng *r, outputs *o) { fake_quant_rows(r, o, QTK_P
 static void fq_channel_last(qtk_rng *r, outputs *o) { fake_quant_rows(r, o, QTK_PER_CHANNEL, 2, 0); }
 static void fq_group(qtk_rng *r, outputs *o) { fake_quant_rows(r, o, QTK_PER_GROUP, 1, 64); }
 
+// qtk_fake_quant_cuda, the dispatcher over a qtk_qparams, on every granularity, index-mapped groups (a map
+// along the middle and the last axis) and per-slice parameters included
+static void fq_dispatch(qtk_rng *r, outputs *o) {
+    const int64_t shape[3] = {6, 48, 70};
+    const size_t n = 6 * 48 * 70;
+    enum { RUNS = 6 };
+    out_alloc(o, n * RUNS * 2, F32);
+    float *x = malloc(n * 4), *dx, *dy;
+    ck_qtk(qtk_cuda_malloc((void **)&dy, n * 4));
+    int32_t map[70];
+    const size_t slices[3] = {10, 30, 8};
+    for (int run = 0; run < RUNS * 2; run++) {
+        const int kind = run % RUNS, f = run / RUNS;
+        qtk_qparams p;
+        if (kind < 3) {
+            const qtk_granularity g[3] = {QTK_PER_TENSOR, QTK_PER_CHANNEL, QTK_PER_GROUP};
+            ck_qtk(qtk_qparams_init(&p, 5, f, false, g[kind], 2, 7, kind == 0 ? 1 : kind == 1 ? 70 : 6 * 48 * 10));
+        } else if (kind < 5) {
+            const int axis = kind == 3 ? 1 : 2, len = (int)shape[axis], groups = 9;
+            for (int c = 0; c < len; c++) map[c] = c < groups ? c : (int32_t)qtk_rng_below(r, groups);
+            ck_qtk(qtk_qparams_init_index(&p, 5, f, false, axis, map, (size_t)len, groups));
+        } else {
+            ck_qtk(qtk_qparams_init_slices(&p, 5, f, false, 1, slices, 3));
+        }
+        p.formula = f ? QTK_FQ_TORCH : QTK_FQ_REF;
+        int lo, hi;
+        ck_qtk(qtk_qrange(5, f, &lo, &hi));
+        for (size_t k = 0; k < p.n; k++) {
+            p.scale[k] = qtk_rng_range(r, 1e-3f, 0.5f);
+            p.zero[k] = (float)(lo + (int)qtk_rng_below(r, (uint32_t)(hi - lo + 1)));
+        }
+        fill(r, x, n, -9.0f, 9.0f);
+        specials(x, n);
+        ck_qtk(qtk_fake_quant_ref(&p, x, (float *)o->cpu + run * n, 3, shape));
+        dx = dev_copy(x, n * 4);
+        ck_qtk(qtk_fake_quant_cuda(&p, dx, dy, 3, shape));
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + run * n, dy, n * 4));
+        qtk_cuda_free(dx);
+        qtk_qparams_free(&p);
+    }
+    qtk_cuda_free(dy);
+    free(x);
+}
+
 // --- observers ------------------------------------------------------------------------------
 
 // per-channel min / max of (outer, C) and of the whole tensor; NaN skipped, infinities kept
@@ -291,22 +335,28 @@ static void quantize(qtk_rng *r, outputs *o, int codes) {
         qtk_granularity g;
         int axis, group;
         size_t np;
-    } grans[] = {{QTK_PER_TENSOR, 0, 0, 1}, {QTK_PER_CHANNEL, 1, 0, 40}, {QTK_PER_GROUP, 1, 8, 6 * 5 * 9}};
-    out_alloc(o, 24 * n * (codes ? 1 : 4), codes ? BYTES : F32);
+    } grans[] = {{QTK_PER_TENSOR, 0, 0, 1}, {QTK_PER_CHANNEL, 1, 0, 40}, {QTK_PER_GROUP, 1, 8, 6 * 5 * 9},
+                 {QTK_PER_INDEX, 1, 0, 5}};
+    int32_t map[40];
+    for (int c = 0; c < 40; c++) map[c] = (c * 3) % 5;
+    out_alloc(o, 32 * n * (codes ? 1 : 4), codes ? BYTES : F32);
     float *x = malloc(n * 4), *dx, *dy;
     uint8_t *c1 = malloc(n), *dc;
     ck_qtk(qtk_cuda_malloc((void **)&dy, n * 4));
     ck_qtk(qtk_cuda_malloc((void **)&dc, n));
     int run = 0;
     for (size_t a = 0; a < 4; a++)
-        for (size_t b = 0; b < 3; b++)
+        for (size_t b = 0; b < 4; b++)
             for (int f = 0; f < 2; f++, run++) {
                 fill(r, x, n, -3.0f, 3.0f);
                 specials(x, n);
                 dx = dev_copy(x, n * 4);
                 qtk_qparams p;
-                ck_qtk(qtk_qparams_init(&p, kinds[a].bits, kinds[a].sg, false, grans[b].g, grans[b].axis, grans[b].group,
-                                        grans[b].np));
+                if (grans[b].g == QTK_PER_INDEX)
+                    ck_qtk(qtk_qparams_init_index(&p, kinds[a].bits, kinds[a].sg, false, 1, map, 40, grans[b].np));
+                else
+                    ck_qtk(qtk_qparams_init(&p, kinds[a].bits, kinds[a].sg, false, grans[b].g, grans[b].axis,
+                                            grans[b].group, grans[b].np));
                 p.formula = f ? QTK_FQ_TORCH : QTK_FQ_REF;
                 int lo, hi;
                 ck_qtk(qtk_qrange(p.bits, p.is_signed, &lo, &hi));
@@ -364,6 +414,7 @@ static const backend_case cases[] = {
     {"fake_quant per channel (middle axis)", BITWISE, 0, fq_channel_mid},
     {"fake_quant per channel (last axis)", BITWISE, 0, fq_channel_last},
     {"fake_quant per group", BITWISE, 0, fq_group},
+    {"fake_quant dispatcher (index-mapped, per-slice, all)", BITWISE, 0, fq_dispatch},
     {"channel / tensor min-max", BITWISE, 0, minmax},
     {"OMSE error sums (90 candidates)", ULP, 64, sse_multi}, // double sums in another order (H100: 12 ULP)
     {"OMSE / PTF parameters", BITWISE, 0, omse_ptf_params},

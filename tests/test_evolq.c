@@ -51,9 +51,9 @@ static void teardown_t(setup_t *t) {
 // All searchable scales, concatenated.
 static size_t snapshot(qtk_model *m, float *out) {
     size_t k = 0;
-    qtk_model_vec v[16];
+    qtk_model_vec v[QTK_MODEL_MAX_VECS];
     for (int b = 0; b < m->n_blocks; b++) {
-        int nv = m->block_vectors(m, b, v, 16);
+        int nv = qtk_model_block_vectors(m, b, v, QTK_MODEL_MAX_VECS);
         for (int i = 0; i < nv; i++) {
             memcpy(out + k, v[i].scale, v[i].n * sizeof(float));
             k += v[i].n;
@@ -189,7 +189,7 @@ static void sharded(int size, int n) {
     ck_assert_msg(!memcmp(a, b, na * sizeof *a) && r.loss_final == r1.loss_final && r.loss_initial == r1.loss_initial,
                   "rank 0 of %d: loss %.17g vs %.17g", size, r.loss_final, r1.loss_final);
     ck_assert_int_eq(r.evals, r1.evals);
-    ck_assert(r.image_forwards == r1.image_forwards);
+    ck_assert(r.input_forwards == r1.input_forwards);
     for (int k = 1; k < size; k++) {
         snprintf(path, sizeof path, "%s/rank%d.bin", tu_tmp, k);
         FILE *f = fopen(path, "rb");

@@ -304,6 +304,85 @@ START_TEST(test_sse_multi_equals_single) {
 }
 END_TEST
 
+
+// Index-mapped groups: element (o, c, i) uses pair index[c] (checked element by element against the scalar
+// formula); per-slice parameters equal fake-quantizing each slice alone per tensor; bad maps are refused.
+START_TEST(test_per_index) {
+    qtk_rng r;
+    qtk_rng_seed(&r, 11, 0);
+    const int64_t shape[3] = {5, 24, 7};
+    const size_t n = 5 * 24 * 7;
+    float *x = malloc(n * 4), *y = malloc(n * 4), *ref = malloc(n * 4);
+    for (size_t e = 0; e < n; e++) x[e] = qtk_rng_range(&r, -6.0f, 6.0f);
+    int32_t idx[24];
+    for (int c = 0; c < 24; c++) idx[c] = (c * 7 + 3) % 5; // 5 groups, interleaved, every one used
+    for (int axis = 1; axis <= 2; axis++)
+        for (int f = 0; f < 2; f++) {
+            int64_t sh[3] = {5, 24, 7};
+            if (axis == 2) sh[1] = 7, sh[2] = 24; // the map's axis is the last one
+            const size_t len = 24, inner = axis == 1 ? 7 : 1;
+            qtk_qparams p;
+            ck_qtk(qtk_qparams_init_index(&p, 4, f, false, axis, idx, len, 5));
+            p.formula = (qtk_fq_formula)f;
+            int lo, hi;
+            ck_qtk(qtk_qrange(4, f, &lo, &hi));
+            for (int g = 0; g < 5; g++) {
+                p.scale[g] = 0.05f + 0.1f * (float)g;
+                p.zero[g] = (float)(lo + g);
+            }
+            ck_qtk(qtk_fake_quant(&p, x, y, 3, sh));
+            for (size_t e = 0; e < n; e++) {
+                const int g = idx[(e / inner) % len];
+                ref[e] = qtk_fake_quant_scalar(x[e], p.scale[g], p.zero[g], lo, hi, p.formula);
+            }
+            ck_assert_int_eq(tu_first_diff(y, ref, n), -1);
+            ck_qtk(qtk_fake_quant_ref(&p, x, ref, 3, sh));
+            ck_assert_int_eq(tu_first_diff(y, ref, n), -1);
+            // a deep copy quantizes the same, and owns its map
+            qtk_qparams q;
+            ck_qtk(qtk_qparams_copy(&q, &p));
+            ck_assert_ptr_ne(q.index, p.index);
+            qtk_qparams_free(&p);
+            ck_qtk(qtk_fake_quant(&q, x, ref, 3, sh));
+            ck_assert_int_eq(tu_first_diff(y, ref, n), -1);
+            qtk_qparams_free(&q);
+        }
+    // per-slice: axis 1 cut 6 | 10 | 8, each slice its own per-tensor pair
+    const size_t sizes[3] = {6, 10, 8};
+    qtk_qparams p;
+    ck_qtk(qtk_qparams_init_slices(&p, 8, true, true, 1, sizes, 3));
+    ck_assert_int_eq(p.gran, QTK_PER_INDEX);
+    ck_assert_uint_eq(p.n, 3);
+    const float ss[3] = {0.01f, 0.05f, 0.2f};
+    for (int k = 0; k < 3; k++) p.scale[k] = ss[k];
+    ck_qtk(qtk_fake_quant(&p, x, y, 3, shape));
+    for (size_t o = 0, c0 = 0; o < 5; o++, c0 = 0)
+        for (int k = 0; k < 3; c0 += sizes[k], k++) {
+            const size_t len = sizes[k] * 7, at = (o * 24 + c0) * 7;
+            qtk_fake_quant_per_tensor(x + at, ref, len, ss[k], 0.0f, -128, 127, QTK_FQ_REF);
+            ck_assert_int_eq(tu_first_diff(y + at, ref, len), -1);
+        }
+    qtk_qparams_free(&p);
+    // refused: a map of another length than its axis, an index out of range, an unused group, no map
+    ck_qtk(qtk_qparams_init_index(&p, 8, false, false, 1, idx, 24, 5));
+    const int64_t wrong[3] = {5, 23, 7};
+    ck_assert_int_eq(qtk_fake_quant(&p, x, y, 3, wrong), QTK_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "index map of 24 positions on axis 1 of length 23"));
+    qtk_qparams_free(&p);
+    idx[4] = 5;
+    ck_assert_int_eq(qtk_qparams_init_index(&p, 8, false, false, 1, idx, 24, 5), QTK_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "index[4] = 5 is outside 0..4"));
+    idx[4] = 0;
+    ck_assert_int_eq(qtk_qparams_init_index(&p, 8, false, false, 1, idx, 24, 6), QTK_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "group 5 of 6 has no position"));
+    ck_assert_int_eq(qtk_qparams_init(&p, 8, false, false, QTK_PER_INDEX, 1, 0, 5), QTK_ERR_ARG);
+    const size_t zero_slice[2] = {4, 0};
+    ck_assert_int_eq(qtk_qparams_init_slices(&p, 8, false, false, 1, zero_slice, 2), QTK_ERR_ARG);
+    ck_assert_ptr_null(p.scale);
+    free(x), free(y), free(ref);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("fakequant");
     TCase *tc = tcase_create("core");
@@ -317,6 +396,7 @@ int main(void) {
     tcase_add_test(tc, test_off_and_errors);
     tcase_add_test(tc, test_sse_equals_reference);
     tcase_add_test(tc, test_sse_multi_equals_single);
+    tcase_add_test(tc, test_per_index);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

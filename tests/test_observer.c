@@ -207,6 +207,60 @@ START_TEST(test_streaming_and_errors) {
 }
 END_TEST
 
+
+// Index-mapped groups from a channel-wise min-max observer: a group's pair is what a per-tensor min-max
+// observer gives over the group's channels; one group of all channels is the per-tensor observer.
+START_TEST(test_index_groups) {
+    enum { T = 13, C = 10 };
+    float x[T * C];
+    for (int e = 0; e < T * C; e++) x[e] = (float)((e * 53) % 97 - 40) / (float)(1 + e % C);
+    const int64_t shape[2] = {T, C};
+    const int32_t idx[C] = {1, 1, 0, 2, 0, 1, 2, 2, 0, 1};
+    for (int sg = 0; sg < 2; sg++) {
+        qtk_observer o;
+        ck_qtk(qtk_observer_init(&o, QTK_OBS_MINMAX, 8, sg, true, -1));
+        ck_qtk(qtk_observer_update(&o, x, 2, shape));
+        qtk_qparams p;
+        ck_qtk(qtk_observer_params_index(&o, idx, C, 3, &p));
+        ck_assert_int_eq(p.gran, QTK_PER_INDEX);
+        for (int g = 0; g < 3; g++) {
+            float sub[T * C];
+            int64_t m = 0;
+            for (int t = 0; t < T; t++)
+                for (int c = 0; c < C; c++)
+                    if (idx[c] == g) sub[m++] = x[t * C + c];
+            qtk_observer og;
+            qtk_qparams pg;
+            ck_qtk(qtk_observer_init(&og, QTK_OBS_MINMAX, 8, sg, false, 0));
+            ck_qtk(qtk_observer_update(&og, sub, 1, &m));
+            ck_qtk(qtk_observer_params(&og, NULL, 1, &m, &pg));
+            ck_assert_float_eq(p.scale[g], pg.scale[0]);
+            ck_assert_float_eq(p.zero[g], pg.zero[0]);
+            qtk_qparams_free(&pg), qtk_observer_free(&og);
+        }
+        qtk_qparams_free(&p);
+        const int32_t one[C] = {0};
+        qtk_observer ot;
+        qtk_qparams pt;
+        ck_qtk(qtk_observer_params_index(&o, one, C, 1, &p));
+        ck_qtk(qtk_observer_init(&ot, QTK_OBS_MINMAX, 8, sg, false, 0));
+        ck_qtk(qtk_observer_update(&ot, x, 2, shape));
+        ck_qtk(qtk_observer_params(&ot, NULL, 2, shape, &pt));
+        ck_assert_float_eq(p.scale[0], pt.scale[0]);
+        ck_assert_float_eq(p.zero[0], pt.zero[0]);
+        ck_assert_int_eq(qtk_observer_params_index(&o, idx, C - 1, 3, &p), QTK_ERR_ARG); // a map of 9 for 10 channels
+        qtk_qparams_free(&pt), qtk_observer_free(&ot), qtk_observer_free(&o);
+    }
+    qtk_observer o; // statistics that do not combine by group are refused
+    qtk_qparams p;
+    ck_qtk(qtk_observer_init(&o, QTK_OBS_EMA, 8, false, true, -1));
+    ck_qtk(qtk_observer_update(&o, x, 2, shape));
+    ck_assert_int_eq(qtk_observer_params_index(&o, idx, C, 3, &p), QTK_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "channel-wise min-max observer"));
+    qtk_observer_free(&o);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("observer");
     TCase *tc = tcase_create("core");
@@ -215,6 +269,7 @@ int main(void) {
     tcase_add_test(tc, test_omse_ptf);
     tcase_add_test(tc, test_quantile);
     tcase_add_test(tc, test_streaming_and_errors);
+    tcase_add_test(tc, test_index_groups);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

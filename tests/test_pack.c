@@ -105,6 +105,31 @@ START_TEST(test_code_type_errors) {
 }
 END_TEST
 
+
+// Index-mapped groups: the codes and values of the map spelled out per channel (the per-channel path)
+START_TEST(test_index_codes) {
+    const int64_t shape[2] = {9, 12};
+    float x[108], y1[108], y2[108];
+    int8_t c1[108], c2[108];
+    for (int e = 0; e < 108; e++) x[e] = (float)((e * 29) % 41 - 20) / 7.0f;
+    const int32_t idx[12] = {2, 0, 1, 1, 0, 2, 2, 2, 0, 1, 0, 0};
+    qtk_qparams p, q;
+    ck_qtk(qtk_qparams_init_index(&p, 8, true, true, 1, idx, 12, 3));
+    ck_qtk(qtk_qparams_init(&q, 8, true, true, QTK_PER_CHANNEL, 1, 0, 12));
+    const float s[3] = {0.02f, 0.015f, 0.04f};
+    for (int g = 0; g < 3; g++) p.scale[g] = s[g];
+    qtk_qparams_expand_index(&p, q.scale, q.zero);
+    for (int c = 0; c < 12; c++) ck_assert_float_eq(q.scale[c], s[idx[c]]);
+    ck_qtk(qtk_quantize(&p, x, 2, shape, QTK_I8, c1));
+    ck_qtk(qtk_quantize(&q, x, 2, shape, QTK_I8, c2));
+    ck_assert_mem_eq(c1, c2, sizeof c1);
+    ck_qtk(qtk_dequantize(&p, c1, QTK_I8, 2, shape, y1));
+    ck_qtk(qtk_dequantize(&q, c2, QTK_I8, 2, shape, y2));
+    ck_assert_int_eq(tu_first_diff(y1, y2, 108), -1);
+    qtk_qparams_free(&p), qtk_qparams_free(&q);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("pack");
     TCase *tc = tcase_create("core");
@@ -112,6 +137,7 @@ int main(void) {
     tcase_add_test(tc, test_nibble_order);
     tcase_add_test(tc, test_pack_round_trip_random);
     tcase_add_test(tc, test_code_type_errors);
+    tcase_add_test(tc, test_index_codes);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

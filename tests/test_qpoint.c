@@ -239,6 +239,82 @@ START_TEST(test_export_import) {
 }
 END_TEST
 
+
+// A point with index-mapped groups (Quamba2's clustered channels): calibrated per group, re-derived when
+// its map changes, exported with its map and imported from it.
+START_TEST(test_index_groups) {
+    qtk_qreg a, b;
+    const int32_t idx[6] = {0, 1, 1, 2, 0, 2}, idx2[6] = {0, 0, 1, 1, 2, 2};
+    qtk_qpoint_desc d = {.name = "blocks.0.x", .block = 0, .observer = QTK_OBS_MINMAX, .bits = 8, .is_signed = true,
+                         .channel_wise = true, .axis = -1, .channels = 3, .group_index = idx, .index_len = 6,
+                         .input = -1, .shares = -1};
+    for (int k = 0; k < 2; k++) {
+        ck_qtk(qtk_qreg_init(k ? &b : &a, 1, 0));
+        ck_qtk(qtk_qreg_add(k ? &b : &a, 0, &d));
+    }
+    float x[4 * 6], y[4 * 6];
+    for (int e = 0; e < 24; e++) x[e] = (float)((e * 13) % 11 - 5) * (float)(1 + e % 6);
+    int64_t shape[2] = {4, 6};
+    a.mode = QTK_QREG_CALIB, a.last_batch = 1;
+    ck_qtk(qtk_qreg_act(&a, 0, x, 2, shape));
+    a.mode = QTK_QREG_QUANT;
+    ck_assert(a.p[0].calibrated);
+    ck_assert_str_eq(qtk_qpoint_granularity(&a.p[0]), "index");
+    qtk_qparams want;
+    ck_qtk(qtk_observer_params_index(&a.p[0].ob, idx, 6, 3, &want));
+    ck_assert_mem_eq(a.p[0].qp.scale, want.scale, 3 * sizeof(float));
+    memcpy(y, x, sizeof y);
+    ck_qtk(qtk_qreg_act(&a, 0, y, 2, shape));
+    float ref[24];
+    ck_qtk(qtk_fake_quant(&want, x, ref, 2, shape));
+    ck_assert_int_eq(tu_first_diff(y, ref, 24), -1);
+    qtk_qparams_free(&want);
+    // a new map re-derives the parameters from the channels seen
+    ck_qtk(qtk_qreg_set_index(&a, 0, idx2, 6, 3));
+    ck_qtk(qtk_observer_params_index(&a.p[0].ob, idx2, 6, 3, &want));
+    ck_assert_mem_eq(a.p[0].qp.scale, want.scale, 3 * sizeof(float));
+    ck_assert_mem_eq(a.p[0].qp.index, idx2, sizeof idx2);
+    qtk_qparams_free(&want);
+    // export / import: the map travels with the parameters
+    char path[128];
+    snprintf(path, sizeof path, "%s/q.safetensors", tu_tmp);
+    ck_qtk(qtk_qreg_export(&a, path, "{}", NULL, 0));
+    qtk_safetensors st;
+    ck_qtk(qtk_st_open(&st, path));
+    const qtk_st_tensor *t = qtk_st_find(&st, "blocks.0.x.group_index");
+    ck_assert(t && t->dtype == QTK_I32 && t->ndim == 1 && t->shape[0] == 6);
+    ck_qtk(qtk_qreg_import(&b, &st, path, "toy"));
+    qtk_st_close(&st);
+    ck_assert_mem_eq(b.p[0].group_index, idx2, sizeof idx2);
+    ck_assert_mem_eq(b.p[0].qp.scale, a.p[0].qp.scale, 3 * sizeof(float));
+    float z[24];
+    memcpy(y, x, sizeof y), memcpy(z, x, sizeof z);
+    ck_qtk(qtk_qreg_act(&a, 0, y, 2, shape));
+    ck_qtk(qtk_qreg_act(&b, 0, z, 2, shape));
+    ck_assert_mem_eq(y, z, sizeof y);
+    // an export whose map names a group that does not exist is refused, naming the tensor
+    const int32_t bad[6] = {0, 1, 7, 2, 0, 2};
+    float sc[3] = {1, 1, 1}, zp[3] = {0, 0, 0};
+    int64_t n3 = 3, n6 = 6;
+    qtk_st_entry e[3] = {{"blocks.0.x.scale", QTK_F32, 1, &n3, sc}, {"blocks.0.x.zero_point", QTK_F32, 1, &n3, zp},
+                         {"blocks.0.x.group_index", QTK_I32, 1, &n6, bad}};
+    ck_qtk(qtk_st_write(path, e, 3, NULL, 0));
+    ck_qtk(qtk_st_open(&st, path));
+    ck_assert_int_eq(qtk_qreg_import(&b, &st, path, "toy"), QTK_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "blocks.0.x.group_index: index-mapped groups: index[2] = 7"));
+    qtk_st_close(&st);
+    // index-mapped groups need a channel-wise min-max activation point
+    qtk_qpoint_desc w = d;
+    w.observer = QTK_OBS_OMSE, w.channel_wise = false, w.name = "y";
+    qtk_qreg_free(&b);
+    ck_qtk(qtk_qreg_init(&b, 1, 0));
+    ck_assert_int_eq(qtk_qreg_add(&b, 0, &w), QTK_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qtk_last_error(), "index-mapped groups are for activations"));
+    qtk_qreg_free(&a);
+    qtk_qreg_free(&b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("qpoint");
     TCase *tc = tcase_create("registry");
@@ -249,6 +325,7 @@ int main(void) {
     tcase_add_test(tc, test_select);
     tcase_add_test(tc, test_report);
     tcase_add_test(tc, test_export_import);
+    tcase_add_test(tc, test_index_groups);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -266,8 +266,22 @@ START_TEST(test_model_interface) {
     ck_assert_int_eq(mm.n_outputs, 10);
     int B = t.ne, NC = mm.n_outputs;
     float *full = malloc((size_t)B * NC * 4), *part = malloc((size_t)B * NC * 4);
-    float *cache = malloc((size_t)B * mm.block_input_floats * 4);
+    ck_assert_int_eq(mm.input_dtype, QTK_F32);
+    ck_assert_uint_eq(mm.input_elems, 28 * 28);
+    for (int b = 0; b < mm.n_blocks; b++) ck_assert_uint_eq(mm.block_input_elems[b], mm.block_input_elems[0]);
+    ck_assert_ptr_eq(mm.q, &t.qv.reg);
+    float *cache = malloc((size_t)B * qtk_model_max_block_input(&mm) * 4);
     ck_qtk(mm.forward(&mm, t.eval, B, full));
+    // the seam's calibrate on a fresh model == qtk_vit_calibrate (the same quantized logits)
+    vq_case u;
+    vq_open(&u, "custom28_w4");
+    qtk_model mu;
+    ck_qtk(qtk_vit_quant_model(&u.qv, &u.plan, &mu));
+    ck_assert_int_eq(mu.forward(&mu, u.eval, B, part), QTK_ERR_ARG); // not calibrated yet
+    ck_qtk(mu.calibrate(&mu, u.calib, u.nb * u.bs, u.bs));
+    ck_qtk(mu.forward(&mu, u.eval, B, part));
+    ck_assert_int_lt(tu_first_diff(part, full, (size_t)B * NC), 0);
+    vq_close(&u);
     for (int b = 0; b <= mm.n_blocks; b++) {
         ck_qtk(mm.block_input(&mm, t.eval, B, b, cache));
         ck_qtk(mm.forward_from(&mm, cache, B, b, part));
@@ -275,39 +289,40 @@ START_TEST(test_model_interface) {
     }
     // default vectors: qkv (3C scales) and proj (C scales) of each block
     qtk_model_vec v[16];
-    ck_assert_int_eq(mm.block_vectors(&mm, 1, v, 16), 2);
+    ck_assert_int_eq(qtk_model_block_vectors(&mm, 1, v, 16), 2);
     ck_assert_uint_eq(v[0].n, 3 * 64);
     ck_assert_uint_eq(v[1].n, 64);
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[0].quantizer), "blocks.1.attn.qkv.weight");
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[1].quantizer), "blocks.1.attn.proj.weight");
-    ck_assert(mm.quantizer_is_weight(&mm, v[0].quantizer) && !mm.quantizer_is_weight(&mm, v[0].quantizer + 1));
-    ck_assert_int_eq(mm.block_vectors(&mm, 3, v, 16), 0);
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[0].point), "blocks.1.attn.qkv.weight");
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[1].point), "blocks.1.attn.proj.weight");
+    ck_assert(mm.q->p[v[0].point].kind == QTK_QPOINT_WEIGHT && mm.q->p[v[0].point + 1].kind == QTK_QPOINT_ACT);
+    ck_assert_int_eq(qtk_model_block_vectors(&mm, 3, v, 16), 0);
     // perturbing a scale and requantizing changes the output from that block on, and only then
     ck_qtk(mm.block_input(&mm, t.eval, B, 1, cache));
     for (size_t k = 0; k < v[0].n; k++) v[0].scale[k] *= 1.25f;
     ck_qtk(mm.forward_from(&mm, cache, B, 1, part));
     ck_assert_int_lt(tu_first_diff(part, full, (size_t)B * NC), 0); // not requantized yet: unchanged
-    ck_qtk(mm.requantize(&mm, v[0].quantizer));
+    ck_qtk(mm.requantize(&mm, v[0].point));
     ck_qtk(mm.forward_from(&mm, cache, B, 1, part));
     ck_assert_int_ge(tu_first_diff(part, full, (size_t)B * NC), 0);
     // all vectors: + fc1, fc2 and 9 activation scales
     static const char *const all[] = {"act", "fc2", "qkv", "fc1", "proj"}; // short names: a fixed order
     ck_qtk(qtk_vit_quant_targets(&t.qv, all, 5));
     ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, &mm));
-    ck_assert_int_eq(mm.block_vectors(&mm, 0, v, 16), 13);
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[2].quantizer), "blocks.0.mlp.fc1.weight");
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[4].quantizer), "blocks.0.norm1.out");
+    ck_assert_int_eq(qtk_model_block_vectors(&mm, 0, v, 16), 13);
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[2].point), "blocks.0.mlp.fc1.weight");
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[4].point), "blocks.0.norm1.out");
     ck_assert_uint_eq(v[4].n, 1);
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[12].quantizer), "blocks.0.mlp.fc2.out");
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[12].point), "blocks.0.mlp.fc2.out");
     // globs over point names, in the order given, after the short names; each point once
     static const char *const globs[] = {"blocks.*.resid?", "fc1", "blocks.1.mlp.*", "blocks.*.mlp.fc1.weight"};
     ck_qtk(qtk_vit_quant_targets(&t.qv, globs, 4));
-    ck_assert_int_eq(mm.block_vectors(&mm, 1, v, 16), 6);
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[0].quantizer), "blocks.1.mlp.fc1.weight");
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[1].quantizer), "blocks.1.resid1");
+    ck_qtk(qtk_vit_quant_model(&t.qv, &t.plan, &mm)); // the model points at the targets it was made with
+    ck_assert_int_eq(qtk_model_block_vectors(&mm, 1, v, 16), 6);
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[0].point), "blocks.1.mlp.fc1.weight");
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[1].point), "blocks.1.resid1");
     ck_assert_uint_eq(v[1].n, 64); // PTF: per channel
-    ck_assert_str_eq(mm.quantizer_name(&mm, v[3].quantizer), "blocks.1.mlp.act.out");
-    ck_assert_int_eq(mm.block_vectors(&mm, 0, v, 16), 3); // blocks.1.* only in block 1
+    ck_assert_str_eq(qtk_model_point_name(&mm, v[3].point), "blocks.1.mlp.act.out");
+    ck_assert_int_eq(qtk_model_block_vectors(&mm, 0, v, 16), 3); // blocks.1.* only in block 1
     static const char *const bad[] = {"qkv", "blocks.*.attn.qkv.wieght"};
     ck_assert_int_eq(qtk_vit_quant_targets(&t.qv, bad, 2), QTK_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qtk_last_error(), "\"blocks.*.attn.qkv.wieght\" matches no quantizer"));

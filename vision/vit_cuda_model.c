@@ -6,6 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
+static qtk_status g_calibrate(qtk_model *mm, const void *inputs, int n, int batch) {
+    qtk_vit_quant *qv = mm->self;
+    return qtk_vit_cuda_calibrate(qv->gpu, qv, inputs, n, batch);
+}
+
 static qtk_status g_requantize(qtk_model *mm, int i) {
     qtk_vit_quant *qv = mm->self;
     if (i < 0 || i >= qv->reg.n || !qv->reg.p[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
@@ -15,7 +20,7 @@ static qtk_status g_requantize(qtk_model *mm, int i) {
 }
 
 // The whole set resident on the GPU; where it does not fit, streamed through host memory in batches.
-static qtk_status g_block_input_all(qtk_model *mm, const float *inputs, int n, int block, float *cache) {
+static qtk_status g_block_input_all(qtk_model *mm, const void *inputs, int n, int block, float *cache) {
     qtk_vit_quant *qv = mm->self;
     if (!qv->gpu_streaming) {
         // resident: the host copy is not needed (forward_from_all reads the GPU's)
@@ -26,8 +31,8 @@ static qtk_status g_block_input_all(qtk_model *mm, const float *inputs, int n, i
     }
     int B = qtk_vit_cuda_max_batch(qv->gpu);
     for (int i = 0; i < n; i += B)
-        QTK_TRY(qtk_vit_cuda_block_input(qv->gpu, inputs + (size_t)i * mm->input_floats, n - i < B ? n - i : B, block,
-                                         cache + (size_t)i * mm->block_input_floats, 1));
+        QTK_TRY(qtk_vit_cuda_block_input(qv->gpu, qtk_model_input_at(mm, inputs, (size_t)i), n - i < B ? n - i : B, block,
+                                         cache + (size_t)i * mm->block_input_elems[block], 1));
     return QTK_OK;
 }
 
@@ -36,12 +41,12 @@ static qtk_status g_forward_from_all(qtk_model *mm, const float *cache, int n, i
     if (!qv->gpu_streaming) return qtk_vit_cuda_forward_from_all(qv->gpu, n, block, out, 1);
     int B = qtk_vit_cuda_max_batch(qv->gpu);
     for (int i = 0; i < n; i += B)
-        QTK_TRY(qtk_vit_cuda_forward_from(qv->gpu, cache + (size_t)i * mm->block_input_floats, n - i < B ? n - i : B, block,
+        QTK_TRY(qtk_vit_cuda_forward_from(qv->gpu, cache + (size_t)i * mm->block_input_elems[block], n - i < B ? n - i : B, block,
                                           out + (size_t)i * mm->n_outputs, 1));
     return QTK_OK;
 }
 
-static qtk_status g_block_input(qtk_model *mm, const float *inputs, int B, int block, float *cache) {
+static qtk_status g_block_input(qtk_model *mm, const void *inputs, int B, int block, float *cache) {
     qtk_vit_quant *qv = mm->self;
     return qtk_vit_cuda_block_input(qv->gpu, inputs, B, block, cache, 1);
 }
@@ -51,17 +56,17 @@ static qtk_status g_forward_from(qtk_model *mm, const float *cache, int B, int b
     return qtk_vit_cuda_forward_from(qv->gpu, cache, B, block, out, 1);
 }
 
-static qtk_status g_forward(qtk_model *mm, const float *inputs, int B, float *out) {
+static qtk_status g_forward(qtk_model *mm, const void *inputs, int B, float *out) {
     qtk_vit_quant *qv = mm->self;
     return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, 1);
 }
 
-static qtk_status g_forward_fp(qtk_model *mm, const float *inputs, int B, float *out) {
+static qtk_status g_forward_fp(qtk_model *mm, const void *inputs, int B, float *out) {
     qtk_vit_quant *qv = mm->self;
     return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, 0);
 }
 
-static qtk_status g_forward_targets(qtk_model *mm, const float *inputs, int B, float *out) {
+static qtk_status g_forward_targets(qtk_model *mm, const void *inputs, int B, float *out) {
     qtk_vit_quant *qv = mm->self;
     // as the CPU adapter: the reference keeps integer LayerNorm in its "FP" targets unless asked not to
     return qtk_vit_cuda_forward(qv->gpu, inputs, B, out, qv->targets_float || qv->reg.mode != QTK_QREG_QUANT ? 0 : 2);
@@ -72,6 +77,7 @@ qtk_status qtk_vit_quant_model_cuda(qtk_vit_quant *qv, qtk_vit_cuda *g, qtk_mode
     QTK_TRY(qtk_vit_quant_model(qv, NULL, out));
     qv->gpu = g;
     qv->gpu_streaming = 0;
+    out->calibrate = g_calibrate;
     out->requantize = g_requantize;
     out->block_input = g_block_input;
     out->forward_from = g_forward_from;

@@ -154,6 +154,7 @@ static void free_targets(qtk_vit_quant *qv) {
 void qtk_vit_quant_free(qtk_vit_quant *qv) {
     qtk_qreg_free(&qv->reg);
     free_targets(qv);
+    free(qv->block_elems);
     memset(qv, 0, sizeof *qv);
 }
 
@@ -263,21 +264,6 @@ qtk_status qtk_vit_quant_report(qtk_vit_quant *qv, qtk_vit_plan *plan, const flo
 
 // --- qtk_model -------------------------------------------------------------------
 
-static const char *m_qname(const qtk_model *mm, int i) {
-    const qtk_vit_quant *qv = mm->self;
-    return i >= 0 && i < qv->reg.n && qv->reg.p[i].name[0] ? qv->reg.p[i].name : NULL;
-}
-
-static int m_is_weight(const qtk_model *mm, int i) {
-    const qtk_vit_quant *qv = mm->self;
-    return i >= 0 && i < qv->reg.n && qv->reg.p[i].kind == QTK_QPOINT_WEIGHT;
-}
-
-static qtk_qparams *m_qparams(qtk_model *mm, int i) {
-    qtk_vit_quant *qv = mm->self;
-    return i >= 0 && i < qv->reg.n && qv->reg.p[i].calibrated ? &qv->reg.p[i].qp : NULL;
-}
-
 static qtk_status m_requantize(qtk_model *mm, int i) {
     qtk_vit_quant *qv = mm->self;
     if (i < 0 || i >= qv->reg.n || !qv->reg.p[i].name[0]) return qtk_fail(QTK_ERR_ARG, "no quantizer %d", i);
@@ -285,16 +271,12 @@ static qtk_status m_requantize(qtk_model *mm, int i) {
     return qv->reg.p[i].kind == QTK_QPOINT_WEIGHT ? qtk_qreg_requantize(&qv->reg, i) : QTK_OK;
 }
 
-static int m_block_vectors(qtk_model *mm, int block, qtk_model_vec *out, int max) {
+static qtk_status m_calibrate(qtk_model *mm, const void *inputs, int n, int batch) {
     qtk_vit_quant *qv = mm->self;
-    int ids[64];
-    int n = qtk_qreg_select(&qv->reg, block, (const char *const *)qv->targets, qv->n_targets, ids, 64);
-    for (int j = 0; j < n && j < max && j < 64; j++)
-        out[j] = (qtk_model_vec){qv->reg.p[ids[j]].qp.scale, qv->reg.p[ids[j]].qp.n, ids[j]};
-    return n;
+    return qtk_vit_calibrate(qv, qv->model_plan, inputs, n, batch);
 }
 
-static qtk_status m_block_input(qtk_model *mm, const float *inputs, int B, int block, float *cache) {
+static qtk_status m_block_input(qtk_model *mm, const void *inputs, int B, int block, float *cache) {
     qtk_vit_quant *qv = mm->self;
     if (qv->reg.mode != QTK_QREG_QUANT) return qtk_fail(QTK_ERR_ARG, "block inputs of an uncalibrated model");
     QTK_TRY(qtk_qreg_sync_weights(&qv->reg));
@@ -308,17 +290,17 @@ static qtk_status m_forward_from(qtk_model *mm, const float *cache, int B, int b
     return qtk_vit_forward_from_hooked(qv->m, qv->model_plan, cache, B, block, out, &qv->hooks);
 }
 
-static qtk_status m_forward(qtk_model *mm, const float *inputs, int B, float *out) {
+static qtk_status m_forward(qtk_model *mm, const void *inputs, int B, float *out) {
     qtk_vit_quant *qv = mm->self;
     return qtk_vit_quant_forward(qv, qv->model_plan, inputs, B, out);
 }
 
-static qtk_status m_forward_fp(qtk_model *mm, const float *inputs, int B, float *out) {
+static qtk_status m_forward_fp(qtk_model *mm, const void *inputs, int B, float *out) {
     qtk_vit_quant *qv = mm->self;
     return qtk_vit_forward(qv->m, qv->model_plan, inputs, B, out);
 }
 
-static qtk_status m_forward_targets(qtk_model *mm, const float *inputs, int B, float *out) {
+static qtk_status m_forward_targets(qtk_model *mm, const void *inputs, int B, float *out) {
     qtk_vit_quant *qv = mm->self;
     if (qv->targets_float || qv->reg.mode != QTK_QREG_QUANT) return m_forward_fp(mm, inputs, B, out);
     // model_dequant() in the reference leaves the LayerNorms in integer mode
@@ -334,19 +316,24 @@ qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, qtk_model 
     const qtk_vit_config *c = &qv->m->cfg;
     qv->model_plan = plan;
     if (!qv->targets) QTK_TRY(qtk_vit_quant_targets(qv, NULL, 0));
+    if (!qv->block_elems) {
+        if (!(qv->block_elems = malloc((size_t)c->depth * sizeof *qv->block_elems)))
+            return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        for (int b = 0; b < c->depth; b++) qv->block_elems[b] = (size_t)qv->m->n_tokens * c->dim; // every block: tokens x dim
+    }
     *out = (qtk_model){
         .self = qv,
         .name = c->name,
         .n_blocks = c->depth,
         .n_outputs = c->n_classes,
-        .input_floats = (size_t)c->in_chans * c->img_size * c->img_size,
-        .block_input_floats = (size_t)qv->m->n_tokens * c->dim,
-        .n_quantizers = qv->reg.n,
-        .quantizer_name = m_qname,
-        .quantizer_is_weight = m_is_weight,
-        .quantizer_params = m_qparams,
+        .input_dtype = QTK_F32,
+        .input_elems = (size_t)c->in_chans * c->img_size * c->img_size,
+        .block_input_elems = qv->block_elems,
+        .q = &qv->reg,
+        .targets = (const char *const *)qv->targets,
+        .n_targets = qv->n_targets,
+        .calibrate = m_calibrate,
         .requantize = m_requantize,
-        .block_vectors = m_block_vectors,
         .block_input = m_block_input,
         .forward_from = m_forward_from,
         .forward = m_forward,

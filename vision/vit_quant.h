@@ -42,6 +42,7 @@ typedef struct {
     char **targets;        // search targets: globs over point names (qtk_vit_quant_targets)
     int n_targets;
     int targets_float;     // search targets: 0 = reference (integer LN), 1 = the true FP model
+    size_t *block_elems;   // (depth) the qtk_model's block_input_elems (set by qtk_vit_quant_model)
     // called after every calibration batch (NULL: none)
     void (*progress)(void *ctx, int done_images, int total_images);
     void *progress_ctx;
@@ -95,7 +96,8 @@ qtk_status qtk_vit_quant_import(qtk_vit_quant *qv, const char *path);
 qtk_status qtk_vit_quant_read_config(const char *path, qtk_vit_qconfig *qc);
 
 // The calibrated model behind the qtk_model interface (for the search), with the search
-// targets of qtk_vit_quant_targets (qkv and proj if it was not called).
+// targets of qtk_vit_quant_targets (qkv and proj if it was not called; set them before this call: the
+// model points at them).
 // plan: buffers for batches up to plan->B.
 qtk_status qtk_vit_quant_model(qtk_vit_quant *qv, qtk_vit_plan *plan, qtk_model *out);
 

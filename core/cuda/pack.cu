@@ -9,31 +9,14 @@
 #include "common.cuh"
 #include "qtk_cuda.h"
 
-typedef struct {
-    int gran;
-    size_t len, inner, group;
-} dlayout;
-
-__device__ __forceinline__ size_t layout_index(const dlayout &L, size_t e) {
-    if (L.gran == QTK_PER_CHANNEL) return (e / L.inner) % L.len;
-    if (L.gran == QTK_PER_GROUP) {
-        size_t i = e % L.inner, l = (e / L.inner) % L.len, o = e / (L.inner * L.len);
-        return (o * (L.len / L.group) + l / L.group) * L.inner + i;
-    }
-    return 0;
-}
-
 // two elements per thread, so a packed byte is written by one thread
 __global__ void k_quantize(const float *__restrict__ x, size_t n, const float *__restrict__ s, const float *__restrict__ z,
-                           dlayout L, float lo, float hi, int torch, int dt, void *codes) {
+                           qtk_qlayout L, float lo, float hi, int torch, int dt, void *codes) {
     for (size_t e2 = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e2 < (n + 1) / 2; e2 += (size_t)gridDim.x * blockDim.x) {
         unsigned char byte = 0;
         for (size_t e = 2 * e2; e < 2 * e2 + 2 && e < n; e++) {
-            size_t k = layout_index(L, e);
-            float q = torch ? rintf(x[e] * (1.0f / s[k])) + z[k] : rintf(x[e] / s[k] + z[k]);
-            q = q < lo ? lo : q;
-            q = q > hi ? hi : q;
-            int qi = isnan(q) ? (int)lo : (int)q; // NaN has no code; store the lowest
+            size_t k = qtk_qlayout_index(&L, e);
+            int qi = (int)qtk_fq_grid(x[e], s[k], z[k], lo, hi, torch);
             if (dt == QTK_I8) ((signed char *)codes)[e] = (signed char)qi;
             else if (dt == QTK_U8) ((unsigned char *)codes)[e] = (unsigned char)qi;
             else byte |= (unsigned char)((qi & 0x0f) << ((e & 1) * 4));
@@ -42,8 +25,8 @@ __global__ void k_quantize(const float *__restrict__ x, size_t n, const float *_
     }
 }
 
-__global__ void k_dequantize(const void *codes, size_t n, const float *__restrict__ s, const float *__restrict__ z, dlayout L,
-                             int dt, float *y) {
+__global__ void k_dequantize(const void *codes, size_t n, const float *__restrict__ s, const float *__restrict__ z,
+                             qtk_qlayout L, int dt, float *y) {
     const unsigned char *b = (const unsigned char *)codes;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
         int q;
@@ -53,22 +36,25 @@ __global__ void k_dequantize(const void *codes, size_t n, const float *__restric
             int nib = (b[e / 2] >> ((e & 1) * 4)) & 0x0f;
             q = dt == QTK_I4 && nib >= 8 ? nib - 16 : nib;
         }
-        size_t k = layout_index(L, e);
+        size_t k = qtk_qlayout_index(&L, e);
         y[e] = ((float)q - z[k]) * s[k];
     }
 }
 
-// p's scales and zero points on the device, and the layout
-static qtk_status upload_params(const qtk_qparams *p, int ndim, const int64_t *shape, qtk_dtype dt, dlayout *L,
-                                size_t *numel, float **d_sz) {
-    qtk_qlayout H;
-    QTK_TRY(qtk_qlayout_make(p, ndim, shape, &H));
+// p's scales and zero points (and index map) on the device, in one allocation, and the layout pointing at
+// the device map
+static qtk_status upload_params(const qtk_qparams *p, int ndim, const int64_t *shape, qtk_dtype dt, qtk_qlayout *L,
+                                float **d_sz) {
+    QTK_TRY(qtk_qlayout_make(p, ndim, shape, L));
     QTK_TRY(qtk_code_dtype_check(p, dt));
-    *L = (dlayout){(int)H.gran, H.len, H.inner, H.group};
-    *numel = H.numel;
-    QTK_CUDA_TRY(cudaMalloc((void **)d_sz, 2 * p->n * sizeof(float)));
+    const size_t ni = p->gran == QTK_PER_INDEX ? p->index_len : 0;
+    QTK_CUDA_TRY(cudaMalloc((void **)d_sz, 2 * p->n * sizeof(float) + ni * sizeof(int32_t)));
     cudaError_t e = cudaMemcpy(*d_sz, p->scale, p->n * sizeof(float), cudaMemcpyHostToDevice);
     if (e == cudaSuccess) e = cudaMemcpy(*d_sz + p->n, p->zero, p->n * sizeof(float), cudaMemcpyHostToDevice);
+    if (e == cudaSuccess && ni) {
+        L->index = (const int32_t *)(*d_sz + 2 * p->n);
+        e = cudaMemcpy((void *)L->index, p->index, ni * sizeof(int32_t), cudaMemcpyHostToDevice);
+    }
     if (e != cudaSuccess) cudaFree(*d_sz);
     QTK_CUDA_TRY(e);
     return QTK_OK;
@@ -76,10 +62,10 @@ static qtk_status upload_params(const qtk_qparams *p, int ndim, const int64_t *s
 
 extern "C" qtk_status qtk_quantize_cuda(const qtk_qparams *p, const float *d_x, int ndim, const int64_t *shape,
                                         qtk_dtype dt, void *d_codes) {
-    dlayout L;
-    size_t n;
+    qtk_qlayout L;
     float *d_sz;
-    QTK_TRY(upload_params(p, ndim, shape, dt, &L, &n, &d_sz));
+    QTK_TRY(upload_params(p, ndim, shape, dt, &L, &d_sz));
+    const size_t n = L.numel;
     int lo, hi;
     qtk_qrange(p->bits, p->is_signed, &lo, &hi);
     if (n) k_quantize<<<qtk_grid_for((n + 1) / 2, 256), 256>>>(d_x, n, d_sz, d_sz + p->n, L, (float)lo, (float)hi,
@@ -93,10 +79,10 @@ extern "C" qtk_status qtk_quantize_cuda(const qtk_qparams *p, const float *d_x, 
 
 extern "C" qtk_status qtk_dequantize_cuda(const qtk_qparams *p, const void *d_codes, qtk_dtype dt, int ndim,
                                           const int64_t *shape, float *d_y) {
-    dlayout L;
-    size_t n;
+    qtk_qlayout L;
     float *d_sz;
-    QTK_TRY(upload_params(p, ndim, shape, dt, &L, &n, &d_sz));
+    QTK_TRY(upload_params(p, ndim, shape, dt, &L, &d_sz));
+    const size_t n = L.numel;
     if (n) k_dequantize<<<qtk_grid_for(n, 256), 256>>>(d_codes, n, d_sz, d_sz + p->n, L, (int)dt, d_y);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaDeviceSynchronize();

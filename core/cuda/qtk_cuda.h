@@ -41,6 +41,9 @@ qtk_status qtk_fake_quant_per_channel_cuda(const float *d_x, float *d_y, size_t 
 qtk_status qtk_fake_quant_per_group_cuda(const float *d_x, float *d_y, size_t outer, size_t L, size_t inner,
                                          size_t g, const float *d_s, const float *d_z, int lo, int hi,
                                          qtk_fq_formula f);
+// Any granularity, as qtk_fake_quant (fakequant.h): p in host memory, the tensor on the device. Index-mapped
+// groups run as the per-channel kernel over the map spelled out (qtk_qparams_expand_index).
+qtk_status qtk_fake_quant_cuda(const qtk_qparams *p, const float *d_x, float *d_y, int ndim, const int64_t *shape);
 
 // Observer twins (observer.h). Results land in host memory.
 // Per-channel min and max of d_x viewed as (outer, C, inner): mn, mx (C).

@@ -25,6 +25,9 @@ qtk_status qtk_fake_quant_per_tensor_cuda(const float *d_x, float *d_y, size_t n
                                           qtk_fq_formula f) {
     return NO_CUDA();
 }
+qtk_status qtk_fake_quant_cuda(const qtk_qparams *p, const float *d_x, float *d_y, int ndim, const int64_t *shape) {
+    return NO_CUDA();
+}
 qtk_status qtk_fake_quant_per_channel_cuda(const float *d_x, float *d_y, size_t outer, size_t C, size_t inner,
                                            const float *d_s, const float *d_z, int lo, int hi, qtk_fq_formula f) {
     return NO_CUDA();
