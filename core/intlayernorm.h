@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "scalar.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,7 +25,45 @@ void qtk_int_layernorm(const float *x, float *y, size_t rows, size_t C, const fl
 
 // get_MN (bit = 7) for one |A|: N = clamp(7 - floor(log2f(a)), 0, 31),
 // M = clamp(floor(a * 2^N), 0, 255). Uses float32 log2f, as the reference.
-void qtk_int_ln_mn(float a, float *M, float *N);
+QTK_HD void qtk_int_ln_mn(float a, float *M, float *N) {
+    // N = (bit - 1 - torch.floor(torch.log2(a))).clamp(0, 31); M = torch.floor(a * 2**N).clamp(0, 2**(bit+1) - 1)
+    float n = 7.0f - floorf(log2f(a));
+    n = n < 0.0f ? 0.0f : (n > 31.0f ? 31.0f : n);
+    float m = floorf(a * exp2f(n));
+    m = m < 0.0f ? 0.0f : (m > 255.0f ? 255.0f : m);
+    *M = m;
+    *N = n;
+}
+
+// The steps of one row, written once for the CPU reference and the CUDA kernel (QTK_HD):
+// element c's integer x_q = round(x / s_c) * round(s_c / s1) (per channel; else round(x / s), m = 1)
+QTK_HD float qtk_int_ln_in(float x, float sc, float s1, int per_channel) {
+    // x_q = (x / in_scale).round() * round(in_scale / in_scale1)
+    float v = rintf(x / sc);
+    return v * (per_channel ? rintf(sc / s1) : 1.0f);
+}
+
+// mean = x_q.mean() * in_scale1 (the sum times fl32(1/C), then times s1); std = in_scale1 / C *
+// sqrt(C * sum(x_q^2) - sum(x_q)^2), that difference rounded to float32 once from exact integers
+QTK_HD void qtk_int_ln_stats(long long S1, long long S2, size_t C, float s1, float inv_c, float *mean, float *sd) {
+    *mean = ((float)S1 * inv_c) * s1;
+    float var_term = (float)((double)C * (double)S2 - (double)S1 * (double)S1);
+    *sd = (s1 * inv_c) * sqrtf(var_term);
+}
+
+// y of the element with integer v: A = (in_scale1 / std) * weight / out_scale, (M, N) = get_MN(|A|),
+// B = round((bias - mean / std * weight) / out_scale * 2^N), y_q = round((sign(A) * M * x_q + B) / 2^N),
+// y = y_q * out_scale
+QTK_HD float qtk_int_ln_out(float v, float mean, float sd, float s1, float gamma, float beta, float s_out) {
+    float A = ((s1 / sd) * gamma) / s_out;
+    float sgn = A > 0.0f ? 1.0f : (A < 0.0f ? -1.0f : 0.0f);
+    float M, N;
+    qtk_int_ln_mn(fabsf(A), &M, &N);
+    float p2 = exp2f(N);
+    float Bc = rintf(((beta - ((mean / sd) * gamma)) / s_out) * p2);
+    float yq = rintf(((sgn * M) * v + Bc) / p2);
+    return yq * s_out;
+}
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #include "intlayernorm.h"
 #include "model.h"
 #include "observer.h"
+#include "ops.h"
 #include "pack.h"
 #include "params.h"
 #include "qparams.h"

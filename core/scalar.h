@@ -8,6 +8,7 @@
 #define QTK_SCALAR_H
 
 #include <math.h>
+#include <stddef.h>
 
 #ifdef __CUDACC__
 #define QTK_HD __host__ __device__ __forceinline__
@@ -34,6 +35,25 @@ QTK_HD float qtk_fq_grid(float x, float s, float z, float lo, float hi, int torc
     float q = qtk_fq_round(x, s, z, torch);
     q = !(q >= lo) ? lo : q;
     return q > hi ? hi : q;
+}
+
+// An output quantizer as an op applies it to every element it writes: off, one (s, z), or one per channel
+// of the last axis. s_c / z_c: host pointers for the CPU ops (core/ops.h), device pointers for their CUDA
+// twins. Passed to a kernel by value.
+typedef struct {
+    int on;
+    int per_channel;
+    float s, z;               // per tensor
+    const float *s_c, *z_c;   // per channel
+    float lo, hi;             // the code range
+    int torch;                // the formula (qparams.h: qtk_fq_formula)
+} qtk_outq;
+
+// x through q (c: x's channel, the index along the last axis)
+QTK_HD float qtk_outq_apply(const qtk_outq *q, float x, size_t c) {
+    if (!q || !q->on) return x;
+    return q->per_channel ? qtk_fq_elem(x, q->s_c[c], q->z_c[c], q->lo, q->hi, q->torch)
+                          : qtk_fq_elem(x, q->s, q->z, q->lo, q->hi, q->torch);
 }
 
 // v clamped to [lo, hi] (Mamba2's dt to time_step_limit); NaN stays NaN

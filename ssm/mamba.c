@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/blas.h"
+#include "../core/ops.h"
 #include "../core/scalar.h"
 #include "../core/tensor.h"
 #include "mamba.h"
@@ -32,44 +33,6 @@ static void linear(const qtk_mamba *m, const float *x, const float *W, const flo
         for (size_t r = 0; r < rows; r++)
             for (int j = 0; j < N; j++) y[r * N + j] += b[j];
     free(xh);
-}
-
-// MambaRMSNorm: x * rsqrt(mean(x^2) + eps), then * weight; the mean in double (rounded once)
-static void rmsnorm(const float *x, const float *w, float *y, size_t rows, int D, float eps) {
-#pragma omp parallel for schedule(static) if (rows * (size_t)D >= 65536)
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * D;
-        double ss = 0;
-        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-        // hidden_states * torch.rsqrt(variance + self.variance_epsilon)
-        float rs = 1.0f / sqrtf((float)(ss / D) + eps);
-        for (int i = 0; i < D; i++) y[r * D + i] = w[i] * (xr[i] * rs);
-    }
-}
-
-// Causal depthwise conv + SiLU over the channels [c0, c0 + C) of in (B*L rows of stride ld), continuing
-// from state (B, C, K: the last K inputs, oldest first), which then holds the last K inputs again.
-// out (B*L, C) = silu(b[c] + sum_k w[c, k] x_{t-K+1+k}[c]).
-static void conv_silu(const float *in, int ld, int B, int L, int C, int K, const float *w, const float *bias,
-                      float *state, float *out) {
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * C * K >= 262144)
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++) {
-            float *st = state + ((size_t)b * C + c) * K;
-            const float *wc = w + (size_t)c * K;
-            float win[64]; // the last K inputs, oldest first (K <= 64: checked at prefill)
-            memcpy(win, st, (size_t)K * sizeof(float));
-            for (int t = 0; t < L; t++) {
-                // conv_state.roll(-1); conv_state[:, :, -1] = x_t
-                for (int k = 0; k + 1 < K; k++) win[k] = win[k + 1];
-                win[K - 1] = in[((size_t)b * L + t) * ld + c];
-                // F.conv1d(x, w, b, padding=K-1, groups=C)[..., :L]
-                float acc = bias ? bias[c] : 0.0f;
-                for (int k = 0; k < K; k++) acc += wc[k] * win[k];
-                out[((size_t)b * L + t) * C + c] = qtk_silu(acc);
-            }
-            memcpy(st, win, (size_t)K * sizeof(float));
-        }
 }
 
 // --- Mamba1 mixer ---------------------------------------------------------------------------
@@ -178,23 +141,6 @@ static void ssd_chunked(const qtk_mamba_config *c, const qtk_mamba_layer *ly, co
     }
 }
 
-// MambaRMSNormGated (norm_before_gate = False): v = y * silu(z); per group of E/G channels
-// v * rsqrt(mean(v^2) + eps); then * weight. In place on y (rows, E); z rows of stride ldz.
-static void gated_rmsnorm(float *y, const float *z, int ldz, const float *w, size_t rows, int E, int G, float eps) {
-    const int gs = E / G;
-#pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
-    for (size_t r = 0; r < rows; r++) {
-        float *yr = y + r * E;
-        for (int i = 0; i < E; i++) yr[i] = yr[i] * qtk_silu(z[r * ldz + i]);
-        for (int g = 0; g < G; g++) {
-            double ss = 0;
-            for (int i = g * gs; i < (g + 1) * gs; i++) ss += (double)yr[i] * yr[i];
-            float rs = 1.0f / sqrtf((float)(ss / gs) + eps);
-            for (int i = g * gs; i < (g + 1) * gs; i++) yr[i] = w[i] * (yr[i] * rs);
-        }
-    }
-}
-
 // --- model --------------------------------------------------------------------------------
 
 // floats of the forward's workspace for `rows` tokens: the residual stream, the normed input, and the
@@ -264,7 +210,7 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         const int R = c->dt_rank;
         float *xdbl = extra, *dt = xdbl + rows * (R + 2 * N);
         // x, z = projected_states.chunk(2): x first; x = silu(causal_conv1d(x))
-        conv_silu(proj, IN, B, L, E, K, ly->conv_w, ly->conv_b, conv_state, xc);
+        qtk_op_conv1d_silu(proj, IN, B, L, E, K, ly->conv_w, ly->conv_b, conv_state, xc);
         // x_dbl = self.x_proj(x): dt | B | C
         linear(m, xc, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E, E);
         // dt = qtk_softplus(self.dt_proj.weight @ dt + dt_proj.bias)
@@ -276,7 +222,7 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         const int H = c->n_heads, GN = c->n_groups * N;
         float *dt = extra;
         // z | xBC | dt; xBC = qtk_silu(conv1d(xBC))
-        conv_silu(proj + E, IN, B, L, CD, K, ly->conv_w, ly->conv_b, conv_state, xc);
+        qtk_op_conv1d_silu(proj + E, IN, B, L, CD, K, ly->conv_w, ly->conv_b, conv_state, xc);
         // dt = qtk_softplus(dt + self.dt_bias), clamped to time_step_limit
         for (size_t r = 0; r < rows; r++)
             for (int h = 0; h < H; h++) {
@@ -308,7 +254,7 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
                 for (int h = 0; h < H; h++)
                     ssd_recurrent(c, ly, &io, b, L, h, ssm_state + ((size_t)b * H + h) * c->head_dim * N);
         }
-        gated_rmsnorm(y, proj, IN, ly->gnorm_w, rows, E, c->n_groups, c->eps);
+        qtk_op_gated_rmsnorm(y, proj, IN, ly->gnorm_w, rows, E, c->n_groups, c->eps);
     }
     // self.out_proj(y)
     linear(m, y, ly->out_proj_w, ly->out_proj_b, out, rows, D, E, E);
@@ -333,14 +279,14 @@ qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32
     for (size_t r = 0; r < rows; r++) memcpy(h + r * D, m->emb + (size_t)tokens[r] * D, D * sizeof(float));
     for (int l = 0; l < c->n_layers; l++) {
         // hidden_states = self.norm(hidden_states); residual + self.mixer(hidden_states)
-        rmsnorm(h, m->layers[l].norm_w, u, rows, D, c->eps);
+        qtk_op_rmsnorm(h, NULL, m->layers[l].norm_w, u, rows, D, c->eps);
         mixer(m, l, s, L, u, u, ws, mode);
 #pragma omp parallel for schedule(static) if (rows * (size_t)D >= 65536)
         for (size_t i = 0; i < rows * (size_t)D; i++) h[i] += u[i];
     }
     if (logits) {
         // logits = self.lm_head(self.norm_f(hidden_states))
-        rmsnorm(h, m->norm_f, u, rows, D, c->eps);
+        qtk_op_rmsnorm(h, NULL, m->norm_f, u, rows, D, c->eps);
         linear(m, u, m->lm_head, NULL, logits, rows, V, D, D);
     }
     s->pos += L;

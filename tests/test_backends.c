@@ -409,6 +409,137 @@ static void int4_pack(qtk_rng *r, outputs *o) {
     qtk_cuda_free(dv), qtk_cuda_free(dp);
 }
 
+
+// --- the op library (core/ops.h): norms, softmax, conv1d, residual ------------------------------
+
+// a per-tensor 8-bit output quantizer, and a per-channel one with its arrays on the host (h) or device (d)
+static qtk_outq outq_tensor(float s, float z) { return (qtk_outq){1, 0, s, z, NULL, NULL, 0, 255, 0}; }
+
+static void ops_norms(qtk_rng *r, outputs *o) {
+    enum { ROWS = 300, C = 384, E = 512, G = 4 };
+    const size_t n = (size_t)ROWS * C, ne = (size_t)ROWS * E;
+    out_alloc(o, 4 * n + n + ne, F32); // layernorm (plain, quantized), softmax (plain, quantized), rmsnorm (+ add), gated
+    float *x = malloc(n * 4), *w = malloc(E * 4), *b = malloc(C * 4), *add = malloc(n * 4), *y = malloc(ne * 4),
+          *z = malloc(ne * 4), *h = malloc(n * 4);
+    fill(r, x, n, -3.0f, 3.0f), fill(r, w, E, 0.5f, 1.5f), fill(r, b, C, -0.5f, 0.5f), fill(r, add, n, -1.0f, 1.0f);
+    fill(r, y, ne, -2.0f, 2.0f), fill(r, z, ne, -4.0f, 4.0f);
+    const qtk_outq q = outq_tensor(0.02f, 128.0f), qp = outq_tensor(1.0f / 255.0f, 0.0f);
+    float *cpu = o->cpu, *gpu = o->gpu;
+    float *dx = dev_copy(x, n * 4), *dw = dev_copy(w, E * 4), *db = dev_copy(b, C * 4), *dy = dev_alloc(ne * 4);
+    float *dadd = dev_copy(add, n * 4), *dz = dev_copy(z, ne * 4), *dh = dev_alloc(n * 4);
+    for (int k = 0; k < 2; k++) { // LayerNorm without and with its output quantizer
+        qtk_op_layernorm(x, cpu + k * n, ROWS, C, w, b, 1e-6f, k ? &q : NULL);
+        ck_qtk(qtk_op_layernorm_cuda(dx, dy, ROWS, C, dw, db, 1e-6f, k ? &q : NULL, NULL));
+        ck_qtk(qtk_cuda_memcpy_d2h(gpu + k * n, dy, n * 4));
+    }
+    for (int k = 0; k < 2; k++) { // softmax over rows of C
+        memcpy(cpu + (2 + k) * n, x, n * 4);
+        qtk_op_softmax(cpu + (2 + k) * n, ROWS, C, k ? &qp : NULL);
+        ck_qtk(qtk_cuda_memcpy_h2d(dy, x, n * 4));
+        ck_qtk(qtk_op_softmax_cuda(dy, ROWS, C, k ? &qp : NULL, NULL));
+        ck_qtk(qtk_cuda_memcpy_d2h(gpu + (2 + k) * n, dy, n * 4));
+    }
+    // RMSNorm with the residual add (h += add, then the norm)
+    memcpy(h, x, n * 4);
+    qtk_op_rmsnorm(h, add, w, cpu + 4 * n, ROWS, C, 1e-5f);
+    ck_qtk(qtk_cuda_memcpy_h2d(dh, x, n * 4));
+    ck_qtk(qtk_op_rmsnorm_cuda(dh, dadd, dw, dy, ROWS, C, 1e-5f, NULL));
+    ck_qtk(qtk_cuda_memcpy_d2h(gpu + 4 * n, dy, n * 4));
+    // gated RMSNorm: 4 groups, the gate in rows of stride E
+    memcpy(cpu + 5 * n, y, ne * 4);
+    qtk_op_gated_rmsnorm(cpu + 5 * n, z, E, w, ROWS, E, G, 1e-5f);
+    ck_qtk(qtk_cuda_memcpy_h2d(dy, y, ne * 4));
+    ck_qtk(qtk_op_gated_rmsnorm_cuda(dy, dz, E, dw, ROWS, E, G, 1e-5f, NULL));
+    ck_qtk(qtk_cuda_memcpy_d2h(gpu + 5 * n, dy, ne * 4));
+    qtk_cuda_free(dx), qtk_cuda_free(dw), qtk_cuda_free(db), qtk_cuda_free(dy), qtk_cuda_free(dadd), qtk_cuda_free(dz);
+    qtk_cuda_free(dh);
+    free(x), free(w), free(b), free(add), free(y), free(z), free(h);
+}
+
+// integer LayerNorm with per-channel power-of-two input factors (PTF) and per tensor, quantized output
+static void ops_int_layernorm(qtk_rng *r, outputs *o) {
+    enum { ROWS = 200, C = 192 };
+    const size_t n = (size_t)ROWS * C;
+    out_alloc(o, 2 * n, F32);
+    float *x = malloc(n * 4), *g = malloc(C * 4), *b = malloc(C * 4), s_in[C];
+    fill(r, x, n, -4.0f, 4.0f), fill(r, g, C, 0.5f, 1.5f), fill(r, b, C, -0.3f, 0.3f);
+    // finite inputs only: the integer LayerNorm reads its input's grid points (a NaN has none)
+    for (int c = 0; c < C; c++) s_in[c] = 0.01f * (float)(1 << (c % 4));
+    const qtk_outq q = outq_tensor(0.03f, 120.0f);
+    float *dx = dev_copy(x, n * 4), *dg = dev_copy(g, C * 4), *db = dev_copy(b, C * 4), *ds = dev_copy(s_in, C * 4),
+          *dy = dev_alloc(n * 4);
+    for (int k = 0; k < 2; k++) {
+        float *c = (float *)o->cpu + k * n;
+        qtk_int_layernorm(x, c, ROWS, C, s_in, !k, 0.05f, g, b);
+        for (size_t i = 0; i < n; i++) c[i] = qtk_outq_apply(&q, c[i], 0);
+        ck_qtk(qtk_op_int_layernorm_cuda(dx, dy, ROWS, C, ds, !k, 0.01f, 0.05f, dg, db, &q, NULL));
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + k * n, dy, n * 4));
+    }
+    qtk_cuda_free(dx), qtk_cuda_free(dg), qtk_cuda_free(db), qtk_cuda_free(ds), qtk_cuda_free(dy);
+    free(x), free(g), free(b);
+}
+
+// causal conv1d + SiLU: a prefill of 37 tokens from a nonzero state, then 3 decode steps (K = 4, the
+// unrolled kernel) and a prefill with K = 3 (the general one); outputs and final states
+static void ops_conv1d(qtk_rng *r, outputs *o) {
+    enum { B = 3, L = 37, C = 80, LD = 96 };
+    const size_t nin = (size_t)B * L * LD;
+    float *in = malloc(nin * 4), w[C * 4], bias[C], st[B * C * 4], st0[B * C * 4], *out = malloc((size_t)B * L * C * 4);
+    fill(r, in, nin, -2.0f, 2.0f), fill(r, w, C * 4, -1.0f, 1.0f), fill(r, bias, C, -0.2f, 0.2f);
+    fill(r, st0, B * C * 4, -1.0f, 1.0f);
+    const size_t per = (size_t)B * L * C + B * C * 4;
+    out_alloc(o, 2 * per + 3 * ((size_t)B * C + B * C * 4), F32);
+    float *din = dev_copy(in, nin * 4), *dw = dev_copy(w, sizeof w), *db = dev_copy(bias, sizeof bias), *dst = dev_alloc(sizeof st),
+          *dout = dev_alloc((size_t)B * L * C * 4);
+    size_t at = 0;
+    for (int K = 4; K >= 3; K--) {
+        memcpy(st, st0, sizeof st);
+        ck_qtk(qtk_op_conv1d_silu(in, LD, B, L, C, K, w, K == 4 ? bias : NULL, st, out));
+        ck_qtk(qtk_cuda_memcpy_h2d(dst, st0, sizeof st));
+        ck_qtk(qtk_op_conv1d_silu_cuda(din, LD, B, L, C, K, dw, K == 4 ? db : NULL, dst, dout, NULL));
+        memcpy((float *)o->cpu + at, out, (size_t)B * L * C * 4);
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + at, dout, (size_t)B * L * C * 4));
+        at += (size_t)B * L * C;
+        memcpy((float *)o->cpu + at, st, (size_t)B * C * K * 4);
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + at, dst, (size_t)B * C * K * 4));
+        at += (size_t)B * C * 4;
+        if (K == 3) break;
+        for (int t = 0; t < 3; t++) { // decode steps continue from the states the prefill left (equal, checked above)
+            ck_qtk(qtk_op_conv1d_silu(in + t * LD, L * LD, B, 1, C, K, w, bias, st, out));
+            ck_qtk(qtk_op_conv1d_silu_cuda(din + t * LD, L * LD, B, 1, C, K, dw, db, dst, dout, NULL));
+            memcpy((float *)o->cpu + at, out, (size_t)B * C * 4);
+            ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + at, dout, (size_t)B * C * 4));
+            at += (size_t)B * C;
+            memcpy((float *)o->cpu + at, st, sizeof st);
+            ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + at, dst, sizeof st));
+            at += (size_t)B * C * 4;
+        }
+    }
+    qtk_cuda_free(din), qtk_cuda_free(dw), qtk_cuda_free(db), qtk_cuda_free(dst), qtk_cuda_free(dout);
+    free(in), free(out);
+}
+
+// x = qr(x + qh(h)) with a per-channel (PTF-like) residual quantizer
+static void ops_residual(qtk_rng *r, outputs *o) {
+    enum { ROWS = 500, C = 96 };
+    const size_t n = (size_t)ROWS * C;
+    out_alloc(o, n, F32);
+    float *x = malloc(n * 4), *h = malloc(n * 4), s[C], z[C];
+    fill(r, x, n, -5.0f, 5.0f), fill(r, h, n, -5.0f, 5.0f);
+    specials(x, n);
+    for (int c = 0; c < C; c++) s[c] = 0.01f * (float)(1 << (c % 4)), z[c] = (float)(100 + c % 7);
+    float *dx = dev_copy(x, n * 4), *dh = dev_copy(h, n * 4), *ds = dev_copy(s, sizeof s), *dz = dev_copy(z, sizeof z);
+    const qtk_outq qh = outq_tensor(0.05f, 127.0f);
+    qtk_outq qr = {1, 1, 0, 0, s, z, 0, 255, 1}, dqr = qr;
+    dqr.s_c = ds, dqr.z_c = dz;
+    memcpy(o->cpu, x, n * 4);
+    qtk_op_residual(o->cpu, h, n, C, &qh, &qr);
+    ck_qtk(qtk_op_residual_cuda(dx, dh, n, C, &qh, &dqr, NULL));
+    ck_qtk(qtk_cuda_memcpy_d2h(o->gpu, dx, n * 4));
+    qtk_cuda_free(dx), qtk_cuda_free(dh), qtk_cuda_free(ds), qtk_cuda_free(dz);
+    free(x), free(h);
+}
+
 static const backend_case cases[] = {
     {"fake_quant per tensor", BITWISE, 0, fq_tensor},
     {"fake_quant per channel (middle axis)", BITWISE, 0, fq_channel_mid},
@@ -426,6 +557,10 @@ static const backend_case cases[] = {
     {"quantize codes", BITWISE, 0, quantize_codes},
     {"dequantize values", BITWISE, 0, dequantize_values},
     {"int4 pack / unpack", BITWISE, 0, int4_pack},
+    {"LayerNorm, softmax, RMSNorm (+ add), gated RMSNorm", NMSE, 1e-12, ops_norms}, // row sums in another order
+    {"integer LayerNorm (PTF and per tensor)", BITWISE, 0, ops_int_layernorm},
+    {"causal conv1d + SiLU (prefill, decode, states)", BITWISE, 0, ops_conv1d},
+    {"residual add with its quantizers", BITWISE, 0, ops_residual},
 };
 enum { N_CASES = sizeof cases / sizeof *cases };
 

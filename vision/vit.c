@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../core/blas.h"
+#include "../core/ops.h"
 #include "../core/rng.h"
 #include "../core/params.h"
 #include "../core/safetensors.h"
@@ -306,22 +307,6 @@ void qtk_vit_plan_free(qtk_vit_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-// y = LayerNorm(x) over the last axis of `rows` rows of C values.
-static void layer_norm(const float *x, float *y, size_t rows, size_t C, const float *w, const float *b, float eps) {
-#pragma omp parallel for schedule(static) if (rows * C >= 16384)
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * C;
-        float *yr = y + r * C;
-        double mean = 0, var = 0;
-        for (size_t i = 0; i < C; i++) mean += xr[i];
-        mean /= (double)C;
-        for (size_t i = 0; i < C; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
-        var /= (double)C;
-        float mu = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
-        for (size_t i = 0; i < C; i++) yr[i] = (xr[i] - mu) * rstd * w[i] + b[i];
-    }
-}
-
 // y = x W^T + b, x (rows, K), W (N, K): one sgemm, then the bias.
 static void linear(const float *x, const float *W, const float *bias, float *y, size_t rows, size_t N, size_t K) {
     qtk_sgemm(false, true, (int)rows, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f, y, (int)N);
@@ -349,21 +334,6 @@ static void attn_scores(const qtk_vit *m, qtk_vit_plan *p, int B) {
     }
 }
 
-// softmax over the last axis: max-subtracted exp, then divide by the sum
-static void softmax_rows(float *x, size_t rows, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-        float *row = x + r * n, mx = -INFINITY, sum = 0.0f;
-        for (size_t j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-        for (size_t j = 0; j < n; j++) {
-            row[j] = expf(row[j] - mx);
-            sum += row[j];
-        }
-        float inv = 1.0f / sum;
-        for (size_t j = 0; j < n; j++) row[j] *= inv;
-    }
-}
-
 static void attn_context(const qtk_vit *m, qtk_vit_plan *p, int B) {
     const int T = m->n_tokens, C = m->cfg.dim, H = m->cfg.heads, d = C / H;
     qtk_blas_single_thread();
@@ -375,11 +345,6 @@ static void attn_context(const qtk_vit *m, qtk_vit_plan *p, int B) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, p->att + (size_t)bh * T * T, T, v,
                     3 * C, 0.0f, p->ctx + (size_t)b * T * C + (size_t)h * d, C);
     }
-}
-
-static void add_inplace(float *x, const float *y, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
 // Hook helpers: without hooks each is a no-op (or the float path).
@@ -398,7 +363,7 @@ static const float *weight_of(const qtk_vit_hooks *hk, int point, const float *w
 
 static void norm(const qtk_vit_hooks *hk, int ln, const float *x, float *y, size_t rows, size_t C, const float *w,
                  const float *b, float eps) {
-    if (!(hk && hk->layernorm && hk->layernorm(hk->ctx, ln, x, y, rows, C, w, b))) layer_norm(x, y, rows, C, w, b, eps);
+    if (!(hk && hk->layernorm && hk->layernorm(hk->ctx, ln, x, y, rows, C, w, b))) qtk_op_layernorm(x, y, rows, C, w, b, eps, NULL);
 }
 
 // The forward in three parts so that the search can start from a cached
@@ -460,13 +425,13 @@ static qtk_status fwd_blocks(const qtk_vit *m, qtk_vit_plan *p, int B, int from,
         ACT(pb + QTK_VIT_B_QKV_OUT, p->qkv, 3, B, (int64_t)T, (int64_t)(3 * C));
         attn_scores(m, p, B);
         ACT(pb + QTK_VIT_B_SCORES, p->att, 4, B, (int64_t)H, (int64_t)T, (int64_t)T);
-        softmax_rows(p->att, (size_t)B * H * T, T);
+        qtk_op_softmax(p->att, (size_t)B * H * T, T, NULL);
         ACT(pb + QTK_VIT_B_SOFTMAX, p->att, 4, B, (int64_t)H, (int64_t)T, (int64_t)T);
         attn_context(m, p, B);
         ACT(pb + QTK_VIT_B_CONTEXT, p->ctx, 3, B, (int64_t)T, (int64_t)C);
         linear(p->ctx, weight_of(hk, pb + QTK_VIT_B_PROJ_W, bl->proj_w), bl->proj_b, p->h, rows, C, C);
         ACT(pb + QTK_VIT_B_PROJ_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);
-        add_inplace(p->x, p->h, rows * C);
+        qtk_op_residual(p->x, p->h, rows * C, C, NULL, NULL);
         ACT(pb + QTK_VIT_B_RESID1, p->x, 3, B, (int64_t)T, (int64_t)C);
         // x = x + fc2(gelu(fc1(norm2(x))))
         norm(hk, 2 * l + 1, p->x, p->h, rows, C, bl->ln2_w, bl->ln2_b, c->ln_eps);
@@ -477,7 +442,7 @@ static qtk_status fwd_blocks(const qtk_vit *m, qtk_vit_plan *p, int B, int from,
         ACT(pb + QTK_VIT_B_ACT_OUT, p->mlp, 3, B, (int64_t)T, (int64_t)M);
         linear(p->mlp, weight_of(hk, pb + QTK_VIT_B_FC2_W, bl->fc2_w), bl->fc2_b, p->h, rows, C, M);
         ACT(pb + QTK_VIT_B_FC2_OUT, p->h, 3, B, (int64_t)T, (int64_t)C);
-        add_inplace(p->x, p->h, rows * C);
+        qtk_op_residual(p->x, p->h, rows * C, C, NULL, NULL);
         ACT(pb + QTK_VIT_B_RESID2, p->x, 3, B, (int64_t)T, (int64_t)C);
     }
     return QTK_OK;

@@ -81,3 +81,32 @@ qtk_status qtk_comm_nccl_init(qtk_comm *host, int device, qtk_comm *out) {
     memset(out, 0, sizeof *out);
     return NO_CUDA();
 }
+
+// the op library's CUDA twins (core/ops.h)
+#include "../ops.h"
+qtk_status qtk_op_layernorm_cuda(const float *x, float *y, size_t rows, size_t C, const float *w, const float *b,
+                                 float eps, const qtk_outq *q, void *stream) {
+    return NO_CUDA();
+}
+qtk_status qtk_op_softmax_cuda(float *x, size_t rows, size_t n, const qtk_outq *q, void *stream) { return NO_CUDA(); }
+qtk_status qtk_op_int_layernorm_cuda(const float *x, float *y, size_t rows, size_t C, const float *s_in, int per_channel,
+                                     float s1, float s_out, const float *gamma, const float *beta, const qtk_outq *q,
+                                     void *stream) {
+    return NO_CUDA();
+}
+qtk_status qtk_op_rmsnorm_cuda(float *h, const float *add, const float *w, float *y, size_t rows, size_t D, float eps,
+                               void *stream) {
+    return NO_CUDA();
+}
+qtk_status qtk_op_gated_rmsnorm_cuda(float *y, const float *z, size_t ldz, const float *w, size_t rows, size_t E,
+                                     size_t G, float eps, void *stream) {
+    return NO_CUDA();
+}
+qtk_status qtk_op_conv1d_silu_cuda(const float *in, size_t ld, int B, int L, int C, int K, const float *w,
+                                   const float *bias, float *state, float *out, void *stream) {
+    return NO_CUDA();
+}
+qtk_status qtk_op_residual_cuda(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr,
+                                void *stream) {
+    return NO_CUDA();
+}

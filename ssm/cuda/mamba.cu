@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/ops.h"
 #include "../../core/tensor.h"
 #include "mamba_internal.h"
 
@@ -14,38 +15,6 @@
 __global__ void k_embed(const int32_t *__restrict__ tok, const float *__restrict__ emb, float *h, size_t rows, int D) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * D; i += (size_t)gridDim.x * blockDim.x)
         h[i] = emb[(size_t)tok[i / D] * D + i % D];
-}
-
-// the sum of v over the block (NORM_THREADS), returned to every thread
-#define NORM_THREADS 1024
-__device__ double block_sum(double v, double *red) {
-    v = qtk_warp_sum(v);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    double t = 0;
-    for (int i = 0; i < NORM_THREADS / 32; i++) t += red[i];
-    __syncthreads(); // red is reused by the next call
-    return t;
-}
-
-// add: h += add (the previous mixer's output) first; then y = w * (h * rsqrt(mean(h^2) + eps)). One block of
-// 1024 threads per row: a decode step has one row per sequence, so the row's loads must all be in flight at once.
-// h, add and y are distinct buffers, so the loads of the first loop need not wait for its stores.
-__global__ void __launch_bounds__(NORM_THREADS) k_add_rmsnorm(float *__restrict__ h, const float *__restrict__ add,
-                                                      const float *__restrict__ w, float *__restrict__ y, int D, float eps) {
-    __shared__ double red[NORM_THREADS / 32];
-    const size_t r = blockIdx.x;
-    float *hr = h + r * D;
-    double ss = 0;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < D; i += NORM_THREADS) {
-        float v = add ? hr[i] + add[r * D + i] : hr[i];
-        if (add) hr[i] = v;
-        ss += (double)v * v;
-    }
-    ss = block_sum(ss, red);
-    float rs = 1.0f / sqrtf((float)(ss / D) + eps);
-    for (int i = threadIdx.x; i < D; i += NORM_THREADS) y[r * D + i] = w[i] * (hr[i] * rs);
 }
 
 // xh (rows, K) = x (rows, K; row stride ld) in fp16
@@ -60,57 +29,6 @@ __global__ void k_bias_act(float *y, const float *__restrict__ b, size_t rows, i
         float v = b ? y[i] + b[i % N] : y[i];
         y[i] = act == 1 ? qtk_softplus(v) : v;
     }
-}
-
-// causal depthwise conv + SiLU of one token (decode) for channel c of sequence b: the window is the
-// state's last K - 1 inputs and the new one, which then shifts into the state. KT: K at compile time
-// (0: Kr at run time).
-template <int KT>
-__global__ void k_conv_step(const float *__restrict__ in, int ld, int B, int C, int Kr, const float *__restrict__ w,
-                            const float *__restrict__ bias, float *state, float *out) {
-    const int K = KT ? KT : Kr, i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= B * C) return;
-    const int b = i / C, c = i % C;
-    float *st = state + (size_t)i * K;
-    const float *wc = w + (size_t)c * K, xin = in[(size_t)b * ld + c];
-    float acc = bias ? bias[c] : 0.0f;
-#pragma unroll
-    for (int k = 0; k + 1 < K; k++) {
-        const float v = st[k + 1];
-        acc += wc[k] * v;
-        st[k] = v;
-    }
-    acc += wc[K - 1] * xin;
-    st[K - 1] = xin;
-    out[i] = qtk_silu(acc);
-}
-
-// The same for L > 1, parallel over tokens: one thread per (sequence, token, channel) reading its K inputs
-// (from the state before the first token); k_conv_state then keeps the last K inputs.
-__global__ void k_conv_silu_par(const float *__restrict__ in, int ld, int B, int L, int C, int K, const float *__restrict__ w,
-                                const float *__restrict__ bias, const float *__restrict__ state, float *out) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)B * L * C; i += (size_t)gridDim.x * blockDim.x) {
-        const int c = (int)(i % C), t = (int)(i / C % L), b = (int)(i / C / L);
-        float acc = bias ? bias[c] : 0.0f;
-        for (int k = 0; k < K; k++) { // input t - (K - 1) + k; before the first token, the state's slot K + s
-            const int s = t - (K - 1) + k;
-            const float v = s >= 0 ? in[((size_t)b * L + s) * ld + c] : state[((size_t)b * C + c) * K + K + s];
-            acc += w[(size_t)c * K + k] * v;
-        }
-        out[i] = qtk_silu(acc);
-    }
-}
-
-__global__ void k_conv_state(const float *__restrict__ in, int ld, int B, int L, int C, int K, float *state) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= B * C) return;
-    const int b = i / C, c = i % C;
-    float *st = state + (size_t)i * K, win[64];
-    for (int k = 0; k < K; k++) {
-        const int s = L - K + k;
-        win[k] = s >= 0 ? in[((size_t)b * L + s) * ld + c] : st[K + s];
-    }
-    for (int k = 0; k < K; k++) st[k] = win[k];
 }
 
 // Mamba1 selective scan: S lanes per (sequence, channel) (S: a power of two >= N, <= 32), lane n
@@ -217,24 +135,6 @@ __global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__
     }
 }
 
-// Mamba2 gated RMSNorm per row (one block of 1024): v = y * silu(z), per group v * rsqrt(mean(v^2) + eps), * w
-__global__ void __launch_bounds__(NORM_THREADS) k_gated_rmsnorm(float *__restrict__ y, const float *__restrict__ z, int ldz,
-                                                        const float *__restrict__ w, int E, int G, float eps) {
-    __shared__ double red[NORM_THREADS / 32];
-    const size_t r = blockIdx.x;
-    float *yr = y + r * E;
-    const int gs = E / G;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < E; i += NORM_THREADS) yr[i] = yr[i] * qtk_silu(z[r * ldz + i]);
-    for (int g = 0; g < G; g++) { // each thread reads back only the elements it wrote
-        double ss = 0;
-        for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += NORM_THREADS) ss += (double)yr[i] * yr[i];
-        ss = block_sum(ss, red);
-        float rs = 1.0f / sqrtf((float)(ss / gs) + eps);
-        for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += NORM_THREADS) yr[i] = w[i] * (yr[i] * rs);
-    }
-}
-
 #define LAUNCH(kernel, n, ...) QTK_LAUNCH(kernel, qtk_grid_for((n), 256), 256, 0, g->st, __VA_ARGS__)
 
 // y (rows, N) = act(x (rows, K; row stride ldx) W^T (+ b)); act 1: softplus. Up to QTK_GEMV_MAX_ROWS rows
@@ -258,18 +158,8 @@ static qtk_status linear(qtk_mamba_cuda *g, const float *x, int ldx, const float
 
 // causal conv + SiLU of C channels (input rows of stride ld) continuing from the conv state cs
 static qtk_status conv(qtk_mamba_cuda *g, const qtk_mamba_layer *ly, const float *in, int ld, int L, int C, float *cs) {
-    const int B = g->B, K = g->m->cfg.d_conv;
-    const float *w = DEV(g, ly->conv_w), *bias = ly->conv_b ? DEV(g, ly->conv_b) : NULL;
-    if (L == 1) { // decode: one kernel, each thread shifting its window
-        if (K == 4) k_conv_step<4><<<(B * C + 127) / 128, 128, 0, g->st>>>(in, ld, B, C, K, w, bias, cs, g->xc);
-        else k_conv_step<0><<<(B * C + 127) / 128, 128, 0, g->st>>>(in, ld, B, C, K, w, bias, cs, g->xc);
-        QTK_CUDA_TRY_LAUNCH("conv_step");
-        return QTK_OK;
-    }
-    LAUNCH(k_conv_silu_par, (size_t)B * L * C, in, ld, B, L, C, K, w, bias, cs, g->xc);
-    k_conv_state<<<(B * C + 127) / 128, 128, 0, g->st>>>(in, ld, B, L, C, K, cs);
-    QTK_CUDA_TRY_LAUNCH("conv_state");
-    return QTK_OK;
+    return qtk_op_conv1d_silu_cuda(in, (size_t)ld, g->B, L, C, g->m->cfg.d_conv, DEV(g, ly->conv_w),
+                                   ly->conv_b ? DEV(g, ly->conv_b) : NULL, cs, g->xc, g->st);
 }
 
 // the forward of L tokens per sequence (tokens already in g->tok); logits into g->logits when want
@@ -279,14 +169,12 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
     const int B = g->B, D = c->d_model, E = c->d_inner, N = c->d_state, IN = qtk_mamba_in_proj_out(c),
               CD = qtk_mamba_conv_dim(c);
     const size_t rows = (size_t)B * L;
-    const unsigned rb = (unsigned)rows; // one block per row for the norms
     LAUNCH(k_embed, rows * D, g->tok, DEV(g, m->emb), g->hres, rows, D);
     for (int l = 0; l < c->n_layers; l++) {
         const qtk_mamba_layer *ly = &m->layers[l];
         float *cs = g->conv + g->conv_per_layer * l, *ss = g->ssm + g->ssm_per_layer * l;
         // h += previous mixer output (g->mix, from layer l-1's out_proj); u = norm(h)
-        k_add_rmsnorm<<<rb, NORM_THREADS, 0, g->st>>>(g->hres, l ? g->mix : NULL, DEV(g, ly->norm_w), g->u, D, c->eps);
-        QTK_CUDA_TRY_LAUNCH("add_rmsnorm");
+        QTK_TRY(qtk_op_rmsnorm_cuda(g->hres, l ? g->mix : NULL, DEV(g, ly->norm_w), g->u, rows, D, c->eps, g->st));
         QTK_TRY(linear(g, g->u, D, ly->in_proj_w, ly->in_proj_b, g->proj, rows, IN, D));
         if (c->arch == QTK_MAMBA1) {
             const int R = c->dt_rank;
@@ -325,15 +213,13 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
                     c->dt_max, DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
                 QTK_CUDA_TRY_LAUNCH("ssd2");
             }
-            k_gated_rmsnorm<<<rb, NORM_THREADS, 0, g->st>>>(g->y, g->proj, IN, DEV(g, ly->gnorm_w), E, c->n_groups, c->eps);
-            QTK_CUDA_TRY_LAUNCH("gated_rmsnorm");
+            QTK_TRY(qtk_op_gated_rmsnorm_cuda(g->y, g->proj, IN, DEV(g, ly->gnorm_w), rows, E, c->n_groups, c->eps, g->st));
         }
         // mix = out_proj(y), added to h by the next layer's norm
         QTK_TRY(linear(g, g->y, E, ly->out_proj_w, ly->out_proj_b, g->mix, rows, D, E));
     }
     // h += last mixer output; logits = lm_head(norm_f(h))
-    k_add_rmsnorm<<<rb, NORM_THREADS, 0, g->st>>>(g->hres, g->mix, DEV(g, m->norm_f), g->u, D, c->eps);
-    QTK_CUDA_TRY_LAUNCH("add_rmsnorm");
+    QTK_TRY(qtk_op_rmsnorm_cuda(g->hres, g->mix, DEV(g, m->norm_f), g->u, rows, D, c->eps, g->st));
     if (want) QTK_TRY(linear(g, g->u, D, m->lm_head, NULL, g->logits, rows, c->vocab, D));
     return QTK_OK;
 }

@@ -7,10 +7,7 @@
 
 // --- elementwise -------------------------------------------------------------
 
-__device__ __forceinline__ float apply_q(const dquant &q, float x, size_t c) {
-    if (!q.on) return x;
-    return q.per_channel ? qtk_fq_elem(x, q.d_s[c], q.d_z[c], q.lo, q.hi, q.torch) : qtk_fq_elem(x, q.s, q.z, q.lo, q.hi, q.torch);
-}
+__device__ __forceinline__ float apply_q(const dquant &q, float x, size_t c) { return qtk_outq_apply(&q, x, c); }
 
 // The int8 code of x under a per-tensor quantizer: its grid point (as fq) minus 128 where the grid
 // reaches past 127 (qtk_code_offset), so x's fake-quantized value is s * (code - (z - offset)).
@@ -147,89 +144,43 @@ __global__ void k_head(float *l, const float *__restrict__ ld, const float *__re
 
 // --- row kernels: one block of 256 threads per row -------------------------------
 
-// float LayerNorm (double-precision statistics, as the CPU), then the quantizer after it; one warp per row
+// float LayerNorm (core/cuda/ops.cuh), then the quantizer after it or its int8 codes; one warp per row
 __global__ void k_layernorm(const float *__restrict__ x, float *y, unsigned rows, int C, const float *__restrict__ w,
                             const float *__restrict__ b, float eps, dquant q, int8_t *codes) {
     unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
     if (r >= rows) return;
-    const float *xr = x + (size_t)r * C;
     float *yr = y + (size_t)r * C;
-    double s = 0;
-    for (int i = lane; i < C; i += 32) s += xr[i];
-    double mean = qtk_warp_sum(s) / (double)C;
-    double v = 0;
-    for (int i = lane; i < C; i += 32) v += ((double)xr[i] - mean) * ((double)xr[i] - mean);
-    double var = qtk_warp_sum(v) / (double)C;
-    float mu = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
-    for (int i = lane; i < C; i += 32) {
-        float v = (xr[i] - mu) * rstd * w[i] + b[i];
+    qtk_layernorm_warp(x + (size_t)r * C, C, w, b, eps, threadIdx.x & 31, [&](int i, float v) {
         if (codes) codes[(size_t)r * C + i] = qcode(q, v);
         else yr[i] = apply_q(q, v, i);
-    }
+    });
 }
 
-// FQ-ViT's QIntLayerNorm (core/intlayernorm.c), then the quantizer after it; one warp per row
+// FQ-ViT's QIntLayerNorm (core/intlayernorm.h, core/cuda/ops.cuh), then the quantizer after it; one warp per row
 __global__ void k_int_layernorm(const float *__restrict__ x, float *y, unsigned rows, int C, const float *__restrict__ s_in,
                                 int per_channel, float s1, float s_out, float inv_c, const float *__restrict__ gamma,
                                 const float *__restrict__ beta, dquant q, int8_t *codes) {
     unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
     if (r >= rows) return;
-    const float *xr = x + (size_t)r * C;
     float *yr = y + (size_t)r * C;
-    long long S1 = 0, S2 = 0;
-    for (int c = lane; c < C; c += 32) {
-        float sc = per_channel ? s_in[c] : s_in[0];
-        float v = rintf(xr[c] / sc) * (per_channel ? rintf(sc / s1) : 1.0f);
-        long long iv = (long long)v;
-        S1 += iv;
-        S2 += iv * iv;
-    }
-    S1 = qtk_warp_sum(S1); // exact: integer sums do not depend on the order
-    S2 = qtk_warp_sum(S2);
-    float mean = ((float)S1 * inv_c) * s1;
-    float var_term = (float)((double)C * (double)S2 - (double)S1 * (double)S1);
-    float sd = (s1 * inv_c) * sqrtf(var_term);
-    for (int c = lane; c < C; c += 32) {
-        float sc = per_channel ? s_in[c] : s_in[0];
-        float v = rintf(xr[c] / sc) * (per_channel ? rintf(sc / s1) : 1.0f);
-        float A = ((s1 / sd) * gamma[c]) / s_out;
-        float sgn = A > 0.0f ? 1.0f : (A < 0.0f ? -1.0f : 0.0f);
-        float a = fabsf(A);
-        float N = 7.0f - floorf(log2f(a));
-        N = N < 0.0f ? 0.0f : (N > 31.0f ? 31.0f : N);
-        float p2 = exp2f(N);
-        float M = floorf(a * p2);
-        M = M < 0.0f ? 0.0f : (M > 255.0f ? 255.0f : M);
-        float Bc = rintf(((beta[c] - ((mean / sd) * gamma[c])) / s_out) * p2);
-        float yq = rintf(((sgn * M) * v + Bc) / p2);
-        if (codes) codes[(size_t)r * C + c] = qcode(q, yq * s_out);
-        else yr[c] = apply_q(q, yq * s_out, c);
-    }
+    qtk_int_layernorm_warp(x + (size_t)r * C, C, s_in, per_channel, s1, s_out, inv_c, gamma, beta, threadIdx.x & 31,
+                           [&](int c, float v) {
+                               if (codes) codes[(size_t)r * C + c] = qcode(q, v);
+                               else yr[c] = apply_q(q, v, c);
+                           });
 }
 
-// softmax over rows of n (max-subtracted exp, divide by the sum), then the quantizer; one warp per row
+// softmax over rows of n (core/cuda/ops.cuh), then the quantizer; one warp per row
 // the scores' quantizer qs is applied as the row is read (fused: the scores make one trip)
 // ph: the probabilities' fp16 grid values (q per tensor) there instead of floats in x
 __global__ void k_softmax(float *x, size_t rows, int n, dquant qs, dquant q, __half *ph) {
     size_t r = blockIdx.x * (size_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
     if (r >= rows) return;
-    float *row = x + r * n, mx = -INFINITY, sum = 0.0f;
-    for (int j = lane; j < n; j += 32) mx = fmaxf(mx, apply_q(qs, row[j], 0));
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    for (int j = lane; j < n; j += 32) {
-        float e = expf(apply_q(qs, row[j], 0) - mx);
-        row[j] = e;
-        sum += e;
-    }
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    float inv = 1.0f / sum;
-    if (ph)
-        for (int j = lane; j < n; j += 32) ph[r * n + j] = qhalf(q, row[j] * inv);
-    else
-        for (int j = lane; j < n; j += 32) row[j] = apply_q(q, row[j] * inv, 0);
+    float *row = x + r * n;
+    qtk_softmax_warp(row, n, threadIdx.x & 31, [&](float v) { return apply_q(qs, v, 0); }, [&](int j, float p) {
+        if (ph) ph[r * n + j] = qhalf(q, p);
+        else row[j] = apply_q(q, p, 0);
+    });
 }
 
 // --- forward -------------------------------------------------------------------------

@@ -15,20 +15,15 @@
 
 #include "../../core/biascorr.h"
 #include "../../core/cuda/common.cuh"
+#include "../../core/cuda/ops.cuh"
 #include "../../core/qparams.h"
 #include "../../core/cuda/qtk_cuda.h"
 #include "../../core/observer.h"
 #include "../vit_cuda.h"
 
-// One quantizer as the forward applies it: off, per tensor, or per channel of the last axis (PTF).
-typedef struct {
-    int on;
-    int per_channel;
-    float s, z;             // per tensor
-    const float *d_s, *d_z; // per channel (into qtk_vit_cuda.d_qp)
-    float lo, hi;
-    int torch;
-} dquant;
+// One quantizer as the forward applies it: off, per tensor, or per channel of the last axis (PTF):
+// core/scalar.h's output quantizer, its per-channel arrays in qtk_vit_cuda.d_qp.
+typedef qtk_outq dquant;
 
 // A weight as int8 codes for the integer GEMMs (qtk_weight_affine): rows 0..O-1 the codes, row O all
 // ones (so the GEMM also yields each input row's code sum), rows O+1..O+3 zero (O + 4 rows: cuBLASLt's

@@ -223,8 +223,8 @@ static qtk_status upload_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
     QTK_CUDA_TRY(cudaMemcpyAsync(ds, q->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
     QTK_CUDA_TRY(cudaMemcpyAsync(dz, q->qp.zero, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
     d->per_channel = 1;
-    d->d_s = ds;
-    d->d_z = dz;
+    d->s_c = ds;
+    d->z_c = dz;
     return QTK_OK;
 }
 
@@ -315,8 +315,8 @@ extern "C" qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_qua
         return QTK_OK;
     }
     // per channel: the same slots again
-    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->d_s, q->qp.scale, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->d_z, q->qp.zero, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->s_c, q->qp.scale, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->z_c, q->qp.zero, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     return QTK_OK;
 }
