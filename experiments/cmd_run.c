@@ -449,6 +449,8 @@ int qtk_cmd_run(int argc, char **argv) {
     cJSON_AddStringToObject(sm, "status", complete ? "done" : "partial");
     cJSON_AddStringToObject(sm, "qtk_version", QTK_VERSION);
     cJSON_AddStringToObject(sm, "model", r.m.cfg.name);
+    cJSON_AddStringToObject(sm, "kind", c->model.kind);
+    cJSON_AddStringToObject(sm, "task", c->task);
     cJSON_AddNumberToObject(sm, "seed", c->seed);
     cJSON_AddStringToObject(sm, "calibration_sample", r.sample);
     cJSON_AddNumberToObject(sm, "calibration_images", r.cal.n);
@@ -475,6 +477,22 @@ int qtk_cmd_run(int argc, char **argv) {
             add_num(sm, "selected_top1", sel.top1);
             add_num(sm, "selected_top5", sel.top5);
             cJSON_AddNumberToObject(sm, "selected_step", s.sel_step); // as log.jsonl's "step" (from 0)
+        }
+    }
+    if (r.test.n) { // the same numbers for readers that know no model: stage -> {metric: value}
+        const struct {
+            const char *stage;
+            const qtk_run_acc *a;
+            int on;
+        } st[] = {{"fp32", &fp, 1}, {"baseline", &base, 1}, {"searched", &fin, !strcmp(c->search.method, "evolq")},
+                  {"selected", &sel, s.select && complete}};
+        cJSON_AddStringToObject(sm, "metric", "top1"); // the one tables show; higher is better
+        cJSON *ms = cJSON_AddObjectToObject(sm, "metrics");
+        for (size_t i = 0; ms && i < sizeof st / sizeof *st; i++) {
+            if (!st[i].on) continue;
+            cJSON *o = cJSON_AddObjectToObject(ms, st[i].stage);
+            add_num(o, "top1", st[i].a->top1);
+            add_num(o, "top5", st[i].a->top5);
         }
     }
     add_num(sm, "loss_initial", res.loss_initial);

@@ -13,6 +13,7 @@
 // status "done") is skipped by every later task and submission; an interrupted one resumes from its
 // search.ckpt through `qtk run`'s own resume.
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <cyaml/cyaml.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -315,19 +316,35 @@ typedef struct {
     run_state st;
     int attempts, exit_code, pid;
     char host[128], job[64];
-    double top1;
+    double result;     // the searched (else baseline) value of the run's metric; NAN: none
+    char metric[24];
 } run_info;
 
 // summary.json's status is "done"
-static int run_done(const sw_run *r, double *top1) {
+// summary.json's status is "done"; *result: the run's metric (summary "metric", its stages under "metrics")
+// after the search, else at the baseline; runs written before the metrics object have the flat keys
+static int run_done(const sw_run *r, double *result, char *metric, size_t cap) {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/summary.json", r->dir);
     char *t = qtk_read_text(path, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "status"), *a = cJSON_GetObjectItemCaseSensitive(j, "searched_top1");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "status"), *m = cJSON_GetObjectItemCaseSensitive(j, "metric");
     int done = cJSON_IsString(s) && !strcmp(s->valuestring, "done");
-    if (top1) *top1 = cJSON_IsNumber(a) ? a->valuedouble : -1;
+    const char *met = cJSON_IsString(m) ? m->valuestring : "top1";
+    if (result) {
+        *result = NAN;
+        const char *stages[] = {"searched", "baseline"};
+        for (int i = 0; i < 2 && isnan(*result); i++) {
+            char k[64];
+            snprintf(k, sizeof k, "%s_%s", stages[i], met);
+            const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "metrics");
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ms, stages[i]), met);
+            if (!v) v = cJSON_GetObjectItemCaseSensitive(j, k);
+            if (cJSON_IsNumber(v)) *result = v->valuedouble;
+        }
+        snprintf(metric, cap, "%s", met);
+    }
     cJSON_Delete(j);
     return done;
 }
@@ -406,8 +423,7 @@ static int queued(const char *sq, const char *job) {
 
 static void run_info_get(const sw_run *r, const char *sq, run_info *ri) {
     memset(ri, 0, sizeof *ri);
-    ri->top1 = -1;
-    if (run_done(r, &ri->top1)) {
+    if (run_done(r, &ri->result, ri->metric, sizeof ri->metric)) {
         ri->st = RS_DONE;
     }
     char path[PATH_MAX + 32], state[32] = "";
@@ -504,7 +520,7 @@ static int cmd_task(const char *dir, const char *index) {
         plan_free(&p);
         return 0;
     }
-    if (run_done(r, NULL)) {
+    if (run_done(r, NULL, NULL, 0)) {
         printf("qtk sweep %s: run %ld %s already done\n", p.name, i, r->id);
         plan_free(&p);
         return 0;
@@ -534,7 +550,7 @@ static int cmd_task(const char *dir, const char *index) {
             code = 3;
         } else code = run_child(&p, r);
         attempts++;
-        if (code == 0 && run_done(r, NULL)) {
+        if (code == 0 && run_done(r, NULL, NULL, 0)) {
             task_state_write(r, "done", attempts, 0);
             printf("  done\n");
             plan_free(&p);
@@ -621,7 +637,7 @@ static int cmd_status(const char *dir) {
     sw_jobs jb;
     char *sq = jobs_read(p.out, &jb) == 0 ? squeue_text(&jb) : NULL;
     int count[RS_N] = {0};
-    printf("| # | run | state | attempts | last exit | job | top-1 |\n|---|---|---|---|---|---|---|\n");
+    printf("| # | run | state | attempts | last exit | job | result |\n|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < p.n; i++) {
         run_info ri;
         run_info_get(&p.runs[i], sq, &ri);
@@ -631,7 +647,7 @@ static int cmd_status(const char *dir) {
         if (ri.st == RS_PENDING && sq && queued(sq, job)) snprintf(ri.job, sizeof ri.job, "%s (queued)", job);
         printf("| %d | %s | %s | %d | %d | %s | ", i, p.runs[i].id, rs_name[ri.st], ri.attempts, ri.exit_code,
                ri.job[0] ? ri.job : "-");
-        if (ri.top1 >= 0) printf("%.2f |\n", ri.top1);
+        if (ri.st == RS_DONE && !isnan(ri.result)) printf("%s %.2f |\n", ri.metric, ri.result);
         else printf("- |\n");
     }
     printf("\n%s: %d runs: %d done, %d running, %d pending, %d interrupted, %d paused, %d failed%s\n", p.name, p.n,
@@ -861,7 +877,7 @@ int qtk_cmd_sweep(int argc, char **argv) {
     if (!rc) {
         printf("sweep %s: %d runs from %s into %s/runs\n", p.name, p.n, p.base, p.out);
         for (int i = 0; i < p.n; i++) {
-            int done = run_done(&p.runs[i], NULL);
+            int done = run_done(&p.runs[i], NULL, NULL, 0);
             if (!done) todo[nt++] = i;
             printf("  %3d %-40s %s", i, p.runs[i].id, done ? "done (skipped)" : "to run");
             for (int k = 0; k < p.runs[i].n_sets - 2; k++) printf("%s%s", k ? " " : "   ", p.runs[i].sets[k]);

@@ -1,7 +1,9 @@
 // qtk table DIR... [--format md|csv] [--plot PNG]: one table from many runs'
 // summary.json (searched recursively), failed or unfinished runs marked, mean
 // +- std per weight/activation setting over seeds, runs that selected on the
-// test set (select_on: val) labelled, and top-1 against bits as a PNG.
+// test set (select_on: val) labelled, and the metric against bits as a PNG.
+// The metric is the runs' own (summary.json: "metric", the stages' values under
+// "metrics"): top-1 for classification, perplexity for language models.
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -19,12 +21,25 @@ typedef struct {
     int w, a, seed;
     double fp, base, searched, selected, l0, l1, secs;
     // the protocol: runs are averaged together only where all of it is equal
-    char model[64], method[16], selection[32];
+    char model[64], method[16], selection[32], task[24], metric[24];
     int test_images, cal_images, steps;
 } row;
 
+// A stage's value of the run's metric: summary.json's metrics.<stage>.<metric>, or (runs written before
+// the metrics object) its flat "<stage>_<metric>"
+static double stage_metric(const cJSON *j, const char *stage, const char *metric) {
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "metrics"), stage), metric);
+    if (!v) {
+        char k[64];
+        snprintf(k, sizeof k, "%s_%s", stage, metric);
+        v = cJSON_GetObjectItem(j, k);
+    }
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
 static int same_protocol(const row *x, const row *y) {
     return x->w == y->w && x->a == y->a && !strcmp(x->model, y->model) && !strcmp(x->method, y->method) &&
+           !strcmp(x->task, y->task) && !strcmp(x->metric, y->metric) &&
            !strcmp(x->selection, y->selection) && x->test_images == y->test_images && x->cal_images == y->cal_images &&
            x->steps == y->steps;
 }
@@ -49,10 +64,14 @@ static int add_summary(const char *path, row **rows, int *n, int *cap) {
     r->w = (int)NUM("w_bits");
     r->a = (int)NUM("a_bits");
     r->seed = (int)NUM("seed");
-    r->fp = NUM("fp32_top1");
-    r->base = NUM("baseline_top1");
-    r->searched = NUM("searched_top1");
-    r->selected = NUM("selected_top1");
+    STRV("task", r->task);
+    if (!strcmp(r->task, "?")) strcpy(r->task, "classification"); // runs written before tasks were named
+    STRV("metric", r->metric);
+    if (!strcmp(r->metric, "?")) strcpy(r->metric, "top1");
+    r->fp = stage_metric(j, "fp32", r->metric);
+    r->base = stage_metric(j, "baseline", r->metric);
+    r->searched = stage_metric(j, "searched", r->metric);
+    r->selected = stage_metric(j, "selected", r->metric);
     r->l0 = NUM("loss_initial");
     r->l1 = NUM("loss_final");
     r->secs = NUM("total_seconds");
@@ -146,14 +165,25 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
         return qtk_cli_usage_error("table: no runs found (give run folders holding summary.json)");
     }
     qsort(rows, (size_t)n, sizeof *rows, cmp_row);
+    // one metric per table: its columns are that metric at every stage
+    for (int i = 1; i < n; i++)
+        if (strcmp(rows[i].metric, rows[0].metric)) {
+            int rc = qtk_cli_error("table: %s reports %s, %s reports %s: tabulate runs of one metric at a time", rows[0].name,
+                                   rows[0].metric, rows[i].name, rows[i].metric);
+            free(rows);
+            return rc;
+        }
+    const char *met = rows[0].metric;
     int any_sel = 0;
     for (int i = 0; i < n; i++) any_sel |= !isnan(rows[i].selected);
     if (csv)
-        fprintf(o, "name,w_bits,a_bits,seed,fp32_top1,baseline_top1,searched_top1,gain,loss_initial,loss_final,seconds,status,"
-               "selected_on_test_top1\n");
-    else
+        fprintf(o, "name,w_bits,a_bits,seed,fp32_%s,baseline_%s,searched_%s,gain,loss_initial,loss_final,seconds,status,"
+               "selected_on_test_%s\n", met, met, met, met);
+    else {
+        if (strcmp(met, "top1")) fprintf(o, "metric: %s\n\n", met);
         fprintf(o, "| run | bits | seed | FP32 | baseline | Evol-Q | gain | infoNCE | time | status |%s\n"
                "|---|---|---|---|---|---|---|---|---|---|%s\n", any_sel ? " selected on test set † |" : "", any_sel ? "---|" : "");
+    }
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
         double gain = r->searched - r->base;
@@ -173,7 +203,7 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
         fprintf(o, "\n† test-set selection: the reference's protocol (search.select_on: val) keeps the state with the best\n"
                "test top-1 over the block steps, so that column is selected on the test set and biased upward;\n"
                "\"Evol-Q\" is the last iterate, which never looks at the test set.\n");
-    qtk_plot_bits_row *pr = calloc((size_t)n, sizeof *pr);
+    qtk_plot_bits_row *pr = calloc(n > 0 ? (size_t)n : 1, sizeof *pr);
     int np = 0;
     if (!csv) {
         // mean +- std over seeds, per setting and protocol, finished runs only

@@ -19,6 +19,7 @@
 #define STR(key, type, member) CYAML_FIELD_STRING_PTR(key, OPTP, type, member, 0, CYAML_UNLIMITED)
 
 static const cyaml_schema_field_t model_fields[] = {
+    STR("kind", qtk_cfg_model, kind),
     CYAML_FIELD_STRING_PTR("checkpoint", CYAML_FLAG_POINTER, qtk_cfg_model, checkpoint, 1, CYAML_UNLIMITED),
     STR("desc", qtk_cfg_model, desc),
     CYAML_FIELD_END};
@@ -68,6 +69,7 @@ static const cyaml_schema_field_t top_fields[] = {
     STR("device", qtk_run_config, device),
     STR("gpu_gemm", qtk_run_config, gpu_gemm),
     STR("gpus", qtk_run_config, gpus),
+    STR("task", qtk_run_config, task),
     CYAML_FIELD_MAPPING("model", CYAML_FLAG_DEFAULT, qtk_run_config, model, model_fields),
     CYAML_FIELD_MAPPING("data", CYAML_FLAG_DEFAULT, qtk_run_config, data, data_fields),
     CYAML_FIELD_MAPPING("calibration", OPT, qtk_run_config, calibration, calib_fields),
@@ -159,6 +161,8 @@ static const struct {
     {"gpus", K_STR, offsetof(qtk_run_config, gpus)},
     {"search.ranks", K_INT, offsetof(qtk_run_config, search.ranks)},
     {"search.transport", K_STR, offsetof(qtk_run_config, search.transport)},
+    {"task", K_STR, offsetof(qtk_run_config, task)},
+    {"model.kind", K_STR, offsetof(qtk_run_config, model.kind)},
     {"model.checkpoint", K_STR, offsetof(qtk_run_config, model.checkpoint)},
     {"model.desc", K_STR, offsetof(qtk_run_config, model.desc)},
     {"data.format", K_STR, offsetof(qtk_run_config, data.format)},
@@ -354,12 +358,19 @@ static qtk_status one_of(const char *file, const char *key, const char *v, const
     return fail_at(file, find_key_line(file, leaf ? leaf + 1 : key), key, "\"%s\" is not one of %s", v, list);
 }
 
+const char *qtk_kind_task(const char *kind) {
+    // vit, and next cnn: images with labels; mamba: a token stream
+    return kind && !strcmp(kind, "mamba") ? "perplexity" : "classification";
+}
+
 static qtk_status validate(const char *file, qtk_run_config *c) {
     // defaults for what the YAML left out
     if (!c->device) c->device = sdup("cpu");
     if (!c->gpu_gemm) c->gpu_gemm = sdup("fp32");
     if (!c->gpus) c->gpus = sdup("1");
     if (!c->search.transport) c->search.transport = sdup("auto");
+    if (!c->model.kind) c->model.kind = sdup("vit");
+    if (!c->task) c->task = sdup(qtk_kind_task(c->model.kind));
     if (!c->calibration.images) c->calibration.images = 1000;
     if (!c->calibration.batch) c->calibration.batch = 100;
     if (!c->quantization.w_bits) c->quantization.w_bits = 4;
@@ -388,6 +399,13 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     static const char *const methods[] = {"evolq", "none", NULL}, *const targets[] = {"reference", "float", NULL};
     static const char *const select[] = {"none", "val", NULL}, *const bad[] = {"skip", "fail", NULL};
     static const char *const gemms[] = {"fp32", "tf32", "int8", NULL};
+    // the model kinds the pipeline runs, and the task each one's data is for
+    static const char *const kinds[] = {"vit", NULL}, *const tasks[] = {"classification", "perplexity", NULL};
+    QTK_TRY(one_of(file, "model.kind", c->model.kind, kinds));
+    QTK_TRY(one_of(file, "task", c->task, tasks));
+    if (strcmp(c->task, qtk_kind_task(c->model.kind)))
+        return fail_at(file, find_key_line(file, "task"), "task", "a %s model is evaluated by %s, not %s", c->model.kind,
+                       qtk_kind_task(c->model.kind), c->task);
     QTK_TRY(one_of(file, "device", c->device, devices));
     QTK_TRY(one_of(file, "gpu_gemm", c->gpu_gemm, gemms));
     static const char *const transports[] = {"auto", "host", "nccl", NULL};

@@ -10,6 +10,7 @@
 #include "../core/error.h"
 
 typedef struct {
+    char *kind;           // vit (the model family; mamba and cnn come with their issues)
     char *checkpoint;     // timm ViT/DeiT safetensors
     char *desc;           // preset or JSON; empty: from the checkpoint's metadata
 } qtk_cfg_model;
@@ -62,6 +63,7 @@ typedef struct {
     char *device;         // cpu
     char *gpu_gemm;       // fp32 (device: cuda): fp32 | tf32 | int8 (vit_cuda.h)
     char *gpus;           // device cuda: "1" (default), "all" or N GPUs of this host for the search
+    char *task;           // classification (top-1 / top-5) | perplexity (language models); default: the kind's
     qtk_cfg_model model;
     qtk_cfg_data data;
     qtk_cfg_calibration calibration;
@@ -69,6 +71,9 @@ typedef struct {
     qtk_cfg_search search;
     qtk_cfg_output output;
 } qtk_run_config;
+
+// The task a model kind is evaluated by: classification for image models, perplexity for language models.
+const char *qtk_kind_task(const char *kind);
 
 // Loads, applies the overrides ("a.b=c"), expands ${VAR} and ${VAR:-default}
 // in string values from the environment, fills defaults and validates.

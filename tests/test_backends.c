@@ -559,7 +559,7 @@ static const backend_case cases[] = {
     {"int4 pack / unpack", BITWISE, 0, int4_pack},
     {"LayerNorm, softmax, RMSNorm (+ add), gated RMSNorm", NMSE, 1e-12, ops_norms}, // row sums in another order
     {"integer LayerNorm (PTF and per tensor)", BITWISE, 0, ops_int_layernorm},
-    {"causal conv1d + SiLU (prefill, decode, states)", BITWISE, 0, ops_conv1d},
+    {"causal conv1d + SiLU (prefill, decode, states)", ULP, 4, ops_conv1d}, // SiLU's expf: CUDA's is within 2 ULP (H100: 1)
     {"residual add with its quantizers", BITWISE, 0, ops_residual},
 };
 enum { N_CASES = sizeof cases / sizeof *cases };

@@ -71,7 +71,14 @@ static double json_num(const char *path, const char *key) {
     buf[n] = '\0';
     cJSON *j = cJSON_Parse(buf);
     ck_assert_msg(j != NULL, "%s: not JSON", path);
-    const cJSON *v = cJSON_GetObjectItem(j, key);
+    const cJSON *v = j; // key: a path of names joined by dots ("metrics.fp32.top1")
+    char part[128];
+    for (const char *k = key; v && *k;) {
+        size_t l = strcspn(k, ".");
+        snprintf(part, sizeof part, "%.*s", (int)l, k);
+        v = cJSON_GetObjectItem(v, part);
+        k += l + (k[l] == '.');
+    }
     double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
     cJSON_Delete(j);
     return x;
@@ -114,6 +121,9 @@ START_TEST(test_config_errors) {
         {"--set search.transport=nccl", "--set search.transport=nccl: nccl needs device: cuda"},
         {"--set search.transport=mpi", "--set search.transport=mpi: \"mpi\" is not one of auto, host, nccl"},
         {"--set search.ranks=2000", "--set search.ranks=2000: 2000 is outside 0..1024"},
+        {"--set model.kind=resnet", "--set model.kind=resnet: \"resnet\" is not one of vit"},
+        {"--set task=detection", "--set task=detection: \"detection\" is not one of classification, perplexity"},
+        {"--set task=perplexity", "--set task=perplexity: a vit model is evaluated by classification, not perplexity"},
     };
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
         snprintf(args, sizeof args, "run %s %s", cfg, sets[i].set);
@@ -142,6 +152,17 @@ START_TEST(test_run_and_skip) {
     }
     snprintf(args, sizeof args, "test $(wc -l < %.200s/log.jsonl) -eq 4 && grep -q '\"status\":.*\"done\"' %.200s/summary.json", dir, dir);
     ck_assert_int_eq(system(args), 0);
+    // the generic form of the results: kind, task, the metric and each stage's values
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    snprintf(args, sizeof args, "grep -q '\"kind\":.*\"vit\"' %.200s && grep -q '\"task\":.*\"classification\"' %.200s", p, p);
+    ck_assert_int_eq(system(args), 0);
+    const char *stages[] = {"fp32", "baseline", "searched"};
+    for (int i = 0; i < 3; i++) {
+        char k1[64], k2[64];
+        snprintf(k1, sizeof k1, "metrics.%s.top1", stages[i]);
+        snprintf(k2, sizeof k2, "%s_top1", stages[i]);
+        ck_assert_msg(!isnan(json_num(p, k1)) && json_num(p, k1) == json_num(p, k2), "%s", k1);
+    }
     snprintf(args, sizeof args, "run %s/tiny.yaml", tu_tmp);
     ck_assert_int_eq(run(args), 0);
     ck_assert_ptr_nonnull(strstr(out, "already done"));
@@ -183,6 +204,41 @@ static void fake_summary(const char *dir, int seed, int test_images, const char 
             seed, selection, test_images, base, searched);
     fclose(f);
 }
+
+// A summary in the generic form: the metric it names, its stages' values under "metrics"; qtk table reads
+// them without knowing the model, and refuses to put two metrics in one column.
+static void metric_summary(const char *dir, const char *metric, double fp, double base, double searched) {
+    char p[512], cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{\"name\": \"m\", \"status\": \"done\", \"model\": \"lm\", \"seed\": 0, \"w_bits\": 8, \"a_bits\": 8, "
+               "\"method\": \"evolq\", \"selection\": \"last iterate\", \"test_images\": 100, \"calibration_images\": 10, "
+               "\"block_steps\": 2, \"task\": \"x\", \"metric\": \"%s\", \"metrics\": {\"fp32\": {\"%s\": %g}, "
+               "\"baseline\": {\"%s\": %g}, \"searched\": {\"%s\": %g}}, \"fp32_top1\": 1, \"total_seconds\": 1}",
+            metric, metric, fp, metric, base, metric, searched);
+    fclose(f);
+}
+
+START_TEST(test_table_metrics) {
+    char d[300], args[600];
+    snprintf(d, sizeof d, "%s/m/a", tu_tmp);
+    metric_summary(d, "perplexity", 21.5, 24.25, 23.0);
+    snprintf(args, sizeof args, "table %s/m", tu_tmp);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "metric: perplexity") && strstr(out, "| 21.50 | 24.25 | 23.00 | -1.25 |"), "%s", out);
+    snprintf(args, sizeof args, "table %s/m --format csv", tu_tmp);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "fp32_perplexity,baseline_perplexity,searched_perplexity"), "%s", out);
+    snprintf(d, sizeof d, "%s/m/b", tu_tmp);
+    metric_summary(d, "top1", 90, 80, 81);
+    snprintf(args, sizeof args, "table %s/m", tu_tmp);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "tabulate runs of one metric at a time"), "%s", out);
+}
+END_TEST
 
 START_TEST(test_table_protocols) {
     char d[300], args[600];
@@ -645,6 +701,7 @@ int main(void) {
     tcase_add_test(tc, test_run_and_skip);
     tcase_add_test(tc, test_kill9_resume);
     tcase_add_test(tc, test_table_protocols);
+    tcase_add_test(tc, test_table_metrics);
     tcase_add_test(tc, test_thread_count_invariance);
     tcase_add_test(tc, test_ranks);
     tcase_add_test(tc, test_calibrate_eval_cptv);

@@ -127,8 +127,12 @@ START_TEST(test_local) {
     snprintf(path, sizeof path, "%s/loc/table.md", tu_tmp);
     char *t = slurp(path);
     ck_assert_msg(t && strstr(t, "| 0 | w_bits-3 | done | 2 |") && strstr(t, "| 1 | w_bits-4 | done | 1 |") &&
+
                       strstr(t, "| W3A8 | fashion_vit, evolq, 100 test images, 100 calibration, 6 block steps | 1 |") && strstr(t, "| W4A8 | fashion_vit,"),
                   "%s", t ? t : "no table.md");
+    snprintf(args, sizeof args, "sweep status %s/loc", tu_tmp); // each run's metric, read without knowing the model
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "| result |") && strstr(out, "| 1 | w_bits-4 | done | 1 | 0 | - | top1 "), "%s", out);
     // a task whose run folder is locked by another task leaves the run alone
     snprintf(args, sizeof args, "flock %s/loc/runs/w_bits-3/.task.lock %s sweep task %s/loc 0 2>&1", tu_tmp, QTK_CLI, tu_tmp);
     FILE *pf = popen(args, "r");
