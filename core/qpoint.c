@@ -9,6 +9,7 @@
 
 #include "biascorr.h"
 #include "fakequant.h"
+#include "pack.h"
 #include "qtk.h"
 #include "tensor.h"
 
@@ -291,21 +292,24 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
     int nq = 0;
     for (int i = 0; i < r->n; i++) nq += exported(&r->p[i]);
     if (nq == 0) return qtk_fail(QTK_ERR_ARG, "%s: nothing to export: the model is not calibrated", path);
-    qtk_st_entry *e = calloc((size_t)nq * 3, sizeof *e);
-    char (*names)[QTK_QPOINT_NAME + 16] = calloc((size_t)nq * 3, sizeof *names);
-    int64_t *lens = calloc((size_t)nq * 2, sizeof *lens); // per point: its pairs, its index map's length
+    qtk_st_entry *e = calloc((size_t)nq * 5, sizeof *e);
+    char (*names)[QTK_QPOINT_NAME + 16] = calloc((size_t)nq * 5, sizeof *names);
+    int64_t *lens = calloc((size_t)nq * 4, sizeof *lens); // per point: its pairs, its index map's length, (O, K)
+    void **bufs = calloc((size_t)nq * 2, sizeof *bufs);   // weights: codes, and weights re-derived where stale
+    int nb = 0;
     const char *(*meta)[2] = calloc(5 + n_extra, sizeof *meta);
     cJSON *list = cJSON_CreateArray();
     char *lj = NULL;
     qtk_status st = QTK_OK;
-    if (!e || !names || !lens || !meta || !list) st = qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
+    if (!e || !names || !lens || !meta || !list || !bufs) st = qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
     int k = 0, np = 0;
     for (int i = 0; st == QTK_OK && i < r->n; i++) {
         const qtk_qpoint *p = &r->p[i];
         if (!exported(p)) continue;
-        int64_t *len = &lens[2 * np++];
+        int64_t *len = &lens[4 * np++];
         len[0] = (int64_t)p->qp.n;
         len[1] = (int64_t)p->qp.index_len;
+        len[2] = (int64_t)p->O, len[3] = (int64_t)p->K;
         snprintf(names[k], sizeof names[k], "%s.scale", p->name);
         e[k] = (qtk_st_entry){names[k], QTK_F32, 1, &len[0], p->qp.scale};
         k++;
@@ -315,6 +319,25 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
         if (p->qp.gran == QTK_PER_INDEX) {
             snprintf(names[k], sizeof names[k], "%s.group_index", p->name);
             e[k] = (qtk_st_entry){names[k], QTK_I32, 1, &len[1], p->qp.index};
+            k++;
+        }
+        if (r->export_weights && p->kind == QTK_QPOINT_WEIGHT) {
+            const qtk_dtype dt = p->qp.is_signed ? QTK_I8 : QTK_U8;
+            const float *wq = p->wq;
+            if (!(bufs[nb] = malloc(p->O * p->K))) st = qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
+            if (st == QTK_OK) st = qtk_quantize(&p->qp, p->w, 2, &len[2], dt, bufs[nb]);
+            snprintf(names[k], sizeof names[k], "%s.codes", p->name);
+            e[k] = (qtk_st_entry){names[k], dt, 2, &len[2], bufs[nb++]};
+            k++;
+            if (st == QTK_OK && p->wq_stale) { // behind its parameters (re-quantized on a GPU): re-derive a copy
+                float *w2 = malloc(p->O * p->K * sizeof *w2);
+                bufs[nb++] = w2;
+                st = w2 ? qtk_fake_quant(&p->qp, p->w, w2, 2, &len[2]) : qtk_fail(QTK_ERR_NOMEM, "%s: out of memory", path);
+                if (st == QTK_OK && r->bias_corr) qtk_bias_correct(p->w, w2, p->O, p->K);
+                wq = w2;
+            }
+            snprintf(names[k], sizeof names[k], "%s.weight_q", p->name);
+            e[k] = (qtk_st_entry){names[k], QTK_F32, 2, &len[2], wq};
             k++;
         }
         cJSON *o = cJSON_CreateObject();
@@ -334,6 +357,8 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
         for (size_t i = 0; i < n_extra; i++) meta[5 + i][0] = extra[i][0], meta[5 + i][1] = extra[i][1];
         st = qtk_st_write(path, e, (size_t)k, (const char *const(*)[2])meta, 5 + n_extra);
     }
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+    free(bufs);
     free(lj);
     cJSON_Delete(list);
     free(meta);

@@ -89,6 +89,8 @@ typedef struct {
     int last_batch;             // calibration: this batch derives the activation parameters
     int report;                 // quantized forward: accumulate each point's squared error
     int bias_corr;              // weights: bias correction after fake quantization
+    int export_weights;         // qtk_qreg_export also writes each weight's integer codes and the weights the
+                                // forward multiplies (optional tensors, docs/export.md)
 } qtk_qreg;
 
 // n empty ids.
@@ -132,7 +134,10 @@ void qtk_qreg_report_end(qtk_qreg *r);
 void qtk_qreg_report_print(const qtk_qreg *r, FILE *out);
 
 // Writes every calibrated point as "<name>.scale" and "<name>.zero_point" (F32, (channels)), and a point with
-// index-mapped groups its map as "<name>.group_index" (I32, (index_len)), with
+// index-mapped groups its map as "<name>.group_index" (I32, (index_len)); with export_weights, each weight
+// point's integer codes "<name>.codes" (U8, or I8 for signed codes, (O, K): the grid points of the weights
+// before bias correction) and "<name>.weight_q" (F32, (O, K): what the forward multiplies, bias-corrected
+// where bias correction is on); with
 // __metadata__: qtk_version, config (the model's JSON, as given), quantizers (JSON list of
 // {name, bits, granularity, enabled}) and the caller's extra (key, value) pairs.
 qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *config_json, const char *const (*extra)[2],

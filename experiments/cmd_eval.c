@@ -16,7 +16,7 @@
 #include "runctx.h"
 
 typedef struct {
-    const char *cfg_path, *file, *json;
+    const char *cfg_path, *file, *json, *logits;
     char *sets[64];
     int n_sets, eval, report;
 } opts;
@@ -29,13 +29,15 @@ static int parse(int argc, char **argv, const char *file_opt, const char *help, 
             puts(help);
             return -1;
         }
-        if (!strcmp(argv[i], "--set") || !strcmp(argv[i], file_opt) || !strcmp(argv[i], "--json")) {
+        if (!strcmp(argv[i], "--set") || !strcmp(argv[i], file_opt) || !strcmp(argv[i], "--json") ||
+            (!strcmp(argv[i], "--logits") && !strcmp(file_opt, "--quant"))) {
             if (i + 1 >= argc) return qtk_cli_usage_error("%s needs a value", argv[i]);
             if (!strcmp(argv[i], "--set")) {
                 if (o->n_sets == 64) return qtk_cli_usage_error("at most 64 --set");
                 if (qtk_cli_set_arg(argv[i + 1])) return 2;
                 o->sets[o->n_sets++] = argv[++i];
             } else if (!strcmp(argv[i], "--json")) o->json = argv[++i];
+            else if (!strcmp(argv[i], "--logits")) o->logits = argv[++i];
             else o->file = argv[++i];
         } else if (!strcmp(argv[i], "--eval") && !strcmp(file_opt, "--out")) o->eval = 1;
         else if (!strcmp(argv[i], "--report") && !strcmp(file_opt, "--out")) o->report = 1;
@@ -147,11 +149,14 @@ int qtk_cmd_eval(int argc, char **argv) {
     opts o;
     qtk_run_config *c;
     int prc = start(argc, argv, "--quant",
-                    "usage: qtk eval CONFIG.yaml [--set key=value ...] [--quant FILE] [--json FILE]\n\n"
+                    "usage: qtk eval CONFIG.yaml [--set key=value ...] [--quant FILE] [--json FILE] [--logits FILE]\n\n"
                     "Top-1 / top-5 on the config's test set of the FP32 model and of the quantized one, whose scales\n"
                     "come from FILE (any qtk export: quant.safetensors of a run, calibration.safetensors), else from\n"
                     "<output.dir>/quant.safetensors when the run has one, else from search.init, else from a fresh\n"
-                    "calibration of the baseline. --json writes the numbers.",
+                    "calibration of the baseline. --json writes the numbers. --logits writes a safetensors file with\n"
+                    "the preprocessed test inputs (\"inputs\"), their labels and both models' logits (\"fp32\",\n"
+                    "\"quantized\"), for checking an export elsewhere (tools/apply_export.py); at most 1 GiB of inputs\n"
+                    "(data.test_images limits them).",
                     &o, &c);
     if (prc) return prc < 0 ? 0 : prc;
     char run_export[4200];
@@ -190,20 +195,38 @@ int qtk_cmd_eval(int argc, char **argv) {
     }
     qtk_run_acc fp, q;
     qtk_status st = QTK_OK;
+    const size_t NC = (size_t)r.m.cfg.n_classes, in = (size_t)r.m.cfg.in_chans * r.m.cfg.img_size * r.m.cfg.img_size;
+    float *lg = NULL;
     if (!r.test.n)
         st = qtk_fail(QTK_ERR_ARG, "%s: no test set to evaluate on (data.test; fashion-mnist uses its t10k files)", o.cfg_path);
+    else if (o.logits && (size_t)r.test.n * in * sizeof(float) > ((size_t)1 << 30))
+        st = qtk_fail(QTK_ERR_ARG, "--logits: %d test inputs of %zu floats exceed 1 GiB; lower data.test_images", r.test.n, in);
+    else if (o.logits && !(lg = malloc(2 * (size_t)r.test.n * NC * sizeof *lg)))
+        st = qtk_fail(QTK_ERR_NOMEM, "--logits: out of memory");
     if (st == QTK_OK && quant) { // first: a bad export fails before the FP32 evaluation
         st = qtk_vit_quant_import(&r.qv, quant);
         if (st == QTK_OK) st = qtk_run_ctx_sync(&r);
         if (st == QTK_OK) printf("%s: W%dA%d scales from %s\n", c->name, r.qc.w_bits, r.qc.a_bits, quant);
     }
-    if (st == QTK_OK) st = qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp);
+    if (st == QTK_OK) st = qtk_run_ctx_eval_logits(&r, 0, "FP32 eval", &fp, lg);
     if (st == QTK_OK && !quant) {
         printf("%s: no export given or found: calibrating the W%dA%d baseline (seed %d, %s)\n", c->name, r.qc.w_bits,
                r.qc.a_bits, c->seed, r.sample);
         st = qtk_run_ctx_calibrate(&r, NULL);
     }
-    if (st == QTK_OK) st = qtk_run_ctx_eval(&r, 1, "quantized eval", &q);
+    if (st == QTK_OK) st = qtk_run_ctx_eval_logits(&r, 1, "quantized eval", &q, lg ? lg + (size_t)r.test.n * NC : NULL);
+    if (st == QTK_OK && lg) {
+        int32_t *y = malloc((size_t)r.test.n * sizeof *y);
+        int64_t sx[2] = {r.test.n, (int64_t)in}, sl[2] = {r.test.n, (int64_t)NC}, sy[1] = {r.test.n};
+        for (int i = 0; y && i < r.test.n; i++) y[i] = r.test.y[i];
+        const qtk_st_entry e[4] = {{"inputs", QTK_F32, 2, sx, r.test.x}, {"labels", QTK_I32, 1, sy, y},
+                                   {"fp32", QTK_F32, 2, sl, lg}, {"quantized", QTK_F32, 2, sl, lg + (size_t)r.test.n * NC}};
+        const char *meta[2][2] = {{"scales", quant ? quant : "calibrated baseline"}, {"checkpoint", c->model.checkpoint}};
+        st = y ? qtk_st_write(o.logits, e, 4, meta, 2) : qtk_fail(QTK_ERR_NOMEM, "--logits: out of memory");
+        if (st == QTK_OK) printf("wrote %s (inputs, labels, FP32 and quantized logits of %d test inputs)\n", o.logits, r.test.n);
+        free(y);
+    }
+    free(lg);
     if (st != QTK_OK) qtk_cli_error("%s", qtk_last_error());
     else {
         printf("| model | test images | top-1 | top-5 |\n|---|---|---|---|\n");

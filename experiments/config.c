@@ -62,7 +62,9 @@ static const cyaml_schema_field_t search_fields[] = {
     CYAML_FIELD_INT("ranks", OPT, qtk_cfg_search, ranks),
     STR("transport", qtk_cfg_search, transport),
     CYAML_FIELD_END};
-static const cyaml_schema_field_t output_fields[] = {STR("dir", qtk_cfg_output, dir), CYAML_FIELD_END};
+static const cyaml_schema_field_t output_fields[] = {STR("dir", qtk_cfg_output, dir),
+                                                     CYAML_FIELD_BOOL("weights", OPT, qtk_cfg_output, weights),
+                                                     CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER, qtk_run_config, name, 1, 128),
     CYAML_FIELD_INT("seed", OPT, qtk_run_config, seed),
@@ -192,6 +194,7 @@ static const struct {
     {"search.validate_every", K_INT, offsetof(qtk_run_config, search.validate_every)},
     {"search.init", K_STR, offsetof(qtk_run_config, search.init)},
     {"output.dir", K_STR, offsetof(qtk_run_config, output.dir)},
+    {"output.weights", K_BOOL, offsetof(qtk_run_config, output.weights)},
 };
 
 static qtk_status apply_set(qtk_run_config *c, const char *kv) {

@@ -55,6 +55,7 @@ typedef struct {
 
 typedef struct {
     char *dir;
+    bool weights;         // exports also hold each weight's integer codes and the forward's weights (docs/export.md)
 } qtk_cfg_output;
 
 typedef struct {

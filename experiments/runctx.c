@@ -232,6 +232,7 @@ qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_p
     r->qc.int_layernorm = c->quantization.int_layernorm;
     if (st == QTK_OK) st = qtk_vit_plan_init(&r->plan, &r->m, c->calibration.batch);
     if (st == QTK_OK) st = qtk_vit_quant_init(&r->qv, &r->m, &r->qc);
+    if (st == QTK_OK) r->qv.reg.export_weights = c->output.weights;
     for (unsigned i = 0; st == QTK_OK && i < c->quantization.off_count; i++)
         if (qtk_qreg_set_enabled(&r->qv.reg, c->quantization.off[i], 0) == 0)
             st = qtk_fail(QTK_ERR_ARG, "%s: quantization.off: \"%s\" matches no quantizer", cfg_path, c->quantization.off[i]);
@@ -293,7 +294,7 @@ qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm) {
     return r->gpu ? qtk_vit_quant_model_cuda(&r->qv, r->gpu, mm) : qtk_vit_quant_model(&r->qv, &r->plan, mm);
 }
 
-qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc) {
+qtk_status qtk_run_ctx_eval_logits(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc, float *out) {
     memset(acc, 0, sizeof *acc);
     acc->top1 = acc->top5 = NAN;
     const qtk_run_data *d = &r->test;
@@ -311,6 +312,7 @@ qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qt
         else
             st = quantized ? qtk_vit_quant_forward(&r->qv, &r->plan, d->x + (size_t)i * in, b, logits)
                            : qtk_vit_forward(&r->m, &r->plan, d->x + (size_t)i * in, b, logits);
+        if (st == QTK_OK && out) memcpy(out + (size_t)i * NC, logits, (size_t)b * NC * sizeof *logits);
         for (int k = 0; st == QTK_OK && k < b; k++) {
             // rank of the true class; equal logits rank the lower class first (as argmax does)
             const float *l = logits + (size_t)k * NC;
@@ -327,4 +329,8 @@ qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qt
     acc->top1 = 100.0 * c1 / d->n;
     acc->top5 = 100.0 * c5 / d->n;
     return st;
+}
+
+qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc) {
+    return qtk_run_ctx_eval_logits(r, quantized, label, acc, NULL);
 }

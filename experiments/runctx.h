@@ -45,5 +45,7 @@ qtk_status qtk_run_ctx_sync(qtk_run_ctx *r);
 qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm);
 // Top-1 / top-5 on the test set: the FP model (quantized 0) or the quantized one.
 qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc);
+// The same, keeping every test input's logits in out ((test.n, classes)).
+qtk_status qtk_run_ctx_eval_logits(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc, float *out);
 
 #endif

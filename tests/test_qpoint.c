@@ -227,6 +227,27 @@ START_TEST(test_export_import) {
         ck_assert_mem_eq(a.r.p[i].qp.zero, b.r.p[i].qp.zero, a.r.p[i].qp.n * sizeof(float));
     }
     ck_assert_mem_eq(qtk_qreg_weight(&a.r, P_W), qtk_qreg_weight(&b.r, P_W), 32 * sizeof(float));
+    // optional tensors: each weight's codes (its grid points before bias correction) and the weights the
+    // forward multiplies; an import reads past them
+    a.r.export_weights = 1;
+    ck_qtk(qtk_qreg_export(&a.r, path, "{}", NULL, 0));
+    ck_qtk(qtk_st_open(&st, path));
+    const qtk_st_tensor *tc = qtk_st_find(&st, "blocks.0.fc.weight.codes"), *tw = qtk_st_find(&st, "blocks.0.fc.weight.weight_q");
+    ck_assert(tc && tc->dtype == QTK_U8 && tc->ndim == 2 && tc->shape[0] == 4 && tc->shape[1] == 8);
+    ck_assert(tw && tw->dtype == QTK_F32 && tw->nbytes == 32 * sizeof(float));
+    ck_assert_ptr_null(qtk_st_find(&st, "blocks.0.in.codes")); // weights only
+    const qtk_qparams *wp = &a.r.p[P_W].qp;
+    float fq[32];
+    int64_t ws[2] = {4, 8};
+    ck_qtk(qtk_fake_quant(wp, a.w, fq, 2, ws));
+    for (int i = 0; i < 32; i++) {
+        const int o = i / 8, code = ((const uint8_t *)tc->data)[i];
+        ck_assert_float_eq(((float)code - wp->zero[o]) * wp->scale[o], fq[i]);
+    }
+    ck_assert_mem_eq(tw->data, qtk_qreg_weight(&a.r, P_W), 32 * sizeof(float));
+    ck_qtk(qtk_qreg_import(&b.r, &st, path, "toy"));
+    qtk_st_close(&st);
+    a.r.export_weights = 0;
     // a bad zero point names the file, the tensor and the index
     a.r.p[P_IN].qp.zero[0] = 3.5f;
     ck_qtk(qtk_qreg_export(&a.r, path, "{}", NULL, 0));

@@ -495,6 +495,17 @@ START_TEST(test_calibrate_eval_cptv) {
     ck_assert_msg(strstr(out, "quantizer                    bits granularity") && strstr(out, "head.weight "), "%s", out);
     snprintf(args, sizeof args, "cmp %s/rep.safetensors %s/rep2.safetensors", tu_tmp, tu_tmp);
     ck_assert_int_eq(system(args), 0);
+    // output.weights: the optional tensors (codes, the forward's weights); the export still imports
+    snprintf(args, sizeof args, "calibrate %s/ev.yaml --quiet --set output.weights=true --out %s/w.safetensors && %s info %s/w.safetensors",
+             tu_tmp, tu_tmp, QTK_CLI, tu_tmp);
+    ck_assert_msg(run(args) == 0 && strstr(out, "blocks.0.mlp.fc1.weight.codes ") && strstr(out, " U8 ") &&
+                      strstr(out, "blocks.0.mlp.fc1.weight.weight_q ") && strstr(out, "head.weight.codes "),
+                  "%.3000s", out);
+    // --logits: the inputs, labels and both logits, for checking an export elsewhere (tools/apply_export.py)
+    snprintf(args, sizeof args, "eval %s/ev.yaml --quiet --quant %s/w.safetensors --logits %s/lg.safetensors && %s info %s/lg.safetensors",
+             tu_tmp, tu_tmp, tu_tmp, QTK_CLI, tu_tmp);
+    ck_assert_msg(run(args) == 0 && strstr(out, "inputs     F32    [32, ") && strstr(out, "quantized  F32    [32, 5]"), "%.3000s",
+                  out);
     snprintf(args, sizeof args, "eval %s/ev.yaml --quant %s --json %s", tu_tmp, cal, j2);
     ck_assert_msg(run(args) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "| FP32 | 32 |"));
