@@ -10,7 +10,8 @@
 // Each returns the process exit status: 0 ok, 1 error, 2 usage error.
 int qtk_cmd_info(int argc, char **argv);
 int qtk_cmd_demo(int argc, char **argv);
-int qtk_cmd_demo_core(int argc, char **argv);
+// The core demo (qtk demo --core): a synthetic linear layer at 2..8 bits, into out_dir.
+int qtk_demo_core(const char *out_dir, unsigned long long seed);
 int qtk_cmd_quant_report(int argc, char **argv);
 int qtk_cmd_preprocess(int argc, char **argv);
 int qtk_cmd_dataset(int argc, char **argv);

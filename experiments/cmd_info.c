@@ -4,20 +4,20 @@
 
 #include "../core/qtk.h"
 #include "cli.h"
+#include "opts.h"
 
 int qtk_cmd_info(int argc, char **argv) {
-    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        puts("usage: qtk info FILE.safetensors\n\nLists every tensor (name, dtype, shape, bytes) and the "
-             "__metadata__ map.");
-        return 0;
-    }
-    if (argc != 2) return qtk_cli_usage_error("info takes exactly one file, got %d arguments", argc - 1);
+    const qtk_cmd_spec spec = {"info", "FILE.safetensors", "Lists every tensor (name, dtype, shape, bytes) and the __metadata__ map.",
+                               NULL, 0, 1, 1};
+    char *file;
+    int n, rc = qtk_opts_parse(&spec, argc, argv, &file, &n);
+    if (rc) return rc < 0 ? 0 : rc;
     qtk_safetensors st;
-    if (qtk_st_open(&st, argv[1]) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (qtk_st_open(&st, file) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     size_t w = 4;
     for (size_t i = 0; i < st.n_tensors; i++)
         if (strlen(st.tensors[i].name) > w) w = strlen(st.tensors[i].name);
-    printf("%s: %zu tensors\n\n", argv[1], st.n_tensors);
+    printf("%s: %zu tensors\n\n", file, st.n_tensors);
     printf("%-*s  %-5s  %-24s  %12s\n", (int)w, "name", "dtype", "shape", "bytes");
     size_t total = 0;
     long long params = 0;

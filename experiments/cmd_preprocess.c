@@ -7,20 +7,7 @@
 #include "../core/qtk.h"
 #include "../datasets/image.h"
 #include "cli.h"
-
-static const char *usage =
-    "usage: qtk preprocess --out FILE.safetensors [options] IMAGE.jpg...\n"
-    "\n"
-    "Decodes each JPEG and applies the eval transform of timm / torchvision: resize the shorter\n"
-    "side to floor(size / crop_pct) with PIL's BICUBIC filter, center crop, scale to [0, 1],\n"
-    "normalize. Writes tensor \"images\" (N, 3, size, size) F32, or with --uint8 the crops\n"
-    "(N, size, size, 3) U8 before scaling; the file list goes into __metadata__.\n"
-    "\n"
-    "  --size N        crop size (default 224)\n"
-    "  --crop-pct F    default 0.875 (DeiT); ViT uses 0.9\n"
-    "  --mean a,b,c    default ImageNet 0.485,0.456,0.406\n"
-    "  --std a,b,c     default ImageNet 0.229,0.224,0.225\n"
-    "  --uint8         store the uint8 crops instead of normalized floats\n";
+#include "opts.h"
 
 static int parse3(const char *opt, const char *v, float out[3]) {
     if (sscanf(v, "%f,%f,%f", &out[0], &out[1], &out[2]) != 3)
@@ -29,50 +16,47 @@ static int parse3(const char *opt, const char *v, float out[3]) {
 }
 
 int qtk_cmd_preprocess(int argc, char **argv) {
-    const char *out_path = NULL;
-    int size = 224, as_u8 = 0, first_file = -1;
+    const char *out_path = NULL, *mean_s = NULL, *std_s = NULL;
+    int size = 224, as_u8 = 0, n;
     float crop_pct = 0.875f, mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (a[0] != '-') {
-            first_file = i;
-            break;
-        }
-        if (!strcmp(a, "--uint8")) {
-            as_u8 = 1;
-            continue;
-        }
-        if (!v) return qtk_cli_usage_error("preprocess: %s needs a value", a);
-        i++;
-        if (!strcmp(a, "--out")) out_path = v;
-        else if (!strcmp(a, "--size")) {
-            if (qtk_cli_int_arg("--size", v, 1, 4096, &size)) return 2;
-        } else if (!strcmp(a, "--crop-pct")) {
-            char *end;
-            crop_pct = strtof(v, &end);
-            if (*end || end == v || !(crop_pct > 0.0f && crop_pct <= 1.0f)) return qtk_cli_usage_error("--crop-pct must be in (0, 1], got \"%s\"", v);
-        } else if (!strcmp(a, "--mean")) {
-            if (parse3(a, v, mean)) return 2;
-        } else if (!strcmp(a, "--std")) {
-            if (parse3(a, v, std)) return 2;
-        } else return qtk_cli_usage_error("preprocess: unknown option \"%s\"", a);
+    const qtk_opt opts[] = {
+        {"out", QTK_OPT_STR, &out_path, "FILE", 0, 0, "the tensor file to write"},
+        {"size", QTK_OPT_INT, &size, "N", 1, 4096, "crop size (224)"},
+        {"crop-pct", QTK_OPT_FLOAT, &crop_pct, "F", 1e-6, 1, "0.875 (DeiT); ViT uses 0.9"},
+        {"mean", QTK_OPT_STR, &mean_s, "a,b,c", 0, 0, "default ImageNet 0.485,0.456,0.406"},
+        {"std", QTK_OPT_STR, &std_s, "a,b,c", 0, 0, "default ImageNet 0.229,0.224,0.225"},
+        {"uint8", QTK_OPT_FLAG, &as_u8, NULL, 0, 0, "store the uint8 crops instead of normalized floats"},
+    };
+    const qtk_cmd_spec spec = {
+        "preprocess", "--out FILE.safetensors [options] IMAGE.jpg...",
+        "Decodes each JPEG and applies the eval transform of timm / torchvision: resize the shorter side to\n"
+        "floor(size / crop_pct) with PIL's BICUBIC filter, center crop, scale to [0, 1], normalize. Writes\n"
+        "tensor \"images\" (N, 3, size, size) F32, or with --uint8 the crops (N, size, size, 3) U8 before\n"
+        "scaling; the file list goes into __metadata__.",
+        opts, 6, 1, argc};
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    if (!files) return qtk_cli_error("out of memory");
+    int prc = qtk_opts_parse(&spec, argc, argv, files, &n);
+    if (!prc && !out_path) prc = qtk_cli_usage_error("preprocess needs --out and at least one image");
+    if (!prc && mean_s) prc = parse3("--mean", mean_s, mean);
+    if (!prc && std_s) prc = parse3("--std", std_s, std);
+    if (prc) {
+        free(files);
+        return prc < 0 ? 0 : prc;
     }
-    if (!out_path || first_file < 0) return qtk_cli_usage_error("preprocess needs --out and at least one image");
-    int n = argc - first_file;
     size_t per = (size_t)3 * size * size;
     void *data = malloc((size_t)n * per * (as_u8 ? 1 : sizeof(float)));
-    if (!data) return qtk_cli_error("out of memory for %d images", n);
     size_t list_len = 0;
-    for (int i = 0; i < n; i++) list_len += strlen(argv[first_file + i]) + 1;
+    for (int i = 0; i < n; i++) list_len += strlen(files[i]) + 1;
     char *list = malloc(list_len + 1);
+    if (!data || !list) {
+        free(data), free(list), free(files);
+        return qtk_cli_error("out of memory for %d images", n);
+    }
     list[0] = '\0';
     int failed = 0;
     for (int i = 0; i < n && !failed; i++) {
-        const char *path = argv[first_file + i];
+        const char *path = files[i];
         strcat(list, path);
         if (i + 1 < n) strcat(list, "\n");
         qtk_image im;
@@ -103,5 +87,6 @@ int qtk_cmd_preprocess(int argc, char **argv) {
     }
     free(list);
     free(data);
+    free(files);
     return failed ? 1 : 0;
 }

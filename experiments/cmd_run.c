@@ -27,6 +27,7 @@
 #include "../core/qtk.h"
 #include "../search/evolq.h"
 #include "cli.h"
+#include "opts.h"
 #include "plot.h"
 #include "progress.h"
 #include "runctx.h"
@@ -249,33 +250,29 @@ static qtk_status same_start(qtk_comm *comm, qtk_model *mm) {
 }
 
 int qtk_cmd_run(int argc, char **argv) {
-    const char *cfg_path = NULL;
-    char *sets[64];
-    int n_sets = 0, force = 0, dry = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: qtk run CONFIG.yaml [--set key=value ...] [--force] [--dry-run]\n\n"
-                 "Calibrates the quantized baseline (or starts from search.init, CPT-V), evaluates it, runs the\n"
-                 "Evol-Q search, evaluates again and exports, into output.dir (default results/runs/<name>):\n"
-                 "config.yaml, log.jsonl, summary.json, table.md, quant.safetensors, loss.png (with gnuplot).\n"
-                 "An interrupted run resumes from its search.ckpt when run again; a finished one is skipped\n"
-                 "(--force reruns it). --dry-run checks the config and prints it resolved (defaults, ${VARS}).\n"
-                 "Keys: experiments/configs/README.md.");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--force")) force = 1;
-        else if (!strcmp(argv[i], "--dry-run")) dry = 1;
-        else if (!strcmp(argv[i], "--set")) {
-            if (i + 1 >= argc || n_sets == 64) return qtk_cli_usage_error("--set needs key=value");
-            if (qtk_cli_set_arg(argv[i + 1])) return 2;
-            sets[n_sets++] = argv[++i];
-        } else if (argv[i][0] == '-') return qtk_cli_usage_error("run: unknown option \"%s\"", argv[i]);
-        else if (cfg_path) return qtk_cli_usage_error("run takes one config file");
-        else cfg_path = argv[i];
-    }
-    if (!cfg_path) return qtk_cli_usage_error("run needs a config file");
+    qtk_opt_sets sets = {0};
+    int force = 0, dry = 0, n_pos;
+    char *pos[1];
+    const qtk_opt opts[] = {
+        {"set", QTK_OPT_SET, &sets, "KEY=VALUE", 0, 0, "override a config key (repeatable)"},
+        {"force", QTK_OPT_FLAG, &force, NULL, 0, 0, "rerun a finished run"},
+        {"dry-run", QTK_OPT_FLAG, &dry, NULL, 0, 0, "check the config and print it resolved (defaults, ${VARS})"},
+    };
+    const qtk_cmd_spec spec = {
+        "run", "CONFIG.yaml [--set key=value ...] [--force] [--dry-run]",
+        "Calibrates the quantized baseline (or starts from search.init, CPT-V), evaluates it, runs the\n"
+        "Evol-Q search, evaluates again and exports, into output.dir (default results/runs/<name>):\n"
+        "config.yaml, log.jsonl, summary.json, table.md, quant.safetensors, loss.png (with gnuplot).\n"
+        "An interrupted run resumes from its search.ckpt when run again; a finished one is skipped.\n"
+        "Keys: experiments/configs/README.md.",
+        opts, 3, 1, 1};
+    int prc = qtk_opts_parse(&spec, argc, argv, pos, &n_pos);
+    if (prc) return prc < 0 ? 0 : prc;
+    const char *cfg_path = pos[0];
+    char **set_v = sets.v;
+    int n_sets = sets.n;
     qtk_run_config *c;
-    if (qtk_config_load(cfg_path, sets, n_sets, &c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (qtk_config_load(cfg_path, set_v, n_sets, &c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     if (dry) {
         int rc = qtk_config_save("/dev/stdout", c) == QTK_OK ? 0 : qtk_cli_error("%s", qtk_last_error());
         qtk_config_free(c);

@@ -14,6 +14,7 @@
 #include "../ssm/mamba_cuda.h"
 #include "cli.h"
 #include "config.h"
+#include "opts.h"
 
 // --config FILE for both commands: every key optional, flags override.
 //   model: DIR
@@ -53,24 +54,16 @@ static const cyaml_schema_field_t lm_fields[] = {
     CYAML_FIELD_MAPPING("generate", OPT, lm_config, generate, gen_fields), CYAML_FIELD_END};
 static const cyaml_schema_value_t lm_schema = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, lm_config, lm_fields)};
 
-// The --config FILE among args (loaded; NULL when absent). 0, or the exit status of the error.
-static int load_lm_config(int argc, char **argv, lm_config **out) {
+// The --config FILE (loaded; NULL when none given). 0, or the exit status of the error.
+static int load_lm_config(const char *path, lm_config **out) {
     *out = NULL;
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--config")) {
-            if (qtk_yaml_load(argv[i + 1], &lm_schema, (void **)out) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
-            return 0;
-        }
+    if (path && qtk_yaml_load(path, &lm_schema, (void **)out) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     return 0;
 }
 
-static int float_arg(const char *opt, const char *v, double lo, double hi, float *out) {
-    char *end;
-    double x = strtod(v, &end);
-    if (*end || end == v || !(x >= lo && x <= hi)) return qtk_cli_usage_error("%s takes a number in %g..%g, got \"%s\"", opt, lo, hi, v);
-    *out = (float)x;
-    return 0;
-}
+// a flag's value if given, else the config's if set, else the default
+#define PICK_STR(flag, conf) ((flag) ? (flag) : (conf))
+#define PICK_INT(flag, conf, dflt) ((flag) >= 0 ? (flag) : (conf) ? (conf) : (dflt))
 
 // --device / device: cpu or cuda (*cuda), checked against this build and machine; --fp16 only with cuda.
 // 0, or the exit status of the error.
@@ -130,55 +123,42 @@ static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba
 }
 
 int qtk_cmd_perplexity(int argc, char **argv) {
-    const char *model = NULL, *tokens = NULL, *text = NULL, *json = NULL, *device = NULL;
-    int ctx = 1024, stride = 0, max_windows = 0, batch = 8, fp16 = 0, cuda = 0;
+    const char *config = NULL, *model = NULL, *tokens = NULL, *text = NULL, *json = NULL, *device = NULL;
+    int ctx = -1, stride = -1, max_windows = -1, batch = -1, fp16 = -1, cuda = 0, n_pos;
+    const qtk_opt opts[] = {
+        {"config", QTK_OPT_STR, &config, "FILE.yaml", 0, 0, "the same settings from YAML; flags override it"},
+        {"model", QTK_OPT_STR, &model, "DIR", 0, 0, "a HuggingFace Mamba / Mamba2 checkpoint folder"},
+        {"tokens", QTK_OPT_STR, &tokens, "FILE", 0, 0, "a token file (datasets/tokens.h)"},
+        {"text", QTK_OPT_STR, &text, "FILE", 0, 0, "a text file read as bytes (byte-level vocabulary)"},
+        {"ctx", QTK_OPT_INT, &ctx, "N", 2, 1 << 20, "window length (1024)"},
+        {"stride", QTK_OPT_INT, &stride, "S", 1, 1 << 20, "window step (default: ctx, no overlap)"},
+        {"max-windows", QTK_OPT_INT, &max_windows, "N", 0, 1 << 30, "stop after N windows (0: all)"},
+        {"batch", QTK_OPT_INT, &batch, "B", 1, 4096, "windows at once (8)"},
+        {"device", QTK_OPT_STR, &device, "cpu|cuda", 0, 0, "where the windows run"},
+        {"fp16", QTK_OPT_INT, &fp16, "0|1", 0, 1, "cuda: fp16 projection weights"},
+        {"json", QTK_OPT_STR, &json, "FILE", 0, 0, "write the result as JSON"},
+    };
+    const qtk_cmd_spec spec = {
+        "perplexity", "[--config FILE.yaml] --model DIR (--tokens FILE | --text FILE) [--ctx 1024] [--stride CTX]\n"
+        "                      [--max-windows N] [--batch 8] [--device cpu|cuda] [--fp16 0|1] [--json FILE]",
+        "Perplexity of a Mamba / Mamba2 language model (config.json and model.safetensors) on a token file\n"
+        "or on a text file read as bytes (as models/tiny_mamba*). Windows of CTX tokens every STRIDE tokens,\n"
+        "each scoring the tokens no earlier window scored (transformers' sliding-window recipe). --config\n"
+        "reads model, device, fp16, tokens | text and perplexity: {ctx, stride, max_windows, batch}.",
+        opts, 11, 0, 0};
+    int rc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
+    if (rc) return rc < 0 ? 0 : rc;
     lm_config *cf;
-    int rc0 = load_lm_config(argc, argv, &cf);
-    if (rc0) return rc0;
-    if (cf) { // the config's values, then the flags over them
-        model = cf->model, tokens = cf->tokens, text = cf->text, device = cf->device, fp16 = cf->fp16;
-        if (cf->perplexity.ctx) ctx = cf->perplexity.ctx;
-        if (cf->perplexity.stride) stride = cf->perplexity.stride;
-        if (cf->perplexity.max_windows) max_windows = cf->perplexity.max_windows;
-        if (cf->perplexity.batch) batch = cf->perplexity.batch;
+    if ((rc = load_lm_config(config, &cf))) return rc;
+    if (cf) { // the config's values where no flag gave one
+        model = PICK_STR(model, cf->model), device = PICK_STR(device, cf->device);
+        if (!tokens && !text) tokens = cf->tokens, text = cf->text;
     }
-    int rc = 0;
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            qtk_yaml_free(&lm_schema, cf);
-            puts("usage: qtk perplexity [--config FILE.yaml] --model DIR (--tokens FILE | --text FILE) [--ctx 1024]\n"
-                 "                      [--stride CTX] [--max-windows N] [--batch 8] [--device cpu|cuda] [--fp16 0|1]\n"
-                 "                      [--json FILE]\n\n"
-                 "Perplexity of a Mamba / Mamba2 language model (a HuggingFace checkpoint folder: config.json and\n"
-                 "model.safetensors) on a token file (qtk's format, datasets/tokens.h) or on a text file read as\n"
-                 "bytes (byte-level vocabulary, as models/tiny_mamba*). Windows of CTX tokens every STRIDE tokens\n"
-                 "(default: CTX, no overlap), each scoring the tokens no earlier window scored (transformers'\n"
-                 "sliding-window recipe); --max-windows stops early. --device cuda runs the windows on the GPU\n"
-                 "(--fp16 1: fp16 projection weights there). --config reads the same settings from YAML (model,\n"
-                 "device, fp16, tokens | text, perplexity: {ctx, stride, max_windows, batch}); flags override it.");
-            return 0;
-        }
-        if (!v) {
-            rc = qtk_cli_usage_error("perplexity: %s needs a value", a);
-            break;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--config")) { // read before this loop
-        } else if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--tokens")) tokens = v;
-        else if (!strcmp(a, "--text")) text = v;
-        else if (!strcmp(a, "--json")) json = v;
-        else if (!strcmp(a, "--device")) device = v;
-        else if (!strcmp(a, "--fp16")) bad = qtk_cli_int_arg(a, v, 0, 1, &fp16);
-        else if (!strcmp(a, "--ctx")) bad = qtk_cli_int_arg(a, v, 2, 1 << 20, &ctx);
-        else if (!strcmp(a, "--stride")) bad = qtk_cli_int_arg(a, v, 1, 1 << 20, &stride);
-        else if (!strcmp(a, "--max-windows")) bad = qtk_cli_int_arg(a, v, 0, 1 << 30, &max_windows);
-        else if (!strcmp(a, "--batch")) bad = qtk_cli_int_arg(a, v, 1, 4096, &batch);
-        else bad = qtk_cli_usage_error("perplexity: unknown option \"%s\"", a);
-        rc = bad;
-        i++;
-    }
+    ctx = PICK_INT(ctx, cf ? cf->perplexity.ctx : 0, 1024);
+    stride = PICK_INT(stride, cf ? cf->perplexity.stride : 0, 0);
+    max_windows = PICK_INT(max_windows, cf ? cf->perplexity.max_windows : 0, 0);
+    batch = PICK_INT(batch, cf ? cf->perplexity.batch : 0, 8);
+    fp16 = PICK_INT(fp16, cf ? cf->fp16 : 0, 0);
     if (!rc && !model) rc = qtk_cli_usage_error("perplexity: --model DIR is required");
     if (!rc && !tokens == !text) rc = qtk_cli_usage_error("perplexity: give one of --tokens FILE and --text FILE");
     if (!stride) stride = ctx;
@@ -234,54 +214,41 @@ int qtk_cmd_perplexity(int argc, char **argv) {
 }
 
 int qtk_cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *device = NULL;
-    int max_new = 200, top_k = 0, seed = 0, fp16 = 0, cuda = 0;
-    float temperature = 1.0f;
+    const char *config = NULL, *model = NULL, *prompt = NULL, *prompt_ids = NULL, *device = NULL;
+    int max_new = -1, top_k = -1, seed = -1, fp16 = -1, cuda = 0, n_pos;
+    float temperature = 0.0f;
+    const qtk_opt opts[] = {
+        {"config", QTK_OPT_STR, &config, "FILE.yaml", 0, 0, "the same settings from YAML; flags override it"},
+        {"model", QTK_OPT_STR, &model, "DIR", 0, 0, "a HuggingFace Mamba / Mamba2 checkpoint folder"},
+        {"prompt", QTK_OPT_STR, &prompt, "TEXT", 0, 0, "the prompt as bytes (the output is then text)"},
+        {"prompt-ids", QTK_OPT_STR, &prompt_ids, "1,2,3", 0, 0, "the prompt as token ids (the output too)"},
+        {"max-new", QTK_OPT_INT, &max_new, "N", 1, 1 << 20, "tokens to generate (200)"},
+        {"top-k", QTK_OPT_INT, &top_k, "K", 0, 1 << 24, "0 or 1: greedy; K > 1: sample among the K most likely"},
+        {"temperature", QTK_OPT_FLOAT, &temperature, "T", 1e-3, 100, "sampling temperature (1.0)"},
+        {"seed", QTK_OPT_INT, &seed, "N", 0, 1 << 30, "the sampler's seed (0)"},
+        {"device", QTK_OPT_STR, &device, "cpu|cuda", 0, 0, "where it decodes (cuda: a CUDA graph per token)"},
+        {"fp16", QTK_OPT_INT, &fp16, "0|1", 0, 1, "cuda: fp16 projection weights"},
+    };
+    const qtk_cmd_spec spec = {
+        "generate", "[--config FILE.yaml] --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new 200]\n"
+        "                    [--top-k 0] [--temperature 1.0] [--seed 0] [--device cpu|cuda] [--fp16 0|1]",
+        "Continues a prompt with a Mamba / Mamba2 language model: prefill, then one token at a time from the\n"
+        "conv and SSM states. --config reads model, device, fp16 and generate: {prompt | prompt_ids, max_new,\n"
+        "top_k, temperature, seed}.",
+        opts, 10, 0, 0};
+    int rc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
+    if (rc) return rc < 0 ? 0 : rc;
     lm_config *cf;
-    int rc = load_lm_config(argc, argv, &cf);
-    if (rc) return rc;
+    if ((rc = load_lm_config(config, &cf))) return rc;
     if (cf) {
-        model = cf->model, prompt = cf->generate.prompt, prompt_ids = cf->generate.prompt_ids, device = cf->device;
-        fp16 = cf->fp16;
-        if (cf->generate.max_new) max_new = cf->generate.max_new;
-        if (cf->generate.top_k) top_k = cf->generate.top_k;
-        if (cf->generate.seed) seed = cf->generate.seed;
-        if (cf->generate.temperature != 0) temperature = cf->generate.temperature;
+        model = PICK_STR(model, cf->model), device = PICK_STR(device, cf->device);
+        if (!prompt && !prompt_ids) prompt = cf->generate.prompt, prompt_ids = cf->generate.prompt_ids;
     }
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            qtk_yaml_free(&lm_schema, cf);
-            puts("usage: qtk generate [--config FILE.yaml] --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new 200]\n"
-                 "                    [--top-k 0] [--temperature 1.0] [--seed 0] [--device cpu|cuda] [--fp16 0|1]\n\n"
-                 "Continues a prompt with a Mamba / Mamba2 language model: prefill, then one token at a time from\n"
-                 "the conv and SSM states. --top-k 0 or 1 is greedy; K > 1 samples among the K most likely at the\n"
-                 "temperature (seeded). --prompt is read as bytes (byte-level vocabulary, as models/tiny_mamba*),\n"
-                 "and the output is then text; with --prompt-ids the output is token ids. --device cuda decodes on\n"
-                 "the GPU (a CUDA graph per token; --fp16 1: fp16 projection weights). --config reads the same\n"
-                 "settings from YAML (model, device, fp16, generate: {prompt | prompt_ids, max_new, top_k,\n"
-                 "temperature, seed}); flags override it.");
-            return 0;
-        }
-        if (!v) {
-            rc = qtk_cli_usage_error("generate: %s needs a value", a);
-            break;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--config")) { // read before this loop
-        } else if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;
-        else if (!strcmp(a, "--max-new")) bad = qtk_cli_int_arg(a, v, 1, 1 << 20, &max_new);
-        else if (!strcmp(a, "--top-k")) bad = qtk_cli_int_arg(a, v, 0, 1 << 24, &top_k);
-        else if (!strcmp(a, "--seed")) bad = qtk_cli_int_arg(a, v, 0, 1 << 30, &seed);
-        else if (!strcmp(a, "--temperature")) bad = float_arg(a, v, 1e-3, 100, &temperature);
-        else if (!strcmp(a, "--device")) device = v;
-        else if (!strcmp(a, "--fp16")) bad = qtk_cli_int_arg(a, v, 0, 1, &fp16);
-        else bad = qtk_cli_usage_error("generate: unknown option \"%s\"", a);
-        rc = bad;
-        i++;
-    }
+    max_new = PICK_INT(max_new, cf ? cf->generate.max_new : 0, 200);
+    top_k = PICK_INT(top_k, cf ? cf->generate.top_k : 0, 0);
+    seed = PICK_INT(seed, cf ? cf->generate.seed : 0, 0);
+    fp16 = PICK_INT(fp16, cf ? cf->fp16 : 0, 0);
+    if (temperature == 0.0f) temperature = cf && cf->generate.temperature != 0 ? cf->generate.temperature : 1.0f;
     if (!rc && !model) rc = qtk_cli_usage_error("generate: --model DIR is required");
     if (!rc && !prompt == !prompt_ids) rc = qtk_cli_usage_error("generate: give one of --prompt TEXT and --prompt-ids LIST");
     if (!rc && (max_new < 1 || top_k < 0 || seed < 0 || !(temperature > 0)))

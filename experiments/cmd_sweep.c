@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "opts.h"
 #include "config.h"
 
 // --- the sweep file -------------------------------------------------------------------------------
@@ -812,57 +813,58 @@ static int backend_local(const sw_spec *sp, const sw_plan *p, const int *todo, i
 
 // --- the command -------------------------------------------------------------------------------
 
-static int usage(void) {
-    puts("usage: qtk sweep SWEEP.yaml [--backend local|slurm] [--dry-run]\n"
-         "       qtk sweep status DIR | table DIR | cancel DIR | task DIR INDEX\n\n"
-         "Expands a grid of `qtk run`s from one base config and runs them, locally (at most `parallel` at once;\n"
-         "default one per GPU of CUDA_VISIBLE_DEVICES, else one) or on Slurm as one job array (one task per\n"
-         "run) plus a job that writes the combined table once the array has ended. Finished runs are skipped\n"
-         "on every resubmission; an interrupted run resumes from its search.ckpt, and one paused by\n"
-         "search.max_steps goes on by that many block steps per submission; a failing run is retried\n"
-         "`retries` times, and the table marks runs that still failed. The sweep file:\n\n"
-         "  name: bits_seeds\n"
-         "  base: experiments/configs/fashion_w4a8.yaml\n"
-         "  out: results/sweeps/bits_seeds          # sweep.json, runs/<id>/, table.md, slurm/\n"
-         "  grid:                                   # any config keys; the last varies fastest\n"
-         "    - {key: quantization.w_bits, values: [3, 4]}\n"
-         "    - {key: seed, values: [0, 1, 2]}\n"
-         "  set: [search.passes=10]                 # for every run\n"
-         "  retries: 1\n"
-         "  parallel: 0\n"
-         "  slurm: {partition: gpu, gpus: 1, cpus: 8, mem: 32G, time: \"04:00:00\", account: proj,\n"
-         "          max_parallel: 8, sbatch: [\"--qos=normal\"], setup: [\"module load cuda\"]}\n\n"
-         "--dry-run lists the runs (and writes, but does not submit, the sbatch scripts). status shows each\n"
-         "run's state (pending, running, interrupted, done, failed) from its folder and squeue. table writes\n"
-         "DIR/table.md and DIR/table.csv. cancel scancels the submitted jobs (resubmit to resume). task runs one run with its retries (the array tasks run it;\n"
-         "QTK_SWEEP_FAIL_ONCE=<run id> makes that run's first attempt fail, for testing retries).");
-    return 0;
-}
+static const char *const sweep_about =
+    "Expands a grid of `qtk run`s from one base config and runs them, locally (at most `parallel` at once;\n"
+    "default one per GPU of CUDA_VISIBLE_DEVICES, else one) or on Slurm as one job array (one task per\n"
+    "run) plus a job that writes the combined table once the array has ended. Finished runs are skipped\n"
+    "on every resubmission; an interrupted run resumes from its search.ckpt, and one paused by\n"
+    "search.max_steps goes on by that many block steps per submission; a failing run is retried\n"
+    "`retries` times, and the table marks runs that still failed. The sweep file:\n\n"
+    "  name: bits_seeds\n"
+    "  base: experiments/configs/fashion_w4a8.yaml\n"
+    "  out: results/sweeps/bits_seeds          # sweep.json, runs/<id>/, table.md, slurm/\n"
+    "  grid:                                   # any config keys; the last varies fastest\n"
+    "    - {key: quantization.w_bits, values: [3, 4]}\n"
+    "    - {key: seed, values: [0, 1, 2]}\n"
+    "  set: [search.passes=10]                 # for every run\n"
+    "  retries: 1\n"
+    "  parallel: 0\n"
+    "  slurm: {partition: gpu, gpus: 1, cpus: 8, mem: 32G, time: \"04:00:00\", account: proj,\n"
+    "          max_parallel: 8, sbatch: [\"--qos=normal\"], setup: [\"module load cuda\"]}\n\n"
+    "status shows each run's state (pending, running, interrupted, done, failed, paused) from its folder\n"
+    "and squeue, with its result; table writes DIR/table.md and DIR/table.csv; cancel scancels the\n"
+    "submitted jobs (resubmit to resume); task runs one run with its retries (the array tasks run it;\n"
+    "QTK_SWEEP_FAIL_ONCE=<run id> makes that run's first attempt fail, for testing retries).";
 
 int qtk_cmd_sweep(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return argc < 2 ? (usage(), 2) : usage();
-    if (!strcmp(argv[1], "task")) {
-        if (argc != 4) return qtk_cli_usage_error("usage: qtk sweep task DIR INDEX");
-        return cmd_task(argv[2], argv[3]);
-    }
-    if (!strcmp(argv[1], "status") || !strcmp(argv[1], "table") || !strcmp(argv[1], "cancel")) {
-        if (argc != 3) return qtk_cli_usage_error("usage: qtk sweep %s DIR", argv[1]);
-        return !strcmp(argv[1], "status") ? cmd_status(argv[2]) : !strcmp(argv[1], "table") ? cmd_table(argv[2])
-                                                                                             : cmd_cancel(argv[2]);
-    }
-    const char *file = argv[1], *backend = "local";
-    int dry = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--dry-run")) dry = 1;
-        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
-        else return qtk_cli_usage_error("sweep: unknown option \"%s\"", argv[i]);
-    }
+    const char *backend = "local";
+    int dry = 0, n_pos;
+    const qtk_opt opts[] = {
+        {"backend", QTK_OPT_STR, &backend, "local|slurm", 0, 0, "run here, or as one Slurm job array (local)"},
+        {"dry-run", QTK_OPT_FLAG, &dry, NULL, 0, 0, "list the runs (and write, but not submit, the sbatch scripts)"},
+    };
+    const char *sub = argc > 1 ? argv[1] : "";
+    const int is_task = !strcmp(sub, "task"), is_dir = !strcmp(sub, "status") || !strcmp(sub, "table") || !strcmp(sub, "cancel");
+    char name[32];
+    snprintf(name, sizeof name, "sweep %s", is_task || is_dir ? sub : "");
+    const qtk_cmd_spec spec = {
+        is_task || is_dir ? name : "sweep",
+        is_task ? "DIR INDEX" : is_dir ? "DIR" : "SWEEP.yaml [--backend local|slurm] [--dry-run]\n"
+                                                 "       qtk sweep status DIR | table DIR | cancel DIR | task DIR INDEX",
+        sweep_about, is_task || is_dir ? NULL : opts, is_task || is_dir ? 0 : 2, is_task ? 2 : 1, is_task ? 2 : 1};
+    char *pos[2];
+    int rc = is_task || is_dir ? qtk_opts_parse(&spec, argc - 1, argv + 1, pos, &n_pos)
+                               : qtk_opts_parse(&spec, argc, argv, pos, &n_pos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (is_task) return cmd_task(pos[0], pos[1]);
+    if (is_dir) return !strcmp(sub, "status") ? cmd_status(pos[0]) : !strcmp(sub, "table") ? cmd_table(pos[0]) : cmd_cancel(pos[0]);
+    const char *file = pos[0];
     if (strcmp(backend, "local") && strcmp(backend, "slurm"))
         return qtk_cli_usage_error("sweep: --backend takes local or slurm, got \"%s\"", backend);
     sw_spec *sp = NULL;
     if (qtk_yaml_load(file, &spec_schema, (void **)&sp) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     sw_plan p;
-    int rc = expand(sp, file, &p);
+    rc = expand(sp, file, &p);
     int *todo = rc ? NULL : calloc((size_t)(p.n ? p.n : 1), sizeof *todo), nt = 0;
     if (!rc && !todo) rc = qtk_cli_error("out of memory");
     if (!rc && !dry && !strcmp(backend, "slurm")) { // not while the last submission is still queued or running

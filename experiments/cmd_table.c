@@ -14,6 +14,7 @@
 
 #include "../core/error.h"
 #include "cli.h"
+#include "opts.h"
 #include "plot.h"
 
 typedef struct {
@@ -121,35 +122,24 @@ static int cmp_row(const void *a, const void *b) {
 }
 
 int qtk_cmd_table(int argc, char **argv) {
-    int csv = 0, nd = 0;
-    const char *plot = NULL;
-    char **dirs = calloc((size_t)argc, sizeof *dirs);
+    const char *format = "md", *plot = NULL;
+    const qtk_opt opts[] = {
+        {"format", QTK_OPT_STR, &format, "md|csv", 0, 0, "markdown (default) or CSV"},
+        {"plot", QTK_OPT_STR, &plot, "FILE.png", 0, 0, "draw the metric against weight bits (gnuplot; its script beside)"},
+    };
+    const qtk_cmd_spec spec = {
+        "table", "DIR... [--format md|csv] [--plot FILE.png]",
+        "One table of the runs under the folders (their summary.json), with mean +- std of the runs' metric\n"
+        "(top-1 for classification) and gain per setting and protocol over seeds. Unfinished runs are marked,\n"
+        "not dropped; runs that selected on the test set (search.select_on: val) are labelled.",
+        opts, 2, 1, argc};
+    char **dirs = calloc((size_t)argc + 1, sizeof *dirs);
     if (!dirs) return qtk_cli_error("out of memory");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            free(dirs);
-            puts("usage: qtk table DIR... [--format md|csv] [--plot FILE.png]\n\nOne table of the runs under the folders (their "
-                 "summary.json),\nwith mean +- std of top-1 and gain per setting over seeds. Unfinished runs are marked, not\n"
-                 "dropped; runs that selected on the test set (search.select_on: val) are labelled. --plot draws\n"
-                 "top-1 against weight bits through gnuplot (its script beside the PNG).");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--format")) {
-            if (i + 1 >= argc || (strcmp(argv[i + 1], "md") && strcmp(argv[i + 1], "csv")))
-                return free(dirs), qtk_cli_usage_error("--format takes md or csv");
-            csv = !strcmp(argv[++i], "csv");
-            continue;
-        }
-        if (!strcmp(argv[i], "--plot")) {
-            if (i + 1 >= argc) return free(dirs), qtk_cli_usage_error("--plot needs a file name");
-            plot = argv[++i];
-            continue;
-        }
-        dirs[nd++] = argv[i];
-    }
-    int rc = qtk_table_print(stdout, dirs, nd, csv, plot);
+    int nd, rc = qtk_opts_parse(&spec, argc, argv, dirs, &nd);
+    if (!rc && strcmp(format, "md") && strcmp(format, "csv")) rc = qtk_cli_usage_error("--format takes md or csv, got \"%s\"", format);
+    if (!rc) rc = qtk_table_print(stdout, dirs, nd, !strcmp(format, "csv"), plot);
     free(dirs);
-    return rc;
+    return rc < 0 ? 0 : rc;
 }
 
 int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plot) {

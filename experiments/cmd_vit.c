@@ -11,95 +11,57 @@
 #include "../vision/vit_quant.h"
 #include <sys/stat.h>
 #include "cli.h"
-
-static const char *usage =
-    "usage: qtk quant-report --model CKPT.safetensors --images FILE.safetensors [options]\n"
-    "\n"
-    "Calibrates the FQ-ViT / Evol-Q quantized baseline on the images (the reference's stage\n"
-    "order: FP statistics on every batch, OMSE and PTF scored on the last) and prints each\n"
-    "quantizer: bits, granularity, scale range, zero point range, and the MSE it gives on the\n"
-    "calibration images in the quantized forward.\n"
-    "\n"
-    "  --model FILE          timm VisionTransformer / DeiT checkpoint (safetensors)\n"
-    "  --desc D              preset (deit_tiny_patch16_224, ...) or JSON {\"heads\": 3, ...}\n"
-    "  --images FILE[:NAME]  preprocessed images, a tensor (N, C, H, W), default name \"images\";\n"
-    "                        or a folder root/<class>/<image>.jpg (torchvision ImageFolder), preprocessed\n"
-    "                        with the model's eval transform (PIL-exact)\n"
-    "  --class-index FILE    folder input: class order (one folder name per line, e.g. ImageNet synsets)\n"
-    "  --val-list FILE       folder input is flat (ImageNet val): labels from this list (LOC_val_solution.csv)\n"
-    "  --seed N              folder input: which images (seeded sample of --calib images; default 0)\n"
-    "  --cache FILE          folder input: preprocessed-tensor cache, rebuilt when files or settings change\n"
-    "  --on-bad-image P      folder input: skip (default: count and list them) or fail\n"
-    "  --fast-decode         folder input: JPEG DCT-domain downscaling (faster, NOT PIL-exact; labelled)\n"
-    "  --calib N             calibration images (default: min(1000, N))\n"
-    "  --batch B             calibration batch (default 100; batches beyond N / B are dropped)\n"
-    "  --w-bits B            weight bits, 2..8 (default 4)\n"
-    "  --a-bits B            activation bits, 2..8 (default 8)\n"
-    "  --no-bias-corr        no bias correction of the quantized weights\n"
-    "  --float-layernorm     float LayerNorm in the quantized model (its output stays quantized)\n"
-    "  --quant-input on|off  quantize the input image (default: DeiT on, ViT off)\n"
-    "  --off PATTERN         switch off quantizers matching a glob, e.g. 'blocks.*.attn.softmax' (repeatable)\n"
-    "  --export FILE         write every quantizer's scale and zero point (quant.safetensors)\n";
+#include "opts.h"
 
 int qtk_cmd_quant_report(int argc, char **argv) {
-    const char *model = NULL, *desc = NULL, *images = NULL, *export_path = NULL;
-    const char *class_index = NULL, *val_list = NULL, *cache = NULL;
+    const char *model = NULL, *desc = NULL, *images = NULL, *export_path = NULL, *bad_s = NULL;
+    const char *class_index = NULL, *val_list = NULL, *cache = NULL, *qin = NULL;
     unsigned long long seed = 0;
     qtk_bad_policy policy = QTK_BAD_SKIP;
-    int fast_decode = 0;
-    const char *off[64];
-    int n_off = 0, calib = -1, batch = 100, rc = 0;
+    int fast_decode = 0, no_bc = 0, float_ln = 0, n_pos;
+    qtk_opt_sets offs = {0};
+    const char *const *off = (const char *const *)offs.v;
+    int calib = -1, batch = 100;
     qtk_vit_qconfig qc;
     qtk_vit_qconfig_default(&qc);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-bias-corr")) {
-            qc.bias_corr = 0;
-            continue;
-        }
-        if (!strcmp(a, "--float-layernorm")) {
-            qc.int_layernorm = 0;
-            continue;
-        }
-        if (!strcmp(a, "--fast-decode")) {
-            fast_decode = 1;
-            continue;
-        }
-        if (!v) return qtk_cli_usage_error("quant-report: %s needs a value", a);
-        i++;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--desc")) desc = v;
-        else if (!strcmp(a, "--images")) images = v;
-        else if (!strcmp(a, "--export")) export_path = v;
-        else if (!strcmp(a, "--class-index")) class_index = v;
-        else if (!strcmp(a, "--val-list")) val_list = v;
-        else if (!strcmp(a, "--cache")) cache = v;
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            seed = strtoull(v, &end, 10);
-            if (*end || *v == '-') return qtk_cli_usage_error("--seed needs a non-negative integer, got \"%s\"", v);
-        } else if (!strcmp(a, "--on-bad-image")) {
-            if (!strcmp(v, "skip")) policy = QTK_BAD_SKIP;
-            else if (!strcmp(v, "fail")) policy = QTK_BAD_FAIL;
-            else return qtk_cli_usage_error("--on-bad-image takes skip or fail, got \"%s\"", v);
-        }
-        else if (!strcmp(a, "--calib")) rc = qtk_cli_int_arg(a, v, 1, 1 << 30, &calib);
-        else if (!strcmp(a, "--batch")) rc = qtk_cli_int_arg(a, v, 1, 1 << 20, &batch);
-        else if (!strcmp(a, "--w-bits")) rc = qtk_cli_int_arg(a, v, 2, 8, &qc.w_bits);
-        else if (!strcmp(a, "--a-bits")) rc = qtk_cli_int_arg(a, v, 2, 8, &qc.a_bits);
-        else if (!strcmp(a, "--quant-input")) {
-            if (strcmp(v, "on") && strcmp(v, "off")) return qtk_cli_usage_error("--quant-input takes on or off, got \"%s\"", v);
-            qc.quant_input = !strcmp(v, "on");
-        } else if (!strcmp(a, "--off")) {
-            if (n_off == 64) return qtk_cli_usage_error("at most 64 --off patterns");
-            off[n_off++] = v;
-        } else return qtk_cli_usage_error("quant-report: unknown option \"%s\"", a);
-        if (rc) return rc;
-    }
+    const qtk_opt opts[] = {
+        {"model", QTK_OPT_STR, &model, "FILE", 0, 0, "timm VisionTransformer / DeiT checkpoint (safetensors)"},
+        {"desc", QTK_OPT_STR, &desc, "D", 0, 0, "preset (deit_tiny_patch16_224, ...) or JSON {\"heads\": 3, ...}"},
+        {"images", QTK_OPT_STR, &images, "FILE[:NAME]", 0, 0,
+         "a tensor (N, C, H, W) (default name \"images\"), or a folder root/<class>/<image>.jpg"},
+        {"class-index", QTK_OPT_STR, &class_index, "FILE", 0, 0, "folder: class order (one folder name per line)"},
+        {"val-list", QTK_OPT_STR, &val_list, "FILE", 0, 0, "flat folder (ImageNet val): labels from this list"},
+        {"seed", QTK_OPT_U64, &seed, "N", 0, 0, "folder: which images (a seeded sample of --calib; 0)"},
+        {"cache", QTK_OPT_STR, &cache, "FILE", 0, 0, "folder: preprocessed-tensor cache"},
+        {"on-bad-image", QTK_OPT_STR, &bad_s, "skip|fail", 0, 0, "folder: skip (count and list them) or fail"},
+        {"fast-decode", QTK_OPT_FLAG, &fast_decode, NULL, 0, 0, "folder: JPEG DCT-domain downscaling (NOT PIL-exact)"},
+        {"calib", QTK_OPT_INT, &calib, "N", 1, 1 << 30, "calibration images (default min(1000, N))"},
+        {"batch", QTK_OPT_INT, &batch, "B", 1, 1 << 20, "calibration batch (100; batches beyond N / B dropped)"},
+        {"w-bits", QTK_OPT_INT, &qc.w_bits, "B", 2, 8, "weight bits (4)"},
+        {"a-bits", QTK_OPT_INT, &qc.a_bits, "B", 2, 8, "activation bits (8)"},
+        {"no-bias-corr", QTK_OPT_FLAG, &no_bc, NULL, 0, 0, "no bias correction of the quantized weights"},
+        {"float-layernorm", QTK_OPT_FLAG, &float_ln, NULL, 0, 0, "float LayerNorm (its output stays quantized)"},
+        {"quant-input", QTK_OPT_STR, &qin, "on|off", 0, 0, "quantize the input image (default: DeiT on, ViT off)"},
+        {"off", QTK_OPT_LIST, &offs, "PATTERN", 0, 0, "switch off quantizers matching a glob (repeatable)"},
+        {"export", QTK_OPT_STR, &export_path, "FILE", 0, 0, "write every quantizer's scale and zero point"},
+    };
+    const qtk_cmd_spec spec = {
+        "quant-report", "--model CKPT.safetensors --images FILE.safetensors [options]",
+        "Calibrates the FQ-ViT / Evol-Q quantized baseline on the images (the reference's stage order: FP\n"
+        "statistics on every batch, OMSE and PTF scored on the last) and prints each quantizer: bits,\n"
+        "granularity, scale range, zero point range, and the MSE it gives on the calibration images in the\n"
+        "quantized forward. (quant-report CONFIG.yaml is qtk calibrate CONFIG.yaml --report.)",
+        opts, 18, 0, 0};
+    int prc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
+    if (prc) return prc < 0 ? 0 : prc;
+    const int n_off = offs.n;
+    qc.bias_corr = !no_bc;
+    qc.int_layernorm = !float_ln;
+    if (bad_s && strcmp(bad_s, "skip") && strcmp(bad_s, "fail"))
+        return qtk_cli_usage_error("--on-bad-image takes skip or fail, got \"%s\"", bad_s);
+    if (bad_s) policy = !strcmp(bad_s, "fail") ? QTK_BAD_FAIL : QTK_BAD_SKIP;
+    if (qin && strcmp(qin, "on") && strcmp(qin, "off")) return qtk_cli_usage_error("--quant-input takes on or off, got \"%s\"", qin);
+    if (qin) qc.quant_input = !strcmp(qin, "on");
     if (!model || !images) return qtk_cli_usage_error("quant-report needs --model and --images");
 
     // images: FILE or FILE:TENSOR

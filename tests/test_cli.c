@@ -61,6 +61,46 @@ START_TEST(test_help_version_usage) {
 }
 END_TEST
 
+// Every command's options come from one table (experiments/opts.h, getopt_long): --help prints it, values
+// may follow "=", unambiguous abbreviations work, and each kind of mistake is one usage error (exit 2).
+START_TEST(test_option_tables) {
+    const char *cfg = "experiments/configs/fashion_w4a8.yaml";
+    char args[512];
+    static const struct {
+        const char *cmd, *help_has;
+    } helps[] = {{"run", "--dry-run "}, {"eval", "--logits FILE"}, {"calibrate", "--report "}, {"table", "--format md|csv"},
+                 {"perplexity", "--max-windows N"}, {"generate", "--temperature T"}, {"demo", "--gemm fp32|tf32|int8"},
+                 {"preprocess", "--crop-pct F"}, {"quant-report", "--off PATTERN"}, {"sweep", "--backend local|slurm"},
+                 {"dataset bytes", "--from BYTE"}, {"info", "usage: qtk info FILE.safetensors"}};
+    for (size_t i = 0; i < sizeof helps / sizeof *helps; i++) {
+        snprintf(args, sizeof args, "%s --help", helps[i].cmd);
+        ck_assert_int_eq(run(args, out, sizeof out), 0);
+        ck_assert_msg(strstr(out, helps[i].help_has) && strstr(out, "usage: qtk "), "%s: %s", helps[i].cmd, out);
+    }
+    snprintf(args, sizeof args, "run %s --dry --set=quantization.w_bits=3", cfg); // an abbreviation, and --opt=value
+    ck_assert_int_eq(run(args, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "name: fashion_w3a8\n"), "%s", out);
+    static const struct {
+        const char *args, *msg;
+    } bad[] = {
+        {"perplexity --model x --ctx", "perplexity: --ctx needs a value"},
+        {"perplexity --model x --ctx 1", "--ctx takes a whole number in 2..1048576, got \"1\""},
+        {"generate --model x --prompt a --temperature hot", "--temperature takes a number in 0.001..100, got \"hot\""},
+        {"run a.yaml b.yaml", "run takes 1 argument, got another: \"b.yaml\""},
+        {"run", "run needs an argument"},
+        {"run a.yaml --force=yes", "run: --force=yes takes no value"},
+        {"table --colour x", "table: unknown option \"--colour\""},
+        {"demo extra", "demo takes no arguments, got \"extra\""},
+        {"demo --core --passes 1", "demo --core takes --out and --seed only"},
+        {"sweep task DIR", "sweep task needs more arguments"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_msg(run(bad[i].args, out, sizeof out) == 2, "%s: exit not 2: %s", bad[i].args, out);
+        ck_assert_msg(strstr(out, "qtk: usage error: ") && strstr(out, bad[i].msg), "%s: %s", bad[i].args, out);
+    }
+}
+END_TEST
+
 START_TEST(test_info) {
     ck_assert_int_eq(run(QTK_FIXTURES "/torch_written.safetensors", out, sizeof out), 2);
     ck_assert_int_eq(run("info " QTK_FIXTURES "/torch_written.safetensors", out, sizeof out), 0);
@@ -235,6 +275,7 @@ int main(void) {
     TCase *tc = tcase_create("cli");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_help_version_usage);
+    tcase_add_test(tc, test_option_tables);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_demo);
     tcase_add_test(tc, test_quant_report);

@@ -188,38 +188,40 @@ START_TEST(test_run_and_skip) {
 }
 END_TEST
 
-// qtk table averages only runs of one protocol: the same setting on another test-set size, or with
-// test-set selection, gets its own row; means and standard deviations are those of the runs.
-static void fake_summary(const char *dir, int seed, int test_images, const char *selection, double base, double searched) {
+// a run folder holding only a summary.json with this text
+static void write_summary(const char *dir, const char *text) {
     char p[512], cmd[1200];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(p, sizeof p, "%s/summary.json", dir);
     FILE *f = fopen(p, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "{\"name\": \"r\", \"status\": \"done\", \"model\": \"fashion_vit\", \"seed\": %d, \"w_bits\": 3, "
-               "\"a_bits\": 8, \"method\": \"evolq\", \"selection\": \"%s\", \"test_images\": %d, "
-               "\"calibration_images\": 1000, \"block_steps\": 12, \"fp32_top1\": 90.0, \"baseline_top1\": %g, "
-               "\"searched_top1\": %g, \"total_seconds\": 1}",
-            seed, selection, test_images, base, searched);
+    fputs(text, f);
     fclose(f);
+}
+
+static void fake_summary(const char *dir, int seed, int test_images, const char *selection, double base, double searched) {
+    char t[1024];
+    snprintf(t, sizeof t,
+             "{\"name\": \"r\", \"status\": \"done\", \"model\": \"fashion_vit\", \"seed\": %d, \"w_bits\": 3, "
+             "\"a_bits\": 8, \"method\": \"evolq\", \"selection\": \"%s\", \"test_images\": %d, "
+             "\"calibration_images\": 1000, \"block_steps\": 12, \"fp32_top1\": 90.0, \"baseline_top1\": %g, "
+             "\"searched_top1\": %g, \"total_seconds\": 1}",
+             seed, selection, test_images, base, searched);
+    write_summary(dir, t);
 }
 
 // A summary in the generic form: the metric it names, its stages' values under "metrics"; qtk table reads
 // them without knowing the model, and refuses to put two metrics in one column.
 static void metric_summary(const char *dir, const char *metric, double fp, double base, double searched) {
-    char p[512], cmd[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
-    snprintf(p, sizeof p, "%s/summary.json", dir);
-    FILE *f = fopen(p, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "{\"name\": \"m\", \"status\": \"done\", \"model\": \"lm\", \"seed\": 0, \"w_bits\": 8, \"a_bits\": 8, "
-               "\"method\": \"evolq\", \"selection\": \"last iterate\", \"test_images\": 100, \"calibration_images\": 10, "
-               "\"block_steps\": 2, \"task\": \"x\", \"metric\": \"%s\", \"metrics\": {\"fp32\": {\"%s\": %g}, "
-               "\"baseline\": {\"%s\": %g}, \"searched\": {\"%s\": %g}}, \"fp32_top1\": 1, \"total_seconds\": 1}",
-            metric, metric, fp, metric, base, metric, searched);
-    fclose(f);
+    char t[1024];
+    snprintf(t, sizeof t,
+             "{\"name\": \"m\", \"status\": \"done\", \"model\": \"lm\", \"seed\": 0, \"w_bits\": 8, \"a_bits\": 8, "
+             "\"method\": \"evolq\", \"selection\": \"last iterate\", \"test_images\": 100, \"calibration_images\": 10, "
+             "\"block_steps\": 2, \"task\": \"x\", \"metric\": \"%s\", \"metrics\": {\"fp32\": {\"%s\": %g}, "
+             "\"baseline\": {\"%s\": %g}, \"searched\": {\"%s\": %g}}, \"fp32_top1\": 1, \"total_seconds\": 1}",
+             metric, metric, fp, metric, base, metric, searched);
+    write_summary(dir, t);
 }
 
 START_TEST(test_table_metrics) {
@@ -240,6 +242,8 @@ START_TEST(test_table_metrics) {
 }
 END_TEST
 
+// qtk table averages only runs of one protocol: the same setting on another test-set size, or with
+// test-set selection, gets its own row; means and standard deviations are those of the runs.
 START_TEST(test_table_protocols) {
     char d[300], args[600];
     for (int s = 0; s < 3; s++) {
