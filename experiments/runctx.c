@@ -254,6 +254,8 @@ qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_p
                 st = qtk_vit_cuda_create(&r->gpu, &r->m, c->calibration.batch, gemm);
         }
     }
+    // the quantized model behind the seam, on the config's device: calibration, evaluation and the search use it
+    if (st == QTK_OK) st = r->gpu ? qtk_vit_quant_model_cuda(&r->qv, r->gpu, &r->mm) : qtk_vit_quant_model(&r->qv, &r->plan, &r->mm);
     if (st != QTK_OK) qtk_run_ctx_close(r);
     return st;
 }
@@ -280,8 +282,7 @@ qtk_status qtk_run_ctx_calibrate(qtk_run_ctx *r, double *seconds) {
     qtk_progress_start(&p, "calibration", (long long)(r->cal.n / batch) * batch);
     r->qv.progress = calib_progress;
     r->qv.progress_ctx = &p;
-    qtk_status st = r->gpu ? qtk_vit_cuda_calibrate(r->gpu, &r->qv, r->cal.x, r->cal.n, batch)
-                           : qtk_vit_calibrate(&r->qv, &r->plan, r->cal.x, r->cal.n, batch);
+    qtk_status st = r->mm.calibrate(&r->mm, r->cal.x, r->cal.n, batch);
     r->qv.progress = NULL;
     double s = qtk_progress_end(&p);
     if (seconds) *seconds = s;
@@ -291,7 +292,8 @@ qtk_status qtk_run_ctx_calibrate(qtk_run_ctx *r, double *seconds) {
 qtk_status qtk_run_ctx_sync(qtk_run_ctx *r) { return r->gpu ? qtk_vit_cuda_set_quant(r->gpu, &r->qv) : QTK_OK; }
 
 qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm) {
-    return r->gpu ? qtk_vit_quant_model_cuda(&r->qv, r->gpu, mm) : qtk_vit_quant_model(&r->qv, &r->plan, mm);
+    *mm = r->mm;
+    return QTK_OK;
 }
 
 qtk_status qtk_run_ctx_eval_logits(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc, float *out) {
@@ -308,10 +310,7 @@ qtk_status qtk_run_ctx_eval_logits(qtk_run_ctx *r, int quantized, const char *la
     qtk_status st = QTK_OK;
     for (int i = 0; i < d->n && st == QTK_OK; i += batch) {
         int b = d->n - i < batch ? d->n - i : batch;
-        if (r->gpu) st = qtk_vit_cuda_forward(r->gpu, d->x + (size_t)i * in, b, logits, quantized);
-        else
-            st = quantized ? qtk_vit_quant_forward(&r->qv, &r->plan, d->x + (size_t)i * in, b, logits)
-                           : qtk_vit_forward(&r->m, &r->plan, d->x + (size_t)i * in, b, logits);
+        st = (quantized ? r->mm.forward : r->mm.forward_fp)(&r->mm, d->x + (size_t)i * in, b, logits);
         if (st == QTK_OK && out) memcpy(out + (size_t)i * NC, logits, (size_t)b * NC * sizeof *logits);
         for (int k = 0; st == QTK_OK && k < b; k++) {
             // rank of the true class; equal logits rank the lower class first (as argmax does)

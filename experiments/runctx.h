@@ -23,6 +23,7 @@ typedef struct {
     qtk_run_data cal, test;
     char sample[16];   // fingerprint of the calibration indices
     struct qtk_vit_cuda *gpu; // device: cuda (calibration, evaluation and the search on the GPU)
+    qtk_model mm;             // the quantized model on that device (calibrate, forwards, the search)
 } qtk_run_ctx;
 
 typedef struct {
@@ -41,7 +42,7 @@ void qtk_run_ctx_close(qtk_run_ctx *r);
 qtk_status qtk_run_ctx_calibrate(qtk_run_ctx *r, double *seconds);
 // After the quantizers changed wholesale (an import): uploads them to the GPU (no-op on the CPU).
 qtk_status qtk_run_ctx_sync(qtk_run_ctx *r);
-// The quantized model behind qtk_model for the search, on the config's device.
+// The quantized model behind qtk_model for the search, on the config's device (r->mm).
 qtk_status qtk_run_ctx_model(qtk_run_ctx *r, qtk_model *mm);
 // Top-1 / top-5 on the test set: the FP model (quantized 0) or the quantized one.
 qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc);
