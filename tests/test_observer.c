@@ -248,6 +248,7 @@ START_TEST(test_index_groups) {
         ck_qtk(qtk_observer_params(&ot, NULL, 2, shape, &pt));
         ck_assert_float_eq(p.scale[0], pt.scale[0]);
         ck_assert_float_eq(p.zero[0], pt.zero[0]);
+        qtk_qparams_free(&p);
         ck_assert_int_eq(qtk_observer_params_index(&o, idx, C - 1, 3, &p), QTK_ERR_ARG); // a map of 9 for 10 channels
         qtk_qparams_free(&pt), qtk_observer_free(&ot), qtk_observer_free(&o);
     }
