@@ -92,6 +92,11 @@ qtk_status qtk_op_conv1d_silu(const float *in, size_t ld, int B, int L, int C, i
 
 // x = x + h
 void qtk_op_residual(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr) {
+    if ((!qh || !qh->on) && (!qr || !qr->on)) { // no quantizer: the plain add, without a channel index per element
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) x[i] += h[i];
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = qtk_outq_apply(qr, x[i] + qtk_outq_apply(qh, h[i], i % C), i % C);
 }

@@ -269,10 +269,8 @@ int qtk_cmd_run(int argc, char **argv) {
     int prc = qtk_opts_parse(&spec, argc, argv, pos, &n_pos);
     if (prc) return prc < 0 ? 0 : prc;
     const char *cfg_path = pos[0];
-    char **set_v = sets.v;
-    int n_sets = sets.n;
     qtk_run_config *c;
-    if (qtk_config_load(cfg_path, set_v, n_sets, &c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (qtk_config_load(cfg_path, sets.v, sets.n, &c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     if (dry) {
         int rc = qtk_config_save("/dev/stdout", c) == QTK_OK ? 0 : qtk_cli_error("%s", qtk_last_error());
         qtk_config_free(c);
