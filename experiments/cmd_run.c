@@ -271,11 +271,13 @@ int qtk_cmd_run(int argc, char **argv) {
     const char *cfg_path = pos[0];
     qtk_run_config *c;
     if (qtk_config_load(cfg_path, sets.v, sets.n, &c) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
-    if (dry) {
-        int rc = qtk_config_save("/dev/stdout", c) == QTK_OK ? 0 : qtk_cli_error("%s", qtk_last_error());
-        qtk_config_free(c);
-        return rc;
-    }
+    int rc = dry ? (qtk_config_save("/dev/stdout", c) == QTK_OK ? 0 : qtk_cli_error("%s", qtk_last_error()))
+                 : qtk_run_exec(c, cfg_path, force, NULL);
+    qtk_config_free(c);
+    return rc;
+}
+
+int qtk_run_exec(qtk_run_config *c, const char *cfg_path, int force, const qtk_run_acc *fp_known) {
     const char *out = c->output.dir;
     char path[4200], ckpt[4200];
     int rc = 1;
@@ -346,7 +348,8 @@ int qtk_cmd_run(int argc, char **argv) {
         printf("  resumed: FP32 and %s accuracy from start.json, the scales from start.safetensors\n",
                c->search.init ? "start" : "baseline");
     } else {
-        if (!rank && qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp) != QTK_OK) goto fail;
+        if (fp_known) fp = *fp_known;
+        else if (!rank && qtk_run_ctx_eval(&r, 0, "FP32 eval", &fp) != QTK_OK) goto fail;
         if (c->search.init) {
             if (qtk_vit_quant_import(&r.qv, c->search.init) != QTK_OK || qtk_run_ctx_sync(&r) != QTK_OK) goto fail;
             printf("  CPT-V: starting from the scales of %s (no calibration)\n", c->search.init);
@@ -535,6 +538,5 @@ done:
     }
     if (s.log) fclose(s.log);
     if (r.cfg) qtk_run_ctx_close(&r);
-    qtk_config_free(c);
     return rc;
 }

@@ -49,4 +49,11 @@ qtk_status qtk_run_ctx_eval(qtk_run_ctx *r, int quantized, const char *label, qt
 // The same, keeping every test input's logits in out ((test.n, classes)).
 qtk_status qtk_run_ctx_eval_logits(qtk_run_ctx *r, int quantized, const char *label, qtk_run_acc *acc, float *out);
 
+
+// `qtk run` of config c (read from cfg_path) into c->output.dir: resumes an interrupted run, skips a finished
+// one unless force. fp_known: the FP32 accuracy of the same model on the same test set, measured earlier in
+// this process (qtk demo runs several settings), taken instead of evaluating again; or NULL. Returns the
+// exit status (errors printed); c stays the caller's.
+int qtk_run_exec(qtk_run_config *c, const char *cfg_path, int force, const qtk_run_acc *fp_known);
+
 #endif

@@ -167,6 +167,72 @@ START_TEST(test_demo) {
 }
 END_TEST
 
+static cJSON *read_json(const char *path) {
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return cJSON_Parse(buf);
+}
+
+// qtk demo runs its built-in configs through the run pipeline: three run folders, their configs rerunnable by
+// `qtk run`, one table and summary made of the runs' own numbers (a fast variant: no search, fewer images)
+START_TEST(test_demo_pipeline) {
+    if (access("build/cache/fashion-mnist/train-images-idx3-ubyte", R_OK) != 0)
+        TU_SKIP("demo: Fashion-MNIST not in build/cache (make fashion-mnist)");
+    char dir[] = "/tmp/qtk_cli_demo_XXXXXX", args[512], path[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(args, sizeof args,
+             "demo --out %s/d --set search.method=none --set data.test_images=300 --set calibration.images=200", dir);
+    ck_assert_msg(run(args, out, sizeof out) == 0, "%s", out);
+    ck_assert_int_eq(strstr(out, "FP32 eval") != NULL, 1); // FP32 evaluated once, for the first setting only
+    ck_assert_ptr_null(strstr(strstr(out, "FP32 eval") + 1, "FP32 eval"));
+    snprintf(path, sizeof path, "%s/d/summary.json", dir);
+    cJSON *d = read_json(path), *rows = cJSON_GetObjectItem(d, "results");
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_eq(cJSON_GetArraySize(rows), 3);
+    const double fp = cJSON_GetObjectItem(d, "fp32_top1")->valuedouble;
+    const int bits[3] = {4, 3, 2};
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/d/w%da8/summary.json", dir, bits[k]);
+        cJSON *r = read_json(path), *row = cJSON_GetArrayItem(rows, k);
+        ck_assert_msg(r != NULL, "%s", path);
+        ck_assert_str_eq(cJSON_GetObjectItem(r, "status")->valuestring, "done");
+        ck_assert_int_eq(cJSON_GetObjectItem(r, "w_bits")->valueint, bits[k]);
+        ck_assert_int_eq(cJSON_GetObjectItem(r, "test_images")->valueint, 300);
+        ck_assert(cJSON_GetObjectItem(r, "fp32_top1")->valuedouble == fp); // shared, not re-evaluated
+        ck_assert(cJSON_GetObjectItem(r, "baseline_top1")->valuedouble == cJSON_GetObjectItem(row, "baseline_top1")->valuedouble);
+        ck_assert_ptr_null(cJSON_GetObjectItem(row, "evolq_top1")); // search.method none: no searched number
+        cJSON_Delete(r);
+    }
+    cJSON_Delete(d);
+    snprintf(path, sizeof path, "%s/d/table.md", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(out, "| W4A8 |") && strstr(out, "| W3A8 |") && strstr(out, "| W2A8 * |"), "%s", out);
+    ck_assert_msg(strstr(out, "Overridden in every setting: --set search.method=none"), "%s", out);
+    // a setting's config is a plain run config: `qtk run` finds its run finished
+    snprintf(args, sizeof args, "run %s/d/configs/w2a8.yaml --set search.method=none --set data.test_images=300 "
+                                "--set calibration.images=200", dir);
+    ck_assert_msg(run(args, out, sizeof out) == 0 && strstr(out, "already done"), "%s", out);
+    snprintf(args, sizeof args, "demo --out %s/d --passes 0", dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 2);
+    snprintf(args, sizeof args, "demo --out %s/d --gemm int8", dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "--gemm is for --device cuda"), "%s", out);
+    snprintf(args, sizeof args, "demo --out %s/d --set quantization.colour=red", dir);
+    ck_assert_int_eq(run(args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "quantization.colour"), "%s", out);
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    ck_assert_int_eq(system(args), 0);
+}
+END_TEST
+
 START_TEST(test_quant_report) {
     char dir[] = "/tmp/qtk_cli_vit_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -278,6 +344,7 @@ int main(void) {
     tcase_add_test(tc, test_option_tables);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_demo);
+    tcase_add_test(tc, test_demo_pipeline);
     tcase_add_test(tc, test_quant_report);
     tcase_add_test(tc, test_quant_report_folder);
     suite_add_tcase(s, tc);
