@@ -27,6 +27,10 @@ int qtk_sweep_validate(const char *file);
 int qtk_cmd_eval(int argc, char **argv);
 int qtk_cmd_calibrate(int argc, char **argv);
 int qtk_cmd_perplexity(int argc, char **argv);
+// Perplexity of the Mamba / Mamba2 checkpoint folder `model` on a token file or a text file's bytes (one of
+// them), as `qtk perplexity` computes it: on the CPU, or the GPU (cuda; fp16: fp16 projection weights).
+qtk_status qtk_lm_eval(const char *model, const char *tokens, const char *text, int ctx, int stride, int max_windows,
+                       int batch, int cuda, int fp16, double *ppl, size_t *scored);
 int qtk_cmd_generate(int argc, char **argv);
 
 // Prints "qtk: error: <msg>" to stderr and returns 1.

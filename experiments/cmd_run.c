@@ -264,6 +264,7 @@ int qtk_cmd_run(int argc, char **argv) {
         "Evol-Q search, evaluates again and exports, into output.dir (default results/runs/<name>):\n"
         "config.yaml, log.jsonl, summary.json, table.md, quant.safetensors, loss.png (with gnuplot).\n"
         "An interrupted run resumes from its search.ckpt when run again; a finished one is skipped.\n"
+        "A config of model.kind: mamba evaluates the float model's perplexity (eval.perplexity) instead.\n"
         "Keys: experiments/configs/README.md.",
         opts, 3, 1, 1};
     int prc = qtk_opts_parse(&spec, argc, argv, pos, &n_pos);
@@ -277,8 +278,70 @@ int qtk_cmd_run(int argc, char **argv) {
     return rc;
 }
 
+// A language model's run (model.kind: mamba): the float model's perplexity on eval.perplexity, as `qtk perplexity`
+// computes it, into the run folder (config.yaml, summary.json with the generic metrics, table.md). Quantizing
+// a Mamba comes with Quamba; until then its runs have the one stage fp32.
+static int run_lm(qtk_run_config *c, int force) {
+    const char *out = c->output.dir;
+    const qtk_cfg_perplexity *pp = &c->eval.perplexity;
+    char path[4200];
+    if (!pp->tokens && !pp->text)
+        return qtk_cli_error("%s: a mamba run needs eval.perplexity.tokens (a token file) or .text (bytes)", c->name);
+    if (qtk_cli_mkdir_p(out) != 0) return qtk_cli_error("cannot create output folder %s: %s", out, strerror(errno));
+    if (run_finished(out) && !force) {
+        printf("%s: already done (%s/summary.json); --force reruns it\n", c->name, out);
+        return 0;
+    }
+    snprintf(path, sizeof path, "%s/search.ckpt", out); // none is written: a mamba run has no search to resume
+    if (settle_config(c, out, path, force)) return 1;
+    const int cuda = !strcmp(c->device, "cuda");
+    if (cuda && qtk_cuda_device_count() == 0)
+        return qtk_cli_error("device: cuda, but %s", qtk_cuda_built() ? "this machine has no CUDA device" : "this qtk was built without CUDA");
+    const char *data = pp->tokens ? pp->tokens : pp->text;
+    printf("%s: %s, perplexity on %s (context %d, stride %d) on the %s\n", c->name, c->model.checkpoint, data, pp->ctx,
+           pp->stride, cuda ? (c->fp16 ? "GPU (fp16 projections)" : "GPU") : "CPU");
+    double ppl, t0 = qtk_now();
+    size_t scored;
+    if (qtk_lm_eval(c->model.checkpoint, pp->tokens, pp->text, pp->ctx, pp->stride, pp->max_windows, pp->batch, cuda, c->fp16,
+                    &ppl, &scored) != QTK_OK)
+        return qtk_cli_error("%s", qtk_last_error());
+    const double secs = qtk_now() - t0;
+    printf("  FP32 perplexity %.4f over %zu scored tokens, %.1f s\n", ppl, scored, secs);
+    cJSON *sm = cJSON_CreateObject();
+    cJSON_AddStringToObject(sm, "name", c->name);
+    cJSON_AddStringToObject(sm, "status", "done");
+    cJSON_AddStringToObject(sm, "qtk_version", QTK_VERSION);
+    cJSON_AddStringToObject(sm, "model", c->model.checkpoint);
+    cJSON_AddStringToObject(sm, "kind", c->model.kind);
+    cJSON_AddStringToObject(sm, "task", c->task);
+    cJSON_AddNumberToObject(sm, "seed", c->seed);
+    cJSON_AddStringToObject(sm, "method", c->search.method);
+    cJSON_AddStringToObject(sm, "device", c->device);
+    if (cuda) cJSON_AddNumberToObject(sm, "fp16", c->fp16);
+    cJSON_AddStringToObject(sm, "data", data);
+    cJSON_AddNumberToObject(sm, "ctx", pp->ctx);
+    cJSON_AddNumberToObject(sm, "stride", pp->stride);
+    cJSON_AddNumberToObject(sm, "scored_tokens", (double)scored);
+    cJSON_AddStringToObject(sm, "metric", "perplexity"); // lower is better
+    cJSON_AddObjectToObject(cJSON_AddObjectToObject(sm, "metrics"), "fp32");
+    cJSON_AddNumberToObject(cJSON_GetObjectItem(cJSON_GetObjectItem(sm, "metrics"), "fp32"), "perplexity", ppl);
+    cJSON_AddNumberToObject(sm, "total_seconds", secs);
+    snprintf(path, sizeof path, "%s/summary.json", out);
+    qtk_status wst = qtk_write_json_atomic(path, sm);
+    cJSON_Delete(sm);
+    if (wst != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    snprintf(path, sizeof path, "%s/table.md", out);
+    char row[4096];
+    snprintf(row, sizeof row, "| run | model | data | context / stride | FP32 perplexity | status |\n|---|---|---|---|---|---|\n"
+             "| %s | %s | %s | %d / %d | %.4f | done |\n", c->name, c->model.checkpoint, data, pp->ctx, pp->stride, ppl);
+    if (qtk_write_text_atomic(path, row) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    printf("wrote %s/{config.yaml, summary.json, table.md}\n", out);
+    return 0;
+}
+
 int qtk_run_exec(qtk_run_config *c, const char *cfg_path, int force, const qtk_run_acc *fp_known) {
     const char *out = c->output.dir;
+    if (!strcmp(c->model.kind, "mamba")) return run_lm(c, force);
     char path[4200], ckpt[4200];
     int rc = 1;
     qtk_run_ctx r = {0};

@@ -1,6 +1,5 @@
 // qtk perplexity / qtk generate: the Mamba language models of ssm/ from the command line.
 #include <cjson/cJSON.h>
-#include <cyaml/cyaml.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,48 +15,20 @@
 #include "config.h"
 #include "opts.h"
 
-// --config FILE for both commands: every key optional, flags override.
-//   model: DIR
-//   device: cpu | cuda    fp16: 0 | 1 (cuda: fp16 projection weights)
-//   tokens: FILE | text: FILE
-//   perplexity: {ctx: 1024, stride: 1024, max_windows: 0, batch: 8}
-//   generate: {prompt: TEXT | prompt_ids: "1,2,3", max_new: 200, top_k: 0, temperature: 1.0, seed: 0}
-typedef struct {
-    int ctx, stride, max_windows, batch;
-} lm_ppl;
-typedef struct {
-    char *prompt, *prompt_ids;
-    int max_new, top_k, seed;
-    float temperature;
-} lm_gen;
-typedef struct {
-    char *model, *tokens, *text, *device;
-    int fp16;
-    lm_ppl perplexity;
-    lm_gen generate;
-} lm_config;
-
-#define OPT (CYAML_FLAG_OPTIONAL)
-#define STRF(key, type, member) CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER | OPT, type, member, 0, CYAML_UNLIMITED)
-static const cyaml_schema_field_t ppl_fields[] = {
-    CYAML_FIELD_INT("ctx", OPT, lm_ppl, ctx), CYAML_FIELD_INT("stride", OPT, lm_ppl, stride),
-    CYAML_FIELD_INT("max_windows", OPT, lm_ppl, max_windows), CYAML_FIELD_INT("batch", OPT, lm_ppl, batch),
-    CYAML_FIELD_END};
-static const cyaml_schema_field_t gen_fields[] = {
-    STRF("prompt", lm_gen, prompt), STRF("prompt_ids", lm_gen, prompt_ids), CYAML_FIELD_INT("max_new", OPT, lm_gen, max_new),
-    CYAML_FIELD_INT("top_k", OPT, lm_gen, top_k), CYAML_FIELD_INT("seed", OPT, lm_gen, seed),
-    CYAML_FIELD_FLOAT("temperature", OPT, lm_gen, temperature), CYAML_FIELD_END};
-static const cyaml_schema_field_t lm_fields[] = {
-    STRF("model", lm_config, model), STRF("tokens", lm_config, tokens), STRF("text", lm_config, text),
-    STRF("device", lm_config, device), CYAML_FIELD_INT("fp16", OPT, lm_config, fp16),
-    CYAML_FIELD_MAPPING("perplexity", OPT, lm_config, perplexity, ppl_fields),
-    CYAML_FIELD_MAPPING("generate", OPT, lm_config, generate, gen_fields), CYAML_FIELD_END};
-static const cyaml_schema_value_t lm_schema = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, lm_config, lm_fields)};
-
-// The --config FILE (loaded; NULL when none given). 0, or the exit status of the error.
-static int load_lm_config(const char *path, lm_config **out) {
+// --config FILE for both commands: a run config of a mamba model (config.h; the same loader as qtk run), of which
+// they read model.checkpoint, device, fp16, eval.perplexity {tokens | text, ctx, stride, max_windows, batch} and
+// eval.generate {prompt | prompt_ids, max_new, top_k, temperature, seed}; flags override it.
+static int load_lm_config(const char *cmd, const char *path, qtk_run_config **out) {
     *out = NULL;
-    if (path && qtk_yaml_load(path, &lm_schema, (void **)out) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (!path) return 0;
+    if (qtk_config_load(path, NULL, 0, out) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (strcmp((*out)->model.kind, "mamba")) {
+        int rc = qtk_cli_error("%s --config %s: model.kind is %s; %s reads a mamba model's config", cmd, path,
+                               (*out)->model.kind, cmd);
+        qtk_config_free(*out);
+        *out = NULL;
+        return rc;
+    }
     return 0;
 }
 
@@ -122,6 +93,24 @@ static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba
     return st;
 }
 
+qtk_status qtk_lm_eval(const char *model, const char *tokens, const char *text, int ctx, int stride, int max_windows,
+                       int batch, int cuda, int fp16, double *ppl, size_t *scored) {
+    qtk_mamba m;
+    QTK_TRY(qtk_mamba_load(&m, model));
+    int32_t *ids;
+    size_t n;
+    qtk_status st = load_ids(tokens, text, &m, &ids, &n);
+    if (st == QTK_OK && cuda) { // the windows are at most ctx tokens, at most batch of them at once
+        qtk_mamba_cuda *g = NULL;
+        st = qtk_mamba_cuda_create(&g, &m, batch, ctx, fp16);
+        if (st == QTK_OK) st = qtk_lm_perplexity(gpu_windows, g, m.cfg.vocab, ids, n, ctx, stride, max_windows, batch, ppl, scored);
+        qtk_mamba_cuda_destroy(g);
+    } else if (st == QTK_OK) st = qtk_mamba_perplexity(&m, ids, n, ctx, stride, max_windows, batch, ppl, scored);
+    free(ids);
+    qtk_mamba_free(&m);
+    return st;
+}
+
 int qtk_cmd_perplexity(int argc, char **argv) {
     const char *config = NULL, *model = NULL, *tokens = NULL, *text = NULL, *json = NULL, *device = NULL;
     int ctx = -1, stride = -1, max_windows = -1, batch = -1, fp16 = -1, cuda = 0, n_pos;
@@ -144,20 +133,21 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         "Perplexity of a Mamba / Mamba2 language model (config.json and model.safetensors) on a token file\n"
         "or on a text file read as bytes (as models/tiny_mamba*). Windows of CTX tokens every STRIDE tokens,\n"
         "each scoring the tokens no earlier window scored (transformers' sliding-window recipe). --config\n"
-        "reads model, device, fp16, tokens | text and perplexity: {ctx, stride, max_windows, batch}.",
+        "reads a mamba run config (qtk run's): model.checkpoint, device, fp16 and eval.perplexity: {tokens |\n"
+        "text, ctx, stride, max_windows, batch}.",
         opts, 11, 0, 0};
     int rc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
     if (rc) return rc < 0 ? 0 : rc;
-    lm_config *cf;
-    if ((rc = load_lm_config(config, &cf))) return rc;
+    qtk_run_config *cf;
+    if ((rc = load_lm_config("perplexity", config, &cf))) return rc;
     if (cf) { // the config's values where no flag gave one
-        model = PICK_STR(model, cf->model), device = PICK_STR(device, cf->device);
-        if (!tokens && !text) tokens = cf->tokens, text = cf->text;
+        model = PICK_STR(model, cf->model.checkpoint), device = PICK_STR(device, cf->device);
+        if (!tokens && !text) tokens = cf->eval.perplexity.tokens, text = cf->eval.perplexity.text;
     }
-    ctx = PICK_INT(ctx, cf ? cf->perplexity.ctx : 0, 1024);
-    stride = PICK_INT(stride, cf ? cf->perplexity.stride : 0, 0);
-    max_windows = PICK_INT(max_windows, cf ? cf->perplexity.max_windows : 0, 0);
-    batch = PICK_INT(batch, cf ? cf->perplexity.batch : 0, 8);
+    ctx = PICK_INT(ctx, cf ? cf->eval.perplexity.ctx : 0, 1024);
+    stride = PICK_INT(stride, cf && ctx == cf->eval.perplexity.ctx ? cf->eval.perplexity.stride : 0, 0);
+    max_windows = PICK_INT(max_windows, cf ? cf->eval.perplexity.max_windows : 0, 0);
+    batch = PICK_INT(batch, cf ? cf->eval.perplexity.batch : 0, 8);
     fp16 = PICK_INT(fp16, cf ? cf->fp16 : 0, 0);
     if (!rc && !model) rc = qtk_cli_usage_error("perplexity: --model DIR is required");
     if (!rc && !tokens == !text) rc = qtk_cli_usage_error("perplexity: give one of --tokens FILE and --text FILE");
@@ -167,28 +157,16 @@ int qtk_cmd_perplexity(int argc, char **argv) {
                                  stride, batch, max_windows);
     if (!rc && stride > ctx) rc = qtk_cli_usage_error("perplexity: --stride %d is longer than --ctx %d", stride, ctx);
     if (!rc) rc = device_arg("perplexity", device, fp16, &cuda);
-    qtk_mamba m;
-    if (!rc && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
     if (rc) {
-        qtk_yaml_free(&lm_schema, cf);
+        qtk_config_free(cf);
         return rc;
     }
-    int32_t *ids;
-    size_t n, scored;
+    size_t scored;
     double ppl, t0 = qtk_now();
-    qtk_status st = load_ids(tokens, text, &m, &ids, &n);
-    if (st == QTK_OK && cuda) { // the windows are at most ctx tokens, at most batch of them at once
-        qtk_mamba_cuda *g = NULL;
-        st = qtk_mamba_cuda_create(&g, &m, batch, ctx, fp16);
-        if (st == QTK_OK)
-            st = qtk_lm_perplexity(gpu_windows, g, m.cfg.vocab, ids, n, ctx, stride, max_windows, batch, &ppl, &scored);
-        qtk_mamba_cuda_destroy(g);
-    } else if (st == QTK_OK) st = qtk_mamba_perplexity(&m, ids, n, ctx, stride, max_windows, batch, &ppl, &scored);
+    qtk_status st = qtk_lm_eval(model, tokens, text, ctx, stride, max_windows, batch, cuda, fp16, &ppl, &scored);
     double secs = qtk_now() - t0;
-    free(ids);
     if (st != QTK_OK) {
-        qtk_mamba_free(&m);
-        qtk_yaml_free(&lm_schema, cf);
+        qtk_config_free(cf);
         return qtk_cli_error("%s", qtk_last_error());
     }
     printf("%s on %s: perplexity %.4f over %zu scored tokens (context %d, stride %d), %.1f s, %.0f tokens/s on the %s\n",
@@ -208,8 +186,7 @@ int qtk_cmd_perplexity(int argc, char **argv) {
         if (qtk_write_json_atomic(json, o) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
         cJSON_Delete(o);
     }
-    qtk_mamba_free(&m);
-    qtk_yaml_free(&lm_schema, cf);
+    qtk_config_free(cf);
     return rc;
 }
 
@@ -233,22 +210,23 @@ int qtk_cmd_generate(int argc, char **argv) {
         "generate", "[--config FILE.yaml] --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new 200]\n"
         "                    [--top-k 0] [--temperature 1.0] [--seed 0] [--device cpu|cuda] [--fp16 0|1]",
         "Continues a prompt with a Mamba / Mamba2 language model: prefill, then one token at a time from the\n"
-        "conv and SSM states. --config reads model, device, fp16 and generate: {prompt | prompt_ids, max_new,\n"
-        "top_k, temperature, seed}.",
+        "conv and SSM states. --config reads a mamba run config (qtk run's): model.checkpoint, device, fp16 and\n"
+        "eval.generate: {prompt | prompt_ids, max_new, top_k, temperature, seed}.",
         opts, 10, 0, 0};
     int rc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
     if (rc) return rc < 0 ? 0 : rc;
-    lm_config *cf;
-    if ((rc = load_lm_config(config, &cf))) return rc;
+    qtk_run_config *cf;
+    if ((rc = load_lm_config("generate", config, &cf))) return rc;
+    const qtk_cfg_generate *cg = cf ? &cf->eval.generate : NULL;
     if (cf) {
-        model = PICK_STR(model, cf->model), device = PICK_STR(device, cf->device);
-        if (!prompt && !prompt_ids) prompt = cf->generate.prompt, prompt_ids = cf->generate.prompt_ids;
+        model = PICK_STR(model, cf->model.checkpoint), device = PICK_STR(device, cf->device);
+        if (!prompt && !prompt_ids) prompt = cg->prompt, prompt_ids = cg->prompt_ids;
     }
-    max_new = PICK_INT(max_new, cf ? cf->generate.max_new : 0, 200);
-    top_k = PICK_INT(top_k, cf ? cf->generate.top_k : 0, 0);
-    seed = PICK_INT(seed, cf ? cf->generate.seed : 0, 0);
+    max_new = PICK_INT(max_new, cg ? cg->max_new : 0, 200);
+    top_k = PICK_INT(top_k, cg ? cg->top_k : 0, 0);
+    seed = PICK_INT(seed, cg ? cg->seed : 0, 0);
     fp16 = PICK_INT(fp16, cf ? cf->fp16 : 0, 0);
-    if (temperature == 0.0f) temperature = cf && cf->generate.temperature != 0 ? cf->generate.temperature : 1.0f;
+    if (temperature == 0.0f) temperature = cg && cg->temperature != 0 ? (float)cg->temperature : 1.0f;
     if (!rc && !model) rc = qtk_cli_usage_error("generate: --model DIR is required");
     if (!rc && !prompt == !prompt_ids) rc = qtk_cli_usage_error("generate: give one of --prompt TEXT and --prompt-ids LIST");
     if (!rc && (max_new < 1 || top_k < 0 || seed < 0 || !(temperature > 0)))
@@ -258,7 +236,7 @@ int qtk_cmd_generate(int argc, char **argv) {
     qtk_mamba m;
     if (!rc && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
     if (rc) {
-        qtk_yaml_free(&lm_schema, cf);
+        qtk_config_free(cf);
         return rc;
     }
     const int V = m.cfg.vocab;
@@ -319,6 +297,6 @@ int qtk_cmd_generate(int argc, char **argv) {
     free(ids);
     free(logits);
     qtk_mamba_free(&m);
-    qtk_yaml_free(&lm_schema, cf);
+    qtk_config_free(cf);
     return rc;
 }

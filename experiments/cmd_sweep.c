@@ -335,8 +335,8 @@ static int run_done(const sw_run *r, double *result, char *metric, size_t cap) {
     const char *met = cJSON_IsString(m) ? m->valuestring : "top1";
     if (result) {
         *result = NAN;
-        const char *stages[] = {"searched", "baseline"};
-        for (int i = 0; i < 2 && isnan(*result); i++) {
+        const char *stages[] = {"searched", "baseline", "fp32"}; // the last stage the run has (fp32: a float-only run)
+        for (int i = 0; i < 3 && isnan(*result); i++) {
             char k[64];
             snprintf(k, sizeof k, "%s_%s", stages[i], met);
             const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "metrics");

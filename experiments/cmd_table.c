@@ -45,12 +45,17 @@ static int same_protocol(const row *x, const row *y) {
            x->steps == y->steps;
 }
 
+// 0 (a run added, or no file), -1 (a summary.json that is no run's), or the exit status of an error
 static int add_summary(const char *path, row **rows, int *n, int *cap) {
     char *buf = qtk_read_text(path, NULL);
     if (!buf) return 0;
     cJSON *j = cJSON_Parse(buf);
     free(buf);
     if (!j) return qtk_cli_error("%s: not valid JSON", path);
+    if (!cJSON_IsString(cJSON_GetObjectItem(j, "status"))) { // not a run's (qtk demo's summary of its runs): look below
+        cJSON_Delete(j);
+        return -1;
+    }
     if (*n == *cap) {
         *cap = *cap ? 2 * *cap : 16;
         *rows = realloc(*rows, (size_t)*cap * sizeof **rows);
@@ -62,9 +67,9 @@ static int add_summary(const char *path, row **rows, int *n, int *cap) {
     snprintf(dst, sizeof dst, "%s", cJSON_IsString(cJSON_GetObjectItem(j, k)) ? cJSON_GetObjectItem(j, k)->valuestring : "?")
     STRV("name", r->name);
     STRV("status", r->status);
-    r->w = (int)NUM("w_bits");
-    r->a = (int)NUM("a_bits");
-    r->seed = (int)NUM("seed");
+    r->w = isnan(NUM("w_bits")) ? 0 : (int)NUM("w_bits"); // 0: a float-only run (no bits)
+    r->a = isnan(NUM("a_bits")) ? 0 : (int)NUM("a_bits");
+    r->seed = isnan(NUM("seed")) ? 0 : (int)NUM("seed");
     STRV("task", r->task);
     if (!strcmp(r->task, "?")) strcpy(r->task, "classification"); // runs written before tasks were named
     STRV("metric", r->metric);
@@ -80,8 +85,8 @@ static int add_summary(const char *path, row **rows, int *n, int *cap) {
     STRV("method", r->method);
     STRV("selection", r->selection);
     r->test_images = cJSON_IsNumber(cJSON_GetObjectItem(j, "test_images")) ? (int)NUM("test_images") : 0;
-    r->cal_images = (int)NUM("calibration_images");
-    r->steps = (int)NUM("block_steps");
+    r->cal_images = isnan(NUM("calibration_images")) ? 0 : (int)NUM("calibration_images");
+    r->steps = isnan(NUM("block_steps")) ? 0 : (int)NUM("block_steps");
 #undef NUM
 #undef STRV
     cJSON_Delete(j);
@@ -92,7 +97,10 @@ static int walk(const char *dir, row **rows, int *n, int *cap, int depth) {
     char p[4096];
     snprintf(p, sizeof p, "%s/summary.json", dir);
     struct stat st;
-    if (stat(p, &st) == 0) return add_summary(p, rows, n, cap);
+    if (stat(p, &st) == 0) {
+        int rc = add_summary(p, rows, n, cap);
+        if (rc >= 0) return rc;
+    }
     if (depth > 4) return 0;
     DIR *d = opendir(dir);
     if (!d) return qtk_cli_error("%s: not a run folder or a folder of runs", dir);
@@ -181,9 +189,16 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
             fprintf(o, "%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.6f,%.6f,%.0f,%s,%.2f\n", r->name, r->w, r->a, r->seed, r->fp, r->base,
                    r->searched, gain, r->l0, r->l1, r->secs, r->status, r->selected);
         else {
-            fprintf(o, "| %s | W%dA%d | %d | %.2f | %.2f | %.2f | %+.2f | %.5f -> %.5f | %.0f s | %s |", r->name, r->w, r->a,
-                   r->seed, r->fp, r->base, r->searched, gain, r->l0, r->l1, r->secs,
-                   strcmp(r->status, "done") ? "**not finished**" : "done");
+            char bits[32], v[4][32], loss[64];
+            if (r->w) snprintf(bits, sizeof bits, "W%dA%d", r->w, r->a);
+            else snprintf(bits, sizeof bits, "float");
+            const double vals[4] = {r->fp, r->base, r->searched, gain};
+            for (int m = 0; m < 4; m++) // a stage the run does not have: a dash
+                snprintf(v[m], sizeof v[m], isnan(vals[m]) ? "—" : m == 3 ? "%+.2f" : "%.2f", vals[m]);
+            if (isnan(r->l0)) snprintf(loss, sizeof loss, "—");
+            else snprintf(loss, sizeof loss, "%.5f -> %.5f", r->l0, r->l1);
+            fprintf(o, "| %s | %s | %d | %s | %s | %s | %s | %s | %.0f s | %s |", r->name, bits, r->seed, v[0], v[1], v[2], v[3],
+                    loss, r->secs, strcmp(r->status, "done") ? "**not finished**" : "done");
             if (any_sel && !isnan(r->selected)) fprintf(o, " %.2f |", r->selected);
             else if (any_sel) fprintf(o, " — |");
             fprintf(o, "\n");

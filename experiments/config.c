@@ -23,9 +23,9 @@ static const cyaml_schema_field_t model_fields[] = {
     CYAML_FIELD_STRING_PTR("checkpoint", CYAML_FLAG_POINTER, qtk_cfg_model, checkpoint, 1, CYAML_UNLIMITED),
     STR("desc", qtk_cfg_model, desc),
     CYAML_FIELD_END};
-static const cyaml_schema_field_t data_fields[] = {
-    CYAML_FIELD_STRING_PTR("format", CYAML_FLAG_POINTER, qtk_cfg_data, format, 1, CYAML_UNLIMITED),
-    CYAML_FIELD_STRING_PTR("root", CYAML_FLAG_POINTER, qtk_cfg_data, root, 1, CYAML_UNLIMITED),
+static const cyaml_schema_field_t data_fields[] = { // format and root: required for a vit (validate)
+    STR("format", qtk_cfg_data, format),
+    STR("root", qtk_cfg_data, root),
     STR("test", qtk_cfg_data, test),
     STR("class_index", qtk_cfg_data, class_index),
     STR("cache", qtk_cfg_data, cache),
@@ -62,6 +62,25 @@ static const cyaml_schema_field_t search_fields[] = {
     CYAML_FIELD_INT("ranks", OPT, qtk_cfg_search, ranks),
     STR("transport", qtk_cfg_search, transport),
     CYAML_FIELD_END};
+static const cyaml_schema_field_t ppl_fields[] = {
+    STR("tokens", qtk_cfg_perplexity, tokens),
+    STR("text", qtk_cfg_perplexity, text),
+    CYAML_FIELD_INT("ctx", OPT, qtk_cfg_perplexity, ctx),
+    CYAML_FIELD_INT("stride", OPT, qtk_cfg_perplexity, stride),
+    CYAML_FIELD_INT("max_windows", OPT, qtk_cfg_perplexity, max_windows),
+    CYAML_FIELD_INT("batch", OPT, qtk_cfg_perplexity, batch),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t gen_fields[] = {
+    STR("prompt", qtk_cfg_generate, prompt),
+    STR("prompt_ids", qtk_cfg_generate, prompt_ids),
+    CYAML_FIELD_INT("max_new", OPT, qtk_cfg_generate, max_new),
+    CYAML_FIELD_INT("top_k", OPT, qtk_cfg_generate, top_k),
+    CYAML_FIELD_INT("seed", OPT, qtk_cfg_generate, seed),
+    CYAML_FIELD_FLOAT("temperature", OPT, qtk_cfg_generate, temperature),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t eval_fields[] = {
+    CYAML_FIELD_MAPPING("perplexity", OPT, qtk_cfg_eval, perplexity, ppl_fields),
+    CYAML_FIELD_MAPPING("generate", OPT, qtk_cfg_eval, generate, gen_fields), CYAML_FIELD_END};
 static const cyaml_schema_field_t output_fields[] = {STR("dir", qtk_cfg_output, dir),
                                                      CYAML_FIELD_BOOL("weights", OPT, qtk_cfg_output, weights),
                                                      CYAML_FIELD_END};
@@ -72,11 +91,13 @@ static const cyaml_schema_field_t top_fields[] = {
     STR("gpu_gemm", qtk_run_config, gpu_gemm),
     STR("gpus", qtk_run_config, gpus),
     STR("task", qtk_run_config, task),
+    CYAML_FIELD_INT("fp16", OPT, qtk_run_config, fp16),
     CYAML_FIELD_MAPPING("model", CYAML_FLAG_DEFAULT, qtk_run_config, model, model_fields),
-    CYAML_FIELD_MAPPING("data", CYAML_FLAG_DEFAULT, qtk_run_config, data, data_fields),
+    CYAML_FIELD_MAPPING("data", OPT, qtk_run_config, data, data_fields),
     CYAML_FIELD_MAPPING("calibration", OPT, qtk_run_config, calibration, calib_fields),
     CYAML_FIELD_MAPPING("quantization", OPT, qtk_run_config, quantization, quant_fields),
     CYAML_FIELD_MAPPING("search", OPT, qtk_run_config, search, search_fields),
+    CYAML_FIELD_MAPPING("eval", OPT, qtk_run_config, eval, eval_fields),
     CYAML_FIELD_MAPPING("output", OPT, qtk_run_config, output, output_fields),
     CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, qtk_run_config, top_fields)};
@@ -191,6 +212,19 @@ static const struct {
     {"search.fp_targets", K_STR, offsetof(qtk_run_config, search.fp_targets)},
     {"search.select_on", K_STR, offsetof(qtk_run_config, search.select_on)},
     {"search.max_steps", K_INT, offsetof(qtk_run_config, search.max_steps)},
+    {"fp16", K_INT, offsetof(qtk_run_config, fp16)},
+    {"eval.perplexity.tokens", K_STR, offsetof(qtk_run_config, eval.perplexity.tokens)},
+    {"eval.perplexity.text", K_STR, offsetof(qtk_run_config, eval.perplexity.text)},
+    {"eval.perplexity.ctx", K_INT, offsetof(qtk_run_config, eval.perplexity.ctx)},
+    {"eval.perplexity.stride", K_INT, offsetof(qtk_run_config, eval.perplexity.stride)},
+    {"eval.perplexity.max_windows", K_INT, offsetof(qtk_run_config, eval.perplexity.max_windows)},
+    {"eval.perplexity.batch", K_INT, offsetof(qtk_run_config, eval.perplexity.batch)},
+    {"eval.generate.prompt", K_STR, offsetof(qtk_run_config, eval.generate.prompt)},
+    {"eval.generate.prompt_ids", K_STR, offsetof(qtk_run_config, eval.generate.prompt_ids)},
+    {"eval.generate.max_new", K_INT, offsetof(qtk_run_config, eval.generate.max_new)},
+    {"eval.generate.top_k", K_INT, offsetof(qtk_run_config, eval.generate.top_k)},
+    {"eval.generate.seed", K_INT, offsetof(qtk_run_config, eval.generate.seed)},
+    {"eval.generate.temperature", K_FLOAT, offsetof(qtk_run_config, eval.generate.temperature)},
     {"search.validate_every", K_INT, offsetof(qtk_run_config, search.validate_every)},
     {"search.init", K_STR, offsetof(qtk_run_config, search.init)},
     {"output.dir", K_STR, offsetof(qtk_run_config, output.dir)},
@@ -378,7 +412,8 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     if (!c->calibration.batch) c->calibration.batch = 100;
     if (!c->quantization.w_bits) c->quantization.w_bits = 4;
     if (!c->quantization.a_bits) c->quantization.a_bits = 8;
-    if (!c->search.method) c->search.method = sdup("evolq");
+    const int lm = !strcmp(c->model.kind, "mamba");
+    if (!c->search.method) c->search.method = sdup(lm ? "none" : "evolq");
     if (!c->search.passes) c->search.passes = 10;
     if (!c->search.cycles) c->search.cycles = 3;
     if (!c->search.population) c->search.population = 15;
@@ -388,6 +423,10 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     if (!c->search.fp_targets) c->search.fp_targets = sdup("reference");
     if (!c->search.select_on) c->search.select_on = sdup("none");
     if (!c->data.on_bad_image) c->data.on_bad_image = sdup("skip");
+    qtk_cfg_perplexity *pp = &c->eval.perplexity;
+    if (!pp->ctx) pp->ctx = 1024;
+    if (!pp->stride) pp->stride = pp->ctx;
+    if (!pp->batch) pp->batch = 8;
     // a name or folder tagged with bit widths ("fashion_w4a8") follows the widths the run has (a
     // --set quantization.w_bits=3 run is fashion_w3a8), unless a --set gave it
     if (!set_for("name")) retag_bits(&c->name, "name", c->quantization.w_bits, c->quantization.a_bits);
@@ -403,8 +442,43 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     static const char *const select[] = {"none", "val", NULL}, *const bad[] = {"skip", "fail", NULL};
     static const char *const gemms[] = {"fp32", "tf32", "int8", NULL};
     // the model kinds the pipeline runs, and the task each one's data is for
-    static const char *const kinds[] = {"vit", NULL}, *const tasks[] = {"classification", "perplexity", NULL};
+    static const char *const kinds[] = {"vit", "mamba", NULL}, *const tasks[] = {"classification", "perplexity", NULL};
     QTK_TRY(one_of(file, "model.kind", c->model.kind, kinds));
+    if (lm) { // a language model: the perplexity stream, no images; no quantizer for it yet (Quamba comes next)
+        if (pp->tokens && pp->text)
+            return fail_at(file, find_key_line(file, "perplexity"), "eval.perplexity",
+                           "tokens (a token file) or text (bytes), not both");
+        qtk_cfg_generate *gg = &c->eval.generate;
+        if (!gg->max_new) gg->max_new = 200;
+        if (gg->temperature == 0) gg->temperature = 1.0;
+        if (gg->prompt && gg->prompt_ids)
+            return fail_at(file, find_key_line(file, "generate"), "eval.generate", "prompt or prompt_ids, not both");
+        if (gg->max_new < 1 || gg->max_new > 1 << 20 || gg->top_k < 0 || gg->seed < 0 || !(gg->temperature >= 1e-3) ||
+            gg->temperature > 100)
+            return fail_at(file, find_key_line(file, "generate"), "eval.generate",
+                           "max_new %d (1..2^20), top_k %d (>= 0), seed %d (>= 0), temperature %g (0.001..100)", gg->max_new,
+                           gg->top_k, gg->seed, gg->temperature);
+        if (strcmp(c->search.method, "none"))
+            return fail_at(file, find_key_line(file, "method"), "search.method",
+                           "%s searches a vit; a mamba run evaluates the float model (search.method: none)", c->search.method);
+        if (c->data.format || c->data.root)
+            return fail_at(file, find_key_line(file, "data"), "data", "a mamba model reads eval.perplexity, not images");
+        if (pp->ctx < 2 || pp->ctx > 1 << 20 || pp->stride < 1 || pp->stride > pp->ctx || pp->batch < 1 ||
+            pp->batch > 4096 || pp->max_windows < 0)
+            return fail_at(file, find_key_line(file, "perplexity"), "eval.perplexity",
+                           "ctx %d (2..2^20), stride %d (1..ctx), batch %d (1..4096), max_windows %d (>= 0)", pp->ctx,
+                           pp->stride, pp->batch, pp->max_windows);
+        if (c->fp16 != 0 && c->fp16 != 1) return fail_at(file, find_key_line(file, "fp16"), "fp16", "%d is not 0 or 1", c->fp16);
+    } else {
+        if (!c->data.format || !c->data.root)
+            return fail_at(file, find_key_line(file, "data"), c->data.format ? "data.root" : "data.format",
+                           "required for a %s model", c->model.kind);
+        if (pp->tokens || pp->text || c->eval.generate.prompt || c->eval.generate.prompt_ids)
+            return fail_at(file, find_key_line(file, "eval"), "eval", "perplexity and generate are for a mamba model");
+        if (c->fp16) return fail_at(file, find_key_line(file, "fp16"), "fp16", "is for a mamba model");
+    }
+    if (c->fp16 && strcmp(c->device, "cuda"))
+        return fail_at(file, find_key_line(file, "fp16"), "fp16", "fp16 projections need device: cuda");
     QTK_TRY(one_of(file, "task", c->task, tasks));
     if (strcmp(c->task, qtk_kind_task(c->model.kind)))
         return fail_at(file, find_key_line(file, "task"), "task", "a %s model is evaluated by %s, not %s", c->model.kind,
@@ -424,7 +498,7 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
         if (!strcmp(c->search.transport, "nccl") && strcmp(c->device, "cuda"))
             return fail_at(file, find_key_line(file, "transport"), "search.transport", "nccl needs device: cuda");
     }
-    QTK_TRY(one_of(file, "data.format", c->data.format, formats));
+    if (!lm) QTK_TRY(one_of(file, "data.format", c->data.format, formats));
     QTK_TRY(one_of(file, "search.method", c->search.method, methods));
     QTK_TRY(one_of(file, "search.fp_targets", c->search.fp_targets, targets));
     QTK_TRY(one_of(file, "search.select_on", c->search.select_on, select));
@@ -457,6 +531,7 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     const struct { const char *key, *path; } files[] = {
         {"model.checkpoint", c->model.checkpoint}, {"data.root", c->data.root}, {"data.test", c->data.test},
         {"data.class_index", c->data.class_index}, {"search.init", c->search.init}};
+    // (eval.perplexity's file is opened by what reads it: qtk generate reads the same config without it)
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         if (files[i].path && !present(files[i].path)) {
             const char *leaf = strrchr(files[i].key, '.') + 1;

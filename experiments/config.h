@@ -10,12 +10,12 @@
 #include "../core/error.h"
 
 typedef struct {
-    char *kind;           // vit (the model family; mamba and cnn come with their issues)
-    char *checkpoint;     // timm ViT/DeiT safetensors
+    char *kind;           // vit | mamba (cnn comes with its issue)
+    char *checkpoint;     // vit: timm ViT/DeiT safetensors; mamba: a HuggingFace Mamba / Mamba2 folder
     char *desc;           // preset or JSON; empty: from the checkpoint's metadata
 } qtk_cfg_model;
 
-typedef struct {
+typedef struct {          // kind vit: the images (required there)
     char *format;         // fashion-mnist | folder | tensor
     char *root;           // fashion-mnist: IDX folder; folder: train folder; tensor: file with images, labels
     char *test;           // folder / tensor: the evaluation set (optional: no eval without it)
@@ -53,6 +53,24 @@ typedef struct {
     char *transport;      // auto | host | nccl: how the ranks combine their losses (core/comm.h)
 } qtk_cfg_search;
 
+typedef struct {          // kind mamba: perplexity as `qtk perplexity` computes it
+    char *tokens, *text;  // the evaluation stream: a token file (datasets/tokens.h) or a text file read as bytes
+    int ctx, stride;      // windows of ctx tokens every stride tokens (1024; stride: ctx)
+    int max_windows;      // stop after this many windows (0: all)
+    int batch;            // windows at once (8)
+} qtk_cfg_perplexity;
+
+typedef struct {          // kind mamba: what `qtk generate --config` reads
+    char *prompt, *prompt_ids; // the prompt as bytes, or as token ids "1,2,3"
+    int max_new, top_k, seed;  // 200, 0 (greedy), 0
+    double temperature;        // 1.0
+} qtk_cfg_generate;
+
+typedef struct {
+    qtk_cfg_perplexity perplexity;
+    qtk_cfg_generate generate;
+} qtk_cfg_eval;
+
 typedef struct {
     char *dir;
     bool weights;         // exports also hold each weight's integer codes and the forward's weights (docs/export.md)
@@ -65,11 +83,13 @@ typedef struct {
     char *gpu_gemm;       // fp32 (device: cuda): fp32 | tf32 | int8 (vit_cuda.h)
     char *gpus;           // device cuda: "1" (default), "all" or N GPUs of this host for the search
     char *task;           // classification (top-1 / top-5) | perplexity (language models); default: the kind's
+    int fp16;             // kind mamba, device cuda: fp16 projection weights (0 | 1)
     qtk_cfg_model model;
     qtk_cfg_data data;
     qtk_cfg_calibration calibration;
     qtk_cfg_quantization quantization;
     qtk_cfg_search search;
+    qtk_cfg_eval eval;
     qtk_cfg_output output;
 } qtk_run_config;
 

@@ -221,6 +221,9 @@ static qtk_status load_data(qtk_run_ctx *r, int want_cal) {
 
 qtk_status qtk_run_ctx_open(qtk_run_ctx *r, qtk_run_config *c, const char *cfg_path, int want_cal) {
     memset(r, 0, sizeof *r);
+    if (strcmp(c->model.kind, "vit")) // calibrate / eval quantize; a mamba has no quantizer here yet
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "%s: a %s model has no quantizer yet (Quamba comes next); qtk run evaluates "
+                        "its float model", cfg_path, c->model.kind);
     r->cfg = c;
     r->cfg_path = cfg_path;
     QTK_TRY(qtk_vit_load(&r->m, c->model.checkpoint, c->model.desc && *c->model.desc ? c->model.desc : NULL));

@@ -521,8 +521,9 @@ START_TEST(test_cli) {
     char cfg[512], args[1024];
     snprintf(cfg, sizeof cfg, "%s/lm.yaml", tu_tmp);
     FILE *f = fopen(cfg, "w");
-    fprintf(f, "model: models/tiny_mamba2\ntext: %s/kjv_heldout_8192.bin\nperplexity:\n  ctx: 128\n  batch: 4\n"
-               "generate:\n  prompt: \"And God said\"\n  max_new: 40\n", QTK_FIXTURES);
+    fprintf(f, "name: lm\nmodel:\n  kind: mamba\n  checkpoint: models/tiny_mamba2\neval:\n  perplexity:\n    text: %s/kjv_heldout_8192.bin\n"
+               "    ctx: 128\n    batch: 4\n  generate:\n    prompt: \"And God said\"\n    max_new: 40\n"
+               "output:\n  dir: %s/lm_run\n", QTK_FIXTURES, tu_tmp);
     fclose(f);
     snprintf(args, sizeof args, "perplexity --config %s --ctx 256", cfg);
     ck_assert_int_eq(run(args), 0);
@@ -530,17 +531,53 @@ START_TEST(test_cli) {
     snprintf(args, sizeof args, "generate --config %s", cfg);
     ck_assert_int_eq(run(args), 0);
     ck_assert_msg(!strncmp(out, "And God said", 12), "%s", out);
+    // the same config through the run pipeline: the float model's perplexity as the run's one stage, which
+    // qtk table reads without knowing the model
+    snprintf(args, sizeof args, "run %s --set eval.perplexity.ctx=256", cfg);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "FP32 perplexity 3.4328 over 8160 scored tokens"), "%s", out);
+    snprintf(args, sizeof args, "%s/lm_run/summary.json", tu_tmp);
+    f = fopen(args, "r");
+    ck_assert_ptr_nonnull(f);
+    char js[4096];
+    js[fread(js, 1, sizeof js - 1, f)] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(js);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "metric")->valuestring, "perplexity");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "kind")->valuestring, "mamba");
+    const double ppl = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "metrics"), "fp32"), "perplexity")->valuedouble;
+    ck_assert_msg(fabs(ppl - 3.4328) < 5e-5, "%.6f", ppl);
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "table %s/lm_run", tu_tmp);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "metric: perplexity") && strstr(out, "| lm | float | 0 | 3.43 | — |"), "%s", out);
+    snprintf(args, sizeof args, "run %s --set eval.perplexity.ctx=256", cfg); // finished: skipped
+    ck_assert_int_eq(run(args), 0);
+    ck_assert_msg(strstr(out, "already done"), "%s", out);
+    snprintf(args, sizeof args, "run %s --set search.method=evolq", cfg); // nothing to search on a Mamba yet
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "a mamba run evaluates the float model"), "%s", out);
+    snprintf(args, sizeof args, "calibrate %s", cfg);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "mamba"), "%s", out);
     f = fopen(cfg, "w");
-    fprintf(f, "model: models/tiny_mamba2\nperplexity:\n  ctx: 128\n  colour: red\n");
+    fprintf(f, "name: lm\nmodel:\n  kind: mamba\n  checkpoint: models/tiny_mamba2\neval:\n  perplexity:\n    ctx: 128\n"
+               "    colour: red\n");
     fclose(f);
     snprintf(args, sizeof args, "perplexity --config %s", cfg);
     ck_assert_int_eq(run(args), 1);
-    ck_assert_msg(strstr(out, "lm.yaml:4: perplexity.colour: unknown key"), "%s", out);
+    ck_assert_msg(strstr(out, "lm.yaml:8: eval.perplexity.colour: unknown key"), "%s", out);
     f = fopen(cfg, "w");
-    fprintf(f, "model: models/tiny_mamba2\nperplexity:\n  ctx: many\n");
+    fprintf(f, "name: lm\nmodel:\n  kind: mamba\n  checkpoint: models/tiny_mamba2\neval:\n  perplexity:\n    ctx: many\n");
     fclose(f);
     ck_assert_int_eq(run(args), 1);
-    ck_assert_msg(strstr(out, "lm.yaml:3") && strstr(out, "ctx"), "%s", out);
+    ck_assert_msg(strstr(out, "lm.yaml:7") && strstr(out, "ctx"), "%s", out);
+    f = fopen(cfg, "w"); // a vit's config is refused by the language-model commands, and images by a mamba
+    fprintf(f, "name: v\nmodel:\n  checkpoint: models/fashion_vit.safetensors\ndata:\n  format: fashion-mnist\n"
+               "  root: models\n");
+    fclose(f);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "model.kind is vit; perplexity reads a mamba model's config"), "%s", out);
     if (qtk_cuda_device_count() == 0) { // without a GPU --device cuda says why (test_mamba_cuda runs it on one)
         ck_assert_int_eq(run("generate --model models/tiny_mamba2 --prompt hi --device cuda"), 1);
         ck_assert_msg(strstr(out, "--device cuda, but this"), "%s", out);
