@@ -100,8 +100,8 @@ def main():
             q.s, q.z = s, z[0]
         else:  # weights, per output channel
             q.s, q.z = s, z
-            if name + ".weight_q" in ex:
-                qv.weff[name] = ex[name + ".weight_q"]
+            if name + ".weight_q" in ex:  # stored as the registry's (O, K) view: back to the module's shape
+                qv.weff[name] = ex[name + ".weight_q"].reshape(sd[name].shape)
             else:
                 w = sd[name].detach()
                 wq = q.fq(w)
