@@ -22,6 +22,7 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "tensor.h"
+#include "cuda/gemm.h"
 #include "cuda/qtk_cuda.h"
 
 #ifdef __cplusplus

@@ -540,6 +540,111 @@ static void ops_residual(qtk_rng *r, outputs *o) {
     free(x), free(h);
 }
 
+// --- the GEMM module (core/cuda/gemm.h) against double sums on the CPU ---------------------------
+
+// y (rows, N) = x (rows, K; stride ldx) W^T + b, in double then float; h16: x and W rounded to fp16 first
+static void gemm_ref(const float *x, int ldx, const float *W, const float *b, float *y, int rows, int N, int K, int h16,
+                     int softplus) {
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < N; o++) {
+            double t = 0;
+            for (int k = 0; k < K; k++) {
+                float a = x[(size_t)r * ldx + k], w = W[(size_t)o * K + k];
+                if (h16) a = qtk_f16_to_f32(qtk_f32_to_f16(a)), w = qtk_f16_to_f32(qtk_f32_to_f16(w));
+                t += (double)a * w;
+            }
+            float v = (float)t;
+            if (b) v += b[o];
+            y[(size_t)r * N + o] = softplus ? qtk_softplus(v) : v;
+        }
+}
+
+// cuBLASLt with the bias epilogue, with the residual accumulated, and cuBLAS where the caller adds the
+// bias; the linear layer as GEMV (1 and 5 rows; float32, fp16, strided input, softplus) and as cuBLAS
+// (40 rows; float32 and fp16 tensor cores)
+static void gemm_float(qtk_rng *r, outputs *o) {
+    enum { N = 200, K = 264, ROWS = 40, LDX = 272 };
+    float *x = malloc((size_t)ROWS * LDX * 4), *W = malloc((size_t)N * K * 4), b[N],
+          *res = malloc((size_t)ROWS * N * 4);
+    uint16_t *Wh = malloc((size_t)N * K * 2);
+    fill(r, x, (size_t)ROWS * LDX, -2.0f, 2.0f), fill(r, W, (size_t)N * K, -0.5f, 0.5f), fill(r, b, N, -1.0f, 1.0f);
+    fill(r, res, (size_t)ROWS * N, -3.0f, 3.0f);
+    for (size_t i = 0; i < (size_t)N * K; i++) Wh[i] = qtk_f32_to_f16(W[i]);
+    const size_t per = (size_t)ROWS * N;
+    enum { RUNS = 9 };
+    out_alloc(o, RUNS * per, F32);
+    float *dx = dev_copy(x, (size_t)ROWS * LDX * 4), *dW = dev_copy(W, (size_t)N * K * 4), *db = dev_copy(b, sizeof b),
+          *dy = dev_alloc(per * 4);
+    void *dWh = dev_copy(Wh, (size_t)N * K * 2), *dxh = dev_alloc((size_t)ROWS * K * 2);
+    qtk_gemm *g = NULL;
+    ck_qtk(qtk_gemm_create(&g, NULL, 0, (size_t)4 << 20, 0));
+    float *xc = malloc((size_t)ROWS * K * 4); // x packed (stride K) for qtk_gemm_lt
+    for (int i = 0; i < ROWS; i++) memcpy(xc + (size_t)i * K, x + (size_t)i * LDX, (size_t)K * 4);
+    float *dxc = dev_copy(xc, (size_t)ROWS * K * 4);
+    for (int run = 0; run < RUNS; run++) {
+        float *cpu = (float *)o->cpu + run * per, *gpu = (float *)o->gpu + run * per;
+        int rows = ROWS, done = 1;
+        switch (run) {
+        case 0: // cuBLASLt, bias in the epilogue
+            gemm_ref(xc, K, W, b, cpu, ROWS, N, K, 0, 0);
+            ck_qtk(qtk_gemm_lt(g, dxc, dW, db, dy, ROWS, N, K, 0, &done));
+            break;
+        case 1: // the residual as C: y = res + x W^T
+            gemm_ref(xc, K, W, NULL, cpu, ROWS, N, K, 0, 0);
+            for (size_t i = 0; i < per; i++) cpu[i] += res[i];
+            ck_qtk(qtk_cuda_memcpy_h2d(dy, res, per * 4));
+            ck_qtk(qtk_gemm_lt(g, dxc, dW, NULL, dy, ROWS, N, K, 1, &done));
+            break;
+        case 2: case 3: case 4: case 5: // GEMV: float32 1 row, fp16 5 rows, float32 5 rows + softplus, fp16 1 row
+            rows = run == 2 || run == 5 ? 1 : 5;
+            gemm_ref(x, LDX, W, b, cpu, rows, N, K, run & 1, run == 4);
+            ck_qtk(qtk_gemv(NULL, run & 1 ? dWh : (void *)dW, run & 1, dx, LDX, db, dy, N, rows, N, K, run == 4));
+            break;
+        default: // the linear layer: GEMV (6), cuBLAS float32 (7) and fp16 tensor cores (8)
+            rows = run == 6 ? 3 : ROWS;
+            gemm_ref(x, LDX, W, b, cpu, rows, N, K, run == 8, run == 7);
+            ck_qtk(qtk_gemm_linear(g, dx, LDX, run == 8 ? dWh : (void *)dW, run == 8, dxh, db, dy, (size_t)rows, N, K,
+                                   run == 7));
+        }
+        ck_qtk(qtk_cuda_synchronize());
+        ck_qtk(qtk_cuda_memcpy_d2h(gpu, dy, (size_t)rows * N * 4));
+        if (!done) // plain cuBLAS ran: the bias is the caller's
+            for (size_t i = 0; i < (size_t)rows * N; i++) gpu[i] += b[i % N];
+    }
+    qtk_gemm_destroy(g);
+    qtk_cuda_free(dx), qtk_cuda_free(dW), qtk_cuda_free(db), qtk_cuda_free(dy), qtk_cuda_free(dWh), qtk_cuda_free(dxh);
+    qtk_cuda_free(dxc);
+    free(x), free(W), free(res), free(Wh), free(xc);
+}
+
+// int32 sums of int8 codes (IMMA) against exact integer sums: every product sign, the extremes -128 and 127
+static void gemm_int8(qtk_rng *r, outputs *o) {
+    enum { N = 132, K = 320, ROWS = 24 };
+    int8_t *x = malloc((size_t)ROWS * K), *W = malloc((size_t)N * K);
+    for (size_t i = 0; i < (size_t)ROWS * K; i++) x[i] = (int8_t)(qtk_rng_u32(r) & 0xff);
+    for (size_t i = 0; i < (size_t)N * K; i++) W[i] = (int8_t)(qtk_rng_u32(r) & 0xff);
+    for (int k = 0; k < K; k++) x[k] = -128, W[k] = -128; // row 0 x row 0: 320 * 16384, the largest sum
+    out_alloc(o, (size_t)ROWS * N, F64);
+    int8_t *dx = dev_copy(x, (size_t)ROWS * K), *dW = dev_copy(W, (size_t)N * K);
+    int32_t *dy = dev_alloc((size_t)ROWS * N * 4), *y = malloc((size_t)ROWS * N * 4);
+    qtk_gemm *g = NULL;
+    ck_qtk(qtk_gemm_create(&g, NULL, 0, (size_t)4 << 20, 0));
+    ck_assert_msg(qtk_gemm_int8_ok(g, ROWS, N, K), "no cuBLASLt int8 algorithm for %dx%dx%d", N, ROWS, K);
+    ck_qtk(qtk_gemm_int8(g, dx, dW, dy, ROWS, N, K));
+    ck_qtk(qtk_cuda_synchronize());
+    ck_qtk(qtk_cuda_memcpy_d2h(y, dy, (size_t)ROWS * N * 4));
+    for (int i = 0; i < ROWS; i++)
+        for (int j = 0; j < N; j++) {
+            int64_t t = 0;
+            for (int k = 0; k < K; k++) t += (int64_t)x[(size_t)i * K + k] * W[(size_t)j * K + k];
+            ((double *)o->cpu)[(size_t)i * N + j] = (double)t;
+            ((double *)o->gpu)[(size_t)i * N + j] = (double)y[(size_t)i * N + j];
+        }
+    qtk_gemm_destroy(g);
+    qtk_cuda_free(dx), qtk_cuda_free(dW), qtk_cuda_free(dy);
+    free(x), free(W), free(y);
+}
+
 static const backend_case cases[] = {
     {"fake_quant per tensor", BITWISE, 0, fq_tensor},
     {"fake_quant per channel (middle axis)", BITWISE, 0, fq_channel_mid},
@@ -561,6 +666,8 @@ static const backend_case cases[] = {
     {"integer LayerNorm (PTF and per tensor)", BITWISE, 0, ops_int_layernorm},
     {"causal conv1d + SiLU (prefill, decode, states)", ULP, 4, ops_conv1d}, // SiLU's expf: CUDA's is within 2 ULP (H100: 1)
     {"residual add with its quantizers", BITWISE, 0, ops_residual},
+    {"GEMM: cuBLASLt (bias, residual), GEMV (f32, fp16), linear (GEMV, SGEMM, fp16)", NMSE, 1e-12, gemm_float}, // sum order
+    {"int8 GEMM on tensor cores (IMMA)", BITWISE, 0, gemm_int8},
 };
 enum { N_CASES = sizeof cases / sizeof *cases };
 

@@ -26,7 +26,7 @@
                             cudaGetErrorString(qtk_le_), what, __FILE__, __LINE__);                        \
     } while (0)
 
-#ifdef CUBLAS_API_H_
+// (the cuBLAS and cuDNN macros need their library's header only where they are used)
 #define QTK_CUBLAS_TRY(call)                                                               \
     do {                                                                                   \
         cublasStatus_t qtk_cb_ = (call);                                                   \
@@ -34,9 +34,7 @@
             return qtk_fail(QTK_ERR_CUDA, "cuBLAS error %s in %s at %s:%d",                \
                             cublasGetStatusName(qtk_cb_), #call, __FILE__, __LINE__);      \
     } while (0)
-#endif
 
-#ifdef CUDNN_VERSION
 #define QTK_CUDNN_TRY(call)                                                                \
     do {                                                                                   \
         cudnnStatus_t qtk_cd_ = (call);                                                    \
@@ -44,6 +42,5 @@
             return qtk_fail(QTK_ERR_CUDA, "cuDNN error %s in %s at %s:%d",                 \
                             cudnnGetErrorString(qtk_cd_), #call, __FILE__, __LINE__);      \
     } while (0)
-#endif
 
 #endif

@@ -1,6 +1,7 @@
 // CPU-only builds (make CUDA=0, or no nvcc): the CUDA API exists and says so.
 #include <stdio.h>
 
+#include "gemm.h"
 #include "qtk_cuda.h"
 
 #define NO_CUDA() qtk_fail(QTK_ERR_UNSUPPORTED, "this qtk was built without CUDA (rebuild with nvcc and CUDA=1)")
@@ -108,5 +109,27 @@ qtk_status qtk_op_conv1d_silu_cuda(const float *in, size_t ld, int B, int L, int
 }
 qtk_status qtk_op_residual_cuda(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr,
                                 void *stream) {
+    return NO_CUDA();
+}
+
+qtk_status qtk_gemm_create(qtk_gemm **out, void *stream, int tf32, size_t ws_bytes, int cublas_ws) {
+    *out = NULL;
+    return NO_CUDA();
+}
+void qtk_gemm_destroy(qtk_gemm *g) {}
+qtk_status qtk_gemm_lt(qtk_gemm *g, const float *x, const float *W, const float *bias, float *y, int rows, int N, int K,
+                       int acc, int *bias_done) {
+    return NO_CUDA();
+}
+int qtk_gemm_int8_ok(qtk_gemm *g, int rows, int N, int K) { return 0; }
+qtk_status qtk_gemm_int8(qtk_gemm *g, const int8_t *x, const int8_t *W, int32_t *y, int rows, int N, int K) {
+    return NO_CUDA();
+}
+qtk_status qtk_gemv(void *stream, const void *W, int w_half, const float *x, int ldx, const float *b, float *y, int ldy,
+                    int rows, int N, int K, int act) {
+    return NO_CUDA();
+}
+qtk_status qtk_gemm_linear(qtk_gemm *g, const float *x, int ldx, const void *W, int w_half, void *xh, const float *b,
+                           float *y, size_t rows, int N, int K, int act) {
     return NO_CUDA();
 }

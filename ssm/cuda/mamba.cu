@@ -17,25 +17,37 @@ __global__ void k_embed(const int32_t *__restrict__ tok, const float *__restrict
         h[i] = emb[(size_t)tok[i / D] * D + i % D];
 }
 
-// xh (rows, K) = x (rows, K; row stride ld) in fp16
-__global__ void k_to_half(const float *__restrict__ x, int ld, __half *xh, size_t rows, int K) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * K; i += (size_t)gridDim.x * blockDim.x)
-        xh[i] = __float2half_rn(x[(i / K) * ld + i % K]);
-}
+// The Mamba1 scan's arguments (k_scan1 for a prefill, k_scan1_step for one decode token): B sequences of
+// L tokens, E channels, N states on S lanes (a power of two >= N, <= 32); x (rows, E) the conv output;
+// xdbl (rows, ldbc) = [dt input (R) | B (N) | C (N)]; z (rows, ldz) the gate; h (B, E, N) the states, read
+// and written; y (rows, E). Prefill: dt (rows, E) after dt_proj and softplus. Decode: dt_proj's weight
+// dt_w (float or fp16, E x R) and bias dt_b (may be NULL) applied inside the step.
+struct scan1_args {
+    int B, L, E, N, S, R, ldbc, ldz;
+    const float *x, *dt, *xdbl, *z, *A_log, *Dskip, *dt_b;
+    const void *dt_w;
+    float *h, *y;
+};
 
-// y[r, j] = act(y[r, j] + b[j]) (b may be NULL; act 1: softplus)
-__global__ void k_bias_act(float *y, const float *__restrict__ b, size_t rows, int N, int act) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x) {
-        float v = b ? y[i] + b[i % N] : y[i];
-        y[i] = act == 1 ? qtk_softplus(v) : v;
-    }
-}
+// The Mamba2 recurrence's arguments (k_ssd2): B sequences of L tokens, H heads of P channels, N states, G
+// groups; xbc (rows, ld) the conv output [x (E) | B (G N) | C (G N)]; dt_raw the in_proj's dt columns (row
+// stride ld_dt), clamped to [lo, hi] after softplus(dt_raw + dt_bias); state (B, H, P, N) read and written;
+// y (rows, E) = the SSD output + D x.
+struct ssd2_args {
+    int B, L, H, P, N, G, ld, E, ld_dt;
+    const float *xbc, *dt_raw, *dt_bias, *A_log, *Dskip;
+    float lo, hi;
+    float *state, *y;
+};
 
 // Mamba1 selective scan: S lanes per (sequence, channel) (S: a power of two >= N, <= 32), lane n
 // keeping state n; y is the sum of the S lanes' h_n C_n (a shuffle tree; the CPU sums in order)
-__global__ void k_scan1(int B, int L, int E, int N, int S, const float *__restrict__ x, const float *__restrict__ dt,
-                        const float *__restrict__ Bm, const float *__restrict__ Cm, int ldbc, const float *__restrict__ z,
-                        int ldz, const float *__restrict__ A_log, const float *__restrict__ Dskip, float *h, float *y) {
+__global__ void k_scan1(scan1_args a) {
+    const int B = a.B, L = a.L, E = a.E, N = a.N, S = a.S, ldbc = a.ldbc, ldz = a.ldz;
+    const float *__restrict__ x = a.x, *__restrict__ dt = a.dt, *__restrict__ Bm = a.xdbl + a.R,
+                *__restrict__ Cm = a.xdbl + a.R + N, *__restrict__ z = a.z, *__restrict__ A_log = a.A_log,
+                *__restrict__ Dskip = a.Dskip;
+    float *h = a.h, *y = a.y;
     const int lane = threadIdx.x & 31, n = lane % S;
     const long idx = ((long)(blockIdx.x * blockDim.x + threadIdx.x) >> 5) * (32 / S) + lane / S;
     const int active = idx < (long)B * E, on = active && n < N;
@@ -61,10 +73,12 @@ __global__ void k_scan1(int B, int L, int E, int N, int S, const float *__restri
 
 // One decode step of the Mamba1 scan with dt_proj fused in: dt = softplus(x_dbl[:R] . W_dt[ch] + b_dt[ch]),
 // the S lanes of a channel splitting the R products; then k_scan1's update for L = 1.
-template <typename W>
-__global__ void k_scan1_step(int B, int E, int N, int S, int R, const float *__restrict__ x, const float *__restrict__ xdbl,
-                             int ldbc, const W *__restrict__ dtw, const float *__restrict__ dtb, const float *__restrict__ z,
-                             int ldz, const float *__restrict__ A_log, const float *__restrict__ Dskip, float *h, float *y) {
+template <typename W> __global__ void k_scan1_step(scan1_args a) {
+    const int B = a.B, E = a.E, N = a.N, S = a.S, R = a.R, ldbc = a.ldbc, ldz = a.ldz;
+    const float *__restrict__ x = a.x, *__restrict__ xdbl = a.xdbl, *__restrict__ dtb = a.dt_b, *__restrict__ z = a.z,
+                *__restrict__ A_log = a.A_log, *__restrict__ Dskip = a.Dskip;
+    const W *__restrict__ dtw = (const W *)a.dt_w;
+    float *h = a.h, *y = a.y;
     const int lane = threadIdx.x & 31, n = lane % S;
     const long idx = ((long)(blockIdx.x * blockDim.x + threadIdx.x) >> 5) * (32 / S) + lane / S;
     const int active = idx < (long)B * E, on = active && n < N;
@@ -79,7 +93,7 @@ __global__ void k_scan1_step(int B, int E, int N, int S, int R, const float *__r
     float dd = 0.0f;
     if (active)
 #pragma unroll 8
-        for (int k = n; k < R; k += S) dd = __fmaf_rn(wvec<W>::one(dtw + (size_t)ch * R + k), wvec<W>::in(xr[k]), dd);
+        for (int k = n; k < R; k += S) dd = __fmaf_rn(qtk_wvec<W>::one(dtw + (size_t)ch * R + k), qtk_wvec<W>::in(xr[k]), dd);
     for (int o = S >> 1; o > 0; o >>= 1) dd += __shfl_xor_sync(0xffffffffu, dd, o, S);
     const float d = active ? qtk_softplus(dtb ? dd + bias : dd) : 0.0f;
     float part = 0.0f;
@@ -96,9 +110,12 @@ __global__ void k_scan1_step(int B, int E, int N, int S, int R, const float *__r
 // the states n = q, q + SSD_NG, ... (N <= 32 SSD_NG) in registers; y[p] is the shuffle sum of the lanes.
 // dt = clamp(softplus(dt_raw + dt_bias), lo, hi), dt_raw the in_proj's columns (row stride ld_dt).
 #define SSD_NG 8
-__global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__restrict__ xbc, int ld, int E,
-                       const float *__restrict__ dt_raw, int ld_dt, const float *__restrict__ dt_bias, float lo, float hi,
-                       const float *__restrict__ A_log, const float *__restrict__ Dskip, float *state, float *y) {
+__global__ void k_ssd2(ssd2_args a) {
+    const int L = a.L, H = a.H, P = a.P, N = a.N, G = a.G, ld = a.ld, E = a.E, ld_dt = a.ld_dt;
+    const float *__restrict__ xbc = a.xbc, *__restrict__ dt_raw = a.dt_raw, *__restrict__ dt_bias = a.dt_bias,
+                *__restrict__ A_log = a.A_log, *__restrict__ Dskip = a.Dskip;
+    const float lo = a.lo, hi = a.hi;
+    float *state = a.state, *y = a.y;
     const int b = blockIdx.x / H, hd = blockIdx.x % H, q = threadIdx.x % SSD_NG, g = hd / (H / G);
     const int p = blockIdx.y * (blockDim.x / SSD_NG) + threadIdx.x / SSD_NG, on = p < P;
     float s[32];
@@ -137,23 +154,12 @@ __global__ void k_ssd2(int B, int L, int H, int P, int N, int G, const float *__
 
 #define LAUNCH(kernel, n, ...) QTK_LAUNCH(kernel, qtk_grid_for((n), 256), 256, 0, g->st, __VA_ARGS__)
 
-// y (rows, N) = act(x (rows, K; row stride ldx) W^T (+ b)); act 1: softplus. Up to QTK_GEMV_MAX_ROWS rows
-// (decode) one GEMV pass over the weights; more rows through cuBLAS.
+// y (rows, N) = act(x (rows, K; row stride ldx) W^T (+ b)); act 1: softplus (qtk_gemm_linear: a GEMV pass up to
+// QTK_GEMV_MAX_ROWS rows, cuBLAS above; fp16 weights on the fp16 path)
 static qtk_status linear(qtk_mamba_cuda *g, const float *x, int ldx, const float *hW, const float *hb, float *y, size_t rows,
                          int N, int K, int act = 0) {
-    const float one = 1.0f, zero = 0.0f;
-    const float *b = hb ? DEV(g, hb) : NULL;
-    if (rows <= QTK_GEMV_MAX_ROWS)
-        return qtk_mamba_gemv(g->st, g->fp16 ? (const void *)DEVH(g, hW) : (const void *)DEV(g, hW), g->fp16, x, ldx, b, y, N,
-                              (int)rows, N, K, act);
-    if (g->fp16) { // fp16 operands on tensor cores, FP32 sums and output
-        LAUNCH(k_to_half, rows * K, x, ldx, g->xh, rows, K);
-        QTK_CUBLAS_TRY(cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEVH(g, hW), CUDA_R_16F, K, g->xh,
-                                    CUDA_R_16F, K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    } else
-        QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)rows, K, &one, DEV(g, hW), K, x, ldx, &zero, y, N));
-    if (b || act) LAUNCH(k_bias_act, rows * N, y, b, rows, N, act);
-    return QTK_OK;
+    return qtk_gemm_linear(&g->gm, x, ldx, g->fp16 ? (const void *)DEVH(g, hW) : (const void *)DEV(g, hW), g->fp16, g->xh,
+                           hb ? DEV(g, hb) : NULL, y, rows, N, K, act);
 }
 
 // causal conv + SiLU of C channels (input rows of stride ld) continuing from the conv state cs
@@ -185,20 +191,15 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
             while (S < N) S <<= 1;
             const long threads = ((long)B * E + 32 / S - 1) / (32 / S) * 32;
             const unsigned blocks = (unsigned)((threads + 127) / 128);
+            scan1_args a = {B, L, E, N, S, R, R + 2 * N, IN, g->xc, dt, xdbl, g->proj + E, DEV(g, ly->A_log),
+                            DEV(g, ly->Dskip), NULL, NULL, ss, g->y};
             if (L == 1) { // decode: dt_proj inside the scan step
-                const float *db = ly->dt_proj_b ? DEV(g, ly->dt_proj_b) : NULL;
-                if (g->fp16)
-                    k_scan1_step<__half><<<blocks, 128, 0, g->st>>>(B, E, N, S, R, g->xc, xdbl, R + 2 * N,
-                                                                    DEVH(g, ly->dt_proj_w), db, g->proj + E, IN,
-                                                                    DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
-                else
-                    k_scan1_step<float><<<blocks, 128, 0, g->st>>>(B, E, N, S, R, g->xc, xdbl, R + 2 * N,
-                                                                   DEV(g, ly->dt_proj_w), db, g->proj + E, IN,
-                                                                   DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+                a.dt_b = ly->dt_proj_b ? DEV(g, ly->dt_proj_b) : NULL;
+                if (g->fp16) a.dt_w = DEVH(g, ly->dt_proj_w), k_scan1_step<__half><<<blocks, 128, 0, g->st>>>(a);
+                else a.dt_w = DEV(g, ly->dt_proj_w), k_scan1_step<float><<<blocks, 128, 0, g->st>>>(a);
             } else {
                 QTK_TRY(linear(g, xdbl, R + 2 * N, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, 1)); // softplus
-                k_scan1<<<blocks, 128, 0, g->st>>>(B, L, E, N, S, g->xc, dt, xdbl + R, xdbl + R + N, R + 2 * N, g->proj + E,
-                                                   IN, DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+                k_scan1<<<blocks, 128, 0, g->st>>>(a);
             }
             QTK_CUDA_TRY_LAUNCH("scan1");
         } else {
@@ -208,9 +209,9 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
                 QTK_TRY(qtk_mamba_ssd_chunked(g, l, L, g->xc, g->proj + E + CD, IN, ss, g->y));
             else {
                 const int ptile = 16; // p values per block: 16 x SSD_NG = 128 threads
-                k_ssd2<<<dim3((unsigned)(B * H), (unsigned)((P + ptile - 1) / ptile)), ptile * SSD_NG, 0, g->st>>>(
-                    B, L, H, P, N, c->n_groups, g->xc, CD, E, g->proj + E + CD, IN, DEV(g, ly->dt_bias), c->dt_min,
-                    c->dt_max, DEV(g, ly->A_log), DEV(g, ly->Dskip), ss, g->y);
+                const ssd2_args a = {B, L, H, P, N, c->n_groups, CD, E, IN, g->xc, g->proj + E + CD, DEV(g, ly->dt_bias),
+                                     DEV(g, ly->A_log), DEV(g, ly->Dskip), c->dt_min, c->dt_max, ss, g->y};
+                k_ssd2<<<dim3((unsigned)(B * H), (unsigned)((P + ptile - 1) / ptile)), ptile * SSD_NG, 0, g->st>>>(a);
                 QTK_CUDA_TRY_LAUNCH("ssd2");
             }
             QTK_TRY(qtk_op_gated_rmsnorm_cuda(g->y, g->proj, IN, DEV(g, ly->gnorm_w), rows, E, c->n_groups, c->eps, g->st));
@@ -227,9 +228,8 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
 extern "C" void qtk_mamba_cuda_destroy(qtk_mamba_cuda *g) {
     if (!g) return;
     if (g->graph) cudaGraphExecDestroy(g->graph);
-    if (g->h) cublasDestroy(g->h);
+    qtk_gemm_free(&g->gm);
     if (g->st) cudaStreamDestroy(g->st);
-    cudaFree(g->ws);
     cudaFree(g->d_params);
     cudaFree(g->d_half);
     cudaFree(g->xh);
@@ -295,10 +295,7 @@ static qtk_status create(qtk_mamba_cuda *g, const qtk_mamba *m, int maxB, int ma
         return qtk_fail(QTK_ERR_NOMEM, "GPU Mamba for %d x %d tokens needs %.2f GiB, %.2f GiB free: fewer tokens at once",
                         maxB, maxL, need / 1073741824.0, fr / 1073741824.0);
     QTK_CUDA_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
-    QTK_CUBLAS_TRY(cublasCreate(&g->h));
-    QTK_CUBLAS_TRY(cublasSetStream(g->h, g->st));
-    QTK_CUDA_TRY(cudaMalloc(&g->ws, (size_t)32 << 20));
-    QTK_CUBLAS_TRY(cublasSetWorkspace(g->h, g->ws, (size_t)32 << 20));
+    QTK_TRY(qtk_gemm_init(&g->gm, g->st, 0, (size_t)32 << 20, 1));
     QTK_CUDA_TRY(cudaMalloc((void **)&g->d_params, m->n_params * sizeof(float)));
     QTK_CUDA_TRY(cudaMemcpy(g->d_params, m->mem, m->n_params * sizeof(float), cudaMemcpyHostToDevice));
     QTK_CUDA_TRY(cudaMalloc((void **)&g->conv, g->conv_per_layer * c->n_layers * sizeof(float)));

@@ -44,10 +44,17 @@ __global__ void k_ssd_dt_cum(const float *__restrict__ raw, int ld, const float 
     }
 }
 
+// The chunked kernels' shape: xbc rows of stride ld ([x (E) | B (G N) | C (G N)]), L tokens per sequence,
+// H heads of P channels, N states, G groups, chunks of Q tokens, nc chunks per sequence
+struct ssd_shape {
+    int ld, E, L, H, P, N, G, Q, nc;
+};
+
 // grid (B * nc * H, ceil(P / 64), ceil(N / 64)): chs[b, c, h] (P, N) = sum_j x_j[p] w_j B_j[n] over the chunk
-__global__ void __launch_bounds__(256) k_ssd_chunk_state(const float *__restrict__ xbc, int ld, int E, int L, int H, int P,
-                                                          int N, int G, int Q, int nc, const float *__restrict__ dtc,
-                                                          const float *__restrict__ cum, float *chs) {
+__global__ void __launch_bounds__(256) k_ssd_chunk_state(ssd_shape sh, const float *__restrict__ xbc,
+                                                          const float *__restrict__ dtc, const float *__restrict__ cum,
+                                                          float *chs) {
+    const int ld = sh.ld, E = sh.E, L = sh.L, H = sh.H, P = sh.P, N = sh.N, G = sh.G, Q = sh.Q, nc = sh.nc;
     __shared__ float xw[DEPTH][TILE + 4], bs[DEPTH][TILE + 4], wj[DEPTH];
     const int h = blockIdx.x % H, c = blockIdx.x / H % nc, b = blockIdx.x / H / nc, g = h / (H / G);
     const int p0 = blockIdx.y * TILE, n0 = blockIdx.z * TILE, tid = threadIdx.x, tp = tid % 16, tn = tid / 16;
@@ -118,10 +125,10 @@ __device__ __forceinline__ void tile_fma(const float (*ts)[DEPTH + 1], const flo
 }
 
 // grid (B * nc * H, ceil(Q / 64), ceil(P / 64)): y for 64 tokens x 64 p of one chunk and head
-__global__ void __launch_bounds__(256) k_ssd_y(const float *__restrict__ xbc, int ld, int E, int L, int H, int P, int N,
-                                                int G, int Q, int nc, const float *__restrict__ dtc,
+__global__ void __launch_bounds__(256) k_ssd_y(ssd_shape sh, const float *__restrict__ xbc, const float *__restrict__ dtc,
                                                 const float *__restrict__ cum, const float *__restrict__ cb,
                                                 const float *__restrict__ chs, const float *__restrict__ Dskip, float *y) {
+    const int ld = sh.ld, E = sh.E, L = sh.L, H = sh.H, P = sh.P, N = sh.N, G = sh.G, Q = sh.Q, nc = sh.nc;
     __shared__ float ts[TILE][DEPTH + 1], ds[DEPTH][TILE + 4], ct[TILE], cj[DEPTH], dj[DEPTH];
     const int h = blockIdx.x % H, c = blockIdx.x / H % nc, b = blockIdx.x / H / nc, g = h / (H / G);
     const int i0 = blockIdx.y * TILE, p0 = blockIdx.z * TILE, tid = threadIdx.x, tp = tid % 16, ti = tid / 16;
@@ -194,29 +201,30 @@ qtk_status qtk_mamba_ssd_chunked(qtk_mamba_cuda *g, int layer, int L, const floa
         const float *Bp = xbc + E + (size_t)gg * N, *Cp = xbc + E + (size_t)(G + gg) * N;
         float *out = g->cb + (size_t)gg * Q * Q;
         if (L % Q == 0) // every chunk full: one batch over all (sequence, chunk)
-            QTK_CUBLAS_TRY(cublasSgemmStridedBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, Q, Q, N, &one, Bp, CD, sx, Cp, CD, sx, &zero,
+            QTK_CUBLAS_TRY(cublasSgemmStridedBatched(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, Q, Q, N, &one, Bp, CD, sx, Cp, CD, sx, &zero,
                                                      out, Q, sc, B * nc));
         else
             for (int b = 0; b < B; b++) {
                 const size_t ro = (size_t)b * L * CD, oo = (size_t)b * nc * sc;
                 if (nc > 1)
-                    QTK_CUBLAS_TRY(cublasSgemmStridedBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, Q, Q, N, &one, Bp + ro, CD, sx,
+                    QTK_CUBLAS_TRY(cublasSgemmStridedBatched(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, Q, Q, N, &one, Bp + ro, CD, sx,
                                                              Cp + ro, CD, sx, &zero, out + oo, Q, sc, nc - 1));
                 const int lt = L - (nc - 1) * Q;
                 const size_t rt = ro + (size_t)(nc - 1) * sx;
-                QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, lt, lt, N, &one, Bp + rt, CD, Cp + rt, CD, &zero,
+                QTK_CUBLAS_TRY(cublasSgemm(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, lt, lt, N, &one, Bp + rt, CD, Cp + rt, CD, &zero,
                                            out + oo + (size_t)(nc - 1) * sc, Q));
             }
     }
     const unsigned blocks = (unsigned)((long)B * nc * H);
-    k_ssd_chunk_state<<<dim3(blocks, (P + TILE - 1) / TILE, (N + TILE - 1) / TILE), 256, 0, g->st>>>(
-        xbc, CD, E, L, H, P, N, G, Q, nc, g->dtc, g->cum, g->chs);
+    const ssd_shape sh = {CD, E, L, H, P, N, G, Q, nc};
+    k_ssd_chunk_state<<<dim3(blocks, (P + TILE - 1) / TILE, (N + TILE - 1) / TILE), 256, 0, g->st>>>(sh, xbc, g->dtc,
+                                                                                                      g->cum, g->chs);
     QTK_CUDA_TRY_LAUNCH("ssd_chunk_state");
     const long n = (long)B * H * P * N;
     k_ssd_pass<<<(unsigned)((n + 255) / 256), 256, 0, g->st>>>(B, L, H, P * N, Q, nc, g->cum, g->chs, state);
     QTK_CUDA_TRY_LAUNCH("ssd_pass");
-    k_ssd_y<<<dim3(blocks, (Q + TILE - 1) / TILE, (P + TILE - 1) / TILE), 256, 0, g->st>>>(
-        xbc, CD, E, L, H, P, N, G, Q, nc, g->dtc, g->cum, g->cb, g->chs, DEV(g, ly->Dskip), y);
+    k_ssd_y<<<dim3(blocks, (Q + TILE - 1) / TILE, (P + TILE - 1) / TILE), 256, 0, g->st>>>(sh, xbc, g->dtc, g->cum, g->cb,
+                                                                                            g->chs, DEV(g, ly->Dskip), y);
     QTK_CUDA_TRY_LAUNCH("ssd_y");
     return QTK_OK;
 }

@@ -187,71 +187,6 @@ __global__ void k_softmax(float *x, size_t rows, int n, dquant qs, dquant q, __h
 
 static const dquant NOQ = {0, 0, 0, 0, NULL, NULL, 0, 0, 0};
 
-// The cuBLASLt plan for D (N x rows, column-major) = W^T-view x: m = N, n = rows; with the bias
-// epilogue and/or C = D accumulated (beta = 1). ok = 0: no algorithm (plain cuBLAS then).
-// int8: int8 codes in, int32 sums out (compute 32I), no epilogue.
-static qtk_status lt_plan_for(qtk_vit_cuda *g, int m, int n, int k, int bias, int acc, int int8,
-                              struct qtk_vit_cuda::lt_plan **out) {
-    for (int i = 0; i < g->n_plans; i++) {
-        struct qtk_vit_cuda::lt_plan *p = &g->plans[i];
-        if (p->m == m && p->n == n && p->k == k && p->bias == bias && p->acc == acc && p->int8 == int8) {
-            *out = p;
-            return QTK_OK;
-        }
-    }
-    *out = NULL;
-    if (g->n_plans == (int)(sizeof g->plans / sizeof *g->plans)) return QTK_OK;
-    struct qtk_vit_cuda::lt_plan *p = &g->plans[g->n_plans];
-    memset(p, 0, sizeof *p);
-    p->m = m, p->n = n, p->k = k, p->bias = bias, p->acc = acc, p->int8 = int8;
-    cudaDataType_t ab = int8 ? CUDA_R_8I : CUDA_R_32F, cd = int8 ? CUDA_R_32I : CUDA_R_32F;
-    QTK_CUBLAS_TRY(cublasLtMatmulDescCreate(&p->op, int8 ? CUBLAS_COMPUTE_32I : g->compute, cd));
-    g->n_plans++; // owns the descriptors from here on (destroy frees them)
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, k, m, k));
-    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, k, n, k));
-    QTK_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->c, cd, m, n, m));
-    cublasLtMatmulPreference_t pref;
-    QTK_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&pref));
-    cublasStatus_t e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
-                                                            sizeof g->ws_bytes);
-    cublasLtMatmulHeuristicResult_t r;
-    int found = 0;
-    if (e == CUBLAS_STATUS_SUCCESS)
-        e = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &r, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    p->ok = e == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (p->ok) p->algo = r.algo;
-    *out = p;
-    return QTK_OK;
-}
-
-// y (rows, N) [+]= x (rows, K) W^T [+ bias], W (N, K) row-major. acc: y += (the residual, FP32 mode only).
-// The bias is added in cuBLASLt's epilogue (one float32 rounding of acc + bias, as the CPU's separate add),
-// else by a kernel. Returns *bias_done = 0 when the caller still has to add it.
-static qtk_status gemm_xwt(qtk_vit_cuda *g, const float *x, const float *W, const float *bias, float *y, int rows, int N,
-                           int K, int acc, int *bias_done) {
-    const float one = 1.0f, zero = 0.0f;
-    struct qtk_vit_cuda::lt_plan *p;
-    QTK_TRY(lt_plan_for(g, N, rows, K, bias != NULL, acc, 0, &p));
-    if (p && p->ok) {
-        if (bias) QTK_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-        QTK_CUBLAS_TRY(cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, acc ? &one : &zero, y, p->c, y, p->c, &p->algo,
-                                      g->ws, g->ws_bytes, g->st));
-        *bias_done = 1;
-        return QTK_OK;
-    }
-    if (acc) return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU forward: no cuBLASLt algorithm for %dx%dx%d", N, rows, K);
-    QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, N, rows, K, &one, W, K, x, K, &zero, y, N));
-    *bias_done = 0;
-    return QTK_OK;
-}
-
-
 // Calibration: the activation at `point`, (outer, C) with C the last axis, updates its observer (on
 // the CPU, from min/max computed here); on the last batch the observer's parameters are chosen (OMSE
 // and PTF scored here). As vit_quant.c's hook: every named activation quantizer, enabled or not.
@@ -315,9 +250,7 @@ static int int_gemm(const fwd *f, int wpoint, int xpoint, int N, int K, int rows
     const dquant *q = &g->q[xpoint];
     const int off = q->hi > 127.0f ? 128 : 0;
     if (!q->on || q->per_channel || q->lo - off < -128 || q->hi - off > 127 || q->s != q->s) return 0;
-    struct qtk_vit_cuda::lt_plan *p;
-    if (lt_plan_for(g, N + 4, rows, K, 0, 0, 1, &p) != QTK_OK) return 0;
-    return p && p->ok;
+    return qtk_gemm_int8_ok(&g->gm, rows, N + 4, K);
 }
 
 // Whether block pb's attention GEMMs run on fp16 tensor cores with exact sums: the qkv and softmax
@@ -333,16 +266,6 @@ static int att_int(const fwd *f, int pb, int T, int d) {
     if (qk->z != rintf(qk->z) || qp->z != rintf(qp->z)) return 0;
     double rk = fmax(qk->hi - qk->z, qk->z - qk->lo), rp = fmax(qp->hi - qp->z, qp->z - qp->lo);
     return rk <= 2048 && rp <= 2048 && d * rk * rk < 16777216.0 && T * rp * rk < 16777216.0;
-}
-
-// g->acc (rows, N + 4) = codes (rows, K) x the weight's codes^T (row N: the codes' row sums)
-static qtk_status gemm_int(qtk_vit_cuda *g, int wpoint, int rows, int N, int K) {
-    struct qtk_vit_cuda::lt_plan *p;
-    QTK_TRY(lt_plan_for(g, N + 4, rows, K, 0, 0, 1, &p));
-    const int32_t one = 1, zero = 0;
-    QTK_CUBLAS_TRY(cublasLtMatmul(g->lt, p->op, &one, g->wi[wpoint].codes, p->a, g->codes, p->b, &zero, g->acc, p->c,
-                                  g->acc, p->c, &p->algo, g->ws, g->ws_bytes, g->st));
-    return QTK_OK;
 }
 
 static const float *W(const fwd *f, int point, const float *host_w) {
@@ -369,7 +292,7 @@ static qtk_status linear(const fwd *f, const float *x, int xint, int xpoint, int
         const struct wint *w = &g->wi[wpoint];
         iepi e = {g->acc, (unsigned)(N + 4), (unsigned)N, (double)K, (double)qx->s,
                   (double)qx->z - (qx->hi > 127.0f ? 128.0 : 0.0), w->alpha, w->gamma, w->bsum, DEV(g, hb)};
-        QTK_TRY(gemm_int(g, wpoint, rows, N, K));
+        QTK_TRY(qtk_gemm_int8(&g->gm, g->codes, w->codes, g->acc, rows, N + 4, K)); // row N: the codes' row sums
         const dquant *q = QP(f, qpoint);
         const dim3 grid((unsigned)rows, (unsigned)(N + 127) / 128);
         g->n_int8++;
@@ -380,9 +303,9 @@ static qtk_status linear(const fwd *f, const float *x, int xint, int xpoint, int
         return QTK_OK;
     }
     // residual folded into the GEMM when neither quantizer around the add is on (always in the FP32 forward)
-    if (post == POST_RESID && !f->cal && !QP(f, qpoint)->on && !QP(f, rpoint)->on && gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), resid, rows, N, K, 1, &done) == QTK_OK)
+    if (post == POST_RESID && !f->cal && !QP(f, qpoint)->on && !QP(f, rpoint)->on && qtk_gemm_lt(&g->gm, x, W(f, wpoint, hw), DEV(g, hb), resid, rows, N, K, 1, &done) == QTK_OK)
         return QTK_OK;
-    QTK_TRY(gemm_xwt(g, x, W(f, wpoint, hw), DEV(g, hb), y, rows, N, K, 0, &done));
+    QTK_TRY(qtk_gemm_lt(&g->gm, x, W(f, wpoint, hw), DEV(g, hb), y, rows, N, K, 0, &done));
     const unsigned n = (unsigned)rows * (unsigned)N;
     const dquant *q = QP(f, qpoint);
     if (!done) LAUNCH(k_bias_quant, n, y, DEV(g, hb), n, (unsigned)N, post == POST_Q ? *q : NOQ);
@@ -470,11 +393,11 @@ qtk_status vitc_fwd_blocks(const fwd *f, int B, int from, int to) {
         // scores = (q k^T) * d^-1/2, per (image, head): column-major S^T = k q^T
         if (i_att) { // exact integer sums, times scale * s_qkv^2
             const float a = (float)((double)scale * g->q[pb + QTK_VIT_B_QKV_OUT].s * g->q[pb + QTK_VIT_B_QKV_OUT].s);
-            QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &a, g->hptr, CUDA_R_16F, 3 * C,
+            QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &a, g->hptr, CUDA_R_16F, 3 * C,
                                                g->hptr + BH, CUDA_R_16F, 3 * C, &zero, (void *const *)(g->ptr + 2 * BH),
                                                CUDA_R_32F, T, B * H, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         } else
-            QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &scale, g->ptr, 3 * C, g->ptr + BH,
+            QTK_CUBLAS_TRY(cublasSgemmBatched(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &scale, g->ptr, 3 * C, g->ptr + BH,
                                               3 * C, &zero, (float *const *)(g->ptr + 2 * BH), T, B * H));
         QTK_TRY(observe(f, pb + QTK_VIT_B_SCORES, g->att, (size_t)B * H * T, (size_t)T));
         k_softmax<<<(unsigned)(((size_t)B * H * T + 7) / 8), 256, 0, g->st>>>(
@@ -484,12 +407,12 @@ qtk_status vitc_fwd_blocks(const fwd *f, int B, int from, int to) {
         // ctx = P v: column-major ctx^T = v^T P^T
         if (i_att) { // exact integer sums, times s_softmax * s_qkv
             const float a = (float)((double)g->q[pb + QTK_VIT_B_SOFTMAX].s * g->q[pb + QTK_VIT_B_QKV_OUT].s);
-            QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &a, g->hptr + 3 * BH, CUDA_R_16F,
+            QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->gm.h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &a, g->hptr + 3 * BH, CUDA_R_16F,
                                                3 * C, g->hptr + 4 * BH, CUDA_R_16F, T, &zero,
                                                (void *const *)(g->ptr + 5 * BH), CUDA_R_32F, C, B * H, CUBLAS_COMPUTE_32F,
                                                CUBLAS_GEMM_DEFAULT));
         } else
-            QTK_CUBLAS_TRY(cublasSgemmBatched(g->h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &one, g->ptr + 3 * BH, 3 * C,
+            QTK_CUBLAS_TRY(cublasSgemmBatched(g->gm.h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &one, g->ptr + 3 * BH, 3 * C,
                                               g->ptr + 4 * BH, T, &zero, (float *const *)(g->ptr + 5 * BH), C, B * H));
         if (i_proj)
             LAUNCH(k_quant_codes, (size_t)rows * C, g->ctx, g->codes, (unsigned)(rows * C), *QP(f, pb + QTK_VIT_B_CONTEXT));
@@ -517,10 +440,10 @@ qtk_status vitc_fwd_head(const fwd *f, int B) {
     const int hb = qtk_vit_head_base(m);
     LAUNCH(k_prefix, (size_t)B * NP * C, g->x, g->hbuf, B, T, NP, C);
     QTK_TRY(norm(f, 2 * c->depth, g->hbuf, g->feat, B * NP, m->norm_w, m->norm_b, hb + QTK_VIT_H_NORM_OUT, NULL));
-    QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, NC, B, C, &one, W(f, hb + QTK_VIT_H_HEAD_W, m->head_w), C,
+    QTK_CUBLAS_TRY(cublasSgemm(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, NC, B, C, &one, W(f, hb + QTK_VIT_H_HEAD_W, m->head_w), C,
                                g->feat, NP * C, &zero, g->logits, NC));
     if (NP == 2)
-        QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, NC, B, C, &one, DEV(g, m->head_dist_w), C, g->feat + C,
+        QTK_CUBLAS_TRY(cublasSgemm(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, NC, B, C, &one, DEV(g, m->head_dist_w), C, g->feat + C,
                                    NP * C, &zero, g->ld, NC));
     LAUNCH(k_head, (size_t)B * NC, g->logits, NP == 2 ? g->ld : NULL, DEV(g, m->head_b),
            NP == 2 ? DEV(g, m->head_dist_b) : NULL, B, NC, *QP(f, hb + QTK_VIT_H_HEAD_OUT));

@@ -6,8 +6,6 @@
 #define QTK_VIT_INTERNAL_H
 
 #include <cuda_fp16.h>
-#include <cublasLt.h>
-#include <cublas_v2.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +13,7 @@
 
 #include "../../core/biascorr.h"
 #include "../../core/cuda/common.cuh"
+#include "../../core/cuda/gemm.cuh"
 #include "../../core/cuda/ops.cuh"
 #include "../../core/qparams.h"
 #include "../../core/cuda/qtk_cuda.h"
@@ -57,8 +56,8 @@ struct qtk_vit_cuda {
     float **cal_mm, *mm_scratch;
     size_t mm_cap;
     int fp16_exact;       // this GPU's fp16 GEMMs sum integers below 2^24 exactly (checked at create)
-    cublasHandle_t h;
     cudaStream_t st;
+    qtk_gemm gm;          // cuBLAS(Lt) handles, workspace, plans (core/cuda/gemm.cuh); gm.h for the other cuBLAS calls
     float *d_params;      // a copy of m->mem: device pointer = d_params + (host pointer - m->mem)
     float *d_wq;          // fake-quantized weights, one region per weight point
     size_t *wq_off;       // per point: offset into d_wq, or SIZE_MAX
@@ -77,18 +76,6 @@ struct qtk_vit_cuda {
     float *x, *hbuf, *qkv, *att, *ctx, *mlp, *cols, *feat, *patch, *pos, *img, *logits, *ld;
     const float **ptr;    // batched-GEMM pointer arrays: 6 * maxB * heads
     void *mem;
-    // cuBLASLt: GEMMs with the bias in the epilogue (and the residual as C), plans cached per shape
-    cublasLtHandle_t lt;
-    void *ws;
-    size_t ws_bytes;
-    cublasComputeType_t compute;
-    struct lt_plan {
-        int m, n, k, bias, acc, int8, ok;
-        cublasLtMatmulDesc_t op;
-        cublasLtMatrixLayout_t a, b, c;
-        cublasLtMatmulAlgo_t algo;
-    } plans[64];
-    int n_plans;
     // the search's calibration set on the GPU: its images and every block's input (slot b: the input
     // of block b for all n images), valid until a quantizer of an earlier block changes
     float *d_cal, *d_slots;

@@ -53,15 +53,7 @@ static qtk_status check_fits(const qtk_vit *m, int B, qtk_vit_gemm gemm) {
 
 extern "C" void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {
     if (!g) return;
-    for (int i = 0; i < g->n_plans; i++) {
-        cublasLtMatmulDescDestroy(g->plans[i].op);
-        cublasLtMatrixLayoutDestroy(g->plans[i].a);
-        cublasLtMatrixLayoutDestroy(g->plans[i].b);
-        cublasLtMatrixLayoutDestroy(g->plans[i].c);
-    }
-    if (g->lt) cublasLtDestroy(g->lt);
-    cudaFree(g->ws);
-    if (g->h) cublasDestroy(g->h);
+    qtk_gemm_free(&g->gm);
     if (g->st) cudaStreamDestroy(g->st);
     cudaFree(g->d_cal);
     cudaFree(g->d_slots);
@@ -99,16 +91,7 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm 
     g->maxB = B;
     g->gemm = gemm;
     QTK_CUDA_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
-    QTK_CUBLAS_TRY(cublasCreate(&g->h));
-    QTK_CUBLAS_TRY(cublasSetStream(g->h, g->st));
-    // exact FP32 by default; NVIDIA_TF32_OVERRIDE=1 would turn the default math mode into TF32, the pedantic one never
-    const char *ov = getenv("NVIDIA_TF32_OVERRIDE");
-    cublasMath_t mm = tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : ov && strcmp(ov, "0") ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH;
-    QTK_CUBLAS_TRY(cublasSetMathMode(g->h, mm));
-    QTK_CUBLAS_TRY(cublasLtCreate(&g->lt));
-    g->compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : mm == CUBLAS_PEDANTIC_MATH ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
-    g->ws_bytes = (size_t)32 << 20;
-    QTK_CUDA_TRY(cudaMalloc(&g->ws, g->ws_bytes));
+    QTK_TRY(qtk_gemm_init(&g->gm, g->st, tf32, (size_t)32 << 20, 0));
     QTK_CUDA_TRY(cudaMalloc((void **)&g->d_params, m->n_params * sizeof(float)));
     QTK_CUDA_TRY(cudaMemcpy(g->d_params, m->mem, m->n_params * sizeof(float), cudaMemcpyHostToDevice));
     size_t sz[NBUF], t = 0;

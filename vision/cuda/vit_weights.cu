@@ -106,7 +106,7 @@ qtk_status vitc_fp16_sums_exact(qtk_vit_cuda *g, int *exact) {
     float *dc = (float *)(db + (size_t)n * n);
     const float one = 1.0f, zero = 0.0f;
     // column-major: C (n x n) = A^T B, A and B (n x n) with columns of n terms
-    if (st == QTK_OK && cublasGemmEx(g->h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, da, CUDA_R_16F, n, db, CUDA_R_16F, n,
+    if (st == QTK_OK && cublasGemmEx(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, da, CUDA_R_16F, n, db, CUDA_R_16F, n,
                                      &zero, dc, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
         st = qtk_fail(QTK_ERR_CUDA, "fp16 check: cublasGemmEx failed");
     if (st == QTK_OK && (e = cudaStreamSynchronize(g->st)) == cudaSuccess)
