@@ -2,7 +2,11 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "blas.h"
 
 // nn.LayerNorm(C, eps)(x)
 void qtk_op_layernorm(const float *x, float *y, size_t rows, size_t C, const float *w, const float *b, float eps,
@@ -99,4 +103,108 @@ void qtk_op_residual(float *x, const float *h, size_t n, size_t C, const qtk_out
     }
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = qtk_outq_apply(qr, x[i] + qtk_outq_apply(qh, h[i], i % C), i % C);
+}
+
+// --- CNN ops --------------------------------------------------------------------------------------------
+
+qtk_status qtk_conv2d_out(const qtk_conv2d_shape *s, int *Ho, int *Wo) {
+    if (s->B < 1 || s->C < 1 || s->H < 1 || s->W < 1 || s->O < 1 || s->KH < 1 || s->KW < 1 || s->stride_h < 1 ||
+        s->stride_w < 1 || s->pad_h < 0 || s->pad_w < 0)
+        return qtk_fail(QTK_ERR_ARG, "conv2d: sizes B %d C %d H %d W %d O %d kernel %dx%d stride %dx%d padding %dx%d",
+                        s->B, s->C, s->H, s->W, s->O, s->KH, s->KW, s->stride_h, s->stride_w, s->pad_h, s->pad_w);
+    if (s->groups != 1 && !(s->groups == s->C && s->O == s->C))
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "conv2d: %d groups of %d -> %d channels (dense or depthwise only)", s->groups,
+                        s->C, s->O);
+    const long ho = ((long)s->H + 2L * s->pad_h - s->KH) / s->stride_h + 1, wo = ((long)s->W + 2L * s->pad_w - s->KW) / s->stride_w + 1;
+    if ((long)s->H + 2L * s->pad_h < s->KH || (long)s->W + 2L * s->pad_w < s->KW)
+        return qtk_fail(QTK_ERR_ARG, "conv2d: a %dx%d kernel over a %dx%d input padded by %dx%d", s->KH, s->KW, s->H, s->W,
+                        s->pad_h, s->pad_w);
+    // every tensor (and the im2col buffer of one image) below 2^31 elements
+    const double big = 2147483647.0, in = (double)s->B * s->C * s->H * s->W, out = (double)s->B * s->O * ho * wo,
+                 col = (double)s->C * s->KH * s->KW * ho * wo;
+    if (in > big || out > big || col > big)
+        return qtk_fail(QTK_ERR_ARG, "conv2d: %.0f input, %.0f output, %.0f im2col elements (at most 2^31 - 1)", in, out, col);
+    *Ho = (int)ho, *Wo = (int)wo;
+    return QTK_OK;
+}
+
+// col (C KH KW, Ho Wo) of image x (C, H, W): row (c, kh, kw), column (oy, ox) = x[c, oy s - p + kh, ox s - p + kw] or 0
+static void im2col(const qtk_conv2d_shape *s, const float *x, int Ho, int Wo, float *col) {
+    const size_t HW = (size_t)Ho * Wo;
+#pragma omp parallel for schedule(static) if ((size_t)s->C * s->KH * s->KW * HW >= 65536)
+    for (int r = 0; r < s->C * s->KH * s->KW; r++) {
+        const int c = r / (s->KH * s->KW), kh = r / s->KW % s->KH, kw = r % s->KW;
+        float *cr = col + (size_t)r * HW;
+        for (int oy = 0; oy < Ho; oy++) {
+            const int iy = oy * s->stride_h - s->pad_h + kh;
+            for (int ox = 0; ox < Wo; ox++) {
+                const int ix = ox * s->stride_w - s->pad_w + kw;
+                cr[(size_t)oy * Wo + ox] = iy >= 0 && iy < s->H && ix >= 0 && ix < s->W ? x[((size_t)c * s->H + iy) * s->W + ix] : 0.0f;
+            }
+        }
+    }
+}
+
+// nn.Conv2d(C, O, (KH, KW), stride, padding, groups=groups, bias=bias is not None), then the activation
+qtk_status qtk_op_conv2d(const qtk_conv2d_shape *s, const float *x, const float *w, const float *bias, qtk_act act,
+                         const qtk_outq *q, float *y) {
+    int Ho, Wo;
+    QTK_TRY(qtk_conv2d_out(s, &Ho, &Wo));
+    const size_t HWo = (size_t)Ho * Wo, K = (size_t)s->C * s->KH * s->KW;
+    if (s->groups == 1) {
+        float *col = malloc(K * HWo * sizeof *col);
+        if (!col) return qtk_fail(QTK_ERR_NOMEM, "conv2d: %zu floats of im2col", K * HWo);
+        for (int b = 0; b < s->B; b++) {
+            im2col(s, x + (size_t)b * s->C * s->H * s->W, Ho, Wo, col);
+            qtk_sgemm(false, false, s->O, (int)HWo, (int)K, 1.0f, w, (int)K, col, (int)HWo, 0.0f, y + (size_t)b * s->O * HWo,
+                      (int)HWo);
+        }
+        free(col);
+        qtk_op_bn_act(y, (size_t)s->B, (size_t)s->O, HWo, NULL, bias, act, q);
+        return QTK_OK;
+    }
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < s->B; b++)
+        for (int c = 0; c < s->C; c++) {
+            const float *xc = x + ((size_t)b * s->C + c) * s->H * s->W, *wc = w + (size_t)c * s->KH * s->KW;
+            float *yc = y + ((size_t)b * s->C + c) * HWo;
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++) {
+                    float acc = 0.0f;
+                    for (int kh = 0; kh < s->KH; kh++) {
+                        const int iy = oy * s->stride_h - s->pad_h + kh;
+                        if (iy < 0 || iy >= s->H) continue;
+                        for (int kw = 0; kw < s->KW; kw++) {
+                            const int ix = ox * s->stride_w - s->pad_w + kw;
+                            if (ix >= 0 && ix < s->W) acc += xc[(size_t)iy * s->W + ix] * wc[kh * s->KW + kw];
+                        }
+                    }
+                    if (bias) acc += bias[c];
+                    yc[(size_t)oy * Wo + ox] = qtk_outq_apply(q, qtk_act_apply(act, acc), (size_t)c);
+                }
+        }
+    return QTK_OK;
+}
+
+void qtk_bn_affine(const float *gamma, const float *beta, const float *mean, const float *var, float eps, size_t C,
+                   float *a, float *b) {
+    for (size_t c = 0; c < C; c++) {
+        a[c] = gamma[c] / sqrtf(var[c] + eps);
+        b[c] = beta[c] - mean[c] * a[c];
+    }
+}
+
+// act(bn(x)), bn in eval mode as an affine (qtk_bn_affine)
+void qtk_op_bn_act(float *x, size_t B, size_t C, size_t HW, const float *a, const float *b, qtk_act act, const qtk_outq *q) {
+#pragma omp parallel for schedule(static) collapse(2) if (B * C * HW >= 65536)
+    for (size_t n = 0; n < B; n++)
+        for (size_t c = 0; c < C; c++) {
+            float *xc = x + (n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) {
+                float v = xc[i];
+                if (a) v = v * a[c];
+                if (b) v = v + b[c];
+                xc[i] = qtk_outq_apply(q, qtk_act_apply(act, v), c);
+            }
+        }
 }

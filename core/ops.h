@@ -42,6 +42,28 @@ qtk_status qtk_op_conv1d_silu(const float *in, size_t ld, int B, int L, int C, i
 // residual stream's quantizer
 void qtk_op_residual(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr);
 
+// --- CNN ops: NCHW float32 tensors; a per-channel output quantizer is indexed by the channel (axis 1) ---
+
+// A 2-D convolution's shape: B images of C channels, H x W; O output channels, KH x KW kernels, stride,
+// zero padding, groups 1 (a dense conv) or C == O (depthwise). qtk_conv2d_out gives Ho, Wo.
+typedef struct {
+    int B, C, H, W, O, KH, KW, stride_h, stride_w, pad_h, pad_w, groups;
+} qtk_conv2d_shape;
+// Checks the shape (positive sizes, groups 1 or depthwise, an output of at least 1 x 1, sizes below 2^31);
+// Ho and Wo of the output.
+qtk_status qtk_conv2d_out(const qtk_conv2d_shape *s, int *Ho, int *Wo);
+// y (B, O, Ho, Wo) = q(act(conv(x, w) + bias)), w (O, C / groups, KH, KW), bias (O) or NULL. Dense: im2col
+// and one product per image (core/blas.h: the bits do not depend on the thread count); depthwise: each
+// output the sum over (kh, kw) in order, from 0, then + bias. Element order of the epilogue as written.
+qtk_status qtk_op_conv2d(const qtk_conv2d_shape *s, const float *x, const float *w, const float *bias, qtk_act act,
+                         const qtk_outq *q, float *y);
+// Eval-mode batch norm as a per-channel affine: a[c] = gamma[c] / sqrt(var[c] + eps), b[c] = beta[c] - mean[c] a[c]
+// (float32 steps as written; the CNN models check the form against PyTorch)
+void qtk_bn_affine(const float *gamma, const float *beta, const float *mean, const float *var, float eps, size_t C,
+                   float *a, float *b);
+// x (B, C, HW) = q(act(x a[c] + b[c])) in place; a and b NULL: q(act(x)) alone
+void qtk_op_bn_act(float *x, size_t B, size_t C, size_t HW, const float *a, const float *b, qtk_act act, const qtk_outq *q);
+
 // The CUDA twins (stream: a cudaStream_t, NULL for the default stream). The qtk_outq's per-channel
 // arrays are device pointers.
 qtk_status qtk_op_layernorm_cuda(const float *x, float *y, size_t rows, size_t C, const float *w, const float *b,
@@ -59,6 +81,16 @@ qtk_status qtk_op_conv1d_silu_cuda(const float *in, size_t ld, int B, int L, int
                                    const float *bias, float *state, float *out, void *stream);
 qtk_status qtk_op_residual_cuda(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr,
                                 void *stream);
+// Dense convs run im2col into ws (qtk_conv2d_ws_floats(s) floats on the device; depthwise needs none) and
+// a GEMM per image (gemm: a context from core/cuda/gemm.h, on the stream it was made with; NULL for
+// depthwise). The sums' order differs from the CPU's for dense convs (test_backends: NMSE); depthwise
+// is the CPU's bit for bit.
+size_t qtk_conv2d_ws_floats(const qtk_conv2d_shape *s);
+struct qtk_gemm;
+qtk_status qtk_op_conv2d_cuda(const qtk_conv2d_shape *s, const float *x, const float *w, const float *bias, qtk_act act,
+                              const qtk_outq *q, float *y, float *ws, struct qtk_gemm *gemm, void *stream);
+qtk_status qtk_op_bn_act_cuda(float *x, size_t B, size_t C, size_t HW, const float *a, const float *b, qtk_act act,
+                              const qtk_outq *q, void *stream);
 
 #ifdef __cplusplus
 }

@@ -71,4 +71,28 @@ QTK_HD float qtk_softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 // nn.GELU() (the erf form)
 QTK_HD float qtk_gelu(float u) { return u * 0.5f * (1.0f + erff(u * 0.70710678118654752f)); }
 
+// The activations of the CNNs (and the ones above), as one mode
+typedef enum {
+    QTK_ACT_NONE,
+    QTK_ACT_RELU,        // max(x, 0)
+    QTK_ACT_RELU6,       // min(max(x, 0), 6)
+    QTK_ACT_HARDSWISH,   // x * min(max(x + 3, 0), 6) / 6 (F.hardswish)
+    QTK_ACT_HARDSIGMOID, // min(max(x + 3, 0), 6) / 6 (F.hardsigmoid)
+    QTK_ACT_SILU,
+    QTK_ACT_GELU,
+} qtk_act;
+
+// x through activation a (NaN stays NaN)
+QTK_HD float qtk_act_apply(qtk_act a, float x) {
+    switch (a) {
+    case QTK_ACT_RELU: return x < 0.0f ? 0.0f : x;
+    case QTK_ACT_RELU6: return qtk_clampf(x, 0.0f, 6.0f);
+    case QTK_ACT_HARDSWISH: return x * qtk_clampf(x + 3.0f, 0.0f, 6.0f) / 6.0f;
+    case QTK_ACT_HARDSIGMOID: return qtk_clampf(x + 3.0f, 0.0f, 6.0f) / 6.0f;
+    case QTK_ACT_SILU: return qtk_silu(x);
+    case QTK_ACT_GELU: return qtk_gelu(x);
+    default: return x;
+    }
+}
+
 #endif

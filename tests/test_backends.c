@@ -645,6 +645,113 @@ static void gemm_int8(qtk_rng *r, outputs *o) {
     free(x), free(W), free(y);
 }
 
+// --- CNN ops: dense conv (im2col + GEMM), depthwise, batch norm + activations -----------------------------
+
+static qtk_outq outq_channels(const float *s, const float *z) { return (qtk_outq){1, 1, 0, 0, s, z, -128, 127, 0}; }
+
+// dense convs (3x3 stride 2 pad 1 with bias + ReLU6, 1x1 pointwise, 7x7 stride 2 pad 3 without bias) against
+// the CPU's im2col + OpenBLAS (no output quantizer: a sum in another order may cross a rounding boundary)
+static void cnn_conv_dense(qtk_rng *r, outputs *o) {
+    const qtk_conv2d_shape sh[3] = {{2, 16, 15, 17, 24, 3, 3, 2, 2, 1, 1, 1}, {2, 24, 8, 9, 40, 1, 1, 1, 1, 0, 0, 1},
+                                    {1, 3, 33, 31, 16, 7, 7, 2, 2, 3, 3, 1}};
+    size_t total = 0, off[3];
+    int Ho, Wo;
+    for (int i = 0; i < 3; i++) {
+        ck_qtk(qtk_conv2d_out(&sh[i], &Ho, &Wo));
+        off[i] = total;
+        total += (size_t)sh[i].B * sh[i].O * Ho * Wo;
+    }
+    out_alloc(o, total, F32);
+    qtk_gemm *g = NULL;
+    ck_qtk(qtk_gemm_create(&g, NULL, 0, (size_t)4 << 20, 0));
+    for (int i = 0; i < 3; i++) {
+        const qtk_conv2d_shape *s = &sh[i];
+        ck_qtk(qtk_conv2d_out(s, &Ho, &Wo));
+        const size_t nx = (size_t)s->B * s->C * s->H * s->W, nw = (size_t)s->O * s->C * s->KH * s->KW,
+                     ny = (size_t)s->B * s->O * Ho * Wo;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)s->O * 4);
+        fill(r, x, nx, -2.0f, 2.0f), fill(r, w, nw, -0.3f, 0.3f), fill(r, b, (size_t)s->O, -0.5f, 0.5f);
+        float *dx = dev_copy(x, nx * 4), *dw = dev_copy(w, nw * 4), *db = dev_copy(b, (size_t)s->O * 4), *dy = dev_alloc(ny * 4),
+              *ws = dev_alloc(qtk_conv2d_ws_floats(s) * 4);
+        const qtk_act act = i == 0 ? QTK_ACT_RELU6 : QTK_ACT_NONE;
+        ck_qtk(qtk_op_conv2d(s, x, w, i == 2 ? NULL : b, act, NULL, (float *)o->cpu + off[i]));
+        ck_qtk(qtk_op_conv2d_cuda(s, dx, dw, i == 2 ? NULL : db, act, NULL, dy, ws, g, NULL));
+        ck_qtk(qtk_cuda_synchronize());
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + off[i], dy, ny * 4));
+        qtk_cuda_free(dx), qtk_cuda_free(dw), qtk_cuda_free(db), qtk_cuda_free(dy), qtk_cuda_free(ws);
+        free(x), free(w), free(b);
+    }
+    qtk_gemm_destroy(g);
+}
+
+// depthwise 3x3 (stride 1 and 2) and 5x5 with hardswish, and every activation after a batch norm (every other
+// one with a per-channel output quantizer)
+static void cnn_depthwise_bn(qtk_rng *r, outputs *o) {
+    enum { B = 2, C = 32, H = 14, W = 13, HW = H * W };
+    const qtk_conv2d_shape sh[3] = {{B, C, H, W, C, 3, 3, 1, 1, 1, 1, C}, {B, C, H, W, C, 3, 3, 2, 2, 1, 1, C},
+                                    {B, C, H, W, C, 5, 5, 2, 2, 2, 2, C}};
+    const qtk_act acts[] = {QTK_ACT_NONE, QTK_ACT_RELU, QTK_ACT_RELU6, QTK_ACT_HARDSWISH, QTK_ACT_HARDSIGMOID};
+    const size_t nx = (size_t)B * C * HW, NA = sizeof acts / sizeof *acts;
+    size_t total = NA * nx, off[3];
+    int Ho, Wo;
+    for (int i = 0; i < 3; i++) {
+        ck_qtk(qtk_conv2d_out(&sh[i], &Ho, &Wo));
+        off[i] = total;
+        total += (size_t)B * C * Ho * Wo;
+    }
+    out_alloc(o, total, F32);
+    float *x = malloc(nx * 4), w[C * 25], bias[C], gamma[C], beta[C], mean[C], var[C], a[C], b[C];
+    fill(r, x, nx, -6.0f, 6.0f), fill(r, w, C * 25, -0.5f, 0.5f), fill(r, bias, C, -0.5f, 0.5f);
+    fill(r, gamma, C, 0.5f, 1.5f), fill(r, beta, C, -0.5f, 0.5f), fill(r, mean, C, -1.0f, 1.0f), fill(r, var, C, 0.1f, 2.0f);
+    specials(x, nx);
+    qtk_bn_affine(gamma, beta, mean, var, 1e-5f, C, a, b);
+    float *dx = dev_copy(x, nx * 4), *dw = dev_copy(w, sizeof w), *dbias = dev_copy(bias, sizeof bias),
+          *da = dev_copy(a, sizeof a), *db = dev_copy(b, sizeof b), *dy = dev_alloc(nx * 4);
+    const qtk_outq q = outq_tensor(0.05f, 127.0f);
+    float sc[C], zc[C];
+    for (int c = 0; c < C; c++) sc[c] = 0.02f + 0.002f * c, zc[c] = (float)(c % 5) - 2.0f;
+    float *dsc = dev_copy(sc, sizeof sc), *dzc = dev_copy(zc, sizeof zc);
+    const qtk_outq qc = outq_channels(sc, zc), dqc = outq_channels(dsc, dzc);
+    for (size_t k = 0; k < NA; k++) {
+        float *cpu = (float *)o->cpu + k * nx;
+        memcpy(cpu, x, nx * 4);
+        qtk_op_bn_act(cpu, B, C, HW, a, b, acts[k], k % 2 ? &qc : NULL);
+        ck_qtk(qtk_cuda_memcpy_d2d(dy, dx, nx * 4));
+        ck_qtk(qtk_op_bn_act_cuda(dy, B, C, HW, da, db, acts[k], k % 2 ? &dqc : NULL, NULL));
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + k * nx, dy, nx * 4));
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_qtk(qtk_op_conv2d(&sh[i], x, w, i ? bias : NULL, QTK_ACT_HARDSWISH, i == 1 ? &q : NULL, (float *)o->cpu + off[i]));
+        ck_qtk(qtk_op_conv2d_cuda(&sh[i], dx, dw, i ? dbias : NULL, QTK_ACT_HARDSWISH, i == 1 ? &q : NULL, dy, NULL, NULL, NULL));
+        ck_qtk(qtk_conv2d_out(&sh[i], &Ho, &Wo));
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + off[i], dy, (size_t)B * C * Ho * Wo * 4));
+    }
+    qtk_cuda_free(dx), qtk_cuda_free(dw), qtk_cuda_free(dbias), qtk_cuda_free(da), qtk_cuda_free(db), qtk_cuda_free(dy);
+    qtk_cuda_free(dsc), qtk_cuda_free(dzc);
+    free(x);
+}
+
+// SiLU and GELU after a batch norm: expf / erff are CUDA's (within 2 ULP of the CPU's)
+static void cnn_bn_silu_gelu(qtk_rng *r, outputs *o) {
+    enum { B = 2, C = 24, HW = 300 };
+    const size_t n = (size_t)B * C * HW;
+    out_alloc(o, 2 * n, F32);
+    float *x = malloc(n * 4), a[C], b[C];
+    fill(r, x, n, -8.0f, 8.0f), fill(r, a, C, 0.5f, 1.5f), fill(r, b, C, -0.5f, 0.5f);
+    float *dx = dev_alloc(n * 4), *da = dev_copy(a, sizeof a), *db = dev_copy(b, sizeof b);
+    for (int k = 0; k < 2; k++) {
+        const qtk_act act = k ? QTK_ACT_GELU : QTK_ACT_SILU;
+        float *cpu = (float *)o->cpu + k * n;
+        memcpy(cpu, x, n * 4);
+        qtk_op_bn_act(cpu, B, C, HW, a, b, act, NULL);
+        ck_qtk(qtk_cuda_memcpy_h2d(dx, x, n * 4));
+        ck_qtk(qtk_op_bn_act_cuda(dx, B, C, HW, da, db, act, NULL, NULL));
+        ck_qtk(qtk_cuda_memcpy_d2h((float *)o->gpu + k * n, dx, n * 4));
+    }
+    qtk_cuda_free(dx), qtk_cuda_free(da), qtk_cuda_free(db);
+    free(x);
+}
+
 static const backend_case cases[] = {
     {"fake_quant per tensor", BITWISE, 0, fq_tensor},
     {"fake_quant per channel (middle axis)", BITWISE, 0, fq_channel_mid},
@@ -668,6 +775,9 @@ static const backend_case cases[] = {
     {"residual add with its quantizers", BITWISE, 0, ops_residual},
     {"GEMM: cuBLASLt (bias, residual), GEMV (f32, fp16), linear (GEMV, SGEMM, fp16)", NMSE, 1e-12, gemm_float}, // sum order
     {"int8 GEMM on tensor cores (IMMA)", BITWISE, 0, gemm_int8},
+    {"conv2d dense (im2col + GEMM; bias, ReLU6)", NMSE, 1e-12, cnn_conv_dense}, // sum order
+    {"conv2d depthwise; batch norm with ReLU, ReLU6, hardswish, hardsigmoid (+ output quantizers)", BITWISE, 0, cnn_depthwise_bn},
+    {"batch norm with SiLU, GELU", ULP, 4, cnn_bn_silu_gelu}, // CUDA's expf / erff
 };
 enum { N_CASES = sizeof cases / sizeof *cases };
 

@@ -125,6 +125,13 @@ qtk_status qtk_gemm_lt(qtk_gemm *g, const float *x, const float *W, const float 
     return QTK_OK;
 }
 
+// row-major C = A B is column-major C^T = B^T A^T
+qtk_status qtk_gemm_nn(qtk_gemm *g, const float *A, const float *B, float *C, int M, int N, int K) {
+    const float one = 1.0f, zero = 0.0f;
+    QTK_CUBLAS_TRY(cublasSgemm(g->h, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &one, B, N, A, K, &zero, C, N));
+    return QTK_OK;
+}
+
 int qtk_gemm_int8_ok(qtk_gemm *g, int rows, int N, int K) {
     qtk_gemm_plan *p;
     if (plan_for(g, N, rows, K, 0, 0, QTK_GEMM_PLAN_INT8, &p) != QTK_OK) return 0;

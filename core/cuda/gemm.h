@@ -2,6 +2,7 @@
 // cuBLAS and cuBLASLt handles, the workspace and the exact-FP32 policy, with
 //   qtk_gemm_lt       y (rows, N) [+]= x W^T [+ bias] through a cuBLASLt plan cached per shape (the bias in
 //                     the epilogue, the residual as C), plain cuBLAS where no plan exists
+//   qtk_gemm_nn       C = A B, row-major float32 (the CNNs' convolutions after im2col)
 //   qtk_gemm_int8     int32 sums of int8 codes on the tensor cores (IMMA), plans cached the same way
 //   qtk_gemm_linear   y = act(x W^T + b) for float32 or fp16 weights: a small-batch GEMV at up to
 //                     QTK_GEMV_MAX_ROWS rows (decode), cuBLAS (fp16 tensor cores, FP32 sums) above
@@ -37,6 +38,9 @@ void qtk_gemm_destroy(qtk_gemm *g);
 // sum + bias); 0 when plain cuBLAS ran and the caller still has to add it.
 qtk_status qtk_gemm_lt(qtk_gemm *g, const float *x, const float *W, const float *bias, float *y, int rows, int N, int K,
                        int acc, int *bias_done);
+
+// C (M, N) = A (M, K) B (K, N), all float32 row-major (plain cuBLAS SGEMM under the context's math mode).
+qtk_status qtk_gemm_nn(qtk_gemm *g, const float *A, const float *B, float *C, int M, int N, int K);
 
 // Whether the int8 GEMM of this shape has a cuBLASLt algorithm (making its plan; 0 on any error).
 int qtk_gemm_int8_ok(qtk_gemm *g, int rows, int N, int K);

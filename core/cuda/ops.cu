@@ -1,6 +1,7 @@
 // CUDA twins of the op library (core/ops.h). Built with --fmad=false and IEEE division/sqrt like the rest:
 // elementwise steps round as the CPU's; row sums run in another order (tests/test_backends.c says how close).
 #include "../ops.h"
+#include "gemm.h"
 #include "ops.cuh"
 
 #define STREAM(s) ((cudaStream_t)(s))
@@ -211,4 +212,84 @@ extern "C" qtk_status qtk_op_residual_cuda(float *x, const float *h, size_t n, s
     if (!n) return QTK_OK;
     QTK_LAUNCH(k_residual, qtk_grid_for(n, 256), 256, 0, STREAM(stream), x, h, n, C, OUTQ(qh), OUTQ(qr));
     return QTK_OK;
+}
+
+// --- CNN ops --------------------------------------------------------------------------------------------
+
+// x (B, C, HW) = q(act(x a[c] + b[c])), the CPU's steps (a, b may be NULL)
+__global__ void k_bn_act(float *x, size_t n, size_t C, size_t HW, const float *__restrict__ a, const float *__restrict__ b,
+                         qtk_act act, qtk_outq q) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t c = i / HW % C;
+        float v = x[i];
+        if (a) v = v * a[c];
+        if (b) v = v + b[c];
+        x[i] = qtk_outq_apply(&q, qtk_act_apply(act, v), c);
+    }
+}
+
+extern "C" qtk_status qtk_op_bn_act_cuda(float *x, size_t B, size_t C, size_t HW, const float *a, const float *b,
+                                         qtk_act act, const qtk_outq *q, void *stream) {
+    const size_t n = B * C * HW;
+    QTK_LAUNCH(k_bn_act, qtk_grid_for(n, 256), 256, 0, STREAM(stream), x, n, C, HW, a, b, act, OUTQ(q));
+    return QTK_OK;
+}
+
+// im2col of image x into col (C KH KW, Ho Wo), as the CPU's
+__global__ void k_im2col(const float *__restrict__ x, qtk_conv2d_shape s, int Ho, int Wo, float *col) {
+    const size_t HW = (size_t)Ho * Wo, n = (size_t)s.C * s.KH * s.KW * HW;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const int r = (int)(i / HW), p = (int)(i % HW), oy = p / Wo, ox = p % Wo;
+        const int c = r / (s.KH * s.KW), kh = r / s.KW % s.KH, kw = r % s.KW;
+        const int iy = oy * s.stride_h - s.pad_h + kh, ix = ox * s.stride_w - s.pad_w + kw;
+        col[i] = iy >= 0 && iy < s.H && ix >= 0 && ix < s.W ? x[((size_t)c * s.H + iy) * s.W + ix] : 0.0f;
+    }
+}
+
+// depthwise: one thread per output, the sum over (kh, kw) in the CPU's order
+__global__ void k_depthwise(const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ bias,
+                            qtk_conv2d_shape s, int Ho, int Wo, qtk_act act, qtk_outq q, float *y) {
+    const size_t HW = (size_t)Ho * Wo, n = (size_t)s.B * s.C * HW;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t bc = i / HW;
+        const int c = (int)(bc % s.C), oy = (int)(i % HW) / Wo, ox = (int)(i % HW) % Wo;
+        const float *xc = x + bc * s.H * s.W, *wc = w + (size_t)c * s.KH * s.KW;
+        float acc = 0.0f;
+        for (int kh = 0; kh < s.KH; kh++) {
+            const int iy = oy * s.stride_h - s.pad_h + kh;
+            if (iy < 0 || iy >= s.H) continue;
+            for (int kw = 0; kw < s.KW; kw++) {
+                const int ix = ox * s.stride_w - s.pad_w + kw;
+                if (ix >= 0 && ix < s.W) acc += xc[(size_t)iy * s.W + ix] * wc[kh * s.KW + kw];
+            }
+        }
+        if (bias) acc += bias[c];
+        y[i] = qtk_outq_apply(&q, qtk_act_apply(act, acc), (size_t)c);
+    }
+}
+
+extern "C" size_t qtk_conv2d_ws_floats(const qtk_conv2d_shape *s) {
+    int Ho, Wo;
+    if (s->groups != 1 || qtk_conv2d_out(s, &Ho, &Wo) != QTK_OK) return 0;
+    return (size_t)s->C * s->KH * s->KW * Ho * Wo;
+}
+
+extern "C" qtk_status qtk_op_conv2d_cuda(const qtk_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                                         qtk_act act, const qtk_outq *q, float *y, float *ws, struct qtk_gemm *gemm,
+                                         void *stream) {
+    int Ho, Wo;
+    QTK_TRY(qtk_conv2d_out(s, &Ho, &Wo));
+    const size_t HWo = (size_t)Ho * Wo, K = (size_t)s->C * s->KH * s->KW;
+    if (s->groups != 1) {
+        QTK_LAUNCH(k_depthwise, qtk_grid_for((size_t)s->B * s->C * HWo, 256), 256, 0, STREAM(stream), x, w, bias, *s, Ho, Wo,
+                   act, OUTQ(q), y);
+        return QTK_OK;
+    }
+    if (!ws || !gemm) return qtk_fail(QTK_ERR_ARG, "conv2d on the GPU: a dense conv needs the im2col workspace and a GEMM context");
+    for (int b = 0; b < s->B; b++) {
+        QTK_LAUNCH(k_im2col, qtk_grid_for(K * HWo, 256), 256, 0, STREAM(stream), x + (size_t)b * s->C * s->H * s->W, *s, Ho,
+                   Wo, ws);
+        QTK_TRY(qtk_gemm_nn(gemm, w, ws, y + (size_t)b * s->O * HWo, s->O, (int)HWo, (int)K));
+    }
+    return qtk_op_bn_act_cuda(y, (size_t)s->B, (size_t)s->O, HWo, NULL, bias, act, q, stream);
 }

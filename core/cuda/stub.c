@@ -107,6 +107,15 @@ qtk_status qtk_op_conv1d_silu_cuda(const float *in, size_t ld, int B, int L, int
                                    const float *bias, float *state, float *out, void *stream) {
     return NO_CUDA();
 }
+size_t qtk_conv2d_ws_floats(const qtk_conv2d_shape *s) { return 0; }
+qtk_status qtk_op_conv2d_cuda(const qtk_conv2d_shape *s, const float *x, const float *w, const float *bias, qtk_act act,
+                              const qtk_outq *q, float *y, float *ws, struct qtk_gemm *gemm, void *stream) {
+    return NO_CUDA();
+}
+qtk_status qtk_op_bn_act_cuda(float *x, size_t B, size_t C, size_t HW, const float *a, const float *b, qtk_act act,
+                              const qtk_outq *q, void *stream) {
+    return NO_CUDA();
+}
 qtk_status qtk_op_residual_cuda(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr,
                                 void *stream) {
     return NO_CUDA();
@@ -121,6 +130,7 @@ qtk_status qtk_gemm_lt(qtk_gemm *g, const float *x, const float *W, const float 
                        int acc, int *bias_done) {
     return NO_CUDA();
 }
+qtk_status qtk_gemm_nn(qtk_gemm *g, const float *A, const float *B, float *C, int M, int N, int K) { return NO_CUDA(); }
 int qtk_gemm_int8_ok(qtk_gemm *g, int rows, int N, int K) { return 0; }
 qtk_status qtk_gemm_int8(qtk_gemm *g, const int8_t *x, const int8_t *W, int32_t *y, int rows, int N, int K) {
     return NO_CUDA();
