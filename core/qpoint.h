@@ -147,6 +147,51 @@ qtk_status qtk_qreg_export(const qtk_qreg *r, const char *path, const char *conf
 // weights; on success the registry is in QUANT mode. model: named in the error of a missing tensor.
 qtk_status qtk_qreg_import(qtk_qreg *r, const qtk_safetensors *st, const char *path, const char *model);
 
+// --- the device half (core/cuda/qpoint.cu; a CPU-only build returns QTK_ERR_UNSUPPORTED) ---------------
+//
+// What a GPU forward reads per point, kept in step with the registry: each activation point as an output
+// quantizer (qtk_outq, its per-channel arrays on the device; index-mapped groups spelled out per channel),
+// each weight point as a device copy of its quantized weights; and a calibration's running statistics on the
+// device. Per-channel activation parameters apply along the last axis of the tensor the forward passes.
+typedef struct {
+    int n;
+    qtk_outq *q;          // (n) activation points: on = 0 where the point is off, uncalibrated, or a weight
+    int *w_on;            // (n) weight points: their quantized weights are in use
+    float *d_wq;          // the quantized weights, one region per weight point
+    size_t *wq_off;       // (n) offsets into d_wq (SIZE_MAX: not a weight)
+    float *d_qp;          // activation points' per-channel scales and zero points
+    size_t qp_cap, qp_used;
+    float *d_sz;          // one weight point's scales then zero points (qtk_qreg_dev_weight_params)
+    size_t sz_cap;
+    float **d_mm;         // (n) calibration: running min / max per point
+    float *mm_scratch;
+    size_t mm_cap;
+    void *stream;         // the forward's cudaStream_t
+} qtk_qreg_dev;
+
+// Room for r's weights on the device; nothing uploaded yet.
+qtk_status qtk_qreg_dev_init(qtk_qreg_dev *d, const qtk_qreg *r, void *stream);
+void qtk_qreg_dev_free(qtk_qreg_dev *d);
+// Every point (after a calibration or an import): the host's quantized weights (re-derived first where
+// stale) and the activation points' parameters. Returns when the copies are done.
+qtk_status qtk_qreg_dev_upload(qtk_qreg_dev *d, qtk_qreg *r);
+// One point after its parameters changed: a weight's host wq, or an activation's scales (same slots).
+qtk_status qtk_qreg_dev_update_weight(qtk_qreg_dev *d, const qtk_qreg *r, int id);
+qtk_status qtk_qreg_dev_update_act(qtk_qreg_dev *d, const qtk_qreg *r, int id);
+// The device copy of weight point id's quantized weights, or NULL where the forward reads the float ones.
+float *qtk_qreg_dev_weight(const qtk_qreg_dev *d, int id);
+// Weight point id's scales and zero points into d->d_sz (O each), after every kernel that may still read them.
+qtk_status qtk_qreg_dev_weight_params(qtk_qreg_dev *d, const qtk_qpoint *p);
+// Re-derives weight point id's device copy from its parameters on the device (fake quantization per output
+// channel, then bias correction), from its float weights d_w on the device; the host wq becomes stale.
+// Asynchronous on the default stream: synchronize before reading. Leaves the scales in d->d_sz.
+qtk_status qtk_qreg_dev_requantize(qtk_qreg_dev *d, qtk_qreg *r, int id, const float *d_w);
+// The activation hook of a calibration on the device: d_x (outer, C; C the last axis) feeds point id's
+// observer (min-max statistics kept on the device across batches; EMA and percentile ones on the host); on
+// the last batch the parameters are chosen (OMSE and PTF scored on the device). first: the first batch.
+qtk_status qtk_qreg_observe_cuda(qtk_qreg_dev *d, qtk_qreg *r, int id, const float *d_x, size_t outer, size_t C,
+                                 int first, int last);
+
 #ifdef __cplusplus
 }
 #endif

@@ -750,6 +750,93 @@ static void cnn_bn_silu_gelu(qtk_rng *r, outputs *o) {
     }
     qtk_cuda_free(dx), qtk_cuda_free(da), qtk_cuda_free(db);
     free(x);
+
+// --- the registry's device half (core/qpoint.h): calibration, the forward's records, re-quantization -----
+
+// A toy registry: a per-tensor min-max point, a per-channel (PTF-like, min-max channel-wise) point, an
+// index-mapped one and a weight. Calibrated over 3 batches on the CPU (qtk_qreg_act) and on the GPU
+// (qtk_qreg_observe_cuda): the parameters; then each activation quantizer applied on the device from its
+// uploaded record against the CPU hook; then a perturbed weight re-quantized on both.
+enum { RT, RC, RI, RW, RN };
+static void toy_registry(qtk_qreg *r, const float *w) {
+    static const int32_t idx[24] = {0, 1, 2, 0, 1, 2, 2, 2, 1, 0, 0, 1, 3, 3, 0, 1, 2, 3, 0, 0, 1, 1, 2, 3};
+    ck_qtk(qtk_qreg_init(r, RN, 1));
+    const qtk_qpoint_desc d[RN] = {
+        {.name = "t", .observer = QTK_OBS_MINMAX, .bits = 8, .channels = 1, .input = -1, .shares = -1},
+        {.name = "c", .observer = QTK_OBS_MINMAX, .bits = 6, .channel_wise = true, .axis = -1, .channels = 24, .input = -1,
+         .shares = -1},
+        {.name = "i", .observer = QTK_OBS_MINMAX, .bits = 4, .is_signed = true, .channel_wise = true, .axis = -1, .channels = 4,
+         .group_index = idx, .index_len = 24, .input = -1, .shares = -1},
+        {.name = "w", .kind = QTK_QPOINT_WEIGHT, .observer = QTK_OBS_MINMAX, .bits = 4, .channel_wise = true, .w = w, .O = 24,
+         .K = 40, .input = -1, .shares = -1},
+    };
+    for (int i = 0; i < RN; i++) ck_qtk(qtk_qreg_add(r, i, &d[i]));
+}
+
+static void registry_dev(qtk_rng *rg, outputs *o) {
+    enum { T = 70, C = 24, NB = 3 };
+    float w[24 * 40], x[NB][T * C];
+    fill(rg, w, 24 * 40, -1.0f, 1.0f);
+    for (int b = 0; b < NB; b++) fill(rg, x[b], T * C, -3.0f + b, 2.0f + b);
+    qtk_qreg a, g;
+    toy_registry(&a, w), toy_registry(&g, w);
+    qtk_qreg_dev d;
+    ck_qtk(qtk_qreg_dev_init(&d, &g, NULL));
+    const int64_t shape[2] = {T, C};
+    float *dx = dev_alloc(sizeof x[0]), *dz = dev_alloc(sizeof x[0]);
+    ck_qtk(qtk_qreg_calibrate_weights(&a));
+    ck_qtk(qtk_qreg_calibrate_weights(&g));
+    a.mode = QTK_QREG_CALIB;
+    for (int b = 0; b < NB; b++) {
+        a.last_batch = b == NB - 1;
+        float t[T * C];
+        ck_qtk(qtk_cuda_memcpy_h2d(dx, x[b], sizeof x[b]));
+        for (int i = RT; i <= RI; i++) {
+            memcpy(t, x[b], sizeof t);
+            ck_qtk(qtk_qreg_act(&a, i, t, 2, shape));
+            ck_qtk(qtk_qreg_observe_cuda(&d, &g, i, dx, T, C, b == 0, b == NB - 1));
+        }
+    }
+    a.mode = g.mode = QTK_QREG_QUANT;
+    // outputs: every activation point's scales and zero points, each applied to a fresh batch, the weight
+    const size_t np = 1 + 24 + 4, na = 3 * (size_t)T * C, nw = 24 * 40;
+    out_alloc(o, 2 * np + na + 2 * nw, F32);
+    float *oc = o->cpu, *og = o->gpu;
+    for (int i = RT, k = 0; i <= RI; i++)
+        for (size_t j = 0; j < a.p[i].qp.n; j++, k++) {
+            oc[k] = a.p[i].qp.scale[j], oc[np + k] = a.p[i].qp.zero[j];
+            og[k] = g.p[i].qp.scale[j], og[np + k] = g.p[i].qp.zero[j];
+        }
+    ck_qtk(qtk_qreg_dev_upload(&d, &g));
+    float fresh[T * C];
+    fill(rg, fresh, T * C, -4.0f, 4.0f);
+    specials(fresh, T * C);
+    const float zero[T * C] = {0};
+    ck_qtk(qtk_cuda_memcpy_h2d(dz, zero, sizeof zero));
+    for (int i = RT; i <= RI; i++) {
+        float *c = oc + 2 * np + (size_t)i * T * C;
+        memcpy(c, fresh, sizeof fresh);
+        ck_qtk(qtk_qreg_act(&a, i, c, 2, shape));
+        // the device record as a kernel applies it: x = 0 + q(h)
+        ck_qtk(qtk_cuda_memcpy_h2d(dx, zero, sizeof zero));
+        ck_qtk(qtk_cuda_memcpy_h2d(dz, fresh, sizeof fresh));
+        ck_qtk(qtk_op_residual_cuda(dx, dz, (size_t)T * C, C, &d.q[i], NULL, NULL));
+        ck_qtk(qtk_cuda_memcpy_d2h(og + 2 * np + (size_t)i * T * C, dx, sizeof fresh));
+    }
+    // the weight: the uploaded copy, then a perturbed scale re-quantized on the host and on the device
+    ck_qtk(qtk_cuda_memcpy_d2h(og + 2 * np + na, qtk_qreg_dev_weight(&d, RW), nw * 4));
+    memcpy(oc + 2 * np + na, qtk_qreg_weight(&a, RW), nw * 4);
+    a.p[RW].qp.scale[5] *= 1.3f, g.p[RW].qp.scale[5] *= 1.3f;
+    ck_qtk(qtk_qreg_requantize(&a, RW));
+    float *dw = dev_copy(w, sizeof w);
+    ck_qtk(qtk_qreg_dev_requantize(&d, &g, RW, dw));
+    ck_qtk(qtk_cuda_synchronize());
+    ck_assert(g.p[RW].wq_stale);
+    ck_qtk(qtk_cuda_memcpy_d2h(og + 2 * np + na + nw, qtk_qreg_dev_weight(&d, RW), nw * 4));
+    memcpy(oc + 2 * np + na + nw, qtk_qreg_weight(&a, RW), nw * 4);
+    qtk_cuda_free(dx), qtk_cuda_free(dz), qtk_cuda_free(dw);
+    qtk_qreg_dev_free(&d);
+    qtk_qreg_free(&a), qtk_qreg_free(&g);
 }
 
 static const backend_case cases[] = {
@@ -778,6 +865,7 @@ static const backend_case cases[] = {
     {"conv2d dense (im2col + GEMM; bias, ReLU6)", NMSE, 1e-12, cnn_conv_dense}, // sum order
     {"conv2d depthwise; batch norm with ReLU, ReLU6, hardswish, hardsigmoid (+ output quantizers)", BITWISE, 0, cnn_depthwise_bn},
     {"batch norm with SiLU, GELU", ULP, 4, cnn_bn_silu_gelu}, // CUDA's expf / erff
+    {"registry on the device: calibration, records, re-quantization", BITWISE, 0, registry_dev},
 };
 enum { N_CASES = sizeof cases / sizeof *cases };
 

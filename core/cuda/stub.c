@@ -141,5 +141,20 @@ qtk_status qtk_gemv(void *stream, const void *W, int w_half, const float *x, int
 }
 qtk_status qtk_gemm_linear(qtk_gemm *g, const float *x, int ldx, const void *W, int w_half, void *xh, const float *b,
                            float *y, size_t rows, int N, int K, int act) {
+// the registry's device half (core/qpoint.h)
+#include "../qpoint.h"
+qtk_status qtk_qreg_dev_init(qtk_qreg_dev *d, const qtk_qreg *r, void *stream) {
+    memset(d, 0, sizeof *d);
+    return NO_CUDA();
+}
+void qtk_qreg_dev_free(qtk_qreg_dev *d) { memset(d, 0, sizeof *d); }
+qtk_status qtk_qreg_dev_upload(qtk_qreg_dev *d, qtk_qreg *r) { return NO_CUDA(); }
+qtk_status qtk_qreg_dev_update_weight(qtk_qreg_dev *d, const qtk_qreg *r, int id) { return NO_CUDA(); }
+qtk_status qtk_qreg_dev_update_act(qtk_qreg_dev *d, const qtk_qreg *r, int id) { return NO_CUDA(); }
+float *qtk_qreg_dev_weight(const qtk_qreg_dev *d, int id) { return NULL; }
+qtk_status qtk_qreg_dev_weight_params(qtk_qreg_dev *d, const qtk_qpoint *p) { return NO_CUDA(); }
+qtk_status qtk_qreg_dev_requantize(qtk_qreg_dev *d, qtk_qreg *r, int id, const float *d_w) { return NO_CUDA(); }
+qtk_status qtk_qreg_observe_cuda(qtk_qreg_dev *d, qtk_qreg *r, int id, const float *d_x, size_t outer, size_t C,
+                                 int first, int last) {
     return NO_CUDA();
 }

@@ -187,67 +187,23 @@ __global__ void k_softmax(float *x, size_t rows, int n, dquant qs, dquant q, __h
 
 static const dquant NOQ = {0, 0, 0, 0, NULL, NULL, 0, 0, 0};
 
-// Calibration: the activation at `point`, (outer, C) with C the last axis, updates its observer (on
-// the CPU, from min/max computed here); on the last batch the observer's parameters are chosen (OMSE
-// and PTF scored here). As vit_quant.c's hook: every named activation quantizer, enabled or not.
-// Running min/max observers keep their statistics on the GPU until the last batch (no host round
-// trip per batch); EMA ones (percentile) update on the host every batch, as the CPU.
+// Calibration: the activation at `point`, (outer, C) with C the last axis, feeds its observer through the
+// registry's device half (core/qpoint.h: qtk_qreg_observe_cuda). As vit_quant.c's hook: every named
+// activation quantizer, enabled or not.
 static qtk_status observe(const fwd *f, int point, const float *d, size_t outer, size_t C) {
     if (!f->cal) return QTK_OK;
-    qtk_qpoint *q = &f->cal->reg.p[point];
-    if (!q->name[0] || q->kind == QTK_QPOINT_WEIGHT) return QTK_OK;
-    qtk_vit_cuda *g = f->g;
-    size_t nc = q->ob.channel_wise ? C : 1;
-    float *mn = NULL;
-    qtk_status st = QTK_OK;
-    if (q->ob.kind != QTK_OBS_EMA && q->ob.kind != QTK_OBS_PERCENTILE) {
-        size_t need = 2 * qtk_minmax_scratch(nc);
-        if (need > g->mm_cap) {
-            QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-            cudaFree(g->mm_scratch);
-            g->mm_scratch = NULL;
-            g->mm_cap = 0;
-            QTK_CUDA_TRY(cudaMalloc((void **)&g->mm_scratch, need * sizeof(float)));
-            g->mm_cap = need;
-        }
-        if (!g->cal_mm && !(g->cal_mm = (float **)calloc((size_t)g->npoints, sizeof *g->cal_mm)))
-            return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
-        if (!g->cal_mm[point]) QTK_CUDA_TRY(cudaMalloc((void **)&g->cal_mm[point], 2 * C * sizeof(float)));
-        float *run = g->cal_mm[point];
-        QTK_TRY(nc == 1 ? qtk_channel_minmax_fold_cuda(d, 1, 1, outer * C, run, run + 1, f->cal_first, g->mm_scratch, g->st)
-                        : qtk_channel_minmax_fold_cuda(d, outer, C, 1, run, run + nc, f->cal_first, g->mm_scratch, g->st));
-        if (!f->cal_last) return QTK_OK;
-        if (!(mn = (float *)malloc(2 * nc * sizeof(float)))) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
-        cudaError_t e = cudaMemcpyAsync(mn, run, 2 * nc * sizeof(float), cudaMemcpyDeviceToHost, g->st);
-        if (e == cudaSuccess) e = cudaStreamSynchronize(g->st); // (the twins below run on the default stream)
-        st = e == cudaSuccess ? QTK_OK : qtk_fail(QTK_ERR_CUDA, "calibration: %s", cudaGetErrorString(e));
-    } else {
-        QTK_CUDA_TRY(cudaStreamSynchronize(g->st)); // the twins run on the default stream
-        if (!(mn = (float *)malloc(2 * nc * sizeof(float)))) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
-        st = nc == 1 ? qtk_channel_minmax_cuda(d, 1, 1, outer * C, mn, mn + 1)
-                     : qtk_channel_minmax_cuda(d, outer, C, 1, mn, mn + nc);
-    }
-    if (st == QTK_OK) st = qtk_observer_update_minmax(&q->ob, mn, mn + nc, nc);
-    free(mn);
-    if (st == QTK_OK && f->cal_last) {
-        int64_t shape[2] = {(int64_t)outer, (int64_t)C};
-        qtk_qparams_free(&q->qp);
-        st = qtk_observer_params_cuda(&q->ob, d, 2, shape, &q->qp);
-        q->calibrated = st == QTK_OK;
-    }
-    if (st != QTK_OK) return qtk_fail(st, "quantizer %s: %s", q->name, qtk_last_error());
-    return QTK_OK;
+    return qtk_qreg_observe_cuda(&f->g->qd, &f->cal->reg, point, d, outer, C, f->cal_first, f->cal_last);
 }
 
-static const dquant *QP(const fwd *f, int point) { return f->qz ? &f->g->q[point] : &NOQ; }
+static const dquant *QP(const fwd *f, int point) { return f->qz ? &f->g->qd.q[point] : &NOQ; }
 
 // Whether the linear with weight wpoint (N, K) over `rows` inputs quantized by xpoint runs on int8
 // tensor cores: the int8 path, the quantized forward, the weight's codes ready, xpoint per tensor with
 // its codes in int8, and a cuBLASLt algorithm for the shape. Producer and consumer both ask.
 static int int_gemm(const fwd *f, int wpoint, int xpoint, int N, int K, int rows) {
     qtk_vit_cuda *g = f->g;
-    if (g->gemm != QTK_VIT_GEMM_INT8 || !f->qz || f->cal || !g->wi[wpoint].ok || !g->w_on[wpoint]) return 0;
-    const dquant *q = &g->q[xpoint];
+    if (g->gemm != QTK_VIT_GEMM_INT8 || !f->qz || f->cal || !g->wi[wpoint].ok || !g->qd.w_on[wpoint]) return 0;
+    const dquant *q = &g->qd.q[xpoint];
     const int off = q->hi > 127.0f ? 128 : 0;
     if (!q->on || q->per_channel || q->lo - off < -128 || q->hi - off > 127 || q->s != q->s) return 0;
     return qtk_gemm_int8_ok(&g->gm, rows, N + 4, K);
@@ -259,10 +215,9 @@ static int int_gemm(const fwd *f, int wpoint, int xpoint, int N, int K, int rows
 // d * r_qkv^2 for the scores, T * r_softmax * r_qkv for the context.
 static int att_int(const fwd *f, int pb, int T, int d) {
     const qtk_vit_cuda *g = f->g;
-    const dquant *qk = &g->q[pb + QTK_VIT_B_QKV_OUT], *qp = &g->q[pb + QTK_VIT_B_SOFTMAX];
-    if (g->gemm != QTK_VIT_GEMM_INT8 || !g->fp16_exact || !f->qz || f->cal || !qk->on || qk->per_channel || !qp->on ||
-        qp->per_channel)
-        return 0;
+    if (g->gemm != QTK_VIT_GEMM_INT8 || !g->fp16_exact || !f->qz || f->cal) return 0;
+    const dquant *qk = &g->qd.q[pb + QTK_VIT_B_QKV_OUT], *qp = &g->qd.q[pb + QTK_VIT_B_SOFTMAX];
+    if (!qk->on || qk->per_channel || !qp->on || qp->per_channel) return 0;
     if (qk->z != rintf(qk->z) || qp->z != rintf(qp->z)) return 0;
     double rk = fmax(qk->hi - qk->z, qk->z - qk->lo), rp = fmax(qp->hi - qp->z, qp->z - qp->lo);
     return rk <= 2048 && rp <= 2048 && d * rk * rk < 16777216.0 && T * rp * rk < 16777216.0;
@@ -270,7 +225,7 @@ static int att_int(const fwd *f, int pb, int T, int d) {
 
 static const float *W(const fwd *f, int point, const float *host_w) {
     qtk_vit_cuda *g = f->g;
-    if (f->qz && g->w_on[point]) return g->d_wq + g->wq_off[point];
+    if (f->qz && g->qd.w_on[point]) return qtk_qreg_dev_weight(&g->qd, point);
     return DEV(g, host_w);
 }
 
@@ -288,7 +243,7 @@ static qtk_status linear(const fwd *f, const float *x, int xint, int xpoint, int
     qtk_vit_cuda *g = f->g;
     int done = 0;
     if (xint) {
-        const dquant *qx = &g->q[xpoint];
+        const dquant *qx = &g->qd.q[xpoint];
         const struct wint *w = &g->wi[wpoint];
         iepi e = {g->acc, (unsigned)(N + 4), (unsigned)N, (double)K, (double)qx->s,
                   (double)qx->z - (qx->hi > 127.0f ? 128.0 : 0.0), w->alpha, w->gamma, w->bsum, DEV(g, hb)};
@@ -343,12 +298,12 @@ qtk_status vitc_fwd_embed(const fwd *f, const float *images, int B, int dev) {
     const int K = c->in_chans * c->patch * c->patch, rows = B * T;
     const size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
     const float *src = images;
-    if (!dev || (f->qz && g->q[QTK_VIT_P_INPUT].on)) {
+    if (!dev || (f->qz && g->qd.q[QTK_VIT_P_INPUT].on)) {
         QTK_CUDA_TRY(cudaMemcpyAsync(g->img, images, (size_t)B * img * sizeof(float),
                                      dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, g->st));
         src = g->img;
     }
-    if (f->qz && g->q[QTK_VIT_P_INPUT].on) LAUNCH(k_quant, B * img, g->img, (unsigned)(B * img), 1u, *QP(f, QTK_VIT_P_INPUT));
+    if (f->qz && g->qd.q[QTK_VIT_P_INPUT].on) LAUNCH(k_quant, B * img, g->img, (unsigned)(B * img), 1u, *QP(f, QTK_VIT_P_INPUT));
     QTK_TRY(observe(f, QTK_VIT_P_INPUT, src, (size_t)B * c->in_chans * c->img_size, (size_t)c->img_size));
     LAUNCH(k_im2col, (size_t)B * G2 * K, src, g->cols, B, c->in_chans, c->img_size, c->patch, G);
     QTK_TRY(linear(f, g->cols, 0, 0, QTK_VIT_P_PATCH_W, m->patch_w, m->patch_b, g->patch, B * G2, C, K, POST_Q,
@@ -358,7 +313,7 @@ qtk_status vitc_fwd_embed(const fwd *f, const float *images, int B, int dev) {
     QTK_TRY(observe(f, QTK_VIT_P_CLS_CONCAT, g->x, (size_t)rows, (size_t)C));
     const float *pos = DEV(g, m->pos_embed);
     QTK_TRY(observe(f, QTK_VIT_P_POS, pos, (size_t)T, (size_t)C));
-    if (f->qz && g->q[QTK_VIT_P_POS].on) {
+    if (f->qz && g->qd.q[QTK_VIT_P_POS].on) {
         QTK_CUDA_TRY(cudaMemcpyAsync(g->pos, pos, (size_t)T * C * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
         LAUNCH(k_quant, (size_t)T * C, g->pos, (unsigned)(T * C), (unsigned)C, *QP(f, QTK_VIT_P_POS));
         pos = g->pos;
@@ -392,7 +347,7 @@ qtk_status vitc_fwd_blocks(const fwd *f, int B, int from, int to) {
                        3 * C, C, POST_Q, pb + QTK_VIT_B_QKV_OUT, 0, NULL, NULL, i_att ? g->qkvh : NULL));
         // scores = (q k^T) * d^-1/2, per (image, head): column-major S^T = k q^T
         if (i_att) { // exact integer sums, times scale * s_qkv^2
-            const float a = (float)((double)scale * g->q[pb + QTK_VIT_B_QKV_OUT].s * g->q[pb + QTK_VIT_B_QKV_OUT].s);
+            const float a = (float)((double)scale * g->qd.q[pb + QTK_VIT_B_QKV_OUT].s * g->qd.q[pb + QTK_VIT_B_QKV_OUT].s);
             QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->gm.h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, d, &a, g->hptr, CUDA_R_16F, 3 * C,
                                                g->hptr + BH, CUDA_R_16F, 3 * C, &zero, (void *const *)(g->ptr + 2 * BH),
                                                CUDA_R_32F, T, B * H, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -406,7 +361,7 @@ qtk_status vitc_fwd_blocks(const fwd *f, int B, int from, int to) {
         QTK_TRY(observe(f, pb + QTK_VIT_B_SOFTMAX, g->att, (size_t)B * H * T, (size_t)T));
         // ctx = P v: column-major ctx^T = v^T P^T
         if (i_att) { // exact integer sums, times s_softmax * s_qkv
-            const float a = (float)((double)g->q[pb + QTK_VIT_B_SOFTMAX].s * g->q[pb + QTK_VIT_B_QKV_OUT].s);
+            const float a = (float)((double)g->qd.q[pb + QTK_VIT_B_SOFTMAX].s * g->qd.q[pb + QTK_VIT_B_QKV_OUT].s);
             QTK_CUBLAS_TRY(cublasGemmBatchedEx(g->gm.h, CUBLAS_OP_N, CUBLAS_OP_N, d, T, T, &a, g->hptr + 3 * BH, CUDA_R_16F,
                                                3 * C, g->hptr + 4 * BH, CUDA_R_16F, T, &zero,
                                                (void *const *)(g->ptr + 5 * BH), CUDA_R_32F, C, B * H, CUBLAS_COMPUTE_32F,
@@ -416,7 +371,7 @@ qtk_status vitc_fwd_blocks(const fwd *f, int B, int from, int to) {
                                               g->ptr + 4 * BH, T, &zero, (float *const *)(g->ptr + 5 * BH), C, B * H));
         if (i_proj)
             LAUNCH(k_quant_codes, (size_t)rows * C, g->ctx, g->codes, (unsigned)(rows * C), *QP(f, pb + QTK_VIT_B_CONTEXT));
-        else if (f->qz && g->q[pb + QTK_VIT_B_CONTEXT].on)
+        else if (f->qz && g->qd.q[pb + QTK_VIT_B_CONTEXT].on)
             LAUNCH(k_quant, (size_t)rows * C, g->ctx, (unsigned)(rows * C), (unsigned)C, *QP(f, pb + QTK_VIT_B_CONTEXT));
         QTK_TRY(observe(f, pb + QTK_VIT_B_CONTEXT, g->ctx, (size_t)rows, (size_t)C));
         QTK_TRY(linear(f, g->ctx, i_proj, pb + QTK_VIT_B_CONTEXT, pb + QTK_VIT_B_PROJ_W, bl->proj_w, bl->proj_b, g->hbuf, rows,
@@ -529,6 +484,7 @@ extern "C" qtk_status qtk_vit_cuda_calibrate(qtk_vit_cuda *g, qtk_vit_quant *qv,
     int nb = n / batch; // drop_last=True, as the CPU calibration
     if (nb < 1) return qtk_fail(QTK_ERR_ARG, "%d calibration images are fewer than one batch of %d", n, batch);
     QTK_TRY(qtk_qreg_calibrate_weights(&qv->reg));
+    QTK_TRY(vitc_qd_ready(g, qv));
     const qtk_vit_config *c = &g->m->cfg;
     size_t img = (size_t)c->in_chans * c->img_size * c->img_size;
     float *logits = (float *)malloc((size_t)batch * c->n_classes * sizeof(float));

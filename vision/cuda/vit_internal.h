@@ -18,10 +18,11 @@
 #include "../../core/qparams.h"
 #include "../../core/cuda/qtk_cuda.h"
 #include "../../core/observer.h"
+#include "../../core/qpoint.h"
 #include "../vit_cuda.h"
 
 // One quantizer as the forward applies it: off, per tensor, or per channel of the last axis (PTF):
-// core/scalar.h's output quantizer, its per-channel arrays in qtk_vit_cuda.d_qp.
+// core/scalar.h's output quantizer, its per-channel arrays on the device (the registry's device half).
 typedef qtk_outq dquant;
 
 // A weight as int8 codes for the integer GEMMs (qtk_weight_affine): rows 0..O-1 the codes, row O all
@@ -48,23 +49,16 @@ struct qtk_vit_cuda {
     // integers exact in fp16, so FP32-accumulated sums below 2^24 are exact (att_int)
     __half *qkvh, *atth;
     const void **hptr;    // as ptr: k, q, (unused), v, probabilities
-    float *d_sz;          // scratch: one weight's scales and zero points
-    size_t sz_cap;
     int n_int8, n_linear; // counts since set_quant (qtk_vit_cuda_int8_count)
     int n_att16, n_att;
-    // calibration: per point the running min/max on the GPU (2 * channels), and a shared scratch
-    float **cal_mm, *mm_scratch;
-    size_t mm_cap;
     int fp16_exact;       // this GPU's fp16 GEMMs sum integers below 2^24 exactly (checked at create)
     cudaStream_t st;
     qtk_gemm gm;          // cuBLAS(Lt) handles, workspace, plans (core/cuda/gemm.cuh); gm.h for the other cuBLAS calls
     float *d_params;      // a copy of m->mem: device pointer = d_params + (host pointer - m->mem)
-    float *d_wq;          // fake-quantized weights, one region per weight point
-    size_t *wq_off;       // per point: offset into d_wq, or SIZE_MAX
-    int *w_on;            // per point: use the quantized weight
-    float *d_qp;          // per-channel scales and zero points
-    size_t qp_cap, qp_used;
-    dquant *q;            // per point
+    qtk_qreg_dev qd;      // the registry's device half: per point its quantizer or quantized weights, the
+                          // scales of one weight (qd.d_sz), a calibration's running statistics (core/qpoint.h)
+    float *d_ln;          // the integer LayerNorms' input scales (ln_s points into it)
+    size_t ln_cap;
     int npoints;
     int quant_ready, int_ln;
     // integer LayerNorm ln (norm1 of block i is 2i, norm2 2i+1, the final one 2*depth): the scales of
@@ -104,9 +98,11 @@ qtk_status vitc_fwd_head(const fwd *f, int B);
 qtk_status vitc_range_checked(qtk_vit_cuda *g, int B, int block, int mode);
 fwd vitc_fwd_for(qtk_vit_cuda *g, int mode);
 
+// vit_setup.cu: the registry's device half, set up for qv's registry on first use
+qtk_status vitc_qd_ready(qtk_vit_cuda *g, const qtk_vit_quant *qv);
+
 // vit_weights.cu
 int vitc_int_point(const qtk_vit_cuda *g, int i);
-qtk_status vitc_upload_sz(qtk_vit_cuda *g, const qtk_qpoint *q);
 qtk_status vitc_int_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point);
 qtk_status vitc_int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv);
 qtk_status vitc_fp16_sums_exact(qtk_vit_cuda *g, int *exact);

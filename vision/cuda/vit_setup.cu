@@ -58,8 +58,8 @@ extern "C" void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {
     cudaFree(g->d_cal);
     cudaFree(g->d_slots);
     cudaFree(g->d_params);
-    cudaFree(g->d_wq);
-    cudaFree(g->d_qp);
+    qtk_qreg_dev_free(&g->qd);
+    cudaFree(g->d_ln);
     cudaFree(g->mem);
     cudaFree(g->ptr);
     cudaFree(g->codes);
@@ -67,15 +67,7 @@ extern "C" void qtk_vit_cuda_destroy(qtk_vit_cuda *g) {
     cudaFree(g->hptr);
     cudaFree(g->acc);
     cudaFree(g->wi_mem);
-    cudaFree(g->d_sz);
-    if (g->cal_mm)
-        for (int i = 0; i < g->npoints; i++) cudaFree(g->cal_mm[i]);
-    free(g->cal_mm);
-    cudaFree(g->mm_scratch);
     free(g->wi);
-    free(g->wq_off);
-    free(g->w_on);
-    free(g->q);
     free(g);
 }
 
@@ -147,11 +139,8 @@ static qtk_status create(qtk_vit_cuda *g, const qtk_vit *m, int B, qtk_vit_gemm 
     free(hp);
     QTK_CUDA_TRY(e);
     g->npoints = qtk_vit_head_base(m) + QTK_VIT_PH;
-    g->q = (dquant *)calloc((size_t)g->npoints, sizeof *g->q);
-    g->wq_off = (size_t *)malloc((size_t)g->npoints * sizeof *g->wq_off);
-    g->w_on = (int *)calloc((size_t)g->npoints, sizeof *g->w_on);
     g->wi = (struct wint *)calloc((size_t)g->npoints, sizeof *g->wi);
-    if (!g->q || !g->wq_off || !g->w_on || !g->wi) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    if (!g->wi) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     if (gemm == QTK_VIT_GEMM_INT8) QTK_TRY(vitc_fp16_sums_exact(g, &g->fp16_exact));
     return QTK_OK;
 }
@@ -171,74 +160,31 @@ extern "C" qtk_status qtk_vit_cuda_create(qtk_vit_cuda **out, const qtk_vit *m, 
 
 // --- quantization state ------------------------------------------------------------
 
-static qtk_status upload_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
-    const qtk_qpoint *q = &qv->reg.p[i];
-    g->w_on[i] = q->name[0] && q->enabled && q->calibrated;
-    if (g->w_on[i])
-        QTK_CUDA_TRY(cudaMemcpyAsync(g->d_wq + g->wq_off[i], q->wq, q->O * q->K * sizeof(float), cudaMemcpyHostToDevice,
-                                     g->st));
-    return QTK_OK;
-}
-
-static qtk_status upload_act(qtk_vit_cuda *g, const qtk_vit_quant *qv, int i) {
-    const qtk_qpoint *q = &qv->reg.p[i];
-    dquant *d = &g->q[i];
-    memset(d, 0, sizeof *d);
-    if (!q->name[0] || q->kind == QTK_QPOINT_WEIGHT || !q->enabled || !q->calibrated) return QTK_OK;
-    int lo, hi;
-    QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
-    d->on = 1;
-    d->lo = (float)lo;
-    d->hi = (float)hi;
-    d->torch = q->qp.formula == QTK_FQ_TORCH;
-    if (q->qp.n == 1) {
-        d->s = q->qp.scale[0];
-        d->z = q->qp.zero[0];
-        return QTK_OK;
-    }
-    if (q->qp.gran != QTK_PER_CHANNEL || (q->qp.axis != -1 && q->qp.axis != 2))
-        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU forward: quantizer %s is per channel on axis %d (only the last axis)",
-                        q->name, q->qp.axis);
-    size_t n = q->qp.n;
-    if (g->qp_used + 2 * n > g->qp_cap) return qtk_fail(QTK_ERR_ARG, "GPU forward: per-channel scales overflow");
-    float *ds = g->d_qp + g->qp_used, *dz = ds + n;
-    g->qp_used += 2 * n;
-    QTK_CUDA_TRY(cudaMemcpyAsync(ds, q->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaMemcpyAsync(dz, q->qp.zero, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    d->per_channel = 1;
-    d->s_c = ds;
-    d->z_c = dz;
-    return QTK_OK;
+qtk_status vitc_qd_ready(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
+    if (qv->reg.n != g->npoints) return qtk_fail(QTK_ERR_ARG, "GPU forward: %d quantization points, expected %d", qv->reg.n, g->npoints);
+    return g->qd.n ? QTK_OK : qtk_qreg_dev_init(&g->qd, &qv->reg, g->st);
 }
 
 extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv) {
     if (qv->m != g->m) return qtk_fail(QTK_ERR_ARG, "GPU forward: the quantized model is of another ViT");
-    QTK_TRY(qtk_qreg_sync_weights(&qv->reg)); // the host's fake-quantized weights are what gets uploaded
-    if (qv->reg.n != g->npoints) return qtk_fail(QTK_ERR_ARG, "GPU forward: %d quantization points, expected %d", qv->reg.n, g->npoints);
+    QTK_TRY(vitc_qd_ready(g, qv));
     g->quant_ready = 0;
-    // quantized weights: one region per weight point (allocated on first use)
-    size_t total = 0, chans = 0;
-    for (int i = 0; i < qv->reg.n; i++) {
-        g->wq_off[i] = SIZE_MAX;
-        if (qv->reg.p[i].kind == QTK_QPOINT_WEIGHT) {
-            g->wq_off[i] = total;
-            total += (qv->reg.p[i].O * qv->reg.p[i].K + 63) / 64 * 64;
-        } else if (qv->reg.p[i].calibrated) chans += 3 * qv->reg.p[i].qp.n; // scales, zero points, LayerNorm input scales
-    }
-    if (!g->d_wq && total) QTK_CUDA_TRY(cudaMalloc((void **)&g->d_wq, total * sizeof(float)));
-    if (chans > g->qp_cap) {
-        cudaFree(g->d_qp);
-        g->d_qp = NULL;
-        QTK_CUDA_TRY(cudaMalloc((void **)&g->d_qp, chans * sizeof(float)));
-        g->qp_cap = chans;
-    }
-    g->qp_used = 0;
-    for (int i = 0; i < qv->reg.n; i++) {
-        if (qv->reg.p[i].kind == QTK_QPOINT_WEIGHT) QTK_TRY(upload_weight(g, qv, i));
-        else QTK_TRY(upload_act(g, qv, i));
-    }
+    QTK_TRY(qtk_qreg_dev_upload(&g->qd, &qv->reg)); // every point: quantized weights, activation quantizers
     // integer LayerNorms where the CPU hook would use them (whether or not those quantizers are enabled)
     g->int_ln = qv->qc.int_layernorm;
+    size_t need = 0, used = 0;
+    for (int ln = 0; ln <= 2 * g->m->cfg.depth; ln++) {
+        int in, out;
+        qtk_vit_ln_points(g->m, ln, &in, &out);
+        need += qv->reg.p[in].calibrated ? qv->reg.p[in].qp.n : 0;
+    }
+    if (need > g->ln_cap) {
+        cudaFree(g->d_ln);
+        g->d_ln = NULL;
+        g->ln_cap = 0;
+        QTK_CUDA_TRY(cudaMalloc((void **)&g->d_ln, need * sizeof(float)));
+        g->ln_cap = need;
+    }
     for (int ln = 0; ln <= 2 * g->m->cfg.depth; ln++) {
         int in, out;
         qtk_vit_ln_points(g->m, ln, &in, &out);
@@ -251,9 +197,8 @@ extern "C" qtk_status qtk_vit_cuda_set_quant(qtk_vit_cuda *g, qtk_vit_quant *qv)
         g->ln_s1[ln] = s1;
         g->ln_pc[ln] = n > 1;
         g->ln_sout[ln] = qo->qp.scale[0];
-        if (g->qp_used + n > g->qp_cap) return qtk_fail(QTK_ERR_ARG, "GPU forward: per-channel scales overflow");
-        float *ds = g->d_qp + g->qp_used;
-        g->qp_used += n;
+        float *ds = g->d_ln + used;
+        used += n;
         QTK_CUDA_TRY(cudaMemcpyAsync(ds, qi->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
         g->ln_s[ln] = ds;
     }
@@ -270,10 +215,10 @@ extern "C" qtk_status qtk_vit_cuda_update_weight(qtk_vit_cuda *g, const qtk_vit_
     if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
     if (point < 0 || point >= qv->reg.n || qv->reg.p[point].kind != QTK_QPOINT_WEIGHT)
         return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
-    QTK_TRY(upload_weight(g, qv, point));
+    QTK_TRY(qtk_qreg_dev_update_weight(&g->qd, &qv->reg, point));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
     if (vitc_int_point(g, point) && g->wi[point].codes) {
-        QTK_TRY(vitc_upload_sz(g, &qv->reg.p[point]));
+        QTK_TRY(qtk_qreg_dev_weight_params(&g->qd, &qv->reg.p[point]));
         QTK_TRY(vitc_int_weight(g, qv, point));
         QTK_CUDA_TRY(cudaDeviceSynchronize());
     }
@@ -285,23 +230,12 @@ extern "C" qtk_status qtk_vit_cuda_update_act(qtk_vit_cuda *g, const qtk_vit_qua
     if (point < 0 || point >= qv->reg.n || qv->reg.p[point].kind == QTK_QPOINT_WEIGHT)
         return qtk_fail(QTK_ERR_ARG, "point %d is not an activation quantizer", point);
     const qtk_qpoint *q = &qv->reg.p[point];
-    dquant *d = &g->q[point];
     for (int ln = 0; ln <= 2 * g->m->cfg.depth; ln++) { // an integer LayerNorm's output scale
         int in, out;
         qtk_vit_ln_points(g->m, ln, &in, &out);
         if (out == point && g->ln_on[ln]) g->ln_sout[ln] = q->qp.scale[0];
     }
-    if (!d->on) return QTK_OK;
-    if (!d->per_channel) {
-        d->s = q->qp.scale[0];
-        d->z = q->qp.zero[0];
-        return QTK_OK;
-    }
-    // per channel: the same slots again
-    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->s_c, q->qp.scale, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaMemcpyAsync((float *)d->z_c, q->qp.zero, q->qp.n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    return QTK_OK;
+    return qtk_qreg_dev_update_act(&g->qd, &qv->reg, point);
 }
 
 extern "C" int qtk_vit_cuda_max_batch(const qtk_vit_cuda *g) { return g->maxB; }

@@ -10,34 +10,16 @@ int vitc_int_point(const qtk_vit_cuda *g, int i) {
     return k == QTK_VIT_B_QKV_W || k == QTK_VIT_B_PROJ_W || k == QTK_VIT_B_FC1_W || k == QTK_VIT_B_FC2_W;
 }
 
-// A weight quantizer's per-channel scales and zero points to the scratch g->d_sz (after every kernel
-// that may still read it: the twins run on the default stream, this copy on the model's).
-qtk_status vitc_upload_sz(qtk_vit_cuda *g, const qtk_qpoint *q) {
-    size_t n = q->qp.n;
-    QTK_CUDA_TRY(cudaDeviceSynchronize());
-    if (2 * n > g->sz_cap) {
-        cudaFree(g->d_sz);
-        g->d_sz = NULL;
-        g->sz_cap = 0;
-        QTK_CUDA_TRY(cudaMalloc((void **)&g->d_sz, 2 * n * sizeof(float)));
-        g->sz_cap = 2 * n;
-    }
-    QTK_CUDA_TRY(cudaMemcpyAsync(g->d_sz, q->qp.scale, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaMemcpyAsync(g->d_sz + n, q->qp.zero, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    return QTK_OK;
-}
-
-// The int8 codes of weight `point` from its scales, already in g->d_sz (on the default stream: the
+// The int8 codes of weight `point` from its scales, already in g->qd.d_sz (on the default stream: the
 // caller synchronizes). A weight that cannot have them (not per output channel) runs in FP32.
 qtk_status vitc_int_weight(qtk_vit_cuda *g, const qtk_vit_quant *qv, int point) {
     struct wint *w = &g->wi[point];
     const qtk_qpoint *q = &qv->reg.p[point];
     w->ok = 0;
-    if (!w->codes || !g->w_on[point] || q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O) return QTK_OK;
+    if (!w->codes || !g->qd.w_on[point] || q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O) return QTK_OK;
     int lo, hi;
     QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
-    QTK_TRY(qtk_weight_affine_cuda(DEV(g, q->w), q->O, q->K, g->d_sz, g->d_sz + q->O, lo, hi, q->qp.formula,
+    QTK_TRY(qtk_weight_affine_cuda(DEV(g, q->w), q->O, q->K, g->qd.d_sz, g->qd.d_sz + q->O, lo, hi, q->qp.formula,
                                    qv->qc.bias_corr, w->codes, q->K, w->alpha, w->gamma, w->bsum));
     w->ok = 1;
     return QTK_OK;
@@ -69,7 +51,7 @@ qtk_status vitc_int_weights(qtk_vit_cuda *g, const qtk_vit_quant *qv) {
         p += (O * 20 + 255) / 256 * 256;
         QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 0, 4 * K, g->st)); // the ones row and the padding
         QTK_CUDA_TRY(cudaMemsetAsync(w->codes + O * K, 1, K, g->st));
-        QTK_TRY(vitc_upload_sz(g, &qv->reg.p[i]));
+        QTK_TRY(qtk_qreg_dev_weight_params(&g->qd, &qv->reg.p[i]));
         QTK_TRY(vitc_int_weight(g, qv, i));
     }
     QTK_CUDA_TRY(cudaDeviceSynchronize());
@@ -131,23 +113,11 @@ extern "C" qtk_status qtk_vit_cuda_requantize(qtk_vit_cuda *g, qtk_vit_quant *qv
     if (!g->quant_ready) return qtk_fail(QTK_ERR_ARG, "GPU forward: set_quant first");
     if (point < 0 || point >= qv->reg.n || qv->reg.p[point].kind != QTK_QPOINT_WEIGHT)
         return qtk_fail(QTK_ERR_ARG, "point %d is not a weight quantizer", point);
-    qtk_qpoint *q = &qv->reg.p[point];
-    g->w_on[point] = q->name[0] && q->enabled && q->calibrated;
-    if (!g->w_on[point]) return QTK_OK;
-    int lo, hi;
-    QTK_TRY(qtk_qrange(q->qp.bits, q->qp.is_signed, &lo, &hi));
-    if (q->qp.gran != QTK_PER_CHANNEL || q->qp.axis != 0 || q->qp.n != q->O)
-        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU re-quantization: %s is not per output channel", q->name);
-    QTK_TRY(vitc_upload_sz(g, q)); // (also waits for the model's stream: the twins run on the default stream)
-    float *wq = g->d_wq + g->wq_off[point];
-    // fake quantization per output channel, then bias correction: qtk_vit_quant_requantize on the GPU
-    qtk_status st = qtk_fake_quant_per_channel_cuda(DEV(g, q->w), wq, 1, q->O, q->K, g->d_sz, g->d_sz + q->O, lo, hi,
-                                                    q->qp.formula);
-    if (st == QTK_OK && qv->qc.bias_corr) st = qtk_bias_correct_cuda(DEV(g, q->w), wq, q->O, q->K);
-    if (st == QTK_OK && vitc_int_point(g, point)) st = vitc_int_weight(g, qv, point);
+    // qtk_qreg_requantize on the GPU (its scales stay in qd.d_sz for the int8 codes)
+    qtk_status st = qtk_qreg_dev_requantize(&g->qd, &qv->reg, point, DEV(g, qv->reg.p[point].w));
+    if (st == QTK_OK && g->qd.w_on[point] && vitc_int_point(g, point)) st = vitc_int_weight(g, qv, point);
     cudaError_t e;
     if (st == QTK_OK && (e = cudaDeviceSynchronize()) != cudaSuccess)
         st = qtk_fail(QTK_ERR_CUDA, "GPU re-quantization: %s", cudaGetErrorString(e));
-    if (st == QTK_OK) q->wq_stale = 1; // the host copy catches up when a CPU forward needs it
     return st;
 }
