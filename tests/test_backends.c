@@ -750,6 +750,7 @@ static void cnn_bn_silu_gelu(qtk_rng *r, outputs *o) {
     }
     qtk_cuda_free(dx), qtk_cuda_free(da), qtk_cuda_free(db);
     free(x);
+}
 
 // --- the registry's device half (core/qpoint.h): calibration, the forward's records, re-quantization -----
 
