@@ -49,8 +49,8 @@ def main():
     bn = F.batch_norm(x, mean, var, gamma, beta, training=False, eps=1e-5)
     for act, f in ACTS.items():
         name = f"bn_{act}"
-        tensors.update({f"{name}.x": x, f"{name}.gamma": gamma, f"{name}.beta": beta, f"{name}.mean": mean,
-                        f"{name}.var": var, f"{name}.y": f(bn).contiguous()})
+        tensors.update({f"{name}.x": x.clone(), f"{name}.gamma": gamma.clone(), f"{name}.beta": beta.clone(),
+                        f"{name}.mean": mean.clone(), f"{name}.var": var.clone(), f"{name}.y": f(bn).contiguous()})
         cases.append(dict(name=name, kind="bn", act=act, shape=[B, C, H, W], eps=1e-5))
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "cnn_ops.safetensors")
