@@ -188,9 +188,10 @@ qtk_status qtk_op_conv2d(const qtk_conv2d_shape *s, const float *x, const float 
 
 void qtk_bn_affine(const float *gamma, const float *beta, const float *mean, const float *var, float eps, size_t C,
                    float *a, float *b) {
-    for (size_t c = 0; c < C; c++) {
-        a[c] = gamma[c] / sqrtf(var[c] + eps);
-        b[c] = beta[c] - mean[c] * a[c];
+    for (size_t c = 0; c < C; c++) { // PyTorch's CPU kernel: invstd, alpha = gamma invstd, beta - mean alpha fused
+        const float invstd = 1.0f / sqrtf(var[c] + eps);
+        a[c] = gamma[c] * invstd;
+        b[c] = fmaf(-mean[c], a[c], beta[c]);
     }
 }
 
@@ -202,8 +203,9 @@ void qtk_op_bn_act(float *x, size_t B, size_t C, size_t HW, const float *a, cons
             float *xc = x + (n * C + c) * HW;
             for (size_t i = 0; i < HW; i++) {
                 float v = xc[i];
-                if (a) v = v * a[c];
-                if (b) v = v + b[c];
+                if (a && b) v = fmaf(v, a[c], b[c]); // one rounding, as PyTorch's vectorized batch norm
+                else if (a) v = v * a[c];
+                else if (b) v = v + b[c];
                 xc[i] = qtk_outq_apply(q, qtk_act_apply(act, v), c);
             }
         }

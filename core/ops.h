@@ -57,11 +57,12 @@ qtk_status qtk_conv2d_out(const qtk_conv2d_shape *s, int *Ho, int *Wo);
 // output the sum over (kh, kw) in order, from 0, then + bias. Element order of the epilogue as written.
 qtk_status qtk_op_conv2d(const qtk_conv2d_shape *s, const float *x, const float *w, const float *bias, qtk_act act,
                          const qtk_outq *q, float *y);
-// Eval-mode batch norm as a per-channel affine: a[c] = gamma[c] / sqrt(var[c] + eps), b[c] = beta[c] - mean[c] a[c]
-// (float32 steps as written; the CNN models check the form against PyTorch)
+// Eval-mode batch norm as a per-channel affine, as PyTorch's CPU kernel computes it: invstd = 1 / sqrt(var[c] +
+// eps), a[c] = gamma[c] invstd, b[c] = fma(-mean[c], a[c], beta[c]); qtk_op_bn_act then y = fma(x, a, b), which
+// equals F.batch_norm(training=False) bit for bit (tests/test_cnn_ops.c, PyTorch 2.11 fixtures)
 void qtk_bn_affine(const float *gamma, const float *beta, const float *mean, const float *var, float eps, size_t C,
                    float *a, float *b);
-// x (B, C, HW) = q(act(x a[c] + b[c])) in place; a and b NULL: q(act(x)) alone
+// x (B, C, HW) = q(act(fma(x, a[c], b[c]))) in place; a NULL: x + b[c]; both NULL: q(act(x)) alone
 void qtk_op_bn_act(float *x, size_t B, size_t C, size_t HW, const float *a, const float *b, qtk_act act, const qtk_outq *q);
 
 // The CUDA twins (stream: a cudaStream_t, NULL for the default stream). The qtk_outq's per-channel

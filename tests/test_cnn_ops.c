@@ -100,8 +100,8 @@ START_TEST(test_bn_act_formulas) {
     for (int c = 0; c < C; c++) g[c] = 1.0f + 0.1f * c, be[c] = 0.2f * c - 0.3f, mu[c] = 0.1f * c, var[c] = 0.5f + c;
     qtk_bn_affine(g, be, mu, var, 1e-5f, C, a, b);
     for (int c = 0; c < C; c++) {
-        ck_assert(tu_same(a[c], g[c] / sqrtf(var[c] + 1e-5f)));
-        ck_assert(tu_same(b[c], be[c] - mu[c] * a[c]));
+        ck_assert(tu_same(a[c], g[c] * (1.0f / sqrtf(var[c] + 1e-5f))));
+        ck_assert(tu_same(b[c], fmaf(-mu[c], a[c], be[c])));
     }
     const qtk_act acts[] = {QTK_ACT_NONE, QTK_ACT_RELU, QTK_ACT_RELU6, QTK_ACT_HARDSWISH, QTK_ACT_HARDSIGMOID, QTK_ACT_SILU,
                             QTK_ACT_GELU};
@@ -110,7 +110,7 @@ START_TEST(test_bn_act_formulas) {
         qtk_op_bn_act(y, B, C, HW, a, b, acts[k], NULL);
         for (size_t i = 0; i < sizeof x / 4; i++) {
             const size_t c = i / HW % C;
-            const float v = x[i] * a[c] + b[c];
+            const float v = fmaf(x[i], a[c], b[c]);
             float want;
             switch (acts[k]) {
             case QTK_ACT_RELU: want = v < 0 ? 0 : v; break;
@@ -175,6 +175,88 @@ START_TEST(test_bad_shapes) {
 }
 END_TEST
 
+// against PyTorch (tools/make_cnn_op_fixtures.py, F.conv2d / eval-mode F.batch_norm / the activations, float32
+// on the CPU): convs within a few eps of the terms' magnitude (other sum orders, PyTorch's too), batch norm with
+// ReLU / ReLU6 / hardswish / hardsigmoid bit for bit, with SiLU / GELU within PyTorch's exp / erf
+static double ulp_dist(float a, float b) {
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INFINITY;
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4), memcpy(&ib, &b, 4);
+    if (ia < 0) ia = INT32_MIN - ia;
+    if (ib < 0) ib = INT32_MIN - ib;
+    return fabs((double)ia - (double)ib);
+}
+
+START_TEST(test_against_pytorch) {
+    qtk_safetensors st;
+    tu_open(&st, "cnn_ops.safetensors");
+    cJSON *cases = tu_meta_json(&st, "cases"), *c;
+    int convs = 0, bns = 0;
+    cJSON_ArrayForEach(c, cases) {
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring, *kind = cJSON_GetObjectItem(c, "kind")->valuestring;
+        const cJSON *sh = cJSON_GetObjectItem(c, "shape");
+        int v[12];
+        for (int i = 0; i < cJSON_GetArraySize(sh) && i < 12; i++) v[i] = cJSON_GetArrayItem(sh, i)->valueint;
+        size_t n;
+        float *x = tu_load(&st, name, "x", &n), *want = tu_load(&st, name, "y", &n);
+        if (!strcmp(kind, "conv")) {
+            const qtk_conv2d_shape s = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]};
+            int Ho, Wo;
+            ck_qtk(qtk_conv2d_out(&s, &Ho, &Wo));
+            ck_assert_uint_eq(n, (size_t)s.B * s.O * Ho * Wo);
+            float *w = tu_load(&st, name, "w", &n), *b = tu_load(&st, name, "b", &n), *y = malloc((size_t)s.B * s.O * Ho * Wo * 4);
+            const int bias = cJSON_IsTrue(cJSON_GetObjectItem(c, "bias"));
+            ck_qtk(qtk_op_conv2d(&s, x, w, bias ? b : NULL, QTK_ACT_NONE, NULL, y));
+            double *ref = malloc((size_t)s.B * s.O * Ho * Wo * sizeof *ref), *mag = malloc((size_t)s.B * s.O * Ho * Wo * sizeof *mag);
+            conv_ref(&s, x, w, bias ? b : NULL, Ho, Wo, ref, mag);
+            double worst = 0, worst_torch = 0; // qtk and PyTorch, each against the double sum
+            for (size_t k = 0; k < (size_t)s.B * s.O * Ho * Wo; k++) {
+                worst = fmax(worst, fabs(y[k] - ref[k]) / (mag[k] * FLT_EPSILON + 1e-30));
+                worst_torch = fmax(worst_torch, fabs(want[k] - ref[k]) / (mag[k] * FLT_EPSILON + 1e-30));
+            }
+            printf("%s: qtk %.2f eps, PyTorch %.2f eps x the terms' magnitude from the double sum\n", name, worst, worst_torch);
+            ck_assert_msg(worst < 16 && worst_torch < 16, "%s: %g / %g eps", name, worst, worst_torch);
+            free(y), free(ref), free(mag);
+            qtk_aligned_free(w), qtk_aligned_free(b);
+            convs++;
+        } else {
+            const size_t B = (size_t)v[0], C = (size_t)v[1], HW = (size_t)v[2] * v[3];
+            float *g = tu_load(&st, name, "gamma", &n), *be = tu_load(&st, name, "beta", &n), *mu = tu_load(&st, name, "mean", &n),
+                  *var = tu_load(&st, name, "var", &n), a[64], b[64];
+            ck_assert_uint_le(C, 64);
+            qtk_bn_affine(g, be, mu, var, (float)cJSON_GetObjectItem(c, "eps")->valuedouble, C, a, b);
+            const char *act = cJSON_GetObjectItem(c, "act")->valuestring;
+            const char *names[] = {"none", "relu", "relu6", "hardswish", "hardsigmoid", "silu", "gelu"};
+            qtk_act mode = QTK_ACT_NONE;
+            for (int k = 0; k < 7; k++)
+                if (!strcmp(act, names[k])) mode = (qtk_act)k;
+            float *y = malloc(B * C * HW * 4);
+            memcpy(y, x, B * C * HW * 4);
+            qtk_op_bn_act(y, B, C, HW, a, b, mode, NULL);
+            double worst = 0, abs_worst = 0;
+            for (size_t k = 0; k < B * C * HW; k++) {
+                worst = fmax(worst, ulp_dist(y[k], want[k]));
+                abs_worst = fmax(abs_worst, fabs((double)y[k] - want[k]));
+            }
+            printf("%s: at most %.0f ULP (%.2e absolute) from PyTorch\n", name, worst, abs_worst);
+            // bit for bit, but for PyTorch's own exp / erf: SiLU within a few ULP, GELU within 4e-6 absolute (far
+            // below zero its 1 + erf cancels, so ULPs of a near-zero output say nothing)
+            if (mode == QTK_ACT_SILU) ck_assert_msg(worst <= 4, "%s: %g ULP from PyTorch", name, worst);
+            else if (mode == QTK_ACT_GELU) ck_assert_msg(abs_worst <= 4e-6, "%s: %g from PyTorch", name, abs_worst);
+            else ck_assert_msg(worst == 0, "%s: %g ULP from PyTorch (bit for bit expected)", name, worst);
+            free(y);
+            qtk_aligned_free(g), qtk_aligned_free(be), qtk_aligned_free(mu), qtk_aligned_free(var);
+            bns++;
+        }
+        qtk_aligned_free(x), qtk_aligned_free(want);
+    }
+    ck_assert_int_eq(convs, 5);
+    ck_assert_int_eq(bns, 7);
+    cJSON_Delete(cases);
+    qtk_st_close(&st);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cnn_ops");
     TCase *tc = tcase_create("cnn_ops");
@@ -184,6 +266,7 @@ int main(void) {
     tcase_add_test(tc, test_bn_act_formulas);
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_bad_shapes);
+    tcase_add_test(tc, test_against_pytorch);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

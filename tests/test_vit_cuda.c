@@ -97,6 +97,40 @@ static void check_int8(const qtk_vit *m, qtk_vit_quant *qv, qtk_vit_plan *plan, 
 }
 
 // A random ViT (DeiT-like: quantized input) on random images.
+// The same-grid oracle: after the first quantized block, the residual stream (block 1's input, quantized by
+// blocks.0.resid2, per channel) lies on that quantizer's grid on both backends, the GPU's code equals the
+// CPU's or is one step away, and one step only where a sum in another order crossed a rounding boundary
+// (a small fraction). Run before any other qtk_model of qv; leaves qv on the CPU.
+static void same_grid(qtk_vit *m, qtk_vit_quant *qv, qtk_vit_plan *plan, qtk_vit_cuda *g, const float *x, int B) {
+    qtk_model mc, mg;
+    ck_qtk(qtk_vit_quant_model(qv, plan, &mc));
+    const size_t n = mc.block_input_elems[1] * (size_t)B, C = (size_t)m->cfg.dim;
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    ck_qtk(mc.block_input(&mc, x, B, 1, a));
+    ck_qtk(qtk_vit_quant_model_cuda(qv, g, &mg));
+    ck_qtk(mg.block_input(&mg, x, B, 1, b));
+    qv->gpu = NULL;
+    const qtk_qpoint *q = qtk_vit_quant_find(qv, "blocks.0.resid2");
+    ck_assert_ptr_nonnull(q);
+    ck_assert(q->enabled && q->calibrated);
+    size_t off = 0, equal = 0;
+    for (size_t i = 0; i < n; i++) {
+        const size_t c = q->qp.n == 1 ? 0 : i % C;
+        const double s = q->qp.scale[c], z = q->qp.zero[c];
+        const double ka = a[i] / s + z, kb = b[i] / s + z; // codes
+        ck_assert_msg(fabs(ka - rint(ka)) < 1e-3 && fabs(kb - rint(kb)) < 1e-3,
+                      "element %zu off the grid: CPU %.9g (code %.4f), GPU %.9g (code %.4f)", i, a[i], ka, b[i], kb);
+        const double d = fabs(rint(ka) - rint(kb));
+        ck_assert_msg(d <= 1, "element %zu: CPU code %.0f, GPU code %.0f", i, rint(ka), rint(kb));
+        off += d == 1, equal += a[i] == b[i];
+    }
+    printf("%s same-grid oracle after block 0: %zu of %zu codes equal, %zu one step apart (%.3f%%)\n", m->cfg.name, n - off,
+           n, off, 100.0 * off / n);
+    ck_assert_int_eq(equal, n - off);
+    ck_assert_msg(off * 100 <= n, "%zu of %zu codes one step apart (at most 1%%)", off, n);
+    free(a), free(b);
+}
+
 static void check_model(const qtk_vit_config *cfg, int B, uint64_t seed) {
     char path[256];
     snprintf(path, sizeof path, "%s/vit.safetensors", tu_tmp);
@@ -144,6 +178,7 @@ static void check_model(const qtk_vit_config *cfg, int B, uint64_t seed) {
     printf("  W4A8 rms(GPU - CPU) / rms(quantized - FP32) = %.3f\n", ratio);
     ck_assert_msg(ratio <= 0.5, "GPU-CPU difference %.3f of the quantization error", ratio);
     if (cfg->depth <= 3) ck_assert_msg(c.equal >= (size_t)B * NC * 9 / 10, "only %zu of %d logits equal", c.equal, B * NC);
+    same_grid(&m, &qv, &plan, g, x, B);
     // a changed weight scale, re-quantized on the CPU and uploaded
     qtk_qpoint *qq = qtk_vit_quant_find(&qv, "blocks.0.attn.qkv.weight");
     for (size_t k = 0; k < qq->qp.n; k++) qq->qp.scale[k] *= 1.5f;

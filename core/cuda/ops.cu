@@ -222,8 +222,9 @@ __global__ void k_bn_act(float *x, size_t n, size_t C, size_t HW, const float *_
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const size_t c = i / HW % C;
         float v = x[i];
-        if (a) v = v * a[c];
-        if (b) v = v + b[c];
+        if (a && b) v = fmaf(v, a[c], b[c]); // correctly rounded, as the CPU's fmaf
+        else if (a) v = v * a[c];
+        else if (b) v = v + b[c];
         x[i] = qtk_outq_apply(&q, qtk_act_apply(act, v), c);
     }
 }
