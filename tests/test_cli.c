@@ -123,6 +123,11 @@ START_TEST(test_info) {
 }
 END_TEST
 
+static cJSON *read_json(const char *path) {
+    const char *t = tu_slurp(path);
+    return t ? cJSON_Parse(t) : NULL;
+}
+
 START_TEST(test_demo) {
     char dir[] = "/tmp/qtk_cli_demo_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -135,12 +140,7 @@ START_TEST(test_demo) {
     ck_assert_ptr_nonnull(strstr(out, "linear.weight.scale"));
     ck_assert_ptr_nonnull(strstr(out, "seed: 3"));
     snprintf(args, sizeof args, "%s/run/summary.json", dir);
-    FILE *f = fopen(args, "r");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    cJSON *j = cJSON_Parse(out);
+    cJSON *j = read_json(args);
     ck_assert_ptr_nonnull(j);
     cJSON *rows = cJSON_GetObjectItem(j, "results"), *row;
     ck_assert_int_eq(cJSON_GetArraySize(rows), 16);
@@ -167,15 +167,6 @@ START_TEST(test_demo) {
 }
 END_TEST
 
-static cJSON *read_json(const char *path) {
-    static char buf[1 << 16];
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return cJSON_Parse(buf);
-}
 
 // qtk demo runs its built-in configs through the run pipeline: three run folders, their configs rerunnable by
 // `qtk run`, one table and summary made of the runs' own numbers (a fast variant: no search, fewer images)
@@ -209,13 +200,10 @@ START_TEST(test_demo_pipeline) {
     }
     cJSON_Delete(d);
     snprintf(path, sizeof path, "%s/d/table.md", dir);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    ck_assert_msg(strstr(out, "| W4A8 |") && strstr(out, "| W3A8 |") && strstr(out, "| W2A8 * |"), "%s", out);
-    ck_assert_msg(strstr(out, "Overridden in every setting: --set search.method=none"), "%s", out);
+    const char *t = tu_slurp(path);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_msg(strstr(t, "| W4A8 |") && strstr(t, "| W3A8 |") && strstr(t, "| W2A8 * |"), "%s", t);
+    ck_assert_msg(strstr(t, "Overridden in every setting: --set search.method=none"), "%s", t);
     // a setting's config is a plain run config: `qtk run` finds its run finished
     snprintf(args, sizeof args, "run %s/d/configs/w2a8.yaml --set search.method=none --set data.test_images=300 "
                                 "--set calibration.images=200", dir);

@@ -20,16 +20,6 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-static char *slurp(const char *path) {
-    static char buf[1 << 16];
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return buf;
-}
-
 // A sweep file in tu_tmp: name, the out folder, grid lines and extra top-level lines
 static void write_sweep(const char *file, const char *name, const char *grid, const char *extra) {
     char text[4096];
@@ -56,7 +46,7 @@ START_TEST(test_plan_and_errors) {
                            "#SBATCH --time=04:00:00", "#SBATCH --qos=normal", "module load cuda", "sweep task"};
     for (int i = 0; i < 10; i++) ck_assert_msg(strstr(out, lines[i]), "\"%s\" missing in\n%s", lines[i], out);
     snprintf(args, sizeof args, "%s/bits/sweep.json", tu_tmp);
-    ck_assert_msg(slurp(args) && strstr(slurp(args), "output.dir="), "no plan written");
+    ck_assert_msg(tu_slurp(args) && strstr(tu_slurp(args), "output.dir="), "no plan written");
     // status of a sweep that never ran: every run pending
     snprintf(args, sizeof args, "sweep status %s/bits", tu_tmp);
     ck_assert_int_eq(run(args), 0);
@@ -121,11 +111,11 @@ START_TEST(test_local) {
                       strstr(out, "2 at a time (one per GPU)"),
                   "%s", out);
     snprintf(path, sizeof path, "%s/loc/runs/w_bits-3/sweep_task.json", tu_tmp);
-    ck_assert_msg(slurp(path) && strstr(slurp(path), "\"gpus\": \"5\""), "%s", slurp(path));
+    ck_assert_msg(tu_slurp(path) && strstr(tu_slurp(path), "\"gpus\": \"5\""), "%s", tu_slurp(path));
     snprintf(path, sizeof path, "%s/loc/runs/w_bits-4/sweep_task.json", tu_tmp);
-    ck_assert_msg(slurp(path) && strstr(slurp(path), "\"gpus\": \"7\""), "%s", slurp(path));
+    ck_assert_msg(tu_slurp(path) && strstr(tu_slurp(path), "\"gpus\": \"7\""), "%s", tu_slurp(path));
     snprintf(path, sizeof path, "%s/loc/table.md", tu_tmp);
-    char *t = slurp(path);
+    char *t = tu_slurp(path);
     ck_assert_msg(t && strstr(t, "| 0 | w_bits-3 | done | 2 |") && strstr(t, "| 1 | w_bits-4 | done | 1 |") &&
 
                       strstr(t, "| W3A8 | fashion_vit, evolq, 100 test images, 100 calibration, 6 block steps | 1 |") && strstr(t, "| W4A8 | fashion_vit,"),
@@ -150,7 +140,7 @@ START_TEST(test_local) {
     ck_assert_int_eq(run(args), 1);
     ck_assert_msg(strstr(out, "1 of 2 runs failed"), "%s", out);
     snprintf(path, sizeof path, "%s/fail/table.md", tu_tmp);
-    t = slurp(path);
+    t = tu_slurp(path);
     ck_assert_msg(t && strstr(t, "| 0 | w_bits-3 | **FAILED** | 1 | 3 |") && strstr(t, "2 runs: 1 done, 1 failed"), "%s",
                   t ? t : "no table.md");
     snprintf(args, sizeof args, "sweep status %s/fail", tu_tmp);
@@ -169,8 +159,8 @@ START_TEST(test_local) {
     for (int k = 0; k < 2; k++) {
         ck_assert_int_eq(run(args), 0);
         snprintf(path, sizeof path, "%s/pause/runs/seed-0/sweep_task.json", tu_tmp);
-        ck_assert_msg(slurp(path) && strstr(slurp(path), k < 1 ? "\"state\": \"paused\"" : "\"state\": \"done\""), "%d: %s", k,
-                      slurp(path));
+        ck_assert_msg(tu_slurp(path) && strstr(tu_slurp(path), k < 1 ? "\"state\": \"paused\"" : "\"state\": \"done\""), "%d: %s", k,
+                      tu_slurp(path));
         char *one = strstr(out, "attempt 1 of");
         ck_assert_msg(one && !strstr(one + 1, "attempt 2 of"), "submission %d: %s", k, out); // one start each
         if (k < 1) ck_assert_msg(strstr(out, "paused by search.max_steps; run the sweep again"), "%s", out);
@@ -235,21 +225,21 @@ START_TEST(test_slurm) {
     REQUIRE(st == 0 && strstr(out, "submitted array job"), "submission failed: %s", out);
     snprintf(path, sizeof path, "%s/slurm4/table.md", tu_tmp);
     REQUIRE(wait_for("slurm4", path, 600) == 0, "the sweep's jobs did not finish within 600 s");
-    char *t = slurp(path);
+    char *t = tu_slurp(path);
     REQUIRE(t && strstr(t, "4 runs: 4 done, 0 failed") && strstr(t, "| 1 | w_bits-3_seed-1 | done | 2 |") &&
                 strstr(t, "| W3A8 | fashion_vit, evolq, ") && strstr(t, " block steps | 2 |"),
             "combined table wrong:\n%s", t ? t : "(none)");
     for (int i = 0; i < 4; i++) {
         const char *id[] = {"w_bits-3_seed-0", "w_bits-3_seed-1", "w_bits-4_seed-0", "w_bits-4_seed-1"};
         snprintf(path, sizeof path, "%s/slurm4/runs/%s/summary.json", tu_tmp, id[i]);
-        t = slurp(path);
+        t = tu_slurp(path);
         REQUIRE(t && strstr(t, "\"status\":\t\"done\""), "%s: %s", path, t ? t : "missing");
     }
     printf("Slurm: 4 runs done, one after a retry; the table job wrote the combined table\n");
     // a run cancelled mid-search (scancel) resumes from its checkpoint on resubmission
     write_sweep(f, "kill", "  - {key: seed, values: [3]}\n", "slurm: {cpus: 1}\n");
     static char text[1 << 17];
-    snprintf(text, sizeof text, "%s", slurp(f));
+    snprintf(text, sizeof text, "%s", tu_slurp(f));
     char *sp = strstr(text, "search.passes=1");
     if (sp) sp[14] = '3';
     write_text(f, text);
@@ -274,10 +264,10 @@ START_TEST(test_slurm) {
     snprintf(path, sizeof path, "%s/kill/table.md", tu_tmp);
     REQUIRE(wait_for("kill", path, 600) == 0, "the resubmitted run did not finish within 600 s");
     snprintf(path, sizeof path, "%s/kill/runs/seed-3/run.log", tu_tmp);
-    t = slurp(path);
+    t = tu_slurp(path);
     REQUIRE(t && strstr(t, "resuming the search from search.ckpt"), "the run did not resume:\n%s", t ? t : "(no log)");
     snprintf(path, sizeof path, "%s/kill/table.md", tu_tmp);
-    t = slurp(path);
+    t = tu_slurp(path);
     REQUIRE(t && strstr(t, "1 runs: 1 done, 0 failed"), "%s", t ? t : "(none)");
     printf("Slurm: a run cancelled mid-search resumed from search.ckpt on resubmission and finished\n");
 cleanup:

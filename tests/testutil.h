@@ -85,6 +85,17 @@ static inline void tu_fill_normal(qtk_rng *r, float *x, size_t n, float sd) {
 }
 
 // max |a - b| / max |b| over n values; a non-finite value on either side is an infinite error.
+// A small text file's contents (at most 64 KiB) in a static buffer, overwritten by the next call; NULL if unreadable.
+static inline char *tu_slurp(const char *path) {
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
 static inline double tu_max_rel(const float *a, const float *b, size_t n) {
     double mx = 0, md = 0;
     for (size_t i = 0; i < n; i++) {
