@@ -141,6 +141,9 @@ qtk_status qtk_gemv(void *stream, const void *W, int w_half, const float *x, int
 }
 qtk_status qtk_gemm_linear(qtk_gemm *g, const float *x, int ldx, const void *W, int w_half, void *xh, const float *b,
                            float *y, size_t rows, int N, int K, int act) {
+    return NO_CUDA();
+}
+
 // the registry's device half (core/qpoint.h)
 #include "../qpoint.h"
 qtk_status qtk_qreg_dev_init(qtk_qreg_dev *d, const qtk_qreg *r, void *stream) {
