@@ -21,7 +21,13 @@
 static int load_lm_config(const char *cmd, const char *path, qtk_run_config **out) {
     *out = NULL;
     if (!path) return 0;
-    if (qtk_config_load(path, NULL, 0, out) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (qtk_config_load(path, NULL, 0, out) != QTK_OK) {
+        const char *e = qtk_last_error();
+        if (strstr(e, ": model: Expecting MAPPING")) // the LM commands' own format before they took run configs
+            return qtk_cli_error("%s (a run config now: model: {kind: mamba, checkpoint: DIR} and eval.perplexity / "
+                                 "eval.generate, as experiments/configs/ssm/tiny_mamba2_kjv.yaml)", e);
+        return qtk_cli_error("%s", e);
+    }
     if (strcmp((*out)->model.kind, "mamba")) {
         int rc = qtk_cli_error("%s --config %s: model.kind is %s; %s reads a mamba model's config", cmd, path,
                                (*out)->model.kind, cmd);

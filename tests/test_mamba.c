@@ -578,6 +578,12 @@ START_TEST(test_cli) {
     fclose(f);
     ck_assert_int_eq(run(args), 1);
     ck_assert_msg(strstr(out, "model.kind is vit; perplexity reads a mamba model's config"), "%s", out);
+    f = fopen(cfg, "w"); // the commands' format before they read run configs: refused with the new form named
+    fprintf(f, "model: models/tiny_mamba2\ntext: README.md\nperplexity:\n  ctx: 128\n");
+    fclose(f);
+    ck_assert_int_eq(run(args), 1);
+    ck_assert_msg(strstr(out, "lm.yaml:1: model: Expecting MAPPING") && strstr(out, "model: {kind: mamba, checkpoint: DIR}"),
+                  "%s", out);
     if (qtk_cuda_device_count() == 0) { // without a GPU --device cuda says why (test_mamba_cuda runs it on one)
         ck_assert_int_eq(run("generate --model models/tiny_mamba2 --prompt hi --device cuda"), 1);
         ck_assert_msg(strstr(out, "--device cuda, but this"), "%s", out);
