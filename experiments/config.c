@@ -429,8 +429,9 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     if (!pp->batch) pp->batch = 8;
     // a name or folder tagged with bit widths ("fashion_w4a8") follows the widths the run has (a
     // --set quantization.w_bits=3 run is fashion_w3a8), unless a --set gave it
-    if (!set_for("name")) retag_bits(&c->name, "name", c->quantization.w_bits, c->quantization.a_bits);
-    if (c->output.dir && !set_for("output.dir"))
+    // (a mamba run has no bit widths yet: its name stays as written)
+    if (!lm && !set_for("name")) retag_bits(&c->name, "name", c->quantization.w_bits, c->quantization.a_bits);
+    if (!lm && c->output.dir && !set_for("output.dir"))
         retag_bits(&c->output.dir, "output.dir", c->quantization.w_bits, c->quantization.a_bits);
     if (!c->output.dir) {
         char d[512];

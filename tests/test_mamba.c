@@ -554,6 +554,16 @@ START_TEST(test_cli) {
     snprintf(args, sizeof args, "run %s --set eval.perplexity.ctx=256", cfg); // finished: skipped
     ck_assert_int_eq(run(args), 0);
     ck_assert_msg(strstr(out, "already done"), "%s", out);
+    { // a mamba run has no bit widths to retag its name by (a vit's fashion_w4a8 at W3 becomes fashion_w3a8)
+        char c2[512];
+        snprintf(c2, sizeof c2, "%s/q.yaml", tu_tmp);
+        FILE *f2 = fopen(c2, "w");
+        fprintf(f2, "name: quamba_w8a8\nmodel:\n  kind: mamba\n  checkpoint: models/tiny_mamba2\n");
+        fclose(f2);
+        snprintf(args, sizeof args, "run %s --dry-run", c2);
+        ck_assert_int_eq(run(args), 0);
+        ck_assert_msg(strstr(out, "name: quamba_w8a8\n") && strstr(out, "dir: results/runs/quamba_w8a8\n"), "%s", out);
+    }
     snprintf(args, sizeof args, "run %s --set search.method=evolq", cfg); // nothing to search on a Mamba yet
     ck_assert_int_eq(run(args), 1);
     ck_assert_msg(strstr(out, "a mamba run evaluates the float model"), "%s", out);
