@@ -99,7 +99,7 @@ $(BUILD)/qtk: $(CLI_OBJ) $(BUILD)/libqtk.a
 # test_mamba counts the library's allocations (a decode step makes none): qtk's calls to the
 # allocator go through the test's __wrap_ functions
 $(BUILD)/tests/test_mamba: TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
-$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/vit_testutil.h $(BUILD)/libqtk.a $(BUILD)/qtk
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/vit_testutil.h tests/backends.h $(BUILD)/libqtk.a $(BUILD)/qtk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Icore -DQTK_CLI='"$(BUILD)/qtk"' -o $@ $< $(BUILD)/libqtk.a $(LDFLAGS) $(TEST_WRAP) $(CHECK_LIBS) $(LDLIBS)
 
