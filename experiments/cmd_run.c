@@ -278,6 +278,19 @@ int qtk_cmd_run(int argc, char **argv) {
     return rc;
 }
 
+// summary.json's head, for every kind: the run, its status, qtk's version, the model, kind, task and seed
+static cJSON *summary_head(const qtk_run_config *c, const char *status, const char *model) {
+    cJSON *sm = cJSON_CreateObject();
+    cJSON_AddStringToObject(sm, "name", c->name);
+    cJSON_AddStringToObject(sm, "status", status);
+    cJSON_AddStringToObject(sm, "qtk_version", QTK_VERSION);
+    cJSON_AddStringToObject(sm, "model", model);
+    cJSON_AddStringToObject(sm, "kind", c->model.kind);
+    cJSON_AddStringToObject(sm, "task", c->task);
+    cJSON_AddNumberToObject(sm, "seed", c->seed);
+    return sm;
+}
+
 // A language model's run (model.kind: mamba): the float model's perplexity on eval.perplexity, as `qtk perplexity`
 // computes it, into the run folder (config.yaml, summary.json with the generic metrics, table.md). Quantizing
 // a Mamba comes with Quamba; until then its runs have the one stage fp32.
@@ -307,14 +320,7 @@ static int run_lm(qtk_run_config *c, int force) {
         return qtk_cli_error("%s", qtk_last_error());
     const double secs = qtk_now() - t0;
     printf("  FP32 perplexity %.4f over %zu scored tokens, %.1f s\n", ppl, scored, secs);
-    cJSON *sm = cJSON_CreateObject();
-    cJSON_AddStringToObject(sm, "name", c->name);
-    cJSON_AddStringToObject(sm, "status", "done");
-    cJSON_AddStringToObject(sm, "qtk_version", QTK_VERSION);
-    cJSON_AddStringToObject(sm, "model", c->model.checkpoint);
-    cJSON_AddStringToObject(sm, "kind", c->model.kind);
-    cJSON_AddStringToObject(sm, "task", c->task);
-    cJSON_AddNumberToObject(sm, "seed", c->seed);
+    cJSON *sm = summary_head(c, "done", c->model.checkpoint);
     cJSON_AddStringToObject(sm, "method", c->search.method);
     cJSON_AddStringToObject(sm, "device", c->device);
     if (cuda) cJSON_AddNumberToObject(sm, "fp16", c->fp16);
@@ -323,8 +329,7 @@ static int run_lm(qtk_run_config *c, int force) {
     cJSON_AddNumberToObject(sm, "stride", pp->stride);
     cJSON_AddNumberToObject(sm, "scored_tokens", (double)scored);
     cJSON_AddStringToObject(sm, "metric", "perplexity"); // lower is better
-    cJSON_AddObjectToObject(cJSON_AddObjectToObject(sm, "metrics"), "fp32");
-    cJSON_AddNumberToObject(cJSON_GetObjectItem(cJSON_GetObjectItem(sm, "metrics"), "fp32"), "perplexity", ppl);
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(cJSON_AddObjectToObject(sm, "metrics"), "fp32"), "perplexity", ppl);
     cJSON_AddNumberToObject(sm, "total_seconds", secs);
     snprintf(path, sizeof path, "%s/summary.json", out);
     qtk_status wst = qtk_write_json_atomic(path, sm);
@@ -505,14 +510,7 @@ int qtk_run_exec(qtk_run_config *c, const char *cfg_path, int force, const qtk_r
         printf("  Evol-Q selected on the TEST set (reference protocol): after block step %d, top-1 %.2f%%\n", s.sel_step + 1,
                sel.top1);
     }
-    cJSON *sm = cJSON_CreateObject();
-    cJSON_AddStringToObject(sm, "name", c->name);
-    cJSON_AddStringToObject(sm, "status", complete ? "done" : "partial");
-    cJSON_AddStringToObject(sm, "qtk_version", QTK_VERSION);
-    cJSON_AddStringToObject(sm, "model", r.m.cfg.name);
-    cJSON_AddStringToObject(sm, "kind", c->model.kind);
-    cJSON_AddStringToObject(sm, "task", c->task);
-    cJSON_AddNumberToObject(sm, "seed", c->seed);
+    cJSON *sm = summary_head(c, complete ? "done" : "partial", r.m.cfg.name);
     cJSON_AddStringToObject(sm, "calibration_sample", r.sample);
     cJSON_AddNumberToObject(sm, "calibration_images", r.cal.n);
     cJSON_AddNumberToObject(sm, "w_bits", r.qc.w_bits);

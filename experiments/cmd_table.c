@@ -67,9 +67,10 @@ static int add_summary(const char *path, row **rows, int *n, int *cap) {
     snprintf(dst, sizeof dst, "%s", cJSON_IsString(cJSON_GetObjectItem(j, k)) ? cJSON_GetObjectItem(j, k)->valuestring : "?")
     STRV("name", r->name);
     STRV("status", r->status);
-    r->w = isnan(NUM("w_bits")) ? 0 : (int)NUM("w_bits"); // 0: a float-only run (no bits)
-    r->a = isnan(NUM("a_bits")) ? 0 : (int)NUM("a_bits");
-    r->seed = isnan(NUM("seed")) ? 0 : (int)NUM("seed");
+#define INT0(k) (isnan(NUM(k)) ? 0 : (int)NUM(k)) // absent: 0 (bits 0: a float-only run)
+    r->w = INT0("w_bits");
+    r->a = INT0("a_bits");
+    r->seed = INT0("seed");
     STRV("task", r->task);
     if (!strcmp(r->task, "?")) strcpy(r->task, "classification"); // runs written before tasks were named
     STRV("metric", r->metric);
@@ -85,8 +86,9 @@ static int add_summary(const char *path, row **rows, int *n, int *cap) {
     STRV("method", r->method);
     STRV("selection", r->selection);
     r->test_images = cJSON_IsNumber(cJSON_GetObjectItem(j, "test_images")) ? (int)NUM("test_images") : 0;
-    r->cal_images = isnan(NUM("calibration_images")) ? 0 : (int)NUM("calibration_images");
-    r->steps = isnan(NUM("block_steps")) ? 0 : (int)NUM("block_steps");
+    r->cal_images = INT0("calibration_images");
+    r->steps = INT0("block_steps");
+#undef INT0
 #undef NUM
 #undef STRV
     cJSON_Delete(j);
