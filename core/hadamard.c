@@ -106,7 +106,8 @@ qtk_status qtk_hadamard_matrix(size_t n, float *H) {
 // The transform over n "elements", each a contiguous vector of `width` floats
 // (width 1: a plain vector; width = row length: the columns of a matrix).
 // tmp holds n * width floats when m > 1.
-static void had_core(float *x, size_t n, size_t width, size_t m, const signed char *base, float *tmp) {
+// normalize: times 1/sqrt(n) at the end (else the +-1 transform alone)
+static void had_core(float *x, size_t n, size_t width, size_t m, const signed char *base, float *tmp, int normalize) {
     size_t P = n / m;
     // Sylvester butterflies within each of the m segments of length P
     for (size_t seg = 0; seg < m; seg++) {
@@ -163,11 +164,12 @@ static void had_core(float *x, size_t n, size_t width, size_t m, const signed ch
         }
         memcpy(x, tmp, n * width * sizeof *x);
     }
+    if (!normalize) return;
     float norm = (float)(1.0 / sqrt((double)n));
     for (size_t i = 0; i < n * width; i++) x[i] *= norm;
 }
 
-qtk_status qtk_hadamard_rows(float *x, size_t rows, size_t n) {
+static qtk_status rows_had(float *x, size_t rows, size_t n, int normalize) {
     size_t m;
     signed char base[40 * 40];
     QTK_TRY(qtk_hadamard_base(n, &m, base));
@@ -181,12 +183,16 @@ qtk_status qtk_hadamard_rows(float *x, size_t rows, size_t n) {
         }
 #pragma omp for schedule(static)
         for (size_t r = 0; r < rows; r++)
-            if (tmp) had_core(x + r * n, n, 1, m, base, tmp);
+            if (tmp) had_core(x + r * n, n, 1, m, base, tmp, normalize);
         free(tmp);
     }
     if (failed) return qtk_fail(QTK_ERR_NOMEM, "hadamard: out of memory");
     return QTK_OK;
 }
+
+qtk_status qtk_hadamard_rows(float *x, size_t rows, size_t n) { return rows_had(x, rows, n, 1); }
+
+qtk_status qtk_hadamard_rows_raw(float *x, size_t rows, size_t n) { return rows_had(x, rows, n, 0); }
 
 qtk_status qtk_hadamard_fuse_input(float *W, size_t n_out, size_t n_in) {
     return qtk_hadamard_rows(W, n_out, n_in);
@@ -198,7 +204,7 @@ qtk_status qtk_hadamard_fuse_output(float *W, size_t n_out, size_t n_in) {
     QTK_TRY(qtk_hadamard_base(n_out, &m, base));
     float *tmp = malloc(n_out * n_in * sizeof *tmp);
     if (!tmp) return qtk_fail(QTK_ERR_NOMEM, "hadamard: cannot allocate %zu floats", n_out * n_in);
-    had_core(W, n_out, n_in, m, base, tmp);
+    had_core(W, n_out, n_in, m, base, tmp, 1);
     free(tmp);
     return QTK_OK;
 }

@@ -34,6 +34,10 @@ qtk_status qtk_hadamard_matrix(size_t n, float *H);
 // had() applied in place to each of `rows` contiguous vectors of length n.
 qtk_status qtk_hadamard_rows(float *x, size_t rows, size_t n);
 
+// H_n x without the 1/sqrt(n) (the +-1 transform: Quamba's fused Hadamard + quantize folds the norm into its
+// scale), in place on each row; the same sums as qtk_hadamard_rows before its final multiply.
+qtk_status qtk_hadamard_rows_raw(float *x, size_t rows, size_t n);
+
 // Fuse into a Linear weight W (n_out, n_in), row-major:
 //   input side:  W <- W H_in^T / sqrt(n_in), so W_new had(x) = W x   (had on each row)
 //   output side: W <- H_out W / sqrt(n_out),   so W_new x = had(W x)   (had on each column)

@@ -94,6 +94,24 @@ qtk_status qtk_op_conv1d_silu(const float *in, size_t ld, int B, int L, int C, i
     return QTK_OK;
 }
 
+void qtk_gemm_s8(const int8_t *A, size_t lda, const int8_t *B, int32_t *acc, size_t M, int N, int K) {
+    // blocks of 64 columns keep B's rows in cache while the rows of A stream past; one int32 dot each
+    const int NB = 64;
+    const int nb = (N + NB - 1) / NB;
+#pragma omp parallel for collapse(2) schedule(static) if (M * (size_t)N * K >= 65536)
+    for (int jb = 0; jb < nb; jb++)
+        for (size_t i = 0; i < M; i++) {
+            const int8_t *a = A + i * lda;
+            const int j1 = (jb + 1) * NB < N ? (jb + 1) * NB : N;
+            for (int j = jb * NB; j < j1; j++) {
+                const int8_t *b = B + (size_t)j * K;
+                int32_t sum = 0;
+                for (int k = 0; k < K; k++) sum += (int32_t)a[k] * (int32_t)b[k];
+                acc[i * N + j] = sum;
+            }
+        }
+}
+
 // x = x + h
 void qtk_op_residual(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr) {
     if ((!qh || !qh->on) && (!qr || !qr->on)) { // no quantizer: the plain add, without a channel index per element

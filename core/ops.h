@@ -38,6 +38,9 @@ void qtk_op_gated_rmsnorm(float *y, const float *z, size_t ldz, const float *w, 
 // out (B*L, C) = silu(bias[c] + sum_k w[c, k] x_{t-K+1+k}[c]) (the sum in k order). K <= 64.
 qtk_status qtk_op_conv1d_silu(const float *in, size_t ld, int B, int L, int C, int K, const float *w, const float *bias,
                               float *state, float *out);
+// acc (M, N) = A (M, K; row stride lda) B^T, B (N, K): int8 operands, exact int32 sums (K <= 2^17 keeps
+// them in range); OpenMP across rows and columns. The CUDA side is qtk_gemm_int8 (core/cuda/gemm.h).
+void qtk_gemm_s8(const int8_t *A, size_t lda, const int8_t *B, int32_t *acc, size_t M, int N, int K);
 // x = qr(x + qh(h)) over n elements of rows of C: a branch's output quantizer, the residual add, then the
 // residual stream's quantizer
 void qtk_op_residual(float *x, const float *h, size_t n, size_t C, const qtk_outq *qh, const qtk_outq *qr);

@@ -56,6 +56,14 @@ QTK_HD float qtk_outq_apply(const qtk_outq *q, float x, size_t c) {
                           : qtk_fq_elem(x, q->s, q->z, q->lo, q->hi, q->torch);
 }
 
+// An int8 code from an already rounded value: saturated to [-128, 127], NaN to -128 (a code must be a number).
+// Real int8 paths round first with roundf (half away from zero, Quamba's CUDA kernels) or rintf (half to even,
+// CUTLASS epilogues and torch.round), each as its reference does.
+QTK_HD signed char qtk_sat_s8(float q) {
+    q = !(q >= -128.0f) ? -128.0f : q;
+    return (signed char)(q > 127.0f ? 127.0f : q);
+}
+
 // v clamped to [lo, hi] (Mamba2's dt to time_step_limit); NaN stays NaN
 QTK_HD float qtk_clampf(float v, float lo, float hi) {
     v = v < lo ? lo : v;

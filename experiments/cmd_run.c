@@ -26,6 +26,7 @@
 #include "../core/cuda/qtk_cuda.h"
 #include "../core/qtk.h"
 #include "../search/evolq.h"
+#include "../ssm/quamba.h"
 #include "cli.h"
 #include "opts.h"
 #include "plot.h"
@@ -291,6 +292,87 @@ static cJSON *summary_head(const qtk_run_config *c, const char *status, const ch
     return sm;
 }
 
+static void calib_progress(void *ctx, int done, int total) {
+    if (done == total || done % 64 == 0) printf("  calibration: %d / %d sequences\n", done, total), fflush(stdout);
+}
+
+// Quamba (quantization.method: quamba): calibrate on calibration.{tokens | text}, evaluate the int8 model on
+// eval.perplexity, report saturated codes, save out/quantized/ (not for dynamic, which has no static scales).
+// info gets what summary.json records of it.
+static int run_quamba(const qtk_run_config *c, const char *out, int cuda, cJSON *info, double *qppl) {
+    const qtk_cfg_calibration *k = &c->calibration;
+    const qtk_cfg_perplexity *pp = &c->eval.perplexity;
+    if (cuda)
+        return qtk_cli_error("%s: quamba's int8 forward runs on the CPU in this qtk (device: cpu); its GPU kernels are "
+                             "not in yet", c->name);
+    qtk_quamba_opts o;
+    qtk_quamba_opts_default(&o);
+    if (qtk_quamba_variant_parse(c->quantization.variant, &o.variant) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    o.alpha = (float)c->quantization.percentile;
+    o.sat_warn = c->quantization.saturation_warn;
+    const int dynamic = o.variant == QTK_QUAMBA_DYNAMIC;
+    qtk_mamba m;
+    if (qtk_mamba_load(&m, c->model.checkpoint) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    int32_t *cal = NULL, *ev = NULL;
+    size_t n_cal = 0, n_ev = 0;
+    const char *cal_file = k->tokens ? k->tokens : k->text;
+    qtk_quamba q = {0};
+    int rc = 0;
+    const size_t need = (size_t)k->samples * (size_t)k->seq_len;
+    if (!dynamic && qtk_lm_load_ids(c->model.checkpoint, m.cfg.vocab, k->tokens, k->text, &cal, &n_cal) != QTK_OK)
+        rc = qtk_cli_error("calibration: %s", qtk_last_error());
+    if (!rc && !dynamic && n_cal < need)
+        rc = qtk_cli_error("calibration: %s holds %zu tokens; calibration.samples x seq_len = %d x %d needs %zu", cal_file,
+                           n_cal, k->samples, k->seq_len, need);
+    double t0 = qtk_now(), t_cal = 0;
+    if (!rc) {
+        if (!dynamic)
+            printf("  quamba %s: calibrating on %d sequences of %d tokens of %s\n", c->quantization.variant, k->samples,
+                   k->seq_len, cal_file);
+        qtk_quamba_calib cb = {cal, dynamic ? 0 : k->samples, k->seq_len, cal_file, calib_progress, NULL};
+        if (qtk_quamba_calibrate(&q, &m, &o, &cb) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+        t_cal = qtk_now() - t0;
+    }
+    if (!rc && qtk_lm_load_ids(c->model.checkpoint, m.cfg.vocab, pp->tokens, pp->text, &ev, &n_ev) != QTK_OK)
+        rc = qtk_cli_error("%s", qtk_last_error());
+    size_t scored = 0;
+    double t1 = qtk_now();
+    if (!rc && qtk_quamba_perplexity(&q, ev, n_ev, pp->ctx, pp->stride, pp->max_windows, pp->batch, qppl, &scored) != QTK_OK)
+        rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc) {
+        printf("  quamba %s W8A8 perplexity %.4f over %zu scored tokens, %.1f s (calibration %.1f s)\n",
+               c->quantization.variant, *qppl, scored, qtk_now() - t1, t_cal);
+        // saturated codes, per tensor (the reference's kernels would wrap or clip them silently)
+        int over = qtk_quamba_saturation_report(&q, stdout);
+        cJSON *sat = cJSON_AddObjectToObject(info, "saturated");
+        for (int l = 0; l < q.cfg.n_layers; l++)
+            for (int p = 0; p < QTK_MAMBA_QL; p++) {
+                const size_t i = (size_t)l * QTK_MAMBA_QL + p;
+                if (!q.sat[i]) continue;
+                char key[96];
+                snprintf(key, sizeof key, "layers.%d.%s", l, qtk_quamba_point_name(p));
+                cJSON_AddNumberToObject(sat, key, (double)q.sat[i] / (double)q.seen[i]);
+            }
+        if (over) printf("  %d tensors saturated more than %g of their codes (quantization.saturation_warn)\n", over, o.sat_warn);
+        cJSON_AddStringToObject(info, "variant", c->quantization.variant);
+        cJSON_AddStringToObject(info, "calibration", q.fingerprint);
+        cJSON_AddNumberToObject(info, "calibration_seconds", t_cal);
+        cJSON_AddNumberToObject(info, "percentile", qtk_quamba_uses_percentile(o.variant) ? o.alpha : 1.0);
+        cJSON_AddBoolToObject(info, "hadamard", qtk_quamba_uses_hadamard(o.variant));
+    }
+    if (!rc && !dynamic) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/quantized", out);
+        if (qtk_quamba_save(&q, dir) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+        else cJSON_AddStringToObject(info, "checkpoint", dir);
+    }
+    free(cal);
+    free(ev);
+    qtk_quamba_free(&q);
+    qtk_mamba_free(&m);
+    return rc;
+}
+
 // A language model's run (model.kind: mamba): the float model's perplexity on eval.perplexity, as `qtk perplexity`
 // computes it, into the run folder (config.yaml, summary.json with the generic metrics, table.md). Quantizing
 // a Mamba comes with Quamba; until then its runs have the one stage fp32.
@@ -318,10 +400,23 @@ static int run_lm(qtk_run_config *c, int force) {
     if (qtk_lm_eval(c->model.checkpoint, pp->tokens, pp->text, pp->ctx, pp->stride, pp->max_windows, pp->batch, cuda, c->fp16,
                     &ppl, &scored) != QTK_OK)
         return qtk_cli_error("%s", qtk_last_error());
+    printf("  FP32 perplexity %.4f over %zu scored tokens, %.1f s\n", ppl, scored, qtk_now() - t0);
+    const int quamba = !strcmp(c->quantization.method, "quamba");
+    cJSON *qinfo = cJSON_CreateObject();
+    double qppl = NAN;
+    if (quamba && run_quamba(c, out, cuda, qinfo, &qppl)) {
+        cJSON_Delete(qinfo);
+        return 1;
+    }
     const double secs = qtk_now() - t0;
-    printf("  FP32 perplexity %.4f over %zu scored tokens, %.1f s\n", ppl, scored, secs);
     cJSON *sm = summary_head(c, "done", c->model.checkpoint);
-    cJSON_AddStringToObject(sm, "method", c->search.method);
+    char method[64];
+    snprintf(method, sizeof method, "quamba %s", c->quantization.variant ? c->quantization.variant : "");
+    cJSON_AddStringToObject(sm, "method", quamba ? method : c->search.method);
+    if (quamba) {
+        cJSON_AddNumberToObject(sm, "w_bits", 8);
+        cJSON_AddNumberToObject(sm, "a_bits", 8);
+    }
     cJSON_AddStringToObject(sm, "device", c->device);
     if (cuda) cJSON_AddNumberToObject(sm, "fp16", c->fp16);
     cJSON_AddStringToObject(sm, "data", data);
@@ -329,7 +424,12 @@ static int run_lm(qtk_run_config *c, int force) {
     cJSON_AddNumberToObject(sm, "stride", pp->stride);
     cJSON_AddNumberToObject(sm, "scored_tokens", (double)scored);
     cJSON_AddStringToObject(sm, "metric", "perplexity"); // lower is better
-    cJSON_AddNumberToObject(cJSON_AddObjectToObject(cJSON_AddObjectToObject(sm, "metrics"), "fp32"), "perplexity", ppl);
+    cJSON *mets = cJSON_AddObjectToObject(sm, "metrics");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(mets, "fp32"), "perplexity", ppl);
+    // the quantized model is the run's baseline stage (no search follows it)
+    if (quamba) cJSON_AddNumberToObject(cJSON_AddObjectToObject(mets, "baseline"), "perplexity", qppl);
+    if (quamba) cJSON_AddItemToObject(sm, "quamba", qinfo);
+    else cJSON_Delete(qinfo);
     cJSON_AddNumberToObject(sm, "total_seconds", secs);
     snprintf(path, sizeof path, "%s/summary.json", out);
     qtk_status wst = qtk_write_json_atomic(path, sm);
@@ -337,10 +437,16 @@ static int run_lm(qtk_run_config *c, int force) {
     if (wst != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     snprintf(path, sizeof path, "%s/table.md", out);
     char row[4096];
-    snprintf(row, sizeof row, "| run | model | data | context / stride | FP32 perplexity | status |\n|---|---|---|---|---|---|\n"
-             "| %s | %s | %s | %d / %d | %.4f | done |\n", c->name, c->model.checkpoint, data, pp->ctx, pp->stride, ppl);
+    if (quamba)
+        snprintf(row, sizeof row, "| run | model | method | data | context / stride | FP32 perplexity | W8A8 perplexity | status |\n"
+                 "|---|---|---|---|---|---|---|---|\n| %s | %s | %s | %s | %d / %d | %.4f | %.4f | done |\n", c->name,
+                 c->model.checkpoint, method, data, pp->ctx, pp->stride, ppl, qppl);
+    else
+        snprintf(row, sizeof row, "| run | model | data | context / stride | FP32 perplexity | status |\n|---|---|---|---|---|---|\n"
+                 "| %s | %s | %s | %d / %d | %.4f | done |\n", c->name, c->model.checkpoint, data, pp->ctx, pp->stride, ppl);
     if (qtk_write_text_atomic(path, row) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
-    printf("wrote %s/{config.yaml, summary.json, table.md}\n", out);
+    printf("wrote %s/{config.yaml, summary.json, table.md%s}\n", out,
+           quamba && strcmp(c->quantization.variant, "dynamic") ? ", quantized/" : "");
     return 0;
 }
 

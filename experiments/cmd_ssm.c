@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/rng.h"
 #include "../core/timer.h"
@@ -11,6 +13,7 @@
 #include "../core/cuda/qtk_cuda.h"
 #include "../ssm/mamba.h"
 #include "../ssm/mamba_cuda.h"
+#include "../ssm/quamba.h"
 #include "cli.h"
 #include "config.h"
 #include "opts.h"
@@ -64,14 +67,28 @@ static qtk_status gpu_windows(void *ud, const int32_t *tokens, int B, int L, flo
     return qtk_mamba_cuda_prefill(g, tokens, L, logits);
 }
 
-// The token ids of a token file (datasets/tokens.h), or a text file's bytes (byte-level vocabulary).
-static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba *m, int32_t **ids, size_t *n) {
+// tokenizer.json in the model's folder (a checkpoint file's folder)
+static int has_tokenizer(const char *model) {
+    char p[4200];
+    struct stat sb;
+    if (stat(model, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        const char *slash = strrchr(model, '/');
+        snprintf(p, sizeof p, "%.*s/tokenizer.json", slash ? (int)(slash - model) : 1, slash ? model : ".");
+    } else snprintf(p, sizeof p, "%s/tokenizer.json", model);
+    return access(p, R_OK) == 0;
+}
+
+qtk_status qtk_lm_load_ids(const char *model, int vocab, const char *tokens, const char *text, int32_t **ids, size_t *n) {
     *ids = NULL;
     *n = 0;
     if (text) {
-        if (m->cfg.vocab < 256)
-            return qtk_fail(QTK_ERR_ARG, "--text reads bytes as tokens, but the model's vocabulary has %d ids (< 256)",
-                            m->cfg.vocab);
+        // bytes are the tokens of a byte-level model (a vocabulary of 256); any other needs its tokenizer
+        if (vocab != 256)
+            return has_tokenizer(model)
+                       ? qtk_fail(QTK_ERR_UNSUPPORTED, "%s: reading text through %s/tokenizer.json (BPE) is not in this qtk "
+                                  "yet: give a token file (tokens)", text, model)
+                       : qtk_fail(QTK_ERR_ARG, "%s: text is read as bytes only for a byte-level model (a vocabulary of "
+                                  "256); %s has %d ids and no tokenizer.json: give a token file (tokens)", text, model, vocab);
         size_t len;
         char *buf = qtk_read_text(text, &len);
         if (!buf) return qtk_fail(QTK_ERR_IO, "%s: cannot read", text);
@@ -88,8 +105,8 @@ static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba
     qtk_tokens t;
     QTK_TRY(qtk_tokens_open(&t, tokens));
     qtk_status st = QTK_OK;
-    if (t.vocab_size > (uint32_t)m->cfg.vocab)
-        st = qtk_fail(QTK_ERR_ARG, "%s: vocabulary of %u ids, the model has %d", tokens, t.vocab_size, m->cfg.vocab);
+    if (t.vocab_size > (uint32_t)vocab)
+        st = qtk_fail(QTK_ERR_ARG, "%s: vocabulary of %u ids, the model has %d", tokens, t.vocab_size, vocab);
     else if (!(*ids = malloc((t.count ? t.count : 1) * sizeof **ids))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
     else {
         for (size_t i = 0; i < t.count; i++) (*ids)[i] = (int32_t)qtk_tokens_get(&t, i);
@@ -99,13 +116,31 @@ static qtk_status load_ids(const char *tokens, const char *text, const qtk_mamba
     return st;
 }
 
+// a quantized checkpoint (qtk run's quantized/ folder) runs on the CPU in this qtk
+static qtk_status quant_on_cpu(const char *model, int cuda) {
+    if (cuda)
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "%s is a Quamba checkpoint: its int8 forward runs on the CPU in this qtk "
+                        "(device: cpu); the GPU kernels are not in yet", model);
+    return QTK_OK;
+}
+
 qtk_status qtk_lm_eval(const char *model, const char *tokens, const char *text, int ctx, int stride, int max_windows,
                        int batch, int cuda, int fp16, double *ppl, size_t *scored) {
-    qtk_mamba m;
-    QTK_TRY(qtk_mamba_load(&m, model));
     int32_t *ids;
     size_t n;
-    qtk_status st = load_ids(tokens, text, &m, &ids, &n);
+    if (qtk_quamba_is_folder(model)) {
+        QTK_TRY(quant_on_cpu(model, cuda));
+        qtk_quamba q;
+        QTK_TRY(qtk_quamba_load(&q, model));
+        qtk_status st = qtk_lm_load_ids(model, q.cfg.vocab, tokens, text, &ids, &n);
+        if (st == QTK_OK) st = qtk_quamba_perplexity(&q, ids, n, ctx, stride, max_windows, batch, ppl, scored);
+        free(ids);
+        qtk_quamba_free(&q);
+        return st;
+    }
+    qtk_mamba m;
+    QTK_TRY(qtk_mamba_load(&m, model));
+    qtk_status st = qtk_lm_load_ids(model, m.cfg.vocab, tokens, text, &ids, &n);
     if (st == QTK_OK && cuda) { // the windows are at most ctx tokens, at most batch of them at once
         qtk_mamba_cuda *g = NULL;
         st = qtk_mamba_cuda_create(&g, &m, batch, ctx, fp16);
@@ -239,13 +274,17 @@ int qtk_cmd_generate(int argc, char **argv) {
         rc = qtk_cli_usage_error("generate: max_new %d (at least 1), top_k %d, seed %d and temperature %g out of range",
                                  max_new, top_k, seed, temperature);
     if (!rc) rc = device_arg("generate", device, fp16, &cuda);
-    qtk_mamba m;
-    if (!rc && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
+    qtk_mamba m = {0};
+    qtk_quamba q = {0};
+    const int quant = !rc && qtk_quamba_is_folder(model);
+    if (!rc && quant && (quant_on_cpu(model, cuda) != QTK_OK || qtk_quamba_load(&q, model) != QTK_OK))
+        rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc && !quant && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
     if (rc) {
         qtk_config_free(cf);
         return rc;
     }
-    const int V = m.cfg.vocab;
+    const int V = quant ? q.cfg.vocab : m.cfg.vocab;
     size_t n = prompt ? strlen(prompt) : 1;
     for (const char *p = prompt_ids; p && *p; p++) n += *p == ',';
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
@@ -267,12 +306,16 @@ int qtk_cmd_generate(int argc, char **argv) {
     }
     if (!rc && n == 0) rc = qtk_cli_usage_error("generate: the prompt is empty");
     qtk_mamba_state s = {0};
+    qtk_quamba_state qs = {0};
     qtk_mamba_cuda *g = NULL;
     if (!rc && cuda &&
         (qtk_mamba_cuda_create(&g, &m, 1, (int)n, fp16) != QTK_OK || qtk_mamba_cuda_reset(g, 1) != QTK_OK ||
          qtk_mamba_cuda_prefill(g, ids, (int)n, logits) != QTK_OK))
         rc = qtk_cli_error("%s", qtk_last_error());
-    if (!rc && !cuda &&
+    if (!rc && quant &&
+        (qtk_quamba_state_init(&qs, &q, 1) != QTK_OK || qtk_quamba_prefill(&q, &qs, ids, (int)n, logits) != QTK_OK))
+        rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc && !cuda && !quant &&
         (qtk_mamba_state_init(&s, &m, 1) != QTK_OK || qtk_mamba_prefill(&m, &s, ids, (int)n, logits, QTK_SCAN_AUTO) != QTK_OK))
         rc = qtk_cli_error("%s", qtk_last_error());
     if (!rc) {
@@ -288,7 +331,9 @@ int qtk_cmd_generate(int argc, char **argv) {
             int32_t next = qtk_sample_token(last, V, top_k, temperature, qtk_rng_uniform_f64(&r));
             if (bytes) putchar(next);
             else printf(" %d", next);
-            if ((g ? qtk_mamba_cuda_decode(g, &next, logits, 1) : qtk_mamba_decode(&m, &s, &next, logits)) != QTK_OK)
+            if ((g       ? qtk_mamba_cuda_decode(g, &next, logits, 1)
+                 : quant ? qtk_quamba_decode(&q, &qs, &next, logits)
+                         : qtk_mamba_decode(&m, &s, &next, logits)) != QTK_OK)
                 rc = qtk_cli_error("%s", qtk_last_error());
             last = logits;
         }
@@ -296,13 +341,15 @@ int qtk_cmd_generate(int argc, char **argv) {
         printf("\n");
         fflush(stdout);
         fprintf(stderr, "qtk generate: %d tokens in %.2f s (%.1f tokens/s, %s)\n", max_new, secs,
-                max_new / (secs > 0 ? secs : 1), g ? (fp16 ? "GPU, fp16 projections" : "GPU") : "CPU");
+                max_new / (secs > 0 ? secs : 1), g ? (fp16 ? "GPU, fp16 projections" : "GPU") : quant ? "CPU, Quamba int8" : "CPU");
     }
     qtk_mamba_cuda_destroy(g);
     qtk_mamba_state_free(&s);
+    qtk_quamba_state_free(&qs);
     free(ids);
     free(logits);
     qtk_mamba_free(&m);
+    qtk_quamba_free(&q);
     qtk_config_free(cf);
     return rc;
 }

@@ -22,7 +22,7 @@ typedef struct {
     int w, a, seed;
     double fp, base, searched, selected, l0, l1, secs;
     // the protocol: runs are averaged together only where all of it is equal
-    char model[64], method[16], selection[32], task[24], metric[24];
+    char model[64], method[32], selection[32], task[24], metric[24];
     int test_images, cal_images, steps;
 } row;
 

@@ -35,9 +35,17 @@ static const cyaml_schema_field_t data_fields[] = { // format and root: required
 static const cyaml_schema_field_t calib_fields[] = {
     CYAML_FIELD_INT("images", OPT, qtk_cfg_calibration, images),
     CYAML_FIELD_INT("batch", OPT, qtk_cfg_calibration, batch),
+    CYAML_FIELD_INT("samples", OPT, qtk_cfg_calibration, samples),
+    CYAML_FIELD_INT("seq_len", OPT, qtk_cfg_calibration, seq_len),
+    STR("tokens", qtk_cfg_calibration, tokens),
+    STR("text", qtk_cfg_calibration, text),
     CYAML_FIELD_END};
 static const cyaml_schema_value_t off_entry = {CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, CYAML_UNLIMITED)};
 static const cyaml_schema_field_t quant_fields[] = {
+    STR("method", qtk_cfg_quantization, method),
+    STR("variant", qtk_cfg_quantization, variant),
+    CYAML_FIELD_FLOAT("percentile", OPT, qtk_cfg_quantization, percentile),
+    CYAML_FIELD_FLOAT("saturation_warn", OPT, qtk_cfg_quantization, saturation_warn),
     CYAML_FIELD_INT("w_bits", OPT, qtk_cfg_quantization, w_bits),
     CYAML_FIELD_INT("a_bits", OPT, qtk_cfg_quantization, a_bits),
     CYAML_FIELD_BOOL("bias_corr", OPT, qtk_cfg_quantization, bias_corr),
@@ -197,6 +205,14 @@ static const struct {
     {"data.test_images", K_INT, offsetof(qtk_run_config, data.test_images)},
     {"calibration.images", K_INT, offsetof(qtk_run_config, calibration.images)},
     {"calibration.batch", K_INT, offsetof(qtk_run_config, calibration.batch)},
+    {"calibration.samples", K_INT, offsetof(qtk_run_config, calibration.samples)},
+    {"calibration.seq_len", K_INT, offsetof(qtk_run_config, calibration.seq_len)},
+    {"calibration.tokens", K_STR, offsetof(qtk_run_config, calibration.tokens)},
+    {"calibration.text", K_STR, offsetof(qtk_run_config, calibration.text)},
+    {"quantization.method", K_STR, offsetof(qtk_run_config, quantization.method)},
+    {"quantization.variant", K_STR, offsetof(qtk_run_config, quantization.variant)},
+    {"quantization.percentile", K_FLOAT, offsetof(qtk_run_config, quantization.percentile)},
+    {"quantization.saturation_warn", K_FLOAT, offsetof(qtk_run_config, quantization.saturation_warn)},
     {"quantization.w_bits", K_INT, offsetof(qtk_run_config, quantization.w_bits)},
     {"quantization.a_bits", K_INT, offsetof(qtk_run_config, quantization.a_bits)},
     {"quantization.bias_corr", K_BOOL, offsetof(qtk_run_config, quantization.bias_corr)},
@@ -400,6 +416,54 @@ const char *qtk_kind_task(const char *kind) {
     return kind && !strcmp(kind, "mamba") ? "perplexity" : "classification";
 }
 
+// A mamba run's quantizer: method none (the float model only) or quamba with its variant, W8A8, and its
+// calibration stream
+static qtk_status validate_quamba(const char *file, qtk_run_config *c) {
+    qtk_cfg_quantization *q = &c->quantization;
+    qtk_cfg_calibration *k = &c->calibration;
+    if (!q->method) q->method = sdup("none");
+    static const char *const qmethods[] = {"none", "quamba", NULL};
+    QTK_TRY(one_of(file, "quantization.method", q->method, qmethods));
+    if (!strcmp(q->method, "none")) {
+        if (q->variant || k->tokens || k->text || k->samples || k->seq_len)
+            return fail_at(file, find_key_line(file, q->variant ? "variant" : "calibration"),
+                           q->variant ? "quantization.variant" : "calibration",
+                           "calibrates a quantizer, but quantization.method is none (quamba quantizes a mamba)");
+        return QTK_OK;
+    }
+    if (!q->variant) q->variant = sdup("v1");
+    static const char *const variants[] = {"v1", "static", "dynamic", "percentile", "hadamard", NULL};
+    QTK_TRY(one_of(file, "quantization.variant", q->variant, variants));
+    if (q->percentile == 0) q->percentile = 0.99999;
+    if (q->saturation_warn == 0) q->saturation_warn = 1e-3;
+    if (!(q->percentile > 0 && q->percentile <= 1))
+        return fail_at(file, find_key_line(file, "percentile"), "quantization.percentile", "%g is outside (0, 1]",
+                       q->percentile);
+    if (!(q->saturation_warn > 0 && q->saturation_warn <= 1))
+        return fail_at(file, find_key_line(file, "saturation_warn"), "quantization.saturation_warn",
+                       "%g is outside (0, 1]", q->saturation_warn);
+    if (q->w_bits != 8 || q->a_bits != 8)
+        return fail_at(file, find_key_line(file, q->w_bits != 8 ? "w_bits" : "a_bits"),
+                       q->w_bits != 8 ? "quantization.w_bits" : "quantization.a_bits",
+                       "quamba is W8A8 (W4A8 and W4A16 come with Quamba2)");
+    if (!k->samples) k->samples = 512;
+    if (!k->seq_len) k->seq_len = 512;
+    if (k->samples < 1 || k->samples > 1 << 20 || k->seq_len < 1 || k->seq_len > 1 << 20)
+        return fail_at(file, find_key_line(file, k->samples < 1 || k->samples > 1 << 20 ? "samples" : "seq_len"),
+                       "calibration", "samples %d (1..2^20), seq_len %d (1..2^20)", k->samples, k->seq_len);
+    const int dynamic = !strcmp(q->variant, "dynamic");
+    if (!dynamic && !k->tokens && !k->text)
+        return fail_at(file, find_key_line(file, "calibration"), "calibration",
+                       "quamba %s needs calibration.tokens (a token file) or calibration.text (bytes)", q->variant);
+    if (k->tokens && k->text)
+        return fail_at(file, find_key_line(file, "calibration"), "calibration", "tokens or text, not both");
+    const char *cf = k->tokens ? k->tokens : k->text;
+    if (cf && !present(cf))
+        return fail_at(file, find_key_line(file, k->tokens ? "tokens" : "text"), k->tokens ? "calibration.tokens" : "calibration.text",
+                       "%s does not exist", cf);
+    return QTK_OK;
+}
+
 static qtk_status validate(const char *file, qtk_run_config *c) {
     // defaults for what the YAML left out
     if (!c->device) c->device = sdup("cpu");
@@ -410,9 +474,9 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
     if (!c->task) c->task = sdup(qtk_kind_task(c->model.kind));
     if (!c->calibration.images) c->calibration.images = 1000;
     if (!c->calibration.batch) c->calibration.batch = 100;
-    if (!c->quantization.w_bits) c->quantization.w_bits = 4;
-    if (!c->quantization.a_bits) c->quantization.a_bits = 8;
     const int lm = !strcmp(c->model.kind, "mamba");
+    if (!c->quantization.w_bits) c->quantization.w_bits = lm ? 8 : 4;
+    if (!c->quantization.a_bits) c->quantization.a_bits = 8;
     if (!c->search.method) c->search.method = sdup(lm ? "none" : "evolq");
     if (!c->search.passes) c->search.passes = 10;
     if (!c->search.cycles) c->search.cycles = 3;
@@ -470,7 +534,13 @@ static qtk_status validate(const char *file, qtk_run_config *c) {
                            "ctx %d (2..2^20), stride %d (1..ctx), batch %d (1..4096), max_windows %d (>= 0)", pp->ctx,
                            pp->stride, pp->batch, pp->max_windows);
         if (c->fp16 != 0 && c->fp16 != 1) return fail_at(file, find_key_line(file, "fp16"), "fp16", "%d is not 0 or 1", c->fp16);
+        QTK_TRY(validate_quamba(file, c));
     } else {
+        if (c->quantization.method || c->quantization.variant || c->calibration.tokens || c->calibration.text ||
+            c->calibration.samples || c->calibration.seq_len)
+            return fail_at(file, find_key_line(file, c->quantization.method ? "method" : c->quantization.variant ? "variant" : "calibration"),
+                           c->quantization.method ? "quantization.method" : c->quantization.variant ? "quantization.variant" : "calibration",
+                           "is for a mamba model (a vit's quantizer is the FQ-ViT baseline, set by w_bits and a_bits)");
         if (!c->data.format || !c->data.root)
             return fail_at(file, find_key_line(file, "data"), c->data.format ? "data.root" : "data.format",
                            "required for a %s model", c->model.kind);

@@ -26,11 +26,17 @@ typedef struct {          // kind vit: the images (required there)
 } qtk_cfg_data;
 
 typedef struct {
-    int images;           // 1000
-    int batch;            // 100
+    int images;           // vit: 1000
+    int batch;            // vit: 100
+    int samples, seq_len; // mamba: sequences of seq_len tokens, one forward each (512, 512)
+    char *tokens, *text;  // mamba: the calibration stream (a token file, or a text file read as bytes)
 } qtk_cfg_calibration;
 
 typedef struct {
+    char *method;         // mamba: none (the float model) | quamba (ssm/quamba.h); a vit's is FQ-ViT, implied
+    char *variant;        // quamba: v1 | static | dynamic | percentile | hadamard
+    double percentile;    // quamba: the SSM input's percentile of |x| (0.99999)
+    double saturation_warn; // quamba: share of saturated codes of a tensor that the run warns about (0.001)
     int w_bits, a_bits;
     bool bias_corr, int_layernorm;
     char **off;           // glob patterns of quantizers to switch off

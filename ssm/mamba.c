@@ -194,9 +194,28 @@ void qtk_mamba_state_free(qtk_mamba_state *s) {
     memset(s, 0, sizeof *s);
 }
 
+// A projection of layer l through the hooks: y (rows, N) = x W^T + b, where hk's linear may take it over
+// (without the bias, added here) and its act sees the output before the bias (point out_point, -1: none)
+static qtk_status project(const qtk_mamba *m, const qtk_mamba_hooks *hk, int l, int which, const float *x, const float *W,
+                       const float *b, float *y, size_t rows, int N, int K, int ldx, int out_point) {
+    int done = hk && hk->linear ? hk->linear(hk->ctx, l, which, x, ldx, rows, y) : 0;
+    if (done < 0) return QTK_ERR_ARG; // the hook has set the error
+    if (!done) linear(m, x, W, NULL, y, rows, N, K, ldx);
+    if (out_point >= 0 && hk && hk->act) QTK_TRY(hk->act(hk->ctx, l, out_point, y, rows, N));
+    if (b)
+#pragma omp parallel for schedule(static) if (rows * (size_t)N >= 65536)
+        for (size_t r = 0; r < rows; r++)
+            for (int j = 0; j < N; j++) y[r * N + j] += b[j];
+    return QTK_OK;
+}
+
+// the hook's view of a tensor (calibration)
+#define SEE(point, x, cols)                                                                                           \
+    if (hk && hk->act) QTK_TRY(hk->act(hk->ctx, l, point, x, rows, cols))
+
 // The mixer of layer l on u (rows = B*L, D) into out (rows, D); ws: scratch
-static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const float *u, float *out, float *ws,
-                  qtk_scan_mode mode) {
+static qtk_status mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const float *u, float *out, float *ws,
+                        qtk_scan_mode mode, const qtk_mamba_hooks *hk) {
     const qtk_mamba_config *c = &m->cfg;
     const qtk_mamba_layer *ly = &m->layers[l];
     const int B = s->B, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, IN = qtk_mamba_in_proj_out(c),
@@ -205,16 +224,21 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
     float *conv_state = s->conv + s->conv_per_layer * l, *ssm_state = s->ssm + s->ssm_per_layer * l;
     float *proj = ws, *xc = proj + rows * IN, *y = xc + rows * CD, *extra = y + rows * E;
     // projected_states = self.in_proj(hidden_states)
-    linear(m, u, ly->in_proj_w, ly->in_proj_b, proj, rows, IN, D, D);
+    SEE(QTK_MAMBA_Q_IN_PROJ_IN, u, D);
+    QTK_TRY(project(m, hk, l, QTK_MAMBA_LIN_IN, u, ly->in_proj_w, ly->in_proj_b, proj, rows, IN, D, D,
+                 QTK_MAMBA_Q_IN_PROJ_OUT));
     if (c->arch == QTK_MAMBA1) {
         const int R = c->dt_rank;
         float *xdbl = extra, *dt = xdbl + rows * (R + 2 * N);
         // x, z = projected_states.chunk(2): x first; x = silu(causal_conv1d(x))
-        qtk_op_conv1d_silu(proj, IN, B, L, E, K, ly->conv_w, ly->conv_b, conv_state, xc);
+        QTK_TRY(qtk_op_conv1d_silu(proj, IN, B, L, E, K, ly->conv_w, ly->conv_b, conv_state, xc));
         // x_dbl = self.x_proj(x): dt | B | C
-        linear(m, xc, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E, E);
+        SEE(QTK_MAMBA_Q_X_PROJ_IN, xc, E);
+        QTK_TRY(project(m, hk, l, QTK_MAMBA_LIN_X, xc, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E, E,
+                     QTK_MAMBA_Q_X_PROJ_OUT));
         // dt = qtk_softplus(self.dt_proj.weight @ dt + dt_proj.bias)
-        linear(m, xdbl, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, R + 2 * N);
+        QTK_TRY(project(m, hk, l, QTK_MAMBA_LIN_DT, xdbl, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, R + 2 * N,
+                     QTK_MAMBA_Q_DT_PROJ_OUT));
 #pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
         for (size_t i = 0; i < rows * (size_t)E; i++) dt[i] = qtk_softplus(dt[i]);
         scan1(c, ly, B, L, xc, dt, xdbl + R, xdbl + R + N, R + 2 * N, proj + E, IN, ssm_state, y);
@@ -222,7 +246,8 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         const int H = c->n_heads, GN = c->n_groups * N;
         float *dt = extra;
         // z | xBC | dt; xBC = qtk_silu(conv1d(xBC))
-        qtk_op_conv1d_silu(proj + E, IN, B, L, CD, K, ly->conv_w, ly->conv_b, conv_state, xc);
+        QTK_TRY(qtk_op_conv1d_silu(proj + E, IN, B, L, CD, K, ly->conv_w, ly->conv_b, conv_state, xc));
+        SEE(QTK_MAMBA_Q_X_PROJ_IN, xc, CD);
         // dt = qtk_softplus(dt + self.dt_bias), clamped to time_step_limit
         for (size_t r = 0; r < rows; r++)
             for (int h = 0; h < H; h++) {
@@ -257,11 +282,18 @@ static void mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, const fl
         qtk_op_gated_rmsnorm(y, proj, IN, ly->gnorm_w, rows, E, c->n_groups, c->eps);
     }
     // self.out_proj(y)
-    linear(m, y, ly->out_proj_w, ly->out_proj_b, out, rows, D, E, E);
+    SEE(QTK_MAMBA_Q_OUT_PROJ_IN, y, E);
+    return project(m, hk, l, QTK_MAMBA_LIN_OUT, y, ly->out_proj_w, ly->out_proj_b, out, rows, D, E, E, -1);
 }
+#undef SEE
 
 qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
                              qtk_scan_mode mode) {
+    return qtk_mamba_prefill_hooked(m, s, tokens, L, logits, mode, NULL);
+}
+
+qtk_status qtk_mamba_prefill_hooked(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
+                                    qtk_scan_mode mode, const qtk_mamba_hooks *hk) {
     const qtk_mamba_config *c = &m->cfg;
     if (L < 1) return qtk_fail(QTK_ERR_ARG, "Mamba prefill of %d tokens", L);
     if (c->d_conv > 64) return qtk_fail(QTK_ERR_UNSUPPORTED, "conv_kernel %d (at most 64)", c->d_conv);
@@ -280,7 +312,7 @@ qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32
     for (int l = 0; l < c->n_layers; l++) {
         // hidden_states = self.norm(hidden_states); residual + self.mixer(hidden_states)
         qtk_op_rmsnorm(h, NULL, m->layers[l].norm_w, u, rows, D, c->eps);
-        mixer(m, l, s, L, u, u, ws, mode);
+        QTK_TRY(mixer(m, l, s, L, u, u, ws, mode, hk));
 #pragma omp parallel for schedule(static) if (rows * (size_t)D >= 65536)
         for (size_t i = 0; i < rows * (size_t)D; i++) h[i] += u[i];
     }

@@ -97,6 +97,9 @@ qtk_status qtk_mamba_fp16_reference(qtk_mamba *m, int on);
 // weights in plausible ranges (PCG32 from seed), for benchmarks and tests: speed does not depend on
 // the values. The folder must exist.
 qtk_status qtk_mamba_write_random(const char *dir, const qtk_mamba_config *c, uint64_t seed, const char *dtype);
+// config.json text in HF form for c (malloc'd; NULL when out of memory), with key: raw JSON (a nested object)
+// added when key is not NULL.
+char *qtk_mamba_config_json(const qtk_mamba_config *c, const char *key, const char *raw);
 // The config from config.json text alone (tests, tools); file names the source in errors.
 qtk_status qtk_mamba_config_parse(const char *json, const char *file, qtk_mamba_config *c);
 
@@ -129,6 +132,33 @@ typedef enum {
 // tokens (B, L) int32 in [0, vocab); logits (B, L, V) or NULL (only the state advances).
 qtk_status qtk_mamba_prefill(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
                              qtk_scan_mode mode);
+// What a hooked forward shows and lets replace (a calibration, a quantized projection), per layer: the
+// tensors of spec mamba-quamba.md section 5.1, each (rows = B*L, cols) contiguous.
+enum {
+    QTK_MAMBA_Q_IN_PROJ_IN = 0, // in_proj's input, the normed residual (rows, D)
+    QTK_MAMBA_Q_IN_PROJ_OUT,    // in_proj's output before any bias (rows, in_proj_out)
+    QTK_MAMBA_Q_X_PROJ_IN,      // the conv's SiLU output: Mamba1 x' (rows, E), the SSM input; Mamba2 xBC (rows, conv_dim)
+    QTK_MAMBA_Q_X_PROJ_OUT,     // Mamba1: x_proj's output dt | B | C (rows, R + 2N)
+    QTK_MAMBA_Q_DT_PROJ_OUT,    // Mamba1: dt_proj's output before its bias (rows, E)
+    QTK_MAMBA_Q_OUT_PROJ_IN,    // out_proj's input y (rows, E)
+    QTK_MAMBA_QL                // points per layer
+};
+// The projections a hook may take over (without their bias, which the forward adds)
+enum { QTK_MAMBA_LIN_IN = 0, QTK_MAMBA_LIN_X, QTK_MAMBA_LIN_DT, QTK_MAMBA_LIN_OUT };
+
+typedef struct {
+    void *ctx;
+    // sees tensor `point` of layer `layer` (NULL: none); an error stops the forward
+    qtk_status (*act)(void *ctx, int layer, int point, const float *x, size_t rows, int cols);
+    // y (rows, N) = x (rows, K; row stride ldx) W^T of projection `which` of layer `layer`: returns 1 when it
+    // wrote y, 0 to leave it to the float projection, -1 on an error it has set (qtk_fail)
+    int (*linear)(void *ctx, int layer, int which, const float *x, int ldx, size_t rows, float *y);
+} qtk_mamba_hooks;
+
+// qtk_mamba_prefill with hooks (NULL: none)
+qtk_status qtk_mamba_prefill_hooked(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, int L, float *logits,
+                                    qtk_scan_mode mode, const qtk_mamba_hooks *hk);
+
 // One token per sequence: tokens (B), logits (B, V).
 qtk_status qtk_mamba_decode(const qtk_mamba *m, qtk_mamba_state *s, const int32_t *tokens, float *logits);
 

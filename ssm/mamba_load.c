@@ -435,11 +435,7 @@ static void range_for(const char *name, int D, float *lo, float *hi) {
     *lo = -*hi;
 }
 
-qtk_status qtk_mamba_write_random(const char *dir, const qtk_mamba_config *c, uint64_t seed, const char *dtype) {
-    qtk_dtype dt = !strcmp(dtype, "F16") ? QTK_F16 : !strcmp(dtype, "BF16") ? QTK_BF16 : QTK_F32;
-    if (dt == QTK_F32 && strcmp(dtype, "F32")) return qtk_fail(QTK_ERR_ARG, "dtype %s (F32, F16 or BF16)", dtype);
-    char p[4096];
-    // config.json, HF form
+char *qtk_mamba_config_json(const qtk_mamba_config *c, const char *key, const char *raw) {
     cJSON *o = cJSON_CreateObject();
     int m2 = c->arch == QTK_MAMBA2;
     cJSON_AddStringToObject(o, "model_type", m2 ? "mamba2" : "mamba");
@@ -462,8 +458,18 @@ qtk_status qtk_mamba_write_random(const char *dir, const qtk_mamba_config *c, ui
         cJSON_AddNumberToObject(o, "intermediate_size", c->d_inner);
         cJSON_AddNumberToObject(o, "time_step_rank", c->dt_rank);
     }
+    if (key) cJSON_AddRawToObject(o, key, raw);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
+    return text;
+}
+
+qtk_status qtk_mamba_write_random(const char *dir, const qtk_mamba_config *c, uint64_t seed, const char *dtype) {
+    qtk_dtype dt = !strcmp(dtype, "F16") ? QTK_F16 : !strcmp(dtype, "BF16") ? QTK_BF16 : QTK_F32;
+    if (dt == QTK_F32 && strcmp(dtype, "F32")) return qtk_fail(QTK_ERR_ARG, "dtype %s (F32, F16 or BF16)", dtype);
+    char p[4096];
+    char *text = qtk_mamba_config_json(c, NULL, NULL);
+    const int m2 = c->arch == QTK_MAMBA2;
     snprintf(p, sizeof p, "%s/config.json", dir);
     FILE *f = text ? fopen(p, "w") : NULL;
     int ok = f && fputs(text, f) >= 0;

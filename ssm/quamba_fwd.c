@@ -1,0 +1,323 @@
+// The Quamba forward on the CPU (spec mamba-quamba.md section 5.2): the reference of the quantized block,
+// each step under the line of the reference it implements. Integer sums are exact; every float expression
+// keeps the reference's association, so the GPU's kernels can be checked code for code.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/blas.h"
+#include "../core/hadamard.h"
+#include "../core/ops.h"
+#include "../core/qparams.h"
+#include "../core/scalar.h"
+#include "../core/tensor.h"
+#include "quamba.h"
+#include "quamba_internal.h"
+
+static float f16v(float v) { return qtk_f16_to_f32(qtk_f32_to_f16(v)); }
+
+// the workspace of `rows` tokens, carved in 64-byte pieces
+typedef struct {
+    float *h, *t, *y;   // the residual stream (rows, D), a (rows, D) temporary, the scan's output (rows, E)
+    int32_t *acc;       // (rows, max(2E, R + 2N, D))
+    int8_t *uq, *xz, *xq, *dbl, *dtq, *yq;
+} qws;
+
+static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
+
+static size_t carve(const qtk_mamba_config *c, size_t rows, void *base, qws *w) {
+    const size_t D = (size_t)c->d_model, E = (size_t)c->d_inner, XD = (size_t)(c->dt_rank + 2 * c->d_state);
+    size_t W = 2 * E > XD ? 2 * E : XD;
+    W = W > D ? W : D;
+    const size_t sizes[] = {rows * D * 4, rows * D * 4, rows * E * 4, rows * W * 4, rows * D, rows * 2 * E,
+                            rows * E,     rows * XD,    rows * E,     rows * E};
+    void **dst[] = {(void **)&w->h,  (void **)&w->t,   (void **)&w->y,   (void **)&w->acc, (void **)&w->uq,
+                    (void **)&w->xz, (void **)&w->xq, (void **)&w->dbl, (void **)&w->dtq, (void **)&w->yq};
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        if (base) *dst[i] = (char *)base + off;
+        off += up64(sizes[i]);
+    }
+    return off;
+}
+
+static qtk_status ensure_ws(qtk_quamba_state *s, size_t bytes) {
+    if (bytes <= s->ws_cap) return QTK_OK;
+    void *p = qtk_aligned_alloc(bytes);
+    if (!p) return qtk_fail(QTK_ERR_NOMEM, "quamba: out of memory for a %zu-byte workspace", bytes);
+    qtk_aligned_free(s->ws);
+    s->ws = p;
+    s->ws_cap = bytes;
+    return QTK_OK;
+}
+
+qtk_status qtk_quamba_state_init(qtk_quamba_state *s, const qtk_quamba *q, int B) {
+    memset(s, 0, sizeof *s);
+    const qtk_mamba_config *c = &q->cfg;
+    if (B < 1) return qtk_fail(QTK_ERR_ARG, "Quamba state for %d sequences", B);
+    s->B = B;
+    s->n_layers = c->n_layers;
+    if (q->fp) return qtk_mamba_state_init(&s->fs, q->fp, B); // dynamic: the float model's state
+    s->conv_per_layer = (size_t)B * c->d_inner * c->d_conv;
+    s->ssm_per_layer = (size_t)B * c->d_inner * c->d_state;
+    s->conv = qtk_aligned_alloc(s->conv_per_layer * c->n_layers);
+    s->ssm = qtk_aligned_alloc(s->ssm_per_layer * c->n_layers * sizeof(float));
+    if (!s->conv || !s->ssm || ensure_ws(s, carve(c, (size_t)B, NULL, &(qws){0})) != QTK_OK) {
+        qtk_quamba_state_free(s);
+        return qtk_fail(QTK_ERR_NOMEM, "Quamba state for %d sequences: out of memory", B);
+    }
+    qtk_quamba_state_reset(s);
+    return QTK_OK;
+}
+
+void qtk_quamba_state_reset(qtk_quamba_state *s) {
+    if (s->conv) memset(s->conv, 0, s->conv_per_layer * s->n_layers);
+    if (s->ssm) memset(s->ssm, 0, s->ssm_per_layer * s->n_layers * sizeof(float));
+    if (s->fs.conv) qtk_mamba_state_reset(&s->fs);
+    s->pos = 0;
+}
+
+void qtk_quamba_state_free(qtk_quamba_state *s) {
+    qtk_aligned_free(s->conv);
+    qtk_aligned_free(s->ssm);
+    qtk_aligned_free(s->ws);
+    qtk_mamba_state_free(&s->fs);
+    memset(s, 0, sizeof *s);
+}
+
+// --- the block's steps ------------------------------------------------------------------------------
+
+// Causal depthwise conv1d + SiLU on int8 x codes (rows of stride ld), continuing from state (B, E, K), into
+// int8 codes (rows, E). Prefill: v = (s_w s_in) sum_k w_q x_q + s_b b_q with the sum in int32; a decode step
+// (L = 1): v = s_b b_q + sum_k (s_w s_in) w_q x_q in float, the reference's update kernel.
+static uint64_t conv_q8(const int8_t *x, size_t ld, int B, int L, int E, int K, const qtk_quamba_layer *y, float s_in,
+                        float s_out, int8_t *state, int8_t *out) {
+    const float sw = y->conv_ws * s_in;
+    uint64_t sat = 0;
+#pragma omp parallel for collapse(2) reduction(+ : sat) schedule(static) if ((size_t)B * L * E * K >= 262144)
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < E; c++) {
+            int8_t *st = state + ((size_t)b * E + c) * K, win[64];
+            const int8_t *w = y->conv_w + (size_t)c * K;
+            const float bias = y->conv_bs * (float)y->conv_b[c];
+            memcpy(win, st, (size_t)K);
+            for (int t = 0; t < L; t++) {
+                const size_t r = (size_t)b * L + t;
+                memmove(win, win + 1, (size_t)K - 1);
+                win[K - 1] = x[r * ld + c];
+                float v;
+                if (L > 1) {
+                    int32_t acc = 0;
+                    for (int k = 0; k < K; k++) acc += (int32_t)w[k] * win[k];
+                    v = sw * (float)acc + bias;
+                } else {
+                    v = bias;
+                    for (int k = 0; k < K; k++) v += sw * (float)w[k] * (float)win[k];
+                }
+                // q = clamp(roundf(silu(v) / s_out))
+                const float qv = roundf(qtk_silu(v) / s_out);
+                sat += !(qv >= -128.0f && qv <= 127.0f);
+                out[r * E + c] = qtk_sat_s8(qv);
+            }
+            memcpy(st, win, (size_t)K);
+        }
+    return sat;
+}
+
+// The selective scan on dequantized int8 operands (spec 5.2 step 6), state h (B, E, N) fp16 values across
+// calls, fp32 within one; y (rows, E) fp16 values.
+static void scan_q8(const qtk_mamba_config *c, const qtk_quamba_layer *y, int B, int L, const qws *w, float *h) {
+    const int E = c->d_inner, N = c->d_state, R = c->dt_rank, XD = R + 2 * N;
+    const float s_u = y->act[QTK_MAMBA_Q_X_PROJ_IN], s_dt = y->act[QTK_MAMBA_Q_DT_PROJ_OUT],
+                s_bc = y->act[QTK_MAMBA_Q_X_PROJ_OUT], s_z = y->act[QTK_MAMBA_Q_IN_PROJ_OUT];
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * E * N >= 262144)
+    for (int b = 0; b < B; b++)
+        for (int ch = 0; ch < E; ch++) {
+            float *hs = h + ((size_t)b * E + ch) * N, A[256];
+            // A = -expf(s_A A_q); D = s_D D_q; the dt bias s_b b_q
+            for (int n = 0; n < N; n++) A[n] = -expf(y->A_s * (float)y->A_log[(size_t)ch * N + n]);
+            const float Dc = y->D_s * (float)y->Dq[ch], bias = y->dt_bs * (float)y->dt_b[ch];
+            for (int t = 0; t < L; t++) {
+                const size_t r = (size_t)b * L + t;
+                const float u = s_u * (float)w->xq[r * E + ch];
+                // delta = s_dt dt_q + s_b b_q;  delta = delta <= 20 ? log1pf(expf(delta)) : delta
+                const float d = qtk_softplus(s_dt * (float)w->dtq[r * E + ch] + bias);
+                const int8_t *Bq = w->dbl + r * XD + R, *Cq = Bq + N;
+                float acc = 0.0f;
+                for (int n = 0; n < N; n++) {
+                    hs[n] = expf(d * A[n]) * hs[n] + (d * (s_bc * (float)Bq[n])) * u;
+                    acc += hs[n] * (s_bc * (float)Cq[n]);
+                }
+                // out = (y + D u) * silu(z), stored fp16
+                const float z = s_z * (float)w->xz[r * 2 * (size_t)E + E + ch];
+                w->y[r * E + ch] = f16v((acc + Dc * u) * qtk_silu(z));
+            }
+            for (int n = 0; n < N; n++) hs[n] = f16v(hs[n]); // ssm_state is fp16 between calls
+        }
+}
+
+// q = clamp(roundf((H_E y) mu)), mu = fl32((1/sqrt(E)) / s) with the Hadamard, fl32(1 / s) without; y is
+// overwritten. The reference's kernel casts without clamping; qtk saturates and counts.
+static qtk_status had_q8(float *y, size_t rows, int E, int had, float s, int8_t *q, uint64_t *sat) {
+    if (had) QTK_TRY(qtk_hadamard_rows_raw(y, rows, (size_t)E));
+    const float mu = (float)((had ? 1.0 / sqrt((double)E) : 1.0) / (double)s);
+    uint64_t n = 0;
+#pragma omp parallel for reduction(+ : n) schedule(static) if (rows * (size_t)E >= 65536)
+    for (size_t i = 0; i < rows * (size_t)E; i++) {
+        const float v = roundf(y[i] * mu);
+        n += !(v >= -128.0f && v <= 127.0f);
+        q[i] = qtk_sat_s8(v);
+    }
+    *sat += n;
+    return QTK_OK;
+}
+
+static qtk_status layer_fwd(const qtk_quamba *q, int l, qtk_quamba_state *s, int L, const qws *w) {
+    const qtk_mamba_config *c = &q->cfg;
+    const qtk_quamba_layer *y = &q->layers[l];
+    const int B = s->B, D = c->d_model, E = c->d_inner, N = c->d_state, R = c->dt_rank, XD = R + 2 * N;
+    const size_t rows = (size_t)B * L;
+    const float *A = y->act;
+    uint64_t *sat = q->sat + (size_t)l * QTK_MAMBA_QL, *seen = q->seen + (size_t)l * QTK_MAMBA_QL;
+    // one row: the decode GEMV; a prefill: in_proj and dt_proj write sequence-last
+    const quamba_epi epi = rows == 1 ? QUAMBA_EPI_GEMV : QUAMBA_EPI_GEMM;
+    const quamba_epi epi_t = rows == 1 ? QUAMBA_EPI_GEMV : L > 1 ? QUAMBA_EPI_GEMM_T : QUAMBA_EPI_GEMM;
+    // hidden_states = self.norm(residual), quantized: clamp(roundf(u / s))
+    qtk_op_rmsnorm(w->h, NULL, y->norm_w, w->t, rows, (size_t)D, c->eps);
+    sat[QTK_MAMBA_Q_IN_PROJ_IN] += quamba_q8_div(w->t, rows, (size_t)D, (size_t)D, A[QTK_MAMBA_Q_IN_PROJ_IN], w->uq, (size_t)D);
+    seen[QTK_MAMBA_Q_IN_PROJ_IN] += rows * D;
+    // xz = self.in_proj(hidden_states): W8A8, int8 x | z
+    qtk_gemm_s8(w->uq, (size_t)D, y->in_w, w->acc, rows, 2 * E, D);
+    sat[QTK_MAMBA_Q_IN_PROJ_OUT] += quamba_requant(w->acc, rows, 2 * E, y->in_ws, A[QTK_MAMBA_Q_IN_PROJ_IN],
+                                                   A[QTK_MAMBA_Q_IN_PROJ_OUT], epi_t, w->xz, 2 * (size_t)E);
+    seen[QTK_MAMBA_Q_IN_PROJ_OUT] += rows * 2 * E;
+    // x = silu(conv1d(x)): int8 in, int8 out
+    int8_t *conv_state = s->conv + s->conv_per_layer * l;
+    sat[QTK_MAMBA_Q_X_PROJ_IN] += conv_q8(w->xz, 2 * (size_t)E, B, L, E, c->d_conv, y, A[QTK_MAMBA_Q_IN_PROJ_OUT],
+                                          A[QTK_MAMBA_Q_X_PROJ_IN], conv_state, w->xq);
+    seen[QTK_MAMBA_Q_X_PROJ_IN] += rows * E;
+    // x_dbl = self.x_proj(x): int8 dt | B | C with one scale
+    qtk_gemm_s8(w->xq, (size_t)E, y->x_w, w->acc, rows, XD, E);
+    sat[QTK_MAMBA_Q_X_PROJ_OUT] += quamba_requant(w->acc, rows, XD, y->x_ws, A[QTK_MAMBA_Q_X_PROJ_IN],
+                                                  A[QTK_MAMBA_Q_X_PROJ_OUT], epi, w->dbl, (size_t)XD);
+    seen[QTK_MAMBA_Q_X_PROJ_OUT] += rows * XD;
+    // dt = self.dt_proj(dt) without its bias; the input scale is x_proj's output scale
+    qtk_gemm_s8(w->dbl, (size_t)XD, y->dt_w, w->acc, rows, E, R);
+    sat[QTK_MAMBA_Q_DT_PROJ_OUT] += quamba_requant(w->acc, rows, E, y->dt_ws, A[QTK_MAMBA_Q_X_PROJ_OUT],
+                                                   A[QTK_MAMBA_Q_DT_PROJ_OUT], epi_t, w->dtq, (size_t)E);
+    seen[QTK_MAMBA_Q_DT_PROJ_OUT] += rows * E;
+    // y = selective_scan(x, dt, A, B, C, D, z, delta_bias, delta_softplus=True): fp16
+    scan_q8(c, y, B, L, w, s->ssm + s->ssm_per_layer * l);
+    // had(y), quantized
+    QTK_TRY(had_q8(w->y, rows, E, qtk_quamba_uses_hadamard(q->opts.variant), A[QTK_MAMBA_Q_OUT_PROJ_IN], w->yq,
+                   &sat[QTK_MAMBA_Q_OUT_PROJ_IN]));
+    seen[QTK_MAMBA_Q_OUT_PROJ_IN] += rows * E;
+    // out = self.out_proj(y): fp16 = s_in (s_w acc); residual = residual + out
+    qtk_gemm_s8(w->yq, (size_t)E, y->out_w, w->acc, rows, D, E);
+    const float s_y = A[QTK_MAMBA_Q_OUT_PROJ_IN];
+#pragma omp parallel for schedule(static) if (rows * (size_t)D >= 65536)
+    for (size_t i = 0; i < rows * (size_t)D; i++) w->h[i] += f16v(s_y * (y->out_ws * (float)w->acc[i]));
+    return QTK_OK;
+}
+
+// --- dynamic: the float forward with int8 projections, each input row quantized on the fly -------------
+
+static int dyn_linear(void *ctx, int layer, int which, const float *x, int ldx, size_t rows, float *out) {
+    const qtk_quamba *q = ctx;
+    const qtk_mamba_config *c = &q->cfg;
+    const qtk_quamba_layer *y = &q->layers[layer];
+    const int D = c->d_model, E = c->d_inner, XD = c->dt_rank + 2 * c->d_state;
+    const int8_t *W;
+    float sw;
+    int N, K;
+    switch (which) {
+    case QTK_MAMBA_LIN_IN: W = y->in_w, sw = y->in_ws, N = 2 * E, K = D; break;
+    case QTK_MAMBA_LIN_X: W = y->x_w, sw = y->x_ws, N = XD, K = E; break;
+    case QTK_MAMBA_LIN_DT: W = y->dt_w, sw = y->dt_ws, N = E, K = c->dt_rank; break;
+    default: W = y->out_w, sw = y->out_ws, N = D, K = E; break;
+    }
+    int8_t *xq = malloc(rows * (size_t)K);
+    float *sx = malloc(rows * sizeof *sx);
+    int32_t *acc = malloc(rows * (size_t)N * sizeof *acc);
+    if (!xq || !sx || !acc) {
+        free(xq), free(sx), free(acc);
+        qtk_fail(QTK_ERR_NOMEM, "quamba dynamic: out of memory for %zu rows", rows);
+        return -1;
+    }
+#pragma omp parallel for schedule(static) if (rows * (size_t)K >= 65536)
+    for (size_t r = 0; r < rows; r++) {
+        // per token: s = max(max|x|, 1e-5) / 127, q = clamp(RNE(x / s))
+        const float *xr = x + r * ldx;
+        float amax = 0.0f;
+        for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
+        sx[r] = qtk_scale_absmax(fmaxf(amax, 1e-5f), 8);
+        for (int k = 0; k < K; k++) xq[r * K + k] = qtk_sat_s8(rintf(xr[k] / sx[r]));
+    }
+    qtk_gemm_s8(xq, (size_t)K, W, acc, rows, N, K);
+#pragma omp parallel for schedule(static) if (rows * (size_t)N >= 65536)
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < N; j++) out[r * N + j] = sx[r] * (sw * (float)acc[r * N + j]);
+    free(xq), free(sx), free(acc);
+    return 1;
+}
+
+// --- the model ----------------------------------------------------------------------------------------
+
+qtk_status qtk_quamba_prefill(const qtk_quamba *q, qtk_quamba_state *s, const int32_t *tokens, int L, float *logits) {
+    if (q->fp) {
+        qtk_mamba_hooks hk = {.ctx = (void *)q, .linear = dyn_linear};
+        QTK_TRY(qtk_mamba_prefill_hooked(q->fp, &s->fs, tokens, L, logits, QTK_SCAN_AUTO, &hk));
+        s->pos += L;
+        return QTK_OK;
+    }
+    const qtk_mamba_config *c = &q->cfg;
+    if (L < 1) return qtk_fail(QTK_ERR_ARG, "Quamba prefill of %d tokens", L);
+    const int B = s->B, D = c->d_model, V = c->vocab;
+    const size_t rows = (size_t)B * L;
+    for (size_t i = 0; i < rows; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return qtk_fail(QTK_ERR_ARG, "token %d at sequence %zu, position %zu is outside the vocabulary (0..%d)",
+                            tokens[i], i / L, i % L, V - 1);
+    QTK_TRY(ensure_ws(s, carve(c, rows, NULL, &(qws){0})));
+    qws w;
+    carve(c, rows, s->ws, &w);
+    // hidden_states = self.embedding(input_ids) (fp16 values)
+    for (size_t r = 0; r < rows; r++) memcpy(w.h + r * D, q->emb + (size_t)tokens[r] * D, (size_t)D * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) QTK_TRY(layer_fwd(q, l, s, L, &w));
+    if (logits) {
+        // logits = self.lm_head(self.norm_f(hidden_states)): fp16 values, float32 sums
+        qtk_op_rmsnorm(w.h, NULL, q->norm_f, w.t, rows, (size_t)D, c->eps);
+        for (size_t i = 0; i < rows * (size_t)D; i++) w.t[i] = f16v(w.t[i]);
+        if (rows == 1) qtk_sgemv(V, D, q->lm_head, D, w.t, logits);
+        else qtk_sgemm(false, true, (int)rows, V, D, 1.0f, w.t, D, q->lm_head, D, 0.0f, logits, V);
+    }
+    s->pos += L;
+    return QTK_OK;
+}
+
+qtk_status qtk_quamba_decode(const qtk_quamba *q, qtk_quamba_state *s, const int32_t *tokens, float *logits) {
+    return qtk_quamba_prefill(q, s, tokens, 1, logits);
+}
+
+typedef struct {
+    const qtk_quamba *q;
+    qtk_quamba_state s;
+} q_lm;
+
+static qtk_status q_windows(void *ud, const int32_t *tokens, int B, int L, float *logits) {
+    q_lm *c = ud;
+    if (c->s.B != B) {
+        qtk_quamba_state_free(&c->s);
+        QTK_TRY(qtk_quamba_state_init(&c->s, c->q, B));
+    } else qtk_quamba_state_reset(&c->s);
+    return qtk_quamba_prefill(c->q, &c->s, tokens, L, logits);
+}
+
+qtk_status qtk_quamba_perplexity(const qtk_quamba *q, const int32_t *tokens, size_t n, int ctx, int stride,
+                                 int max_windows, int batch, double *ppl, size_t *n_scored) {
+    q_lm c = {q, {0}};
+    qtk_status st = qtk_lm_perplexity(q_windows, &c, q->cfg.vocab, tokens, n, ctx, stride, max_windows, batch, ppl,
+                                      n_scored);
+    qtk_quamba_state_free(&c.s);
+    return st;
+}
