@@ -21,7 +21,7 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 # sm_90 SASS for Hopper plus compute_90 PTX so newer GPUs JIT it
 NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 
-PKGS := libcjson zlib openblas libturbojpeg libcyaml
+PKGS := libcjson zlib openblas libturbojpeg libcyaml libpcre2-8
 # Calling scripts/deps.sh from a recipe keeps `make` usable offline once installed.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)

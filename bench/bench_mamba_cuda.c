@@ -13,22 +13,7 @@
 #include "qtk.h"
 #include "../ssm/mamba_cuda.h"
 #include "timer.h"
-
-static double d2d_gbs(void) {
-    size_t n = (size_t)1 << 30;
-    void *a = NULL, *b = NULL;
-    if (qtk_cuda_malloc(&a, n) != QTK_OK || qtk_cuda_malloc(&b, n) != QTK_OK) return 0;
-    double best = 0;
-    for (int i = 0; i < 4; i++) {
-        double t = qtk_now();
-        if (qtk_cuda_memcpy_d2d(b, a, n) != QTK_OK) break;
-        t = qtk_now() - t;
-        if (i && 2.0 * n / t > best) best = 2.0 * n / t; // read + write
-    }
-    qtk_cuda_free(a);
-    qtk_cuda_free(b);
-    return best / 1e9;
-}
+#include "bench_util.h"
 
 // bytes of weights one decode step reads: the projections (in, x, dt, out, head) in fp16 when fp16,
 // every other parameter but the embedding in float32 (the embedding: one row per token)
@@ -107,7 +92,7 @@ int main(int argc, char **argv) {
         printf("bench_mamba_cuda: skipped: no CUDA device (%s build)\n", qtk_cuda_built() ? "CUDA" : "CPU-only");
         return 0;
     }
-    double bw = d2d_gbs();
+    double bw = bench_d2d_gbs();
     fprintf(stderr, "bench_mamba_cuda: device-to-device copy %.0f GB/s (read + write)\n", bw);
     qtk_mamba_config s1 = {.arch = QTK_MAMBA1, .d_model = 768, .d_inner = 1536, .d_state = 16, .d_conv = 4,
                            .n_layers = 24, .vocab = 50280, .dt_rank = 48, .eps = 1e-5f, .conv_bias = 1, .tied = 1};

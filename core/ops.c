@@ -106,6 +106,7 @@ void qtk_gemm_s8(const int8_t *A, size_t lda, const int8_t *B, int32_t *acc, siz
             for (int j = jb * NB; j < j1; j++) {
                 const int8_t *b = B + (size_t)j * K;
                 int32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
                 for (int k = 0; k < K; k++) sum += (int32_t)a[k] * (int32_t)b[k];
                 acc[i * N + j] = sum;
             }

@@ -28,16 +28,20 @@ int qtk_sweep_validate(const char *file);
 int qtk_cmd_eval(int argc, char **argv);
 int qtk_cmd_calibrate(int argc, char **argv);
 int qtk_cmd_perplexity(int argc, char **argv);
-// The token ids of a token file (datasets/tokens.h), or of a text file: its bytes for a byte-level model (a
-// vocabulary of 256); any other vocabulary is refused (the tokenizer.json reader is not in yet). model: the
-// checkpoint the ids are for (named in errors).
+// The token ids of a token file (datasets/tokens.h), or of a text file: through the model folder's
+// tokenizer.json, else its bytes for a byte-level model (a vocabulary of 256; any other is refused). model:
+// the checkpoint the ids are for (named in errors).
 qtk_status qtk_lm_load_ids(const char *model, int vocab, const char *tokens, const char *text, int32_t **ids, size_t *n);
 // Perplexity of the Mamba / Mamba2 checkpoint folder `model` on a token file or a text file's bytes (one of
-// them), as `qtk perplexity` computes it (a Quamba
-// checkpoint folder with its int8 forward, on the CPU): on the CPU, or the GPU (cuda; fp16: fp16 projection weights).
+// them), as `qtk perplexity` computes it: on the CPU, or the GPU (cuda; fp16: fp16 projection weights); a Quamba
+// checkpoint folder with its int8 forward.
 qtk_status qtk_lm_eval(const char *model, const char *tokens, const char *text, int ctx, int stride, int max_windows,
                        int batch, int cuda, int fp16, double *ppl, size_t *scored);
 int qtk_cmd_generate(int argc, char **argv);
+int qtk_cmd_tokenize(int argc, char **argv);
+// The model folder's tokenizer.json (*out NULL when it has none); ids beyond the model's vocabulary are an error.
+struct qtk_bpe;
+qtk_status qtk_lm_tokenizer(const char *model, int vocab, struct qtk_bpe **out);
 
 // Prints "qtk: error: <msg>" to stderr and returns 1.
 int qtk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

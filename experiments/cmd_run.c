@@ -27,6 +27,7 @@
 #include "../core/qtk.h"
 #include "../search/evolq.h"
 #include "../ssm/quamba.h"
+#include "../ssm/quamba_cuda.h"
 #include "cli.h"
 #include "opts.h"
 #include "plot.h"
@@ -302,15 +303,13 @@ static void calib_progress(void *ctx, int done, int total) {
 static int run_quamba(const qtk_run_config *c, const char *out, int cuda, cJSON *info, double *qppl) {
     const qtk_cfg_calibration *k = &c->calibration;
     const qtk_cfg_perplexity *pp = &c->eval.perplexity;
-    if (cuda)
-        return qtk_cli_error("%s: quamba's int8 forward runs on the CPU in this qtk (device: cpu); its GPU kernels are "
-                             "not in yet", c->name);
     qtk_quamba_opts o;
     qtk_quamba_opts_default(&o);
     if (qtk_quamba_variant_parse(c->quantization.variant, &o.variant) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     o.alpha = (float)c->quantization.percentile;
     o.sat_warn = c->quantization.saturation_warn;
     const int dynamic = o.variant == QTK_QUAMBA_DYNAMIC;
+    if (cuda && dynamic) return qtk_cli_error("%s: quamba dynamic runs on the CPU (device: cpu)", c->name);
     qtk_mamba m;
     if (qtk_mamba_load(&m, c->model.checkpoint) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
     int32_t *cal = NULL, *ev = NULL;
@@ -327,21 +326,40 @@ static int run_quamba(const qtk_run_config *c, const char *out, int cuda, cJSON 
     double t0 = qtk_now(), t_cal = 0;
     if (!rc) {
         if (!dynamic)
-            printf("  quamba %s: calibrating on %d sequences of %d tokens of %s\n", c->quantization.variant, k->samples,
-                   k->seq_len, cal_file);
+            printf("  quamba %s: calibrating on %d sequences of %d tokens of %s (on the CPU)\n", c->quantization.variant,
+                   k->samples, k->seq_len, cal_file);
         qtk_quamba_calib cb = {cal, dynamic ? 0 : k->samples, k->seq_len, cal_file, calib_progress, NULL};
         if (qtk_quamba_calibrate(&q, &m, &o, &cb) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
         t_cal = qtk_now() - t0;
     }
     if (!rc && qtk_lm_load_ids(c->model.checkpoint, m.cfg.vocab, pp->tokens, pp->text, &ev, &n_ev) != QTK_OK)
         rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc && !dynamic) { // the outliers Quamba is built on
+        printf("  outliers per layer: the SSM input's max |x| against its %g percentile; out_proj's input, the largest "
+               "channel over the median one, then after the Hadamard\n", c->quantization.percentile);
+        cJSON *ol = cJSON_AddArrayToObject(info, "outliers");
+        for (int l = 0; l < q.cfg.n_layers; l++) {
+            const float *os = q.outliers + (size_t)l * QTK_QUAMBA_NOUT;
+            printf("    layer %d: x max %.4g, percentile %.4g (%.1fx); y max/median %.1f, rotated %.1f\n", l,
+                   os[QTK_QUAMBA_OUT_X_MAX], os[QTK_QUAMBA_OUT_X_PCT], os[QTK_QUAMBA_OUT_X_MAX] / os[QTK_QUAMBA_OUT_X_PCT],
+                   os[QTK_QUAMBA_OUT_Y_RATIO], os[QTK_QUAMBA_OUT_Y_RATIO_HAD]);
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "x_max", os[QTK_QUAMBA_OUT_X_MAX]);
+            if (isfinite(os[QTK_QUAMBA_OUT_X_PCT])) cJSON_AddNumberToObject(e, "x_percentile", os[QTK_QUAMBA_OUT_X_PCT]);
+            cJSON_AddNumberToObject(e, "y_max_over_median", os[QTK_QUAMBA_OUT_Y_RATIO]);
+            if (isfinite(os[QTK_QUAMBA_OUT_Y_RATIO_HAD]))
+                cJSON_AddNumberToObject(e, "y_max_over_median_rotated", os[QTK_QUAMBA_OUT_Y_RATIO_HAD]);
+            cJSON_AddItemToArray(ol, e);
+        }
+    }
     size_t scored = 0;
     double t1 = qtk_now();
-    if (!rc && qtk_quamba_perplexity(&q, ev, n_ev, pp->ctx, pp->stride, pp->max_windows, pp->batch, qppl, &scored) != QTK_OK)
+    if (!rc && (cuda ? qtk_quamba_cuda_perplexity(&q, ev, n_ev, pp->ctx, pp->stride, pp->max_windows, pp->batch, qppl, &scored)
+                     : qtk_quamba_perplexity(&q, ev, n_ev, pp->ctx, pp->stride, pp->max_windows, pp->batch, qppl, &scored)) != QTK_OK)
         rc = qtk_cli_error("%s", qtk_last_error());
     if (!rc) {
-        printf("  quamba %s W8A8 perplexity %.4f over %zu scored tokens, %.1f s (calibration %.1f s)\n",
-               c->quantization.variant, *qppl, scored, qtk_now() - t1, t_cal);
+        printf("  quamba %s W8A8 perplexity %.4f over %zu scored tokens, %.1f s on the %s (calibration %.1f s)\n",
+               c->quantization.variant, *qppl, scored, qtk_now() - t1, cuda ? "GPU" : "CPU", t_cal);
         // saturated codes, per tensor (the reference's kernels would wrap or clip them silently)
         int over = qtk_quamba_saturation_report(&q, stdout);
         cJSON *sat = cJSON_AddObjectToObject(info, "saturated");

@@ -9,11 +9,13 @@
 
 #include "../core/rng.h"
 #include "../core/timer.h"
+#include "../datasets/bpe.h"
 #include "../datasets/tokens.h"
 #include "../core/cuda/qtk_cuda.h"
 #include "../ssm/mamba.h"
 #include "../ssm/mamba_cuda.h"
 #include "../ssm/quamba.h"
+#include "../ssm/quamba_cuda.h"
 #include "cli.h"
 #include "config.h"
 #include "opts.h"
@@ -67,31 +69,54 @@ static qtk_status gpu_windows(void *ud, const int32_t *tokens, int B, int L, flo
     return qtk_mamba_cuda_prefill(g, tokens, L, logits);
 }
 
-// tokenizer.json in the model's folder (a checkpoint file's folder)
-static int has_tokenizer(const char *model) {
-    char p[4200];
+// tokenizer.json in the model's folder (a checkpoint file's folder) into p; 1 when it exists
+static int tokenizer_path(const char *model, char *p, size_t cap) {
     struct stat sb;
     if (stat(model, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
         const char *slash = strrchr(model, '/');
-        snprintf(p, sizeof p, "%.*s/tokenizer.json", slash ? (int)(slash - model) : 1, slash ? model : ".");
-    } else snprintf(p, sizeof p, "%s/tokenizer.json", model);
+        snprintf(p, cap, "%.*s/tokenizer.json", slash ? (int)(slash - model) : 1, slash ? model : ".");
+    } else snprintf(p, cap, "%s/tokenizer.json", model);
     return access(p, R_OK) == 0;
+}
+
+qtk_status qtk_lm_tokenizer(const char *model, int vocab, qtk_bpe **out) {
+    *out = NULL;
+    char p[4200];
+    if (!tokenizer_path(model, p, sizeof p)) return QTK_OK;
+    QTK_TRY(qtk_bpe_load(out, p));
+    if (qtk_bpe_vocab_size(*out) > vocab) {
+        const int n = qtk_bpe_vocab_size(*out);
+        qtk_bpe_free(*out);
+        *out = NULL;
+        return qtk_fail(QTK_ERR_FORMAT, "%s has ids up to %d, the model's vocabulary %d", p, n - 1, vocab);
+    }
+    return QTK_OK;
 }
 
 qtk_status qtk_lm_load_ids(const char *model, int vocab, const char *tokens, const char *text, int32_t **ids, size_t *n) {
     *ids = NULL;
     *n = 0;
     if (text) {
-        // bytes are the tokens of a byte-level model (a vocabulary of 256); any other needs its tokenizer
-        if (vocab != 256)
-            return has_tokenizer(model)
-                       ? qtk_fail(QTK_ERR_UNSUPPORTED, "%s: reading text through %s/tokenizer.json (BPE) is not in this qtk "
-                                  "yet: give a token file (tokens)", text, model)
-                       : qtk_fail(QTK_ERR_ARG, "%s: text is read as bytes only for a byte-level model (a vocabulary of "
-                                  "256); %s has %d ids and no tokenizer.json: give a token file (tokens)", text, model, vocab);
+        // the model's tokenizer.json; without one, bytes are the tokens of a byte-level model (a vocabulary of 256)
+        qtk_bpe *bpe;
+        QTK_TRY(qtk_lm_tokenizer(model, vocab, &bpe));
+        if (!bpe && vocab != 256)
+            return qtk_fail(QTK_ERR_ARG, "%s: text is read as bytes only for a byte-level model (a vocabulary of 256); "
+                            "%s has %d ids and no tokenizer.json: add its tokenizer.json or give a token file (tokens)",
+                            text, model, vocab);
         size_t len;
         char *buf = qtk_read_text(text, &len);
-        if (!buf) return qtk_fail(QTK_ERR_IO, "%s: cannot read", text);
+        if (!buf) {
+            qtk_bpe_free(bpe);
+            return qtk_fail(QTK_ERR_IO, "%s: cannot read", text);
+        }
+        if (bpe) {
+            qtk_status st = qtk_bpe_encode(bpe, buf, len, ids, n);
+            free(buf);
+            qtk_bpe_free(bpe);
+            if (st != QTK_OK) return qtk_fail(st, "%s: %s", text, qtk_last_error());
+            return QTK_OK;
+        }
         *ids = malloc((len ? len : 1) * sizeof **ids);
         if (!*ids) {
             free(buf);
@@ -116,24 +141,17 @@ qtk_status qtk_lm_load_ids(const char *model, int vocab, const char *tokens, con
     return st;
 }
 
-// a quantized checkpoint (qtk run's quantized/ folder) runs on the CPU in this qtk
-static qtk_status quant_on_cpu(const char *model, int cuda) {
-    if (cuda)
-        return qtk_fail(QTK_ERR_UNSUPPORTED, "%s is a Quamba checkpoint: its int8 forward runs on the CPU in this qtk "
-                        "(device: cpu); the GPU kernels are not in yet", model);
-    return QTK_OK;
-}
-
 qtk_status qtk_lm_eval(const char *model, const char *tokens, const char *text, int ctx, int stride, int max_windows,
                        int batch, int cuda, int fp16, double *ppl, size_t *scored) {
     int32_t *ids;
     size_t n;
-    if (qtk_quamba_is_folder(model)) {
-        QTK_TRY(quant_on_cpu(model, cuda));
+    if (qtk_quamba_is_folder(model)) { // a Quamba checkpoint: its int8 forward
         qtk_quamba q;
         QTK_TRY(qtk_quamba_load(&q, model));
         qtk_status st = qtk_lm_load_ids(model, q.cfg.vocab, tokens, text, &ids, &n);
-        if (st == QTK_OK) st = qtk_quamba_perplexity(&q, ids, n, ctx, stride, max_windows, batch, ppl, scored);
+        if (st == QTK_OK)
+            st = cuda ? qtk_quamba_cuda_perplexity(&q, ids, n, ctx, stride, max_windows, batch, ppl, scored)
+                      : qtk_quamba_perplexity(&q, ids, n, ctx, stride, max_windows, batch, ppl, scored);
         free(ids);
         qtk_quamba_free(&q);
         return st;
@@ -277,7 +295,7 @@ int qtk_cmd_generate(int argc, char **argv) {
     qtk_mamba m = {0};
     qtk_quamba q = {0};
     const int quant = !rc && qtk_quamba_is_folder(model);
-    if (!rc && quant && (quant_on_cpu(model, cuda) != QTK_OK || qtk_quamba_load(&q, model) != QTK_OK))
+    if (!rc && quant && qtk_quamba_load(&q, model) != QTK_OK)
         rc = qtk_cli_error("%s", qtk_last_error());
     if (!rc && !quant && qtk_mamba_load(&m, model) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
     if (rc) {
@@ -285,13 +303,26 @@ int qtk_cmd_generate(int argc, char **argv) {
         return rc;
     }
     const int V = quant ? q.cfg.vocab : m.cfg.vocab;
+    qtk_bpe *bpe = NULL;
+    if (prompt && qtk_lm_tokenizer(model, V, &bpe) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
     size_t n = prompt ? strlen(prompt) : 1;
     for (const char *p = prompt_ids; p && *p; p++) n += *p == ',';
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     float *logits = malloc((n ? n : 1) * (size_t)V * sizeof *logits);
     if (!ids || !logits) rc = qtk_cli_error("out of memory");
-    else if (prompt) {
-        if (V < 256) rc = qtk_cli_error("--prompt is read as bytes, but the model's vocabulary has %d ids (< 256)", V);
+    else if (prompt && bpe) { // through the model's tokenizer.json
+        int32_t *t = NULL;
+        if (qtk_bpe_encode(bpe, prompt, strlen(prompt), &t, &n) != QTK_OK) rc = qtk_cli_error("--prompt: %s", qtk_last_error());
+        else {
+            free(ids), free(logits);
+            ids = t;
+            logits = malloc((n ? n : 1) * (size_t)V * sizeof *logits);
+            if (!logits) rc = qtk_cli_error("out of memory");
+        }
+    } else if (prompt) {
+        if (V != 256)
+            rc = qtk_cli_error("--prompt is read as bytes for a byte-level model (256 ids); %s has %d ids and no "
+                               "tokenizer.json (give --prompt-ids)", model, V);
         for (size_t i = 0; i < n; i++) ids[i] = (unsigned char)prompt[i];
     } else {
         const char *p = prompt_ids;
@@ -308,11 +339,16 @@ int qtk_cmd_generate(int argc, char **argv) {
     qtk_mamba_state s = {0};
     qtk_quamba_state qs = {0};
     qtk_mamba_cuda *g = NULL;
-    if (!rc && cuda &&
+    qtk_quamba_cuda *gq = NULL;
+    if (!rc && cuda && quant &&
+        (qtk_quamba_cuda_create(&gq, &q, 1, (int)n) != QTK_OK || qtk_quamba_cuda_reset(gq, 1) != QTK_OK ||
+         qtk_quamba_cuda_prefill(gq, ids, (int)n, logits) != QTK_OK))
+        rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc && cuda && !quant &&
         (qtk_mamba_cuda_create(&g, &m, 1, (int)n, fp16) != QTK_OK || qtk_mamba_cuda_reset(g, 1) != QTK_OK ||
          qtk_mamba_cuda_prefill(g, ids, (int)n, logits) != QTK_OK))
         rc = qtk_cli_error("%s", qtk_last_error());
-    if (!rc && quant &&
+    if (!rc && !cuda && quant &&
         (qtk_quamba_state_init(&qs, &q, 1) != QTK_OK || qtk_quamba_prefill(&q, &qs, ids, (int)n, logits) != QTK_OK))
         rc = qtk_cli_error("%s", qtk_last_error());
     if (!rc && !cuda && !quant &&
@@ -325,25 +361,42 @@ int qtk_cmd_generate(int argc, char **argv) {
         if (bytes) fputs(prompt, stdout);
         else
             for (size_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
+        // BPE output: the ids so far decoded as one text, the part beyond what was printed (a character's bytes
+        // may come in several tokens)
+        int32_t *gen = bpe ? malloc((size_t)max_new * sizeof *gen) : NULL;
+        size_t shown = 0;
         const float *last = logits + (n - 1) * V;
         double t0 = qtk_now();
         for (int k = 0; k < max_new && !rc; k++) {
             int32_t next = qtk_sample_token(last, V, top_k, temperature, qtk_rng_uniform_f64(&r));
-            if (bytes) putchar(next);
+            if (gen) {
+                gen[k] = next;
+                char *txt;
+                size_t len;
+                if (qtk_bpe_decode(bpe, gen, (size_t)k + 1, &txt, &len) == QTK_OK) {
+                    if (len > shown) fwrite(txt + shown, 1, len - shown, stdout), shown = len;
+                    free(txt);
+                } else printf("[%d]", next);
+            } else if (bytes) putchar(next);
             else printf(" %d", next);
             if ((g       ? qtk_mamba_cuda_decode(g, &next, logits, 1)
+                 : gq    ? qtk_quamba_cuda_decode(gq, &next, logits, 1)
                  : quant ? qtk_quamba_decode(&q, &qs, &next, logits)
                          : qtk_mamba_decode(&m, &s, &next, logits)) != QTK_OK)
                 rc = qtk_cli_error("%s", qtk_last_error());
             last = logits;
         }
         double secs = qtk_now() - t0;
+        free(gen);
         printf("\n");
         fflush(stdout);
         fprintf(stderr, "qtk generate: %d tokens in %.2f s (%.1f tokens/s, %s)\n", max_new, secs,
-                max_new / (secs > 0 ? secs : 1), g ? (fp16 ? "GPU, fp16 projections" : "GPU") : quant ? "CPU, Quamba int8" : "CPU");
+                max_new / (secs > 0 ? secs : 1),
+                g ? (fp16 ? "GPU, fp16 projections" : "GPU") : gq ? "GPU, Quamba int8" : quant ? "CPU, Quamba int8" : "CPU");
     }
     qtk_mamba_cuda_destroy(g);
+    qtk_quamba_cuda_destroy(gq);
+    qtk_bpe_free(bpe);
     qtk_mamba_state_free(&s);
     qtk_quamba_state_free(&qs);
     free(ids);
@@ -351,5 +404,40 @@ int qtk_cmd_generate(int argc, char **argv) {
     qtk_mamba_free(&m);
     qtk_quamba_free(&q);
     qtk_config_free(cf);
+    return rc;
+}
+
+int qtk_cmd_tokenize(int argc, char **argv) {
+    const char *tok = NULL, *text = NULL, *out = NULL;
+    int n_pos;
+    const qtk_opt opts[] = {
+        {"tokenizer", QTK_OPT_STR, &tok, "FILE", 0, 0, "a HuggingFace tokenizer.json (byte-level BPE)"},
+        {"text", QTK_OPT_STR, &text, "FILE", 0, 0, "UTF-8 text to tokenize"},
+        {"out", QTK_OPT_STR, &out, "FILE.tok", 0, 0, "the token file to write (datasets/tokens.h; FILE.tok.json beside)"},
+    };
+    const qtk_cmd_spec spec = {
+        "tokenize", "--tokenizer tokenizer.json --text FILE --out FILE.tok",
+        "Tokenizes a text file with a byte-level BPE tokenizer.json (GPT-2 / GPT-NeoX: the HF Mamba checkpoints')\n"
+        "into a token file that --tokens, eval.perplexity.tokens and calibration.tokens read.",
+        opts, 3, 0, 0};
+    int rc = qtk_opts_parse(&spec, argc, argv, NULL, &n_pos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!tok || !text || !out) return qtk_cli_usage_error("tokenize: --tokenizer, --text and --out are required");
+    qtk_bpe *bpe;
+    if (qtk_bpe_load(&bpe, tok) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    size_t len, n = 0;
+    char *buf = qtk_read_text(text, &len);
+    int32_t *ids = NULL;
+    double t0 = qtk_now();
+    if (!buf) rc = qtk_cli_error("%s: cannot read", text);
+    else if (qtk_bpe_encode(bpe, buf, len, &ids, &n) != QTK_OK) rc = qtk_cli_error("%s: %s", text, qtk_last_error());
+    const double secs = qtk_now() - t0;
+    if (!rc && qtk_tokens_write(out, (const uint32_t *)ids, n, (uint32_t)qtk_bpe_vocab_size(bpe)) != QTK_OK)
+        rc = qtk_cli_error("%s", qtk_last_error());
+    if (!rc)
+        printf("%s: %zu bytes -> %zu tokens (%.2f bytes per token, vocabulary %d), %.2f s; wrote %s\n", text, len, n,
+               n ? (double)len / n : 0.0, qtk_bpe_vocab_size(bpe), secs, out);
+    free(buf), free(ids);
+    qtk_bpe_free(bpe);
     return rc;
 }

@@ -174,6 +174,9 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
             return rc;
         }
     const char *met = rows[0].metric;
+    const int prec = strcmp(met, "perplexity") ? 2 : 4; // perplexities of quantized LMs differ in the third decimal
+    // a language model's quantized stage is the method's result (Quamba), not a baseline for a search
+    const char *base_label = prec == 4 ? "quantized" : "baseline";
     int any_sel = 0;
     for (int i = 0; i < n; i++) any_sel |= !isnan(rows[i].selected);
     if (csv)
@@ -181,22 +184,23 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
                "selected_on_test_%s\n", met, met, met, met);
     else {
         if (strcmp(met, "top1")) fprintf(o, "metric: %s\n\n", met);
-        fprintf(o, "| run | bits | seed | FP32 | baseline | Evol-Q | gain | infoNCE | time | status |%s\n"
-               "|---|---|---|---|---|---|---|---|---|---|%s\n", any_sel ? " selected on test set † |" : "", any_sel ? "---|" : "");
+        fprintf(o, "| run | bits | seed | FP32 | %s | Evol-Q | gain | infoNCE | time | status |%s\n"
+               "|---|---|---|---|---|---|---|---|---|---|%s\n", base_label, any_sel ? " selected on test set † |" : "",
+               any_sel ? "---|" : "");
     }
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
         double gain = r->searched - r->base;
         if (csv)
-            fprintf(o, "%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.6f,%.6f,%.0f,%s,%.2f\n", r->name, r->w, r->a, r->seed, r->fp, r->base,
-                   r->searched, gain, r->l0, r->l1, r->secs, r->status, r->selected);
+            fprintf(o, "%s,%d,%d,%d,%.*f,%.*f,%.*f,%.*f,%.6f,%.6f,%.0f,%s,%.2f\n", r->name, r->w, r->a, r->seed, prec, r->fp,
+                    prec, r->base, prec, r->searched, prec, gain, r->l0, r->l1, r->secs, r->status, r->selected);
         else {
             char bits[32], v[4][32], loss[64];
             if (r->w) snprintf(bits, sizeof bits, "W%dA%d", r->w, r->a);
             else snprintf(bits, sizeof bits, "float");
             const double vals[4] = {r->fp, r->base, r->searched, gain};
             for (int m = 0; m < 4; m++) // a stage the run does not have: a dash
-                snprintf(v[m], sizeof v[m], isnan(vals[m]) ? "—" : m == 3 ? "%+.2f" : "%.2f", vals[m]);
+                snprintf(v[m], sizeof v[m], isnan(vals[m]) ? "—" : m == 3 ? "%+.*f" : "%.*f", prec, vals[m]);
             if (isnan(r->l0)) snprintf(loss, sizeof loss, "—");
             else snprintf(loss, sizeof loss, "%.5f -> %.5f", r->l0, r->l1);
             fprintf(o, "| %s | %s | %d | %s | %s | %s | %s | %s | %.0f s | %s |", r->name, bits, r->seed, v[0], v[1], v[2], v[3],
@@ -219,7 +223,7 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
         int protocols = 0; // settings (w, a) seen with more than one protocol
         for (int i = 1; i < n; i++)
             protocols |= !same_protocol(&rows[i], &rows[i - 1]) && rows[i].w == rows[i - 1].w && rows[i].a == rows[i - 1].a;
-        fprintf(o, "\n| setting | protocol | runs | FP32 | baseline | Evol-Q | gain |\n|---|---|---|---|---|---|---|\n");
+        fprintf(o, "\n| setting | protocol | runs | FP32 | %s | Evol-Q | gain |\n|---|---|---|---|---|---|---|\n", base_label);
         for (int i = 0; i < n;) {
             int j = i, k = 0;
             double s[4] = {0}, q[4] = {0}; // FP32, baseline, Evol-Q, gain
@@ -240,8 +244,9 @@ int qtk_table_print(FILE *o, char *const *dirs, int nd, int csv, const char *plo
                 snprintf(proto, sizeof proto, "%s, %s, %d test images, %d calibration, %d block steps%s", rows[i].model,
                          rows[i].method, rows[i].test_images, rows[i].cal_images, rows[i].steps,
                          strcmp(rows[i].selection, "last iterate") ? ", test-set selection" : "");
-                fprintf(o, "| W%dA%d | %s | %d | %.2f ± %.2f | %.2f ± %.2f | %.2f ± %.2f | %+.2f ± %.2f |\n", rows[i].w,
-                        rows[i].a, proto, k, mean[0], sd[0], mean[1], sd[1], mean[2], sd[2], mean[3], sd[3]);
+                fprintf(o, "| W%dA%d | %s | %d | %.*f ± %.*f | %.*f ± %.*f | %.*f ± %.*f | %+.*f ± %.*f |\n", rows[i].w,
+                        rows[i].a, proto, k, prec, mean[0], prec, sd[0], prec, mean[1], prec, sd[1], prec, mean[2], prec,
+                        sd[2], prec, mean[3], prec, sd[3]);
             }
             i = j;
         }

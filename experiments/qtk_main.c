@@ -36,6 +36,8 @@ static const char *usage =
     "                            every quantizer (qtk quant-report --help)\n"
     "  perplexity --model DIR (--tokens FILE | --text FILE) [--ctx N] [--stride S]\n"
     "                            perplexity of a Mamba / Mamba2 language model\n"
+    "  tokenize --tokenizer tokenizer.json --text FILE --out FILE.tok\n"
+    "                            a text file through a byte-level BPE into a token file\n"
     "  generate --model DIR (--prompt TEXT | --prompt-ids LIST) [--max-new N] [--top-k K]\n"
     "                            continue a prompt with a Mamba / Mamba2 model\n"
     "  demo [--out DIR] [--seed N] [--passes P] [--device cpu|cuda] [--gemm fp32|tf32|int8]\n"
@@ -183,5 +185,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "calibrate")) return qtk_cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return qtk_cmd_perplexity(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return qtk_cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return qtk_cmd_tokenize(argc - 1, argv + 1);
     return qtk_cli_usage_error("unknown command \"%s\"", cmd);
 }

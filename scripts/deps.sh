@@ -15,6 +15,7 @@ declare -A pc_pkg=(
   [libcyaml]=libcyaml-dev
   [openblas]=libopenblas-dev
   [zlib]=zlib1g-dev
+  [libpcre2-8]=libpcre2-dev
 )
 
 missing=()

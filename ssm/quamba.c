@@ -42,6 +42,7 @@ void qtk_quamba_opts_default(qtk_quamba_opts *o) {
     o->alpha = 0.99999f;
     o->momentum = 0.01f;
     o->sat_warn = 1e-3;
+    o->fp16_check = 1;
 }
 
 int qtk_quamba_uses_percentile(qtk_quamba_variant v) { return v == QTK_QUAMBA_V1 || v == QTK_QUAMBA_PERCENTILE; }
@@ -65,7 +66,7 @@ uint64_t quamba_q8_div(const float *v, size_t rows, size_t cols, size_t ld, floa
         for (size_t c = 0; c < cols; c++) {
             // q = clamp(roundf(v / s), -128, 127)
             float x = roundf(v[r * ld + c] / s);
-            sat += !(x >= -128.0f && x <= 127.0f);
+            sat += quamba_clips(x);
             q[r * ldq + c] = qtk_sat_s8(x);
         }
     return sat;
@@ -74,14 +75,14 @@ uint64_t quamba_q8_div(const float *v, size_t rows, size_t cols, size_t ld, floa
 uint64_t quamba_requant(const int32_t *acc, size_t rows, int N, float s_w, float s_in, float s_out, quamba_epi e,
                         int8_t *q, size_t ldq) {
     // s_in / s_out in double, stored as fp32; the GEMV's alpha = s_w s_in / s_out likewise
-    const float r = (float)((double)s_in / (double)s_out), a = (float)((double)s_w * (double)s_in / (double)s_out);
+    float r, a;
+    quamba_epi_factors(s_w, s_in, s_out, &r, &a);
     uint64_t sat = 0;
 #pragma omp parallel for reduction(+ : sat) schedule(static) if (rows * (size_t)N >= 65536)
     for (size_t i = 0; i < rows; i++)
         for (int j = 0; j < N; j++) {
-            const float v = (float)acc[i * N + j];
-            const float x = rintf(e == QUAMBA_EPI_GEMM ? r * (s_w * v) : e == QUAMBA_EPI_GEMM_T ? s_w * (r * v) : a * v);
-            sat += !(x >= -128.0f && x <= 127.0f);
+            const float x = rintf(quamba_epi_value(acc[i * N + j], s_w, r, a, (int)e));
+            sat += quamba_clips(x);
             q[i * ldq + j] = qtk_sat_s8(x);
         }
     return sat;
@@ -96,27 +97,55 @@ typedef struct {
     float *rot;           // out_proj's input rotated, for its observer
     size_t rot_cap;
     int seq;              // the sequence being observed
+    int fp16_check;
+    // outlier statistics: per layer the SSM input's max |x|, out_proj's input's per-channel max |y| (E), plain
+    // and rotated
+    float *x_max, *y_ch, *y_ch_had;
+    float *tmp;
+    size_t tmp_cap;
 } calib_ctx;
+
+// per-channel max |x| of rows x cols into ch (running)
+static void channel_absmax(const float *x, size_t rows, int cols, float *ch) {
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) ch[c] = fmaxf(ch[c], fabsf(x[r * cols + c]));
+}
+
+// the largest over the median of n channel magnitudes (reorders v)
+static float max_over_median(float *v, size_t n) {
+    float mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, v[i]);
+    const float med = qtk_quantile_inplace(v, n, 0.5f);
+    return med > 0 ? mx / med : INFINITY;
+}
 
 static qtk_status calib_act(void *ctx, int layer, int point, const float *x, size_t rows, int cols) {
     calib_ctx *c = ctx;
     const size_t n = rows * (size_t)cols;
     // the reference calibrates the fp16 model: a value past fp16's range would be inf there
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; c->fp16_check && i < n; i++)
         if (!(fabsf(x[i]) <= 65504.0f))
             return qtk_fail(QTK_ERR_ARG, "calibration sequence %d: layer %d %s holds %g at token %zu, channel %zu: "
                             "outside fp16's range (the quantized model keeps fp16 values)", c->seq, layer,
                             point_names[point], x[i], i / (size_t)cols, i % (size_t)cols);
-    if (point == QTK_MAMBA_Q_OUT_PROJ_IN && c->hadamard) {
-        // out_proj = HadLinear(W H^T / sqrt(E)) after had(y): its observers see had(y)
+    if (point == QTK_MAMBA_Q_X_PROJ_IN)
+        for (size_t i = 0; i < n; i++) c->x_max[layer] = fmaxf(c->x_max[layer], fabsf(x[i]));
+    if (point == QTK_MAMBA_Q_OUT_PROJ_IN) {
+        const int E = c->m->cfg.d_inner;
+        // out_proj = HadLinear(W H^T / sqrt(E)) after had(y): its observers see had(y); the outlier statistic
+        // sees both (where the size has a Hadamard)
         if (n > c->rot_cap) {
             free(c->rot);
             if (!(c->rot = malloc(n * sizeof *c->rot))) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
             c->rot_cap = n;
         }
-        memcpy(c->rot, x, n * sizeof *x);
-        QTK_TRY(qtk_hadamard_rows(c->rot, rows, (size_t)cols));
-        x = c->rot;
+        channel_absmax(x, rows, cols, c->y_ch + (size_t)layer * E);
+        if (qtk_hadamard_supported((size_t)cols, NULL)) {
+            memcpy(c->rot, x, n * sizeof *x);
+            QTK_TRY(qtk_hadamard_rows(c->rot, rows, (size_t)cols));
+            channel_absmax(c->rot, rows, cols, c->y_ch_had + (size_t)layer * E);
+            if (c->hadamard) x = c->rot;
+        }
     }
     int64_t shape[2] = {(int64_t)rows, cols};
     return qtk_qreg_act(&c->reg, layer * QTK_MAMBA_QL + point, (float *)x, 2, shape);
@@ -146,9 +175,16 @@ static uint64_t fnv1a(const int32_t *t, size_t n) {
 
 static qtk_status observe(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_opts *o, const qtk_quamba_calib *cal) {
     const qtk_mamba_config *c = &m->cfg;
-    calib_ctx cx = {.m = m, .hadamard = qtk_quamba_uses_hadamard(o->variant)};
-    QTK_TRY(qtk_qreg_init(&cx.reg, c->n_layers * QTK_MAMBA_QL, 0));
-    qtk_status st = QTK_OK;
+    calib_ctx cx = {.m = m, .hadamard = qtk_quamba_uses_hadamard(o->variant), .fp16_check = o->fp16_check};
+    const size_t Ls = (size_t)c->n_layers, E = (size_t)c->d_inner;
+    cx.x_max = calloc(Ls, sizeof(float));
+    cx.y_ch = calloc(Ls * E, sizeof(float));
+    cx.y_ch_had = calloc(Ls * E, sizeof(float));
+    if (!cx.x_max || !cx.y_ch || !cx.y_ch_had) {
+        free(cx.x_max), free(cx.y_ch), free(cx.y_ch_had);
+        return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
+    }
+    qtk_status st = qtk_qreg_init(&cx.reg, c->n_layers * QTK_MAMBA_QL, 0);
     for (int l = 0; l < c->n_layers && st == QTK_OK; l++)
         for (int p = 0; p < QTK_MAMBA_QL && st == QTK_OK; p++) {
             char name[QTK_QPOINT_NAME];
@@ -168,6 +204,7 @@ static qtk_status observe(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_op
     if (st == QTK_OK) st = qtk_mamba_state_init(&s, m, 1);
     if (st != QTK_OK) {
         qtk_qreg_free(&cx.reg);
+        free(cx.x_max), free(cx.y_ch), free(cx.y_ch_had);
         return st;
     }
     qtk_mamba_hooks hk = {.ctx = &cx, .act = calib_act};
@@ -179,24 +216,32 @@ static qtk_status observe(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_op
         if (st == QTK_OK && cal->progress) cal->progress(cal->progress_ctx, i + 1, cal->n);
     }
     // scale = max(running |max|, 1e-5) / 127 (min-max); the EMA of the quantiles (percentile)
-    for (int l = 0; l < c->n_layers && st == QTK_OK; l++)
+    for (int l = 0; l < c->n_layers && st == QTK_OK; l++) {
         for (int p = 0; p < QTK_MAMBA_QL; p++) {
             const qtk_observer *ob = &cx.reg.p[l * QTK_MAMBA_QL + p].ob;
             const float amax = fmaxf(-ob->min_val[0], ob->max_val[0]);
             q->layers[l].act[p] = qtk_scale_absmax(fmaxf(amax, 1e-5f), 8);
         }
+        // the outliers: max |x| against the percentile the scale would take; max / median channel of y
+        float *os = q->outliers + (size_t)l * QTK_QUAMBA_NOUT;
+        const qtk_qpoint *xp = &cx.reg.p[l * QTK_MAMBA_QL + QTK_MAMBA_Q_X_PROJ_IN];
+        os[QTK_QUAMBA_OUT_X_MAX] = cx.x_max[l];
+        os[QTK_QUAMBA_OUT_X_PCT] = xp->ob.kind == QTK_OBS_PERCENTILE ? xp->ob.max_val[0] : NAN;
+        os[QTK_QUAMBA_OUT_Y_RATIO] = max_over_median(cx.y_ch + (size_t)l * E, E);
+        os[QTK_QUAMBA_OUT_Y_RATIO_HAD] =
+            qtk_hadamard_supported(E, NULL) ? max_over_median(cx.y_ch_had + (size_t)l * E, E) : NAN;
+    }
     qtk_mamba_state_free(&s);
     free(cx.rot);
+    free(cx.x_max), free(cx.y_ch), free(cx.y_ch_had);
     qtk_qreg_free(&cx.reg);
     return st;
 }
 
 // --- the int8 model ----------------------------------------------------------------------------------
 
-static float f16v(float v) { return qtk_f16_to_f32(qtk_f32_to_f16(v)); }
-
 static void f16_copy(float *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = f16v(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = quamba_f16(src[i]);
 }
 
 qtk_status quamba_alloc(qtk_quamba *q) {
@@ -216,7 +261,8 @@ qtk_status quamba_alloc(qtk_quamba *q) {
     q->f32 = qtk_aligned_alloc(q->n_f32 * sizeof(float));
     q->sat = calloc(Ls * QTK_MAMBA_QL, sizeof *q->sat);
     q->seen = calloc(Ls * QTK_MAMBA_QL, sizeof *q->seen);
-    if (!q->layers || !q->i8 || !q->f32 || !q->sat || !q->seen)
+    q->outliers = calloc(Ls * QTK_QUAMBA_NOUT, sizeof *q->outliers);
+    if (!q->layers || !q->i8 || !q->f32 || !q->sat || !q->seen || !q->outliers)
         return qtk_fail(QTK_ERR_NOMEM, "quamba: out of memory for %zu int8 and %zu float parameters", q->n_i8, q->n_f32);
     int8_t *b = q->i8;
     float *f = q->f32;
@@ -307,6 +353,7 @@ void qtk_quamba_free(qtk_quamba *q) {
     qtk_aligned_free(q->f32);
     free(q->sat);
     free(q->seen);
+    free(q->outliers);
     memset(q, 0, sizeof *q);
 }
 

@@ -45,6 +45,7 @@ typedef struct {
     float alpha;    // the SSM input's percentile of |x| (0.99999)
     float momentum; // its EMA across calibration sequences (0.01)
     double sat_warn; // share of saturated codes of one tensor above which the report warns (1e-3)
+    int fp16_check;  // calibration refuses activations outside fp16's range (1; 0 for random-weight benchmarks)
 } qtk_quamba_opts;
 
 void qtk_quamba_opts_default(qtk_quamba_opts *o);
@@ -73,7 +74,13 @@ typedef struct {
     // codes that saturated, and codes written, per layer and point (QTK_MAMBA_Q_*): counted by every forward
     uint64_t *sat, *seen;          // (n_layers * QTK_MAMBA_QL) each
     const qtk_mamba *fp;           // dynamic only: the float model it runs with (not owned)
+    // the outliers Quamba is built on, per layer, from the calibration (not saved; 0 after a load):
+    // QTK_QUAMBA_OUT_*: the SSM input's max |x| and its percentile (the EMA the scale came from), and out_proj's
+    // input: the largest channel's max |y| over the median channel's, before and after the Hadamard
+    float *outliers;               // (n_layers * QTK_QUAMBA_NOUT)
 } qtk_quamba;
+
+enum { QTK_QUAMBA_OUT_X_MAX = 0, QTK_QUAMBA_OUT_X_PCT, QTK_QUAMBA_OUT_Y_RATIO, QTK_QUAMBA_OUT_Y_RATIO_HAD, QTK_QUAMBA_NOUT };
 
 // Calibration data: n sequences of len tokens each (row-major), one forward each, as the reference's
 // one document per forward. data_name: what the fingerprint names (a file); may be NULL.
@@ -110,7 +117,14 @@ typedef struct {
     void *ws;              // the forward's workspace, grown by a longer prefill
     size_t ws_cap;         // bytes
     qtk_mamba_state fs;    // dynamic: the float model's state
+    // a tap on every intermediate of the CPU forward (tests against the PyTorch transcription; NULL: none):
+    // kind QTK_MAMBA_Q_* for that point's int8 codes (rows x its columns), QTK_QUAMBA_TAP_Y for the scan's fp16
+    // output and QTK_QUAMBA_TAP_H for the residual stream after the layer (float, rows x E or rows x D)
+    void (*tap)(void *ctx, int layer, int kind, const void *data, size_t n);
+    void *tap_ctx;
 } qtk_quamba_state;
+
+enum { QTK_QUAMBA_TAP_Y = QTK_MAMBA_QL, QTK_QUAMBA_TAP_H };
 
 qtk_status qtk_quamba_state_init(qtk_quamba_state *s, const qtk_quamba *q, int B);
 void qtk_quamba_state_reset(qtk_quamba_state *s);

@@ -14,7 +14,6 @@
 #include "quamba.h"
 #include "quamba_internal.h"
 
-static float f16v(float v) { return qtk_f16_to_f32(qtk_f32_to_f16(v)); }
 
 // the workspace of `rows` tokens, carved in 64-byte pieces
 typedef struct {
@@ -87,90 +86,55 @@ void qtk_quamba_state_free(qtk_quamba_state *s) {
 
 // --- the block's steps ------------------------------------------------------------------------------
 
-// Causal depthwise conv1d + SiLU on int8 x codes (rows of stride ld), continuing from state (B, E, K), into
-// int8 codes (rows, E). Prefill: v = (s_w s_in) sum_k w_q x_q + s_b b_q with the sum in int32; a decode step
-// (L = 1): v = s_b b_q + sum_k (s_w s_in) w_q x_q in float, the reference's update kernel.
-static uint64_t conv_q8(const int8_t *x, size_t ld, int B, int L, int E, int K, const qtk_quamba_layer *y, float s_in,
-                        float s_out, int8_t *state, int8_t *out) {
-    const float sw = y->conv_ws * s_in;
+uint64_t quamba_conv_q8(const quamba_conv_args *a) {
     uint64_t sat = 0;
-#pragma omp parallel for collapse(2) reduction(+ : sat) schedule(static) if ((size_t)B * L * E * K >= 262144)
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < E; c++) {
-            int8_t *st = state + ((size_t)b * E + c) * K, win[64];
-            const int8_t *w = y->conv_w + (size_t)c * K;
-            const float bias = y->conv_bs * (float)y->conv_b[c];
-            memcpy(win, st, (size_t)K);
-            for (int t = 0; t < L; t++) {
-                const size_t r = (size_t)b * L + t;
-                memmove(win, win + 1, (size_t)K - 1);
-                win[K - 1] = x[r * ld + c];
-                float v;
-                if (L > 1) {
-                    int32_t acc = 0;
-                    for (int k = 0; k < K; k++) acc += (int32_t)w[k] * win[k];
-                    v = sw * (float)acc + bias;
-                } else {
-                    v = bias;
-                    for (int k = 0; k < K; k++) v += sw * (float)w[k] * (float)win[k];
-                }
-                // q = clamp(roundf(silu(v) / s_out))
-                const float qv = roundf(qtk_silu(v) / s_out);
-                sat += !(qv >= -128.0f && qv <= 127.0f);
-                out[r * E + c] = qtk_sat_s8(qv);
-            }
-            memcpy(st, win, (size_t)K);
-        }
+#pragma omp parallel for collapse(2) reduction(+ : sat) schedule(static) if ((size_t)a->B * a->L * a->E * a->K >= 262144)
+    for (int b = 0; b < a->B; b++)
+        for (int c = 0; c < a->E; c++) sat += quamba_conv_channel(a, b, c);
     return sat;
 }
 
-// The selective scan on dequantized int8 operands (spec 5.2 step 6), state h (B, E, N) fp16 values across
-// calls, fp32 within one; y (rows, E) fp16 values.
-static void scan_q8(const qtk_mamba_config *c, const qtk_quamba_layer *y, int B, int L, const qws *w, float *h) {
-    const int E = c->d_inner, N = c->d_state, R = c->dt_rank, XD = R + 2 * N;
-    const float s_u = y->act[QTK_MAMBA_Q_X_PROJ_IN], s_dt = y->act[QTK_MAMBA_Q_DT_PROJ_OUT],
-                s_bc = y->act[QTK_MAMBA_Q_X_PROJ_OUT], s_z = y->act[QTK_MAMBA_Q_IN_PROJ_OUT];
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * E * N >= 262144)
-    for (int b = 0; b < B; b++)
-        for (int ch = 0; ch < E; ch++) {
-            float *hs = h + ((size_t)b * E + ch) * N, A[256];
-            // A = -expf(s_A A_q); D = s_D D_q; the dt bias s_b b_q
-            for (int n = 0; n < N; n++) A[n] = -expf(y->A_s * (float)y->A_log[(size_t)ch * N + n]);
-            const float Dc = y->D_s * (float)y->Dq[ch], bias = y->dt_bs * (float)y->dt_b[ch];
-            for (int t = 0; t < L; t++) {
-                const size_t r = (size_t)b * L + t;
-                const float u = s_u * (float)w->xq[r * E + ch];
-                // delta = s_dt dt_q + s_b b_q;  delta = delta <= 20 ? log1pf(expf(delta)) : delta
-                const float d = qtk_softplus(s_dt * (float)w->dtq[r * E + ch] + bias);
-                const int8_t *Bq = w->dbl + r * XD + R, *Cq = Bq + N;
-                float acc = 0.0f;
-                for (int n = 0; n < N; n++) {
-                    hs[n] = expf(d * A[n]) * hs[n] + (d * (s_bc * (float)Bq[n])) * u;
-                    acc += hs[n] * (s_bc * (float)Cq[n]);
-                }
-                // out = (y + D u) * silu(z), stored fp16
-                const float z = s_z * (float)w->xz[r * 2 * (size_t)E + E + ch];
-                w->y[r * E + ch] = f16v((acc + Dc * u) * qtk_silu(z));
-            }
-            for (int n = 0; n < N; n++) hs[n] = f16v(hs[n]); // ssm_state is fp16 between calls
-        }
+void quamba_scan(const quamba_scan_args *a) {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)a->B * a->L * a->E * a->N >= 262144)
+    for (int b = 0; b < a->B; b++)
+        for (int ch = 0; ch < a->E; ch++) quamba_scan_channel(a, b, ch);
+}
+
+quamba_scan_args quamba_scan_operands(const qtk_quamba *q, int l, int B, int L, const int8_t *xq, const int8_t *dtq,
+                                      const int8_t *dbl, const int8_t *xz, float *h, float *y) {
+    const qtk_mamba_config *c = &q->cfg;
+    const qtk_quamba_layer *ly = &q->layers[l];
+    const int E = c->d_inner;
+    quamba_scan_args a = {B, L, E, c->d_state, c->dt_rank, xq, dtq, dbl, xz + E, 2 * E, ly->A_log, ly->Dq, ly->dt_b,
+                          ly->act[QTK_MAMBA_Q_X_PROJ_IN], ly->act[QTK_MAMBA_Q_DT_PROJ_OUT], ly->act[QTK_MAMBA_Q_X_PROJ_OUT],
+                          ly->act[QTK_MAMBA_Q_IN_PROJ_OUT], ly->A_s, ly->D_s, ly->dt_bs, h, y};
+    return a;
+}
+
+void quamba_out_resid(const int32_t *acc, size_t n, float s_y, float s_w, float *h) {
+    // out = s_in (s_w acc) in fp16; residual = residual + out
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) h[i] += quamba_f16(s_y * (s_w * (float)acc[i]));
 }
 
 // q = clamp(roundf((H_E y) mu)), mu = fl32((1/sqrt(E)) / s) with the Hadamard, fl32(1 / s) without; y is
 // overwritten. The reference's kernel casts without clamping; qtk saturates and counts.
-static qtk_status had_q8(float *y, size_t rows, int E, int had, float s, int8_t *q, uint64_t *sat) {
+qtk_status quamba_had_q8(float *y, size_t rows, int E, int had, float s, int8_t *q, uint64_t *sat) {
     if (had) QTK_TRY(qtk_hadamard_rows_raw(y, rows, (size_t)E));
-    const float mu = (float)((had ? 1.0 / sqrt((double)E) : 1.0) / (double)s);
+    const float mu = quamba_had_mu(E, had, s);
     uint64_t n = 0;
 #pragma omp parallel for reduction(+ : n) schedule(static) if (rows * (size_t)E >= 65536)
     for (size_t i = 0; i < rows * (size_t)E; i++) {
         const float v = roundf(y[i] * mu);
-        n += !(v >= -128.0f && v <= 127.0f);
+        n += quamba_clips(v);
         q[i] = qtk_sat_s8(v);
     }
     *sat += n;
     return QTK_OK;
 }
+
+#define TAP(kind, data, n)                                                                                            \
+    if (s->tap) s->tap(s->tap_ctx, l, kind, data, n)
 
 static qtk_status layer_fwd(const qtk_quamba *q, int l, qtk_quamba_state *s, int L, const qws *w) {
     const qtk_mamba_config *c = &q->cfg;
@@ -186,39 +150,47 @@ static qtk_status layer_fwd(const qtk_quamba *q, int l, qtk_quamba_state *s, int
     qtk_op_rmsnorm(w->h, NULL, y->norm_w, w->t, rows, (size_t)D, c->eps);
     sat[QTK_MAMBA_Q_IN_PROJ_IN] += quamba_q8_div(w->t, rows, (size_t)D, (size_t)D, A[QTK_MAMBA_Q_IN_PROJ_IN], w->uq, (size_t)D);
     seen[QTK_MAMBA_Q_IN_PROJ_IN] += rows * D;
+    TAP(QTK_MAMBA_Q_IN_PROJ_IN, w->uq, rows * D);
     // xz = self.in_proj(hidden_states): W8A8, int8 x | z
     qtk_gemm_s8(w->uq, (size_t)D, y->in_w, w->acc, rows, 2 * E, D);
     sat[QTK_MAMBA_Q_IN_PROJ_OUT] += quamba_requant(w->acc, rows, 2 * E, y->in_ws, A[QTK_MAMBA_Q_IN_PROJ_IN],
                                                    A[QTK_MAMBA_Q_IN_PROJ_OUT], epi_t, w->xz, 2 * (size_t)E);
     seen[QTK_MAMBA_Q_IN_PROJ_OUT] += rows * 2 * E;
+    TAP(QTK_MAMBA_Q_IN_PROJ_OUT, w->xz, rows * 2 * E);
     // x = silu(conv1d(x)): int8 in, int8 out
-    int8_t *conv_state = s->conv + s->conv_per_layer * l;
-    sat[QTK_MAMBA_Q_X_PROJ_IN] += conv_q8(w->xz, 2 * (size_t)E, B, L, E, c->d_conv, y, A[QTK_MAMBA_Q_IN_PROJ_OUT],
-                                          A[QTK_MAMBA_Q_X_PROJ_IN], conv_state, w->xq);
+    quamba_conv_args ca = {B, L, E, c->d_conv, w->xz, 2 * (size_t)E, y->conv_w, y->conv_b, y->conv_ws, y->conv_bs,
+                           A[QTK_MAMBA_Q_IN_PROJ_OUT], A[QTK_MAMBA_Q_X_PROJ_IN], s->conv + s->conv_per_layer * l, w->xq};
+    sat[QTK_MAMBA_Q_X_PROJ_IN] += quamba_conv_q8(&ca);
     seen[QTK_MAMBA_Q_X_PROJ_IN] += rows * E;
+    TAP(QTK_MAMBA_Q_X_PROJ_IN, w->xq, rows * E);
     // x_dbl = self.x_proj(x): int8 dt | B | C with one scale
     qtk_gemm_s8(w->xq, (size_t)E, y->x_w, w->acc, rows, XD, E);
     sat[QTK_MAMBA_Q_X_PROJ_OUT] += quamba_requant(w->acc, rows, XD, y->x_ws, A[QTK_MAMBA_Q_X_PROJ_IN],
                                                   A[QTK_MAMBA_Q_X_PROJ_OUT], epi, w->dbl, (size_t)XD);
     seen[QTK_MAMBA_Q_X_PROJ_OUT] += rows * XD;
+    TAP(QTK_MAMBA_Q_X_PROJ_OUT, w->dbl, rows * XD);
     // dt = self.dt_proj(dt) without its bias; the input scale is x_proj's output scale
     qtk_gemm_s8(w->dbl, (size_t)XD, y->dt_w, w->acc, rows, E, R);
     sat[QTK_MAMBA_Q_DT_PROJ_OUT] += quamba_requant(w->acc, rows, E, y->dt_ws, A[QTK_MAMBA_Q_X_PROJ_OUT],
                                                    A[QTK_MAMBA_Q_DT_PROJ_OUT], epi_t, w->dtq, (size_t)E);
     seen[QTK_MAMBA_Q_DT_PROJ_OUT] += rows * E;
+    TAP(QTK_MAMBA_Q_DT_PROJ_OUT, w->dtq, rows * E);
     // y = selective_scan(x, dt, A, B, C, D, z, delta_bias, delta_softplus=True): fp16
-    scan_q8(c, y, B, L, w, s->ssm + s->ssm_per_layer * l);
+    quamba_scan_args sa = quamba_scan_operands(q, l, B, L, w->xq, w->dtq, w->dbl, w->xz, s->ssm + s->ssm_per_layer * l, w->y);
+    quamba_scan(&sa);
+    TAP(QTK_QUAMBA_TAP_Y, w->y, rows * E);
     // had(y), quantized
-    QTK_TRY(had_q8(w->y, rows, E, qtk_quamba_uses_hadamard(q->opts.variant), A[QTK_MAMBA_Q_OUT_PROJ_IN], w->yq,
+    QTK_TRY(quamba_had_q8(w->y, rows, E, qtk_quamba_uses_hadamard(q->opts.variant), A[QTK_MAMBA_Q_OUT_PROJ_IN], w->yq,
                    &sat[QTK_MAMBA_Q_OUT_PROJ_IN]));
     seen[QTK_MAMBA_Q_OUT_PROJ_IN] += rows * E;
+    TAP(QTK_MAMBA_Q_OUT_PROJ_IN, w->yq, rows * E);
     // out = self.out_proj(y): fp16 = s_in (s_w acc); residual = residual + out
     qtk_gemm_s8(w->yq, (size_t)E, y->out_w, w->acc, rows, D, E);
-    const float s_y = A[QTK_MAMBA_Q_OUT_PROJ_IN];
-#pragma omp parallel for schedule(static) if (rows * (size_t)D >= 65536)
-    for (size_t i = 0; i < rows * (size_t)D; i++) w->h[i] += f16v(s_y * (y->out_ws * (float)w->acc[i]));
+    quamba_out_resid(w->acc, rows * (size_t)D, A[QTK_MAMBA_Q_OUT_PROJ_IN], y->out_ws, w->h);
+    TAP(QTK_QUAMBA_TAP_H, w->h, rows * D);
     return QTK_OK;
 }
+#undef TAP
 
 // --- dynamic: the float forward with int8 projections, each input row quantized on the fly -------------
 
@@ -287,7 +259,7 @@ qtk_status qtk_quamba_prefill(const qtk_quamba *q, qtk_quamba_state *s, const in
     if (logits) {
         // logits = self.lm_head(self.norm_f(hidden_states)): fp16 values, float32 sums
         qtk_op_rmsnorm(w.h, NULL, q->norm_f, w.t, rows, (size_t)D, c->eps);
-        for (size_t i = 0; i < rows * (size_t)D; i++) w.t[i] = f16v(w.t[i]);
+        for (size_t i = 0; i < rows * (size_t)D; i++) w.t[i] = quamba_f16(w.t[i]);
         if (rows == 1) qtk_sgemv(V, D, q->lm_head, D, w.t, logits);
         else qtk_sgemm(false, true, (int)rows, V, D, 1.0f, w.t, D, q->lm_head, D, 0.0f, logits, V);
     }

@@ -3,10 +3,16 @@
 #ifndef QTK_QUAMBA_INTERNAL_H
 #define QTK_QUAMBA_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "quamba.h"
+#include "quamba_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 // The association of a W8A8 epilogue (spec 5.2 step 2), r = fl32(s_in / s_out) and a = fl32(s_w s_in / s_out)
 // computed in double:
@@ -23,7 +29,32 @@ uint64_t quamba_q8_div(const float *v, size_t rows, size_t cols, size_t ld, floa
 // q (rows, N; stride ldq) = clamp(RNE(epilogue(acc))); returns the codes that saturated.
 uint64_t quamba_requant(const int32_t *acc, size_t rows, int N, float s_w, float s_in, float s_out, quamba_epi e,
                         int8_t *q, size_t ldq);
+// r = fl32(s_in / s_out), a = fl32(s_w s_in / s_out), the quotients in double
+static inline void quamba_epi_factors(float s_w, float s_in, float s_out, float *r, float *a) {
+    *r = (float)((double)s_in / (double)s_out);
+    *a = (float)((double)s_w * (double)s_in / (double)s_out);
+}
+// The Hadamard quantizer's multiplier: fl32((1/sqrt(E)) / s) with the Hadamard, fl32(1 / s) without
+static inline float quamba_had_mu(int E, int had, float s) {
+    return (float)((had ? 1.0 / sqrt((double)E) : 1.0) / (double)s);
+}
+// int8 conv1d + SiLU over every (sequence, channel); returns the codes that saturated
+uint64_t quamba_conv_q8(const quamba_conv_args *a);
+// the selective scan over every (sequence, channel)
+void quamba_scan(const quamba_scan_args *a);
+// layer l's scan operands for B x L tokens: the codes xq, dtq, dbl, xz (x | z, z read at E) and h, y
+quamba_scan_args quamba_scan_operands(const qtk_quamba *q, int l, int B, int L, const int8_t *xq, const int8_t *dtq,
+                                      const int8_t *dbl, const int8_t *xz, float *h, float *y);
+// y (rows, E) through the unnormalized Hadamard (had: else left), then q = clamp(roundf(y mu)); *sat += the
+// codes that saturated. y is overwritten.
+qtk_status quamba_had_q8(float *y, size_t rows, int E, int had, float s, int8_t *q, uint64_t *sat);
+// h += fp16(s_y (s_w acc)) over n values: out_proj's fp16 output into the residual stream
+void quamba_out_resid(const int32_t *acc, size_t n, float s_y, float s_w, float *h);
 // Carves q's allocations from q->cfg (tied decides whether lm_head has its own copy).
 qtk_status quamba_alloc(qtk_quamba *q);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

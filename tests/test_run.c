@@ -230,7 +230,7 @@ START_TEST(test_table_metrics) {
     metric_summary(d, "perplexity", 21.5, 24.25, 23.0);
     snprintf(args, sizeof args, "table %s/m", tu_tmp);
     ck_assert_int_eq(run(args), 0);
-    ck_assert_msg(strstr(out, "metric: perplexity") && strstr(out, "| 21.50 | 24.25 | 23.00 | -1.25 |"), "%s", out);
+    ck_assert_msg(strstr(out, "metric: perplexity") && strstr(out, "| 21.5000 | 24.2500 | 23.0000 | -1.2500 |"), "%s", out);
     snprintf(args, sizeof args, "table %s/m --format csv", tu_tmp);
     ck_assert_int_eq(run(args), 0);
     ck_assert_msg(strstr(out, "fp32_perplexity,baseline_perplexity,searched_perplexity"), "%s", out);

@@ -1,10 +1,10 @@
 // CUDA twin of qtk_hadamard_rows (hadamard.c): one block per row in shared
-// memory, the CPU's butterflies and base-matrix mixing in the CPU's order for
-// every element, so the result is bit-identical.
+// memory (hadamard.cuh), so the result is bit-identical.
 #include <math.h>
 
 #include "../hadamard.h"
 #include "cuda_check.h"
+#include "hadamard.cuh"
 #include "qtk_cuda.h"
 
 __global__ void k_hadamard(float *x, size_t n, size_t m, const signed char *__restrict__ base, float norm) {
@@ -13,29 +13,7 @@ __global__ void k_hadamard(float *x, size_t n, size_t m, const signed char *__re
     float *row = x + (size_t)blockIdx.x * n;
     for (size_t i = threadIdx.x; i < n; i += blockDim.x) v[i] = row[i];
     __syncthreads();
-    size_t P = n / m;
-    // Sylvester butterflies within each of the m segments of length P
-    for (size_t h = 1; h < P; h *= 2) {
-        for (size_t p = threadIdx.x; p < n / 2; p += blockDim.x) {
-            size_t seg = p / (P / 2), k = p % (P / 2);
-            size_t i = seg * P + (k / h) * 2 * h + k % h;
-            float u = v[i], w = v[i + h];
-            v[i] = u + w;
-            v[i + h] = u - w;
-        }
-        __syncthreads();
-    }
-    if (m > 1) {
-        // y[a*P + r] = +-t[r] +- t[P + r] ... in the order b = 0..m-1, as the CPU
-        for (size_t e = threadIdx.x; e < n; e += blockDim.x) {
-            size_t a = e / P, r = e % P;
-            float o = base[a * m] > 0 ? v[r] : -v[r];
-            for (size_t b = 1; b < m; b++) o = base[a * m + b] > 0 ? o + v[b * P + r] : o - v[b * P + r];
-            t[e] = o;
-        }
-        __syncthreads();
-        v = t;
-    }
+    v = qtk_had_block(v, t, n, m, base);
     for (size_t i = threadIdx.x; i < n; i += blockDim.x) row[i] = v[i] * norm;
 }
 

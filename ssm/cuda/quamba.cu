@@ -1,0 +1,724 @@
+// Quamba W8A8 on the GPU (quamba_cuda.h): the CPU reference (ssm/quamba_fwd.c) step for step, every element
+// through ssm/quamba_kernels.h's expressions; integer sums are exact on both sides, so the codes differ only
+// where CUDA's expf / log1pf differ from the CPU's by an ulp at a rounding boundary (and the norms' and the
+// head's float sums, whose order differs).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/cuda/common.cuh"
+#include "../../core/cuda/gemm.cuh"
+#include "../../core/cuda/hadamard.cuh"
+#include "../../core/hadamard.h"
+#include "../../core/ops.h"
+#include "../../core/tensor.h"
+#include "../quamba_cuda.h"
+#include "../quamba_internal.h"
+
+typedef unsigned long long u64;
+
+struct qtk_quamba_cuda {
+    const qtk_quamba *q;
+    int maxB, maxL, B;
+    cudaStream_t st;
+    qtk_gemm gm;
+    int8_t *d_i8;            // q->i8 on the GPU, the same offsets
+    float *d_norm;           // norm_f then each layer's norm weight (D each)
+    __half *d_emb, *d_head;  // fp16; d_head == d_emb when tied
+    int8_t *conv;            // (layers, maxB, E, K)
+    float *ssm;              // (layers, maxB, E, N)
+    size_t conv_per_layer, ssm_per_layer;
+    int32_t *tok, *acc;
+    float *h, *t, *y, *logits;
+    int8_t *uq, *xz, *xq, *dbl, *dtq, *yq, *dlt;
+    __half *xh;
+    signed char *d_base;     // the Hadamard's base matrix (m x m)
+    size_t had_m;
+    u64 *d_sat;              // (layers, QTK_MAMBA_QL)
+    uint64_t *seen;          // host: codes written since the last collect, same layout
+    size_t weight_bytes;
+    cudaGraphExec_t graph;
+    int graph_B;
+    // stage profile (qtk_quamba_cuda_profile): an event after each stage of the forwards run without the graph
+    int prof, nev;
+    cudaEvent_t *ev;
+    int *evcat;
+    double prof_ms[QTK_QUAMBA_STAGES];
+};
+
+#define MAXEV 4096
+
+#define D8(g, p) ((g)->d_i8 + ((p) - (g)->q->i8))
+
+// --- kernels ----------------------------------------------------------------------------------------------
+
+// a thread's saturation count into the layer's counter (rarely nonzero: one atomic per thread that clipped)
+__device__ __forceinline__ void add_sat(u64 *sat, unsigned n) {
+    if (n && sat) atomicAdd(sat, (u64)n);
+}
+
+__global__ void k_embed_h(const int32_t *__restrict__ tok, const __half *__restrict__ emb, float *h, size_t rows, int D) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * D; i += (size_t)gridDim.x * blockDim.x)
+        h[i] = __half2float(emb[(size_t)tok[i / D] * D + i % D]);
+}
+
+// one block per row: y = w (h rsqrt(mean(h^2) + eps)), the mean of squares in double (the CPU's form; the sum
+// in another order), then q = clamp(roundf(y / s))
+__global__ void k_rmsnorm_q8(const float *__restrict__ h, const float *__restrict__ w, int D, float eps, float s,
+                             int8_t *q, u64 *sat) {
+    __shared__ double part[32];
+    const float *hr = h + (size_t)blockIdx.x * D;
+    double ss = 0;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) ss += (double)hr[i] * hr[i];
+    ss = qtk_warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        double v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0;
+        v = qtk_warp_sum(v);
+        if (threadIdx.x == 0) part[0] = v;
+    }
+    __syncthreads();
+    const float rs = 1.0f / sqrtf((float)(part[0] / (double)D) + eps);
+    unsigned c = 0;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        const float x = roundf(w[i] * (hr[i] * rs) / s);
+        c += quamba_clips(x);
+        q[(size_t)blockIdx.x * D + i] = qtk_sat_s8(x);
+    }
+    add_sat(sat, c);
+}
+
+__global__ void k_q8_div(const float *__restrict__ v, size_t n, float s, int8_t *q, u64 *sat) {
+    unsigned c = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float x = roundf(v[i] / s);
+        c += quamba_clips(x);
+        q[i] = qtk_sat_s8(x);
+    }
+    add_sat(sat, c);
+}
+
+__global__ void k_requant(const int32_t *__restrict__ acc, size_t rows, int N, float s_w, float r, float a, int e,
+                          int8_t *q, size_t ldq, u64 *sat) {
+    unsigned c = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x) {
+        const float x = rintf(quamba_epi_value(acc[i], s_w, r, a, e));
+        c += quamba_clips(x);
+        q[(i / N) * ldq + i % N] = qtk_sat_s8(x);
+    }
+    add_sat(sat, c);
+}
+
+__global__ void k_out_resid(const int32_t *__restrict__ acc, size_t n, float s_y, float s_w, float *h) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        h[i] += quamba_f16(s_y * (s_w * (float)acc[i]));
+}
+
+__global__ void k_copy_cols(const int8_t *__restrict__ x, int ldx, int8_t *y, size_t rows, int K) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * K; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = x[(i / K) * ldx + i % K];
+}
+
+__global__ void k_conv_q8(quamba_conv_args a, u64 *sat) {
+    const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= (long)a.B * a.E) return;
+    add_sat(sat, quamba_conv_channel(&a, (int)(i / a.E), (int)(i % a.E)));
+}
+
+__global__ void k_scan_q8(quamba_scan_args a) {
+    const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= (long)a.B * a.E) return;
+    quamba_scan_channel(&a, (int)(i / a.E), (int)(i % a.E));
+}
+
+// The scan with S lanes per (sequence, channel) (S a power of two >= N, <= 32), lane n keeping state n: the
+// expressions of quamba_scan_channel, with y's sum over the states as a shuffle tree (the CPU sums in order)
+__global__ void k_scan_q8_lanes(quamba_scan_args a, int S) {
+    const int E = a.E, N = a.N, XD = a.R + 2 * a.N;
+    const int lane = threadIdx.x & 31, n = lane % S;
+    const long idx = ((long)(blockIdx.x * blockDim.x + threadIdx.x) >> 5) * (32 / S) + lane / S;
+    const int active = idx < (long)a.B * E, on = active && n < N;
+    const int b = active ? (int)(idx / E) : 0, ch = active ? (int)(idx % E) : 0;
+    float *hp = a.h + ((size_t)b * E + ch) * N;
+    float hs = on ? hp[n] : 0.0f;
+    const float A = on ? -expf(a.A_s * (float)a.A_log[(size_t)ch * N + n]) : 0.0f;
+    const float Dc = active ? a.D_s * (float)a.Dq[ch] : 0.0f, bias = active ? a.dt_bs * (float)a.dt_b[ch] : 0.0f;
+    for (int t = 0; t < a.L; t++) { // every lane runs all L steps (the shuffles need them)
+        const size_t r = (size_t)b * a.L + t;
+        const float u = active ? a.s_u * (float)a.xq[r * E + ch] : 0.0f;
+        const float d = active ? qtk_softplus(a.s_dt * (float)a.dtq[r * E + ch] + bias) : 0.0f;
+        float part = 0.0f;
+        if (on) {
+            const int8_t *Bq = a.dbl + r * XD + a.R;
+            hs = expf(d * A) * hs + (d * (a.s_bc * (float)Bq[n])) * u;
+            part = hs * (a.s_bc * (float)Bq[N + n]);
+        }
+        for (int o = S >> 1; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o, S);
+        if (active && n == 0) {
+            const float z = a.s_z * (float)a.z[r * a.ldz + ch];
+            a.y[r * E + ch] = quamba_f16((part + Dc * u) * qtk_silu(z));
+        }
+    }
+    if (on) hp[n] = quamba_f16(hs);
+}
+
+static qtk_status scan_q8(cudaStream_t st, const quamba_scan_args *a) {
+    if (a->N > 32) {
+        QTK_LAUNCH(k_scan_q8, qtk_grid_for((size_t)a->B * a->E, 128), 128, 0, st, *a);
+        return QTK_OK;
+    }
+    int S = 1;
+    while (S < a->N) S *= 2;
+    const size_t threads = ((size_t)a->B * a->E + (32 / S) - 1) / (32 / S) * 32;
+    QTK_LAUNCH(k_scan_q8_lanes, (unsigned)((threads + 127) / 128), 128, 0, st, *a, S);
+    return QTK_OK;
+}
+
+// blockIdx.x: a row; blockIdx.y of gridDim.y: a share of its m output segments (few rows: more blocks per row).
+// The row's butterflies in shared memory (hadamard.cuh's order), then this block's segments mixed with the
+// base matrix as the CPU does (b = 0..m-1 in order), then q = clamp(roundf(v mu)). had 0: v itself.
+__global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const signed char *__restrict__ base, int had,
+                         float mu, int8_t *q, u64 *sat) {
+    extern __shared__ float sh[];
+    float *v = sh;
+    const float *row = y + (size_t)blockIdx.x * E;
+    for (int i = threadIdx.x; i < E; i += blockDim.x) v[i] = row[i];
+    __syncthreads();
+    const size_t P = had ? (size_t)E / m : (size_t)E, segs = had ? m : 1;
+    if (had) qtk_had_butterflies(v, (size_t)E, P);
+    const size_t a0 = segs * blockIdx.y / gridDim.y, a1 = segs * (blockIdx.y + 1) / gridDim.y;
+    unsigned c = 0;
+    for (size_t e = a0 * P + threadIdx.x; e < a1 * P; e += blockDim.x) {
+        const float o = had && m > 1 ? qtk_had_mix(v, e, P, m, base) : v[e];
+        const float x = roundf(o * mu);
+        c += quamba_clips(x);
+        q[(size_t)blockIdx.x * E + e] = qtk_sat_s8(x);
+    }
+    add_sat(sat, c);
+}
+
+// The decode GEMV: WPR warps per output row splitting K, each lane taking 16-byte (VEC) or 4-byte words of
+// the int8 weights and dp4a products with the NR input rows; integer sums (exact in any order), then the
+// epilogue: int8 codes (q) or h += fp16(s_in (s_w acc)) (out_proj).
+template <int WPR, bool VEC, int NR>
+__global__ void __launch_bounds__(256) k_gemv_s8(const int8_t *__restrict__ x, int ldx, const int8_t *__restrict__ W,
+                                                 int N, int K, float s_w, float r, float a, int e, int8_t *q, float *h,
+                                                 float s_in, u64 *sat) {
+    __shared__ int red[8][NR];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = warp % WPR;
+    const int o = blockIdx.x * (8 / WPR) + warp / WPR;
+    int acc[NR];
+#pragma unroll
+    for (int b = 0; b < NR; b++) acc[b] = 0;
+    if (o < N) {
+        const int8_t *wr = W + (size_t)o * K;
+        if (VEC) {
+#pragma unroll 4
+            for (int k = (part * 32 + lane) * 16; k < K; k += WPR * 32 * 16) {
+                const int4 wv = __ldg((const int4 *)(wr + k));
+#pragma unroll
+                for (int b = 0; b < NR; b++) {
+                    const int4 xv = *(const int4 *)(x + (size_t)b * ldx + k);
+                    acc[b] = __dp4a(wv.x, xv.x, acc[b]);
+                    acc[b] = __dp4a(wv.y, xv.y, acc[b]);
+                    acc[b] = __dp4a(wv.z, xv.z, acc[b]);
+                    acc[b] = __dp4a(wv.w, xv.w, acc[b]);
+                }
+            }
+        } else {
+#pragma unroll 4
+            for (int k = (part * 32 + lane) * 4; k < K; k += WPR * 32 * 4) {
+                const int wv = __ldg((const int *)(wr + k));
+#pragma unroll
+                for (int b = 0; b < NR; b++) acc[b] = __dp4a(wv, *(const int *)(x + (size_t)b * ldx + k), acc[b]);
+            }
+        }
+    }
+#pragma unroll
+    for (int b = 0; b < NR; b++) acc[b] = qtk_warp_sum(acc[b]);
+    if (WPR > 1) {
+        if (lane == 0)
+            for (int b = 0; b < NR; b++) red[warp][b] = acc[b];
+        __syncthreads();
+        if (part == 0 && lane == 0)
+            for (int b = 0; b < NR; b++) {
+                int s = 0;
+                for (int w = 0; w < WPR; w++) s += red[warp + w][b];
+                acc[b] = s;
+            }
+    }
+    if (o >= N || part != 0 || lane != 0) return;
+    unsigned c = 0;
+#pragma unroll
+    for (int b = 0; b < NR; b++) {
+        if (q) {
+            const float v = rintf(quamba_epi_value(acc[b], s_w, r, a, e));
+            c += quamba_clips(v);
+            q[(size_t)b * N + o] = qtk_sat_s8(v);
+        } else h[(size_t)b * N + o] += quamba_f16(s_in * (s_w * (float)acc[b]));
+    }
+    add_sat(sat, c);
+}
+
+// --- launchers ----------------------------------------------------------------------------------------------
+
+static qtk_status gemv(cudaStream_t st, const int8_t *x, int ldx, const int8_t *W, int rows, int N, int K, float s_w,
+                       float s_in, float s_out, int e, int8_t *q, float *h, u64 *sat) {
+    if (rows < 1 || rows > 8 || K % 4 || ldx % 4)
+        return qtk_fail(QTK_ERR_ARG, "int8 GEMV: %d rows (1..8), K %d and row stride %d (multiples of 4)", rows, K, ldx);
+    float r = 0, a = 0;
+    if (q) quamba_epi_factors(s_w, s_in, s_out, &r, &a);
+    const bool vec = K % 16 == 0 && ldx % 16 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W & 15) == 0;
+    const int wpr = N < 4096 ? 8 : 1; // few outputs: a block per output row, splitting K
+    const unsigned grid = (unsigned)((N + 8 / wpr - 1) / (8 / wpr));
+#define GEMV(WPR, V, NR) QTK_LAUNCH((k_gemv_s8<WPR, V, NR>), grid, 256, 0, st, x, ldx, W, N, K, s_w, r, a, e, q, h, s_in, sat)
+#define ROWS(WPR, V)                                                                                                   \
+    switch (rows) {                                                                                                    \
+    case 1: GEMV(WPR, V, 1); break;                                                                                    \
+    case 2: GEMV(WPR, V, 2); break;                                                                                    \
+    case 3: GEMV(WPR, V, 3); break;                                                                                    \
+    case 4: GEMV(WPR, V, 4); break;                                                                                    \
+    case 5: GEMV(WPR, V, 5); break;                                                                                    \
+    case 6: GEMV(WPR, V, 6); break;                                                                                    \
+    case 7: GEMV(WPR, V, 7); break;                                                                                    \
+    default: GEMV(WPR, V, 8); break;                                                                                   \
+    }
+    if (wpr == 8 && vec) ROWS(8, true)
+    else if (wpr == 8) ROWS(8, false)
+    else if (vec) ROWS(1, true)
+    else ROWS(1, false)
+#undef ROWS
+#undef GEMV
+    return QTK_OK;
+}
+
+// y = x W^T in int8 -> int32 -> the epilogue (q != NULL: int8 codes; else h += out_proj's fp16 output): the
+// GEMV up to 8 rows, cuBLASLt's IMMA GEMM above (the GEMV 8 rows at a time where it has no plan)
+static qtk_status linear_q8(qtk_quamba_cuda *g, const int8_t *x, int ldx, const int8_t *W, size_t rows, int N, int K,
+                            float s_w, float s_in, float s_out, int e, int8_t *q, float *h, u64 *sat) {
+    if (rows <= 8) return gemv(g->st, x, ldx, W, (int)rows, N, K, s_w, s_in, s_out, e, q, h, sat);
+    if (!qtk_gemm_int8_ok(&g->gm, (int)rows, N, K)) {
+        for (size_t r0 = 0; r0 < rows; r0 += 8)
+            QTK_TRY(gemv(g->st, x + r0 * ldx, ldx, W, (int)(rows - r0 < 8 ? rows - r0 : 8), N, K, s_w, s_in, s_out, e,
+                         q ? q + r0 * N : NULL, h ? h + r0 * N : NULL, sat));
+        return QTK_OK;
+    }
+    if (ldx != K) { // cuBLASLt reads packed rows: dt_proj's input is the first R columns of x_proj's output
+        QTK_LAUNCH(k_copy_cols, qtk_grid_for(rows * K, 256), 256, 0, g->st, x, ldx, g->dlt, rows, K);
+        x = g->dlt;
+    }
+    QTK_TRY(qtk_gemm_int8(&g->gm, x, W, g->acc, (int)rows, N, K));
+    if (q) {
+        float r, a;
+        quamba_epi_factors(s_w, s_in, s_out, &r, &a);
+        QTK_LAUNCH(k_requant, qtk_grid_for(rows * N, 256), 256, 0, g->st, g->acc, rows, N, s_w, r, a, e, q, (size_t)N, sat);
+    } else QTK_LAUNCH(k_out_resid, qtk_grid_for(rows * N, 256), 256, 0, g->st, g->acc, rows * N, s_in, s_w, h);
+    return QTK_OK;
+}
+
+// k_had_q8's shared memory for rows of E (set once, outside any graph capture)
+static qtk_status had_smem(int E) {
+    const size_t smem = (size_t)E * sizeof(float);
+    if (smem > 48 * 1024) QTK_CUDA_TRY(cudaFuncSetAttribute(k_had_q8, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    return QTK_OK;
+}
+
+static qtk_status had_q8(cudaStream_t st, const float *y, size_t rows, int E, size_t m, const signed char *base, int had,
+                         float s, int8_t *q, u64 *sat) {
+    const size_t smem = (size_t)E * sizeof(float);
+    // few rows (decode): the segments of a row over several blocks, so more SMs share the base-matrix mixing
+    const unsigned split = had && m > 1 && rows < 64 ? (unsigned)(m < 8 ? m : 8) : 1;
+    for (size_t r = 0; r < rows; r += 65535) {
+        const unsigned nb = (unsigned)(rows - r < 65535 ? rows - r : 65535);
+        QTK_LAUNCH(k_had_q8, dim3(nb, split), 256, smem, st, y + r * E, E, m, base, had, quamba_had_mu(E, had, s),
+                   q + r * E, sat);
+    }
+    return QTK_OK;
+}
+
+// --- the model ----------------------------------------------------------------------------------------------
+
+// the end of a stage (profiling only)
+static void mark(qtk_quamba_cuda *g, int stage) {
+    if (!g->prof || g->nev >= MAXEV) return;
+    cudaEventRecord(g->ev[g->nev], g->st);
+    g->evcat[g->nev++] = stage;
+}
+
+// after a synchronized forward: the time between consecutive marks goes to the later mark's stage
+static void prof_collect(qtk_quamba_cuda *g) {
+    for (int i = 1; g->prof && i < g->nev; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, g->ev[i - 1], g->ev[i]) == cudaSuccess) g->prof_ms[g->evcat[i]] += ms;
+    }
+    g->nev = 0;
+}
+
+static void add_seen(qtk_quamba_cuda *g, size_t rows) {
+    const qtk_mamba_config *c = &g->q->cfg;
+    const size_t cols[QTK_MAMBA_QL] = {(size_t)c->d_model, 2 * (size_t)c->d_inner, (size_t)c->d_inner,
+                                       (size_t)(c->dt_rank + 2 * c->d_state), (size_t)c->d_inner, (size_t)c->d_inner};
+    for (int l = 0; l < c->n_layers; l++)
+        for (int p = 0; p < QTK_MAMBA_QL; p++) g->seen[l * QTK_MAMBA_QL + p] += rows * cols[p];
+}
+
+static qtk_status layer(qtk_quamba_cuda *g, int l, int L) {
+    const qtk_quamba *q = g->q;
+    const qtk_mamba_config *c = &q->cfg;
+    const qtk_quamba_layer *y = &q->layers[l];
+    const int B = g->B, D = c->d_model, E = c->d_inner, N = c->d_state, R = c->dt_rank, XD = R + 2 * N;
+    const size_t rows = (size_t)B * L;
+    const float *A = y->act;
+    u64 *sat = g->d_sat + (size_t)l * QTK_MAMBA_QL;
+    const int epi = rows == 1 ? QUAMBA_EPI_GEMV : QUAMBA_EPI_GEMM;
+    const int epi_t = rows == 1 ? QUAMBA_EPI_GEMV : L > 1 ? QUAMBA_EPI_GEMM_T : QUAMBA_EPI_GEMM;
+    // hidden_states = self.norm(residual), quantized: one kernel
+    QTK_LAUNCH(k_rmsnorm_q8, (unsigned)rows, 256, 0, g->st, g->h, g->d_norm + (size_t)(l + 1) * D, D, c->eps,
+               A[QTK_MAMBA_Q_IN_PROJ_IN], g->uq, sat + QTK_MAMBA_Q_IN_PROJ_IN);
+    mark(g, 0);
+    // xz = self.in_proj(hidden_states)
+    QTK_TRY(linear_q8(g, g->uq, D, D8(g, y->in_w), rows, 2 * E, D, y->in_ws, A[QTK_MAMBA_Q_IN_PROJ_IN],
+                      A[QTK_MAMBA_Q_IN_PROJ_OUT], epi_t, g->xz, NULL, sat + QTK_MAMBA_Q_IN_PROJ_OUT));
+    mark(g, 1);
+    // x = silu(conv1d(x))
+    quamba_conv_args ca = {B, L, E, c->d_conv, g->xz, 2 * (size_t)E, D8(g, y->conv_w), D8(g, y->conv_b), y->conv_ws,
+                           y->conv_bs, A[QTK_MAMBA_Q_IN_PROJ_OUT], A[QTK_MAMBA_Q_X_PROJ_IN], g->conv + g->conv_per_layer * l,
+                           g->xq};
+    QTK_LAUNCH(k_conv_q8, qtk_grid_for((size_t)B * E, 128), 128, 0, g->st, ca, sat + QTK_MAMBA_Q_X_PROJ_IN);
+    mark(g, 2);
+    // x_dbl = self.x_proj(x);  dt = self.dt_proj(dt) without its bias
+    QTK_TRY(linear_q8(g, g->xq, E, D8(g, y->x_w), rows, XD, E, y->x_ws, A[QTK_MAMBA_Q_X_PROJ_IN], A[QTK_MAMBA_Q_X_PROJ_OUT],
+                      epi, g->dbl, NULL, sat + QTK_MAMBA_Q_X_PROJ_OUT));
+    mark(g, 3);
+    QTK_TRY(linear_q8(g, g->dbl, XD, D8(g, y->dt_w), rows, E, R, y->dt_ws, A[QTK_MAMBA_Q_X_PROJ_OUT],
+                      A[QTK_MAMBA_Q_DT_PROJ_OUT], epi_t, g->dtq, NULL, sat + QTK_MAMBA_Q_DT_PROJ_OUT));
+    mark(g, 4);
+    // y = selective_scan(...)
+    quamba_scan_args sa = quamba_scan_operands(q, l, B, L, g->xq, g->dtq, g->dbl, g->xz, g->ssm + g->ssm_per_layer * l, g->y);
+    sa.A_log = D8(g, y->A_log), sa.Dq = D8(g, y->Dq), sa.dt_b = D8(g, y->dt_b);
+    QTK_TRY(scan_q8(g->st, &sa));
+    mark(g, 5);
+    // had(y) quantized; residual += self.out_proj(.) in fp16
+    QTK_TRY(had_q8(g->st, g->y, rows, E, g->had_m, g->d_base, qtk_quamba_uses_hadamard(q->opts.variant),
+                   A[QTK_MAMBA_Q_OUT_PROJ_IN], g->yq, sat + QTK_MAMBA_Q_OUT_PROJ_IN));
+    mark(g, 6);
+    QTK_TRY(linear_q8(g, g->yq, E, D8(g, y->out_w), rows, D, E, y->out_ws, A[QTK_MAMBA_Q_OUT_PROJ_IN], 0, 0, NULL, g->h,
+                      NULL));
+    mark(g, 7);
+    return QTK_OK;
+}
+
+// the forward of B x L tokens already in g->tok; logits to g->logits when want
+static qtk_status forward(qtk_quamba_cuda *g, int L, int want) {
+    const qtk_mamba_config *c = &g->q->cfg;
+    const size_t rows = (size_t)g->B * L;
+    const int D = c->d_model, V = c->vocab;
+    g->nev = 0;
+    mark(g, 8);
+    QTK_LAUNCH(k_embed_h, qtk_grid_for(rows * D, 256), 256, 0, g->st, g->tok, g->d_emb, g->h, rows, D);
+    for (int l = 0; l < c->n_layers; l++) QTK_TRY(layer(g, l, L));
+    if (!want) return QTK_OK;
+    // logits = self.lm_head(self.norm_f(hidden_states)): fp16 operands, FP32 sums
+    QTK_TRY(qtk_op_rmsnorm_cuda(g->h, NULL, g->d_norm, g->t, rows, (size_t)D, c->eps, g->st));
+    QTK_TRY(qtk_gemm_linear(&g->gm, g->t, D, g->d_head, 1, g->xh, NULL, g->logits, rows, V, D, 0));
+    mark(g, 8);
+    return QTK_OK;
+}
+
+static qtk_status check_shapes(const qtk_quamba *q) {
+    const qtk_mamba_config *c = &q->cfg;
+    if (q->fp) return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Quamba: the dynamic variant runs on the CPU");
+    if (c->d_model % 4 || c->d_inner % 4 || c->dt_rank % 4 || (c->dt_rank + 2 * c->d_state) % 4)
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Quamba: d_model %d, d_inner %d, dt_rank %d and dt_rank + 2 state_size %d "
+                        "must be multiples of 4 (the int8 GEMMs' alignment)", c->d_model, c->d_inner, c->dt_rank,
+                        c->dt_rank + 2 * c->d_state);
+    if (c->d_inner > 29056) return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Quamba: d_inner %d (at most 29056)", c->d_inner);
+    return QTK_OK;
+}
+
+template <typename T> static qtk_status dalloc(T **p, size_t n) {
+    QTK_CUDA_TRY(cudaMalloc((void **)p, (n ? n : 1) * sizeof(T)));
+    return QTK_OK;
+}
+
+static qtk_status create(qtk_quamba_cuda *g, const qtk_quamba *q, int maxB, int maxL) {
+    const qtk_mamba_config *c = &q->cfg;
+    const size_t D = (size_t)c->d_model, E = (size_t)c->d_inner, N = (size_t)c->d_state, K = (size_t)c->d_conv,
+                 V = (size_t)c->vocab, XD = (size_t)(c->dt_rank + 2 * c->d_state), Ls = (size_t)c->n_layers;
+    const size_t rows = (size_t)maxB * maxL, W = 2 * E > XD ? (2 * E > D ? 2 * E : D) : (XD > D ? XD : D);
+    QTK_CUDA_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
+    QTK_TRY(qtk_gemm_init(&g->gm, g->st, 0, 32u << 20, 1));
+    // weights: int8 codes as stored, norms in float32, embedding and head in fp16
+    QTK_TRY(dalloc(&g->d_i8, q->n_i8));
+    QTK_CUDA_TRY(cudaMemcpy(g->d_i8, q->i8, q->n_i8, cudaMemcpyHostToDevice));
+    QTK_TRY(dalloc(&g->d_norm, (Ls + 1) * D));
+    QTK_CUDA_TRY(cudaMemcpy(g->d_norm, q->norm_f, D * sizeof(float), cudaMemcpyHostToDevice));
+    for (size_t l = 0; l < Ls; l++)
+        QTK_CUDA_TRY(cudaMemcpy(g->d_norm + (l + 1) * D, q->layers[l].norm_w, D * sizeof(float), cudaMemcpyHostToDevice));
+    uint16_t *hb = (uint16_t *)malloc(V * D * 2);
+    if (!hb) return qtk_fail(QTK_ERR_NOMEM, "GPU Quamba: out of host memory");
+    qtk_status st = QTK_OK;
+    const int tied = q->lm_head == q->emb;
+    for (int k = 0; k < (tied ? 1 : 2) && st == QTK_OK; k++) {
+        const float *src = k ? q->lm_head : q->emb;
+        for (size_t i = 0; i < V * D; i++) hb[i] = qtk_f32_to_f16(src[i]);
+        __half **dst = k ? &g->d_head : &g->d_emb;
+        st = dalloc(dst, V * D);
+        if (st == QTK_OK && cudaMemcpy(*dst, hb, V * D * 2, cudaMemcpyHostToDevice) != cudaSuccess)
+            st = qtk_fail(QTK_ERR_CUDA, "GPU Quamba: cannot upload the embedding");
+    }
+    free(hb);
+    QTK_TRY(st);
+    if (tied) g->d_head = g->d_emb;
+    g->weight_bytes = q->n_i8 + (Ls + 1) * D * 4 + V * D * 2 * (tied ? 1 : 2);
+    // the Hadamard's base matrix
+    signed char base[40 * 40];
+    if (qtk_quamba_uses_hadamard(q->opts.variant)) {
+        QTK_TRY(qtk_hadamard_base(E, &g->had_m, base));
+        QTK_TRY(dalloc(&g->d_base, g->had_m * g->had_m));
+        QTK_CUDA_TRY(cudaMemcpy(g->d_base, base, g->had_m * g->had_m, cudaMemcpyHostToDevice));
+    } else g->had_m = 1;
+    QTK_TRY(had_smem((int)E));
+    // states and activations
+    g->conv_per_layer = (size_t)maxB * E * K;
+    g->ssm_per_layer = (size_t)maxB * E * N;
+    QTK_TRY(dalloc(&g->conv, g->conv_per_layer * Ls));
+    QTK_TRY(dalloc(&g->ssm, g->ssm_per_layer * Ls));
+    QTK_TRY(dalloc(&g->tok, rows));
+    QTK_TRY(dalloc(&g->acc, rows * W));
+    QTK_TRY(dalloc(&g->h, rows * D));
+    QTK_TRY(dalloc(&g->t, rows * D));
+    QTK_TRY(dalloc(&g->y, rows * E));
+    QTK_TRY(dalloc(&g->logits, rows * V));
+    QTK_TRY(dalloc(&g->uq, rows * D));
+    QTK_TRY(dalloc(&g->xz, rows * 2 * E));
+    QTK_TRY(dalloc(&g->xq, rows * E));
+    QTK_TRY(dalloc(&g->dbl, rows * XD));
+    QTK_TRY(dalloc(&g->dtq, rows * E));
+    QTK_TRY(dalloc(&g->yq, rows * E));
+    QTK_TRY(dalloc(&g->dlt, rows * (size_t)c->dt_rank));
+    QTK_TRY(dalloc(&g->xh, rows * D));
+    QTK_TRY(dalloc(&g->d_sat, Ls * QTK_MAMBA_QL));
+    QTK_CUDA_TRY(cudaMemset(g->d_sat, 0, Ls * QTK_MAMBA_QL * sizeof(u64)));
+    if (!(g->seen = (uint64_t *)calloc(Ls * QTK_MAMBA_QL, sizeof *g->seen)))
+        return qtk_fail(QTK_ERR_NOMEM, "GPU Quamba: out of host memory");
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_quamba_cuda_create(qtk_quamba_cuda **out, const qtk_quamba *q, int max_batch, int max_len) {
+    *out = NULL;
+    QTK_TRY(check_shapes(q));
+    if (max_batch < 1 || max_len < 1 || (double)max_batch * max_len > (double)(1 << 24))
+        return qtk_fail(QTK_ERR_ARG, "GPU Quamba for %d x %d tokens", max_batch, max_len);
+    qtk_quamba_cuda *g = (qtk_quamba_cuda *)calloc(1, sizeof *g);
+    if (!g) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    g->q = q;
+    g->maxB = max_batch, g->maxL = max_len;
+    qtk_status st = create(g, q, max_batch, max_len);
+    if (st == QTK_OK) st = qtk_quamba_cuda_reset(g, max_batch);
+    if (st != QTK_OK) {
+        qtk_quamba_cuda_destroy(g);
+        return st;
+    }
+    *out = g;
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_quamba_cuda_profile(qtk_quamba_cuda *g, int on, double *ms) {
+    if (ms)
+        for (int i = 0; i < QTK_QUAMBA_STAGES; i++) ms[i] = g->prof_ms[i];
+    memset(g->prof_ms, 0, sizeof g->prof_ms);
+    if (on && !g->ev) {
+        g->ev = (cudaEvent_t *)calloc(MAXEV, sizeof *g->ev);
+        g->evcat = (int *)calloc(MAXEV, sizeof *g->evcat);
+        if (!g->ev || !g->evcat) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < MAXEV; i++) QTK_CUDA_TRY(cudaEventCreate(&g->ev[i]));
+    }
+    g->prof = on;
+    return QTK_OK;
+}
+
+extern "C" void qtk_quamba_cuda_destroy(qtk_quamba_cuda *g) {
+    if (!g) return;
+    if (g->ev)
+        for (int i = 0; i < MAXEV; i++) cudaEventDestroy(g->ev[i]);
+    free(g->ev);
+    free(g->evcat);
+    if (g->graph) cudaGraphExecDestroy(g->graph);
+    qtk_gemm_free(&g->gm);
+    if (g->d_head != g->d_emb) cudaFree(g->d_head);
+    void *bufs[] = {g->d_i8, g->d_norm, g->d_emb, g->conv, g->ssm, g->tok, g->acc, g->h, g->t, g->y, g->logits, g->uq,
+                    g->xz, g->xq, g->dbl, g->dtq, g->yq, g->dlt, g->xh, g->d_base, g->d_sat};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
+    if (g->st) cudaStreamDestroy(g->st);
+    free(g->seen);
+    free(g);
+}
+
+extern "C" qtk_status qtk_quamba_cuda_reset(qtk_quamba_cuda *g, int B) {
+    if (B < 1 || B > g->maxB) return qtk_fail(QTK_ERR_ARG, "GPU Quamba: %d sequences (1..%d)", B, g->maxB);
+    g->B = B;
+    QTK_CUDA_TRY(cudaMemsetAsync(g->conv, 0, g->conv_per_layer * g->q->cfg.n_layers, g->st));
+    QTK_CUDA_TRY(cudaMemsetAsync(g->ssm, 0, g->ssm_per_layer * g->q->cfg.n_layers * sizeof(float), g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    return QTK_OK;
+}
+
+static qtk_status check_tokens(const qtk_quamba_cuda *g, const int32_t *tokens, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= g->q->cfg.vocab)
+            return qtk_fail(QTK_ERR_ARG, "token %d at %zu is outside the vocabulary (0..%d)", tokens[i], i, g->q->cfg.vocab - 1);
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_quamba_cuda_prefill(qtk_quamba_cuda *g, const int32_t *tokens, int L, float *logits) {
+    if (L < 1 || L > g->maxL) return qtk_fail(QTK_ERR_ARG, "GPU Quamba prefill of %d tokens (1..%d)", L, g->maxL);
+    const size_t rows = (size_t)g->B * L, V = (size_t)g->q->cfg.vocab;
+    QTK_TRY(check_tokens(g, tokens, rows));
+    QTK_CUDA_TRY(cudaMemcpyAsync(g->tok, tokens, rows * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+    QTK_TRY(forward(g, L, logits != NULL));
+    add_seen(g, rows);
+    if (logits) QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, rows * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    prof_collect(g);
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_quamba_cuda_decode(qtk_quamba_cuda *g, const int32_t *tokens, float *logits, int use_graph) {
+    const size_t V = (size_t)g->q->cfg.vocab;
+    QTK_TRY(check_tokens(g, tokens, (size_t)g->B));
+    QTK_CUDA_TRY(cudaMemcpyAsync(g->tok, tokens, g->B * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+    if (use_graph && g->prof) return qtk_fail(QTK_ERR_ARG, "GPU Quamba: profiling runs without the graph");
+    if (use_graph && g->graph_B != g->B) { // capture one decode step for this batch
+        if (g->graph) cudaGraphExecDestroy(g->graph);
+        g->graph = NULL, g->graph_B = 0;
+        cudaGraph_t gr;
+        QTK_CUDA_TRY(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
+        qtk_status st = forward(g, 1, 1);
+        cudaError_t e = cudaStreamEndCapture(g->st, &gr);
+        QTK_TRY(st);
+        QTK_CUDA_TRY(e);
+        e = cudaGraphInstantiate(&g->graph, gr, 0);
+        cudaGraphDestroy(gr);
+        QTK_CUDA_TRY(e);
+        g->graph_B = g->B;
+    }
+    if (use_graph) QTK_CUDA_TRY(cudaGraphLaunch(g->graph, g->st));
+    else QTK_TRY(forward(g, 1, 1));
+    add_seen(g, (size_t)g->B);
+    if (logits) QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, g->B * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
+    if (!use_graph) prof_collect(g);
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g) {
+    const size_t n = (size_t)g->q->cfg.n_layers * QTK_MAMBA_QL;
+    u64 *h = (u64 *)malloc(n * sizeof *h);
+    if (!h) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    cudaError_t e = cudaMemcpy(h, g->d_sat, n * sizeof *h, cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess) e = cudaMemset(g->d_sat, 0, n * sizeof *h);
+    for (size_t i = 0; e == cudaSuccess && i < n; i++) g->q->sat[i] += h[i], g->q->seen[i] += g->seen[i], g->seen[i] = 0;
+    free(h);
+    QTK_CUDA_TRY(e);
+    return QTK_OK;
+}
+
+extern "C" size_t qtk_quamba_cuda_weight_bytes(const qtk_quamba_cuda *g) { return g->weight_bytes; }
+
+static qtk_status gpu_windows(void *ud, const int32_t *tokens, int B, int L, float *logits) {
+    qtk_quamba_cuda *g = (qtk_quamba_cuda *)ud;
+    QTK_TRY(qtk_quamba_cuda_reset(g, B));
+    return qtk_quamba_cuda_prefill(g, tokens, L, logits);
+}
+
+extern "C" qtk_status qtk_quamba_cuda_perplexity(const qtk_quamba *q, const int32_t *tokens, size_t n, int ctx, int stride,
+                                                 int max_windows, int batch, double *ppl, size_t *n_scored) {
+    qtk_quamba_cuda *g;
+    QTK_TRY(qtk_quamba_cuda_create(&g, q, batch, ctx));
+    qtk_status st = qtk_lm_perplexity(gpu_windows, g, q->cfg.vocab, tokens, n, ctx, stride, max_windows, batch, ppl, n_scored);
+    if (st == QTK_OK) st = qtk_quamba_cuda_collect_saturation(g);
+    qtk_quamba_cuda_destroy(g);
+    return st;
+}
+
+// --- the kernels alone (the backend test) ---------------------------------------------------------------------
+
+static qtk_status sat_to_host(u64 *d, uint64_t *out) {
+    u64 h = 0;
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost);
+    cudaFree(d);
+    QTK_CUDA_TRY(e);
+    if (out) *out = h;
+    return QTK_OK;
+}
+
+static qtk_status sat_alloc(u64 **d) {
+    QTK_CUDA_TRY(cudaMalloc((void **)d, sizeof(u64)));
+    QTK_CUDA_TRY(cudaMemset(*d, 0, sizeof(u64)));
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_quamba_conv_q8_cuda(const quamba_conv_args *a, uint64_t *sat) {
+    u64 *d;
+    QTK_TRY(sat_alloc(&d));
+    k_conv_q8<<<qtk_grid_for((size_t)a->B * a->E, 128), 128>>>(*a, d);
+    QTK_CUDA_TRY_LAUNCH("k_conv_q8");
+    return sat_to_host(d, sat);
+}
+
+extern "C" qtk_status qtk_quamba_scan_cuda(const quamba_scan_args *a) {
+    QTK_TRY(scan_q8(0, a));
+    QTK_CUDA_TRY(cudaDeviceSynchronize());
+    return QTK_OK;
+}
+
+extern "C" qtk_status qtk_quamba_had_q8_cuda(float *y, size_t rows, int E, int had, float s, int8_t *q, uint64_t *sat) {
+    size_t m = 1;
+    signed char base[40 * 40], *d_base = NULL;
+    if (had) {
+        QTK_TRY(qtk_hadamard_base((size_t)E, &m, base));
+        QTK_CUDA_TRY(cudaMalloc((void **)&d_base, m * m));
+        QTK_CUDA_TRY(cudaMemcpy(d_base, base, m * m, cudaMemcpyHostToDevice));
+    }
+    u64 *d;
+    QTK_TRY(had_smem(E));
+    QTK_TRY(sat_alloc(&d));
+    qtk_status st = had_q8(0, y, rows, E, m, d_base, had, s, q, d);
+    if (st == QTK_OK) st = sat_to_host(d, sat);
+    cudaFree(d_base);
+    return st;
+}
+
+extern "C" qtk_status qtk_quamba_q8_div_cuda(const float *v, size_t n, float s, int8_t *q, uint64_t *sat) {
+    u64 *d;
+    QTK_TRY(sat_alloc(&d));
+    k_q8_div<<<qtk_grid_for(n, 256), 256>>>(v, n, s, q, d);
+    QTK_CUDA_TRY_LAUNCH("k_q8_div");
+    return sat_to_host(d, sat);
+}
+
+extern "C" qtk_status qtk_quamba_requant_cuda(const int32_t *acc, size_t rows, int N, float s_w, float s_in, float s_out,
+                                              int e, int8_t *q, uint64_t *sat) {
+    float r, a;
+    quamba_epi_factors(s_w, s_in, s_out, &r, &a);
+    u64 *d;
+    QTK_TRY(sat_alloc(&d));
+    k_requant<<<qtk_grid_for(rows * N, 256), 256>>>(acc, rows, N, s_w, r, a, e, q, (size_t)N, d);
+    QTK_CUDA_TRY_LAUNCH("k_requant");
+    return sat_to_host(d, sat);
+}
+
+extern "C" qtk_status qtk_quamba_gemv_cuda(const int8_t *x, int ldx, const int8_t *W, int rows, int N, int K, float s_w,
+                                           float s_in, float s_out, int e, int8_t *out_q, float *h, uint64_t *sat) {
+    u64 *d;
+    QTK_TRY(sat_alloc(&d));
+    qtk_status st = gemv(0, x, ldx, W, rows, N, K, s_w, s_in, s_out, e, out_q, h, d);
+    if (st != QTK_OK) {
+        cudaFree(d);
+        return st;
+    }
+    return sat_to_host(d, sat);
+}
