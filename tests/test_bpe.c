@@ -253,7 +253,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_checked_fixture(tc, tu_tmp_setup, tu_tmp_teardown);
     tcase_add_test(tc, test_rules);
-    if (getenv("QTK_BPE_HF")) tcase_add_test(tc, test_against_hf); // PENDING: fixture from the GPU machine
+    tcase_add_test(tc, test_against_hf);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_cli);
     suite_add_tcase(s, tc);

@@ -357,6 +357,9 @@ START_TEST(test_transcription) {
         for (int p = 0; p < QTK_MAMBA_QL; p++) {
             char key[96];
             snprintf(key, sizeof key, "calib.layers.%d.%s", l, qtk_quamba_point_name(p));
+            // the committed fixture predates the script's dt_proj observer (transformers applies dt_proj's weight
+            // without a module call, so its hook never fired); test_calibration_scales covers that scale
+            if (p == QTK_MAMBA_Q_DT_PROJ_OUT && !qtk_st_find(&ref, key)) continue;
             float want;
             ck_qtk(qtk_st_read_f32(&ref, key, -1, NULL, &want));
             ck_assert_msg(fabsf(q.layers[l].act[p] - want) <= 2e-6f * want, "%s: qtk %.9g, PyTorch %.9g", key,
@@ -721,7 +724,7 @@ int main(void) {
     tcase_add_test(tc, test_calibration_scales);
     tcase_add_test(tc, test_variants_and_reload);
     tcase_add_test(tc, test_saturation);
-    if (getenv("QTK_QUAMBA_REF")) tcase_add_test(tc, test_transcription); // PENDING: fixture from the GPU machine
+    tcase_add_test(tc, test_transcription);
     tcase_add_test(tc, test_bad_models);
     tcase_add_test(tc, test_bad_folders);
     tcase_add_test(tc, test_cli);

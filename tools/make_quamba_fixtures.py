@@ -104,8 +104,12 @@ def calibrate(model_dir, seqs, alpha=0.99999, momentum=0.01):
                 elif name == "x_proj":
                     observe((i, "x_proj:input"), x, True)
                     observe((i, "x_proj:output"), out, False)
-                elif name == "dt_proj":
-                    observe((i, "dt_proj:output"), out - m.bias, False)
+                    # transformers' slow path applies dt_proj's weight functionally (no module call, no hook):
+                    # dt_proj's output without its bias from x_proj's dt columns
+                    dt = model.backbone.layers[i].mixer.dt_proj
+                    observe((i, "dt_proj:output"), out[..., :dt.in_features] @ dt.weight.T, False)
+                elif name == "dt_proj":  # where a version calls the module, the same tensor
+                    pass
                 else:  # out_proj sees had(y) (HadLinear after the online Hadamard)
                     observe((i, "out_proj:input"), (x.float() @ H.T) / math.sqrt(E), False)
             return hook
