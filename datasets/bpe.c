@@ -219,11 +219,18 @@ static qtk_status load(qtk_bpe *t, const char *path, const cJSON *root) {
     t->tokens = calloc((size_t)t->n_ids, sizeof *t->tokens);
     t->token_len = calloc((size_t)t->n_ids, sizeof *t->token_len);
     if (!t->tokens || !t->token_len) return qtk_fail(QTK_ERR_NOMEM, "tokenizer: out of memory");
-    for (size_t i = 0; i < t->vocab_cap; i++)
-        if (t->vocab[i].key && !t->tokens[t->vocab[i].id])
-            t->tokens[t->vocab[i].id] = t->vocab[i].key, t->token_len[t->vocab[i].id] = t->vocab[i].len;
+    // one text per id: an id that two strings share would decode one of them as the other
     for (int k = 0; k < t->n_added; k++) // an added token's text is what it decodes to
         t->tokens[t->added_id[k]] = t->added[k], t->token_len[t->added_id[k]] = t->added_len[k];
+    for (size_t i = 0; i < t->vocab_cap; i++) {
+        const str_slot *v = &t->vocab[i];
+        if (!v->key) continue;
+        const char *have = t->tokens[v->id];
+        if (!have) t->tokens[v->id] = v->key, t->token_len[v->id] = v->len;
+        else if (t->token_len[v->id] != v->len || memcmp(have, v->key, v->len))
+            return qtk_fail(QTK_ERR_FORMAT, "%s: id %d is both \"%s\" and \"%s\" (model.vocab, added_tokens)", path, v->id,
+                            have, v->key);
+    }
     byte_alphabet(t);
     for (int b = 0; b < 256; b++) t->byte_id[b] = vocab_get(t, t->byte_utf8[b], strlen(t->byte_utf8[b]));
     // merges: "a b" strings or [a, b] pairs; the merged token must be in the vocabulary

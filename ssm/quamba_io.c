@@ -209,6 +209,18 @@ int qtk_quamba_is_folder(const char *dir) {
     return yes;
 }
 
+// every tensor of q's table present in sf with its dtype and shape; t: the table (data pointers unused)
+static qtk_status check_tensors(const qtk_safetensors *sf, const char *path, const qt *t, int n) {
+    for (int i = 0; i < n; i++) {
+        const qtk_st_tensor *ft;
+        QTK_TRY(qtk_st_expect(sf, t[i].name, t[i].ndim, t[i].shape, &ft));
+        if (ft->dtype != t[i].dt)
+            return qtk_fail(QTK_ERR_FORMAT, "%s: tensor %s is %s, a Quamba checkpoint holds it as %s", path, t[i].name,
+                            qtk_dtype_name(ft->dtype), qtk_dtype_name(t[i].dt));
+    }
+    return QTK_OK;
+}
+
 qtk_status qtk_quamba_load(qtk_quamba *q, const char *dir) {
     memset(q, 0, sizeof *q);
     qtk_status st = read_config(dir, q, NULL);
@@ -219,20 +231,20 @@ qtk_status qtk_quamba_load(qtk_quamba *q, const char *dir) {
     qtk_safetensors sf;
     QTK_TRY(qtk_st_open(&sf, path));
     q->cfg.tied = qtk_st_find(&sf, "lm_head.weight") == NULL;
-    st = quamba_alloc(q);
-    const int n = st == QTK_OK ? tensor_table(q, NULL) : 0;
-    qt *t = st == QTK_OK ? calloc((size_t)n, sizeof *t) : NULL;
-    if (st == QTK_OK && !t) st = qtk_fail(QTK_ERR_NOMEM, "quamba load: out of memory");
+    // first every tensor's presence, dtype and shape (the table without storage): nothing is allocated for a
+    // config.json the file cannot back
+    qt *t = NULL;
+    int n = 0;
+    if (!(q->layers = calloc((size_t)q->cfg.n_layers, sizeof *q->layers))) st = qtk_fail(QTK_ERR_NOMEM, "out of memory");
+    if (st == QTK_OK) n = tensor_table(q, NULL);
+    if (st == QTK_OK && !(t = calloc((size_t)n, sizeof *t))) st = qtk_fail(QTK_ERR_NOMEM, "quamba load: out of memory");
+    if (st == QTK_OK) tensor_table(q, t), st = check_tensors(&sf, path, t, n);
+    free(q->layers);
+    q->layers = NULL;
+    if (st == QTK_OK) st = quamba_alloc(q);
     if (st == QTK_OK) tensor_table(q, t);
     for (int i = 0; st == QTK_OK && i < n; i++) {
-        const qtk_st_tensor *ft;
-        st = qtk_st_expect(&sf, t[i].name, t[i].ndim, t[i].shape, &ft);
-        if (st != QTK_OK) break;
-        if (ft->dtype != t[i].dt) {
-            st = qtk_fail(QTK_ERR_FORMAT, "%s: tensor %s is %s, a Quamba checkpoint holds it as %s", path, t[i].name,
-                          qtk_dtype_name(ft->dtype), qtk_dtype_name(t[i].dt));
-            break;
-        }
+        const qtk_st_tensor *ft = qtk_st_find(&sf, t[i].name);
         const size_t k = numel(&t[i]);
         if (t[i].dt == QTK_I8) memcpy(t[i].data, ft->data, k);
         else st = qtk_st_read_f32(&sf, t[i].name, t[i].ndim, t[i].shape, t[i].data);
