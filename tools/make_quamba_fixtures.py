@@ -246,7 +246,7 @@ class QModel:
             h = h + f16(f32(so) * (f32(self.s(p + "out_proj.weight_scale")) * acc.float()))
             for kind, v in (("uq", uq), ("xz", xz), ("xq", xq), ("dbl", dbl), ("dtq", dtq), ("yq", yq)):
                 dump[f"{tag}.layers.{l}.{kind}"] = v.to(torch.int8).contiguous()
-            dump[f"{tag}.layers.{l}.y"] = y.contiguous()
+            dump[f"{tag}.layers.{l}.y"] = y.half().contiguous()  # fp16 values: exact, half the bytes
         ss = (h.double() ** 2).mean(-1, keepdim=True)
         rs = 1.0 / torch.sqrt(ss.float() + f32(self.eps))
         t = f16(self.g("backbone.norm_f.weight").float() * (h * rs))
