@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "scalar.h"
 
 // nn.LayerNorm(C, eps)(x)
 void qtk_op_layernorm(const float *x, float *y, size_t rows, size_t C, const float *w, const float *b, float eps,
@@ -94,6 +95,14 @@ qtk_status qtk_op_conv1d_silu(const float *in, size_t ld, int B, int L, int C, i
     return QTK_OK;
 }
 
+// one int32 dot product of K int8 pairs (exact in any order; AVX2 where the CPU has it)
+QTK_AVX2_CLONES static int32_t dot_s8(const int8_t *a, const int8_t *b, int K) {
+    int32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int k = 0; k < K; k++) sum += (int32_t)a[k] * (int32_t)b[k];
+    return sum;
+}
+
 void qtk_gemm_s8(const int8_t *A, size_t lda, const int8_t *B, int32_t *acc, size_t M, int N, int K) {
     // blocks of 64 columns keep B's rows in cache while the rows of A stream past; one int32 dot each
     const int NB = 64;
@@ -104,11 +113,7 @@ void qtk_gemm_s8(const int8_t *A, size_t lda, const int8_t *B, int32_t *acc, siz
             const int8_t *a = A + i * lda;
             const int j1 = (jb + 1) * NB < N ? (jb + 1) * NB : N;
             for (int j = jb * NB; j < j1; j++) {
-                const int8_t *b = B + (size_t)j * K;
-                int32_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-                for (int k = 0; k < K; k++) sum += (int32_t)a[k] * (int32_t)b[k];
-                acc[i * N + j] = sum;
+                acc[i * N + j] = dot_s8(a, B + (size_t)j * K, K);
             }
         }
 }

@@ -16,6 +16,14 @@
 #define QTK_HD static inline
 #endif
 
+// A function built twice, for AVX2 and for baseline x86-64 (SSE2), the loader picking one for the CPU it
+// runs on (GCC's target_clones): for integer loops, whose results do not depend on the instructions
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define QTK_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define QTK_AVX2_CLONES
+#endif
+
 // The grid point before clamping: the reference form torch.round(x / s + z), or the torch form
 // z + nearbyint(x * fl32(1 / s)) of ATen's kernels (qparams.h: qtk_fq_formula).
 QTK_HD float qtk_fq_round(float x, float s, float z, int torch) {

@@ -8,6 +8,7 @@
 #include <turbojpeg.h>
 
 #include "../core/file.h"
+#include "../core/scalar.h"
 #include "../core/tensor.h"
 
 void qtk_image_free(qtk_image *im) {
@@ -254,11 +255,6 @@ qtk_status qtk_resize_bicubic_pil_ref(const qtk_image *in, int out_w, int out_h,
 // equals the reference bit for bit.
 // Built twice, for AVX2 (8 lanes of 32-bit multiplies) and baseline x86-64
 // (SSE2 has none); the loader picks one for the CPU it runs on.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QTK_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define QTK_AVX2_CLONES
-#endif
 
 QTK_AVX2_CLONES
 static void taps_rows(const uint8_t *src, size_t stride, int first, int n, const int32_t *k, size_t len, int32_t *acc,
