@@ -55,7 +55,8 @@ static qtk_status run(const qtk_mamba *m, const qtk_quamba *q, const int32_t *to
 static const char *stage_names[QTK_QUAMBA_STAGES] = {"norm+q", "in_proj", "conv", "x_proj", "dt_proj",
                                                      "scan", "had+q", "out_proj", "embed+head"};
 
-// --profile 1: the W8A8 forward's time per stage (events, no graph): one prefill, then 20 decode steps at batch 1
+// --profile 1: the W8A8 forward's time per stage (events): one prefill, then 20 decode steps at batch 1 (each a
+// graph with an event node after every stage)
 static void profile(const char *name, const qtk_quamba *q, const int32_t *tok, int L) {
     qtk_quamba_cuda *g;
     double ms[2][QTK_QUAMBA_STAGES];
@@ -63,7 +64,7 @@ static void profile(const char *name, const qtk_quamba *q, const int32_t *tok, i
     qtk_quamba_cuda_profile(g, 1, NULL);
     qtk_status st = qtk_quamba_cuda_prefill(g, tok, L, NULL);
     qtk_quamba_cuda_profile(g, 1, ms[0]);
-    for (int i = 0; st == QTK_OK && i < 20; i++) st = qtk_quamba_cuda_decode(g, tok + L + i, NULL, 0);
+    for (int i = 0; st == QTK_OK && i < 20; i++) st = qtk_quamba_cuda_decode(g, tok + L + i, NULL, 1);
     qtk_quamba_cuda_profile(g, 0, ms[1]);
     qtk_quamba_cuda_destroy(g);
     if (st != QTK_OK) return;

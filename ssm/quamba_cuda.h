@@ -33,7 +33,8 @@ qtk_status qtk_quamba_cuda_decode(qtk_quamba_cuda *g, const int32_t *tokens, flo
 qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g);
 // Bytes of the GPU's weights (int8 codes, the fp16 embedding and head, norms): the memory figure of a benchmark
 size_t qtk_quamba_cuda_weight_bytes(const qtk_quamba_cuda *g);
-// Stage profile: on = 1 times each stage of the forwards that follow (decode without the graph) with events;
+// Stage profile: on = 1 times each stage of the forwards that follow with events (a graph decode step is
+// captured anew with an event node after each stage, and the graph is not kept);
 // ms (QTK_QUAMBA_STAGES) gets the milliseconds summed since the last call (then cleared). Stages: norm +
 // quantize, in_proj, conv, x_proj, dt_proj, scan, Hadamard + quantize, out_proj, embedding + head.
 #define QTK_QUAMBA_STAGES 9

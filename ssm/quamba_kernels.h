@@ -82,35 +82,60 @@ typedef struct {
     int8_t *state, *out;
 } quamba_conv_args;
 
-// One (sequence, channel) over its L tokens; returns the codes that saturated. Prefill:
-// v = (s_w s_in) sum_k w_q x_q + s_b b_q, the sum in int32; a decode step (L = 1): v = s_b b_q +
-// sum_k (s_w s_in) w_q x_q in float, the reference's update kernel. K <= 64.
-QTK_HD unsigned quamba_conv_channel(const quamba_conv_args *a, int b, int c) {
-    const int E = a->E, K = a->K, L = a->L;
-    int8_t *st = a->state + ((size_t)b * E + c) * K, win[64];
-    const int8_t *w = a->w + (size_t)c * K;
-    const float sw = a->s_w * a->s_in, bias = a->s_b * (float)a->bias[c];
-    unsigned sat = 0;
-    for (int k = 0; k < K; k++) win[k] = st[k];
-    for (int t = 0; t < L; t++) {
-        const size_t r = (size_t)b * L + t;
-        for (int k = 0; k + 1 < K; k++) win[k] = win[k + 1];
-        win[K - 1] = a->x[r * a->ld + c];
-        float v;
-        if (L > 1) {
-            int32_t acc = 0;
-            for (int k = 0; k < K; k++) acc += (int32_t)w[k] * win[k];
-            v = sw * (float)acc + bias;
-        } else {
-            v = bias;
-            for (int k = 0; k < K; k++) v += sw * (float)w[k] * (float)win[k];
-        }
-        // q = clamp(roundf(silu(v) / s_out))
-        const float q = roundf(qtk_silu(v) / a->s_out);
-        sat += quamba_clips(q);
-        a->out[r * E + c] = qtk_sat_s8(q);
+// v = SiLU'd and quantized into *out: q = clamp(roundf(silu(v) / s_out)); returns 1 when it saturated
+QTK_HD unsigned quamba_conv_emit(float v, float s_out, int8_t *out) {
+    const float q = roundf(qtk_silu(v) / s_out);
+    *out = qtk_sat_s8(q);
+    return (unsigned)quamba_clips(q);
+}
+
+// Prefill output of (sequence b, token t, channel c): v = (s_w s_in) sum_k w_q x_q + s_b b_q, the window's
+// codes from x (positions >= 0) or from the state (the K codes before the sequence); the sum in int32, exact
+// in any order, so every token is computed on its own. The state is left as it was (quamba_conv_keep).
+QTK_HD unsigned quamba_conv_token(const quamba_conv_args *a, int b, int t, int c) {
+    const int K = a->K;
+    const int8_t *st = a->state + ((size_t)b * a->E + c) * K, *w = a->w + (size_t)c * K;
+    int32_t acc = 0;
+    for (int k = 0; k < K; k++) {
+        const int pos = t - (K - 1) + k;
+        acc += (int32_t)w[k] * (pos >= 0 ? a->x[((size_t)b * a->L + pos) * a->ld + c] : st[pos + K]);
     }
-    for (int k = 0; k < K; k++) st[k] = win[k];
+    return quamba_conv_emit(a->s_w * a->s_in * (float)acc + a->s_b * (float)a->bias[c], a->s_out,
+                            &a->out[((size_t)b * a->L + t) * a->E + c]);
+}
+
+// After a prefill's outputs: the state of (b, c) becomes the last K codes (in place, ascending: a code moves
+// only to a lower index)
+QTK_HD void quamba_conv_keep(const quamba_conv_args *a, int b, int c) {
+    const int K = a->K, L = a->L;
+    int8_t *st = a->state + ((size_t)b * a->E + c) * K;
+    for (int k = 0; k < K; k++) {
+        const int pos = L - K + k;
+        st[k] = pos >= 0 ? a->x[((size_t)b * L + pos) * a->ld + c] : st[pos + K];
+    }
+}
+
+// A decode step (L = 1) of (b, c): v = s_b b_q + sum_k (s_w s_in) w_q x_q in float, in the order k = 0..K-1
+// (the reference's update kernel), then the state shifts by one code
+QTK_HD unsigned quamba_conv_step(const quamba_conv_args *a, int b, int c) {
+    const int K = a->K;
+    int8_t *st = a->state + ((size_t)b * a->E + c) * K;
+    const int8_t *w = a->w + (size_t)c * K, x = a->x[(size_t)b * a->ld + c];
+    const float sw = a->s_w * a->s_in;
+    float v = a->s_b * (float)a->bias[c];
+    for (int k = 0; k + 1 < K; k++) v += sw * (float)w[k] * (float)st[k + 1];
+    v += sw * (float)w[K - 1] * (float)x;
+    for (int k = 0; k + 1 < K; k++) st[k] = st[k + 1];
+    st[K - 1] = x;
+    return quamba_conv_emit(v, a->s_out, &a->out[(size_t)b * a->E + c]);
+}
+
+// One (sequence, channel) over its L tokens; returns the codes that saturated
+QTK_HD unsigned quamba_conv_channel(const quamba_conv_args *a, int b, int c) {
+    if (a->L == 1) return quamba_conv_step(a, b, c);
+    unsigned sat = 0;
+    for (int t = 0; t < a->L; t++) sat += quamba_conv_token(a, b, t, c);
+    quamba_conv_keep(a, b, c);
     return sat;
 }
 

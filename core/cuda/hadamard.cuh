@@ -6,13 +6,20 @@
 
 #include <stddef.h>
 
-// Sylvester butterflies within each segment of P of the row v (n floats, shared memory); ends synchronized.
+// log2 of P, a power of two (the segment length n / m of every supported size)
+__device__ __forceinline__ unsigned qtk_had_log2(size_t P) { return (unsigned)(__ffs((int)P) - 1); }
+
+// Sylvester butterflies within each segment of P of the row v (n floats, shared memory, n < 2^31); ends
+// synchronized. Indices in 32 bits with shifts and masks (P and h are powers of two): 64-bit divisions by a
+// run-time divisor cost dozens of instructions each and made this loop the decode step's slowest kernel.
 __device__ __forceinline__ void qtk_had_butterflies(float *v, size_t n, size_t P) {
-    for (size_t h = 1; h < P; h *= 2) {
-        for (size_t p = threadIdx.x; p < n / 2; p += blockDim.x) {
-            size_t seg = p / (P / 2), k = p % (P / 2);
-            size_t i = seg * P + (k / h) * 2 * h + k % h;
-            float u = v[i], w = v[i + h];
+    const unsigned half = (unsigned)(n / 2), lp = qtk_had_log2(P);
+    for (unsigned lh = 0; lh < lp; lh++) {
+        const unsigned h = 1u << lh;
+        for (unsigned p = threadIdx.x; p < half; p += blockDim.x) {
+            const unsigned seg = p >> (lp - 1), k = p & ((1u << (lp - 1)) - 1);
+            const unsigned i = (seg << lp) + ((k >> lh) << (lh + 1)) + (k & (h - 1));
+            const float u = v[i], w = v[i + h];
             v[i] = u + w;
             v[i + h] = u - w;
         }
@@ -23,9 +30,10 @@ __device__ __forceinline__ void qtk_had_butterflies(float *v, size_t n, size_t P
 // Output e of the base-matrix mixing after the butterflies: y[a*P + r] = +-v[r] +- v[P + r] ... in the order
 // b = 0..m-1, as the CPU
 __device__ __forceinline__ float qtk_had_mix(const float *v, size_t e, size_t P, size_t m, const signed char *__restrict__ base) {
-    size_t a = e / P, r = e % P;
-    float o = base[a * m] > 0 ? v[r] : -v[r];
-    for (size_t b = 1; b < m; b++) o = base[a * m + b] > 0 ? o + v[b * P + r] : o - v[b * P + r];
+    const unsigned lp = qtk_had_log2(P), a = (unsigned)e >> lp, r = (unsigned)e & ((1u << lp) - 1), mm = (unsigned)m;
+    const signed char *row = base + a * mm;
+    float o = row[0] > 0 ? v[r] : -v[r];
+    for (unsigned b = 1; b < mm; b++) o = row[b] > 0 ? o + v[(b << lp) + r] : o - v[(b << lp) + r];
     return o;
 }
 

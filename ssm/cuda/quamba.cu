@@ -57,9 +57,16 @@ __device__ __forceinline__ void add_sat(u64 *sat, unsigned n) {
     if (n && sat) atomicAdd(sat, (u64)n);
 }
 
-__global__ void k_embed_h(const int32_t *__restrict__ tok, const __half *__restrict__ emb, float *h, size_t rows, int D) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * D; i += (size_t)gridDim.x * blockDim.x)
-        h[i] = __half2float(emb[(size_t)tok[i / D] * D + i % D]);
+// 2-D grids below: blockIdx.x a row (< 2^31), blockIdx.y and the threads its columns (no 64-bit division)
+static dim3 grid_rows(size_t rows, int cols, int threads) {
+    const int t = (cols + threads - 1) / threads;
+    return dim3((unsigned)rows, (unsigned)(t < 65535 ? t : 65535));
+}
+
+__global__ void k_embed_h(const int32_t *__restrict__ tok, const __half *__restrict__ emb, float *h, int D) {
+    const __half *e = emb + (size_t)tok[blockIdx.x] * D;
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < D; i += gridDim.y * blockDim.x)
+        h[(size_t)blockIdx.x * D + i] = __half2float(e[i]);
 }
 
 // one block per row: y = w (h rsqrt(mean(h^2) + eps)), the mean of squares in double (the CPU's form; the sum
@@ -67,6 +74,8 @@ __global__ void k_embed_h(const int32_t *__restrict__ tok, const __half *__restr
 __global__ void k_rmsnorm_q8(const float *__restrict__ h, const float *__restrict__ w, int D, float eps, float s,
                              int8_t *q, u64 *sat) {
     __shared__ double part[32];
+    qtk_pdl_trigger();
+    qtk_pdl_wait();
     const float *hr = h + (size_t)blockIdx.x * D;
     double ss = 0;
     for (int i = threadIdx.x; i < D; i += blockDim.x) ss += (double)hr[i] * hr[i];
@@ -99,13 +108,13 @@ __global__ void k_q8_div(const float *__restrict__ v, size_t n, float s, int8_t 
     add_sat(sat, c);
 }
 
-__global__ void k_requant(const int32_t *__restrict__ acc, size_t rows, int N, float s_w, float r, float a, int e,
-                          int8_t *q, size_t ldq, u64 *sat) {
+__global__ void k_requant(const int32_t *__restrict__ acc, int N, float s_w, float r, float a, int e, int8_t *q,
+                          size_t ldq, u64 *sat) {
     unsigned c = 0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x) {
-        const float x = rintf(quamba_epi_value(acc[i], s_w, r, a, e));
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < N; i += gridDim.y * blockDim.x) {
+        const float x = rintf(quamba_epi_value(acc[(size_t)blockIdx.x * N + i], s_w, r, a, e));
         c += quamba_clips(x);
-        q[(i / N) * ldq + i % N] = qtk_sat_s8(x);
+        q[(size_t)blockIdx.x * ldq + i] = qtk_sat_s8(x);
     }
     add_sat(sat, c);
 }
@@ -115,15 +124,42 @@ __global__ void k_out_resid(const int32_t *__restrict__ acc, size_t n, float s_y
         h[i] += quamba_f16(s_y * (s_w * (float)acc[i]));
 }
 
-__global__ void k_copy_cols(const int8_t *__restrict__ x, int ldx, int8_t *y, size_t rows, int K) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * K; i += (size_t)gridDim.x * blockDim.x)
-        y[i] = x[(i / K) * ldx + i % K];
+__global__ void k_copy_cols(const int8_t *__restrict__ x, int ldx, int8_t *y, int K) {
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < K; i += gridDim.y * blockDim.x)
+        y[(size_t)blockIdx.x * K + i] = x[(size_t)blockIdx.x * ldx + i];
 }
 
-__global__ void k_conv_q8(quamba_conv_args a, u64 *sat) {
-    const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
-    if (i >= (long)a.B * a.E) return;
-    add_sat(sat, quamba_conv_channel(&a, (int)(i / a.E), (int)(i % a.E)));
+// the conv's prefill: a thread per (token, channel), every output on its own (the int32 sums are exact in
+// any order), then the states (k_conv_keep, after every output has read them)
+__global__ void k_conv_q8_tok(quamba_conv_args a, u64 *sat) {
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= a.E) return;
+    const unsigned r = blockIdx.x;
+    add_sat(sat, quamba_conv_token(&a, (int)(r / (unsigned)a.L), (int)(r % (unsigned)a.L), c));
+}
+
+__global__ void k_conv_keep(quamba_conv_args a) {
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c < a.E) quamba_conv_keep(&a, blockIdx.x, c);
+}
+
+// a decode step: a thread per (sequence, channel)
+__global__ void k_conv_step(quamba_conv_args a, u64 *sat) {
+    qtk_pdl_trigger();
+    qtk_pdl_wait();
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c < a.E) add_sat(sat, quamba_conv_step(&a, blockIdx.x, c));
+}
+
+static qtk_status conv_q8(cudaStream_t st, const quamba_conv_args *a, u64 *sat) {
+    const unsigned ty = (unsigned)((a->E + 127) / 128);
+    if (a->L == 1) {
+        QTK_LAUNCH_PDL(k_conv_step, dim3((unsigned)a->B, ty), 128, 0, st, *a, sat);
+        return QTK_OK;
+    }
+    QTK_LAUNCH(k_conv_q8_tok, dim3((unsigned)((size_t)a->B * a->L), ty), 128, 0, st, *a, sat);
+    QTK_LAUNCH(k_conv_keep, dim3((unsigned)a->B, ty), 128, 0, st, *a);
+    return QTK_OK;
 }
 
 __global__ void k_scan_q8(quamba_scan_args a) {
@@ -132,33 +168,58 @@ __global__ void k_scan_q8(quamba_scan_args a) {
     quamba_scan_channel(&a, (int)(i / a.E), (int)(i % a.E));
 }
 
-// The scan with S lanes per (sequence, channel) (S a power of two >= N, <= 32), lane n keeping state n: the
-// expressions of quamba_scan_channel, with y's sum over the states as a shuffle tree (the CPU sums in order)
-__global__ void k_scan_q8_lanes(quamba_scan_args a, int S) {
-    const int E = a.E, N = a.N, XD = a.R + 2 * a.N;
-    const int lane = threadIdx.x & 31, n = lane % S;
-    const long idx = ((long)(blockIdx.x * blockDim.x + threadIdx.x) >> 5) * (32 / S) + lane / S;
-    const int active = idx < (long)a.B * E, on = active && n < N;
-    const int b = active ? (int)(idx / E) : 0, ch = active ? (int)(idx % E) : 0;
-    float *hp = a.h + ((size_t)b * E + ch) * N;
-    float hs = on ? hp[n] : 0.0f;
+// The scan in tiles of SCAN_T tokens: a block of 128 threads holds 128 / S channels of one sequence, S lanes
+// per channel (S a power of two >= N, 4..32), lane n keeping state n in a register. Per tile the block stages
+// the operands in shared memory (u, delta and silu(z) per channel, computed once; B and C per token, shared by
+// every channel), the lanes run the recurrence with no loads from global memory and leave each state's
+// product h_n C_n, and then a thread per (token, channel) sums them in the order n = 0..N-1 as the CPU does:
+// the same expressions in the same order as quamba_scan_channel.
+#define SCAN_T 32
+template <int S> __global__ void __launch_bounds__(128) k_scan_q8_tile(quamba_scan_args a) {
+    constexpr int C = 128 / S;
+    __shared__ float su[SCAN_T][C], sd[SCAN_T][C], sz[SCAN_T][C], sB[SCAN_T][S], sC[SCAN_T][S];
+    __shared__ float sp[SCAN_T][C][S + 1];
+    const int E = a.E, N = a.N, XD = a.R + 2 * a.N, b = blockIdx.y, ch0 = blockIdx.x * C;
+    const int cl = threadIdx.x / S, n = threadIdx.x % S, ch = ch0 + cl, on = ch < E && n < N;
     const float A = on ? -expf(a.A_s * (float)a.A_log[(size_t)ch * N + n]) : 0.0f;
-    const float Dc = active ? a.D_s * (float)a.Dq[ch] : 0.0f, bias = active ? a.dt_bs * (float)a.dt_b[ch] : 0.0f;
-    for (int t = 0; t < a.L; t++) { // every lane runs all L steps (the shuffles need them)
-        const size_t r = (size_t)b * a.L + t;
-        const float u = active ? a.s_u * (float)a.xq[r * E + ch] : 0.0f;
-        const float d = active ? qtk_softplus(a.s_dt * (float)a.dtq[r * E + ch] + bias) : 0.0f;
-        float part = 0.0f;
-        if (on) {
-            const int8_t *Bq = a.dbl + r * XD + a.R;
-            hs = expf(d * A) * hs + (d * (a.s_bc * (float)Bq[n])) * u;
-            part = hs * (a.s_bc * (float)Bq[N + n]);
+    qtk_pdl_trigger();
+    qtk_pdl_wait();
+    float *hp = a.h + ((size_t)b * E + (ch < E ? ch : 0)) * N;
+    float hs = on ? hp[n] : 0.0f;
+    for (int t0 = 0; t0 < a.L; t0 += SCAN_T) {
+        const int nt = a.L - t0 < SCAN_T ? a.L - t0 : SCAN_T;
+        const size_t r0 = (size_t)b * a.L + t0;
+        for (int j = threadIdx.x; j < nt * C; j += 128) {
+            const int tt = j / C, k = j % C, c = ch0 + k;
+            if (c >= E) continue;
+            const size_t r = r0 + tt;
+            su[tt][k] = a.s_u * (float)a.xq[r * E + c];
+            sd[tt][k] = qtk_softplus(a.s_dt * (float)a.dtq[r * E + c] + a.dt_bs * (float)a.dt_b[c]);
+            sz[tt][k] = qtk_silu(a.s_z * (float)a.z[r * a.ldz + c]);
         }
-        for (int o = S >> 1; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o, S);
-        if (active && n == 0) {
-            const float z = a.s_z * (float)a.z[r * a.ldz + ch];
-            a.y[r * E + ch] = quamba_f16((part + Dc * u) * qtk_silu(z));
+        for (int j = threadIdx.x; j < nt * N; j += 128) {
+            const int tt = j / N, k = j % N;
+            const int8_t *Bq = a.dbl + (r0 + tt) * XD + a.R;
+            sB[tt][k] = a.s_bc * (float)Bq[k];
+            sC[tt][k] = a.s_bc * (float)Bq[N + k];
         }
+        __syncthreads();
+        if (on)
+            for (int tt = 0; tt < nt; tt++) {
+                const float d = sd[tt][cl];
+                hs = expf(d * A) * hs + (d * sB[tt][n]) * su[tt][cl];
+                sp[tt][cl][n] = hs * sC[tt][n];
+            }
+        __syncthreads();
+        for (int j = threadIdx.x; j < nt * C; j += 128) {
+            const int tt = j / C, k = j % C, c = ch0 + k;
+            if (c >= E) continue;
+            float acc = 0.0f;
+            for (int i = 0; i < N; i++) acc += sp[tt][k][i];
+            const float Dc = a.D_s * (float)a.Dq[c];
+            a.y[(r0 + tt) * E + c] = quamba_f16((acc + Dc * su[tt][k]) * sz[tt][k]);
+        }
+        __syncthreads();
     }
     if (on) hp[n] = quamba_f16(hs);
 }
@@ -168,10 +229,16 @@ static qtk_status scan_q8(cudaStream_t st, const quamba_scan_args *a) {
         QTK_LAUNCH(k_scan_q8, qtk_grid_for((size_t)a->B * a->E, 128), 128, 0, st, *a);
         return QTK_OK;
     }
-    int S = 1;
+    int S = 4; // at least 4 lanes: 128 channels a block would not fit the tile in shared memory
     while (S < a->N) S *= 2;
-    const size_t threads = ((size_t)a->B * a->E + (32 / S) - 1) / (32 / S) * 32;
-    QTK_LAUNCH(k_scan_q8_lanes, (unsigned)((threads + 127) / 128), 128, 0, st, *a, S);
+#define TILE(s) QTK_LAUNCH_PDL(k_scan_q8_tile<s>, dim3((unsigned)((a->E + 128 / s - 1) / (128 / s)), (unsigned)a->B), 128, 0, st, *a)
+    switch (S) {
+    case 4: TILE(4); break;
+    case 8: TILE(8); break;
+    case 16: TILE(16); break;
+    default: TILE(32); break;
+    }
+#undef TILE
     return QTK_OK;
 }
 
@@ -181,6 +248,8 @@ static qtk_status scan_q8(cudaStream_t st, const quamba_scan_args *a) {
 __global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const signed char *__restrict__ base, int had,
                          float mu, int8_t *q, u64 *sat) {
     extern __shared__ float sh[];
+    qtk_pdl_trigger();
+    qtk_pdl_wait();
     float *v = sh;
     const float *row = y + (size_t)blockIdx.x * E;
     for (int i = threadIdx.x; i < E; i += blockDim.x) v[i] = row[i];
@@ -200,22 +269,45 @@ __global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const sig
 
 // The decode GEMV: WPR warps per output row splitting K, each lane taking 16-byte (VEC) or 4-byte words of
 // the int8 weights and dp4a products with the NR input rows; integer sums (exact in any order), then the
-// epilogue: int8 codes (q) or h += fp16(s_in (s_w acc)) (out_proj).
+// epilogue: int8 codes (q) or h += fp16(s_in (s_w acc)) (out_proj). Launched dependent (QTK_LAUNCH_PDL): a
+// lane's first PF weight words are loaded before the wait for the kernel that writes x, so the weight stream
+// starts while that kernel finishes.
+#define GEMV_PF 8
 template <int WPR, bool VEC, int NR>
 __global__ void __launch_bounds__(256) k_gemv_s8(const int8_t *__restrict__ x, int ldx, const int8_t *__restrict__ W,
                                                  int N, int K, float s_w, float r, float a, int e, int8_t *q, float *h,
                                                  float s_in, u64 *sat) {
     __shared__ int red[8][NR];
+    qtk_pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = warp % WPR;
     const int o = blockIdx.x * (8 / WPR) + warp / WPR;
+    const int8_t *wr = W + (size_t)(o < N ? o : 0) * K;
     int acc[NR];
 #pragma unroll
     for (int b = 0; b < NR; b++) acc[b] = 0;
-    if (o < N) {
-        const int8_t *wr = W + (size_t)o * K;
-        if (VEC) {
+    if (VEC) {
+        const int k0 = (part * 32 + lane) * 16, step = WPR * 32 * 16;
+        int4 pre[GEMV_PF];
+#pragma unroll
+        for (int i = 0; i < GEMV_PF; i++)
+            pre[i] = o < N && k0 + i * step < K ? __ldg((const int4 *)(wr + k0 + i * step)) : make_int4(0, 0, 0, 0);
+        qtk_pdl_wait();
+#pragma unroll
+        for (int i = 0; i < GEMV_PF; i++) {
+            const int k = k0 + i * step;
+            if (o >= N || k >= K) break;
+#pragma unroll
+            for (int b = 0; b < NR; b++) {
+                const int4 xv = *(const int4 *)(x + (size_t)b * ldx + k);
+                acc[b] = __dp4a(pre[i].x, xv.x, acc[b]);
+                acc[b] = __dp4a(pre[i].y, xv.y, acc[b]);
+                acc[b] = __dp4a(pre[i].z, xv.z, acc[b]);
+                acc[b] = __dp4a(pre[i].w, xv.w, acc[b]);
+            }
+        }
+        if (o < N) {
 #pragma unroll 4
-            for (int k = (part * 32 + lane) * 16; k < K; k += WPR * 32 * 16) {
+            for (int k = k0 + GEMV_PF * step; k < K; k += step) {
                 const int4 wv = __ldg((const int4 *)(wr + k));
 #pragma unroll
                 for (int b = 0; b < NR; b++) {
@@ -226,7 +318,10 @@ __global__ void __launch_bounds__(256) k_gemv_s8(const int8_t *__restrict__ x, i
                     acc[b] = __dp4a(wv.w, xv.w, acc[b]);
                 }
             }
-        } else {
+        }
+    } else {
+        qtk_pdl_wait();
+        if (o < N) {
 #pragma unroll 4
             for (int k = (part * 32 + lane) * 4; k < K; k += WPR * 32 * 4) {
                 const int wv = __ldg((const int *)(wr + k));
@@ -272,7 +367,7 @@ static qtk_status gemv(cudaStream_t st, const int8_t *x, int ldx, const int8_t *
     const bool vec = K % 16 == 0 && ldx % 16 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W & 15) == 0;
     const int wpr = N < 4096 ? 8 : 1; // few outputs: a block per output row, splitting K
     const unsigned grid = (unsigned)((N + 8 / wpr - 1) / (8 / wpr));
-#define GEMV(WPR, V, NR) QTK_LAUNCH((k_gemv_s8<WPR, V, NR>), grid, 256, 0, st, x, ldx, W, N, K, s_w, r, a, e, q, h, s_in, sat)
+#define GEMV(WPR, V, NR) QTK_LAUNCH_PDL((k_gemv_s8<WPR, V, NR>), grid, 256, 0, st, x, ldx, W, N, K, s_w, r, a, e, q, h, s_in, sat)
 #define ROWS(WPR, V)                                                                                                   \
     switch (rows) {                                                                                                    \
     case 1: GEMV(WPR, V, 1); break;                                                                                    \
@@ -305,14 +400,14 @@ static qtk_status linear_q8(qtk_quamba_cuda *g, const int8_t *x, int ldx, const 
         return QTK_OK;
     }
     if (ldx != K) { // cuBLASLt reads packed rows: dt_proj's input is the first R columns of x_proj's output
-        QTK_LAUNCH(k_copy_cols, qtk_grid_for(rows * K, 256), 256, 0, g->st, x, ldx, g->dlt, rows, K);
+        QTK_LAUNCH(k_copy_cols, grid_rows(rows, K, 256), 256, 0, g->st, x, ldx, g->dlt, K);
         x = g->dlt;
     }
     QTK_TRY(qtk_gemm_int8(&g->gm, x, W, g->acc, (int)rows, N, K));
     if (q) {
         float r, a;
         quamba_epi_factors(s_w, s_in, s_out, &r, &a);
-        QTK_LAUNCH(k_requant, qtk_grid_for(rows * N, 256), 256, 0, g->st, g->acc, rows, N, s_w, r, a, e, q, (size_t)N, sat);
+        QTK_LAUNCH(k_requant, grid_rows(rows, N, 256), 256, 0, g->st, g->acc, N, s_w, r, a, e, q, (size_t)N, sat);
     } else QTK_LAUNCH(k_out_resid, qtk_grid_for(rows * N, 256), 256, 0, g->st, g->acc, rows * N, s_in, s_w, h);
     return QTK_OK;
 }
@@ -331,7 +426,7 @@ static qtk_status had_q8(cudaStream_t st, const float *y, size_t rows, int E, si
     const unsigned split = had && m > 1 && rows < 64 ? (unsigned)(m < 8 ? m : 8) : 1;
     for (size_t r = 0; r < rows; r += 65535) {
         const unsigned nb = (unsigned)(rows - r < 65535 ? rows - r : 65535);
-        QTK_LAUNCH(k_had_q8, dim3(nb, split), 256, smem, st, y + r * E, E, m, base, had, quamba_had_mu(E, had, s),
+        QTK_LAUNCH_PDL(k_had_q8, dim3(nb, split), 256, smem, st, y + r * E, E, m, base, had, quamba_had_mu(E, had, s),
                    q + r * E, sat);
     }
     return QTK_OK;
@@ -339,10 +434,14 @@ static qtk_status had_q8(cudaStream_t st, const float *y, size_t rows, int E, si
 
 // --- the model ----------------------------------------------------------------------------------------------
 
-// the end of a stage (profiling only)
+// the end of a stage (profiling only); inside a graph capture an event-record node, so a profiled decode step
+// is timed as the graph runs it
 static void mark(qtk_quamba_cuda *g, int stage) {
     if (!g->prof || g->nev >= MAXEV) return;
-    cudaEventRecord(g->ev[g->nev], g->st);
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(g->st, &cs);
+    if (cs == cudaStreamCaptureStatusActive) cudaEventRecordWithFlags(g->ev[g->nev], g->st, cudaEventRecordExternal);
+    else cudaEventRecord(g->ev[g->nev], g->st);
     g->evcat[g->nev++] = stage;
 }
 
@@ -374,7 +473,7 @@ static qtk_status layer(qtk_quamba_cuda *g, int l, int L) {
     const int epi = rows == 1 ? QUAMBA_EPI_GEMV : QUAMBA_EPI_GEMM;
     const int epi_t = rows == 1 ? QUAMBA_EPI_GEMV : L > 1 ? QUAMBA_EPI_GEMM_T : QUAMBA_EPI_GEMM;
     // hidden_states = self.norm(residual), quantized: one kernel
-    QTK_LAUNCH(k_rmsnorm_q8, (unsigned)rows, 256, 0, g->st, g->h, g->d_norm + (size_t)(l + 1) * D, D, c->eps,
+    QTK_LAUNCH_PDL(k_rmsnorm_q8, (unsigned)rows, 256, 0, g->st, g->h, g->d_norm + (size_t)(l + 1) * D, D, c->eps,
                A[QTK_MAMBA_Q_IN_PROJ_IN], g->uq, sat + QTK_MAMBA_Q_IN_PROJ_IN);
     mark(g, 0);
     // xz = self.in_proj(hidden_states)
@@ -385,7 +484,7 @@ static qtk_status layer(qtk_quamba_cuda *g, int l, int L) {
     quamba_conv_args ca = {B, L, E, c->d_conv, g->xz, 2 * (size_t)E, D8(g, y->conv_w), D8(g, y->conv_b), y->conv_ws,
                            y->conv_bs, A[QTK_MAMBA_Q_IN_PROJ_OUT], A[QTK_MAMBA_Q_X_PROJ_IN], g->conv + g->conv_per_layer * l,
                            g->xq};
-    QTK_LAUNCH(k_conv_q8, qtk_grid_for((size_t)B * E, 128), 128, 0, g->st, ca, sat + QTK_MAMBA_Q_X_PROJ_IN);
+    QTK_TRY(conv_q8(g->st, &ca, sat + QTK_MAMBA_Q_X_PROJ_IN));
     mark(g, 2);
     // x_dbl = self.x_proj(x);  dt = self.dt_proj(dt) without its bias
     QTK_TRY(linear_q8(g, g->xq, E, D8(g, y->x_w), rows, XD, E, y->x_ws, A[QTK_MAMBA_Q_X_PROJ_IN], A[QTK_MAMBA_Q_X_PROJ_OUT],
@@ -416,7 +515,7 @@ static qtk_status forward(qtk_quamba_cuda *g, int L, int want) {
     const int D = c->d_model, V = c->vocab;
     g->nev = 0;
     mark(g, 8);
-    QTK_LAUNCH(k_embed_h, qtk_grid_for(rows * D, 256), 256, 0, g->st, g->tok, g->d_emb, g->h, rows, D);
+    QTK_LAUNCH(k_embed_h, grid_rows(rows, D, 256), 256, 0, g->st, g->tok, g->d_emb, g->h, D);
     for (int l = 0; l < c->n_layers; l++) QTK_TRY(layer(g, l, L));
     if (!want) return QTK_OK;
     // logits = self.lm_head(self.norm_f(hidden_states)): fp16 operands, FP32 sums
@@ -589,28 +688,34 @@ extern "C" qtk_status qtk_quamba_cuda_decode(qtk_quamba_cuda *g, const int32_t *
     const size_t V = (size_t)g->q->cfg.vocab;
     QTK_TRY(check_tokens(g, tokens, (size_t)g->B));
     QTK_CUDA_TRY(cudaMemcpyAsync(g->tok, tokens, g->B * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
-    if (use_graph && g->prof) return qtk_fail(QTK_ERR_ARG, "GPU Quamba: profiling runs without the graph");
-    if (use_graph && g->graph_B != g->B) { // capture one decode step for this batch
-        if (g->graph) cudaGraphExecDestroy(g->graph);
-        g->graph = NULL, g->graph_B = 0;
+    cudaGraphExec_t ex = g->graph;
+    if (use_graph && (g->prof || g->graph_B != g->B)) { // capture one decode step for this batch (profiled: anew)
         cudaGraph_t gr;
         QTK_CUDA_TRY(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
         qtk_status st = forward(g, 1, 1);
         cudaError_t e = cudaStreamEndCapture(g->st, &gr);
         QTK_TRY(st);
         QTK_CUDA_TRY(e);
-        e = cudaGraphInstantiate(&g->graph, gr, 0);
+        e = cudaGraphInstantiate(&ex, gr, 0);
         cudaGraphDestroy(gr);
         QTK_CUDA_TRY(e);
-        g->graph_B = g->B;
+        if (!g->prof) {
+            if (g->graph) cudaGraphExecDestroy(g->graph);
+            g->graph = ex, g->graph_B = g->B;
+        }
     }
-    if (use_graph) QTK_CUDA_TRY(cudaGraphLaunch(g->graph, g->st));
-    else QTK_TRY(forward(g, 1, 1));
-    add_seen(g, (size_t)g->B);
-    if (logits) QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, g->B * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
-    QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
-    if (!use_graph) prof_collect(g);
-    return QTK_OK;
+    qtk_status st = QTK_OK;
+    if (use_graph) {
+        if (cudaGraphLaunch(ex, g->st) != cudaSuccess) st = qtk_fail(QTK_ERR_CUDA, "GPU Quamba: decode graph launch failed");
+    } else st = forward(g, 1, 1);
+    if (st == QTK_OK) add_seen(g, (size_t)g->B);
+    if (st == QTK_OK && logits &&
+        cudaMemcpyAsync(logits, g->logits, g->B * V * sizeof(float), cudaMemcpyDeviceToHost, g->st) != cudaSuccess)
+        st = qtk_fail(QTK_ERR_CUDA, "GPU Quamba: cannot copy the logits");
+    if (cudaStreamSynchronize(g->st) != cudaSuccess && st == QTK_OK) st = qtk_fail(QTK_ERR_CUDA, "GPU Quamba: decode step failed");
+    if (use_graph && g->prof) cudaGraphExecDestroy(ex);
+    prof_collect(g);
+    return st;
 }
 
 extern "C" qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g) {
@@ -664,8 +769,11 @@ static qtk_status sat_alloc(u64 **d) {
 extern "C" qtk_status qtk_quamba_conv_q8_cuda(const quamba_conv_args *a, uint64_t *sat) {
     u64 *d;
     QTK_TRY(sat_alloc(&d));
-    k_conv_q8<<<qtk_grid_for((size_t)a->B * a->E, 128), 128>>>(*a, d);
-    QTK_CUDA_TRY_LAUNCH("k_conv_q8");
+    qtk_status st = conv_q8(0, a, d);
+    if (st != QTK_OK) {
+        cudaFree(d);
+        return st;
+    }
     return sat_to_host(d, sat);
 }
 
@@ -706,7 +814,7 @@ extern "C" qtk_status qtk_quamba_requant_cuda(const int32_t *acc, size_t rows, i
     quamba_epi_factors(s_w, s_in, s_out, &r, &a);
     u64 *d;
     QTK_TRY(sat_alloc(&d));
-    k_requant<<<qtk_grid_for(rows * N, 256), 256>>>(acc, rows, N, s_w, r, a, e, q, (size_t)N, d);
+    if (rows) k_requant<<<grid_rows(rows, N, 256), 256>>>(acc, N, s_w, r, a, e, q, (size_t)N, d);
     QTK_CUDA_TRY_LAUNCH("k_requant");
     return sat_to_host(d, sat);
 }
