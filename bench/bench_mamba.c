@@ -13,6 +13,7 @@
 #include "../ssm/mamba.h"
 #include "../ssm/quamba.h"
 #include "timer.h"
+#include "bench_util.h"
 
 #include <omp.h>
 
@@ -53,16 +54,10 @@ static double proj_flops(const qtk_mamba_config *c) {
 }
 
 static int bench(qtk_mamba_config *c, const char *name, int L, double bw, double gf) {
-    char dir[] = "/tmp/qtk_bench_mamba_XXXXXX";
-    if (!mkdtemp(dir)) return 1;
     double t = qtk_now();
-    qtk_status st = qtk_mamba_write_random(dir, c, 1, "F32");
     qtk_mamba m;
-    if (st == QTK_OK) st = qtk_mamba_load(&m, dir);
+    qtk_status st = bench_random_mamba(c, &m);
     double t_load = qtk_now() - t;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     if (st != QTK_OK) return fprintf(stderr, "%s: %s\n", name, qtk_last_error()), 1;
     const int V = c->vocab;
     int32_t *tok = malloc((size_t)64 * L * sizeof *tok);
@@ -139,11 +134,7 @@ int main(int argc, char **argv) {
     if (layers < 1 || L < 1) return fprintf(stderr, "usage: bench_mamba [--layers N] [--prefill L]\n"), 2;
     double bw = memcpy_gbs(), gf = sgemm_gflops();
     printf("bench_mamba: memcpy %.1f GB/s, sgemm %.1f GFLOP/s (the baselines, this run)\n", bw, gf);
-    qtk_mamba_config m1 = {.arch = QTK_MAMBA1, .d_model = 768, .d_inner = 1536, .d_state = 16, .d_conv = 4,
-                           .n_layers = layers, .vocab = 50280, .dt_rank = 48, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
-    qtk_mamba_config m2 = {.arch = QTK_MAMBA2, .d_model = 768, .d_inner = 1536, .d_state = 128, .d_conv = 4,
-                           .n_layers = layers, .vocab = 50288, .head_dim = 64, .n_heads = 24, .n_groups = 1,
-                           .chunk_size = 256, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+    qtk_mamba_config m1 = bench_mamba_130m(layers), m2 = bench_mamba2_130m(layers);
     int rc = bench(&m1, "mamba-130m shape", L, bw, gf);
     rc |= bench(&m2, "mamba2-130m shape", L, bw, gf);
     return rc;

@@ -29,14 +29,8 @@ static double weight_bytes(const qtk_mamba *m, int fp16) {
 static int scan_mode;
 
 static int bench(const char *name, qtk_mamba_config *c, int L, double bw, int fp16) {
-    char dir[] = "/tmp/qtk_bench_mamba_XXXXXX";
-    if (!mkdtemp(dir)) return 1;
-    qtk_status st = qtk_mamba_write_random(dir, c, 1, "F32");
     qtk_mamba m;
-    if (st == QTK_OK) st = qtk_mamba_load(&m, dir);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    qtk_status st = bench_random_mamba(c, &m);
     if (st != QTK_OK) return fprintf(stderr, "%s: %s\n", name, qtk_last_error()), 1;
     const int V = c->vocab, batches[3] = {1, 16, 64};
     int32_t *tok = malloc((size_t)64 * L * sizeof *tok);
@@ -94,13 +88,8 @@ int main(int argc, char **argv) {
     }
     double bw = bench_d2d_gbs();
     fprintf(stderr, "bench_mamba_cuda: device-to-device copy %.0f GB/s (read + write)\n", bw);
-    qtk_mamba_config s1 = {.arch = QTK_MAMBA1, .d_model = 768, .d_inner = 1536, .d_state = 16, .d_conv = 4,
-                           .n_layers = 24, .vocab = 50280, .dt_rank = 48, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
-    qtk_mamba_config b1 = s1;
-    b1.d_model = 2560, b1.d_inner = 5120, b1.dt_rank = 160, b1.n_layers = layers_big;
-    qtk_mamba_config s2 = {.arch = QTK_MAMBA2, .d_model = 768, .d_inner = 1536, .d_state = 128, .d_conv = 4,
-                           .n_layers = 24, .vocab = 50288, .head_dim = 64, .n_heads = 24, .n_groups = 1,
-                           .chunk_size = 256, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+    qtk_mamba_config s1 = bench_mamba_130m(24), b1 = bench_mamba_2p8b(layers_big);
+    qtk_mamba_config s2 = bench_mamba2_130m(24);
     int rc = 0;
     if (arch != 2 && small) rc |= bench("mamba-130m", &s1, L, bw, fp16);
     if (arch != 2) rc |= bench("mamba-2.8b", &b1, L, bw, fp16);

@@ -78,14 +78,8 @@ static void profile(const char *name, const qtk_quamba *q, const int32_t *tok, i
 static int do_profile;
 
 static int bench(const char *name, qtk_mamba_config *c, int L, double bw) {
-    char dir[] = "/tmp/qtk_bench_quamba_XXXXXX";
-    if (!mkdtemp(dir)) return 1;
-    qtk_status st = qtk_mamba_write_random(dir, c, 1, "F32");
     qtk_mamba m;
-    if (st == QTK_OK) st = qtk_mamba_load(&m, dir);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    qtk_status st = bench_random_mamba(c, &m);
     if (st != QTK_OK) return fprintf(stderr, "%s: %s\n", name, qtk_last_error()), 1;
     const int V = c->vocab;
     int32_t *tok = malloc((size_t)128 * (L + 64) * sizeof *tok);
@@ -140,10 +134,7 @@ int main(int argc, char **argv) {
     }
     double bw = bench_d2d_gbs();
     fprintf(stderr, "bench_quamba_cuda: device-to-device copy %.0f GB/s (read + write)\n", bw);
-    qtk_mamba_config s1 = {.arch = QTK_MAMBA1, .d_model = 768, .d_inner = 1536, .d_state = 16, .d_conv = 4,
-                           .n_layers = 24, .vocab = 50280, .dt_rank = 48, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
-    qtk_mamba_config b1 = s1;
-    b1.d_model = 2560, b1.d_inner = 5120, b1.dt_rank = 160, b1.n_layers = layers_big;
+    qtk_mamba_config s1 = bench_mamba_130m(24), b1 = bench_mamba_2p8b(layers_big);
     int rc = 0;
     if (small) rc |= bench("mamba-130m", &s1, L, bw);
     rc |= bench("mamba-2.8b", &b1, L, bw);

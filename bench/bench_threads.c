@@ -54,17 +54,6 @@ static qtk_status stream_read(const float *buf, size_t n, volatile float *sink) 
     return QTK_OK;
 }
 
-static qtk_status mamba_model(qtk_mamba *m, const qtk_mamba_config *c) {
-    char dir[] = "/tmp/qtk_bench_threads_m_XXXXXX";
-    if (!mkdtemp(dir)) return qtk_fail(QTK_ERR_IO, "mkdtemp");
-    qtk_status st = qtk_mamba_write_random(dir, c, 1, "F32");
-    if (st == QTK_OK) st = qtk_mamba_load(m, dir);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    return st;
-}
-
 static qtk_status prefill(const qtk_mamba *m, const int32_t *tok, int L, float *logits) {
     qtk_mamba_state s;
     QTK_TRY(qtk_mamba_state_init(&s, m, 1));
@@ -99,8 +88,8 @@ int main(int argc, char **argv) {
                            .chunk_size = 256, .conv_bias = 1, .tied = 1, .eps = 1e-5f};
     if (bench_random_vit(&ds, "deit_small_patch16_224", &deit) != QTK_OK || qtk_vit_plan_init(&pd, &deit, B) != QTK_OK ||
         bench_random_vit(&fs, "{\"heads\": 4}", &small) != QTK_OK || qtk_vit_plan_init(&ps, &small, 100) != QTK_OK ||
-        qtk_vit_quant_init(&qv, &small, &qc) != QTK_OK || mamba_model(&m1, &c1) != QTK_OK ||
-        mamba_model(&m2, &c2) != QTK_OK)
+        qtk_vit_quant_init(&qv, &small, &qc) != QTK_OK || bench_random_mamba(&c1, &m1) != QTK_OK ||
+        bench_random_mamba(&c2, &m2) != QTK_OK)
         return fprintf(stderr, "bench_threads: %s\n", qtk_last_error()), 1;
     const int L = 512;
     size_t n_img = (size_t)B * 3 * 224 * 224, n_cal = 1000 * 28 * 28, n_stream = (size_t)1 << 28; // 1 GiB read
