@@ -25,13 +25,14 @@ import hashlib
 import json
 import math
 import os
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM
+
+from train_tiny_mamba import train  # the training loop (tools/ is the script's folder, so on sys.path)
 
 SEQ, BATCH, LR, WD, WARM = 256, 32, 1.5e-3, 0.1, 200
 
@@ -117,30 +118,9 @@ def main():
     tdata = torch.from_numpy(train_ids)
     for name, (cls, mk) in model_defs(a.vocab).items():
         torch.manual_seed(0)
-        gen = torch.Generator().manual_seed(0)
         model = cls(mk()).cuda().float()
         n_params = sum(p.numel() for p in model.parameters())
-        opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD, betas=(0.9, 0.95))
-        curve, t0, step = [], time.time(), 0
-        for step in range(1, a.steps + 1):
-            lr = LR * (step / WARM if step <= WARM else
-                       0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - WARM) / max(1, a.steps - WARM))))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            idx = torch.randint(0, len(tdata) - SEQ - 1, (BATCH,), generator=gen)
-            x = torch.stack([tdata[i:i + SEQ] for i in idx.tolist()]).cuda()
-            logits = model(x).logits.float()
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, a.vocab), x[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            if step % 100 == 0 or step == 1:
-                curve.append([step, round(loss.item(), 4), round(time.time() - t0, 1)])
-                print(f"{name} step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
-            if time.time() - t0 > a.max_seconds:
-                break
-        train_s = time.time() - t0
+        curve, step, train_s = train(name, model, tdata, a.vocab, a.steps, LR, WARM, a.max_seconds, 100)
         model.eval()
         ppl, n_win = perplexity(model, held_ids)
         out = os.path.join(a.out, name)

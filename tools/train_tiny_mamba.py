@@ -58,6 +58,33 @@ MODELS = {
 SEQ, BATCH, LR, WD = 256, 32, 2e-3, 0.1
 
 
+def train(name, model, tdata, vocab, steps, lr, warm, max_seconds, log_every, seq=SEQ, batch=BATCH, wd=WD):
+    """AdamW (betas 0.9/0.95, weight decay wd) on random windows of seq ids of the 1-D tensor tdata, batch batch,
+    warm linear warm-up steps then cosine to 10% of lr, gradients clipped at 1, windows drawn from a generator
+    seeded 0; stops early past max_seconds. Returns the loss curve, the steps taken and the seconds."""
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd, betas=(0.9, 0.95))
+    curve, t0, step = [], time.time(), 0
+    for step in range(1, steps + 1):
+        f = step / warm if step <= warm else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+        for g in opt.param_groups:
+            g["lr"] = lr * f
+        idx = torch.randint(0, len(tdata) - seq - 1, (batch,), generator=gen)
+        x = torch.stack([tdata[i:i + seq] for i in idx.tolist()]).cuda()
+        logits = model(x).logits.float()
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), x[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % log_every == 0 or step == 1:
+            curve.append([step, round(loss.item(), 4), round(time.time() - t0, 1)])
+            print(f"{name} step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if time.time() - t0 > max_seconds:
+            break
+    return curve, step, time.time() - t0
+
+
 def windows(data, n, seq):
     """The first n whole windows of seq tokens, stride seq."""
     n = min(n, len(data) // seq)
@@ -87,39 +114,19 @@ def main():
     a = ap.parse_args()
     raw = np.frombuffer(open(a.text, "rb").read(), dtype=np.uint8)
     split = len(raw) * 95 // 100
-    train, val = raw[:split], raw[split:]
-    print(f"text {len(raw)} bytes: train {len(train)}, held out {len(val)}")
+    train_bytes, val = raw[:split], raw[split:]
+    print(f"text {len(raw)} bytes: train {len(train_bytes)}, held out {len(val)}")
     fix = {}
     meta = {"made_by": "tools/train_tiny_mamba.py", "torch": torch.__version__, "text_bytes": str(len(raw)),
             "split_at": str(split)}
     for name, (cls, mk) in MODELS.items():
         steps = a.steps1 if name == "tiny_mamba1" else a.steps2
         torch.manual_seed(0)
-        gen = torch.Generator().manual_seed(0)
         cfg = mk()
         model = cls(cfg).cuda().float()
         n_params = sum(p.numel() for p in model.parameters())
-        opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD, betas=(0.9, 0.95))
-        tdata = torch.from_numpy(train.astype(np.int64))
-        curve, t0, step = [], time.time(), 0
-        for step in range(1, steps + 1):
-            lr = LR * (step / 100 if step <= 100 else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 100) / (steps - 100))))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            idx = torch.randint(0, len(tdata) - SEQ - 1, (BATCH,), generator=gen)
-            x = torch.stack([tdata[i:i + SEQ] for i in idx.tolist()]).cuda()
-            logits = model(x).logits.float()
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, 256), x[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            if step % 50 == 0 or step == 1:
-                curve.append([step, round(loss.item(), 4), round(time.time() - t0, 1)])
-                print(f"{name} step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
-            if time.time() - t0 > a.max_seconds:
-                break
-        train_s = time.time() - t0
+        tdata = torch.from_numpy(train_bytes.astype(np.int64))
+        curve, step, train_s = train(name, model, tdata, 256, steps, LR, 100, a.max_seconds, 50)
         model.eval()
         ppl_all, n_all = perplexity(model, val, 10 ** 9)
         ppl_32, n_32 = perplexity(model, val, 32)
