@@ -3,7 +3,9 @@
 // prefill of L tokens at batch 1, decode per token at batch 1, 16, 64, 128 (CUDA graphs on both sides), the
 // int8 weight-bandwidth floor (the W8A8 model's weight bytes / the device-to-device copy bandwidth measured
 // here) and the weight memory against an all-fp16 model. One JSON line per model.
-//   build/bench/bench_quamba_cuda [--prefill 1024] [--layers-2p8b 64] [--small 0|1] [--profile 0|1]
+//   build/bench/bench_quamba_cuda [--prefill 1024] [--layers-2p8b 64] [--small 0|1] [--profile 0|1] [--calib n]
+// (--calib n: also time a calibration of n x 512 tokens on the GPU; the model benchmarked is calibrated on the
+// GPU on one sequence of 64 tokens: speed does not depend on the values)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +58,7 @@ static const char *stage_names[QTK_QUAMBA_STAGES] = {"norm+q", "in_proj", "conv"
                                                      "scan", "had+q", "out_proj", "embed+head"};
 
 // --profile 1: the W8A8 forward's time per stage (events): one prefill, then 20 decode steps at batch 1 (each a
-// graph with an event node after every stage)
+// graph with an event node after every stage), then each stage's kernels alone (layer 0, 100 launches)
 static void profile(const char *name, const qtk_quamba *q, const int32_t *tok, int L) {
     qtk_quamba_cuda *g;
     double ms[2][QTK_QUAMBA_STAGES];
@@ -66,16 +68,25 @@ static void profile(const char *name, const qtk_quamba *q, const int32_t *tok, i
     qtk_quamba_cuda_profile(g, 1, ms[0]);
     for (int i = 0; st == QTK_OK && i < 20; i++) st = qtk_quamba_cuda_decode(g, tok + L + i, NULL, 1);
     qtk_quamba_cuda_profile(g, 0, ms[1]);
+    double us[QTK_QUAMBA_STAGES];
+    if (st == QTK_OK) st = qtk_quamba_cuda_stage_times(g, 100, us);
     qtk_quamba_cuda_destroy(g);
-    if (st != QTK_OK) return;
+    if (st != QTK_OK) {
+        fprintf(stderr, "%s: profile: %s\n", name, qtk_last_error());
+        return;
+    }
     for (int k = 0; k < 2; k++) {
         printf("{\"model\": \"%s\", \"profile\": \"%s\"", name, k ? "decode b1, ms per token" : "prefill, ms");
         for (int i = 0; i < QTK_QUAMBA_STAGES; i++) printf(", \"%s\": %.4f", stage_names[i], ms[k][i] / (k ? 20 : 1));
         printf("}\n");
     }
+    // each kernel alone, launched back to back (a stage fused into another reads 0)
+    printf("{\"model\": \"%s\", \"profile\": \"decode b1 kernels, us per launch\"", name);
+    for (int i = 0; i < QTK_QUAMBA_STAGES; i++) printf(", \"%s\": %.2f", stage_names[i], us[i]);
+    printf("}\n");
 }
 
-static int do_profile;
+static int do_profile, calib_n;
 
 static int bench(const char *name, qtk_mamba_config *c, int L, double bw) {
     qtk_mamba m;
@@ -89,7 +100,7 @@ static int bench(const char *name, qtk_mamba_config *c, int L, double bw) {
     qtk_quamba_opts o;
     qtk_quamba_opts_default(&o);
     o.fp16_check = 0;
-    qtk_quamba_calib cal = {.tokens = tok, .n = 1, .len = 64};
+    qtk_quamba_calib cal = {.tokens = tok, .n = 1, .len = 64, .device = 1};
     double t0 = qtk_now();
     st = qtk_quamba_calibrate(&q, &m, &o, &cal);
     const double t_quant = qtk_now() - t0;
@@ -103,7 +114,7 @@ static int bench(const char *name, qtk_mamba_config *c, int L, double bw) {
     qtk_quamba_cuda_destroy(g);
     // a decode step reads every weight but the embedding (one row per token; tied: it is the head, read whole)
     const double read = wbytes - (c->tied ? 0 : 2.0 * c->vocab * c->d_model), floor_ms = read / (bw * 1e9) * 1e3;
-    printf("{\"model\": \"%s\", \"layers\": %d, \"params_m\": %.1f, \"prefill_len\": %d, \"quantize_s_cpu\": %.1f, "
+    printf("{\"model\": \"%s\", \"layers\": %d, \"params_m\": %.1f, \"prefill_len\": %d, \"quantize_s\": %.1f, "
            "\"prefill_fp16_s\": %.5f, \"prefill_w8a8_s\": %.5f, \"prefill_speedup\": %.2f",
            name, c->n_layers, m.n_params / 1e6, L, t_quant, f.prefill_s, w.prefill_s, f.prefill_s / w.prefill_s);
     for (int k = 0; k < NB; k++)
@@ -114,6 +125,23 @@ static int bench(const char *name, qtk_mamba_config *c, int L, double bw) {
            wbytes, fp16_bytes, wbytes / fp16_bytes, bw, floor_ms, w.decode_ms[0] / floor_ms);
     fflush(stdout);
     if (do_profile) profile(name, &q, tok, L);
+    // --calib n: the calibration of n sequences of 512 tokens on the GPU, timed (the reference's 512 x 512)
+    if (calib_n > 0) {
+        double t_calib = -1;
+        int32_t *ct = malloc((size_t)calib_n * 512 * sizeof *ct);
+        for (size_t i = 0; ct && i < (size_t)calib_n * 512; i++) ct[i] = (int32_t)((i * 2654435761u) % (unsigned)V);
+        qtk_quamba qc;
+        qtk_quamba_calib cc = {.tokens = ct, .n = calib_n, .len = 512, .device = 1};
+        double t1 = qtk_now();
+        st = ct ? qtk_quamba_calibrate(&qc, &m, &o, &cc) : qtk_fail(QTK_ERR_NOMEM, "out of memory");
+        t_calib = qtk_now() - t1;
+        if (st == QTK_OK) qtk_quamba_free(&qc);
+        free(ct);
+        if (st != QTK_OK) return fprintf(stderr, "%s: calibration: %s\n", name, qtk_last_error()), 1;
+        printf("{\"model\": \"%s\", \"calibration\": \"%d x 512 tokens on the GPU\", \"seconds\": %.2f}\n", name,
+               calib_n, t_calib);
+        fflush(stdout);
+    }
     qtk_quamba_free(&q);
     qtk_mamba_free(&m);
     free(tok);
@@ -127,6 +155,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--layers-2p8b")) layers_big = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--small")) small = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--profile")) do_profile = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--calib")) calib_n = atoi(argv[i + 1]);
     }
     if (qtk_cuda_device_count() == 0) {
         printf("bench_quamba_cuda: skipped: no CUDA device (%s build)\n", qtk_cuda_built() ? "CUDA" : "CPU-only");

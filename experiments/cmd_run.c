@@ -326,9 +326,9 @@ static int run_quamba(const qtk_run_config *c, const char *out, int cuda, cJSON 
     double t0 = qtk_now(), t_cal = 0;
     if (!rc) {
         if (!dynamic)
-            printf("  quamba %s: calibrating on %d sequences of %d tokens of %s (on the CPU)\n", c->quantization.variant,
-                   k->samples, k->seq_len, cal_file);
-        qtk_quamba_calib cb = {cal, dynamic ? 0 : k->samples, k->seq_len, cal_file, calib_progress, NULL};
+            printf("  quamba %s: calibrating on %d sequences of %d tokens of %s (on the %s)\n", c->quantization.variant,
+                   k->samples, k->seq_len, cal_file, cuda ? "GPU" : "CPU");
+        qtk_quamba_calib cb = {cal, dynamic ? 0 : k->samples, k->seq_len, cal_file, calib_progress, NULL, cuda, 0};
         if (qtk_quamba_calibrate(&q, &m, &o, &cb) != QTK_OK) rc = qtk_cli_error("%s", qtk_last_error());
         t_cal = qtk_now() - t0;
     }

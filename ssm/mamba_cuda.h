@@ -31,6 +31,14 @@ qtk_status qtk_mamba_cuda_prefill(qtk_mamba_cuda *g, const int32_t *tokens, int 
 // One token per sequence (host tokens (B), host logits (B, V) or NULL). use_graph: replay the captured
 // graph (captured on first use for this batch), else launch the kernels one by one.
 qtk_status qtk_mamba_cuda_decode(qtk_mamba_cuda *g, const int32_t *tokens, float *logits, int use_graph);
+// Calibration hook: fn sees layer l's tensor `point` (QTK_MAMBA_Q_*: the tensors the CPU's qtk_mamba_hooks
+// act sees, dt_proj's output before its bias) in GPU memory, (rows, cols) row-major, during a prefill, in the
+// order of the forward; the kernels that wrote it are queued on qtk_mamba_cuda_stream(g), not finished. fn
+// NULL removes it. Decode steps do not call it.
+typedef qtk_status (*qtk_mamba_cuda_act_fn)(void *ctx, int layer, int point, const float *d_x, size_t rows, int cols);
+qtk_status qtk_mamba_cuda_set_hook(qtk_mamba_cuda *g, qtk_mamba_cuda_act_fn fn, void *ctx);
+// The forward's stream (a cudaStream_t)
+void *qtk_mamba_cuda_stream(qtk_mamba_cuda *g);
 // The GPU's states copied into s (initialised for the same B), for tests.
 qtk_status qtk_mamba_cuda_get_state(qtk_mamba_cuda *g, qtk_mamba_state *s);
 

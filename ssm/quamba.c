@@ -90,21 +90,6 @@ uint64_t quamba_requant(const int32_t *acc, size_t rows, int N, float s_w, float
 
 // --- calibration -----------------------------------------------------------------------------------
 
-typedef struct {
-    const qtk_mamba *m;
-    qtk_qreg reg;         // one activation point per layer and QTK_MAMBA_Q_*
-    int hadamard;
-    float *rot;           // out_proj's input rotated, for its observer
-    size_t rot_cap;
-    int seq;              // the sequence being observed
-    int fp16_check;
-    // outlier statistics: per layer the SSM input's max |x|, out_proj's input's per-channel max |y| (E), plain
-    // and rotated
-    float *x_max, *y_ch, *y_ch_had;
-    float *tmp;
-    size_t tmp_cap;
-} calib_ctx;
-
 // per-channel max |x| of rows x cols into ch (running)
 static void channel_absmax(const float *x, size_t rows, int cols, float *ch) {
     for (size_t r = 0; r < rows; r++)
@@ -120,7 +105,7 @@ static float max_over_median(float *v, size_t n) {
 }
 
 static qtk_status calib_act(void *ctx, int layer, int point, const float *x, size_t rows, int cols) {
-    calib_ctx *c = ctx;
+    quamba_obs *c = ctx;
     const size_t n = rows * (size_t)cols;
     // the reference calibrates the fp16 model: a value past fp16's range would be inf there
     for (size_t i = 0; c->fp16_check && i < n; i++)
@@ -173,18 +158,25 @@ static uint64_t fnv1a(const int32_t *t, size_t n) {
     return h;
 }
 
-static qtk_status observe(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_opts *o, const qtk_quamba_calib *cal) {
+const char *quamba_point_name(int p) { return qtk_quamba_point_name(p); }
+
+void quamba_obs_free(quamba_obs *c) {
+    free(c->rot);
+    free(c->x_max), free(c->y_ch), free(c->y_ch_had);
+    qtk_qreg_free(&c->reg);
+    memset(c, 0, sizeof *c);
+}
+
+qtk_status quamba_obs_init(quamba_obs *cx, const qtk_mamba *m, const qtk_quamba_opts *o) {
     const qtk_mamba_config *c = &m->cfg;
-    calib_ctx cx = {.m = m, .hadamard = qtk_quamba_uses_hadamard(o->variant), .fp16_check = o->fp16_check};
+    memset(cx, 0, sizeof *cx);
+    cx->m = m, cx->hadamard = qtk_quamba_uses_hadamard(o->variant), cx->fp16_check = o->fp16_check;
     const size_t Ls = (size_t)c->n_layers, E = (size_t)c->d_inner;
-    cx.x_max = calloc(Ls, sizeof(float));
-    cx.y_ch = calloc(Ls * E, sizeof(float));
-    cx.y_ch_had = calloc(Ls * E, sizeof(float));
-    if (!cx.x_max || !cx.y_ch || !cx.y_ch_had) {
-        free(cx.x_max), free(cx.y_ch), free(cx.y_ch_had);
-        return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
-    }
-    qtk_status st = qtk_qreg_init(&cx.reg, c->n_layers * QTK_MAMBA_QL, 0);
+    cx->x_max = calloc(Ls, sizeof(float));
+    cx->y_ch = calloc(Ls * E, sizeof(float));
+    cx->y_ch_had = calloc(Ls * E, sizeof(float));
+    qtk_status st = cx->x_max && cx->y_ch && cx->y_ch_had ? qtk_qreg_init(&cx->reg, c->n_layers * QTK_MAMBA_QL, 0)
+                                                          : qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
     for (int l = 0; l < c->n_layers && st == QTK_OK; l++)
         for (int p = 0; p < QTK_MAMBA_QL && st == QTK_OK; p++) {
             char name[QTK_QPOINT_NAME];
@@ -193,28 +185,40 @@ static qtk_status observe(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_op
             qtk_qpoint_desc d = {.name = name, .kind = QTK_QPOINT_ACT, .block = l,
                                  .observer = pct ? QTK_OBS_PERCENTILE : QTK_OBS_MINMAX, .bits = 8, .is_signed = true,
                                  .channels = 1, .input = -1, .shares = -1};
-            st = qtk_qreg_add(&cx.reg, l * QTK_MAMBA_QL + p, &d);
-            qtk_observer *ob = &cx.reg.p[l * QTK_MAMBA_QL + p].ob;
+            st = qtk_qreg_add(&cx->reg, l * QTK_MAMBA_QL + p, &d);
+            qtk_observer *ob = &cx->reg.p[l * QTK_MAMBA_QL + p].ob;
             ob->pct_abs = pct; // quantile(|x|, alpha): the SSM input's symmetric percentile
             ob->q_hi = o->alpha;
             ob->momentum = o->momentum;
         }
-    cx.reg.mode = QTK_QREG_CALIB;
+    cx->reg.mode = QTK_QREG_CALIB;
+    if (st != QTK_OK) quamba_obs_free(cx);
+    return st;
+}
+
+// the n sequences through the CPU's hooked float forward, one at a time
+static qtk_status observe_cpu(quamba_obs *cx, const qtk_mamba *m, const qtk_quamba_calib *cal) {
     qtk_mamba_state s;
-    if (st == QTK_OK) st = qtk_mamba_state_init(&s, m, 1);
-    if (st != QTK_OK) {
-        qtk_qreg_free(&cx.reg);
-        free(cx.x_max), free(cx.y_ch), free(cx.y_ch_had);
-        return st;
-    }
-    qtk_mamba_hooks hk = {.ctx = &cx, .act = calib_act};
+    QTK_TRY(qtk_mamba_state_init(&s, m, 1));
+    qtk_mamba_hooks hk = {.ctx = cx, .act = calib_act};
+    qtk_status st = QTK_OK;
     for (int i = 0; i < cal->n && st == QTK_OK; i++) {
         qtk_mamba_state_reset(&s);
-        cx.seq = i;
-        cx.reg.last_batch = i == cal->n - 1;
+        cx->seq = i;
+        cx->reg.last_batch = i == cal->n - 1;
         st = qtk_mamba_prefill_hooked(m, &s, cal->tokens + (size_t)i * cal->len, cal->len, NULL, QTK_SCAN_AUTO, &hk);
         if (st == QTK_OK && cal->progress) cal->progress(cal->progress_ctx, i + 1, cal->n);
     }
+    qtk_mamba_state_free(&s);
+    return st;
+}
+
+static qtk_status observe(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_opts *o, const qtk_quamba_calib *cal) {
+    const qtk_mamba_config *c = &m->cfg;
+    const size_t E = (size_t)c->d_inner;
+    quamba_obs cx;
+    QTK_TRY(quamba_obs_init(&cx, m, o));
+    qtk_status st = cal->device ? quamba_observe_cuda(&cx, cal) : observe_cpu(&cx, m, cal);
     // scale = max(running |max|, 1e-5) / 127 (min-max); the EMA of the quantiles (percentile)
     for (int l = 0; l < c->n_layers && st == QTK_OK; l++) {
         for (int p = 0; p < QTK_MAMBA_QL; p++) {
@@ -231,10 +235,7 @@ static qtk_status observe(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_op
         os[QTK_QUAMBA_OUT_Y_RATIO_HAD] =
             qtk_hadamard_supported(E, NULL) ? max_over_median(cx.y_ch_had + (size_t)l * E, E) : NAN;
     }
-    qtk_mamba_state_free(&s);
-    free(cx.rot);
-    free(cx.x_max), free(cx.y_ch), free(cx.y_ch_had);
-    qtk_qreg_free(&cx.reg);
+    quamba_obs_free(&cx);
     return st;
 }
 
@@ -334,9 +335,10 @@ qtk_status qtk_quamba_calibrate(qtk_quamba *q, const qtk_mamba *m, const qtk_qua
     if (st == QTK_OK) st = quantize_weights(q, m);
     if (st == QTK_OK && !dynamic) {
         st = observe(q, m, o, cal);
-        snprintf(q->fingerprint, sizeof q->fingerprint, "%d x %d tokens of %s, fnv1a %016llx", cal->n, cal->len,
+        snprintf(q->fingerprint, sizeof q->fingerprint, "%d x %d tokens of %s, fnv1a %016llx%s", cal->n, cal->len,
                  cal->data_name ? cal->data_name : "(memory)",
-                 (unsigned long long)fnv1a(cal->tokens, (size_t)cal->n * cal->len));
+                 (unsigned long long)fnv1a(cal->tokens, (size_t)cal->n * cal->len),
+                 cal->device ? ", GPU fp16 forward" : "");
     }
     if (dynamic) {
         q->fp = m;

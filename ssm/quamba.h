@@ -90,6 +90,10 @@ typedef struct {
     const char *data_name;
     void (*progress)(void *ctx, int done, int total); // after each sequence (NULL: none)
     void *progress_ctx;
+    // device 1: the forwards on the GPU (qtk_mamba_cuda in fp16: fp16 projection weights and inputs, FP32
+    // sums, the reference's fp16 model), batch sequences at a time (0: 8), observers fed on the device; the
+    // scales agree with the CPU's within fp16's rounding of the activations (docs/quamba.md)
+    int device, batch;
 } qtk_quamba_calib;
 
 // Calibrates m (Mamba1 only for now) and builds the quantized model. Activations that overflow fp16

@@ -39,6 +39,11 @@ size_t qtk_quamba_cuda_weight_bytes(const qtk_quamba_cuda *g);
 // quantize, in_proj, conv, x_proj, dt_proj, scan, Hadamard + quantize, out_proj, embedding + head.
 #define QTK_QUAMBA_STAGES 9
 qtk_status qtk_quamba_cuda_profile(qtk_quamba_cuda *g, int on, double *ms);
+// Kernel times: each stage of layer 0 for a decode step of the current batch (and the final norm + head),
+// launched reps times back to back; us (QTK_QUAMBA_STAGES) gets the microseconds per launch. Stages fused
+// into another (a decode step of at most 8 sequences: conv into in_proj, dt_proj into the scan) read 0. The
+// states and the residual change; reset before a forward that matters.
+qtk_status qtk_quamba_cuda_stage_times(qtk_quamba_cuda *g, int reps, double *us);
 // Perplexity as qtk_quamba_perplexity, on the GPU
 qtk_status qtk_quamba_cuda_perplexity(const qtk_quamba *q, const int32_t *tokens, size_t n, int ctx, int stride,
                                       int max_windows, int batch, double *ppl, size_t *n_scored);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/qpoint.h"
 #include "quamba.h"
 #include "quamba_kernels.h"
 
@@ -38,6 +39,27 @@ static inline void quamba_epi_factors(float s_w, float s_in, float s_out, float 
 static inline float quamba_had_mu(int E, int had, float s) {
     return (float)((had ? 1.0 / sqrt((double)E) : 1.0) / (double)s);
 }
+// A calibration's observers (ssm/quamba.c): one registry point per layer and QTK_MAMBA_Q_*, and the outlier
+// statistics; fed by the CPU's hooked forward or by the GPU's (quamba_observe_cuda)
+typedef struct {
+    const qtk_mamba *m;
+    qtk_qreg reg;
+    int hadamard;         // out_proj's observer sees its input rotated
+    int fp16_check;
+    int seq;              // the sequence being observed (CPU)
+    float *rot;           // out_proj's input rotated (CPU)
+    size_t rot_cap;
+    // outlier statistics: per layer the SSM input's max |x|, out_proj's input's per-channel max |y| (E), plain
+    // and rotated
+    float *x_max, *y_ch, *y_ch_had;
+} quamba_obs;
+qtk_status quamba_obs_init(quamba_obs *c, const qtk_mamba *m, const qtk_quamba_opts *o);
+void quamba_obs_free(quamba_obs *c);
+// The n calibration sequences through the GPU's float forward (ssm/cuda/quamba_calib.cu): the registry's
+// points observed on the device, the outlier statistics into c's arrays; the last sequence closes the points
+qtk_status quamba_observe_cuda(quamba_obs *c, const qtk_quamba_calib *cal);
+// the name of point p (QTK_MAMBA_Q_*)
+const char *quamba_point_name(int p);
 // int8 conv1d + SiLU over every (sequence, channel); returns the codes that saturated
 uint64_t quamba_conv_q8(const quamba_conv_args *a);
 // the selective scan over every (sequence, channel)

@@ -115,12 +115,13 @@ QTK_HD void quamba_conv_keep(const quamba_conv_args *a, int b, int c) {
     }
 }
 
-// A decode step (L = 1) of (b, c): v = s_b b_q + sum_k (s_w s_in) w_q x_q in float, in the order k = 0..K-1
-// (the reference's update kernel), then the state shifts by one code
-QTK_HD unsigned quamba_conv_step(const quamba_conv_args *a, int b, int c) {
+// A decode step (L = 1) of (b, c) with the new code x (a->x's, or in_proj's epilogue's where it is fused):
+// v = s_b b_q + sum_k (s_w s_in) w_q x_q in float, in the order k = 0..K-1 (the reference's update kernel),
+// then the state shifts by one code
+QTK_HD unsigned quamba_conv_step(const quamba_conv_args *a, int b, int c, int8_t x) {
     const int K = a->K;
     int8_t *st = a->state + ((size_t)b * a->E + c) * K;
-    const int8_t *w = a->w + (size_t)c * K, x = a->x[(size_t)b * a->ld + c];
+    const int8_t *w = a->w + (size_t)c * K;
     const float sw = a->s_w * a->s_in;
     float v = a->s_b * (float)a->bias[c];
     for (int k = 0; k + 1 < K; k++) v += sw * (float)w[k] * (float)st[k + 1];
@@ -132,7 +133,7 @@ QTK_HD unsigned quamba_conv_step(const quamba_conv_args *a, int b, int c) {
 
 // One (sequence, channel) over its L tokens; returns the codes that saturated
 QTK_HD unsigned quamba_conv_channel(const quamba_conv_args *a, int b, int c) {
-    if (a->L == 1) return quamba_conv_step(a, b, c);
+    if (a->L == 1) return quamba_conv_step(a, b, c, a->x[(size_t)b * a->ld + c]);
     unsigned sat = 0;
     for (int t = 0; t < a->L; t++) sat += quamba_conv_token(a, b, t, c);
     quamba_conv_keep(a, b, c);

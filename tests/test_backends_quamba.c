@@ -193,9 +193,10 @@ static void had(qtk_rng *r, outputs *o) {
     }
 }
 
-// the whole model: a random Mamba1 (Hadamard 12 * 2^k), calibrated on the CPU; logits of a prefill of 2 x 40
-// tokens (IMMA GEMMs), 4 decode steps at batch 2 (GEMV, GEMM epilogue) and at batch 1 with the graph (GEMV
-// epilogue) against the CPU's
+// the whole model: a random Mamba1 (Hadamard 12 * 2^k), calibrated on the CPU; logits of a prefill of 12 x 40
+// tokens (IMMA GEMMs), then 4 decode steps at batch 12 (IMMA GEMMs, the conv and dt_proj kernels), at batch 2
+// (GEMV with the conv fused into in_proj and dt_proj into the scan, GEMM epilogue) and at batch 1 with the graph
+// (the same, GEMV epilogue) against the CPU's
 static void model(qtk_rng *r, outputs *o) {
     char dir[] = "/tmp/qtk_bq_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -204,33 +205,30 @@ static void model(qtk_rng *r, outputs *o) {
     ck_qtk(qtk_mamba_write_random(dir, &c, 7, "F32"));
     qtk_mamba m;
     ck_qtk(qtk_mamba_load(&m, dir));
-    enum { L = 40, V = 200, STEPS = 4 };
-    int32_t tok[2 * (L + STEPS)];
-    for (int i = 0; i < 2 * (L + STEPS); i++) tok[i] = (int32_t)(qtk_rng_u32(r) % V);
+    enum { L = 40, V = 200, STEPS = 4, MB = 12 };
+    static const int batches[] = {MB, 2, 1};
+    int32_t tok[MB * (L + STEPS)];
+    for (int i = 0; i < MB * (L + STEPS); i++) tok[i] = (int32_t)(qtk_rng_u32(r) % V);
     qtk_quamba q;
     qtk_quamba_opts op;
     qtk_quamba_opts_default(&op);
     qtk_quamba_calib cal = {.tokens = tok, .n = 2, .len = L};
     ck_qtk(qtk_quamba_calibrate(&q, &m, &op, &cal));
-    const size_t n = 2 * (size_t)L * V + 2 * STEPS * (size_t)V + STEPS * (size_t)V;
+    const size_t n = (size_t)MB * L * V + (MB + 2 + 1) * STEPS * (size_t)V;
     out_alloc(o, n, F32);
     float *oc = o->cpu, *og = o->gpu;
     qtk_quamba_state s;
     qtk_quamba_cuda *g;
-    ck_qtk(qtk_quamba_cuda_create(&g, &q, 2, L));
-    for (int B = 2; B >= 1; B--) {
+    ck_qtk(qtk_quamba_cuda_create(&g, &q, MB, L));
+    for (int k = 0; k < 3; k++) {
+        const int B = batches[k];
         ck_qtk(qtk_quamba_state_init(&s, &q, B));
         ck_qtk(qtk_quamba_cuda_reset(g, B));
-        if (B == 2) {
-            ck_qtk(qtk_quamba_prefill(&q, &s, tok, L, oc));
-            ck_qtk(qtk_quamba_cuda_prefill(g, tok, L, og));
-            oc += 2 * L * V, og += 2 * L * V;
-        } else {
-            ck_qtk(qtk_quamba_prefill(&q, &s, tok, L, NULL));
-            ck_qtk(qtk_quamba_cuda_prefill(g, tok, L, NULL));
-        }
+        ck_qtk(qtk_quamba_prefill(&q, &s, tok, L, B == MB ? oc : NULL));
+        ck_qtk(qtk_quamba_cuda_prefill(g, tok, L, B == MB ? og : NULL));
+        if (B == MB) oc += (size_t)MB * L * V, og += (size_t)MB * L * V;
         for (int t = 0; t < STEPS; t++) {
-            int32_t nx[2] = {tok[L + t], tok[L + STEPS + t]};
+            const int32_t *nx = tok + MB * L + t * MB;
             ck_qtk(qtk_quamba_decode(&q, &s, nx, oc));
             ck_qtk(qtk_quamba_cuda_decode(g, nx, og, B == 1));
             oc += B * V, og += B * V;
@@ -245,6 +243,40 @@ static void model(qtk_rng *r, outputs *o) {
     ck_assert_int_eq(system(cmd), 0);
 }
 
+// calibration on the GPU (the fp16 forward, 2 sequences a batch, the last batch short) against the CPU's (the
+// float32 forward, one sequence at a time): every activation scale and the outlier statistics
+static void calibration(qtk_rng *r, outputs *o) {
+    char dir[] = "/tmp/qtk_bqc_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    qtk_mamba_config c = {.arch = QTK_MAMBA1, .d_model = 96, .d_inner = 192, .d_state = 16, .d_conv = 4, .n_layers = 2,
+                          .vocab = 200, .dt_rank = 8, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+    ck_qtk(qtk_mamba_write_random(dir, &c, 11, "F32"));
+    qtk_mamba m;
+    ck_qtk(qtk_mamba_load(&m, dir));
+    enum { NS = 5, L = 48 };
+    int32_t tok[NS * L];
+    for (int i = 0; i < NS * L; i++) tok[i] = (int32_t)(qtk_rng_u32(r) % 200);
+    qtk_quamba_opts op;
+    qtk_quamba_opts_default(&op);
+    const size_t per = QTK_MAMBA_QL + QTK_QUAMBA_NOUT, n = (size_t)c.n_layers * per;
+    out_alloc(o, n, F64);
+    for (int dev = 0; dev < 2; dev++) {
+        qtk_quamba q;
+        qtk_quamba_calib cal = {.tokens = tok, .n = NS, .len = L, .device = dev, .batch = 2};
+        ck_qtk(qtk_quamba_calibrate(&q, &m, &op, &cal));
+        double *out = dev ? o->gpu : o->cpu;
+        for (int l = 0; l < c.n_layers; l++) {
+            for (int p = 0; p < QTK_MAMBA_QL; p++) out[l * per + p] = q.layers[l].act[p];
+            for (int k = 0; k < QTK_QUAMBA_NOUT; k++) out[l * per + QTK_MAMBA_QL + k] = q.outliers[l * QTK_QUAMBA_NOUT + k];
+        }
+        qtk_quamba_free(&q);
+    }
+    qtk_mamba_free(&m);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 static const backend_case cases[] = {
     {"Quamba quantizers: roundf(v / s), the three W8A8 epilogues, saturation counts", BITWISE, 0, quantizers},
     {"Quamba int8 GEMV (dp4a; int8 and fp16-residual epilogues)", BITWISE, 0, gemv},
@@ -252,7 +284,8 @@ static const backend_case cases[] = {
     {"Quamba int8 conv1d + SiLU (prefill, decode steps, states)", NMSE, 1e-6, conv},
     {"Quamba selective scan on int8 operands (fp16 y, states)", NMSE, 1e-8, scan}, // CUDA's expf, log1pf
     {"Quamba Hadamard + quantize (12 * 2^k, 40 * 2^k, 2^k, none)", BITWISE, 0, had},
-    {"Quamba W8A8 model: prefill (IMMA), decode (GEMV; CUDA graph)", NMSE, 1e-4, model},
+    {"Quamba W8A8 model: prefill (IMMA), decode (IMMA; GEMV with conv and dt_proj fused; CUDA graph)", NMSE, 1e-4, model},
+    {"Quamba calibration: GPU fp16 forward vs CPU float32 (scales, outlier statistics)", NMSE, 1e-4, calibration},
 };
 
 int main(void) { return backends_main("backends_quamba", cases, (int)(sizeof cases / sizeof *cases)); }

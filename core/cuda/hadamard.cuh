@@ -37,6 +37,25 @@ __device__ __forceinline__ float qtk_had_mix(const float *v, size_t e, size_t P,
     return o;
 }
 
+// The base matrix's rows as sign masks for qtk_had_mix_mask (bit b of row a set where base[a][b] < 0; m <= 64)
+static inline void qtk_had_masks(const signed char *base, size_t m, unsigned long long *mask) {
+    for (size_t a = 0; a < m; a++) {
+        mask[a] = 0;
+        for (size_t b = 0; b < m; b++)
+            if (base[a * m + b] < 0) mask[a] |= 1ull << b;
+    }
+}
+
+// qtk_had_mix with the output's base row as a sign mask (row a = e / P of qtk_had_masks): the same additions
+// in the same order, no loads of the matrix
+__device__ __forceinline__ float qtk_had_mix_mask(const float *v, size_t e, size_t P, size_t m, const unsigned long long *mask) {
+    const unsigned lp = qtk_had_log2(P), r = (unsigned)e & ((1u << lp) - 1), mm = (unsigned)m;
+    const unsigned long long k = mask[(unsigned)e >> lp];
+    float o = k & 1 ? -v[r] : v[r];
+    for (unsigned b = 1; b < mm; b++) o = (k >> b) & 1 ? o - v[(b << lp) + r] : o + v[(b << lp) + r];
+    return o;
+}
+
 // v: the row (n floats) in shared memory, t: n more floats of scratch; m, base: qtk_hadamard_base's order and
 // +-1 matrix. Returns where the unnormalized H_n v is (v or t), after a __syncthreads.
 __device__ __forceinline__ float *qtk_had_block(float *v, float *t, size_t n, size_t m, const signed char *__restrict__ base) {

@@ -221,8 +221,15 @@ extern "C" qtk_status qtk_qreg_observe_cuda(qtk_qreg_dev *d, qtk_qreg *r, int id
     } else { // EMA statistics: every batch's own, on the host
         QTK_CUDA_TRY(cudaStreamSynchronize(STREAM(d))); // the twins run on the default stream
         if (!(mn = (float *)malloc(2 * nc * sizeof(float)))) return qtk_fail(QTK_ERR_NOMEM, "calibration: out of memory");
-        st = nc == 1 ? qtk_channel_minmax_cuda(d_x, 1, 1, outer * C, mn, mn + 1)
-                     : qtk_channel_minmax_cuda(d_x, outer, C, 1, mn, mn + nc);
+        if (q->ob.kind == QTK_OBS_PERCENTILE) { // the batch's quantiles (per tensor), as qtk_observer_update
+            const float lv[2] = {q->ob.q_hi, q->ob.q_lo};
+            float v[2];
+            st = qtk_quantiles_cuda(d_x, outer * C, q->ob.pct_abs, lv, q->ob.pct_abs ? 1 : 2, v);
+            mn[1] = v[0];
+            mn[0] = q->ob.pct_abs ? -v[0] : v[1];
+        } else
+            st = nc == 1 ? qtk_channel_minmax_cuda(d_x, 1, 1, outer * C, mn, mn + 1)
+                         : qtk_channel_minmax_cuda(d_x, outer, C, 1, mn, mn + nc);
     }
     if (st == QTK_OK) st = qtk_observer_update_minmax(&q->ob, mn, mn + nc, nc);
     free(mn);

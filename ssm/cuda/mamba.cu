@@ -152,6 +152,18 @@ __global__ void k_ssd2(ssd2_args a) {
     }
 }
 
+// y += b (per column): a projection's bias where a calibration hook saw its output first
+__global__ void k_bias_add(float *y, size_t rows, int N, const float *__restrict__ b) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x)
+        y[i] += b[i % N];
+}
+
+// y += b (per column), then softplus: dt_proj's epilogue where a calibration hook saw its output first
+__global__ void k_bias_softplus(float *y, size_t rows, int N, const float *__restrict__ b) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * N; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = qtk_softplus(b ? y[i] + b[i % N] : y[i]);
+}
+
 #define LAUNCH(kernel, n, ...) QTK_LAUNCH(kernel, qtk_grid_for((n), 256), 256, 0, g->st, __VA_ARGS__)
 
 // y (rows, N) = act(x (rows, K; row stride ldx) W^T (+ b)); act 1: softplus (qtk_gemm_linear: a GEMV pass up to
@@ -176,35 +188,49 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
               CD = qtk_mamba_conv_dim(c);
     const size_t rows = (size_t)B * L;
     LAUNCH(k_embed, rows * D, g->tok, DEV(g, m->emb), g->hres, rows, D);
+    // a calibration hook's view of a tensor (prefill only)
+#define SEE(point, x, cols)                                                                                           \
+    if (g->hook) QTK_TRY(g->hook(g->hook_ctx, l, point, x, rows, cols))
+    const int hooked = g->hook != NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const qtk_mamba_layer *ly = &m->layers[l];
         float *cs = g->conv + g->conv_per_layer * l, *ss = g->ssm + g->ssm_per_layer * l;
         // h += previous mixer output (g->mix, from layer l-1's out_proj); u = norm(h)
         QTK_TRY(qtk_op_rmsnorm_cuda(g->hres, l ? g->mix : NULL, DEV(g, ly->norm_w), g->u, rows, D, c->eps, g->st));
-        QTK_TRY(linear(g, g->u, D, ly->in_proj_w, ly->in_proj_b, g->proj, rows, IN, D));
+        SEE(QTK_MAMBA_Q_IN_PROJ_IN, g->u, D);
+        QTK_TRY(linear(g, g->u, D, ly->in_proj_w, hooked ? NULL : ly->in_proj_b, g->proj, rows, IN, D));
+        SEE(QTK_MAMBA_Q_IN_PROJ_OUT, g->proj, IN);
+        if (hooked && ly->in_proj_b) LAUNCH(k_bias_add, rows * IN, g->proj, rows, IN, DEV(g, ly->in_proj_b));
         if (c->arch == QTK_MAMBA1) {
             const int R = c->dt_rank;
             float *xdbl = g->extra, *dt = xdbl + rows * (R + 2 * N);
             QTK_TRY(conv(g, ly, g->proj, IN, L, E, cs));
+            SEE(QTK_MAMBA_Q_X_PROJ_IN, g->xc, E);
             QTK_TRY(linear(g, g->xc, E, ly->x_proj_w, NULL, xdbl, rows, R + 2 * N, E));
+            SEE(QTK_MAMBA_Q_X_PROJ_OUT, xdbl, R + 2 * N);
             int S = 1;
             while (S < N) S <<= 1;
             const long threads = ((long)B * E + 32 / S - 1) / (32 / S) * 32;
             const unsigned blocks = (unsigned)((threads + 127) / 128);
             scan1_args a = {B, L, E, N, S, R, R + 2 * N, IN, g->xc, dt, xdbl, g->proj + E, DEV(g, ly->A_log),
                             DEV(g, ly->Dskip), NULL, NULL, ss, g->y};
-            if (L == 1) { // decode: dt_proj inside the scan step
+            if (L == 1 && !hooked) { // decode: dt_proj inside the scan step
                 a.dt_b = ly->dt_proj_b ? DEV(g, ly->dt_proj_b) : NULL;
                 if (g->fp16) a.dt_w = DEVH(g, ly->dt_proj_w), k_scan1_step<__half><<<blocks, 128, 0, g->st>>>(a);
                 else a.dt_w = DEV(g, ly->dt_proj_w), k_scan1_step<float><<<blocks, 128, 0, g->st>>>(a);
             } else {
-                QTK_TRY(linear(g, xdbl, R + 2 * N, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, 1)); // softplus
+                if (hooked) { // dt_proj's output before the bias to the hook, then bias + softplus
+                    QTK_TRY(linear(g, xdbl, R + 2 * N, ly->dt_proj_w, NULL, dt, rows, E, R));
+                    SEE(QTK_MAMBA_Q_DT_PROJ_OUT, dt, E);
+                    LAUNCH(k_bias_softplus, rows * E, dt, rows, E, ly->dt_proj_b ? DEV(g, ly->dt_proj_b) : NULL);
+                } else QTK_TRY(linear(g, xdbl, R + 2 * N, ly->dt_proj_w, ly->dt_proj_b, dt, rows, E, R, 1)); // softplus
                 k_scan1<<<blocks, 128, 0, g->st>>>(a);
             }
             QTK_CUDA_TRY_LAUNCH("scan1");
         } else {
             const int H = c->n_heads, P = c->head_dim;
             QTK_TRY(conv(g, ly, g->proj + E, IN, L, CD, cs));
+            SEE(QTK_MAMBA_Q_X_PROJ_IN, g->xc, CD);
             if (L > 1 && g->scan != QTK_SCAN_RECURRENT)
                 QTK_TRY(qtk_mamba_ssd_chunked(g, l, L, g->xc, g->proj + E + CD, IN, ss, g->y));
             else {
@@ -217,8 +243,10 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
             QTK_TRY(qtk_op_gated_rmsnorm_cuda(g->y, g->proj, IN, DEV(g, ly->gnorm_w), rows, E, c->n_groups, c->eps, g->st));
         }
         // mix = out_proj(y), added to h by the next layer's norm
+        SEE(QTK_MAMBA_Q_OUT_PROJ_IN, g->y, E);
         QTK_TRY(linear(g, g->y, E, ly->out_proj_w, ly->out_proj_b, g->mix, rows, D, E));
     }
+#undef SEE
     // h += last mixer output; logits = lm_head(norm_f(h))
     QTK_TRY(qtk_op_rmsnorm_cuda(g->hres, g->mix, DEV(g, m->norm_f), g->u, rows, D, c->eps, g->st));
     if (want) QTK_TRY(linear(g, g->u, D, m->lm_head, NULL, g->logits, rows, c->vocab, D));
@@ -335,6 +363,13 @@ extern "C" qtk_status qtk_mamba_cuda_create(qtk_mamba_cuda **out, const qtk_mamb
     *out = g;
     return QTK_OK;
 }
+
+extern "C" qtk_status qtk_mamba_cuda_set_hook(qtk_mamba_cuda *g, qtk_mamba_cuda_act_fn fn, void *ctx) {
+    g->hook = fn, g->hook_ctx = ctx;
+    return QTK_OK;
+}
+
+extern "C" void *qtk_mamba_cuda_stream(qtk_mamba_cuda *g) { return g->st; }
 
 extern "C" qtk_status qtk_mamba_cuda_set_scan(qtk_mamba_cuda *g, qtk_scan_mode mode) {
     if (mode != QTK_SCAN_AUTO && mode != QTK_SCAN_RECURRENT && mode != QTK_SCAN_CHUNKED)

@@ -31,6 +31,8 @@ struct qtk_mamba_cuda {
     float *hres, *u, *mix, *proj, *xc, *y, *extra, *logits; // residual, normed, mixer output, in_proj output, ...
     cudaGraphExec_t graph;
     int graph_B;
+    qtk_mamba_cuda_act_fn hook; // calibration (qtk_mamba_cuda_set_hook): sees the tensors of a prefill
+    void *hook_ctx;
 };
 
 #define DEV(g, hp) ((g)->d_params + ((hp) - (g)->m->mem))

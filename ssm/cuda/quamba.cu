@@ -32,7 +32,7 @@ struct qtk_quamba_cuda {
     float *h, *t, *y, *logits;
     int8_t *uq, *xz, *xq, *dbl, *dtq, *yq, *dlt;
     __half *xh;
-    signed char *d_base;     // the Hadamard's base matrix (m x m)
+    unsigned long long *d_mask; // the Hadamard's base matrix (m x m) as sign masks (qtk_had_masks)
     size_t had_m;
     u64 *d_sat;              // (layers, QTK_MAMBA_QL)
     uint64_t *seen;          // host: codes written since the last collect, same layout
@@ -70,11 +70,14 @@ __global__ void k_embed_h(const int32_t *__restrict__ tok, const __half *__restr
 }
 
 // one block per row: y = w (h rsqrt(mean(h^2) + eps)), the mean of squares in double (the CPU's form; the sum
-// in another order), then q = clamp(roundf(y / s))
-__global__ void k_rmsnorm_q8(const float *__restrict__ h, const float *__restrict__ w, int D, float eps, float s,
-                             int8_t *q, u64 *sat) {
+// in another order), then q = clamp(roundf(y / s)). 1024 threads: a decode step has one row per sequence, so
+// the kernel's time is the latency of each thread's few loads.
+#define NORM_T 1024
+__global__ void __launch_bounds__(NORM_T) k_rmsnorm_q8(const float *__restrict__ h, const float *__restrict__ w, int D,
+                                                       float eps, float s, int8_t *q, u64 *sat) {
     __shared__ double part[32];
     qtk_pdl_trigger();
+    const float w0 = threadIdx.x < D ? w[threadIdx.x] : 0.0f; // a weight (no kernel writes it) before the wait
     qtk_pdl_wait();
     const float *hr = h + (size_t)blockIdx.x * D;
     double ss = 0;
@@ -91,7 +94,7 @@ __global__ void k_rmsnorm_q8(const float *__restrict__ h, const float *__restric
     const float rs = 1.0f / sqrtf((float)(part[0] / (double)D) + eps);
     unsigned c = 0;
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
-        const float x = roundf(w[i] * (hr[i] * rs) / s);
+        const float x = roundf((i == threadIdx.x ? w0 : w[i]) * (hr[i] * rs) / s);
         c += quamba_clips(x);
         q[(size_t)blockIdx.x * D + i] = qtk_sat_s8(x);
     }
@@ -148,7 +151,7 @@ __global__ void k_conv_step(quamba_conv_args a, u64 *sat) {
     qtk_pdl_trigger();
     qtk_pdl_wait();
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c < a.E) add_sat(sat, quamba_conv_step(&a, blockIdx.x, c));
+    if (c < a.E) add_sat(sat, quamba_conv_step(&a, blockIdx.x, c, a.x[(size_t)blockIdx.x * a.ld + c]));
 }
 
 static qtk_status conv_q8(cudaStream_t st, const quamba_conv_args *a, u64 *sat) {
@@ -168,6 +171,16 @@ __global__ void k_scan_q8(quamba_scan_args a) {
     quamba_scan_channel(&a, (int)(i / a.E), (int)(i % a.E));
 }
 
+// dt_proj fused into a decode step's scan (dt.w != NULL): each channel's lanes take its dot product of the R
+// dt codes of x_proj's output with its int8 weight row (dp4a, integer sums: exact in any order), and the
+// GEMV's epilogue gives the same dt code the separate projection would
+typedef struct {
+    const int8_t *w;
+    float s_w, r, a;
+    int e;
+    u64 *sat;
+} quamba_dt_fuse;
+
 // The scan in tiles of SCAN_T tokens: a block of 128 threads holds 128 / S channels of one sequence, S lanes
 // per channel (S a power of two >= N, 4..32), lane n keeping state n in a register. Per tile the block stages
 // the operands in shared memory (u, delta and silu(z) per channel, computed once; B and C per token, shared by
@@ -175,10 +188,11 @@ __global__ void k_scan_q8(quamba_scan_args a) {
 // product h_n C_n, and then a thread per (token, channel) sums them in the order n = 0..N-1 as the CPU does:
 // the same expressions in the same order as quamba_scan_channel.
 #define SCAN_T 32
-template <int S> __global__ void __launch_bounds__(128) k_scan_q8_tile(quamba_scan_args a) {
+template <int S> __global__ void __launch_bounds__(128) k_scan_q8_tile(quamba_scan_args a, quamba_dt_fuse dt) {
     constexpr int C = 128 / S;
     __shared__ float su[SCAN_T][C], sd[SCAN_T][C], sz[SCAN_T][C], sB[SCAN_T][S], sC[SCAN_T][S];
     __shared__ float sp[SCAN_T][C][S + 1];
+    __shared__ int8_t sdt[C];
     const int E = a.E, N = a.N, XD = a.R + 2 * a.N, b = blockIdx.y, ch0 = blockIdx.x * C;
     const int cl = threadIdx.x / S, n = threadIdx.x % S, ch = ch0 + cl, on = ch < E && n < N;
     const float A = on ? -expf(a.A_s * (float)a.A_log[(size_t)ch * N + n]) : 0.0f;
@@ -186,6 +200,21 @@ template <int S> __global__ void __launch_bounds__(128) k_scan_q8_tile(quamba_sc
     qtk_pdl_wait();
     float *hp = a.h + ((size_t)b * E + (ch < E ? ch : 0)) * N;
     float hs = on ? hp[n] : 0.0f;
+    unsigned dsat = 0;
+    if (dt.w) { // a decode step (L = 1): this channel's dt code
+        int acc = 0;
+        if (ch < E) {
+            const int *xw = (const int *)(a.dbl + (size_t)b * XD), *ww = (const int *)(dt.w + (size_t)ch * a.R);
+            for (int k = n; k < a.R / 4; k += S) acc = __dp4a(ww[k], xw[k], acc);
+        }
+        for (int o = S >> 1; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o, S);
+        if (n == 0 && ch < E) {
+            const float v = rintf(quamba_epi_value(acc, dt.s_w, dt.r, dt.a, dt.e));
+            dsat += quamba_clips(v);
+            sdt[cl] = qtk_sat_s8(v);
+        }
+        __syncthreads();
+    }
     for (int t0 = 0; t0 < a.L; t0 += SCAN_T) {
         const int nt = a.L - t0 < SCAN_T ? a.L - t0 : SCAN_T;
         const size_t r0 = (size_t)b * a.L + t0;
@@ -193,8 +222,9 @@ template <int S> __global__ void __launch_bounds__(128) k_scan_q8_tile(quamba_sc
             const int tt = j / C, k = j % C, c = ch0 + k;
             if (c >= E) continue;
             const size_t r = r0 + tt;
+            const int8_t dq = dt.w ? sdt[k] : a.dtq[r * E + c];
             su[tt][k] = a.s_u * (float)a.xq[r * E + c];
-            sd[tt][k] = qtk_softplus(a.s_dt * (float)a.dtq[r * E + c] + a.dt_bs * (float)a.dt_b[c]);
+            sd[tt][k] = qtk_softplus(a.s_dt * (float)dq + a.dt_bs * (float)a.dt_b[c]);
             sz[tt][k] = qtk_silu(a.s_z * (float)a.z[r * a.ldz + c]);
         }
         for (int j = threadIdx.x; j < nt * N; j += 128) {
@@ -222,16 +252,22 @@ template <int S> __global__ void __launch_bounds__(128) k_scan_q8_tile(quamba_sc
         __syncthreads();
     }
     if (on) hp[n] = quamba_f16(hs);
+    add_sat(dt.sat, dsat);
 }
 
-static qtk_status scan_q8(cudaStream_t st, const quamba_scan_args *a) {
+// the scan; dt (may be NULL) fuses dt_proj into a decode step (L = 1, N <= 32)
+static qtk_status scan_q8(cudaStream_t st, const quamba_scan_args *a, const quamba_dt_fuse *dt) {
+    const quamba_dt_fuse none = {NULL, 0, 0, 0, 0, NULL};
+    if (dt && (a->L != 1 || a->N > 32)) return qtk_fail(QTK_ERR_ARG, "GPU Quamba: dt_proj fuses into a decode step's scan only");
     if (a->N > 32) {
         QTK_LAUNCH(k_scan_q8, qtk_grid_for((size_t)a->B * a->E, 128), 128, 0, st, *a);
         return QTK_OK;
     }
     int S = 4; // at least 4 lanes: 128 channels a block would not fit the tile in shared memory
     while (S < a->N) S *= 2;
-#define TILE(s) QTK_LAUNCH_PDL(k_scan_q8_tile<s>, dim3((unsigned)((a->E + 128 / s - 1) / (128 / s)), (unsigned)a->B), 128, 0, st, *a)
+#define TILE(s)                                                                                                        \
+    QTK_LAUNCH_PDL(k_scan_q8_tile<s>, dim3((unsigned)((a->E + 128 / s - 1) / (128 / s)), (unsigned)a->B), 128, 0, st, \
+                   *a, dt ? *dt : none)
     switch (S) {
     case 4: TILE(4); break;
     case 8: TILE(8); break;
@@ -245,7 +281,7 @@ static qtk_status scan_q8(cudaStream_t st, const quamba_scan_args *a) {
 // blockIdx.x: a row; blockIdx.y of gridDim.y: a share of its m output segments (few rows: more blocks per row).
 // The row's butterflies in shared memory (hadamard.cuh's order), then this block's segments mixed with the
 // base matrix as the CPU does (b = 0..m-1 in order), then q = clamp(roundf(v mu)). had 0: v itself.
-__global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const signed char *__restrict__ base, int had,
+__global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const unsigned long long *__restrict__ mask, int had,
                          float mu, int8_t *q, u64 *sat) {
     extern __shared__ float sh[];
     qtk_pdl_trigger();
@@ -259,7 +295,7 @@ __global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const sig
     const size_t a0 = segs * blockIdx.y / gridDim.y, a1 = segs * (blockIdx.y + 1) / gridDim.y;
     unsigned c = 0;
     for (size_t e = a0 * P + threadIdx.x; e < a1 * P; e += blockDim.x) {
-        const float o = had && m > 1 ? qtk_had_mix(v, e, P, m, base) : v[e];
+        const float o = had && m > 1 ? qtk_had_mix_mask(v, e, P, m, mask) : v[e];
         const float x = roundf(o * mu);
         c += quamba_clips(x);
         q[(size_t)blockIdx.x * E + e] = qtk_sat_s8(x);
@@ -276,7 +312,7 @@ __global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const sig
 template <int WPR, bool VEC, int NR>
 __global__ void __launch_bounds__(256) k_gemv_s8(const int8_t *__restrict__ x, int ldx, const int8_t *__restrict__ W,
                                                  int N, int K, float s_w, float r, float a, int e, int8_t *q, float *h,
-                                                 float s_in, u64 *sat) {
+                                                 float s_in, u64 *sat, quamba_conv_args cv, u64 *csat) {
     __shared__ int red[8][NR];
     qtk_pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = warp % WPR;
@@ -344,30 +380,45 @@ __global__ void __launch_bounds__(256) k_gemv_s8(const int8_t *__restrict__ x, i
             }
     }
     if (o >= N || part != 0 || lane != 0) return;
-    unsigned c = 0;
+    unsigned c = 0, cc = 0;
 #pragma unroll
     for (int b = 0; b < NR; b++) {
         if (q) {
             const float v = rintf(quamba_epi_value(acc[b], s_w, r, a, e));
             c += quamba_clips(v);
             q[(size_t)b * N + o] = qtk_sat_s8(v);
+            // in_proj of a decode step: output o < E is channel o's new code, and its conv step is this thread's
+            if (cv.K && o < cv.E) cc += quamba_conv_step(&cv, b, o, qtk_sat_s8(v));
         } else h[(size_t)b * N + o] += quamba_f16(s_in * (s_w * (float)acc[b]));
     }
     add_sat(sat, c);
+    add_sat(csat, cc);
 }
 
 // --- launchers ----------------------------------------------------------------------------------------------
 
+// cv (may be NULL): the conv step fused into in_proj's epilogue (a decode step), its saturation to csat
 static qtk_status gemv(cudaStream_t st, const int8_t *x, int ldx, const int8_t *W, int rows, int N, int K, float s_w,
-                       float s_in, float s_out, int e, int8_t *q, float *h, u64 *sat) {
+                       float s_in, float s_out, int e, int8_t *q, float *h, u64 *sat, const quamba_conv_args *cv, u64 *csat) {
     if (rows < 1 || rows > 8 || K % 4 || ldx % 4)
         return qtk_fail(QTK_ERR_ARG, "int8 GEMV: %d rows (1..8), K %d and row stride %d (multiples of 4)", rows, K, ldx);
     float r = 0, a = 0;
     if (q) quamba_epi_factors(s_w, s_in, s_out, &r, &a);
+    quamba_conv_args nc;
+    memset(&nc, 0, sizeof nc);
+    if (cv && (!q || cv->L != 1 || cv->B != rows)) return qtk_fail(QTK_ERR_ARG, "int8 GEMV: the conv fuses into a decode step");
+    const quamba_conv_args ca = cv ? *cv : nc;
     const bool vec = K % 16 == 0 && ldx % 16 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W & 15) == 0;
-    const int wpr = N < 4096 ? 8 : 1; // few outputs: a block per output row, splitting K
+    // warps per output row: more while there are under 4 blocks per SM (132 on an H100) or a lane would
+    // take more than 8 words
+    const int words = vec ? K / 16 : K / 4;
+    int wpr = 1;
+    while (wpr < 8 && ((long)N * wpr / 8 < 528 || words > 8 * 32 * wpr)) wpr *= 2;
+    if (!vec) wpr = wpr > 1 ? 8 : 1;
+    else if (wpr == 4) wpr = 8;
     const unsigned grid = (unsigned)((N + 8 / wpr - 1) / (8 / wpr));
-#define GEMV(WPR, V, NR) QTK_LAUNCH_PDL((k_gemv_s8<WPR, V, NR>), grid, 256, 0, st, x, ldx, W, N, K, s_w, r, a, e, q, h, s_in, sat)
+#define GEMV(WPR, V, NR)                                                                                               \
+    QTK_LAUNCH_PDL((k_gemv_s8<WPR, V, NR>), grid, 256, 0, st, x, ldx, W, N, K, s_w, r, a, e, q, h, s_in, sat, ca, csat)
 #define ROWS(WPR, V)                                                                                                   \
     switch (rows) {                                                                                                    \
     case 1: GEMV(WPR, V, 1); break;                                                                                    \
@@ -379,10 +430,11 @@ static qtk_status gemv(cudaStream_t st, const int8_t *x, int ldx, const int8_t *
     case 7: GEMV(WPR, V, 7); break;                                                                                    \
     default: GEMV(WPR, V, 8); break;                                                                                   \
     }
-    if (wpr == 8 && vec) ROWS(8, true)
-    else if (wpr == 8) ROWS(8, false)
-    else if (vec) ROWS(1, true)
-    else ROWS(1, false)
+    if (!vec && wpr == 8) ROWS(8, false)
+    else if (!vec) ROWS(1, false)
+    else if (wpr == 8) ROWS(8, true)
+    else if (wpr == 2) ROWS(2, true)
+    else ROWS(1, true)
 #undef ROWS
 #undef GEMV
     return QTK_OK;
@@ -392,11 +444,11 @@ static qtk_status gemv(cudaStream_t st, const int8_t *x, int ldx, const int8_t *
 // GEMV up to 8 rows, cuBLASLt's IMMA GEMM above (the GEMV 8 rows at a time where it has no plan)
 static qtk_status linear_q8(qtk_quamba_cuda *g, const int8_t *x, int ldx, const int8_t *W, size_t rows, int N, int K,
                             float s_w, float s_in, float s_out, int e, int8_t *q, float *h, u64 *sat) {
-    if (rows <= 8) return gemv(g->st, x, ldx, W, (int)rows, N, K, s_w, s_in, s_out, e, q, h, sat);
+    if (rows <= 8) return gemv(g->st, x, ldx, W, (int)rows, N, K, s_w, s_in, s_out, e, q, h, sat, NULL, NULL);
     if (!qtk_gemm_int8_ok(&g->gm, (int)rows, N, K)) {
         for (size_t r0 = 0; r0 < rows; r0 += 8)
             QTK_TRY(gemv(g->st, x + r0 * ldx, ldx, W, (int)(rows - r0 < 8 ? rows - r0 : 8), N, K, s_w, s_in, s_out, e,
-                         q ? q + r0 * N : NULL, h ? h + r0 * N : NULL, sat));
+                         q ? q + r0 * N : NULL, h ? h + r0 * N : NULL, sat, NULL, NULL));
         return QTK_OK;
     }
     if (ldx != K) { // cuBLASLt reads packed rows: dt_proj's input is the first R columns of x_proj's output
@@ -419,14 +471,14 @@ static qtk_status had_smem(int E) {
     return QTK_OK;
 }
 
-static qtk_status had_q8(cudaStream_t st, const float *y, size_t rows, int E, size_t m, const signed char *base, int had,
+static qtk_status had_q8(cudaStream_t st, const float *y, size_t rows, int E, size_t m, const unsigned long long *mask, int had,
                          float s, int8_t *q, u64 *sat) {
     const size_t smem = (size_t)E * sizeof(float);
     // few rows (decode): the segments of a row over several blocks, so more SMs share the base-matrix mixing
     const unsigned split = had && m > 1 && rows < 64 ? (unsigned)(m < 8 ? m : 8) : 1;
     for (size_t r = 0; r < rows; r += 65535) {
         const unsigned nb = (unsigned)(rows - r < 65535 ? rows - r : 65535);
-        QTK_LAUNCH_PDL(k_had_q8, dim3(nb, split), 256, smem, st, y + r * E, E, m, base, had, quamba_had_mu(E, had, s),
+        QTK_LAUNCH_PDL(k_had_q8, dim3(nb, split), rows < 64 ? 1024 : 256, smem, st, y + r * E, E, m, mask, had, quamba_had_mu(E, had, s),
                    q + r * E, sat);
     }
     return QTK_OK;
@@ -462,7 +514,9 @@ static void add_seen(qtk_quamba_cuda *g, size_t rows) {
         for (int p = 0; p < QTK_MAMBA_QL; p++) g->seen[l * QTK_MAMBA_QL + p] += rows * cols[p];
 }
 
-static qtk_status layer(qtk_quamba_cuda *g, int l, int L) {
+// Stage s of layer l over B x L tokens (QTK_QUAMBA_STAGES' order). A decode step of at most 8 sequences (the
+// GEMV path) fuses the conv into in_proj's epilogue and dt_proj into the scan: those stages launch nothing.
+static qtk_status stage(qtk_quamba_cuda *g, int l, int L, int s) {
     const qtk_quamba *q = g->q;
     const qtk_mamba_config *c = &q->cfg;
     const qtk_quamba_layer *y = &q->layers[l];
@@ -472,55 +526,73 @@ static qtk_status layer(qtk_quamba_cuda *g, int l, int L) {
     u64 *sat = g->d_sat + (size_t)l * QTK_MAMBA_QL;
     const int epi = rows == 1 ? QUAMBA_EPI_GEMV : QUAMBA_EPI_GEMM;
     const int epi_t = rows == 1 ? QUAMBA_EPI_GEMV : L > 1 ? QUAMBA_EPI_GEMM_T : QUAMBA_EPI_GEMM;
-    // hidden_states = self.norm(residual), quantized: one kernel
-    QTK_LAUNCH_PDL(k_rmsnorm_q8, (unsigned)rows, 256, 0, g->st, g->h, g->d_norm + (size_t)(l + 1) * D, D, c->eps,
-               A[QTK_MAMBA_Q_IN_PROJ_IN], g->uq, sat + QTK_MAMBA_Q_IN_PROJ_IN);
-    mark(g, 0);
-    // xz = self.in_proj(hidden_states)
-    QTK_TRY(linear_q8(g, g->uq, D, D8(g, y->in_w), rows, 2 * E, D, y->in_ws, A[QTK_MAMBA_Q_IN_PROJ_IN],
-                      A[QTK_MAMBA_Q_IN_PROJ_OUT], epi_t, g->xz, NULL, sat + QTK_MAMBA_Q_IN_PROJ_OUT));
-    mark(g, 1);
-    // x = silu(conv1d(x))
+    const int fuse = L == 1 && rows <= 8 && N <= 32;
     quamba_conv_args ca = {B, L, E, c->d_conv, g->xz, 2 * (size_t)E, D8(g, y->conv_w), D8(g, y->conv_b), y->conv_ws,
                            y->conv_bs, A[QTK_MAMBA_Q_IN_PROJ_OUT], A[QTK_MAMBA_Q_X_PROJ_IN], g->conv + g->conv_per_layer * l,
                            g->xq};
-    QTK_TRY(conv_q8(g->st, &ca, sat + QTK_MAMBA_Q_X_PROJ_IN));
-    mark(g, 2);
-    // x_dbl = self.x_proj(x);  dt = self.dt_proj(dt) without its bias
-    QTK_TRY(linear_q8(g, g->xq, E, D8(g, y->x_w), rows, XD, E, y->x_ws, A[QTK_MAMBA_Q_X_PROJ_IN], A[QTK_MAMBA_Q_X_PROJ_OUT],
-                      epi, g->dbl, NULL, sat + QTK_MAMBA_Q_X_PROJ_OUT));
-    mark(g, 3);
-    QTK_TRY(linear_q8(g, g->dbl, XD, D8(g, y->dt_w), rows, E, R, y->dt_ws, A[QTK_MAMBA_Q_X_PROJ_OUT],
-                      A[QTK_MAMBA_Q_DT_PROJ_OUT], epi_t, g->dtq, NULL, sat + QTK_MAMBA_Q_DT_PROJ_OUT));
-    mark(g, 4);
-    // y = selective_scan(...)
-    quamba_scan_args sa = quamba_scan_operands(q, l, B, L, g->xq, g->dtq, g->dbl, g->xz, g->ssm + g->ssm_per_layer * l, g->y);
-    sa.A_log = D8(g, y->A_log), sa.Dq = D8(g, y->Dq), sa.dt_b = D8(g, y->dt_b);
-    QTK_TRY(scan_q8(g->st, &sa));
-    mark(g, 5);
-    // had(y) quantized; residual += self.out_proj(.) in fp16
-    QTK_TRY(had_q8(g->st, g->y, rows, E, g->had_m, g->d_base, qtk_quamba_uses_hadamard(q->opts.variant),
-                   A[QTK_MAMBA_Q_OUT_PROJ_IN], g->yq, sat + QTK_MAMBA_Q_OUT_PROJ_IN));
-    mark(g, 6);
-    QTK_TRY(linear_q8(g, g->yq, E, D8(g, y->out_w), rows, D, E, y->out_ws, A[QTK_MAMBA_Q_OUT_PROJ_IN], 0, 0, NULL, g->h,
-                      NULL));
-    mark(g, 7);
+    switch (s) {
+    case 0: // hidden_states = self.norm(residual), quantized: one kernel
+        QTK_LAUNCH_PDL(k_rmsnorm_q8, (unsigned)rows, NORM_T, 0, g->st, g->h, g->d_norm + (size_t)(l + 1) * D, D, c->eps,
+                       A[QTK_MAMBA_Q_IN_PROJ_IN], g->uq, sat + QTK_MAMBA_Q_IN_PROJ_IN);
+        return QTK_OK;
+    case 1: // xz = self.in_proj(hidden_states)
+        if (fuse)
+            return gemv(g->st, g->uq, D, D8(g, y->in_w), (int)rows, 2 * E, D, y->in_ws, A[QTK_MAMBA_Q_IN_PROJ_IN],
+                        A[QTK_MAMBA_Q_IN_PROJ_OUT], epi_t, g->xz, NULL, sat + QTK_MAMBA_Q_IN_PROJ_OUT, &ca,
+                        sat + QTK_MAMBA_Q_X_PROJ_IN);
+        return linear_q8(g, g->uq, D, D8(g, y->in_w), rows, 2 * E, D, y->in_ws, A[QTK_MAMBA_Q_IN_PROJ_IN],
+                         A[QTK_MAMBA_Q_IN_PROJ_OUT], epi_t, g->xz, NULL, sat + QTK_MAMBA_Q_IN_PROJ_OUT);
+    case 2: // x = silu(conv1d(x))
+        return fuse ? QTK_OK : conv_q8(g->st, &ca, sat + QTK_MAMBA_Q_X_PROJ_IN);
+    case 3: // x_dbl = self.x_proj(x)
+        return linear_q8(g, g->xq, E, D8(g, y->x_w), rows, XD, E, y->x_ws, A[QTK_MAMBA_Q_X_PROJ_IN],
+                         A[QTK_MAMBA_Q_X_PROJ_OUT], epi, g->dbl, NULL, sat + QTK_MAMBA_Q_X_PROJ_OUT);
+    case 4: // dt = self.dt_proj(dt) without its bias
+        if (fuse) return QTK_OK;
+        return linear_q8(g, g->dbl, XD, D8(g, y->dt_w), rows, E, R, y->dt_ws, A[QTK_MAMBA_Q_X_PROJ_OUT],
+                         A[QTK_MAMBA_Q_DT_PROJ_OUT], epi_t, g->dtq, NULL, sat + QTK_MAMBA_Q_DT_PROJ_OUT);
+    case 5: { // y = selective_scan(...)
+        quamba_scan_args sa = quamba_scan_operands(q, l, B, L, g->xq, g->dtq, g->dbl, g->xz, g->ssm + g->ssm_per_layer * l, g->y);
+        sa.A_log = D8(g, y->A_log), sa.Dq = D8(g, y->Dq), sa.dt_b = D8(g, y->dt_b);
+        quamba_dt_fuse dt = {D8(g, y->dt_w), y->dt_ws, 0, 0, epi_t, sat + QTK_MAMBA_Q_DT_PROJ_OUT};
+        quamba_epi_factors(y->dt_ws, A[QTK_MAMBA_Q_X_PROJ_OUT], A[QTK_MAMBA_Q_DT_PROJ_OUT], &dt.r, &dt.a);
+        return scan_q8(g->st, &sa, fuse ? &dt : NULL);
+    }
+    case 6: // had(y) quantized
+        return had_q8(g->st, g->y, rows, E, g->had_m, g->d_mask, qtk_quamba_uses_hadamard(q->opts.variant),
+                      A[QTK_MAMBA_Q_OUT_PROJ_IN], g->yq, sat + QTK_MAMBA_Q_OUT_PROJ_IN);
+    default: // residual += self.out_proj(.) in fp16
+        return linear_q8(g, g->yq, E, D8(g, y->out_w), rows, D, E, y->out_ws, A[QTK_MAMBA_Q_OUT_PROJ_IN], 0, 0, NULL,
+                         g->h, NULL);
+    }
+}
+
+static qtk_status layer(qtk_quamba_cuda *g, int l, int L) {
+    for (int s = 0; s < QTK_QUAMBA_STAGES - 1; s++) {
+        QTK_TRY(stage(g, l, L, s));
+        mark(g, s);
+    }
     return QTK_OK;
+}
+
+// logits = self.lm_head(self.norm_f(hidden_states)): fp16 operands, FP32 sums
+static qtk_status forward_head(qtk_quamba_cuda *g, int L) {
+    const qtk_mamba_config *c = &g->q->cfg;
+    const size_t rows = (size_t)g->B * L;
+    QTK_TRY(qtk_op_rmsnorm_cuda(g->h, NULL, g->d_norm, g->t, rows, (size_t)c->d_model, c->eps, g->st));
+    return qtk_gemm_linear(&g->gm, g->t, c->d_model, g->d_head, 1, g->xh, NULL, g->logits, rows, c->vocab, c->d_model, 0);
 }
 
 // the forward of B x L tokens already in g->tok; logits to g->logits when want
 static qtk_status forward(qtk_quamba_cuda *g, int L, int want) {
     const qtk_mamba_config *c = &g->q->cfg;
     const size_t rows = (size_t)g->B * L;
-    const int D = c->d_model, V = c->vocab;
     g->nev = 0;
     mark(g, 8);
-    QTK_LAUNCH(k_embed_h, grid_rows(rows, D, 256), 256, 0, g->st, g->tok, g->d_emb, g->h, D);
+    QTK_LAUNCH(k_embed_h, grid_rows(rows, c->d_model, 256), 256, 0, g->st, g->tok, g->d_emb, g->h, c->d_model);
     for (int l = 0; l < c->n_layers; l++) QTK_TRY(layer(g, l, L));
     if (!want) return QTK_OK;
-    // logits = self.lm_head(self.norm_f(hidden_states)): fp16 operands, FP32 sums
-    QTK_TRY(qtk_op_rmsnorm_cuda(g->h, NULL, g->d_norm, g->t, rows, (size_t)D, c->eps, g->st));
-    QTK_TRY(qtk_gemm_linear(&g->gm, g->t, D, g->d_head, 1, g->xh, NULL, g->logits, rows, V, D, 0));
+    QTK_TRY(forward_head(g, L));
     mark(g, 8);
     return QTK_OK;
 }
@@ -575,8 +647,10 @@ static qtk_status create(qtk_quamba_cuda *g, const qtk_quamba *q, int maxB, int 
     signed char base[40 * 40];
     if (qtk_quamba_uses_hadamard(q->opts.variant)) {
         QTK_TRY(qtk_hadamard_base(E, &g->had_m, base));
-        QTK_TRY(dalloc(&g->d_base, g->had_m * g->had_m));
-        QTK_CUDA_TRY(cudaMemcpy(g->d_base, base, g->had_m * g->had_m, cudaMemcpyHostToDevice));
+        unsigned long long mask[40];
+        qtk_had_masks(base, g->had_m, mask);
+        QTK_TRY(dalloc(&g->d_mask, g->had_m));
+        QTK_CUDA_TRY(cudaMemcpy(g->d_mask, mask, g->had_m * sizeof *mask, cudaMemcpyHostToDevice));
     } else g->had_m = 1;
     QTK_TRY(had_smem((int)E));
     // states and activations
@@ -638,6 +712,26 @@ extern "C" qtk_status qtk_quamba_cuda_profile(qtk_quamba_cuda *g, int on, double
     return QTK_OK;
 }
 
+extern "C" qtk_status qtk_quamba_cuda_stage_times(qtk_quamba_cuda *g, int reps, double *us) {
+    if (reps < 1) return qtk_fail(QTK_ERR_ARG, "GPU Quamba stage times: %d repetitions", reps);
+    cudaEvent_t e0, e1;
+    QTK_CUDA_TRY(cudaEventCreate(&e0));
+    QTK_CUDA_TRY(cudaEventCreate(&e1));
+    qtk_status st = QTK_OK;
+    for (int s = 0; s < QTK_QUAMBA_STAGES && st == QTK_OK; s++) {
+        cudaEventRecord(e0, g->st);
+        for (int i = 0; i < reps && st == QTK_OK; i++) st = s < QTK_QUAMBA_STAGES - 1 ? stage(g, 0, 1, s) : forward_head(g, 1);
+        cudaEventRecord(e1, g->st);
+        float ms = 0;
+        if (st == QTK_OK && (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess))
+            st = qtk_fail(QTK_ERR_CUDA, "GPU Quamba stage times: event failed");
+        us[s] = ms * 1e3 / reps;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return st;
+}
+
 extern "C" void qtk_quamba_cuda_destroy(qtk_quamba_cuda *g) {
     if (!g) return;
     if (g->ev)
@@ -648,7 +742,7 @@ extern "C" void qtk_quamba_cuda_destroy(qtk_quamba_cuda *g) {
     qtk_gemm_free(&g->gm);
     if (g->d_head != g->d_emb) cudaFree(g->d_head);
     void *bufs[] = {g->d_i8, g->d_norm, g->d_emb, g->conv, g->ssm, g->tok, g->acc, g->h, g->t, g->y, g->logits, g->uq,
-                    g->xz, g->xq, g->dbl, g->dtq, g->yq, g->dlt, g->xh, g->d_base, g->d_sat};
+                    g->xz, g->xq, g->dbl, g->dtq, g->yq, g->dlt, g->xh, g->d_mask, g->d_sat};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) cudaFree(bufs[i]);
     if (g->st) cudaStreamDestroy(g->st);
     free(g->seen);
@@ -778,25 +872,27 @@ extern "C" qtk_status qtk_quamba_conv_q8_cuda(const quamba_conv_args *a, uint64_
 }
 
 extern "C" qtk_status qtk_quamba_scan_cuda(const quamba_scan_args *a) {
-    QTK_TRY(scan_q8(0, a));
+    QTK_TRY(scan_q8(0, a, NULL));
     QTK_CUDA_TRY(cudaDeviceSynchronize());
     return QTK_OK;
 }
 
 extern "C" qtk_status qtk_quamba_had_q8_cuda(float *y, size_t rows, int E, int had, float s, int8_t *q, uint64_t *sat) {
     size_t m = 1;
-    signed char base[40 * 40], *d_base = NULL;
+    signed char base[40 * 40];
+    unsigned long long mask[40], *d_mask = NULL;
     if (had) {
         QTK_TRY(qtk_hadamard_base((size_t)E, &m, base));
-        QTK_CUDA_TRY(cudaMalloc((void **)&d_base, m * m));
-        QTK_CUDA_TRY(cudaMemcpy(d_base, base, m * m, cudaMemcpyHostToDevice));
+        qtk_had_masks(base, m, mask);
+        QTK_CUDA_TRY(cudaMalloc((void **)&d_mask, m * sizeof *mask));
+        QTK_CUDA_TRY(cudaMemcpy(d_mask, mask, m * sizeof *mask, cudaMemcpyHostToDevice));
     }
     u64 *d;
     QTK_TRY(had_smem(E));
     QTK_TRY(sat_alloc(&d));
-    qtk_status st = had_q8(0, y, rows, E, m, d_base, had, s, q, d);
+    qtk_status st = had_q8(0, y, rows, E, m, d_mask, had, s, q, d);
     if (st == QTK_OK) st = sat_to_host(d, sat);
-    cudaFree(d_base);
+    cudaFree(d_mask);
     return st;
 }
 
@@ -823,7 +919,7 @@ extern "C" qtk_status qtk_quamba_gemv_cuda(const int8_t *x, int ldx, const int8_
                                            float s_in, float s_out, int e, int8_t *out_q, float *h, uint64_t *sat) {
     u64 *d;
     QTK_TRY(sat_alloc(&d));
-    qtk_status st = gemv(0, x, ldx, W, rows, N, K, s_w, s_in, s_out, e, out_q, h, d);
+    qtk_status st = gemv(0, x, ldx, W, rows, N, K, s_w, s_in, s_out, e, out_q, h, d, NULL, NULL);
     if (st != QTK_OK) {
         cudaFree(d);
         return st;

@@ -15,9 +15,12 @@ qtk_status qtk_mamba_cuda_decode(qtk_mamba_cuda *g, const int32_t *tokens, float
     return NO_CUDA();
 }
 qtk_status qtk_mamba_cuda_get_state(qtk_mamba_cuda *g, qtk_mamba_state *s) { return NO_CUDA(); }
+qtk_status qtk_mamba_cuda_set_hook(qtk_mamba_cuda *g, qtk_mamba_cuda_act_fn fn, void *ctx) { return NO_CUDA(); }
+void *qtk_mamba_cuda_stream(qtk_mamba_cuda *g) { return NULL; }
 
 // the GPU Quamba likewise
 #include "../quamba_cuda.h"
+#include "../quamba_internal.h"
 
 qtk_status qtk_quamba_cuda_create(qtk_quamba_cuda **out, const qtk_quamba *q, int max_batch, int max_len) {
     *out = NULL;
@@ -32,10 +35,12 @@ qtk_status qtk_quamba_cuda_decode(qtk_quamba_cuda *g, const int32_t *tokens, flo
 qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g) { return NO_CUDA(); }
 size_t qtk_quamba_cuda_weight_bytes(const qtk_quamba_cuda *g) { return 0; }
 qtk_status qtk_quamba_cuda_profile(qtk_quamba_cuda *g, int on, double *ms) { return NO_CUDA(); }
+qtk_status qtk_quamba_cuda_stage_times(qtk_quamba_cuda *g, int reps, double *us) { return NO_CUDA(); }
 qtk_status qtk_quamba_cuda_perplexity(const qtk_quamba *q, const int32_t *tokens, size_t n, int ctx, int stride,
                                       int max_windows, int batch, double *ppl, size_t *n_scored) {
     return NO_CUDA();
 }
+qtk_status quamba_observe_cuda(quamba_obs *c, const qtk_quamba_calib *cal) { return NO_CUDA(); }
 qtk_status qtk_quamba_conv_q8_cuda(const quamba_conv_args *a, uint64_t *sat) { return NO_CUDA(); }
 qtk_status qtk_quamba_scan_cuda(const quamba_scan_args *a) { return NO_CUDA(); }
 qtk_status qtk_quamba_had_q8_cuda(float *y, size_t rows, int E, int had, float s, int8_t *q, uint64_t *sat) {
