@@ -181,7 +181,8 @@ static qtk_status conv(qtk_mamba_cuda *g, const qtk_mamba_layer *ly, const float
 }
 
 // the forward of L tokens per sequence (tokens already in g->tok); logits into g->logits when want
-static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
+// see: a prefill, which the calibration hook sees (decode steps do not call it; a captured graph could not)
+static qtk_status forward(qtk_mamba_cuda *g, int L, int want, int see) {
     const qtk_mamba *m = g->m;
     const qtk_mamba_config *c = &m->cfg;
     const int B = g->B, D = c->d_model, E = c->d_inner, N = c->d_state, IN = qtk_mamba_in_proj_out(c),
@@ -190,8 +191,8 @@ static qtk_status forward(qtk_mamba_cuda *g, int L, int want) {
     LAUNCH(k_embed, rows * D, g->tok, DEV(g, m->emb), g->hres, rows, D);
     // a calibration hook's view of a tensor (prefill only)
 #define SEE(point, x, cols)                                                                                           \
-    if (g->hook) QTK_TRY(g->hook(g->hook_ctx, l, point, x, rows, cols))
-    const int hooked = g->hook != NULL;
+    if (hooked) QTK_TRY(g->hook(g->hook_ctx, l, point, x, rows, cols))
+    const int hooked = see && g->hook != NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const qtk_mamba_layer *ly = &m->layers[l];
         float *cs = g->conv + g->conv_per_layer * l, *ss = g->ssm + g->ssm_per_layer * l;
@@ -403,7 +404,7 @@ extern "C" qtk_status qtk_mamba_cuda_prefill(qtk_mamba_cuda *g, const int32_t *t
     if (L < 1 || L > g->maxL) return qtk_fail(QTK_ERR_ARG, "GPU Mamba: prefill of %d tokens, planned for at most %d", L, g->maxL);
     const size_t rows = (size_t)g->B * L;
     QTK_TRY(tokens_in(g, tokens, rows));
-    QTK_TRY(forward(g, L, logits != NULL));
+    QTK_TRY(forward(g, L, logits != NULL, 1));
     if (logits)
         QTK_CUDA_TRY(cudaMemcpyAsync(logits, g->logits, rows * g->m->cfg.vocab * sizeof(float), cudaMemcpyDeviceToHost, g->st));
     QTK_CUDA_TRY(cudaStreamSynchronize(g->st));
@@ -413,14 +414,14 @@ extern "C" qtk_status qtk_mamba_cuda_prefill(qtk_mamba_cuda *g, const int32_t *t
 extern "C" qtk_status qtk_mamba_cuda_decode(qtk_mamba_cuda *g, const int32_t *tokens, float *logits, int use_graph) {
     if (!g->B) return qtk_fail(QTK_ERR_ARG, "GPU Mamba: reset first");
     QTK_TRY(tokens_in(g, tokens, (size_t)g->B));
-    if (!use_graph) QTK_TRY(forward(g, 1, 1));
+    if (!use_graph) QTK_TRY(forward(g, 1, 1, 0));
     else {
         if (!g->graph || g->graph_B != g->B) {
             if (g->graph) cudaGraphExecDestroy(g->graph);
             g->graph = NULL;
             cudaGraph_t graph;
             QTK_CUDA_TRY(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
-            qtk_status st = forward(g, 1, 1);
+            qtk_status st = forward(g, 1, 1, 0);
             cudaError_t e = cudaStreamEndCapture(g->st, &graph);
             QTK_TRY(st);
             QTK_CUDA_TRY(e);
