@@ -364,11 +364,11 @@ static int run_quamba(const qtk_run_config *c, const char *out, int cuda, cJSON 
         int over = qtk_quamba_saturation_report(&q, stdout);
         cJSON *sat = cJSON_AddObjectToObject(info, "saturated");
         for (int l = 0; l < q.cfg.n_layers; l++)
-            for (int p = 0; p < QTK_MAMBA_QL; p++) {
-                const size_t i = (size_t)l * QTK_MAMBA_QL + p;
+            for (int p = 0; p < qtk_quamba_npoints(&q.cfg); p++) {
+                const size_t i = (size_t)l * QTK_QUAMBA_NPT + p;
                 if (!q.sat[i]) continue;
                 char key[96];
-                snprintf(key, sizeof key, "layers.%d.%s", l, qtk_quamba_point_name(p));
+                snprintf(key, sizeof key, "layers.%d.%s", l, qtk_quamba_point_name(q.cfg.arch, p));
                 cJSON_AddNumberToObject(sat, key, (double)q.sat[i] / (double)q.seen[i]);
             }
         if (over) printf("  %d tensors saturated more than %g of their codes (quantization.saturation_warn)\n", over, o.sat_warn);

@@ -279,6 +279,7 @@ static qtk_status mixer(const qtk_mamba *m, int l, qtk_mamba_state *s, int L, co
                 for (int h = 0; h < H; h++)
                     ssd_recurrent(c, ly, &io, b, L, h, ssm_state + ((size_t)b * H + h) * c->head_dim * N);
         }
+        if (hk && hk->act) QTK_TRY(hk->act(hk->ctx, l, QTK_MAMBA_Q_SSM_STATE, ssm_state, (size_t)B, H * c->head_dim * N));
         qtk_op_gated_rmsnorm(y, proj, IN, ly->gnorm_w, rows, E, c->n_groups, c->eps);
     }
     // self.out_proj(y)

@@ -143,6 +143,9 @@ enum {
     QTK_MAMBA_Q_OUT_PROJ_IN,    // out_proj's input y (rows, E)
     QTK_MAMBA_QL                // points per layer
 };
+// Mamba2's SSM state after a prefill (rows = B sequences, cols = H P N): shown to the act hook only, after the points
+// above (Quamba's calibration of the int8 decode state)
+#define QTK_MAMBA_Q_SSM_STATE QTK_MAMBA_QL
 // The projections a hook may take over (without their bias, which the forward adds)
 enum { QTK_MAMBA_LIN_IN = 0, QTK_MAMBA_LIN_X, QTK_MAMBA_LIN_DT, QTK_MAMBA_LIN_OUT };
 

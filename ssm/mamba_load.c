@@ -454,6 +454,16 @@ char *qtk_mamba_config_json(const qtk_mamba_config *c, const char *key, const ch
         cJSON_AddNumberToObject(o, "num_heads", c->n_heads);
         cJSON_AddNumberToObject(o, "n_groups", c->n_groups);
         cJSON_AddNumberToObject(o, "chunk_size", c->chunk_size);
+        if (c->dt_min != 0.0f || isfinite(c->dt_max)) { // transformers' form of an infinite bound
+            cJSON *lim = cJSON_AddArrayToObject(o, "time_step_limit");
+            cJSON_AddItemToArray(lim, cJSON_CreateNumber(c->dt_min));
+            if (isfinite(c->dt_max)) cJSON_AddItemToArray(lim, cJSON_CreateNumber(c->dt_max));
+            else {
+                cJSON *inf = cJSON_CreateObject();
+                cJSON_AddStringToObject(inf, "__float__", "Infinity");
+                cJSON_AddItemToArray(lim, inf);
+            }
+        }
     } else {
         cJSON_AddNumberToObject(o, "intermediate_size", c->d_inner);
         cJSON_AddNumberToObject(o, "time_step_rank", c->dt_rank);

@@ -52,12 +52,37 @@ void qtk_quamba_opts_default(qtk_quamba_opts *o);
 int qtk_quamba_uses_percentile(qtk_quamba_variant v);
 int qtk_quamba_uses_hadamard(qtk_quamba_variant v);
 
+// A Mamba2 layer's activation scales (act[]), named as the reference's observers (spec 6.4-6.5, per tensor)
+enum {
+    QTK_QUAMBA2_IN = 0, // in_proj:input, the normed residual
+    QTK_QUAMBA2_Z,      // z_act: in_proj's z, the gated norm's gate
+    QTK_QUAMBA2_X_IN,   // x_conv_in: in_proj's x, the conv's input
+    QTK_QUAMBA2_B_IN,   // B_conv_in
+    QTK_QUAMBA2_C_IN,   // C_conv_in
+    QTK_QUAMBA2_DT,     // dt_act: in_proj's dt
+    QTK_QUAMBA2_X_OUT,  // x_conv_out: the conv's SiLU'd x, the SSD's input (the percentile where the variant has it)
+    QTK_QUAMBA2_B_OUT,  // B_conv_out
+    QTK_QUAMBA2_C_OUT,  // C_conv_out
+    QTK_QUAMBA2_STATE,  // ssm_state_act: the final SSM state, the int8 decode state's scale (percentile likewise)
+    QTK_QUAMBA2_OUT_IN, // out_proj:input (rotated where the variant has the Hadamard)
+    QTK_QUAMBA2_NP
+};
+// activation scales per layer (act[]), and the stride of sat / seen: Mamba1 uses QTK_MAMBA_QL of them (its points are
+// mamba.h's QTK_MAMBA_Q_*), Mamba2 QTK_QUAMBA2_NP
+#define QTK_QUAMBA_NPT 11
+int qtk_quamba_npoints(const qtk_mamba_config *c);
+
 // One layer: int8 codes with one scale each (q * s), and the calibrated activation scales
 typedef struct {
     int8_t *in_w, *conv_w, *conv_b, *x_w, *dt_w, *dt_b, *A_log, *Dq, *out_w; // out_w: Hadamard-fused where used
     float in_ws, conv_ws, conv_bs, x_ws, dt_ws, dt_bs, A_s, D_s, out_ws;
     float *norm_w;            // (D) fp16 values
-    float act[QTK_MAMBA_QL];  // activation scales by point (mamba.h: QTK_MAMBA_Q_*); 0 where unused
+    float act[QTK_QUAMBA_NPT]; // activation scales by point (Mamba1: QTK_MAMBA_Q_*, Mamba2: QTK_QUAMBA2_*)
+    // Mamba2: in_proj's weight scale per output split z, x, B, C, dt (in_ws unused); conv1d's weight and bias
+    // scales of the B and C channels (conv_ws / conv_bs: the x channels'); A_log and D (H); dt_bias and the
+    // gated norm's weight stay fp16
+    float in_ws5[5], conv_ws_bc[2], conv_bs_bc[2];
+    float *dt_bias, *gnorm_w; // (H), (E) fp16 values
 } qtk_quamba_layer;
 
 #define QTK_QUAMBA_FORMAT 1
@@ -72,7 +97,7 @@ typedef struct {
     size_t n_i8, n_f32;
     char fingerprint[160];         // the calibration's: sequences x length, the data and its FNV-1a hash
     // codes that saturated, and codes written, per layer and point (QTK_MAMBA_Q_*): counted by every forward
-    uint64_t *sat, *seen;          // (n_layers * QTK_MAMBA_QL) each
+    uint64_t *sat, *seen;          // (n_layers * QTK_QUAMBA_NPT) each
     const qtk_mamba *fp;           // dynamic only: the float model it runs with (not owned)
     // the outliers Quamba is built on, per layer, from the calibration (not saved; 0 after a load):
     // QTK_QUAMBA_OUT_*: the SSM input's max |x| and its percentile (the EMA the scale came from), and out_proj's
@@ -96,7 +121,7 @@ typedef struct {
     int device, batch;
 } qtk_quamba_calib;
 
-// Calibrates m (Mamba1 only for now) and builds the quantized model. Activations that overflow fp16
+// Calibrates m (Mamba1 or Mamba2) and builds the quantized model. Activations that overflow fp16
 // during calibration are errors naming the layer and tensor; a hidden size the Hadamard cannot take is
 // an error naming the size and the supported forms. The dynamic variant keeps a pointer to m.
 qtk_status qtk_quamba_calibrate(qtk_quamba *q, const qtk_mamba *m, const qtk_quamba_opts *o, const qtk_quamba_calib *c);
@@ -113,22 +138,24 @@ int qtk_quamba_is_folder(const char *dir);
 
 typedef struct {
     int B, n_layers;
-    size_t conv_per_layer; // B * E * K
+    size_t conv_per_layer; // B * conv_dim * K
     size_t ssm_per_layer;  // B * E * N
-    int8_t *conv;          // (layers, B, E, K): the last K x codes, oldest first
-    float *ssm;            // (layers, B, E, N): fp16 values
+    int8_t *conv;          // (layers, B, conv_dim, K): the last K x (Mamba2: xBC) codes, oldest first
+    float *ssm;            // Mamba1 (layers, B, E, N): fp16 values
+    int8_t *ssm8;          // Mamba2 (layers, B, H, P, N): int8 codes of the layer's QTK_QUAMBA2_STATE scale
     long pos;
     void *ws;              // the forward's workspace, grown by a longer prefill
     size_t ws_cap;         // bytes
     qtk_mamba_state fs;    // dynamic: the float model's state
     // a tap on every intermediate of the CPU forward (tests against the PyTorch transcription; NULL: none):
-    // kind QTK_MAMBA_Q_* for that point's int8 codes (rows x its columns), QTK_QUAMBA_TAP_Y for the scan's fp16
-    // output and QTK_QUAMBA_TAP_H for the residual stream after the layer (float, rows x E or rows x D)
+    // kind QTK_MAMBA_Q_* (Mamba2: QTK_QUAMBA2_*) for that point's int8 codes (rows x its columns; Mamba2's
+    // in_proj: all of its rows x in_proj_out codes under QTK_QUAMBA2_Z, the conv's x | B | C under QTK_QUAMBA2_X_OUT),
+    // QTK_QUAMBA_TAP_Y for the scan's fp16 output (Mamba2: the SSD's, before the gated norm) and QTK_QUAMBA_TAP_H for the residual stream after the layer (float, rows x E or rows x D)
     void (*tap)(void *ctx, int layer, int kind, const void *data, size_t n);
     void *tap_ctx;
 } qtk_quamba_state;
 
-enum { QTK_QUAMBA_TAP_Y = QTK_MAMBA_QL, QTK_QUAMBA_TAP_H };
+enum { QTK_QUAMBA_TAP_Y = QTK_QUAMBA_NPT, QTK_QUAMBA_TAP_H };
 
 qtk_status qtk_quamba_state_init(qtk_quamba_state *s, const qtk_quamba *q, int B);
 void qtk_quamba_state_reset(qtk_quamba_state *s);
@@ -147,8 +174,8 @@ qtk_status qtk_quamba_perplexity(const qtk_quamba *q, const int32_t *tokens, siz
 int qtk_quamba_saturation_report(const qtk_quamba *q, FILE *out);
 void qtk_quamba_saturation_reset(const qtk_quamba *q);
 
-// The name of point p (QTK_MAMBA_Q_*) as the reference's observers name it: "in_proj:input", ...
-const char *qtk_quamba_point_name(int p);
+// The name of point p of an arch's layer as the reference's observers name it: "in_proj:input", ...
+const char *qtk_quamba_point_name(qtk_mamba_arch a, int p);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,8 @@ typedef enum {
 float quamba_weight_q8(const float *w, size_t n, int8_t *q);
 // q = clamp(roundf(v / s)) over rows of cols (strides ld, ldq); returns the codes that saturated.
 uint64_t quamba_q8_div(const float *v, size_t rows, size_t cols, size_t ld, float s, int8_t *q, size_t ldq);
+// the same with rint (round half to even: Mamba2's Triton RMSNorm)
+uint64_t quamba_q8_div_rne(const float *v, size_t rows, size_t cols, size_t ld, float s, int8_t *q, size_t ldq);
 // q (rows, N; stride ldq) = clamp(RNE(epilogue(acc))); returns the codes that saturated.
 uint64_t quamba_requant(const int32_t *acc, size_t rows, int N, float s_w, float s_in, float s_out, quamba_epi e,
                         int8_t *q, size_t ldq);
@@ -39,11 +41,15 @@ static inline void quamba_epi_factors(float s_w, float s_in, float s_out, float 
 static inline float quamba_had_mu(int E, int had, float s) {
     return (float)((had ? 1.0 / sqrt((double)E) : 1.0) / (double)s);
 }
-// A calibration's observers (ssm/quamba.c): one registry point per layer and QTK_MAMBA_Q_*, and the outlier
-// statistics; fed by the CPU's hooked forward or by the GPU's (quamba_observe_cuda)
+// A calibration's observers (ssm/quamba.c): one registry point per layer and point (id layer * np + point; Mamba1's
+// points QTK_MAMBA_Q_*, Mamba2's QTK_QUAMBA2_*), and the outlier statistics; fed by the CPU's hooked forward or
+// (Mamba1) by the GPU's (quamba_observe_cuda)
 typedef struct {
     const qtk_mamba *m;
     qtk_qreg reg;
+    int np;               // points per layer (qtk_quamba_npoints)
+    float *split;         // Mamba2: a column range of in_proj's or the conv's output, contiguous
+    size_t split_cap;
     int hadamard;         // out_proj's observer sees its input rotated
     int fp16_check;
     int seq;              // the sequence being observed (CPU)
@@ -58,10 +64,10 @@ void quamba_obs_free(quamba_obs *c);
 // The n calibration sequences through the GPU's float forward (ssm/cuda/quamba_calib.cu): the registry's
 // points observed on the device, the outlier statistics into c's arrays; the last sequence closes the points
 qtk_status quamba_observe_cuda(quamba_obs *c, const qtk_quamba_calib *cal);
-// the name of point p (QTK_MAMBA_Q_*)
-const char *quamba_point_name(int p);
 // int8 conv1d + SiLU over every (sequence, channel); returns the codes that saturated
 uint64_t quamba_conv_q8(const quamba_conv_args *a);
+// the same, the saturated codes counted per channel range (x, B, C: quamba_conv_args' x_end, b_end)
+void quamba_conv_q8_ranges(const quamba_conv_args *a, uint64_t sat[3]);
 // the selective scan over every (sequence, channel)
 void quamba_scan(const quamba_scan_args *a);
 // layer l's scan operands for B x L tokens: the codes xq, dtq, dbl, xz (x | z, z read at E) and h, y

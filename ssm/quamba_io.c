@@ -46,10 +46,37 @@ static int tensor_table(const qtk_quamba *q, qt *t) {
     static const char *act_tensor[QTK_MAMBA_QL] = {"in_proj.input_scale",  "in_proj.output_scale",
                                                    "x_proj.input_scale",   "x_proj.output_scale",
                                                    "dt_proj.output_scale", "out_proj.input_scale"};
+    static const char *act_tensor2[QTK_QUAMBA2_NP] = {
+        "in_proj.input_scale", "z_act.scale",      "x_conv_in.scale",  "B_conv_in.scale",
+        "C_conv_in.scale",     "dt_act.scale",     "x_conv_out.scale", "B_conv_out.scale",
+        "C_conv_out.scale",    "ssm_state_act.scale", "out_proj.input_scale"};
+    const int64_t H = c->n_heads, IN = qtk_mamba_in_proj_out(c), CD = qtk_mamba_conv_dim(c);
     for (int l = 0; l < c->n_layers; l++) {
         const qtk_quamba_layer *y = &q->layers[l];
 #define P "backbone.layers.%d."
         T(QTK_F16, 1, D, 0, 0, y->norm_w, P "norm.weight", l);
+        if (c->arch == QTK_MAMBA2) {
+            T(QTK_I8, 2, IN, D, 0, y->in_w, P "mixer.in_proj.weight", l);
+            T(QTK_F32, 1, 5, 0, 0, y->in_ws5, P "mixer.in_proj.weight_scale", l); // z, x, B, C, dt
+            T(QTK_I8, 3, CD, 1, K, y->conv_w, P "mixer.conv1d.weight", l);
+            SCALE(&y->conv_ws, P "mixer.conv1d.weight_scale", l);
+            SCALE(&y->conv_ws_bc[0], P "mixer.conv1d.weight_scale_B", l);
+            SCALE(&y->conv_ws_bc[1], P "mixer.conv1d.weight_scale_C", l);
+            T(QTK_I8, 1, CD, 0, 0, y->conv_b, P "mixer.conv1d.bias", l);
+            SCALE(&y->conv_bs, P "mixer.conv1d.bias_scale", l);
+            SCALE(&y->conv_bs_bc[0], P "mixer.conv1d.bias_scale_B", l);
+            SCALE(&y->conv_bs_bc[1], P "mixer.conv1d.bias_scale_C", l);
+            T(QTK_F16, 1, H, 0, 0, y->dt_bias, P "mixer.dt_bias", l);
+            T(QTK_I8, 1, H, 0, 0, y->A_log, P "mixer.A_log", l);
+            SCALE(&y->A_s, P "mixer.A_log_scale", l);
+            T(QTK_I8, 1, H, 0, 0, y->Dq, P "mixer.D", l);
+            SCALE(&y->D_s, P "mixer.D_scale", l);
+            T(QTK_F16, 1, E, 0, 0, y->gnorm_w, P "mixer.norm.weight", l);
+            T(QTK_I8, 2, D, E, 0, y->out_w, P "mixer.out_proj.weight", l);
+            SCALE(&y->out_ws, P "mixer.out_proj.weight_scale", l);
+            for (int p = 0; p < QTK_QUAMBA2_NP; p++) SCALE(&y->act[p], P "mixer.%s", l, act_tensor2[p]);
+            continue;
+        }
         T(QTK_I8, 2, 2 * E, D, 0, y->in_w, P "mixer.in_proj.weight", l);
         SCALE(&y->in_ws, P "mixer.in_proj.weight_scale", l);
         T(QTK_I8, 3, E, 1, K, y->conv_w, P "mixer.conv1d.weight", l);
@@ -225,7 +252,6 @@ qtk_status qtk_quamba_load(qtk_quamba *q, const char *dir) {
     memset(q, 0, sizeof *q);
     qtk_status st = read_config(dir, q, NULL);
     if (st != QTK_OK) return st;
-    if (q->cfg.arch != QTK_MAMBA1) return qtk_fail(QTK_ERR_UNSUPPORTED, "%s: a quantized Mamba2 (Mamba1 only)", dir);
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     qtk_safetensors sf;
@@ -248,10 +274,15 @@ qtk_status qtk_quamba_load(qtk_quamba *q, const char *dir) {
         const size_t k = numel(&t[i]);
         if (t[i].dt == QTK_I8) memcpy(t[i].data, ft->data, k);
         else st = qtk_st_read_f32(&sf, t[i].name, t[i].ndim, t[i].shape, t[i].data);
-        if (st == QTK_OK && t[i].dt == QTK_F32) { // a scale
-            const float s = *(const float *)t[i].data;
+        for (size_t j = 0; st == QTK_OK && t[i].dt == QTK_F32 && j < k; j++) { // scales
+            const float s = ((const float *)t[i].data)[j];
             if (!(isfinite(s) && s > 0.0f))
-                st = qtk_fail(QTK_ERR_FORMAT, "%s: scale %s is %g: scales must be finite and positive", path, t[i].name, s);
+            {
+                char at[32] = "";
+                if (k > 1) snprintf(at, sizeof at, "[%zu]", j);
+                st = qtk_fail(QTK_ERR_FORMAT, "%s: scale %s%s is %g: scales must be finite and positive", path, t[i].name,
+                              at, s);
+            }
         }
         if (st == QTK_OK && t[i].dt == QTK_F16)
             for (size_t j = 0; j < k; j++)

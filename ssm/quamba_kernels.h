@@ -80,7 +80,21 @@ typedef struct {
     const int8_t *w, *bias;
     float s_w, s_b, s_in, s_out;
     int8_t *state, *out;
+    // Mamba2's xBC: channels [x_end, b_end) (B) and [b_end, E) (C) take their own scales s_*_bc[0] and [1];
+    // x_end 0: every channel takes the scales above (Mamba1)
+    int x_end, b_end;
+    float s_w_bc[2], s_b_bc[2], s_in_bc[2], s_out_bc[2];
 } quamba_conv_args;
+
+// Channel c's weight, bias, input and output scales
+typedef struct {
+    float w, b, in, out;
+} quamba_conv_sc;
+QTK_HD quamba_conv_sc quamba_conv_scales(const quamba_conv_args *a, int c) {
+    if (a->x_end == 0 || c < a->x_end) return (quamba_conv_sc){a->s_w, a->s_b, a->s_in, a->s_out};
+    const int r = c < a->b_end ? 0 : 1;
+    return (quamba_conv_sc){a->s_w_bc[r], a->s_b_bc[r], a->s_in_bc[r], a->s_out_bc[r]};
+}
 
 // v = SiLU'd and quantized into *out: q = clamp(roundf(silu(v) / s_out)); returns 1 when it saturated
 QTK_HD unsigned quamba_conv_emit(float v, float s_out, int8_t *out) {
@@ -100,7 +114,8 @@ QTK_HD unsigned quamba_conv_token(const quamba_conv_args *a, int b, int t, int c
         const int pos = t - (K - 1) + k;
         acc += (int32_t)w[k] * (pos >= 0 ? a->x[((size_t)b * a->L + pos) * a->ld + c] : st[pos + K]);
     }
-    return quamba_conv_emit(a->s_w * a->s_in * (float)acc + a->s_b * (float)a->bias[c], a->s_out,
+    const quamba_conv_sc s = quamba_conv_scales(a, c);
+    return quamba_conv_emit(s.w * s.in * (float)acc + s.b * (float)a->bias[c], s.out,
                             &a->out[((size_t)b * a->L + t) * a->E + c]);
 }
 
@@ -122,13 +137,14 @@ QTK_HD unsigned quamba_conv_step(const quamba_conv_args *a, int b, int c, int8_t
     const int K = a->K;
     int8_t *st = a->state + ((size_t)b * a->E + c) * K;
     const int8_t *w = a->w + (size_t)c * K;
-    const float sw = a->s_w * a->s_in;
-    float v = a->s_b * (float)a->bias[c];
+    const quamba_conv_sc s = quamba_conv_scales(a, c);
+    const float sw = s.w * s.in;
+    float v = s.b * (float)a->bias[c];
     for (int k = 0; k + 1 < K; k++) v += sw * (float)w[k] * (float)st[k + 1];
     v += sw * (float)w[K - 1] * (float)x;
     for (int k = 0; k + 1 < K; k++) st[k] = st[k + 1];
     st[K - 1] = x;
-    return quamba_conv_emit(v, a->s_out, &a->out[(size_t)b * a->E + c]);
+    return quamba_conv_emit(v, s.out, &a->out[(size_t)b * a->E + c]);
 }
 
 // One (sequence, channel) over its L tokens; returns the codes that saturated
@@ -138,6 +154,84 @@ QTK_HD unsigned quamba_conv_channel(const quamba_conv_args *a, int b, int c) {
     for (int t = 0; t < a->L; t++) sat += quamba_conv_token(a, b, t, c);
     quamba_conv_keep(a, b, c);
     return sat;
+}
+
+// --- Mamba2 (spec 6.5 with per-tensor scales: the paper's Quamba on Mamba2) ------------------------------
+
+// in_proj's epilogue for output split k (z, x, B, C, dt), b = fl32(s_w,k / s_out,k) computed in double: a GEMM
+// writes sat(RNE(s_in (b acc))) (the scaled-mm epilogue), the decode GEMV sat(roundf(fl32(b s_in) acc))
+QTK_HD float quamba2_epi(int32_t acc, float b, float s_in, int gemv) {
+    return gemv ? roundf((b * s_in) * (float)acc) : rintf(s_in * (b * (float)acc));
+}
+
+// The SSD's operands: int8 x, B, C (the conv's outputs: rows of x (H P) | B (G N) | C (G N), stride ldx), dt
+// (in_proj's, stride lddt), A_log and D int8 per tensor, dt_bias fp16 values; the state (B, H, P, N) as int8 codes
+// of scale s_state between calls; y (rows, H P) fp16 values
+typedef struct {
+    int B, L, H, P, N, G;
+    const int8_t *x;
+    size_t ldx;
+    const int8_t *dt;
+    size_t lddt;
+    const int8_t *A_log, *Dq;
+    const float *dt_bias;
+    float s_x, s_B, s_C, s_dt, A_s, D_s, s_state, dt_min, dt_max;
+    int8_t *state;
+    float *y;
+} quamba2_ssd_args;
+
+// One (sequence b, head h, channel p) over its L tokens, N <= 256 (the reference's state-update kernel, token by
+// token): returns the state codes that saturated
+QTK_HD unsigned quamba2_ssd_row(const quamba2_ssd_args *a, int b, int h, int p) {
+    const int N = a->N, HP = a->H * a->P, g = h / (a->H / a->G);
+    int8_t *sq = a->state + (((size_t)b * a->H + h) * a->P + p) * N;
+    float st[256];
+    // state = state_scale * q_state
+    for (int n = 0; n < N; n++) st[n] = a->s_state * (float)sq[n];
+    // A = -exp(A_log_scale * q_A_log); D = D_scale * q_D
+    const float A = -expf(a->A_s * (float)a->A_log[h]), Dh = a->D_s * (float)a->Dq[h];
+    for (int t = 0; t < a->L; t++) {
+        const size_t r = (size_t)b * a->L + t;
+        const int8_t *xr = a->x + r * a->ldx, *Bq = xr + HP + (size_t)g * N, *Cq = xr + HP + (size_t)a->G * N + (size_t)g * N;
+        const float x = a->s_x * (float)xr[h * a->P + p];
+        // dt = softplus(dt_scale * q_dt + dt_bias), clamped to dt_limit; dA = exp(A * dt)
+        const float dt = qtk_clampf(qtk_softplus(a->s_dt * (float)a->dt[r * a->lddt + h] + a->dt_bias[h]), a->dt_min, a->dt_max);
+        const float dA = expf(A * dt);
+        float out = 0.0f;
+        for (int n = 0; n < N; n++) {
+            // state = state * dA + (B * dt) * x;  out = sum(state * C)
+            st[n] = st[n] * dA + ((a->s_B * (float)Bq[n]) * dt) * x;
+            out += st[n] * (a->s_C * (float)Cq[n]);
+        }
+        // out += x * D, stored fp16
+        a->y[r * HP + h * a->P + p] = quamba_f16(out + x * Dh);
+    }
+    // q_state = clamp(rint((state * 1e2) / (state_scale * 1e2)))
+    unsigned sat = 0;
+    for (int n = 0; n < N; n++) {
+        const float q = rintf((st[n] * 1e2f) / (a->s_state * 1e2f));
+        sat += (unsigned)quamba_clips(q);
+        sq[n] = qtk_sat_s8(q);
+    }
+    return sat;
+}
+
+// The gated RMSNorm of one row (spec 6.5 step 5): y (E, fp16 values) and the gate's codes z (scale s_z):
+// v = y (z sigmoid(z)); per group of E/G channels v * rsqrt(mean(v^2) + eps) * w; fp16 into out
+QTK_HD void quamba2_gnorm_row(const float *y, const int8_t *zq, float s_z, const float *w, int E, int G, float eps,
+                              float *out) {
+    const int gs = E / G;
+    for (int g = 0; g < G; g++) {
+        float ss = 0.0f;
+        for (int i = g * gs; i < (g + 1) * gs; i++) {
+            const float z = s_z * (float)zq[i];
+            const float v = y[i] * (z * (1.0f / (1.0f + expf(-z))));
+            out[i] = v;
+            ss += v * v;
+        }
+        const float rstd = 1.0f / sqrtf(ss / (float)gs + eps);
+        for (int i = g * gs; i < (g + 1) * gs; i++) out[i] = quamba_f16((out[i] * rstd) * w[i]);
+    }
 }
 
 #endif

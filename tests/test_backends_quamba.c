@@ -107,12 +107,12 @@ static void conv(qtk_rng *r, outputs *o) {
         const int Ls = step ? 1 : L;
         const int8_t *xs = x + (step ? (size_t)(step - 1) * LD : 0);
         const size_t ld = step ? (size_t)L * LD : LD;
-        quamba_conv_args a = {B, Ls, E, K, xs, ld, w, b, 0.01f, 0.002f, 0.03f, 0.02f, st, out};
+        quamba_conv_args a = {B, Ls, E, K, xs, ld, w, b, 0.01f, 0.002f, 0.03f, 0.02f, st, out, .x_end = 0};
         double *oc = (double *)o->cpu + at, *og = (double *)o->gpu + at;
         const size_t n = (size_t)B * Ls * E;
         oc[n + B * E * K] = (double)quamba_conv_q8(&a);
         put_i8(oc, out, n), put_i8(oc + n, st, B * E * K);
-        quamba_conv_args d = {B, Ls, E, K, dx + (xs - x), ld, dw, db, 0.01f, 0.002f, 0.03f, 0.02f, dst, dout};
+        quamba_conv_args d = {B, Ls, E, K, dx + (xs - x), ld, dw, db, 0.01f, 0.002f, 0.03f, 0.02f, dst, dout, .x_end = 0};
         uint64_t sat;
         ck_qtk(qtk_quamba_conv_q8_cuda(&d, &sat));
         int8_t *tmp = malloc(n + B * E * K);

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Quamba v1 (spec mamba-quamba.md section 5) transcribed in PyTorch, as the fixture qtk's CPU reference is
-tested against (tests/test_quamba.c, test_transcription).
+tested against (tests/test_quamba.c, test_transcription); with --arch mamba2, Quamba on Mamba2 (section 6.5's
+W8A8 block with per-tensor scales, section 5.3: out_proj's Hadamard, the percentile on x and on the SSM state),
+written to quamba2_ref.safetensors against qtk's tests/fixtures/ssm/quamba_tiny2 (test_transcription_mamba2).
 
 Run on the GPU machine (PyTorch and transformers; the CPU is enough) from the repository root:
 
-    python3 tools/make_quamba_fixtures.py [--out tests/fixtures/ssm/quamba_ref.safetensors]
+    python3 tools/make_quamba_fixtures.py [--arch mamba1|mamba2] [--out FILE]
 
 Two independent halves:
 
@@ -253,15 +255,237 @@ class QModel:
         dump[f"{tag}.logits"] = (t @ self.g("backbone.embeddings.weight").float().T).contiguous()
 
 
+# --- 3. Mamba2 (spec 6.4-6.5 with per-tensor scales: the paper's Quamba on Mamba2) ------------------------
+
+@torch.no_grad()
+def calibrate2(model_dir, seqs, alpha=0.99999, momentum=0.01):
+    """transformers' Mamba2ForCausalLM (float32, its PyTorch path) with hooks on in_proj (input; output split
+    z | x | B | C | dt, and the conv on its xBC from the module's weights: x percentile | B | C) and out_proj (input
+    rotated); the final SSM state (percentile) by the spec's recurrence from the x, B, C and dt"""
+    from transformers import Mamba2ForCausalLM
+    model = Mamba2ForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    cfg = model.config
+    D, H, P, G, N = cfg.hidden_size, cfg.num_heads, cfg.head_dim, cfg.n_groups, cfg.state_size
+    E, GN = H * P, G * N
+    Hm = hadamard(E).float()
+    stats = {}
+
+    def observe(key, v, pct):
+        v = v.detach().float().flatten()
+        if pct:
+            q = torch.quantile(v.abs(), alpha).item()
+            stats[key] = q if key not in stats else stats[key] + momentum * (q - stats[key])
+        else:
+            stats[key] = max(stats.get(key, 0.0), max(v.abs().max().item(), 1e-5))
+
+    seen = {}
+    hooks = []
+    for i, layer in enumerate(model.backbone.layers):
+        mx = layer.mixer
+
+        def mk(i, name):
+            def hook(m, inp, out):
+                x = inp[0]
+                if name == "in_proj":
+                    observe((i, "in_proj:input"), x, False)
+                    o = out[..., out.shape[-1] - (2 * E + 2 * GN + H):]  # d_mlp = 0: z | xBC | dt
+                    at = [0, E, 2 * E, 2 * E + GN, 2 * E + 2 * GN, 2 * E + 2 * GN + H]
+                    for k, nm in enumerate(("z_act", "x_conv_in", "B_conv_in", "C_conv_in", "dt_act")):
+                        observe((i, nm), o[..., at[k]:at[k + 1]], False)
+                    seen[(i, "dt")] = o[..., at[4]:at[5]]
+                    # the conv (spec section 3 step 2, from the module's weights: the model may run it
+                    # functionally, without a module call to hook): causal, depthwise, bias, SiLU
+                    cv = model.backbone.layers[i].mixer.conv1d
+                    xbc = o[..., at[1]:at[4]].transpose(1, 2)
+                    L = xbc.shape[-1]
+                    v = torch.nn.functional.conv1d(xbc, cv.weight, cv.bias, padding=cv.weight.shape[-1] - 1,
+                                                   groups=xbc.shape[1])[..., :L].transpose(1, 2)
+                    v = v / (1 + torch.exp(-v))
+                    observe((i, "x_conv_out"), v[..., :E], True)
+                    observe((i, "B_conv_out"), v[..., E:E + GN], False)
+                    observe((i, "C_conv_out"), v[..., E + GN:], False)
+                    seen[(i, "xBC")] = v
+                else:  # out_proj sees had(y)
+                    observe((i, "out_proj:input"), (x.float() @ Hm.T) / math.sqrt(E), False)
+                    # the final state: h_t = exp(dt A) h + dt B x, from the hooked tensors
+                    v, dt = seen[(i, "xBC")][0], seen[(i, "dt")][0]
+                    mx_ = model.backbone.layers[i].mixer
+                    lo, hi = (cfg.time_step_limit if hasattr(cfg, "time_step_limit") else (0.0, float("inf")))
+                    dts = torch.clamp(F_softplus(dt + mx_.dt_bias), lo, hi)
+                    A = -torch.exp(mx_.A_log.float())
+                    xs = v[:, :E].reshape(-1, H, P)
+                    Bs = v[:, E:E + GN].reshape(-1, G, N)
+                    st = torch.zeros(H, P, N)
+                    gh = torch.arange(H) // (H // G)
+                    for t in range(xs.shape[0]):
+                        st = torch.exp(dts[t] * A)[:, None, None] * st + \
+                            (dts[t][:, None, None] * Bs[t][gh][:, None, :]) * xs[t][:, :, None]
+                    observe((i, "ssm_state_act"), st, True)
+            return hook
+
+        for name in ("in_proj", "out_proj"):
+            hooks.append(getattr(mx, name).register_forward_hook(mk(i, name)))
+    for sq in seqs:
+        model(torch.tensor([sq]), use_cache=False)
+    for h in hooks:
+        h.remove()
+    out = {}
+    for (i, name), v in stats.items():
+        out[f"calib.layers.{i}.{name}"] = (f32(v) / 127).reshape(1)
+    for i, layer in enumerate(model.backbone.layers):
+        mx = layer.mixer
+        W = mx.in_proj.weight.detach().float()
+        W = W[W.shape[0] - (2 * E + 2 * GN + H):]
+        cw = mx.conv1d.weight.detach().float().reshape(E + 2 * GN, -1)
+        cb = mx.conv1d.bias.detach().float()
+        at = [0, E, 2 * E, 2 * E + GN, 2 * E + 2 * GN, 2 * E + 2 * GN + H]
+        ws = {f"in_proj.weight.{k}": W[at[k]:at[k + 1]] for k in range(5)}
+        for k, (a, b) in enumerate(((0, E), (E, E + GN), (E + GN, E + 2 * GN))):
+            ws[f"conv1d.weight.{k}"], ws[f"conv1d.bias.{k}"] = cw[a:b], cb[a:b]
+        ws.update({"A_log": mx.A_log, "D": mx.D,
+                   "out_proj.weight": (mx.out_proj.weight.double() @ hadamard(E).T / math.sqrt(E)).float()})
+        for name, w in ws.items():
+            w = w.detach().float()
+            sc = w.abs().max().clamp(min=1e-5) / 127
+            out[f"weights.layers.{i}.{name}"] = sat(torch.round(w / sc)).to(torch.int8).contiguous()
+            out[f"weights.layers.{i}.{name}.scale"] = sc.reshape(1)
+    return out, cfg
+
+
+def F_softplus(v):
+    return torch.where(v <= 20, torch.log1p(torch.exp(v)), v)
+
+
+class QModel2(QModel):
+    """The Mamba2 block of spec 6.5 (W8A8, per-tensor scales) on qtk's checkpoint folder"""
+
+    def __init__(self, folder, cfg_json):
+        t = load_file(f"{folder}/model.safetensors")
+        self.t = {k: v for k, v in t.items()}
+        c = cfg_json
+        self.D, self.N, self.K = c["hidden_size"], c["state_size"], c["conv_kernel"]
+        self.Hh, self.P, self.G = c["num_heads"], c["head_dim"], c["n_groups"]
+        self.E = self.Hh * self.P
+        self.L = c["num_hidden_layers"]
+        self.eps = c["layer_norm_epsilon"]
+        self.had = c["quantization_config"]["hadamard"] != "none"
+
+    def state(self, B):
+        CD = self.E + 2 * self.G * self.N
+        return [(torch.zeros(B, CD, self.K, dtype=torch.int64), torch.zeros(B, self.Hh, self.P, self.N, dtype=torch.int64))
+                for _ in range(self.L)]
+
+    def forward(self, tokens, states, dump, tag):
+        B, L = tokens.shape
+        rows = B * L
+        D, E, N, K, H, P, G = self.D, self.E, self.N, self.K, self.Hh, self.P, self.G
+        GN, CD = G * N, E + 2 * G * N
+        gemv = rows == 1
+        h = self.g("backbone.embeddings.weight").float()[tokens.reshape(-1)]
+        for l in range(self.L):
+            p = f"backbone.layers.{l}.mixer."
+            A = {k: f32(self.s(p + k + ".scale")) for k in ("z_act", "x_conv_in", "B_conv_in", "C_conv_in", "dt_act",
+                                                             "x_conv_out", "B_conv_out", "C_conv_out", "ssm_state_act")}
+            s_in, s_o = self.s(p + "in_proj.input_scale"), self.s(p + "out_proj.input_scale")
+            # residual -> RMSNorm -> int8 (rint: Triton)
+            ss = (h.double() ** 2).mean(-1, keepdim=True)
+            rs = 1.0 / torch.sqrt(ss.float() + f32(self.eps))
+            u = self.g(f"backbone.layers.{l}.norm.weight").float() * (h * rs)
+            uq = sat(torch.round(u / f32(s_in))).to(torch.int64)
+            # in_proj: per split b = fl32(s_w / s_out) (double quotient); GEMM sat(rint(s_in (b acc))), GEMV
+            # sat(roundf(fl32(b s_in) acc))
+            acc = (uq @ self.g(p + "in_proj.weight").to(torch.int64).T).float()
+            wsc = self.g(p + "in_proj.weight_scale").float()
+            at = [0, E, 2 * E, 2 * E + GN, 2 * E + 2 * GN, 2 * E + 2 * GN + H]
+            outs = []
+            for k, nm in enumerate(("z_act", "x_conv_in", "B_conv_in", "C_conv_in", "dt_act")):
+                b = f32(wsc[k].item() / A[nm].item())
+                a = acc[:, at[k]:at[k + 1]]
+                v = roundf((b * f32(s_in)) * a) if gemv else torch.round(f32(s_in) * (b * a))
+                outs.append(sat(v))
+            zx = torch.cat(outs, 1).to(torch.int64)
+            # conv1d + SiLU per channel range, roundf
+            conv_state, sst = states[l]
+            w = self.g(p + "conv1d.weight").to(torch.int64).reshape(CD, K)
+            bq = self.g(p + "conv1d.bias").to(torch.int64).float()
+            rng = [(0, E, "", "x"), (E, E + GN, "_B", "B"), (E + GN, CD, "_C", "C")]
+            sw, sb, so = torch.zeros(CD), torch.zeros(CD), torch.zeros(CD)
+            for a0, a1, suf, nm in rng:
+                sw[a0:a1] = f32(self.s(p + "conv1d.weight_scale" + suf)) * A[nm + "_conv_in"]
+                sb[a0:a1] = f32(self.s(p + "conv1d.bias_scale" + suf))
+                so[a0:a1] = A[nm + "_conv_out"]
+            xbc = zx[:, E:E + CD].reshape(B, L, CD)
+            cq = torch.zeros(B, L, CD, dtype=torch.int64)
+            win = conv_state.clone()
+            for t in range(L):
+                win = torch.cat([win[:, :, 1:], xbc[:, t, :, None]], 2)
+                if L > 1:
+                    v = sw * (win * w).sum(-1).float() + sb * bq
+                else:
+                    v = (sb * bq).expand(B, CD).clone()
+                    for k in range(K):
+                        v = v + sw * w[:, k].float() * win[:, :, k].float()
+                silu = v / (1 + torch.exp(-v))
+                cq[:, t] = sat(roundf(silu / so)).to(torch.int64)
+            cq = cq.reshape(rows, CD)
+            # SSD, token by token: state = state dA + (B dt) x; y = sum(state C) + x D (fp16); int8 state
+            Ah = -torch.exp(f32(self.s(p + "A_log_scale")) * self.g(p + "A_log").float())
+            Dh = f32(self.s(p + "D_scale")) * self.g(p + "D").float()
+            dtb = self.g(p + "dt_bias").float()
+            ssc = A["ssm_state_act"]
+            st = ssc * sst.float()  # (B, H, P, N)
+            gh = torch.arange(H) // (H // G)
+            x3 = cq[:, :E].reshape(B, L, H, P).float() * A["x_conv_out"]
+            B3 = cq[:, E:E + GN].reshape(B, L, G, N).float() * A["B_conv_out"]
+            C3 = cq[:, E + GN:].reshape(B, L, G, N).float() * A["C_conv_out"]
+            dq = zx[:, 2 * E + 2 * GN:].reshape(B, L, H).float()
+            y = torch.zeros(B, L, H, P)
+            for t in range(L):
+                dt = F_softplus(A["dt_act"] * dq[:, t] + dtb)  # (B, H); the default dt_limit (0, inf)
+                dA = torch.exp(Ah * dt)
+                Bt, Ct = B3[:, t][:, gh], C3[:, t][:, gh]  # (B, H, N)
+                acc = torch.zeros(B, H, P)
+                for n in range(N):
+                    st[..., n] = st[..., n] * dA[:, :, None] + ((Bt[:, :, n] * dt)[:, :, None]) * x3[:, t]
+                    acc = acc + st[..., n] * Ct[:, :, n, None]
+                y[:, t] = f16(acc + x3[:, t] * Dh[None, :, None])
+            sq = sat(torch.round((st * f32(1e2)) / (ssc * f32(1e2)))).to(torch.int64)
+            states[l] = (win, sq)
+            y = y.reshape(rows, E)
+            # gated RMSNorm: v = y (z sigmoid(z)); v * rsqrt(mean(v^2) + eps) * w per group; fp16
+            z = A["z_act"] * zx[:, :E].float()
+            v = y * (z * (1.0 / (1.0 + torch.exp(-z))))
+            gw = self.g(p + "norm.weight").float()
+            vg = v.reshape(rows, G, E // G)
+            r = 1.0 / torch.sqrt((vg * vg).sum(-1, keepdim=True) / f32(E // G) + f32(self.eps))
+            gn = f16(((vg * r).reshape(rows, E)) * gw)
+            # Hadamard + quantize, out_proj fp16, the residual
+            mu = f32((1.0 / math.sqrt(E) if self.had else 1.0) / s_o)
+            hy = (gn.double() @ hadamard(E).T).float() if self.had else gn
+            yq = sat(roundf(hy * mu)).to(torch.int64)
+            acc = yq @ self.g(p + "out_proj.weight").to(torch.int64).T
+            h = h + f16(f32(s_o) * (f32(self.s(p + "out_proj.weight_scale")) * acc.float()))
+            for kind, t_ in (("uq", uq), ("zx", zx), ("cq", cq), ("yq", yq), ("state", sq)):
+                dump[f"{tag}.layers.{l}.{kind}"] = t_.to(torch.int8).contiguous()
+            dump[f"{tag}.layers.{l}.y"] = y.half().contiguous()
+        ss = (h.double() ** 2).mean(-1, keepdim=True)
+        rs = 1.0 / torch.sqrt(ss.float() + f32(self.eps))
+        t = f16(self.g("backbone.norm_f.weight").float() * (h * rs))
+        dump[f"{tag}.logits"] = (t @ self.g("backbone.embeddings.weight").float().T).contiguous()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=f"{FIX}/quamba_ref.safetensors")
+    ap.add_argument("--arch", choices=("mamba1", "mamba2"), default="mamba1")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    m2 = args.arch == "mamba2"
+    args.out = args.out or f"{FIX}/quamba{'2' if m2 else ''}_ref.safetensors"
     data = list(open(f"{FIX}/kjv_heldout_8192.bin", "rb").read())
     seqs = [data[i * 512:(i + 1) * 512] for i in range(8)]
-    out, cfg = calibrate("models/tiny_mamba1", seqs)
-    folder = f"{FIX}/quamba_tiny"
-    qm = QModel(folder, json.load(open(f"{folder}/config.json")))
+    out, cfg = (calibrate2 if m2 else calibrate)(f"models/tiny_mamba{'2' if m2 else '1'}", seqs)
+    folder = f"{FIX}/quamba_tiny{'2' if m2 else ''}"
+    qm = (QModel2 if m2 else QModel)(folder, json.load(open(f"{folder}/config.json")))
     ev = torch.tensor(data[4096:4096 + 256])
     for tag, B, L in (("b2", 2, 64), ("b1", 1, 16)):
         toks = ev[:B * (L + 2)].reshape(B, L + 2)

@@ -34,13 +34,14 @@ struct qtk_quamba_cuda {
     __half *xh;
     unsigned long long *d_mask; // the Hadamard's base matrix (m x m) as sign masks (qtk_had_masks)
     size_t had_m;
-    u64 *d_sat;              // (layers, QTK_MAMBA_QL)
+    u64 *d_sat;              // (layers, QTK_QUAMBA_NPT)
     uint64_t *seen;          // host: codes written since the last collect, same layout
     size_t weight_bytes;
     cudaGraphExec_t graph;
     int graph_B;
     // stage profile (qtk_quamba_cuda_profile): an event after each stage of the forwards run without the graph
     int prof, nev;
+    int no_fuse;             // qtk_quamba_cuda_set_fusion(g, 0): decode steps launch every stage (benchmarks)
     cudaEvent_t *ev;
     int *evcat;
     double prof_ms[QTK_QUAMBA_STAGES];
@@ -134,20 +135,20 @@ __global__ void k_copy_cols(const int8_t *__restrict__ x, int ldx, int8_t *y, in
 
 // the conv's prefill: a thread per (token, channel), every output on its own (the int32 sums are exact in
 // any order), then the states (k_conv_keep, after every output has read them)
-__global__ void k_conv_q8_tok(quamba_conv_args a, u64 *sat) {
+__global__ void k_conv_q8_tok(const __grid_constant__ quamba_conv_args a, u64 *sat) {
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= a.E) return;
     const unsigned r = blockIdx.x;
     add_sat(sat, quamba_conv_token(&a, (int)(r / (unsigned)a.L), (int)(r % (unsigned)a.L), c));
 }
 
-__global__ void k_conv_keep(quamba_conv_args a) {
+__global__ void k_conv_keep(const __grid_constant__ quamba_conv_args a) {
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c < a.E) quamba_conv_keep(&a, blockIdx.x, c);
 }
 
 // a decode step: a thread per (sequence, channel)
-__global__ void k_conv_step(quamba_conv_args a, u64 *sat) {
+__global__ void k_conv_step(const __grid_constant__ quamba_conv_args a, u64 *sat) {
     qtk_pdl_trigger();
     qtk_pdl_wait();
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
@@ -165,7 +166,7 @@ static qtk_status conv_q8(cudaStream_t st, const quamba_conv_args *a, u64 *sat) 
     return QTK_OK;
 }
 
-__global__ void k_scan_q8(quamba_scan_args a) {
+__global__ void k_scan_q8(const __grid_constant__ quamba_scan_args a) {
     const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (i >= (long)a.B * a.E) return;
     quamba_scan_channel(&a, (int)(i / a.E), (int)(i % a.E));
@@ -312,7 +313,7 @@ __global__ void k_had_q8(const float *__restrict__ y, int E, size_t m, const uns
 template <int WPR, bool VEC, int NR>
 __global__ void __launch_bounds__(256) k_gemv_s8(const int8_t *__restrict__ x, int ldx, const int8_t *__restrict__ W,
                                                  int N, int K, float s_w, float r, float a, int e, int8_t *q, float *h,
-                                                 float s_in, u64 *sat, quamba_conv_args cv, u64 *csat) {
+                                                 float s_in, u64 *sat, const __grid_constant__ quamba_conv_args cv, u64 *csat) {
     __shared__ int red[8][NR];
     qtk_pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = warp % WPR;
@@ -511,7 +512,7 @@ static void add_seen(qtk_quamba_cuda *g, size_t rows) {
     const size_t cols[QTK_MAMBA_QL] = {(size_t)c->d_model, 2 * (size_t)c->d_inner, (size_t)c->d_inner,
                                        (size_t)(c->dt_rank + 2 * c->d_state), (size_t)c->d_inner, (size_t)c->d_inner};
     for (int l = 0; l < c->n_layers; l++)
-        for (int p = 0; p < QTK_MAMBA_QL; p++) g->seen[l * QTK_MAMBA_QL + p] += rows * cols[p];
+        for (int p = 0; p < QTK_MAMBA_QL; p++) g->seen[l * QTK_QUAMBA_NPT + p] += rows * cols[p];
 }
 
 // Stage s of layer l over B x L tokens (QTK_QUAMBA_STAGES' order). A decode step of at most 8 sequences (the
@@ -523,13 +524,13 @@ static qtk_status stage(qtk_quamba_cuda *g, int l, int L, int s) {
     const int B = g->B, D = c->d_model, E = c->d_inner, N = c->d_state, R = c->dt_rank, XD = R + 2 * N;
     const size_t rows = (size_t)B * L;
     const float *A = y->act;
-    u64 *sat = g->d_sat + (size_t)l * QTK_MAMBA_QL;
+    u64 *sat = g->d_sat + (size_t)l * QTK_QUAMBA_NPT;
     const int epi = rows == 1 ? QUAMBA_EPI_GEMV : QUAMBA_EPI_GEMM;
     const int epi_t = rows == 1 ? QUAMBA_EPI_GEMV : L > 1 ? QUAMBA_EPI_GEMM_T : QUAMBA_EPI_GEMM;
-    const int fuse = L == 1 && rows <= 8 && N <= 32;
+    const int fuse = L == 1 && rows <= 8 && N <= 32 && !g->no_fuse;
     quamba_conv_args ca = {B, L, E, c->d_conv, g->xz, 2 * (size_t)E, D8(g, y->conv_w), D8(g, y->conv_b), y->conv_ws,
                            y->conv_bs, A[QTK_MAMBA_Q_IN_PROJ_OUT], A[QTK_MAMBA_Q_X_PROJ_IN], g->conv + g->conv_per_layer * l,
-                           g->xq};
+                           g->xq}; // one channel range (x_end 0)
     switch (s) {
     case 0: // hidden_states = self.norm(residual), quantized: one kernel
         QTK_LAUNCH_PDL(k_rmsnorm_q8, (unsigned)rows, NORM_T, 0, g->st, g->h, g->d_norm + (size_t)(l + 1) * D, D, c->eps,
@@ -600,6 +601,9 @@ static qtk_status forward(qtk_quamba_cuda *g, int L, int want) {
 static qtk_status check_shapes(const qtk_quamba *q) {
     const qtk_mamba_config *c = &q->cfg;
     if (q->fp) return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Quamba: the dynamic variant runs on the CPU");
+    if (c->arch != QTK_MAMBA1)
+        return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Quamba: Mamba2's int8 kernels are not written yet; run a Mamba2 Quamba "
+                        "model on the CPU (device: cpu)");
     if (c->d_model % 4 || c->d_inner % 4 || c->dt_rank % 4 || (c->dt_rank + 2 * c->d_state) % 4)
         return qtk_fail(QTK_ERR_UNSUPPORTED, "GPU Quamba: d_model %d, d_inner %d, dt_rank %d and dt_rank + 2 state_size %d "
                         "must be multiples of 4 (the int8 GEMMs' alignment)", c->d_model, c->d_inner, c->dt_rank,
@@ -672,9 +676,9 @@ static qtk_status create(qtk_quamba_cuda *g, const qtk_quamba *q, int maxB, int 
     QTK_TRY(dalloc(&g->yq, rows * E));
     QTK_TRY(dalloc(&g->dlt, rows * (size_t)c->dt_rank));
     QTK_TRY(dalloc(&g->xh, rows * D));
-    QTK_TRY(dalloc(&g->d_sat, Ls * QTK_MAMBA_QL));
-    QTK_CUDA_TRY(cudaMemset(g->d_sat, 0, Ls * QTK_MAMBA_QL * sizeof(u64)));
-    if (!(g->seen = (uint64_t *)calloc(Ls * QTK_MAMBA_QL, sizeof *g->seen)))
+    QTK_TRY(dalloc(&g->d_sat, Ls * QTK_QUAMBA_NPT));
+    QTK_CUDA_TRY(cudaMemset(g->d_sat, 0, Ls * QTK_QUAMBA_NPT * sizeof(u64)));
+    if (!(g->seen = (uint64_t *)calloc(Ls * QTK_QUAMBA_NPT, sizeof *g->seen)))
         return qtk_fail(QTK_ERR_NOMEM, "GPU Quamba: out of host memory");
     return QTK_OK;
 }
@@ -813,7 +817,7 @@ extern "C" qtk_status qtk_quamba_cuda_decode(qtk_quamba_cuda *g, const int32_t *
 }
 
 extern "C" qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g) {
-    const size_t n = (size_t)g->q->cfg.n_layers * QTK_MAMBA_QL;
+    const size_t n = (size_t)g->q->cfg.n_layers * QTK_QUAMBA_NPT;
     u64 *h = (u64 *)malloc(n * sizeof *h);
     if (!h) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     cudaError_t e = cudaMemcpy(h, g->d_sat, n * sizeof *h, cudaMemcpyDeviceToHost);
@@ -825,6 +829,11 @@ extern "C" qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g) {
 }
 
 extern "C" size_t qtk_quamba_cuda_weight_bytes(const qtk_quamba_cuda *g) { return g->weight_bytes; }
+
+extern "C" void qtk_quamba_cuda_set_fusion(qtk_quamba_cuda *g, int on) {
+    if (g->no_fuse != !on) g->graph_B = 0; // a captured decode step keeps the old launches: capture anew
+    g->no_fuse = !on;
+}
 
 static qtk_status gpu_windows(void *ud, const int32_t *tokens, int B, int L, float *logits) {
     qtk_quamba_cuda *g = (qtk_quamba_cuda *)ud;

@@ -42,7 +42,7 @@ static qtk_status check_fp16(gcal *x) {
         if (!(a <= 65504.0f))
             st = qtk_fail(QTK_ERR_ARG, "calibration sequences %d..%d: layer %d %s reaches |x| = %g: outside fp16's range "
                           "(the quantized model keeps fp16 values)", x->seq0, x->seq0 + x->B - 1, (int)(i / QTK_MAMBA_QL),
-                          quamba_point_name((int)(i % QTK_MAMBA_QL)), a);
+                          qtk_quamba_point_name(QTK_MAMBA1, (int)(i % QTK_MAMBA_QL)), a);
     }
     free(h);
     return st;

@@ -34,6 +34,7 @@ qtk_status qtk_quamba_cuda_decode(qtk_quamba_cuda *g, const int32_t *tokens, flo
 }
 qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g) { return NO_CUDA(); }
 size_t qtk_quamba_cuda_weight_bytes(const qtk_quamba_cuda *g) { return 0; }
+void qtk_quamba_cuda_set_fusion(qtk_quamba_cuda *g, int on) {}
 qtk_status qtk_quamba_cuda_profile(qtk_quamba_cuda *g, int on, double *ms) { return NO_CUDA(); }
 qtk_status qtk_quamba_cuda_stage_times(qtk_quamba_cuda *g, int reps, double *us) { return NO_CUDA(); }
 qtk_status qtk_quamba_cuda_perplexity(const qtk_quamba *q, const int32_t *tokens, size_t n, int ctx, int stride,
