@@ -154,6 +154,24 @@ qtk_status quamba_had_q8(float *y, size_t rows, int E, int had, float s, int8_t 
 #define TAP(kind, data, n)                                                                                            \
     if (s->tap) s->tap(s->tap_ctx, l, kind, data, n)
 
+// The block's end, both generations: had(y) quantized with out_proj's input scale (point p), out_proj with fp16
+// output, the residual; y (rows, E) is overwritten
+static qtk_status block_out(const qtk_quamba *q, int l, qtk_quamba_state *s, size_t rows, int p, const qws *w) {
+    const qtk_quamba_layer *y = &q->layers[l];
+    const int D = q->cfg.d_model, E = q->cfg.d_inner;
+    const float s_y = y->act[p];
+    // y = had(y), quantized
+    QTK_TRY(quamba_had_q8(w->y, rows, E, qtk_quamba_uses_hadamard(q->opts.variant), s_y, w->yq,
+                          &q->sat[(size_t)l * QTK_QUAMBA_NPT + p]));
+    q->seen[(size_t)l * QTK_QUAMBA_NPT + p] += rows * E;
+    TAP(p, w->yq, rows * E);
+    // out = self.out_proj(y): fp16 = s_in (s_w acc); residual = residual + out
+    qtk_gemm_s8(w->yq, (size_t)E, y->out_w, w->acc, rows, D, E);
+    quamba_out_resid(w->acc, rows * (size_t)D, s_y, y->out_ws, w->h);
+    TAP(QTK_QUAMBA_TAP_H, w->h, rows * D);
+    return QTK_OK;
+}
+
 static qtk_status layer_fwd(const qtk_quamba *q, int l, qtk_quamba_state *s, int L, const qws *w) {
     const qtk_mamba_config *c = &q->cfg;
     const qtk_quamba_layer *y = &q->layers[l];
@@ -197,16 +215,7 @@ static qtk_status layer_fwd(const qtk_quamba *q, int l, qtk_quamba_state *s, int
     quamba_scan_args sa = quamba_scan_operands(q, l, B, L, w->xq, w->dtq, w->dbl, w->xz, s->ssm + s->ssm_per_layer * l, w->y);
     quamba_scan(&sa);
     TAP(QTK_QUAMBA_TAP_Y, w->y, rows * E);
-    // had(y), quantized
-    QTK_TRY(quamba_had_q8(w->y, rows, E, qtk_quamba_uses_hadamard(q->opts.variant), A[QTK_MAMBA_Q_OUT_PROJ_IN], w->yq,
-                   &sat[QTK_MAMBA_Q_OUT_PROJ_IN]));
-    seen[QTK_MAMBA_Q_OUT_PROJ_IN] += rows * E;
-    TAP(QTK_MAMBA_Q_OUT_PROJ_IN, w->yq, rows * E);
-    // out = self.out_proj(y): fp16 = s_in (s_w acc); residual = residual + out
-    qtk_gemm_s8(w->yq, (size_t)E, y->out_w, w->acc, rows, D, E);
-    quamba_out_resid(w->acc, rows * (size_t)D, A[QTK_MAMBA_Q_OUT_PROJ_IN], y->out_ws, w->h);
-    TAP(QTK_QUAMBA_TAP_H, w->h, rows * D);
-    return QTK_OK;
+    return block_out(q, l, s, rows, QTK_MAMBA_Q_OUT_PROJ_IN, w);
 }
 // Mamba2's block (spec 6.5 W8A8 with per-tensor scales): the reference's line above each step
 static qtk_status layer_fwd2(const qtk_quamba *q, int l, qtk_quamba_state *s, int L, const qws *w) {
@@ -268,16 +277,7 @@ static qtk_status layer_fwd2(const qtk_quamba *q, int l, qtk_quamba_state *s, in
 #pragma omp parallel for schedule(static) if (rows * (size_t)E >= 65536)
     for (size_t r = 0; r < rows; r++)
         quamba2_gnorm_row(w->y + r * E, w->xz + r * IN, A[QTK_QUAMBA2_Z], y->gnorm_w, E, G, c->eps, w->y + r * E);
-    // y = self.had(y): int8
-    QTK_TRY(quamba_had_q8(w->y, rows, E, qtk_quamba_uses_hadamard(q->opts.variant), A[QTK_QUAMBA2_OUT_IN], w->yq,
-                          &sat[QTK_QUAMBA2_OUT_IN]));
-    seen[QTK_QUAMBA2_OUT_IN] += rows * E;
-    TAP(QTK_QUAMBA2_OUT_IN, w->yq, rows * E);
-    // out = self.out_proj(y): fp16 = s_in (s_w acc); residual = residual + out
-    qtk_gemm_s8(w->yq, (size_t)E, y->out_w, w->acc, rows, D, E);
-    quamba_out_resid(w->acc, rows * (size_t)D, A[QTK_QUAMBA2_OUT_IN], y->out_ws, w->h);
-    TAP(QTK_QUAMBA_TAP_H, w->h, rows * D);
-    return QTK_OK;
+    return block_out(q, l, s, rows, QTK_QUAMBA2_OUT_IN, w);
 }
 #undef TAP
 

@@ -381,15 +381,14 @@ typedef struct {
     double y_err;              // the scan's fp16 output: largest difference over its magnitude
 } tap_cmp;
 
-static void tap_compare(void *ctx, int layer, int kind, const void *data, size_t n) {
-    static const char *names[QTK_MAMBA_QL] = {"uq", "xz", "xq", "dbl", "dtq", "yq"};
-    if (kind == QTK_QUAMBA_TAP_H) return;
-    tap_cmp *c = ctx;
+// layer's tensor `name` of the case against the fixture's: fp16 values (y: the largest difference over the largest
+// value into y_err) or int8 codes (counted by how far they differ)
+static void tap_check(tap_cmp *c, int layer, const char *name, int is_y, const void *data, size_t n) {
     char key[96];
-    snprintf(key, sizeof key, "%s.layers.%d.%s", c->tag, layer, kind == QTK_QUAMBA_TAP_Y ? "y" : names[kind]);
+    snprintf(key, sizeof key, "%s.layers.%d.%s", c->tag, layer, name);
     const qtk_st_tensor *t = qtk_st_find(c->ref, key);
     ck_assert_msg(t != NULL, "fixture tensor %s missing", key);
-    if (kind == QTK_QUAMBA_TAP_Y) {
+    if (is_y) {
         ck_assert_uint_eq(t->nbytes, n * qtk_dtype_nbytes(t->dtype, 1));
         float *w = malloc(n * 4);
         ck_qtk(qtk_convert_to_f32(t->dtype, t->data, w, n)); // F16: the scan's output is fp16 values
@@ -407,6 +406,53 @@ static void tap_compare(void *ctx, int layer, int kind, const void *data, size_t
     }
     c->n += (long)n;
 }
+
+static void tap_compare(void *ctx, int layer, int kind, const void *data, size_t n) {
+    static const char *names[QTK_MAMBA_QL] = {"uq", "xz", "xq", "dbl", "dtq", "yq"};
+    if (kind == QTK_QUAMBA_TAP_H) return;
+    const int y = kind == QTK_QUAMBA_TAP_Y;
+    tap_check(ctx, layer, y ? "y" : names[kind], y, data, n);
+}
+
+// Mamba2's taps: in_proj's input codes (uq), its whole output (zx), the conv's (cq), the SSD's fp16 output (y),
+// out_proj's input codes (yq); the int8 state (state) after each call
+static void tap_compare2(void *ctx, int layer, int kind, const void *data, size_t n) {
+    const char *name = kind == QTK_QUAMBA2_IN ? "uq" : kind == QTK_QUAMBA2_Z ? "zx" : kind == QTK_QUAMBA2_X_OUT ? "cq"
+                       : kind == QTK_QUAMBA2_OUT_IN ? "yq" : kind == QTK_QUAMBA_TAP_Y ? "y" : NULL;
+    if (name) tap_check(ctx, layer, name, kind == QTK_QUAMBA_TAP_Y, data, n);
+}
+
+// A layer's int8 weights against the fixture's "weights.layers.{l}.{name}" codes and ".scale": equal, but the
+// last (out_proj, fused with the Hadamard in float64 there, float32 butterflies here) may differ by one; counts
+// into *diff and *n
+typedef struct {
+    char name[24];
+    const int8_t *codes;
+    float s;
+    size_t n;
+} wcmp;
+static void compare_weights(const qtk_safetensors *ref, int l, const wcmp *w, int nw, long *diff, long *n) {
+    for (int k = 0; k < nw; k++) {
+        char key[128];
+        snprintf(key, sizeof key, "weights.layers.%d.%.23s", l, w[k].name);
+        const qtk_st_tensor *t = qtk_st_find(ref, key);
+        ck_assert_msg(t && t->nbytes == w[k].n, "%s", key);
+        const int fused = k == nw - 1;
+        for (size_t i = 0; i < w[k].n; i++) {
+            const int d = abs((int)w[k].codes[i] - (int)((const int8_t *)t->data)[i]);
+            ck_assert_msg(d == 0 || (fused && d == 1), "%s[%zu]: qtk %d, PyTorch %d", key, i, w[k].codes[i],
+                          ((const int8_t *)t->data)[i]);
+            *diff += d;
+        }
+        *n += (long)w[k].n;
+        strcat(key, ".scale");
+        float sc;
+        ck_qtk(qtk_st_read_f32(ref, key, -1, NULL, &sc));
+        ck_assert_msg(fabsf(sc - w[k].s) <= 1e-6f * sc, "%s: %.9g vs %.9g", key, w[k].s, sc);
+    }
+}
+
+static void transcription_cases(const qtk_safetensors *ref, const qtk_quamba *r, const int32_t *ev, int m2);
 
 // qtk's calibration, weights and every int8 tensor of the forward against a PyTorch transcription of spec
 // section 5: the calibration with transformers' own model and hooks, the forward on the scales and codes of
@@ -441,30 +487,13 @@ START_TEST(test_transcription) {
     long w_diff = 0, w_n = 0;
     for (int l = 0; l < m.cfg.n_layers; l++) {
         const qtk_quamba_layer *y = &q.layers[l];
-        const struct { const char *name; const int8_t *codes; float s; size_t n; } w[] = {
+        const wcmp w[] = {
             {"in_proj.weight", y->in_w, y->in_ws, 2 * (size_t)E * D}, {"conv1d.weight", y->conv_w, y->conv_ws, (size_t)E * K},
             {"conv1d.bias", y->conv_b, y->conv_bs, (size_t)E}, {"x_proj.weight", y->x_w, y->x_ws, (size_t)(R + 2 * N) * E},
             {"dt_proj.weight", y->dt_w, y->dt_ws, (size_t)E * R}, {"dt_proj.bias", y->dt_b, y->dt_bs, (size_t)E},
             {"A_log", y->A_log, y->A_s, (size_t)E * N}, {"D", y->Dq, y->D_s, (size_t)E},
             {"out_proj.weight", y->out_w, y->out_ws, (size_t)D * E}};
-        for (int k = 0; k < 9; k++) {
-            char key[128];
-            snprintf(key, sizeof key, "weights.layers.%d.%s", l, w[k].name);
-            const qtk_st_tensor *t = qtk_st_find(&ref, key);
-            ck_assert_msg(t && t->nbytes == w[k].n, "%s", key);
-            const int fused = k == 8;
-            for (size_t i = 0; i < w[k].n; i++) {
-                const int d = abs((int)w[k].codes[i] - (int)((const int8_t *)t->data)[i]);
-                ck_assert_msg(d == 0 || (fused && d == 1), "%s[%zu]: qtk %d, PyTorch %d", key, i, w[k].codes[i],
-                              ((const int8_t *)t->data)[i]);
-                w_diff += d;
-            }
-            w_n += (long)w[k].n;
-            strcat(key, ".scale");
-            float s;
-            ck_qtk(qtk_st_read_f32(&ref, key, -1, NULL, &s));
-            ck_assert_msg(fabsf(s - w[k].s) <= 1e-6f * s, "%s: %.9g vs %.9g", key, w[k].s, s);
-        }
+        compare_weights(&ref, l, w, 9, &w_diff, &w_n);
     }
     printf("transcription: weights %ld of %ld codes differ by one (out_proj's fused Hadamard)\n", w_diff, w_n);
     ck_assert_msg(w_diff * 1000 < w_n, "%ld of %ld weight codes differ", w_diff, w_n);
@@ -472,8 +501,21 @@ START_TEST(test_transcription) {
     // the forward on qtk's checkpoint, every step's codes
     qtk_quamba r;
     ck_qtk(qtk_quamba_load(&r, QTK_FIXTURES "/quamba_tiny"));
-    const int V = m.cfg.vocab;
     const int32_t *ev = tok + 4096;
+    transcription_cases(&ref, &r, ev, 0);
+    qtk_quamba_free(&r);
+    qtk_st_close(&ref);
+    free(tok);
+    qtk_mamba_free(&m);
+}
+END_TEST
+
+// The forward cases of a transcription fixture on the checkpoint r: 2 x 64 tokens then 2 decode steps, 1 x 16 then 2
+// (tags b2, b1), every tap and (Mamba2) the int8 state after each call against the fixture's: codes equal but for a
+// few that differ by one (Mamba2: a rare state code by more), the scan's output and the logits within float rounding
+static void transcription_cases(const qtk_safetensors *ref, const qtk_quamba *r, const int32_t *ev, int m2) {
+    const qtk_mamba_config *cf = &r->cfg;
+    const int V = cf->vocab;
     const struct { const char *tag; int B, L; } cases[] = {{"b2", 2, 64}, {"b1", 1, 16}};
     for (int c = 0; c < 2; c++) {
         const int B = cases[c].B, L = cases[c].L;
@@ -482,81 +524,35 @@ START_TEST(test_transcription) {
         for (int b = 0; b < B; b++) memcpy(pre + (size_t)b * L, toks + (size_t)b * (L + 2), (size_t)L * sizeof *pre);
         float *logits = malloc((size_t)B * L * V * 4);
         qtk_quamba_state s;
-        ck_qtk(qtk_quamba_state_init(&s, &r, B));
+        ck_qtk(qtk_quamba_state_init(&s, r, B));
         for (int step = 0; step < 3; step++) {
             char tag[32];
             if (step) snprintf(tag, sizeof tag, "%s.decode%d", cases[c].tag, step - 1);
             else snprintf(tag, sizeof tag, "%s.prefill", cases[c].tag);
-            tap_cmp cmp = {&ref, tag, 0, 0, 0, 0};
-            s.tap = tap_compare, s.tap_ctx = &cmp;
+            tap_cmp cmp = {ref, tag, 0, 0, 0, 0};
+            s.tap = m2 ? tap_compare2 : tap_compare, s.tap_ctx = &cmp;
             if (step) {
                 int32_t nx[2];
                 for (int b = 0; b < B; b++) nx[b] = toks[(size_t)b * (L + 2) + L + step - 1];
-                ck_qtk(qtk_quamba_decode(&r, &s, nx, logits));
-            } else ck_qtk(qtk_quamba_prefill(&r, &s, pre, L, logits));
+                ck_qtk(qtk_quamba_decode(r, &s, nx, logits));
+            } else ck_qtk(qtk_quamba_prefill(r, &s, pre, L, logits));
+            for (int l = 0; m2 && l < cf->n_layers; l++) tap_check(&cmp, l, "state", 0, s.ssm8 + s.ssm_per_layer * l, s.ssm_per_layer);
             const size_t nl = (size_t)B * (step ? 1 : L) * V;
             char key[48];
             snprintf(key, sizeof key, "%s.logits", tag);
-            const qtk_st_tensor *t = qtk_st_find(&ref, key);
+            const qtk_st_tensor *t = qtk_st_find(ref, key);
             ck_assert_msg(t && t->nbytes == nl * 4, "%s", key);
             double worst = 0;
             for (size_t i = 0; i < nl; i++) worst = fmax(worst, fabs(((const float *)t->data)[i] - logits[i]));
-            printf("transcription %s: %ld of %ld codes differ by one, %ld by more; scan output within %.2g; logits "
-                   "within %.2g\n", tag, cmp.diff, cmp.n, cmp.off_by_more, cmp.y_err, worst);
-            ck_assert_msg(cmp.off_by_more == 0 && cmp.diff * 200 < cmp.n, "%s: %ld and %ld of %ld codes differ", tag,
-                          cmp.diff, cmp.off_by_more, cmp.n);
+            printf("transcription %s%s: %ld of %ld codes differ by one, %ld by more; scan output within %.2g; logits "
+                   "within %.2g\n", m2 ? "mamba2 " : "", tag, cmp.diff, cmp.n, cmp.off_by_more, cmp.y_err, worst);
+            ck_assert_msg((m2 ? cmp.off_by_more * 2000 < cmp.n : cmp.off_by_more == 0) && cmp.diff * 200 < cmp.n,
+                          "%s: %ld and %ld of %ld codes differ", tag, cmp.diff, cmp.off_by_more, cmp.n);
             ck_assert_msg(cmp.y_err < 2e-2 && worst < 0.05, "%s: scan %g, logits %g", tag, cmp.y_err, worst);
         }
         qtk_quamba_state_free(&s);
         free(toks), free(pre), free(logits);
     }
-    qtk_quamba_free(&r);
-    qtk_st_close(&ref);
-    free(tok);
-    qtk_mamba_free(&m);
-}
-END_TEST
-
-// Mamba2's taps: in_proj's input codes (uq), its whole output (zx), the conv's (cq), the SSD's fp16 output (y),
-// out_proj's input codes (yq); the int8 state is compared after each call
-static void tap_compare2(void *ctx, int layer, int kind, const void *data, size_t n) {
-    const char *name = kind == QTK_QUAMBA2_IN ? "uq" : kind == QTK_QUAMBA2_Z ? "zx" : kind == QTK_QUAMBA2_X_OUT ? "cq"
-                       : kind == QTK_QUAMBA2_OUT_IN ? "yq" : kind == QTK_QUAMBA_TAP_Y ? "y" : NULL;
-    if (!name) return;
-    tap_cmp *c = ctx;
-    char key[96];
-    snprintf(key, sizeof key, "%s.layers.%d.%s", c->tag, layer, name);
-    const qtk_st_tensor *t = qtk_st_find(c->ref, key);
-    ck_assert_msg(t != NULL, "fixture tensor %s missing", key);
-    if (kind == QTK_QUAMBA_TAP_Y) {
-        ck_assert_uint_eq(t->nbytes, n * qtk_dtype_nbytes(t->dtype, 1));
-        float *w = malloc(n * 4);
-        ck_qtk(qtk_convert_to_f32(t->dtype, t->data, w, n));
-        double mx = 0, err = 0;
-        for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(w[i])), err = fmax(err, fabs(w[i] - ((const float *)data)[i]));
-        c->y_err = fmax(c->y_err, err / (mx > 0 ? mx : 1));
-        free(w);
-        return;
-    }
-    ck_assert_msg(t->nbytes == n, "%s: %zu codes, qtk has %zu", key, t->nbytes, n);
-    const int8_t *a = data, *b = t->data;
-    for (size_t i = 0; i < n; i++) {
-        const int d = abs((int)a[i] - (int)b[i]);
-        c->diff += d == 1, c->off_by_more += d > 1;
-    }
-    c->n += (long)n;
-}
-
-static void tap_compare2_state(tap_cmp *c, int layer, const int8_t *codes, size_t n) {
-    char key[96];
-    snprintf(key, sizeof key, "%s.layers.%d.state", c->tag, layer);
-    const qtk_st_tensor *t = qtk_st_find(c->ref, key);
-    ck_assert_msg(t && t->nbytes == n, "fixture tensor %s", key);
-    for (size_t i = 0; i < n; i++) {
-        const int d = abs((int)codes[i] - (int)((const int8_t *)t->data)[i]);
-        c->diff += d == 1, c->off_by_more += d > 1;
-    }
-    c->n += (long)n;
 }
 
 // Mamba2 against the PyTorch transcription of spec 6.4-6.5 (per-tensor scales; tools/make_quamba_fixtures.py
@@ -591,7 +587,7 @@ START_TEST(test_transcription_mamba2) {
         const qtk_quamba_layer *y = &q.layers[l];
         const size_t at[6] = {0, E, 2 * E, 2 * E + GN, 2 * E + 2 * GN, 2 * E + 2 * GN + H}, cr[4] = {0, E, E + GN, E + 2 * GN};
         const float cws[3] = {y->conv_ws, y->conv_ws_bc[0], y->conv_ws_bc[1]}, cbs[3] = {y->conv_bs, y->conv_bs_bc[0], y->conv_bs_bc[1]};
-        struct { char name[24]; const int8_t *codes; float s; size_t n; } w[16];
+        wcmp w[16];
         int nw = 0;
         for (int k = 0; k < 5; k++, nw++) {
             snprintf(w[nw].name, sizeof w[nw].name, "in_proj.weight.%d", k);
@@ -607,70 +603,15 @@ START_TEST(test_transcription_mamba2) {
         snprintf(w[nw].name, sizeof w[nw].name, "D"), w[nw].codes = y->Dq, w[nw].s = y->D_s, w[nw].n = H, nw++;
         snprintf(w[nw].name, sizeof w[nw].name, "out_proj.weight"), w[nw].codes = y->out_w, w[nw].s = y->out_ws;
         w[nw].n = D * E, nw++;
-        for (int k = 0; k < nw; k++) {
-            char key[128];
-            snprintf(key, sizeof key, "weights.layers.%d.%.23s", l, w[k].name);
-            const qtk_st_tensor *t = qtk_st_find(&ref, key);
-            ck_assert_msg(t && t->nbytes == w[k].n, "%s", key);
-            const int fused = k == nw - 1;
-            for (size_t i = 0; i < w[k].n; i++) {
-                const int d = abs((int)w[k].codes[i] - (int)((const int8_t *)t->data)[i]);
-                ck_assert_msg(d == 0 || (fused && d == 1), "%s[%zu]: qtk %d, PyTorch %d", key, i, w[k].codes[i],
-                              ((const int8_t *)t->data)[i]);
-                w_diff += d;
-            }
-            w_n += (long)w[k].n;
-            strcat(key, ".scale");
-            float sc;
-            ck_qtk(qtk_st_read_f32(&ref, key, -1, NULL, &sc));
-            ck_assert_msg(fabsf(sc - w[k].s) <= 1e-6f * sc, "%s: %.9g vs %.9g", key, w[k].s, sc);
-        }
+        compare_weights(&ref, l, w, nw, &w_diff, &w_n);
     }
     printf("transcription mamba2: weights %ld of %ld codes differ by one (out_proj's fused Hadamard)\n", w_diff, w_n);
     ck_assert_msg(w_diff * 1000 < w_n, "%ld of %ld weight codes differ", w_diff, w_n);
     qtk_quamba_free(&q);
     qtk_quamba r;
     ck_qtk(qtk_quamba_load(&r, QTK_FIXTURES "/quamba_tiny2"));
-    const int V = cf->vocab;
     const int32_t *ev = tok + 4096;
-    const struct { const char *tag; int B, L; } cases[] = {{"b2", 2, 64}, {"b1", 1, 16}};
-    for (int c = 0; c < 2; c++) {
-        const int B = cases[c].B, L = cases[c].L;
-        int32_t *toks = malloc((size_t)B * (L + 2) * sizeof *toks), *pre = malloc((size_t)B * L * sizeof *pre);
-        memcpy(toks, ev, (size_t)B * (L + 2) * sizeof *toks);
-        for (int b = 0; b < B; b++) memcpy(pre + (size_t)b * L, toks + (size_t)b * (L + 2), (size_t)L * sizeof *pre);
-        float *logits = malloc((size_t)B * L * V * 4);
-        qtk_quamba_state s;
-        ck_qtk(qtk_quamba_state_init(&s, &r, B));
-        for (int step = 0; step < 3; step++) {
-            char tag[32];
-            if (step) snprintf(tag, sizeof tag, "%s.decode%d", cases[c].tag, step - 1);
-            else snprintf(tag, sizeof tag, "%s.prefill", cases[c].tag);
-            tap_cmp cmp = {&ref, tag, 0, 0, 0, 0};
-            s.tap = tap_compare2, s.tap_ctx = &cmp;
-            if (step) {
-                int32_t nx[2];
-                for (int b = 0; b < B; b++) nx[b] = toks[(size_t)b * (L + 2) + L + step - 1];
-                ck_qtk(qtk_quamba_decode(&r, &s, nx, logits));
-            } else ck_qtk(qtk_quamba_prefill(&r, &s, pre, L, logits));
-            for (int l = 0; l < cf->n_layers; l++) // the int8 state after the call
-                tap_compare2_state(&cmp, l, s.ssm8 + s.ssm_per_layer * l, s.ssm_per_layer);
-            const size_t nl = (size_t)B * (step ? 1 : L) * V;
-            char key[48];
-            snprintf(key, sizeof key, "%s.logits", tag);
-            const qtk_st_tensor *t = qtk_st_find(&ref, key);
-            ck_assert_msg(t && t->nbytes == nl * 4, "%s", key);
-            double worst = 0;
-            for (size_t i = 0; i < nl; i++) worst = fmax(worst, fabs(((const float *)t->data)[i] - logits[i]));
-            printf("transcription mamba2 %s: %ld of %ld codes differ by one, %ld by more; SSD output within %.2g; logits "
-                   "within %.2g\n", tag, cmp.diff, cmp.n, cmp.off_by_more, cmp.y_err, worst);
-            ck_assert_msg(cmp.off_by_more * 2000 < cmp.n && cmp.diff * 200 < cmp.n, "%s: %ld and %ld of %ld codes differ",
-                          tag, cmp.diff, cmp.off_by_more, cmp.n);
-            ck_assert_msg(cmp.y_err < 2e-2 && worst < 0.05, "%s: SSD %g, logits %g", tag, cmp.y_err, worst);
-        }
-        qtk_quamba_state_free(&s);
-        free(toks), free(pre), free(logits);
-    }
+    transcription_cases(&ref, &r, ev, 1);
     qtk_quamba_free(&r);
     qtk_st_close(&ref);
     free(tok);

@@ -76,6 +76,19 @@ def f32(x):
 
 # --- 1. calibration and weights -------------------------------------------------------------------------
 
+def observer(stats, alpha, momentum):
+    """observe(key, v, pct): the percentile observer (torch.quantile of |v| at alpha, EMA across calls) or the
+    running absmax (each update clamped below at 1e-5), into stats[key]"""
+    def observe(key, v, pct):
+        v = v.detach().float().flatten()
+        if pct:
+            q = torch.quantile(v.abs(), alpha).item()
+            stats[key] = q if key not in stats else stats[key] + momentum * (q - stats[key])
+        else:
+            stats[key] = max(stats.get(key, 0.0), max(v.abs().max().item(), 1e-5))
+    return observe
+
+
 @torch.no_grad()
 def calibrate(model_dir, seqs, alpha=0.99999, momentum=0.01):
     model = MambaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
@@ -83,15 +96,7 @@ def calibrate(model_dir, seqs, alpha=0.99999, momentum=0.01):
     E = cfg.intermediate_size
     H = hadamard(E).float()
     stats = {}
-
-    def observe(key, v, pct):
-        v = v.detach().float().flatten()
-        if pct:
-            q = torch.quantile(v.abs(), alpha).item()
-            stats[key] = q if key not in stats else stats[key] + momentum * (q - stats[key])
-        else:
-            m = max(v.abs().max().item(), 1e-5)
-            stats[key] = max(stats.get(key, 0.0), m)
+    observe = observer(stats, alpha, momentum)
 
     hooks = []
     for i, layer in enumerate(model.backbone.layers):
@@ -269,14 +274,7 @@ def calibrate2(model_dir, seqs, alpha=0.99999, momentum=0.01):
     E, GN = H * P, G * N
     Hm = hadamard(E).float()
     stats = {}
-
-    def observe(key, v, pct):
-        v = v.detach().float().flatten()
-        if pct:
-            q = torch.quantile(v.abs(), alpha).item()
-            stats[key] = q if key not in stats else stats[key] + momentum * (q - stats[key])
-        else:
-            stats[key] = max(stats.get(key, 0.0), max(v.abs().max().item(), 1e-5))
+    observe = observer(stats, alpha, momentum)
 
     seen = {}
     hooks = []
