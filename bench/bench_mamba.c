@@ -1,7 +1,7 @@
 // Mamba1 / Mamba2 on the CPU: prefill and decode of random-weight models with the layer shapes of
 // mamba-130m and mamba2-130m (float32), against floors measured in the same run: decode against the
 // weight-bandwidth floor (bytes of weights read per token / memcpy bandwidth), prefill against the
-// projections' FLOPs at this machine's sgemm rate; Quamba W8A8 decode (Mamba1) against the int8 floor.
+// projections' FLOPs at this machine's sgemm rate; Quamba W8A8 decode (Mamba1, Mamba2) against the int8 floor.
 //   build/bench/bench_mamba [--layers 24] [--prefill 1024]
 #include <cblas.h>
 #include <stdio.h>
@@ -95,7 +95,7 @@ static int bench(qtk_mamba_config *c, const char *name, int L, double bw, double
     printf("  decode B=1: %.2f ms/token; weight-bandwidth floor %.2f ms (%.0f MB at %.1f GB/s) -> %.2fx the floor\n",
            t_dec1 * 1e3, floor_dec * 1e3, bytes / 1e6, bw, t_dec1 / floor_dec);
     printf("  decode B=16: %.2f ms/step (%.0f tokens/s)\n", t_dec16 * 1e3, 16 / t_dec16);
-    if (c->arch == QTK_MAMBA1) { // Quamba W8A8 (ssm/quamba.h): decode against the int8 weight-bandwidth floor
+    { // Quamba W8A8 (ssm/quamba.h): decode against the int8 weight-bandwidth floor
         qtk_quamba q;
         qtk_quamba_opts o;
         qtk_quamba_opts_default(&o);
@@ -110,8 +110,9 @@ static int bench(qtk_mamba_config *c, const char *name, int L, double bw, double
         }
         const double t_q = (qtk_now() - t) / steps;
         if (st != QTK_OK) return fprintf(stderr, "%s: %s\n", name, qtk_last_error()), 1;
-        // int8 codes, the fp16 head (read whole per token; its values are held as float32 here), the norms
-        const double qbytes = (double)q.n_i8 + 2.0 * V * c->d_model + 4.0 * (c->n_layers + 1) * c->d_model,
+        // int8 codes, the fp16 head (read whole per token; its values are held as float32 here), the norms (and
+        // Mamba2's gated norms and dt biases)
+        const double qbytes = (double)q.n_i8 + 2.0 * V * c->d_model + 4.0 * (q.n_f32 - (double)V * c->d_model * (c->tied ? 1 : 2)),
                      qfloor = qbytes / (bw * 1e9);
         printf("  Quamba W8A8 decode B=1: %.2f ms/token (%.2fx the float32 decode); int8 weight-bandwidth floor %.2f ms "
                "(%.0f MB) -> %.2fx the floor\n", t_q * 1e3, t_q / t_dec1, qfloor * 1e3, qbytes / 1e6, t_q / qfloor);

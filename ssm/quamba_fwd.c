@@ -266,7 +266,7 @@ static qtk_status layer_fwd2(const qtk_quamba *q, int l, qtk_quamba_state *s, in
                            y->A_s, y->D_s, A[QTK_QUAMBA2_STATE], c->dt_min, c->dt_max, s->ssm8 + s->ssm_per_layer * l,
                            w->y};
     uint64_t ns = 0;
-#pragma omp parallel for collapse(3) reduction(+ : ns) schedule(static) if ((size_t)B * L * E * N >= 262144)
+#pragma omp parallel for collapse(3) reduction(+ : ns) schedule(static) if ((size_t)B * L * E * N >= 65536)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int p = 0; p < P; p++) ns += quamba2_ssd_row(&sa, b, h, p);
