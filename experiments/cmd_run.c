@@ -312,6 +312,11 @@ static int run_quamba(const qtk_run_config *c, const char *out, int cuda, cJSON 
     if (cuda && dynamic) return qtk_cli_error("%s: quamba dynamic runs on the CPU (device: cpu)", c->name);
     qtk_mamba m;
     if (qtk_mamba_load(&m, c->model.checkpoint) != QTK_OK) return qtk_cli_error("%s", qtk_last_error());
+    if (cuda && m.cfg.arch == QTK_MAMBA2) { // before an hour of calibration, not after it
+        qtk_mamba_free(&m);
+        return qtk_cli_error("%s: Quamba on Mamba2 runs on the CPU for now (its int8 GPU kernels are not written): "
+                             "device: cpu", c->name);
+    }
     int32_t *cal = NULL, *ev = NULL;
     size_t n_cal = 0, n_ev = 0;
     const char *cal_file = k->tokens ? k->tokens : k->text;
