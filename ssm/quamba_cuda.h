@@ -33,8 +33,9 @@ qtk_status qtk_quamba_cuda_decode(qtk_quamba_cuda *g, const int32_t *tokens, flo
 qtk_status qtk_quamba_cuda_collect_saturation(qtk_quamba_cuda *g);
 // Bytes of the GPU's weights (int8 codes, the fp16 embedding and head, norms): the memory figure of a benchmark
 size_t qtk_quamba_cuda_weight_bytes(const qtk_quamba_cuda *g);
-// on 0: decode steps launch every stage instead of fusing the conv into in_proj's GEMV and dt_proj into the scan
-// (benchmarks: the fusions' gain, measured in the same run); 1 by default
+// on 1: a decode step of up to 8 sequences fuses the conv into in_proj's GEMV epilogue and dt_proj into the scan
+// (5 kernels per layer instead of 8); 0, the default, launches every stage: the fused form ran slower on the H100
+// (run 35, results/ssm/quamba_gpu_runs.txt). The benchmark measures both in one run.
 void qtk_quamba_cuda_set_fusion(qtk_quamba_cuda *g, int on);
 // Stage profile: on = 1 times each stage of the forwards that follow with events (a graph decode step is
 // captured anew with an event node after each stage, and the graph is not kept);

@@ -195,8 +195,8 @@ static void had(qtk_rng *r, outputs *o) {
 
 // the whole model: a random Mamba1 (Hadamard 12 * 2^k), calibrated on the CPU; logits of a prefill of 12 x 40
 // tokens (IMMA GEMMs), then 4 decode steps at batch 12 (IMMA GEMMs, the conv and dt_proj kernels), at batch 2
-// (GEMV with the conv fused into in_proj and dt_proj into the scan, GEMM epilogue) and at batch 1 with the graph
-// (the same, GEMV epilogue) against the CPU's
+// (GEMV, GEMM epilogue) and at batch 1 with the graph (GEMV epilogue), both again with the decode fusions on (the
+// conv in in_proj's GEMV, dt_proj in the scan), against the CPU's
 static void model(qtk_rng *r, outputs *o) {
     char dir[] = "/tmp/qtk_bq_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -206,7 +206,7 @@ static void model(qtk_rng *r, outputs *o) {
     qtk_mamba m;
     ck_qtk(qtk_mamba_load(&m, dir));
     enum { L = 40, V = 200, STEPS = 4, MB = 12 };
-    static const int batches[] = {MB, 2, 1};
+    static const int batches[] = {MB, 2, 1, 2, 1}; // the last two with the decode fusions on
     int32_t tok[MB * (L + STEPS)];
     for (int i = 0; i < MB * (L + STEPS); i++) tok[i] = (int32_t)(qtk_rng_u32(r) % V);
     qtk_quamba q;
@@ -214,14 +214,15 @@ static void model(qtk_rng *r, outputs *o) {
     qtk_quamba_opts_default(&op);
     qtk_quamba_calib cal = {.tokens = tok, .n = 2, .len = L};
     ck_qtk(qtk_quamba_calibrate(&q, &m, &op, &cal));
-    const size_t n = (size_t)MB * L * V + (MB + 2 + 1) * STEPS * (size_t)V;
+    const size_t n = (size_t)MB * L * V + (MB + 2 + 1 + 2 + 1) * STEPS * (size_t)V;
     out_alloc(o, n, F32);
     float *oc = o->cpu, *og = o->gpu;
     qtk_quamba_state s;
     qtk_quamba_cuda *g;
     ck_qtk(qtk_quamba_cuda_create(&g, &q, MB, L));
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 5; k++) {
         const int B = batches[k];
+        qtk_quamba_cuda_set_fusion(g, k >= 3);
         ck_qtk(qtk_quamba_state_init(&s, &q, B));
         ck_qtk(qtk_quamba_cuda_reset(g, B));
         ck_qtk(qtk_quamba_prefill(&q, &s, tok, L, B == MB ? oc : NULL));
@@ -284,7 +285,7 @@ static const backend_case cases[] = {
     {"Quamba int8 conv1d + SiLU (prefill, decode steps, states)", NMSE, 1e-6, conv},
     {"Quamba selective scan on int8 operands (fp16 y, states)", NMSE, 1e-8, scan}, // CUDA's expf, log1pf
     {"Quamba Hadamard + quantize (12 * 2^k, 40 * 2^k, 2^k, none)", BITWISE, 0, had},
-    {"Quamba W8A8 model: prefill (IMMA), decode (IMMA; GEMV with conv and dt_proj fused; CUDA graph)", NMSE, 1e-4, model},
+    {"Quamba W8A8 model: prefill (IMMA), decode (IMMA; GEMV, and with conv and dt_proj fused; CUDA graph)", NMSE, 1e-4, model},
     {"Quamba calibration: GPU fp16 forward vs CPU float32 (scales, outlier statistics)", NMSE, 1e-4, calibration},
 };
 

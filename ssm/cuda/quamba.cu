@@ -41,7 +41,7 @@ struct qtk_quamba_cuda {
     int graph_B;
     // stage profile (qtk_quamba_cuda_profile): an event after each stage of the forwards run without the graph
     int prof, nev;
-    int no_fuse;             // qtk_quamba_cuda_set_fusion(g, 0): decode steps launch every stage (benchmarks)
+    int no_fuse;             // decode steps launch every stage (the default: qtk_quamba_cuda_set_fusion)
     cudaEvent_t *ev;
     int *evcat;
     double prof_ms[QTK_QUAMBA_STAGES];
@@ -410,13 +410,9 @@ static qtk_status gemv(cudaStream_t st, const int8_t *x, int ldx, const int8_t *
     if (cv && (!q || cv->L != 1 || cv->B != rows)) return qtk_fail(QTK_ERR_ARG, "int8 GEMV: the conv fuses into a decode step");
     const quamba_conv_args ca = cv ? *cv : nc;
     const bool vec = K % 16 == 0 && ldx % 16 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W & 15) == 0;
-    // warps per output row: more while there are under 4 blocks per SM (132 on an H100) or a lane would
-    // take more than 8 words
-    const int words = vec ? K / 16 : K / 4;
-    int wpr = 1;
-    while (wpr < 8 && ((long)N * wpr / 8 < 528 || words > 8 * 32 * wpr)) wpr *= 2;
-    if (!vec) wpr = wpr > 1 ? 8 : 1;
-    else if (wpr == 4) wpr = 8;
+    // few outputs: a block per output row, splitting K (a choice by the shape's warps per SM ran out_proj 25% slower
+    // on the H100: run 35, results/ssm/quamba_gpu_runs.txt)
+    const int wpr = N < 4096 ? 8 : 1;
     const unsigned grid = (unsigned)((N + 8 / wpr - 1) / (8 / wpr));
 #define GEMV(WPR, V, NR)                                                                                               \
     QTK_LAUNCH_PDL((k_gemv_s8<WPR, V, NR>), grid, 256, 0, st, x, ldx, W, N, K, s_w, r, a, e, q, h, s_in, sat, ca, csat)
@@ -431,11 +427,10 @@ static qtk_status gemv(cudaStream_t st, const int8_t *x, int ldx, const int8_t *
     case 7: GEMV(WPR, V, 7); break;                                                                                    \
     default: GEMV(WPR, V, 8); break;                                                                                   \
     }
-    if (!vec && wpr == 8) ROWS(8, false)
-    else if (!vec) ROWS(1, false)
-    else if (wpr == 8) ROWS(8, true)
-    else if (wpr == 2) ROWS(2, true)
-    else ROWS(1, true)
+    if (wpr == 8 && vec) ROWS(8, true)
+    else if (wpr == 8) ROWS(8, false)
+    else if (vec) ROWS(1, true)
+    else ROWS(1, false)
 #undef ROWS
 #undef GEMV
     return QTK_OK;
@@ -692,6 +687,7 @@ extern "C" qtk_status qtk_quamba_cuda_create(qtk_quamba_cuda **out, const qtk_qu
     if (!g) return qtk_fail(QTK_ERR_NOMEM, "out of memory");
     g->q = q;
     g->maxB = max_batch, g->maxL = max_len;
+    g->no_fuse = 1; // fused decode ran slower on the H100 (run 35); qtk_quamba_cuda_set_fusion(g, 1) for the benchmark
     qtk_status st = create(g, q, max_batch, max_len);
     if (st == QTK_OK) st = qtk_quamba_cuda_reset(g, max_batch);
     if (st != QTK_OK) {
