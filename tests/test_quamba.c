@@ -512,7 +512,7 @@ END_TEST
 
 // The forward cases of a transcription fixture on the checkpoint r: 2 x 64 tokens then 2 decode steps, 1 x 16 then 2
 // (tags b2, b1), every tap and (Mamba2) the int8 state after each call against the fixture's: codes equal but for a
-// few that differ by one (Mamba2: a rare state code by more), the scan's output and the logits within float rounding
+// few that differ by one, the scan's output and the logits within float rounding
 static void transcription_cases(const qtk_safetensors *ref, const qtk_quamba *r, const int32_t *ev, int m2) {
     const qtk_mamba_config *cf = &r->cfg;
     const int V = cf->vocab;
@@ -546,7 +546,7 @@ static void transcription_cases(const qtk_safetensors *ref, const qtk_quamba *r,
             for (size_t i = 0; i < nl; i++) worst = fmax(worst, fabs(((const float *)t->data)[i] - logits[i]));
             printf("transcription %s%s: %ld of %ld codes differ by one, %ld by more; scan output within %.2g; logits "
                    "within %.2g\n", m2 ? "mamba2 " : "", tag, cmp.diff, cmp.n, cmp.off_by_more, cmp.y_err, worst);
-            ck_assert_msg((m2 ? cmp.off_by_more * 2000 < cmp.n : cmp.off_by_more == 0) && cmp.diff * 200 < cmp.n,
+            ck_assert_msg(cmp.off_by_more == 0 && cmp.diff * 200 < cmp.n,
                           "%s: %ld and %ld of %ld codes differ", tag, cmp.diff, cmp.off_by_more, cmp.n);
             ck_assert_msg(cmp.y_err < 2e-2 && worst < 0.05, "%s: scan %g, logits %g", tag, cmp.y_err, worst);
         }
@@ -922,7 +922,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_variants_and_reload, 0, 2);
     tcase_add_test(tc, test_saturation);
     tcase_add_test(tc, test_transcription);
-    if (access(QTK_FIXTURES "/quamba2_ref.safetensors", R_OK) == 0) tcase_add_test(tc, test_transcription_mamba2);
+    tcase_add_test(tc, test_transcription_mamba2);
     tcase_add_test(tc, test_bad_models);
     tcase_add_test(tc, test_bad_folders);
     tcase_add_test(tc, test_cli);
