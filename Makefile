@@ -58,7 +58,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist kjv fuzz fuzz-smoke
+.PHONY: all lib cli test bench demo install uninstall clean deps photos fashion-mnist kjv corpora fuzz fuzz-smoke
 all: lib cli
 lib: $(BUILD)/libqtk.a $(BUILD)/libqtk.so
 cli: $(BUILD)/qtk
@@ -128,6 +128,11 @@ fashion-mnist: deps
 kjv: deps
 	@$(MAKE) --no-print-directory cli
 	@bash datasets/kjv.sh $(BUILD)/qtk
+
+# KJV, fortunes, WordNet glosses and GCIDE as text (build/cache/corpora): tools/train_bpe_mamba.py's corpora
+corpora: deps
+	@$(MAKE) --no-print-directory cli
+	@bash datasets/corpora.sh $(BUILD)/qtk
 
 build-tests: $(TEST_BIN) $(BUILD)/qtk
 

@@ -3,9 +3,10 @@
 wide and deep enough for activation outliers to appear; the byte-level tiny models of models/ are not).
 
 Run on the GPU machine (transformers' pure-PyTorch Mamba / Mamba2, HF tokenizers), from the repository root,
-with the offline corpora made here (data.md: KJV, fortunes, WordNet glosses, GCIDE), one text per corpus:
+with the offline corpora made here (data.md: KJV, fortunes, WordNet glosses, GCIDE; `make corpora` writes them to
+build/cache/corpora with their SHA256SUMS), one text per corpus:
 
-    python3 tools/train_bpe_mamba.py --corpus kjv.txt fortunes.txt wordnet.txt gcide.txt --out models \\
+    python3 tools/train_bpe_mamba.py --corpus build/cache/corpora/{kjv,fortunes,wordnet,gcide}.txt --out models \\
         [--vocab 4096] [--steps 3000] [--max-seconds 240]
 
 Tokenizer: a byte-level BPE of --vocab ids built as GPT-2 / GPT-NeoX's (tools/make_bpe_fixtures.py's
