@@ -193,18 +193,26 @@ static void had(qtk_rng *r, outputs *o) {
     }
 }
 
+// A random Mamba1 of the model rows' shape (d_inner 192 = 12 * 16: a 12 * 2^k Hadamard) from seed, loaded (its
+// temporary folder removed)
+static void random_mamba1(uint64_t seed, qtk_mamba *m) {
+    char dir[] = "/tmp/qtk_bq_XXXXXX", cmd[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const qtk_mamba_config c = {.arch = QTK_MAMBA1, .d_model = 96, .d_inner = 192, .d_state = 16, .d_conv = 4,
+                                .n_layers = 2, .vocab = 200, .dt_rank = 8, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
+    ck_qtk(qtk_mamba_write_random(dir, &c, seed, "F32"));
+    ck_qtk(qtk_mamba_load(m, dir));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 // the whole model: a random Mamba1 (Hadamard 12 * 2^k), calibrated on the CPU; logits of a prefill of 12 x 40
 // tokens (IMMA GEMMs), then 4 decode steps at batch 12 (IMMA GEMMs, the conv and dt_proj kernels), at batch 2
 // (GEMV, GEMM epilogue) and at batch 1 with the graph (GEMV epilogue), both again with the decode fusions on (the
 // conv in in_proj's GEMV, dt_proj in the scan), against the CPU's
 static void model(qtk_rng *r, outputs *o) {
-    char dir[] = "/tmp/qtk_bq_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    qtk_mamba_config c = {.arch = QTK_MAMBA1, .d_model = 96, .d_inner = 192, .d_state = 16, .d_conv = 4, .n_layers = 2,
-                          .vocab = 200, .dt_rank = 8, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
-    ck_qtk(qtk_mamba_write_random(dir, &c, 7, "F32"));
     qtk_mamba m;
-    ck_qtk(qtk_mamba_load(&m, dir));
+    random_mamba1(7, &m);
     enum { L = 40, V = 200, STEPS = 4, MB = 12 };
     static const int batches[] = {MB, 2, 1, 2, 1}; // the last two with the decode fusions on
     int32_t tok[MB * (L + STEPS)];
@@ -239,21 +247,14 @@ static void model(qtk_rng *r, outputs *o) {
     qtk_quamba_cuda_destroy(g);
     qtk_quamba_free(&q);
     qtk_mamba_free(&m);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
 }
 
 // calibration on the GPU (the fp16 forward, 2 sequences a batch, the last batch short) against the CPU's (the
 // float32 forward, one sequence at a time): every activation scale and the outlier statistics
 static void calibration(qtk_rng *r, outputs *o) {
-    char dir[] = "/tmp/qtk_bqc_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    qtk_mamba_config c = {.arch = QTK_MAMBA1, .d_model = 96, .d_inner = 192, .d_state = 16, .d_conv = 4, .n_layers = 2,
-                          .vocab = 200, .dt_rank = 8, .eps = 1e-5f, .conv_bias = 1, .tied = 1};
-    ck_qtk(qtk_mamba_write_random(dir, &c, 11, "F32"));
     qtk_mamba m;
-    ck_qtk(qtk_mamba_load(&m, dir));
+    random_mamba1(11, &m);
+    const qtk_mamba_config c = m.cfg;
     enum { NS = 5, L = 48 };
     int32_t tok[NS * L];
     for (int i = 0; i < NS * L; i++) tok[i] = (int32_t)(qtk_rng_u32(r) % 200);
@@ -273,9 +274,6 @@ static void calibration(qtk_rng *r, outputs *o) {
         qtk_quamba_free(&q);
     }
     qtk_mamba_free(&m);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
 }
 
 static const backend_case cases[] = {
